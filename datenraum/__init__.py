@@ -1,0 +1,1 @@
+"""Datenraum: a federated study and data space for clinical research."""

@@ -1,0 +1,289 @@
+"""The site store: immutable Parquet segments, published atomically through numbered manifests.
+
+Layout of a store folder:
+
+    CURRENT                      name of the manifest in force, replaced atomically (os.replace)
+    manifests/manifest-N.json    the segments (one Parquet file list per table) of generation N
+    segments/<segment>/...       Parquet files; never modified once written, only superseded
+    staging/<load>/              a load in progress; whatever is here when no load runs is debris
+    rejects/<load>.ndjson        what a load rejected, with where and why
+
+Why this shape: a reader opens one manifest and sees exactly the files it lists, so a query that runs
+while an ingest commits sees the old state or the new one, never a mix; a load killed half-way has
+written nothing a manifest points to, so the previous state stays readable and the next load sweeps the
+debris. Readers hold a shared flock on their manifest; the writer deletes an old generation only when it
+can take that lock exclusively, so no file disappears under a running query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from datenraum.fhir.viewdef import standard_views
+
+__all__ = ["RAW_SCHEMA", "RAW_TABLE", "Snapshot", "Store", "StoreError", "table_schemas"]
+
+RAW_TABLE = "resource"
+RAW_SCHEMA = pa.schema(
+    [
+        ("resource_type", pa.string()),
+        ("id", pa.string()),
+        ("patient_id", pa.string()),
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+        ("_seq", pa.int64()),
+        ("json", pa.string()),
+    ]
+)
+SEQ_COLUMN = "_seq"
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def table_schemas() -> dict[str, pa.Schema]:
+    """Every table of the store with its Parquet schema; flattened tables carry the load order `_seq`."""
+    schemas = {RAW_TABLE: RAW_SCHEMA}
+    for name, view in standard_views().items():
+        schemas[name] = view.schema.append(pa.field(SEQ_COLUMN, pa.int64()))
+    return schemas
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_directory(path.parent)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    generation: int
+    segments: tuple[dict[str, Any], ...]
+    last_load: dict[str, Any] | None = None
+
+    def files(self, table: str) -> list[str]:
+        return [file for segment in self.segments for file in segment["files"].get(table, [])]
+
+    def to_json(self) -> bytes:
+        body = {"format": 1, "generation": self.generation, "segments": list(self.segments)}
+        if self.last_load is not None:
+            body["last_load"] = self.last_load
+        return orjson.dumps(body, option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        body = orjson.loads(data)
+        return cls(body["generation"], tuple(body["segments"]), body.get("last_load"))
+
+
+EMPTY_MANIFEST = Manifest(0, ())
+
+
+class Store:
+    """A site store folder. Create it with `Store(path)`; it is initialised on first use."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    # -- layout
+    @property
+    def manifests(self) -> Path:
+        return self.path / "manifests"
+
+    @property
+    def segments(self) -> Path:
+        return self.path / "segments"
+
+    @property
+    def staging(self) -> Path:
+        return self.path / "staging"
+
+    @property
+    def rejects(self) -> Path:
+        return self.path / "rejects"
+
+    def initialise(self) -> None:
+        for folder in (self.manifests, self.segments, self.staging, self.rejects):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def _manifest_path(self, generation: int) -> Path:
+        return self.manifests / f"manifest-{generation:08d}.json"
+
+    def current_generation(self) -> int:
+        try:
+            name = (self.path / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return 0
+        return int(name.removeprefix("manifest-").removesuffix(".json"))
+
+    def read_manifest(self, generation: int) -> Manifest:
+        if generation == 0:
+            return EMPTY_MANIFEST
+        return Manifest.from_json(self._manifest_path(generation).read_bytes())
+
+    # -- reading
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """A consistent, read-only view of the store as of now, for as long as the block runs."""
+        if not self.path.is_dir():
+            raise StoreError(f"{self.path} is not a site store (no such folder)")
+        for _attempt in range(50):
+            generation = self.current_generation()
+            if generation == 0:
+                with contextlib.closing(Snapshot(self, EMPTY_MANIFEST)) as snapshot:
+                    yield snapshot
+                return
+            try:
+                handle = open(self._manifest_path(generation), "rb")
+            except FileNotFoundError:
+                continue  # collected between reading CURRENT and opening it: read CURRENT again
+            with handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+                with contextlib.closing(Snapshot(self, Manifest.from_json(handle.read()))) as snapshot:
+                    yield snapshot
+                return
+        raise StoreError(f"{self.path}: could not open a consistent snapshot")
+
+    # -- writing (only ever under the writer lock)
+    @contextlib.contextmanager
+    def writer_lock(self, wait_seconds: float = 0) -> Iterator[None]:
+        self.initialise()
+        with open(self.path / ".writer.lock", "a+") as handle:
+            deadline = time.monotonic() + wait_seconds
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreError(f"{self.path}: another load is running on this store") from None
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def sweep_debris(self) -> None:
+        """Remove what a killed load left behind; call only under the writer lock."""
+        for leftover in self.staging.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        referenced = self._referenced_files(self._live_generations())
+        for segment in self.segments.iterdir():
+            files = [f for f in segment.rglob("*") if f.is_file()]
+            if files and not any(str(f.relative_to(self.path)) in referenced for f in files):
+                shutil.rmtree(segment, ignore_errors=True)
+            else:
+                for file in files:
+                    if str(file.relative_to(self.path)) not in referenced:
+                        file.unlink(missing_ok=True)
+
+    def publish(self, manifest: Manifest) -> None:
+        """Make `manifest` the current state (atomic), then collect generations nobody reads."""
+        write_atomically(self._manifest_path(manifest.generation), manifest.to_json())
+        write_atomically(self.path / "CURRENT", self._manifest_path(manifest.generation).name.encode())
+        self._collect_old_generations(manifest.generation)
+
+    def _live_generations(self) -> list[int]:
+        return sorted(int(p.stem.removeprefix("manifest-")) for p in self.manifests.glob("manifest-*.json"))
+
+    def _referenced_files(self, generations: list[int]) -> set[str]:
+        referenced: set[str] = set()
+        for generation in generations:
+            with contextlib.suppress(FileNotFoundError):
+                for segment in self.read_manifest(generation).segments:
+                    for files in segment["files"].values():
+                        referenced.update(files)
+        return referenced
+
+    def _collect_old_generations(self, current: int) -> None:
+        for generation in self._live_generations():
+            if generation >= current:
+                continue
+            path = self._manifest_path(generation)
+            with open(path, "rb") as handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a reader still uses this generation; a later load collects it
+                path.unlink()
+        referenced = self._referenced_files(self._live_generations())
+        for file in self.segments.rglob("*.parquet"):
+            if str(file.relative_to(self.path)) not in referenced:
+                file.unlink(missing_ok=True)
+        for segment in self.segments.iterdir():
+            if segment.is_dir() and not any(segment.iterdir()):
+                segment.rmdir()
+
+
+class Snapshot:
+    """One generation of the store, with a DuckDB connection whose views are the store's tables."""
+
+    def __init__(self, store: Store, manifest: Manifest) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.generation = manifest.generation
+        self._connection: duckdb.DuckDBPyConnection | None = None
+
+    def files(self, table: str) -> list[Path]:
+        return [self.store.path / file for file in self.manifest.files(table)]
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with one view per table (lazily created, closed with the snapshot)."""
+        if self._connection is None:
+            connection = duckdb.connect()
+            for table, schema in table_schemas().items():
+                files = self.files(table)
+                if files:
+                    listing = ", ".join(f"'{file}'" for file in files)
+                    connection.execute(
+                        f"CREATE VIEW {table} AS SELECT * EXCLUDE ({SEQ_COLUMN}) FROM read_parquet([{listing}])"
+                    )
+                else:
+                    empty = schema.empty_table().drop_columns([SEQ_COLUMN])
+                    connection.register(f"_empty_{table}", empty)
+                    connection.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
+            self._connection = connection
+        return self._connection
+
+    def row_counts(self) -> dict[str, int]:
+        return {
+            table: self.connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in table_schemas()
+        }
+
+    def resource_counts(self) -> dict[str, int]:
+        rows = self.connection.execute(
+            f"SELECT resource_type, count(*) FROM {RAW_TABLE} GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        return dict(rows)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

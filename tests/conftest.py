@@ -1,0 +1,109 @@
+"""Fixtures shared by the test modules: where the reference data lives, fresh stores, and input writers.
+
+Keep fixtures here generic (no knowledge of one module's expectations) so that every part of the
+project can build on them; a test module's own helpers belong in that module.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from datenraum.site.store import Store
+
+SHARED_DATA = Path(os.environ.get("DATENRAUM_SHARED_DATA", "/work/shared/data"))
+
+
+def _data_folder(name: str) -> Path:
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"reference data {folder} is not available (set DATENRAUM_SHARED_DATA)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mii_kds_testdata() -> Path:
+    """The MII core data set test Bundles (22 transaction Bundles, one folder)."""
+    return _data_folder("mii-kds-testdata")
+
+
+@pytest.fixture(scope="session")
+def sq2cql_testdata() -> Path:
+    """The sq2cql test resources (structured queries and the Bundles they run against)."""
+    return _data_folder("sq2cql-testdata")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """An empty site store in a fresh folder."""
+    return Store(tmp_path / "store")
+
+
+@pytest.fixture
+def input_dir(tmp_path: Path) -> Path:
+    """A fresh folder for input files that a test writes."""
+    folder = tmp_path / "input"
+    folder.mkdir()
+    return folder
+
+
+Line = dict[str, Any] | str | bytes
+
+
+def _encode(line: Line) -> bytes:
+    if isinstance(line, bytes):
+        return line
+    if isinstance(line, str):
+        return line.encode()
+    return orjson.dumps(line)
+
+
+@pytest.fixture
+def write_ndjson(input_dir: Path) -> Callable[..., Path]:
+    """Write NDJSON: each item is a resource (dict) or a raw line (str/bytes), one per line.
+
+    `name` ending in `.gz` writes gzip; the file lands in `input_dir` unless `name` is a path.
+    """
+
+    def write(name: str | Path, lines: Iterable[Line]) -> Path:
+        path = Path(name) if Path(name).is_absolute() else input_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = b"".join(_encode(line) + b"\n" for line in lines)
+        path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_json(input_dir: Path) -> Callable[[str | Path, Any], Path]:
+    """Write one JSON document (a Bundle, a resource, or raw text given as str/bytes), pretty-printed."""
+
+    def write(name: str | Path, document: Any) -> Path:
+        path = Path(name) if Path(name).is_absolute() else input_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(document, str | bytes):
+            path.write_bytes(_encode(document))
+        else:
+            path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        return path
+
+    return write
+
+
+def query(store: Store, sql: str) -> list[tuple]:
+    """Rows of `sql` run against one snapshot of `store` (its tables are views of the same names)."""
+    with store.snapshot() as snapshot:
+        return snapshot.connection.execute(sql).fetchall()
+
+
+@pytest.fixture
+def sql(store: Store) -> Callable[[str], list[tuple]]:
+    """Run SQL against a fresh snapshot of the test's `store`."""
+    return lambda text: query(store, text)
