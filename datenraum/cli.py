@@ -88,3 +88,13 @@ def synth_command(patients: int, seed: int, site_profile: int, workers: int, out
     summary = generate(out_dir, patients, seed, site_profile=site_profile, workers=workers)
     total = sum(summary.resources.values())
     click.echo(f"{summary.patients} patients, {total} resources in {summary.seconds:.1f} s -> {out_dir}")
+
+
+@main.command("demo")
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True,
+              help="Where the demo sites keep their data and stores.")
+def demo_command(workdir: Path) -> None:
+    """Several synthetic hospitals on this machine, each with its own store, answering a feasibility query."""
+    from datenraum import demo
+
+    demo.run(workdir, say=click.echo)

@@ -92,7 +92,9 @@ class ConsentCombination:
             raise UnsupportedCriterion(
                 f"combined consent code {code!r} must be {len(self.parts)} parts of yes/no, e.g. yes-yes-no-no"
             )
-        return tuple(c for answer, codes in zip(answers, self.parts, strict=True) if answer == "yes" for c in codes)
+        return tuple(
+            c for answer, codes in zip(answers, self.parts, strict=True) if answer == "yes" for c in codes
+        )
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,9 @@ def _context(name: str, raw: dict) -> ContextMapping:
         parts = tuple(tuple(part["codes"]) for part in raw["combined"]["parts"])
         combined = ConsentCombination(raw["combined"]["system"], parts)
     kind = raw.get("kind", "patient" if terms else "standard")
-    return ContextMapping(name, raw["resource"], raw["table"], kind, code, time, value, attributes, terms, combined)
+    return ContextMapping(
+        name, raw["resource"], raw["table"], kind, code, time, value, attributes, terms, combined
+    )
 
 
 @functools.cache

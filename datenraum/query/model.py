@@ -37,6 +37,7 @@ __all__ = [
     "TimeRestriction",
     "Unit",
     "ValueFilter",
+    "canonical_json",
     "parse_query",
     "query_to_json",
 ]
@@ -205,7 +206,9 @@ def _unit(node: dict, path: str) -> Unit | None:
     if node.get("unit") is None:
         return None
     unit = _object(node["unit"], f"{path}.unit")
-    return Unit(_string(unit, "code", f"{path}.unit"), _string(unit, "display", f"{path}.unit", required=False) or "")
+    return Unit(
+        _string(unit, "code", f"{path}.unit"), _string(unit, "display", f"{path}.unit", required=False) or ""
+    )
 
 
 def _value_filter(value: Any, path: str) -> ValueFilter:
@@ -213,18 +216,24 @@ def _value_filter(value: Any, path: str) -> ValueFilter:
     kind = _string(node, "type", path)
     if kind == "concept":
         concepts = _array(node.get("selectedConcepts"), f"{path}.selectedConcepts")
-        return ConceptFilter(tuple(_term_code(c, f"{path}.selectedConcepts[{i}]") for i, c in enumerate(concepts)))
+        return ConceptFilter(
+            tuple(_term_code(c, f"{path}.selectedConcepts[{i}]") for i, c in enumerate(concepts))
+        )
     if kind == "quantity-comparator":
         comparator = _string(node, "comparator", path)
         if comparator not in COMPARATORS:
-            raise QueryError(f"{path}.comparator", f"must be one of {', '.join(COMPARATORS)}, got {comparator!r}")
+            raise QueryError(
+                f"{path}.comparator", f"must be one of {', '.join(COMPARATORS)}, got {comparator!r}"
+            )
         return ComparatorFilter(comparator, _number(node, "value", path), _unit(node, path))
     if kind == "quantity-range":
         low, high = _number(node, "minValue", path), _number(node, "maxValue", path)
         if low > high:
             raise QueryError(f"{path}.minValue", f"minValue {low:g} is greater than maxValue {high:g}")
         return RangeFilter(low, high, _unit(node, path))
-    raise QueryError(f"{path}.type", f"unknown filter type {kind!r} (concept, quantity-comparator, quantity-range)")
+    raise QueryError(
+        f"{path}.type", f"unknown filter type {kind!r} (concept, quantity-comparator, quantity-range)"
+    )
 
 
 def _attribute_filter(value: Any, path: str, *, nested: bool) -> AttributeFilter:
@@ -236,7 +245,9 @@ def _attribute_filter(value: Any, path: str, *, nested: bool) -> AttributeFilter
         criteria = _array(node.get("criteria"), f"{path}.criteria")
         return AttributeFilter(
             attribute,
-            ReferenceFilter(tuple(_criterion(c, f"{path}.criteria[{i}]", nested=True) for i, c in enumerate(criteria))),
+            ReferenceFilter(
+                tuple(_criterion(c, f"{path}.criteria[{i}]", nested=True) for i, c in enumerate(criteria))
+            ),
         )
     return AttributeFilter(attribute, _value_filter(node, path))
 
@@ -264,7 +275,8 @@ def _time_restriction(value: Any, path: str) -> TimeRestriction:
 def _criterion(value: Any, path: str, *, nested: bool = False) -> Criterion:
     node = _object(value, path)
     term_codes = tuple(
-        _term_code(t, f"{path}.termCodes[{i}]") for i, t in enumerate(_array(node.get("termCodes"), f"{path}.termCodes"))
+        _term_code(t, f"{path}.termCodes[{i}]")
+        for i, t in enumerate(_array(node.get("termCodes"), f"{path}.termCodes"))
     )
     if node.get("context") is not None:
         context = _term_code(node["context"], f"{path}.context")
@@ -273,7 +285,9 @@ def _criterion(value: Any, path: str, *, nested: bool = False) -> Criterion:
         if inferred is None:
             raise QueryError(f"{path}.context", f"is required for code system {term_codes[0].system!r}")
         context = TermCode("fdpg.mii.cds", inferred, inferred)
-    value_filter = _value_filter(node["valueFilter"], f"{path}.valueFilter") if node.get("valueFilter") else None
+    value_filter = (
+        _value_filter(node["valueFilter"], f"{path}.valueFilter") if node.get("valueFilter") else None
+    )
     attributes = _array(node.get("attributeFilters", []), f"{path}.attributeFilters", non_empty=False)
     negated = node.get("negated", False)
     if not isinstance(negated, bool):
@@ -285,10 +299,13 @@ def _criterion(value: Any, path: str, *, nested: bool = False) -> Criterion:
         term_codes=term_codes,
         value_filter=value_filter,
         attribute_filters=tuple(
-            _attribute_filter(a, f"{path}.attributeFilters[{i}]", nested=nested) for i, a in enumerate(attributes)
+            _attribute_filter(a, f"{path}.attributeFilters[{i}]", nested=nested)
+            for i, a in enumerate(attributes)
         ),
         time_restriction=(
-            _time_restriction(node["timeRestriction"], f"{path}.timeRestriction") if node.get("timeRestriction") else None
+            _time_restriction(node["timeRestriction"], f"{path}.timeRestriction")
+            if node.get("timeRestriction")
+            else None
         ),
         negated=negated,
     )
@@ -308,7 +325,9 @@ def parse_query(data: Any) -> StructuredQuery:
         try:
             data = orjson.loads(data)
         except orjson.JSONDecodeError as error:
-            raise QueryError("$", f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+            raise QueryError(
+                "$", f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            ) from None
     node = _object(data, "$")
     if node.get("inclusionCriteria") is None:
         raise QueryError("$.inclusionCriteria", "is required")
@@ -335,24 +354,37 @@ def _filter_json(value_filter: ValueFilter) -> dict:
     if isinstance(value_filter, ConceptFilter):
         return {"type": "concept", "selectedConcepts": [_term_code_json(t) for t in value_filter.concepts]}
     if isinstance(value_filter, ComparatorFilter):
-        body: dict = {"type": "quantity-comparator", "comparator": value_filter.comparator, "value": value_filter.value}
+        body: dict = {
+            "type": "quantity-comparator",
+            "comparator": value_filter.comparator,
+            "value": value_filter.value,
+        }
     else:
-        body = {"type": "quantity-range", "minValue": value_filter.min_value, "maxValue": value_filter.max_value}
+        body = {
+            "type": "quantity-range",
+            "minValue": value_filter.min_value,
+            "maxValue": value_filter.max_value,
+        }
     if value_filter.unit is not None:
         body["unit"] = {"code": value_filter.unit.code, "display": value_filter.unit.display}
     return body
 
 
 def _criterion_json(criterion: Criterion) -> dict:
-    body: dict = {"context": _term_code_json(criterion.context),
-                  "termCodes": [_term_code_json(t) for t in criterion.term_codes]}
+    body: dict = {
+        "context": _term_code_json(criterion.context),
+        "termCodes": [_term_code_json(t) for t in criterion.term_codes],
+    }
     if criterion.value_filter is not None:
         body["valueFilter"] = _filter_json(criterion.value_filter)
     if criterion.attribute_filters:
         filters = []
         for attribute_filter in criterion.attribute_filters:
             if isinstance(attribute_filter.filter, ReferenceFilter):
-                item = {"type": "reference", "criteria": [_criterion_json(c) for c in attribute_filter.filter.criteria]}
+                item = {
+                    "type": "reference",
+                    "criteria": [_criterion_json(c) for c in attribute_filter.filter.criteria],
+                }
             else:
                 item = _filter_json(attribute_filter.filter)
             filters.append({"attributeCode": _term_code_json(attribute_filter.attribute), **item})
@@ -379,3 +411,16 @@ def query_to_json(query: StructuredQuery) -> dict:
     if query.exclusion:
         body["exclusionCriteria"] = [[_criterion_json(c) for c in group] for group in query.exclusion]
     return body
+
+
+def canonical_json(query: StructuredQuery) -> dict:
+    """The query's meaning alone: no display texts, no schema version, so equal questions compare equal."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in ("display", "version")}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(query_to_json(query))

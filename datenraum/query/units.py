@@ -21,15 +21,38 @@ class UnknownUnit(ValueError):
 # dimension -> {UCUM code: factor to the dimension's base unit}
 _DIMENSIONS: dict[str, dict[str, float]] = {
     "mass concentration": {
-        "g/L": 1.0, "g/dL": 10.0, "mg/dL": 0.01, "mg/L": 1e-3, "mg/mL": 1.0, "ug/L": 1e-6, "ug/mL": 1e-3,
-        "ug/dL": 1e-5, "ng/mL": 1e-6, "ng/L": 1e-9, "pg/mL": 1e-9, "g/mL": 1000.0, "kg/L": 1000.0,
+        "g/L": 1.0,
+        "g/dL": 10.0,
+        "mg/dL": 0.01,
+        "mg/L": 1e-3,
+        "mg/mL": 1.0,
+        "ug/L": 1e-6,
+        "ug/mL": 1e-3,
+        "ug/dL": 1e-5,
+        "ng/mL": 1e-6,
+        "ng/L": 1e-9,
+        "pg/mL": 1e-9,
+        "g/mL": 1000.0,
+        "kg/L": 1000.0,
     },
     "substance concentration": {
-        "mol/L": 1.0, "mmol/L": 1e-3, "umol/L": 1e-6, "nmol/L": 1e-9, "pmol/L": 1e-12,
+        "mol/L": 1.0,
+        "mmol/L": 1e-3,
+        "umol/L": 1e-6,
+        "nmol/L": 1e-9,
+        "pmol/L": 1e-12,
     },
     "number concentration": {
-        "/L": 1.0, "10*9/L": 1e9, "10*12/L": 1e12, "/uL": 1e6, "10*3/uL": 1e9, "10*6/uL": 1e12,
-        "/nL": 1e9, "/pL": 1e12, "10*3/mm3": 1e9, "10*6/mm3": 1e12,
+        "/L": 1.0,
+        "10*9/L": 1e9,
+        "10*12/L": 1e12,
+        "/uL": 1e6,
+        "10*3/uL": 1e9,
+        "10*6/uL": 1e12,
+        "/nL": 1e9,
+        "/pL": 1e12,
+        "10*3/mm3": 1e9,
+        "10*6/mm3": 1e12,
     },
     "catalytic concentration": {"U/L": 1.0, "kU/L": 1000.0, "mU/L": 1e-3, "U/mL": 1000.0, "ukat/L": 60.0},
     "percent": {"%": 1.0},
@@ -46,7 +69,9 @@ _DIMENSIONS: dict[str, dict[str, float]] = {
     "activity per mass": {"U/g": 1.0},
     "ratio": {"1": 1.0, "{ratio}": 1.0, "{INR}": 1.0},
 }
-_BY_UNIT = {unit: (dimension, factor) for dimension, units in _DIMENSIONS.items() for unit, factor in units.items()}
+_BY_UNIT = {
+    unit: (dimension, factor) for dimension, units in _DIMENSIONS.items() for unit, factor in units.items()
+}
 
 
 @dataclass(frozen=True)

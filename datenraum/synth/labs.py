@@ -26,7 +26,14 @@ _CRP_PEAK = {
     "birth": 15.0,
 }
 #: Extra leukocytes (10³/µL) on admission for an acute event.
-_LEUKOCYTOSIS = {"pneumonia": 6.0, "sepsis": 10.0, "uti": 4.0, "appendicitis": 6.0, "covid": -1.5, "hip_fracture": 3.0}
+_LEUKOCYTOSIS = {
+    "pneumonia": 6.0,
+    "sepsis": 10.0,
+    "uti": 4.0,
+    "appendicitis": 6.0,
+    "covid": -1.5,
+    "hip_fracture": 3.0,
+}
 _CKD_CREATININE = {"N18.3": 1.9, "N18.4": 3.2, "N18.5": 6.0}
 _CANCERS = frozenset({"breast_cancer", "lung_cancer", "colorectal_cancer", "prostate_cancer"})
 
@@ -71,10 +78,8 @@ class LabModel:
         # Without diabetes, random plasma glucose sits below the HbA1c-derived average glucose.
         self._glucose_shift = 0.0 if self.diabetic else -12.0
 
-        if age < 18:
-            creatinine = 0.3 + 0.025 * age
-        else:
-            creatinine = 0.75 if female else 0.95
+        # Children's creatinine grows with muscle mass.
+        creatinine = 0.3 + 0.025 * age if age < 18 else (0.75 if female else 0.95)
         creatinine *= _CKD_CREATININE.get(diagnoses.get("ckd", ""), 1.0)
         self._creatinine = creatinine * max(0.6, gauss(1.0, 0.12))
 
@@ -96,10 +101,14 @@ class LabModel:
         else:
             self._ldl = gauss(120.0, 28.0)
 
-        self._tsh = lognormal(math.log(2.5 if has("hypothyroidism") else 1.6), 0.6 if has("hypothyroidism") else 0.4)
+        self._tsh = lognormal(
+            math.log(2.5 if has("hypothyroidism") else 1.6), 0.6 if has("hypothyroidism") else 0.4
+        )
         cardiorenal = (2.0 if has("ckd") else 1.0) * (2.0 if has("heart_failure") else 1.0)
         self._ntprobnp = (
-            lognormal(math.log(2200.0), 0.8) if has("heart_failure") else lognormal(math.log(50.0 + 2.0 * age), 0.6)
+            lognormal(math.log(2200.0), 0.8)
+            if has("heart_failure")
+            else lognormal(math.log(50.0 + 2.0 * age), 0.6)
         ) * (2.0 if has("ckd") else 1.0)
         self._troponin = lognormal(math.log(4.0 + 0.12 * age), 0.4) * cardiorenal
         liver = 1.8 if has("cirrhosis") or has("alcohol") else 1.0

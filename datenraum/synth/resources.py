@@ -22,7 +22,9 @@ CONDITION_META = {"profile": [f"{_MII}/core/modul-diagnose/StructureDefinition/D
 LAB_META = {"profile": [f"{_MII}/core/modul-labor/StructureDefinition/ObservationLab"]}
 PROCEDURE_META = {"profile": [f"{_MII}/core/modul-prozedur/StructureDefinition/Procedure"]}
 MEDICATION_META = {"profile": [f"{_MII}/core/modul-medikation/StructureDefinition/Medication"]}
-ADMINISTRATION_META = {"profile": [f"{_MII}/core/modul-medikation/StructureDefinition/MedicationAdministration"]}
+ADMINISTRATION_META = {
+    "profile": [f"{_MII}/core/modul-medikation/StructureDefinition/MedicationAdministration"]
+}
 STATEMENT_META = {"profile": [f"{_MII}/core/modul-medikation/StructureDefinition/MedicationStatement"]}
 CONSENT_META = {"profile": [f"{_MII}/modul-consent/StructureDefinition/mii-pr-consent-einwilligung"]}
 SPECIMEN_META = {"profile": [f"{_MII}/ext/modul-biobank/StructureDefinition/Specimen"]}
@@ -31,7 +33,9 @@ _V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 INPATIENT_CLASS = {"system": _ACT_CODE, "code": "IMP", "display": "inpatient encounter"}
 OUTPATIENT_CLASS = {"system": _ACT_CODE, "code": "AMB", "display": "ambulatory"}
-_CONTACT_LEVEL = {"coding": [{"system": "http://fhir.de/CodeSystem/Kontaktebene", "code": "einrichtungskontakt"}]}
+_CONTACT_LEVEL = {
+    "coding": [{"system": "http://fhir.de/CodeSystem/Kontaktebene", "code": "einrichtungskontakt"}]
+}
 INPATIENT_TYPE = [
     _CONTACT_LEVEL,
     {"coding": [{"system": "http://fhir.de/CodeSystem/kontaktart-de", "code": "normalstationaer"}]},
@@ -39,7 +43,15 @@ INPATIENT_TYPE = [
 OUTPATIENT_TYPE = [_CONTACT_LEVEL]
 _VISIT_NUMBER_TYPE = {"coding": [{"system": _V2_0203, "code": "VN"}]}
 DEPARTMENTS = {
-    key: {"coding": [{"system": "http://fhir.de/CodeSystem/dkgev/Fachabteilungsschluessel", "code": key, "display": name}]}
+    key: {
+        "coding": [
+            {
+                "system": "http://fhir.de/CodeSystem/dkgev/Fachabteilungsschluessel",
+                "code": key,
+                "display": name,
+            }
+        ]
+    }
     for key, name in codes.DEPARTMENTS.items()
 }
 
@@ -72,9 +84,13 @@ LAB_CODES = {
     key: {"coding": [{"system": LOINC, "code": test.loinc, "display": test.display}]}
     for key, test in codes.LAB_TESTS.items()
 }
-_PCR_CODE = {"coding": [{"system": LOINC, "code": codes.SARS_COV_2_PCR[0], "display": codes.SARS_COV_2_PCR[1]}]}
+_PCR_CODE = {
+    "coding": [{"system": LOINC, "code": codes.SARS_COV_2_PCR[0], "display": codes.SARS_COV_2_PCR[1]}]
+}
 DETECTED = {"coding": [{"system": SNOMED, "code": codes.DETECTED[0], "display": codes.DETECTED[1]}]}
-NOT_DETECTED = {"coding": [{"system": SNOMED, "code": codes.NOT_DETECTED[0], "display": codes.NOT_DETECTED[1]}]}
+NOT_DETECTED = {
+    "coding": [{"system": SNOMED, "code": codes.NOT_DETECTED[0], "display": codes.NOT_DETECTED[1]}]
+}
 
 _PROCEDURE_CATEGORIES = {
     chapter: {"coding": [{"system": SNOMED, "code": code, "display": display}]}
@@ -82,8 +98,12 @@ _PROCEDURE_CATEGORIES = {
 }
 
 _ADMIN_CATEGORY = "http://terminology.hl7.org/CodeSystem/medication-admin-category"
-INPATIENT_ADMINISTRATION = {"coding": [{"system": _ADMIN_CATEGORY, "code": "inpatient", "display": "Inpatient"}]}
-OUTPATIENT_ADMINISTRATION = {"coding": [{"system": _ADMIN_CATEGORY, "code": "outpatient", "display": "Outpatient"}]}
+INPATIENT_ADMINISTRATION = {
+    "coding": [{"system": _ADMIN_CATEGORY, "code": "inpatient", "display": "Inpatient"}]
+}
+OUTPATIENT_ADMINISTRATION = {
+    "coding": [{"system": _ADMIN_CATEGORY, "code": "outpatient", "display": "Outpatient"}]
+}
 #: Human-readable units for the UCUM codes used in dosages.
 _UNIT_NAMES = {"mg": "mg", "g": "g", "ug": "µg", "[IU]": "I.E.", "{Hub}": "Hub"}
 
@@ -98,17 +118,28 @@ _CONSENT_CATEGORY = [
         ]
     },
 ]
-_CONSENT_SCOPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]}
+_CONSENT_SCOPE = {
+    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]
+}
 _CONSENT_POLICY = [{"uri": codes.CONSENT_POLICY}]
 _CONSENT_CODES = [
     [{"coding": [{"system": codes.CONSENT_PROVISION_SYSTEM, "code": code, "display": display}]}]
     for code, display in codes.CONSENT_PROVISIONS
 ]
 
-BLOOD_TYPES = {code: {"coding": [{"system": SNOMED, "code": code, "display": d}]} for code, d, _ in codes.BLOOD_SPECIMENS}
-TISSUE_TYPE = {"coding": [{"system": SNOMED, "code": codes.TISSUE_SPECIMEN[0], "display": codes.TISSUE_SPECIMEN[1]}]}
-VENIPUNCTURE_SITES = [{"coding": [{"system": SNOMED, "code": c, "display": d}]} for c, d in codes.VENIPUNCTURE_SITES]
-TUMOUR_SITES = {key: {"coding": [{"system": SNOMED, "code": c, "display": d}]} for key, (c, d) in codes.TUMOUR_SITES.items()}
+BLOOD_TYPES = {
+    code: {"coding": [{"system": SNOMED, "code": code, "display": d}]} for code, d, _ in codes.BLOOD_SPECIMENS
+}
+TISSUE_TYPE = {
+    "coding": [{"system": SNOMED, "code": codes.TISSUE_SPECIMEN[0], "display": codes.TISSUE_SPECIMEN[1]}]
+}
+VENIPUNCTURE_SITES = [
+    {"coding": [{"system": SNOMED, "code": c, "display": d}]} for c, d in codes.VENIPUNCTURE_SITES
+]
+TUMOUR_SITES = {
+    key: {"coding": [{"system": SNOMED, "code": c, "display": d}]}
+    for key, (c, d) in codes.TUMOUR_SITES.items()
+}
 _SPECIMEN_DIAGNOSIS = f"{_MII}/ext/modul-biobank/StructureDefinition/Diagnose"
 
 # Codings of versioned catalogues depend on the year of use, so they are built on first use and cached.
@@ -247,7 +278,11 @@ def lab_observation(
 
 
 def pcr_observation(
-    observation_id: str, subject: dict[str, str], encounter_ref: dict[str, str], effective: str, detected: bool
+    observation_id: str,
+    subject: dict[str, str],
+    encounter_ref: dict[str, str],
+    effective: str,
+    detected: bool,
 ) -> Resource:
     """Build a qualitative SARS-CoV-2 PCR ObservationLab."""
     return {

@@ -2,7 +2,7 @@
 
 The generator emits tens of millions of dates and timestamps. Formatting them with ``datetime`` costs
 microseconds each, so every day is handled as an ``int`` (days since 1900-01-01) and turned into text by
-indexing prebuilt tables: one string per day, one per minute of the day and one UTC offset per day.
+indexing prebuilt tables: one string per day, one per minute of the day and the UTC offsets of each day.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ def _last_sunday(year: int, month: int) -> _dt.date:
 
 def _build_tables() -> tuple[list[str], list[str], list[int]]:
     # Europe/Berlin under the EU rule (since 1996): CEST from the last Sunday of March to the last Sunday
-    # of October. Switch days take the offset valid after 03:00, which is right for every clock time the
-    # generator uses (it never schedules anything between 02:00 and 03:00).
+    # of October, switching at 02:00/03:00 local time. The table holds the offset after the switch.
     days: list[str] = []
     offsets: list[str] = []
     years: list[int] = []
@@ -56,9 +55,11 @@ def _build_tables() -> tuple[list[str], list[str], list[int]]:
 
 
 #: ``DAYS[d]`` is day ``d`` as ``YYYY-MM-DD``.
-#: ``UTC_OFFSETS[d]`` is the Europe/Berlin UTC offset at midday of day ``d``.
+#: ``UTC_OFFSETS[d]`` is the Europe/Berlin UTC offset of day ``d`` from 03:00 on.
 #: ``YEARS[d]`` is its calendar year.
 DAYS, UTC_OFFSETS, YEARS = _build_tables()
+#: ``NIGHT_OFFSETS[d]`` is the offset before 03:00, the previous day's: it differs on switch days only.
+NIGHT_OFFSETS = UTC_OFFSETS[:1] + UTC_OFFSETS[:-1]
 #: ``YEAR_STRINGS[d]`` is its calendar year as text, for code system versions.
 YEAR_STRINGS = [str(y) for y in range(1900, 2090)]
 #: ``CLOCK[m]`` is minute ``m`` of a day as ``THH:MM:00``.
@@ -66,8 +67,12 @@ CLOCK = [f"T{m // 60:02d}:{m % 60:02d}:00" for m in range(24 * 60)]
 
 
 def timestamp(day: int, minute: int) -> str:
-    """Render a local Europe/Berlin timestamp with its UTC offset, e.g. ``2021-03-04T10:15:00+01:00``."""
-    return DAYS[day] + CLOCK[minute] + UTC_OFFSETS[day]
+    """Render a local Europe/Berlin timestamp with its UTC offset, e.g. ``2021-03-04T10:15:00+01:00``.
+
+    Wall-clock times that do not exist (02:xx when clocks spring forward) come out with the winter offset,
+    which still names a valid instant.
+    """
+    return DAYS[day] + CLOCK[minute] + (UTC_OFFSETS[day] if minute >= 180 else NIGHT_OFFSETS[day])
 
 
 def year_of(day: int) -> str:
