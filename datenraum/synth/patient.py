@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from random import Random
@@ -20,7 +19,7 @@ from typing import NamedTuple
 from . import codes
 from . import resources as fhir
 from .codes import Diagnosis
-from .labs import LabModel, egfr, hba1c_ifcc
+from .labs import LabModel, egfr, hba1c_ifcc, lognormal
 from .profiles import SiteProfile, site_profile
 from .timeline import (
     COVID_SCREENING_END,
@@ -64,16 +63,33 @@ PATIENT_RESOURCE_TYPES = (
 
 
 class _Option(NamedTuple):
-    """A diagnosis with the profile's multiplier folded into its prevalence, and its codes as a table."""
+    """A diagnosis prepared for drawing: its prevalence for each (age band, sex), with the site profile's
+    multiplier folded in, and its codes as a table."""
 
     diagnosis: Diagnosis
+    #: Indexed by ``2 * age band + female``.
     prevalence: tuple[float, ...]
+    risk_factors: tuple[tuple[str, float], ...]
     codes: tuple[tuple[str, str], ...]
     cumulative: tuple[float, ...]
 
 
 def _table(weights: Sequence[float]) -> tuple[float, ...]:
     return tuple(itertools.accumulate(weights))
+
+
+def _between(rng: Random, low: int, high: int) -> int:
+    """Draw an integer from ``low`` to ``high`` inclusive.
+
+    ``Random.randint`` is implemented in Python and costs ten times as much; the bias of scaling a
+    53-bit float is far below anything the simulation could show.
+    """
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _below(rng: Random, n: int) -> int:
+    """Draw an integer from 0 to ``n - 1``."""
+    return int(rng.random() * n)
 
 
 def _pick(rng: Random, cumulative: tuple[float, ...]) -> int:
@@ -121,8 +137,7 @@ class Site:
         self.specimen_system = base + "bioproben"
         self.age_table = _table(self.profile.age_bands)
         self.gender_table = _table([share for _, share in _GENDERS])
-        self.chronic = tuple(self._option(d) for d in codes.CHRONIC)
-        self.acute = tuple(self._option(d) for d in codes.ACUTE)
+        self.options = tuple(self._option(d) for d in (*codes.CHRONIC, *codes.ACUTE))
         self.blood_table = _table([w for _, _, w in codes.BLOOD_SPECIMENS])
         self.egfr_test = codes.LAB_TESTS[self.profile.egfr_test]
 
@@ -130,7 +145,10 @@ class Site:
         factor = self.profile.prevalence.get(diagnosis.key, 1.0)
         return _Option(
             diagnosis,
-            tuple(p * factor for p in diagnosis.prevalence),
+            tuple(
+                p * factor * sex for p in diagnosis.prevalence for sex in (diagnosis.male, diagnosis.female)
+            ),
+            diagnosis.risk_factors,
             tuple((code, display) for code, display, _ in diagnosis.codes),
             _table([weight for _, _, weight in diagnosis.codes]),
         )
@@ -159,6 +177,10 @@ class _Patient:
         self.first_records: dict[str, dict[str, str]] = {}
         self.statements: set[str] = set()
         self.once: set[str] = set()
+        # Drawn at the start of run():
+        self.female = False
+        self.birth = 0
+        self.labs: LabModel
 
     def _next_id(self, kind: str) -> str:
         number = self.counters[kind]
@@ -174,8 +196,8 @@ class _Patient:
         self.female = gender == "female" or (gender not in ("male", "female") and rng.random() < 0.5)
         band = _pick(rng, site.age_table)
         low, high = _AGE_BANDS[band]
-        age = rng.randrange(low, high) if band < 4 else 80 + min(24, int(rng.expovariate(1 / 6)))
-        first = rng.randint(WINDOW_START, WINDOW_END)
+        age = _between(rng, low, high - 1) if band < 4 else 80 + min(24, int(rng.expovariate(1 / 6)))
+        first = _between(rng, WINDOW_START, WINDOW_END)
         self.birth = first - int((age + rng.random()) * 365.2425)
         events = self._draw_diagnoses(band)
         contacts = self._draw_contacts(first, events)
@@ -200,13 +222,14 @@ class _Patient:
         """Draw chronic diagnoses into ``self.diagnoses`` and return the acute events."""
         rng, diagnoses = self.rng, self.diagnoses
         events: list[tuple[Diagnosis, tuple[str, str]]] = []
-        for option in itertools.chain(self.site.chronic, self.site.acute):
-            diagnosis = option.diagnosis
-            p = option.prevalence[band] * (diagnosis.female if self.female else diagnosis.male)
-            for key, factor in diagnosis.risk_factors:
+        column = 2 * band + self.female
+        for option in self.site.options:
+            p = option.prevalence[column]
+            for key, factor in option.risk_factors:
                 if key in diagnoses:
                     p *= factor
             if rng.random() < p:
+                diagnosis = option.diagnosis
                 code = option.codes[_pick(rng, option.cumulative)]
                 diagnoses[diagnosis.key] = code
                 if diagnosis.acute:
@@ -217,16 +240,16 @@ class _Patient:
         rng, site = self.rng, self.site
         chronic = len(self.diagnoses) - len(events)
         # Sicker patients come more often; the frailty factor gives the long tail of frequent visitors.
-        expected = (0.7 + 0.7 * chronic) * rng.lognormvariate(0.0, 0.6)
+        expected = (0.7 + 0.7 * chronic) * lognormal(rng, 1.0, 0.6)
         routine = int(rng.expovariate(1.0) * expected)
         if routine == 0 and not events:
             routine = 1
         follow_up_end = min(WINDOW_END, first + int(rng.expovariate(1 / 1000)))
         contacts: list[_Contact] = []
         for n in range(routine):
-            day = first if n == 0 else rng.randint(first, follow_up_end)
+            day = first if n == 0 else _between(rng, first, follow_up_end)
             if rng.random() < site.profile.inpatient_share:
-                contacts.append(self._stay(day, rng.randint(420, 720), 3.5, None, None))
+                contacts.append(self._stay(day, _between(rng, 420, 720), 3.5, None, None))
             else:
                 contacts.append(self._visit(day, None, None))
         for diagnosis, code in events:
@@ -238,10 +261,10 @@ class _Patient:
                     continue
             else:
                 low, high = first, max(follow_up_end, min(WINDOW_END, first + 365))
-            day = rng.randint(low, high)
+            day = _between(rng, low, high)
             if rng.random() < diagnosis.inpatient:
                 # Emergencies arrive around the clock, except in the hour the clocks may skip.
-                contacts.append(self._stay(day, rng.randint(180, 1439), diagnosis.stay, diagnosis, code))
+                contacts.append(self._stay(day, _between(rng, 180, 1439), diagnosis.stay, diagnosis, code))
             else:
                 contacts.append(self._visit(day, diagnosis, code))
         contacts.sort(key=lambda c: (c.start, c.start_minute))
@@ -251,13 +274,13 @@ class _Patient:
         self, day: int, minute: int, median_days: float, event: Diagnosis | None, code: tuple[str, str] | None
     ) -> _Contact:
         rng = self.rng
-        days = max(1, min(60, round(rng.lognormvariate(math.log(median_days), 0.55))))
+        days = max(1, min(60, round(lognormal(rng, median_days, 0.55))))
         # Stays still running at the extraction date are cut there; admissions end before it (WINDOW_END).
-        return _Contact(day, minute, min(day + days, DATA_CUTOFF), rng.randint(540, 900), True, event, code)
+        return _Contact(day, minute, min(day + days, DATA_CUTOFF), _between(rng, 540, 900), True, event, code)
 
     def _visit(self, day: int, event: Diagnosis | None, code: tuple[str, str] | None) -> _Contact:
-        minute = self.rng.randint(480, 960)
-        return _Contact(day, minute, day, minute + self.rng.randint(15, 120), False, event, code)
+        minute = _between(self.rng, 480, 960)
+        return _Contact(day, minute, day, minute + _between(self.rng, 15, 120), False, event, code)
 
     def _separate(self, contacts: list[_Contact]) -> list[_Contact]:
         """Move contacts that would overlap an earlier one to after it; drop those pushed past the cutoff."""
@@ -265,7 +288,7 @@ class _Patient:
         busy_until = -1
         for contact in contacts:
             if contact.start <= busy_until:
-                shift = busy_until + self.rng.randint(1, 30) - contact.start
+                shift = busy_until + _between(self.rng, 1, 30) - contact.start
                 contact = contact._replace(start=contact.start + shift, end=contact.end + shift)
             if contact.end > DATA_CUTOFF:
                 if contact.event is not None:
@@ -285,9 +308,9 @@ class _Patient:
         if rng.random() >= min(0.9, _DEATH_RISK[band] * (1.0 + 0.8 * severe)):
             return None
         if last.inpatient and rng.random() < 0.4:
-            return last.end, rng.randint(180, 1439)
-        day = min(DATA_CUTOFF, last.end + rng.randint(1, 1000))
-        minute = rng.randint(180, 1439)
+            return last.end, _between(rng, 180, 1439)
+        day = min(DATA_CUTOFF, last.end + _between(rng, 1, 1000))
+        minute = _between(rng, 180, 1439)
         if day == last.end:
             minute = max(minute, last.end_minute + 1)
         return day, minute
@@ -303,7 +326,7 @@ class _Patient:
             return _Consent(signed, True, None, False)
         if state < _CONSENT_DENY:
             return _Consent(signed, False, None, False)
-        withdrawn = min(DATA_CUTOFF, signed + rng.randint(30, 1500))
+        withdrawn = min(DATA_CUTOFF, signed + _between(rng, 30, 1500))
         return _Consent(signed, True, withdrawn if withdrawn > signed else None, rng.random() < 0.5)
 
     def _schedule_chronic(self, contact_count: int) -> dict[int, list[str]]:
@@ -313,7 +336,7 @@ class _Patient:
         for key in self.diagnoses:
             if key in _ACUTE_KEYS:
                 continue
-            number = 0 if rng.random() < 0.7 else rng.randrange(contact_count)
+            number = 0 if rng.random() < 0.7 else _below(rng, contact_count)
             schedule.setdefault(number, []).append(key)
         return schedule
 
@@ -337,7 +360,7 @@ class _Patient:
         rng = self.rng
         start = DAYS[consent.signed]
         end = DAYS[add_years(consent.signed, 30)]
-        signed = timestamp(consent.signed, rng.randint(540, 1020))
+        signed = timestamp(consent.signed, _between(rng, 540, 1020))
         if consent.withdrawn is None or consent.revocation:
             self.emit(
                 "Consent", fhir.consent(self._next_id("cs"), self.subject, signed, start, end, consent.permit)
@@ -345,7 +368,7 @@ class _Patient:
         if consent.withdrawn is not None:
             withdrawn = DAYS[consent.withdrawn]
             if consent.revocation:
-                revoked = timestamp(consent.withdrawn, rng.randint(540, 1020))
+                revoked = timestamp(consent.withdrawn, _between(rng, 540, 1020))
                 self.emit(
                     "Consent", fhir.consent(self._next_id("cs"), self.subject, revoked, withdrawn, end, False)
                 )
@@ -381,7 +404,7 @@ class _Patient:
             )
         for key in new_diagnoses:
             onset = (
-                DAYS[max(self.birth, contact.start - rng.randint(30, 3650))] if rng.random() < 0.5 else None
+                DAYS[max(self.birth, contact.start - _between(rng, 30, 3650))] if rng.random() < 0.5 else None
             )
             self._emit_condition(key, self.diagnoses[key], encounter_ref, year, recorded, onset)
         if contact.inpatient:
@@ -415,7 +438,7 @@ class _Patient:
         candidates = [*new, *known]
         if not candidates:
             return "0100"
-        return _DEPARTMENT_OF[candidates[self.rng.randrange(len(candidates))]]
+        return _DEPARTMENT_OF[candidates[_below(self.rng, len(candidates))]]
 
     def _emit_condition(
         self,
@@ -447,7 +470,7 @@ class _Patient:
             if atc in self.statements or rng.random() >= p:
                 continue
             self.statements.add(atc)
-            started = DAYS[max(self.birth, contact.start - rng.randint(0, 1500))]
+            started = DAYS[max(self.birth, contact.start - _between(rng, 0, 1500))]
             # A sixth of the long-term medication turns out to have been stopped before this contact.
             stopped = DAYS[contact.start] if rng.random() < 0.16 else None
             self.emit(
@@ -494,14 +517,14 @@ class _Patient:
             )
             self.emit("Observation", observation)
         if inpatient:
-            stay_day = rng.randint(1, 3)
+            stay_day = _between(rng, 1, 3)
             while stay_day < contact.end - contact.start and stay_day <= 12:
-                draw_minute = rng.randint(360, 450)
+                draw_minute = _between(rng, 360, 450)
                 draw_day = contact.start + stay_day
                 self._emit_draw(
                     codes.FOLLOW_UP_PANEL, event, stay_day, draw_day, draw_minute, encounter_ref, age
                 )
-                stay_day += rng.randint(2, 4)
+                stay_day += _between(rng, 2, 4)
 
     def _emit_draw(
         self,
@@ -575,7 +598,7 @@ class _Patient:
         minutes before it ends."""
         begin = contact.start_minute + after
         end = (contact.end - contact.start) * 1440 + contact.end_minute - length
-        moment = self.rng.randint(begin, max(begin, min(end, contact.start_minute + within)))
+        moment = _between(self.rng, begin, max(begin, min(end, contact.start_minute + within)))
         return contact.start + moment // 1440, moment % 1440
 
     def _procedure_time(self, contact: _Contact, ops: str) -> tuple[str, str | None]:
@@ -586,7 +609,11 @@ class _Patient:
             start = timestamp(contact.start, contact.start_minute + 5)
             end = timestamp(contact.end, contact.end_minute) if ops in codes.OPS_WITH_DURATION else None
             return start, end
-        length = self.rng.randint(45, 240) if ops in codes.OPS_WITH_DURATION else 0
+        length = _between(self.rng, 45, 240) if ops in codes.OPS_WITH_DURATION else 0
+        if length:
+            # A late admission followed by death in the night leaves only a few hours.
+            span = (contact.end - contact.start) * 1440 + contact.end_minute - contact.start_minute
+            length = min(length, span - 31)
         # Interventions happen within a day and a half of admission.
         day, minute = self._moment(contact, 30, 2160, length)
         if not length:
@@ -608,12 +635,12 @@ class _Patient:
                 start = timestamp(start_day, start_minute)
                 end = None
                 if not codes.DRUGS[atc].single_dose and contact.end > start_day:
-                    end_day = min(contact.end, start_day + rng.randint(1, 10))
+                    end_day = min(contact.end, start_day + _between(rng, 1, 10))
                     # On the last day the course ends before discharge (or death, which can be at night).
                     if end_day == contact.end:
-                        end_minute = min(rng.randint(360, 480), contact.end_minute)
+                        end_minute = min(_between(rng, 360, 480), contact.end_minute)
                     else:
-                        end_minute = rng.randint(480, 1200)
+                        end_minute = _between(rng, 480, 1200)
                     end = timestamp(end_day, end_minute)
                 administration = fhir.medication_administration(
                     self._next_id("ma"), self.subject, encounter_ref, atc, True, start, end, None
@@ -631,15 +658,15 @@ class _Patient:
         stays = [c for c in eligible if c.inpatient] or eligible
         cancers = [key for key in _CANCERS if key in self.diagnoses]
         for _ in range(1 + (rng.random() < 0.4) + (rng.random() < 0.15)):
-            contact = stays[rng.randrange(len(stays))]
+            contact = stays[_below(rng, len(stays))]
             collected = timestamp(*self._moment(contact, 5, 90))
             if cancers and rng.random() < 0.35:
-                cancer = cancers[rng.randrange(len(cancers))]
-                kind, site_concept = fhir.TISSUE_TYPE, fhir.TUMOUR_SITES[cancer]
+                cancer = cancers[_below(rng, len(cancers))]
+                kind, body_site = fhir.TISSUE_TYPE, fhir.TUMOUR_SITES[cancer]
                 diagnosis = self.first_records.get(cancer)
             else:
                 kind = fhir.BLOOD_TYPES[codes.BLOOD_SPECIMENS[_pick(rng, site.blood_table)][0]]
-                site_concept = fhir.VENIPUNCTURE_SITES[rng.randrange(2)] if rng.random() < 0.6 else None
+                body_site = fhir.VENIPUNCTURE_SITES[_below(rng, 2)] if rng.random() < 0.6 else None
                 diagnosis = None
             # Samples of a withdrawn consent are destroyed; some others are used up.
             available = consent.withdrawn is None and rng.random() < 0.92
@@ -650,7 +677,7 @@ class _Patient:
                 collected,
                 available,
                 kind,
-                site_concept,
+                body_site,
                 diagnosis,
             )
             self.emit("Specimen", specimen)

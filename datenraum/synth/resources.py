@@ -16,33 +16,46 @@ from .codes import ATC, EDQM, ICD10GM, LOINC, OPS, PZN, SNOMED, UCUM, Drug, LabT
 Resource = dict[str, Any]
 
 _MII = "https://www.medizininformatik-initiative.de/fhir"
-PATIENT_META = {"profile": [f"{_MII}/core/modul-person/StructureDefinition/Patient"]}
-ENCOUNTER_META = {"profile": [f"{_MII}/core/modul-fall/StructureDefinition/KontaktGesundheitseinrichtung"]}
-CONDITION_META = {"profile": [f"{_MII}/core/modul-diagnose/StructureDefinition/Diagnose"]}
-LAB_META = {"profile": [f"{_MII}/core/modul-labor/StructureDefinition/ObservationLab"]}
-PROCEDURE_META = {"profile": [f"{_MII}/core/modul-prozedur/StructureDefinition/Procedure"]}
-MEDICATION_META = {"profile": [f"{_MII}/core/modul-medikation/StructureDefinition/Medication"]}
-ADMINISTRATION_META = {
+_PATIENT_META = {"profile": [f"{_MII}/core/modul-person/StructureDefinition/Patient"]}
+_ENCOUNTER_META = {"profile": [f"{_MII}/core/modul-fall/StructureDefinition/KontaktGesundheitseinrichtung"]}
+_CONDITION_META = {"profile": [f"{_MII}/core/modul-diagnose/StructureDefinition/Diagnose"]}
+_LAB_META = {"profile": [f"{_MII}/core/modul-labor/StructureDefinition/ObservationLab"]}
+_PROCEDURE_META = {"profile": [f"{_MII}/core/modul-prozedur/StructureDefinition/Procedure"]}
+_MEDICATION_META = {"profile": [f"{_MII}/core/modul-medikation/StructureDefinition/Medication"]}
+_ADMINISTRATION_META = {
     "profile": [f"{_MII}/core/modul-medikation/StructureDefinition/MedicationAdministration"]
 }
-STATEMENT_META = {"profile": [f"{_MII}/core/modul-medikation/StructureDefinition/MedicationStatement"]}
-CONSENT_META = {"profile": [f"{_MII}/modul-consent/StructureDefinition/mii-pr-consent-einwilligung"]}
-SPECIMEN_META = {"profile": [f"{_MII}/ext/modul-biobank/StructureDefinition/Specimen"]}
+_STATEMENT_META = {"profile": [f"{_MII}/core/modul-medikation/StructureDefinition/MedicationStatement"]}
+_CONSENT_META = {"profile": [f"{_MII}/modul-consent/StructureDefinition/mii-pr-consent-einwilligung"]}
+_SPECIMEN_META = {"profile": [f"{_MII}/ext/modul-biobank/StructureDefinition/Specimen"]}
 
+# The German base profile requires "other" to say which official entry it stands for (here "divers").
+_GENDER_DIVERS = {
+    "extension": [
+        {
+            "url": "http://fhir.de/StructureDefinition/gender-amtlich-de",
+            "valueCoding": {
+                "system": "http://fhir.de/CodeSystem/gender-amtlich-de",
+                "code": "D",
+                "display": "divers",
+            },
+        }
+    ]
+}
 _V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-INPATIENT_CLASS = {"system": _ACT_CODE, "code": "IMP", "display": "inpatient encounter"}
-OUTPATIENT_CLASS = {"system": _ACT_CODE, "code": "AMB", "display": "ambulatory"}
+_INPATIENT_CLASS = {"system": _ACT_CODE, "code": "IMP", "display": "inpatient encounter"}
+_OUTPATIENT_CLASS = {"system": _ACT_CODE, "code": "AMB", "display": "ambulatory"}
 _CONTACT_LEVEL = {
     "coding": [{"system": "http://fhir.de/CodeSystem/Kontaktebene", "code": "einrichtungskontakt"}]
 }
-INPATIENT_TYPE = [
+_INPATIENT_TYPE = [
     _CONTACT_LEVEL,
     {"coding": [{"system": "http://fhir.de/CodeSystem/kontaktart-de", "code": "normalstationaer"}]},
 ]
-OUTPATIENT_TYPE = [_CONTACT_LEVEL]
+_OUTPATIENT_TYPE = [_CONTACT_LEVEL]
 _VISIT_NUMBER_TYPE = {"coding": [{"system": _V2_0203, "code": "VN"}]}
-DEPARTMENTS = {
+_DEPARTMENTS = {
     key: {
         "coding": [
             {
@@ -78,17 +91,17 @@ _LAB_CATEGORY = [
     }
 ]
 _INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-HIGH = [{"coding": [{"system": _INTERPRETATION, "code": "H", "display": "High"}]}]
-LOW = [{"coding": [{"system": _INTERPRETATION, "code": "L", "display": "Low"}]}]
-LAB_CODES = {
+_HIGH = [{"coding": [{"system": _INTERPRETATION, "code": "H", "display": "High"}]}]
+_LOW = [{"coding": [{"system": _INTERPRETATION, "code": "L", "display": "Low"}]}]
+_LAB_CODES = {
     key: {"coding": [{"system": LOINC, "code": test.loinc, "display": test.display}]}
     for key, test in codes.LAB_TESTS.items()
 }
 _PCR_CODE = {
     "coding": [{"system": LOINC, "code": codes.SARS_COV_2_PCR[0], "display": codes.SARS_COV_2_PCR[1]}]
 }
-DETECTED = {"coding": [{"system": SNOMED, "code": codes.DETECTED[0], "display": codes.DETECTED[1]}]}
-NOT_DETECTED = {
+_DETECTED = {"coding": [{"system": SNOMED, "code": codes.DETECTED[0], "display": codes.DETECTED[1]}]}
+_NOT_DETECTED = {
     "coding": [{"system": SNOMED, "code": codes.NOT_DETECTED[0], "display": codes.NOT_DETECTED[1]}]
 }
 
@@ -98,10 +111,10 @@ _PROCEDURE_CATEGORIES = {
 }
 
 _ADMIN_CATEGORY = "http://terminology.hl7.org/CodeSystem/medication-admin-category"
-INPATIENT_ADMINISTRATION = {
+_INPATIENT_ADMINISTRATION = {
     "coding": [{"system": _ADMIN_CATEGORY, "code": "inpatient", "display": "Inpatient"}]
 }
-OUTPATIENT_ADMINISTRATION = {
+_OUTPATIENT_ADMINISTRATION = {
     "coding": [{"system": _ADMIN_CATEGORY, "code": "outpatient", "display": "Outpatient"}]
 }
 #: Human-readable units for the UCUM codes used in dosages.
@@ -184,11 +197,13 @@ def patient(
     resource: Resource = {
         "resourceType": "Patient",
         "id": patient_id,
-        "meta": PATIENT_META,
+        "meta": _PATIENT_META,
         "identifier": identifier,
         "gender": gender,
         "birthDate": birth_date,
     }
+    if gender == "other":
+        resource["_gender"] = _GENDER_DIVERS
     if deceased is not None:
         resource[deceased[0]] = deceased[1]
     return resource
@@ -207,12 +222,12 @@ def encounter(
     return {
         "resourceType": "Encounter",
         "id": encounter_id,
-        "meta": ENCOUNTER_META,
+        "meta": _ENCOUNTER_META,
         "identifier": [{"type": _VISIT_NUMBER_TYPE, "system": identifier_system, "value": encounter_id}],
         "status": "finished",
-        "class": INPATIENT_CLASS if inpatient else OUTPATIENT_CLASS,
-        "type": INPATIENT_TYPE if inpatient else OUTPATIENT_TYPE,
-        "serviceType": DEPARTMENTS[department],
+        "class": _INPATIENT_CLASS if inpatient else _OUTPATIENT_CLASS,
+        "type": _INPATIENT_TYPE if inpatient else _OUTPATIENT_TYPE,
+        "serviceType": _DEPARTMENTS[department],
         "subject": subject,
         "period": {"start": start, "end": end},
     }
@@ -231,7 +246,7 @@ def condition(
     resource: Resource = {
         "resourceType": "Condition",
         "id": condition_id,
-        "meta": CONDITION_META,
+        "meta": _CONDITION_META,
         "clinicalStatus": clinical_status,
         "verificationStatus": _CONFIRMED,
         "code": code,
@@ -258,10 +273,10 @@ def lab_observation(
     resource: Resource = {
         "resourceType": "Observation",
         "id": observation_id,
-        "meta": LAB_META,
+        "meta": _LAB_META,
         "status": "final",
         "category": _LAB_CATEGORY,
-        "code": LAB_CODES[test.key],
+        "code": _LAB_CODES[test.key],
         "subject": subject,
         "encounter": encounter_ref,
         "effectiveDateTime": effective,
@@ -271,9 +286,9 @@ def lab_observation(
     high = test.high_female if female and test.high_female is not None else test.high
     # Laboratory systems flag abnormal results only; normal ones carry no interpretation.
     if rounded > high:
-        resource["interpretation"] = HIGH
+        resource["interpretation"] = _HIGH
     elif rounded < low:
-        resource["interpretation"] = LOW
+        resource["interpretation"] = _LOW
     return resource
 
 
@@ -288,14 +303,14 @@ def pcr_observation(
     return {
         "resourceType": "Observation",
         "id": observation_id,
-        "meta": LAB_META,
+        "meta": _LAB_META,
         "status": "final",
         "category": _LAB_CATEGORY,
         "code": _PCR_CODE,
         "subject": subject,
         "encounter": encounter_ref,
         "effectiveDateTime": effective,
-        "valueCodeableConcept": DETECTED if detected else NOT_DETECTED,
+        "valueCodeableConcept": _DETECTED if detected else _NOT_DETECTED,
     }
 
 
@@ -312,7 +327,7 @@ def procedure(
     resource: Resource = {
         "resourceType": "Procedure",
         "id": procedure_id,
-        "meta": PROCEDURE_META,
+        "meta": _PROCEDURE_META,
         "status": "completed",
         "category": _PROCEDURE_CATEGORIES[ops[0]],
         "code": ops_code(ops, year),
@@ -331,7 +346,7 @@ def medication(drug: Drug) -> Resource:
     resource: Resource = {
         "resourceType": "Medication",
         "id": medication_id(drug.atc),
-        "meta": MEDICATION_META,
+        "meta": _MEDICATION_META,
         "code": {
             "coding": [
                 {"system": PZN, "code": drug.pzn, "display": drug.product},
@@ -373,9 +388,9 @@ def medication_administration(
     resource: Resource = {
         "resourceType": "MedicationAdministration",
         "id": administration_id,
-        "meta": ADMINISTRATION_META,
+        "meta": _ADMINISTRATION_META,
         "status": "completed",
-        "category": INPATIENT_ADMINISTRATION if inpatient else OUTPATIENT_ADMINISTRATION,
+        "category": _INPATIENT_ADMINISTRATION if inpatient else _OUTPATIENT_ADMINISTRATION,
         "medicationReference": _MEDICATION_REFS[atc],
         "subject": subject,
         "context": encounter_ref,
@@ -403,7 +418,7 @@ def medication_statement(
     return {
         "resourceType": "MedicationStatement",
         "id": statement_id,
-        "meta": STATEMENT_META,
+        "meta": _STATEMENT_META,
         "status": "active" if end is None else "completed",
         "medicationReference": _MEDICATION_REFS[atc],
         "subject": subject,
@@ -432,7 +447,7 @@ def consent(
     return {
         "resourceType": "Consent",
         "id": consent_id,
-        "meta": CONSENT_META,
+        "meta": _CONSENT_META,
         "status": "active",
         "scope": _CONSENT_SCOPE,
         "category": _CONSENT_CATEGORY,
@@ -464,7 +479,7 @@ def specimen(
     resource: Resource = {
         "resourceType": "Specimen",
         "id": specimen_id,
-        "meta": SPECIMEN_META,
+        "meta": _SPECIMEN_META,
         "identifier": [{"system": identifier_system, "value": specimen_id}],
         "status": "available" if available else "unavailable",
         "type": specimen_type,
