@@ -1,0 +1,155 @@
+"""The hub's HTTP application: `create_app(config)` gives a FastAPI app for uvicorn.
+
+One hub process is the unit of deployment (long-polls are woken within the process, see `notify`); it
+serves the site API and the researcher API (docs/federation-api.md), and sweeps overdue tasks in the
+background. Every error is `{"error": "<what and where>"}`: bad input gets a 4xx naming the field,
+never a stack trace. Request bodies are never logged (uvicorn's access log has method, path and
+status only), and none of them could carry an exact count: the protocol has no field for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import sessionmaker
+from starlette.exceptions import HTTPException
+
+from datenraum.hub import researcher_api, site_api
+from datenraum.hub.accounts import Accounts
+from datenraum.hub.config import HubConfig
+from datenraum.hub.db import Clock, create_hub_engine, utcnow
+from datenraum.hub.limits import BodySizeLimit
+from datenraum.hub.notify import Notifier, query_key, site_key
+from datenraum.hub.runtime import Hub
+from datenraum.hub.service import Conflict, Federation, Invalid, NotFound
+from datenraum.privacy.aggregation import QuotaExceeded
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _field(location: Sequence[str | int]) -> str:
+    """A validation error's location as a path: ("body", "sites", 1) -> "sites[1]"."""
+    parts = list(location)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0]
+    if first.get("type") == "json_invalid":
+        return _error(400, f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}")
+    return _error(422, f"{_field(first['loc'])}: {first['msg']}")
+
+
+async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    return _error(error.status_code, str(error.detail), dict(error.headers or {}))
+
+
+async def _quota_exceeded(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, QuotaExceeded)
+    retry_after = max(1, math.ceil(error.retry_after.total_seconds()))
+    return _error(429, str(error), {"Retry-After": str(retry_after)})
+
+
+def _status_error(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(_request: Request, error: Exception) -> JSONResponse:
+        return _error(status, str(error))
+
+    return handler
+
+
+async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+    # Clients retry on 503; the operator learns why, in one line.
+    log.error("database unavailable: %s", str(getattr(error, "orig", error)).splitlines()[0])
+    return _error(503, "the hub's database is unavailable; try again later", {"Retry-After": "5"})
+
+
+async def _internal_error(_request: Request, _error: Exception) -> JSONResponse:
+    # The traceback goes to the server log (uvicorn logs it); the client learns nothing about internals.
+    return _error(500, "internal error")
+
+
+async def _sweep_forever(hub: Hub) -> None:
+    """Time out overdue tasks and wake the sites whose leases ran out, every sweep interval."""
+    failing = False
+    while True:
+        try:
+            changes = await hub.run(hub.federation.sweep)
+        except Exception:
+            # The database may be away for a while; say so once, and keep trying.
+            if not failing:
+                log.exception("sweeping overdue tasks failed; retrying")
+            failing = True
+        else:
+            if failing:
+                log.info("sweeping overdue tasks works again")
+            failing = False
+            hub.notifier.notify([*map(query_key, changes.query_ids), *map(site_key, changes.site_ids)])
+        await asyncio.sleep(hub.config.sweep_interval_seconds)
+
+
+def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
+    """The hub on the database `config.database_url`, which must be migrated (see `db.migrate`)."""
+    engine = create_hub_engine(config.database_url)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    hub = Hub(
+        config=config,
+        engine=engine,
+        accounts=Accounts(sessions, clock),
+        federation=Federation(sessions, config, clock),
+        notifier=Notifier(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_forever(hub))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            engine.dispose()
+
+    app = FastAPI(
+        title="Datenraum hub",
+        summary="Federated feasibility queries over Germany's university hospitals",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.include_router(site_api.router)
+    app.include_router(researcher_api.router)
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(QuotaExceeded, _quota_exceeded)
+    app.add_exception_handler(Invalid, _status_error(422))
+    app.add_exception_handler(NotFound, _status_error(404))
+    app.add_exception_handler(Conflict, _status_error(409))
+    app.add_exception_handler(sa.exc.OperationalError, _database_unavailable)
+    app.add_exception_handler(Exception, _internal_error)
+    return app

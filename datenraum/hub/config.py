@@ -1,0 +1,124 @@
+"""The hub's settings: one frozen `HubConfig`, from defaults, a TOML file and the environment.
+
+Precedence, lowest first: the defaults below, the TOML file (`datenraum hub ... --config hub.toml`, keys
+as the field names, at the top level or in a `[hub]` table), environment variables
+`DATENRAUM_HUB_<FIELD>` (e.g. `DATENRAUM_HUB_DATABASE_URL`, `DATENRAUM_HUB_MIN_SITES`), then command
+line options. Durations are in seconds.
+
+| field | default | what |
+|---|---|---|
+| database_url | sqlite:///var/hub/hub.db | SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user@host/db |
+| task_deadline_seconds | 30 | a task without a result this long after the query becomes timed-out |
+| lease_seconds | 60 | a fetched (running) task without a result is offered to its site again after this |
+| sweep_interval_seconds | 1 | how often the hub marks overdue tasks timed-out and re-offers expired leases |
+| max_body_bytes | 1048576 | larger request bodies are refused with 413 |
+| min_sites | 3 | a total is shown only when at least this many sites contributed a count |
+| quota_per_minute / _per_hour / _per_day | 10 / 100 / 500 | new queries a user may submit |
+| reuse_window_seconds | 86400 | an identical query (same sites) within this gets the stored query |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datenraum.privacy.aggregation import AggregationPolicy
+
+__all__ = ["ENV_PREFIX", "ConfigError", "HubConfig", "load_config"]
+
+ENV_PREFIX = "DATENRAUM_HUB_"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the text names it."""
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    database_url: str = "sqlite:///var/hub/hub.db"
+    task_deadline_seconds: float = 30.0
+    lease_seconds: float = 60.0
+    sweep_interval_seconds: float = 1.0
+    max_body_bytes: int = 1024 * 1024
+    min_sites: int = 3
+    quota_per_minute: int = 10
+    quota_per_hour: int = 100
+    quota_per_day: int = 500
+    reuse_window_seconds: float = 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in ("int", "float") and not value > 0:
+                raise ConfigError(f"{field.name}: must be positive, got {value}")
+        if not self.database_url:
+            raise ConfigError("database_url: must not be empty")
+
+    @property
+    def policy(self) -> AggregationPolicy:
+        return AggregationPolicy(
+            min_sites=self.min_sites,
+            per_minute=self.quota_per_minute,
+            per_hour=self.quota_per_hour,
+            per_day=self.quota_per_day,
+            reuse_window=dt.timedelta(seconds=self.reuse_window_seconds),
+        )
+
+    @property
+    def task_deadline(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.task_deadline_seconds)
+
+    @property
+    def lease(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.lease_seconds)
+
+
+_TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
+
+
+def _from_toml(name: str, kind: str, value: Any, source: str) -> Any:
+    """TOML values have types, and must have the setting's (a quoted number is a mistake)."""
+    if isinstance(value, bool) or not isinstance(value, _TOML_TYPES[kind]):
+        raise ConfigError(f"{name} ({source}): expected {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def _from_env(name: str, kind: str, value: str, source: str) -> Any:
+    try:
+        return {"str": str, "int": int, "float": float}[kind](value)
+    except ValueError:
+        raise ConfigError(f"{name} ({source}): expected {kind}, got {value!r}") from None
+
+
+def load_config(
+    path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> HubConfig:
+    """The settings from `path` (TOML, optional), then `env` (default os.environ), then `overrides`.
+
+    Overrides that are None are ignored, so command line options that were not given can be passed as is.
+    """
+    env = os.environ if env is None else env
+    kinds = {field.name: str(field.type) for field in dataclasses.fields(HubConfig)}
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"{path}: {error}") from None
+        table = document.get("hub", document)
+        for name, value in table.items():
+            if name not in kinds:
+                raise ConfigError(f"{path}: unknown setting {name!r} (known: {', '.join(kinds)})")
+            values[name] = _from_toml(name, kinds[name], value, str(path))
+    for name, kind in kinds.items():
+        variable = ENV_PREFIX + name.upper()
+        if variable in env:
+            values[name] = _from_env(name, kind, env[variable], variable)
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    return HubConfig(**values)

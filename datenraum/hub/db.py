@@ -1,0 +1,199 @@
+"""The hub's database: tables, engine and schema migration.
+
+Everything the hub knows lives here, so that a restart loses nothing: sites, users, queries, the tasks
+sent to sites and their results. SQLite (a file) is the embedded default, PostgreSQL the production
+database; the schema is created and changed only by the Alembic migrations in `migrations/`.
+
+Times are stored as naive UTC (`UtcDateTime`): SQLite has no time zones, and one convention for both
+databases keeps comparisons in SQL (`deadline <= now`) correct on either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Clock",
+    "QueryRequest",
+    "QueryRow",
+    "SiteRow",
+    "TaskRow",
+    "UserRow",
+    "UtcDateTime",
+    "create_hub_engine",
+    "migrate",
+    "utcnow",
+]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x6875622D6D696772  # any fixed number; PostgreSQL advisory locks are named by numbers
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """An aware UTC datetime in Python, a naive UTC timestamp in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SiteRow(Base):
+    """A site (hospital) the hub sends tasks to; its credential is kept only as a hash."""
+
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    credential_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    agent_version: Mapped[str | None] = mapped_column(sa.String(100))
+    generation: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class UserRow(Base):
+    """A researcher or administrator; the API token is kept only as a hash."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(20))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class QueryRow(Base):
+    """A question to a set of sites. `version` grows with every change a reader could see."""
+
+    __tablename__ = "queries"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The canonical structured query, as sent to the sites: no display texts, so equal questions
+    # look equal (and sites derive equal noise from them).
+    query: Mapped[dict] = mapped_column(sa.JSON)
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class QueryRequest(Base):
+    """One submission by a user: the audit trail, what a user may read, and the base of quotas."""
+
+    __tablename__ = "query_requests"
+    __table_args__ = (sa.Index("ix_query_requests_user_created", "user_id", "created"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    query_id: Mapped[str] = mapped_column(sa.ForeignKey("queries.id"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    reused: Mapped[bool]
+
+
+class TaskRow(Base):
+    """What one site is asked for one query, and its answer; only obfuscated counts have a column."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        sa.UniqueConstraint("query_id", "site_id"),
+        sa.Index("ix_tasks_site_state", "site_id", "state"),
+        sa.Index("ix_tasks_state_deadline", "state", "deadline"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    query_id: Mapped[str] = mapped_column(sa.ForeignKey("queries.id"))
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
+    state: Mapped[str] = mapped_column(sa.String(20))
+    deadline: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    leased_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    finished: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    obfuscated: Mapped[int | None] = mapped_column(sa.BigInteger)
+    below_threshold: Mapped[bool | None]
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+def _sqlite_setup(engine: sa.Engine, path: str | None) -> None:
+    """Make SQLite safe for the hub's thread pool: WAL, foreign keys, and write locks taken up front.
+
+    pysqlite's own transaction handling begins lazily and upgrades a read lock to a write lock later,
+    which fails at once ("database is locked") when two threads do so together; `BEGIN IMMEDIATE` makes
+    the second wait (busy timeout) instead.
+    """
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL may have to wait, too
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode, NORMAL loses no committed transaction when the process dies, only (possibly the
+        # last ones) when the machine does; FULL would make every request wait for the disk.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_hub_engine(url: str) -> sa.Engine:
+    """An engine for the hub's database; `postgresql://` is taken to mean the psycopg 3 driver."""
+    parsed = sa.make_url(url)
+    # hide_parameters: a database error in a log must not carry the values of a request.
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValueError("the hub needs an SQLite file, not an in-memory database")
+        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False}, hide_parameters=True)
+        _sqlite_setup(engine, parsed.database)
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+
+
+def migrate(engine: sa.Engine) -> str:
+    """Bring the schema to the newest migration; returns that revision."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several `datenraum hub` commands may start on a new database at once: one migrates, the
+            # others wait here and then find nothing left to do. (On SQLite, BEGIN IMMEDIATE does this.)
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        return str(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one())
+
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    """The hub's clock; tests pass their own `Clock` to the services to move time on."""
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,99 @@
+"""The researcher API (`/api/v1`, docs/federation-api.md): submit queries, follow their results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from datenraum.hub.accounts import User
+from datenraum.hub.notify import query_key, site_key, wait_for
+from datenraum.hub.runtime import CurrentUser, Hub, HubDep
+from datenraum.hub.service import QueryResult
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["researcher"])
+
+# An idle event stream sends a comment this often, so proxies do not take it for dead.
+KEEPALIVE_SECONDS = 15.0
+
+
+class QuerySubmission(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    query: dict[str, Any] = Field(description="An MII structured query (CCDL JSON)")
+    sites: list[str] | None = Field(None, description="Site names; every active site when left out")
+
+
+async def _next_result(hub: Hub, user: User, query_id: str, since: int | None, wait: float) -> QueryResult:
+    """The query's result once its version exceeds `since` (or it is complete, or `wait` s passed)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + wait
+    while True:
+        with hub.notifier.listen(query_key(query_id)) as woken:
+            result = await hub.run(hub.federation.result, user, query_id)
+            if since is None or result.version > since or result.complete or loop.time() >= until:
+                return result
+            await wait_for(woken, until - loop.time())
+
+
+@router.post("/queries", status_code=201)
+async def submit_query(
+    hub: HubDep, user: CurrentUser, body: QuerySubmission, response: Response
+) -> dict[str, Any]:
+    """Ask the sites; 201 with a new query id, or 200 with an identical recent query's id (`reused`)."""
+    submission = await hub.run(hub.federation.submit, user, body.query, body.sites)
+    hub.notifier.notify(site_key(site_id) for site_id in submission.site_ids)
+    if submission.reused:
+        response.status_code = 200
+    return {"id": submission.query_id, "reused": submission.reused}
+
+
+@router.get("/queries/{query_id}")
+async def query_result(
+    hub: HubDep,
+    user: CurrentUser,
+    query_id: str,
+    wait: Annotated[float, Query(ge=0, le=60)] = 0,
+    since: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    """Per-site answers and the total; with `wait` and `since`, once there is something newer than `since`."""
+    result = await _next_result(hub, user, query_id, since, wait)
+    return result.to_json()
+
+
+@router.get("/queries/{query_id}/events", response_class=StreamingResponse)
+async def query_events(
+    hub: HubDep,
+    user: CurrentUser,
+    query_id: str,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+) -> StreamingResponse:
+    """The result as server-sent events (`id` = version), one per change, closing when complete."""
+    first = await hub.run(hub.federation.result, user, query_id)  # 404 before the stream starts
+
+    async def events() -> AsyncIterator[bytes]:
+        result, sent = first, last_event_id
+        while True:
+            if sent is None or result.version > sent:
+                yield b"id: %d\ndata: %s\n\n" % (result.version, orjson.dumps(result.to_json()))
+                sent = result.version
+            elif not result.complete:
+                yield b": keep-alive\n\n"
+            if result.complete:
+                return
+            result = await _next_result(hub, user, query_id, sent, KEEPALIVE_SECONDS)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/sites")
+async def list_sites(hub: HubDep, user: CurrentUser) -> dict[str, Any]:
+    """Every registered site, active or revoked, with when it was last seen."""
+    return {"sites": [site.to_json() for site in await hub.run(hub.federation.sites)]}

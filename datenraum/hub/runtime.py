@@ -1,0 +1,79 @@
+"""What every request handler needs: the hub's services and the authenticated caller.
+
+The services are synchronous and use the database, so handlers run them in the thread pool
+(`Hub.run`): the event loop stays free for the long-polls that wait meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+import sqlalchemy as sa
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from datenraum.hub.accounts import Accounts, Site, User
+from datenraum.hub.config import HubConfig
+from datenraum.hub.notify import Notifier
+from datenraum.hub.service import Federation
+
+__all__ = ["CurrentSite", "CurrentUser", "Hub", "HubDep"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Hub:
+    """The services of one hub process, shared by all its requests (see `notify` for why one process)."""
+
+    config: HubConfig
+    engine: sa.Engine
+    accounts: Accounts
+    federation: Federation
+    notifier: Notifier
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        return await run_in_threadpool(function, *args)
+
+
+def _hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+HubDep = Annotated[Hub, Depends(_hub)]
+
+_site_bearer = HTTPBearer(auto_error=False, scheme_name="site credential")
+_user_bearer = HTTPBearer(auto_error=False, scheme_name="API token")
+
+
+def _unauthorized(problem: str) -> HTTPException:
+    return HTTPException(401, problem, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _current_site(
+    hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_site_bearer)]
+) -> Site:
+    if credentials is None:
+        raise _unauthorized("a site credential is required (Authorization: Bearer ...)")
+    site = await hub.run(hub.accounts.site_for, credentials.credentials)
+    if site is None:
+        raise _unauthorized("wrong or revoked site credential")
+    return site
+
+
+async def _current_user(
+    hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_user_bearer)]
+) -> User:
+    if credentials is None:
+        raise _unauthorized("an API token is required (Authorization: Bearer ...)")
+    user = await hub.run(hub.accounts.user_for, credentials.credentials)
+    if user is None:
+        raise _unauthorized("wrong API token")
+    return user
+
+
+CurrentSite = Annotated[Site, Depends(_current_site)]
+CurrentUser = Annotated[User, Depends(_current_user)]

@@ -1,0 +1,430 @@
+"""Queries, the tasks they become and the sites' results: the hub's domain logic.
+
+Every public method is one database transaction, so a request either happens entirely or not at all,
+and everything lives in the database: a restarted hub still delivers pending tasks and shows results.
+Methods are synchronous (the HTTP layer runs them in a thread pool) and return what changed, so that the
+caller can wake whoever waits for it (see `notify`). Transactions lock rows in one order (a user or
+site, then tasks, then queries, sorted by id), so that concurrent requests may wait for each other but
+never deadlock.
+
+A task's life: `pending` (created) -> `running` (fetched by its site, leased for `lease_seconds`; offered
+again when the lease runs out without a result) -> `answered` or `failed` (the site's result), or
+`timed-out` when its deadline passes first. Overdue tasks are marked by `sweep`, which the hub runs every
+`sweep_interval_seconds` (and once at start, for what became overdue while it was down), and by a
+result that arrives too late; a reader may see an overdue task open until the next sweep.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from datenraum.hub.accounts import Role, Site, User
+from datenraum.hub.config import HubConfig
+from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, utcnow
+from datenraum.privacy.aggregation import Total, check_quota, query_fingerprint, total
+from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
+from datenraum.query.check import check_query
+from datenraum.query.mapping import load_mapping
+from datenraum.query.model import QueryError, canonical_json, parse_query
+
+__all__ = [
+    "MAX_COUNT",
+    "MAX_TASKS_PER_POLL",
+    "Changes",
+    "Claim",
+    "Conflict",
+    "Federation",
+    "Invalid",
+    "NotFound",
+    "QueryResult",
+    "Recorded",
+    "SiteAnswer",
+    "SiteStatus",
+    "Submission",
+]
+
+# A site asked by many queries at once gets them in portions; the rest come with its next poll.
+MAX_TASKS_PER_POLL = 100
+
+_OPEN = (TaskState.PENDING.value, TaskState.RUNNING.value)
+# Larger than any count a hospital can have, and the largest integer every JSON reader keeps exact.
+MAX_COUNT = 2**53 - 1
+_TIMED_OUT_REASON = "no result before the deadline"
+
+
+class NotFound(LookupError):
+    """Nothing the caller may see has this id (another site's task, another user's query)."""
+
+
+class Conflict(Exception):
+    """The request contradicts what is recorded (a different result for an answered task)."""
+
+
+class Invalid(ValueError):
+    """The request is well-formed JSON but not acceptable; the text starts with the offending field."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    query_id: str
+    reused: bool
+    site_ids: tuple[int, ...]  # sites that got a new task
+
+
+@dataclass(frozen=True)
+class Claim:
+    tasks: list[Task]
+    query_ids: frozenset[str]  # queries whose tasks went from pending to running
+
+
+@dataclass(frozen=True)
+class Recorded:
+    query_id: str
+    state: TaskState  # TIMED_OUT: the result came too late and was not taken
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Changes:
+    query_ids: frozenset[str]  # queries with tasks that timed out
+    site_ids: frozenset[int]  # sites with tasks whose lease ran out, to be offered again
+
+
+@dataclass(frozen=True)
+class SiteAnswer:
+    site: str
+    state: TaskState
+    count: SiteCount | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "state": self.state.value,
+            "count": None if self.count is None else self.count.to_json(),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What a researcher sees of a query; `version` grows with every change of it."""
+
+    id: str
+    created: dt.datetime
+    version: int
+    sites: list[SiteAnswer]
+    total: Total | None
+
+    @property
+    def complete(self) -> bool:
+        return all(answer.state.value not in _OPEN for answer in self.sites)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created": self.created.isoformat(),
+            "state": "complete" if self.complete else "running",
+            "version": self.version,
+            "sites": [answer.to_json() for answer in self.sites],
+            "total": None
+            if self.total is None
+            else {"value": self.total.value, "sites": self.total.sites, "at_least": self.total.at_least},
+        }
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    name: str
+    active: bool
+    last_seen: dt.datetime | None
+    agent_version: str | None
+    generation: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": "active" if self.active else "revoked",
+            "last_seen": None if self.last_seen is None else self.last_seen.isoformat(),
+            "version": self.agent_version,
+            "generation": self.generation,
+        }
+
+
+def _bump(session: Session, query_ids: Iterable[str]) -> None:
+    """Tell readers that these queries changed (see QueryResult.version)."""
+    ids = sorted(set(query_ids))  # a fixed order, so concurrent bumps cannot deadlock
+    if ids:
+        session.execute(sa.update(QueryRow).where(QueryRow.id.in_(ids)).values(version=QueryRow.version + 1))
+
+
+def _is_id(value: str) -> bool:
+    """Whether `value` could be one of our ids at all; others need no database to be unknown (and some,
+    with NUL characters, would upset PostgreSQL)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _check_result(result: TaskResult) -> None:
+    """What the protocol allows but the database could not store."""
+    if result.count is not None and (result.count.obfuscated or 0) > MAX_COUNT:
+        raise Invalid(f"count.obfuscated: must be at most {MAX_COUNT}")
+    if result.reason is not None and "\x00" in result.reason:
+        raise Invalid("reason: must not contain NUL characters")
+
+
+def _same_result(task: TaskRow, result: TaskResult) -> bool:
+    if task.state != result.state.value:
+        return False
+    if result.state == TaskState.FAILED:
+        return task.reason == result.reason
+    assert result.count is not None  # an answered result has a count (TaskResult checks)
+    return (
+        task.obfuscated == result.count.obfuscated
+        and bool(task.below_threshold) == result.count.below_threshold
+    )
+
+
+class Federation:
+    """Distributing queries to sites and collecting their answers."""
+
+    def __init__(self, sessions: sessionmaker[Session], config: HubConfig, clock: Clock = utcnow) -> None:
+        self._sessions = sessions
+        self._config = config
+        self._clock = clock
+        # Queries are checked against the default mapping; a site whose own mapping differs answers
+        # what it cannot with a failure and a reason.
+        self._mapping = load_mapping()
+
+    # -- researchers
+
+    def submit(self, user: User, query_json: Any, site_names: Sequence[str] | None) -> Submission:
+        """Store a query and one task per site, or find an identical recent one; raises Invalid and
+        privacy.QuotaExceeded (nothing is stored then)."""
+        try:
+            query = parse_query(query_json)
+            check_query(query, self._mapping)
+        except QueryError as error:
+            raise Invalid(str(error)) from None
+        canonical = canonical_json(query)
+        now = self._clock()
+        policy = self._config.policy
+        with self._sessions.begin() as session:
+            # Lock the user's row, so that one user's concurrent submissions are counted one after the other.
+            session.execute(sa.select(UserRow.id).where(UserRow.id == user.id).with_for_update())
+            sites = self._chosen_sites(session, site_names)
+            fingerprint = query_fingerprint(canonical, [site.name for site in sites])
+            earlier = session.scalar(
+                sa.select(QueryRow.id)
+                .where(QueryRow.fingerprint == fingerprint, QueryRow.created > now - policy.reuse_window)
+                .order_by(QueryRow.created.desc())
+                .limit(1)
+            )
+            if earlier is not None:
+                session.add(QueryRequest(query_id=earlier, user_id=user.id, created=now, reused=True))
+                return Submission(earlier, True, ())
+            # Only new queries count against the quota: a reused one asks no site and reveals nothing new.
+            previous = session.scalars(
+                sa.select(QueryRequest.created).where(
+                    QueryRequest.user_id == user.id,
+                    QueryRequest.reused.is_(False),
+                    QueryRequest.created > now - dt.timedelta(days=1),
+                )
+            ).all()
+            check_quota(previous, now, policy)
+            query_id = str(uuid.uuid4())
+            session.add(
+                QueryRow(id=query_id, fingerprint=fingerprint, query=canonical, created=now, version=1)
+            )
+            session.flush()  # the query row first: tasks and requests refer to it
+            session.add(QueryRequest(query_id=query_id, user_id=user.id, created=now, reused=False))
+            deadline = now + self._config.task_deadline
+            for site in sites:
+                session.add(
+                    TaskRow(
+                        id=str(uuid.uuid4()),
+                        query_id=query_id,
+                        site_id=site.id,
+                        state=TaskState.PENDING.value,
+                        deadline=deadline,
+                    )
+                )
+            return Submission(query_id, False, tuple(site.id for site in sites))
+
+    def result(self, user: User, query_id: str) -> QueryResult:
+        """The query's per-site answers and total as far as they are known; raises NotFound."""
+        with self._sessions() as session:
+            query = session.get(QueryRow, query_id) if _is_id(query_id) else None
+            if query is None or not self._may_read(session, user, query_id):
+                raise NotFound(f"no query {query_id!r}")
+            rows = session.execute(
+                sa.select(TaskRow, SiteRow.name)
+                .join(SiteRow, TaskRow.site_id == SiteRow.id)
+                .where(TaskRow.query_id == query_id)
+                .order_by(SiteRow.name)
+            ).all()
+            answers = [self._answer(task, name) for task, name in rows]
+            counts = [answer.count for answer in answers if answer.count is not None]
+            return QueryResult(
+                query.id, query.created, query.version, answers, total(counts, self._config.policy)
+            )
+
+    def sites(self) -> list[SiteStatus]:
+        with self._sessions() as session:
+            rows = session.scalars(sa.select(SiteRow).order_by(SiteRow.name)).all()
+            return [SiteStatus(r.name, r.active, r.last_seen, r.agent_version, r.generation) for r in rows]
+
+    # -- sites
+
+    def claim(self, site: Site) -> Claim:
+        """The site's pending tasks and those whose lease ran out, now running under a new lease."""
+        now = self._clock()
+        with self._sessions.begin() as session:
+            session.execute(sa.update(SiteRow).where(SiteRow.id == site.id).values(last_seen=now))
+            rows = session.execute(
+                sa.select(TaskRow, QueryRow.query)
+                .join(QueryRow, TaskRow.query_id == QueryRow.id)
+                .where(
+                    TaskRow.site_id == site.id,
+                    TaskRow.deadline > now,
+                    sa.or_(
+                        TaskRow.state == TaskState.PENDING.value,
+                        sa.and_(TaskRow.state == TaskState.RUNNING.value, TaskRow.leased_until <= now),
+                    ),
+                )
+                .order_by(TaskRow.deadline, TaskRow.id)
+                .limit(MAX_TASKS_PER_POLL)
+                .with_for_update(of=TaskRow, skip_locked=True)
+            ).all()
+            started = {task.query_id for task, _ in rows if task.state == TaskState.PENDING.value}
+            for task, _ in rows:
+                task.state = TaskState.RUNNING.value
+                task.leased_until = now + self._config.lease
+            _bump(session, started)
+            tasks = [
+                Task(task.id, TaskType.FEASIBILITY_COUNT, {"query": query}, task.deadline)
+                for task, query in rows
+            ]
+            return Claim(tasks, frozenset(started))
+
+    def record(self, site: Site, task_id: str, result: TaskResult) -> Recorded:
+        """Take a site's result for its task; a replay is a no-op. Raises NotFound, Conflict, Invalid."""
+        if not _is_id(task_id):
+            raise NotFound(f"no task {task_id!r}")
+        if result.task_id != task_id:
+            raise Invalid(f"task_id: {result.task_id!r} is not the task {task_id!r} of the URL")
+        _check_result(result)
+        now = self._clock()
+        with self._sessions.begin() as session:
+            task = session.scalar(
+                sa.select(TaskRow).where(TaskRow.id == task_id, TaskRow.site_id == site.id).with_for_update()
+            )
+            if task is None:
+                raise NotFound(f"no task {task_id!r}")
+            state = TaskState(task.state)
+            if state in (TaskState.ANSWERED, TaskState.FAILED):
+                if _same_result(task, result):
+                    return Recorded(task.query_id, state, changed=False)
+                raise Conflict(f"task {task_id} has a different result already")
+            if state == TaskState.TIMED_OUT:
+                return Recorded(task.query_id, state, changed=False)
+            task.finished = now
+            task.leased_until = None
+            if task.deadline <= now:
+                # Too late: the task times out now (it would at the next sweep) and the result is not taken.
+                task.state = TaskState.TIMED_OUT.value
+                _bump(session, [task.query_id])
+                return Recorded(task.query_id, TaskState.TIMED_OUT, changed=True)
+            task.state = result.state.value
+            task.reason = result.reason
+            if result.state == TaskState.ANSWERED and result.count is not None:
+                task.obfuscated = result.count.obfuscated
+                task.below_threshold = result.count.below_threshold
+            _bump(session, [task.query_id])
+            return Recorded(task.query_id, result.state, changed=True)
+
+    def heartbeat(self, site: Site, agent_version: str, generation: int) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                sa.update(SiteRow)
+                .where(SiteRow.id == site.id)
+                .values(last_seen=self._clock(), agent_version=agent_version, generation=generation)
+            )
+
+    # -- upkeep
+
+    def sweep(self) -> Changes:
+        """Time out overdue tasks; find sites with tasks to offer again (their lease ran out)."""
+        now = self._clock()
+        with self._sessions.begin() as session:
+            query_ids = set(
+                session.scalars(
+                    sa.update(TaskRow)
+                    .where(TaskRow.state.in_(_OPEN), TaskRow.deadline <= now)
+                    .values(state=TaskState.TIMED_OUT.value, finished=now, leased_until=None)
+                    .returning(TaskRow.query_id)
+                    .execution_options(synchronize_session=False)
+                ).all()
+            )
+            _bump(session, query_ids)
+            site_ids = session.scalars(
+                sa.select(TaskRow.site_id)
+                .where(
+                    TaskRow.state == TaskState.RUNNING.value,
+                    TaskRow.leased_until <= now,
+                    TaskRow.deadline > now,
+                )
+                .distinct()
+            ).all()
+            return Changes(frozenset(query_ids), frozenset(site_ids))
+
+    # -- helpers
+
+    @staticmethod
+    def _chosen_sites(session: Session, names: Sequence[str] | None) -> list[SiteRow]:
+        active = session.scalars(sa.select(SiteRow).where(SiteRow.active).order_by(SiteRow.name)).all()
+        if names is None:
+            if not active:
+                raise Invalid("sites: there is no active site to ask")
+            return list(active)
+        if not names:
+            raise Invalid("sites: must not be empty (leave it out to ask every active site)")
+        by_name = {site.name: site for site in active}
+        for i, name in enumerate(names):
+            if name not in by_name:
+                raise Invalid(f"sites[{i}]: there is no active site {name!r}")
+            if name in names[:i]:
+                raise Invalid(f"sites[{i}]: {name!r} is named twice")
+        return [by_name[name] for name in sorted(names)]
+
+    @staticmethod
+    def _may_read(session: Session, user: User, query_id: str) -> bool:
+        """Admins read every query; researchers those they submitted (or were handed as a reuse)."""
+        if user.role == Role.ADMIN:
+            return True
+        return (
+            session.scalar(
+                sa.select(QueryRequest.id)
+                .where(QueryRequest.query_id == query_id, QueryRequest.user_id == user.id)
+                .limit(1)
+            )
+            is not None
+        )
+
+    @staticmethod
+    def _answer(task: TaskRow, site_name: str) -> SiteAnswer:
+        state = TaskState(task.state)
+        count = None
+        if state == TaskState.ANSWERED:
+            count = SiteCount(None, True) if task.below_threshold else SiteCount(task.obfuscated)
+        reason = _TIMED_OUT_REASON if state == TaskState.TIMED_OUT else task.reason
+        return SiteAnswer(site_name, state, count, reason)

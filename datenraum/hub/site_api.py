@@ -1,0 +1,68 @@
+"""The site API (`/api/site/v1`, docs/federation-api.md): sites fetch their tasks and post results.
+
+A site only ever sees its own tasks: every query here is restricted to the authenticated site, and
+another site's task id is answered as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from datenraum.hub.notify import query_key, site_key, wait_for
+from datenraum.hub.runtime import CurrentSite, HubDep
+from datenraum.hub.service import Conflict, Invalid
+from datenraum.protocol.messages import API_PREFIX, ProtocolError, TaskResult, TaskState
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["site"])
+
+
+class Heartbeat(BaseModel):
+    # Unknown fields are ignored: newer agents may report more than this hub knows.
+    model_config = ConfigDict(strict=True)
+
+    version: str = Field(max_length=100, pattern=r"^[^\x00]*$")
+    generation: int = Field(ge=0, le=2**63 - 1)  # a BIGINT column
+
+
+@router.get("/tasks")
+async def fetch_tasks(
+    hub: HubDep, site: CurrentSite, wait: Annotated[float, Query(ge=0, le=60)] = 25
+) -> dict[str, Any]:
+    """Long-poll: this site's pending tasks (now running), as soon as there is one, else none after `wait` s."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + wait
+    while True:
+        with hub.notifier.listen(site_key(site.id)) as woken:
+            claim = await hub.run(hub.federation.claim, site)
+            hub.notifier.notify(query_key(query_id) for query_id in claim.query_ids)
+            if claim.tasks or loop.time() >= until:
+                return {"tasks": [task.to_json() for task in claim.tasks]}
+            await wait_for(woken, until - loop.time())
+
+
+@router.post("/tasks/{task_id}/result")
+async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The site's result for one of its tasks (TaskResult JSON); the same result again is a no-op."""
+    try:
+        result = TaskResult.from_json(body)
+    except ProtocolError as error:
+        raise Invalid(str(error)) from None
+    recorded = await hub.run(hub.federation.record, site, task_id, result)
+    if recorded.changed:
+        hub.notifier.notify([query_key(recorded.query_id)])
+    if recorded.state == TaskState.TIMED_OUT:
+        raise Conflict("deadline passed")
+    return {"state": recorded.state.value}
+
+
+@router.post("/heartbeat")
+async def heartbeat(hub: HubDep, site: CurrentSite, body: Heartbeat) -> dict[str, Any]:
+    """The site is alive, runs this agent version and has this store generation."""
+    await hub.run(hub.federation.heartbeat, site, body.version, body.generation)
+    return {"ok": True}
