@@ -20,6 +20,7 @@ __all__ = [
     "AttributeMapping",
     "CodeMapping",
     "ConsentCombination",
+    "ConsentPart",
     "ContextMapping",
     "Mapping",
     "PatientTerm",
@@ -80,11 +81,23 @@ class PatientTerm:
 
 
 @dataclass(frozen=True)
+class ConsentPart:
+    """One question of a combined consent code and the provision codes each answer requires."""
+
+    name: str
+    yes: tuple[str, ...]
+    no: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ConsentCombination:
-    """The portal's combined consent codes ("yes-no-yes-no"): each "yes" requires a set of provisions."""
+    """The portal's combined consent codes ("yes-no-yes-no"): one answer per part, each answer requires
+    a set of provision codes (of `provision_system`). Both answers can require codes: "no" to
+    distributed analysis means central analysis, which needs consent to merging with third parties."""
 
     system: str
-    parts: tuple[tuple[str, ...], ...]
+    parts: tuple[ConsentPart, ...]
+    provision_system: str
 
     def provisions(self, code: str) -> tuple[str, ...]:
         answers = code.split("-")
@@ -93,7 +106,17 @@ class ConsentCombination:
                 f"combined consent code {code!r} must be {len(self.parts)} parts of yes/no, e.g. yes-yes-no-no"
             )
         return tuple(
-            c for answer, codes in zip(answers, self.parts, strict=True) if answer == "yes" for c in codes
+            c for answer, part in zip(answers, self.parts, strict=True) for c in getattr(part, answer)
+        )
+
+    def required_provisions(self, term: TermCode) -> tuple[str, ...]:
+        """The provision codes a consent term code requires: itself, or those of a combined code."""
+        if term.system == self.provision_system:
+            return (term.code,)
+        if term.system == self.system:
+            return self.provisions(term.code)
+        raise UnsupportedCriterion(
+            f"consent term code system {term.system!r} is neither {self.provision_system!r} nor {self.system!r}"
         )
 
 
@@ -159,8 +182,9 @@ def _context(name: str, raw: dict) -> ContextMapping:
         )
     combined = None
     if "combined" in raw:
-        parts = tuple(tuple(part["codes"]) for part in raw["combined"]["parts"])
-        combined = ConsentCombination(raw["combined"]["system"], parts)
+        spec = raw["combined"]
+        parts = tuple(ConsentPart(p["name"], tuple(p["yes"]), tuple(p["no"])) for p in spec["parts"])
+        combined = ConsentCombination(spec["system"], parts, spec["provision_system"])
     kind = raw.get("kind", "patient" if terms else "standard")
     return ContextMapping(
         name, raw["resource"], raw["table"], kind, code, time, value, attributes, terms, combined

@@ -158,6 +158,8 @@ def _object(value: Any, path: str) -> dict:
 
 
 def _array(value: Any, path: str, *, non_empty: bool = True) -> list:
+    if value is None:
+        raise QueryError(path, "is required")
     if not isinstance(value, list):
         raise QueryError(path, f"expected an array, got {_kind(value)}")
     if non_empty and not value:
@@ -272,8 +274,18 @@ def _time_restriction(value: Any, path: str) -> TimeRestriction:
     return TimeRestriction(after, before)
 
 
+# Keys of shapes this model does not read, and why: named so that a rejection says what it found.
+_UNSUPPORTED_SHAPES = {
+    "criteria": "a criteria group (CCDL v3 draft: id, anchors, relative time restrictions) is not supported",
+    "termCode": "'termCode' is the 2021 draft schema; this site reads 'termCodes' (schema v2 and later)",
+}
+
+
 def _criterion(value: Any, path: str, *, nested: bool = False) -> Criterion:
     node = _object(value, path)
+    for key, problem in _UNSUPPORTED_SHAPES.items():
+        if key in node and "termCodes" not in node:
+            raise QueryError(path, problem)
     term_codes = tuple(
         _term_code(t, f"{path}.termCodes[{i}]")
         for i, t in enumerate(_array(node.get("termCodes"), f"{path}.termCodes"))
@@ -330,6 +342,8 @@ def parse_query(data: Any) -> StructuredQuery:
             ) from None
     node = _object(data, "$")
     if node.get("inclusionCriteria") is None:
+        if "queryMetadata" in node:
+            raise QueryError("$", "the 2021 draft format ('queryMetadata' and 'query') is not supported")
         raise QueryError("$.inclusionCriteria", "is required")
     exclusion = node.get("exclusionCriteria")
     return StructuredQuery(
