@@ -22,22 +22,16 @@ import datetime as dt
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
-from datenraum.query.mapping import (
-    AttributeMapping,
-    ContextMapping,
-    Mapping,
-    PatientTerm,
-    UnsupportedCriterion,
-    load_mapping,
-)
+from datenraum.query.check import check_query
+from datenraum.query.mapping import AttributeMapping, ContextMapping, Mapping, PatientTerm, load_mapping
 from datenraum.query.model import (
     ComparatorFilter,
     ConceptFilter,
     Criterion,
-    QueryError,
     RangeFilter,
     ReferenceFilter,
     StructuredQuery,
@@ -46,16 +40,14 @@ from datenraum.query.model import (
     ValueFilter,
 )
 from datenraum.query.terminology import code_match
-from datenraum.query.units import UnknownUnit, comparable_units, to_years_factor
+from datenraum.query.units import comparable_units, to_years_factor
 
 __all__ = ["patient_ids"]
-
-PROVISION_SYSTEM = "urn:oid:2.16.840.1.113883.3.1937.777.24.5.3"
 
 # Where resources of the patient compartment name their patient (Consent uses `patient`).
 _PATIENT_ELEMENTS = ("subject", "patient")
 # The FHIR types of a choice element `x[x]` that carry a time: a point or a Period.
-_TIME_SUFFIXES = ("", "DateTime", "Instant", "Date", "Period")
+_TIME_SUFFIXES = ("", "DateTime", "Instant", "Period")
 _PATH_STEP = re.compile(r"extension\('([^']*)'\)|(\w+)")
 
 
@@ -75,7 +67,7 @@ def patient_ids(
     that a malformed query never yields a count (contract, section 6).
     """
     mapping = mapping if mapping is not None else load_mapping()
-    _check(query, mapping)
+    check_query(query, mapping)
     data = _Dataset(resources)
     evaluator = _Evaluator(data, mapping, today)
     cohort = set()
@@ -90,30 +82,26 @@ def patient_ids(
 # --- the input, indexed ----------------------------------------------------------------------------
 
 
-@dataclass
 class _Dataset:
     """The resources, by key and by patient. A resource given twice counts once: the later one wins,
     as in a load (a later version of a resource replaces the earlier)."""
 
-    patients: dict[str, dict] = field(default_factory=dict)
-    by_key: dict[tuple[str, str], dict] = field(default_factory=dict)
-    by_patient: dict[tuple[str, str], list[dict]] = field(default_factory=lambda: defaultdict(list))
-    # "system|value" and "|value" of every patient identifier, for conditional and logical references
-    identifiers: dict[str, str] = field(default_factory=dict)
-
     def __init__(self, resources: Iterable[dict]) -> None:
-        self.by_key = {}
+        self.by_key: dict[tuple[str, str], dict] = {}
         for resource in resources:
             if isinstance(resource, dict) and resource.get("resourceType") and resource.get("id"):
                 self.by_key[(resource["resourceType"], resource["id"])] = resource
         self.patients = {rid: r for (rtype, rid), r in self.by_key.items() if rtype == "Patient"}
-        self.identifiers = {}
+        # "system|value" and "|value" of every patient identifier, for conditional and logical references
+        self.identifiers: dict[str, str] = {}
         for patient_id, patient in self.patients.items():
             for identifier in _list(patient.get("identifier")):
                 if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
-                    self.identifiers.setdefault(f"{identifier.get('system') or ''}|{identifier['value']}", patient_id)
+                    self.identifiers.setdefault(
+                        f"{identifier.get('system') or ''}|{identifier['value']}", patient_id
+                    )
                     self.identifiers.setdefault(f"|{identifier['value']}", patient_id)
-        self.by_patient = defaultdict(list)
+        self.by_patient: dict[tuple[str, str], list[dict]] = defaultdict(list)
         for (resource_type, _id), resource in self.by_key.items():
             if resource_type == "Patient":
                 continue
@@ -141,9 +129,9 @@ class _Dataset:
         if isinstance(text, str):
             if "?" in text:
                 target_type, _, query = text.partition("?")
+                token = unquote(query.split("&")[0].removeprefix("identifier="))
                 if target_type != resource_type or not query.startswith("identifier="):
                     return None
-                token = query.removeprefix("identifier=")
                 return self.identifiers.get(token if "|" in token else f"|{token}")
             parts = text.rstrip("/").split("/")
             if len(parts) >= 4 and parts[-2] == "_history":
@@ -152,7 +140,11 @@ class _Dataset:
                 return parts[-1]
             return None
         identifier = reference.get("identifier")
-        if resource_type == "Patient" and isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+        if (
+            resource_type == "Patient"
+            and isinstance(identifier, dict)
+            and isinstance(identifier.get("value"), str)
+        ):
             if reference.get("type", "Patient") != "Patient":
                 return None
             return self.identifiers.get(f"{identifier.get('system') or ''}|{identifier['value']}")
@@ -177,7 +169,9 @@ def _walk(nodes: list, path: str) -> list:
             if not isinstance(node, dict):
                 continue
             if url is not None:
-                found += [e for e in _list(node.get("extension")) if isinstance(e, dict) and e.get("url") == url]
+                found += [
+                    e for e in _list(node.get("extension")) if isinstance(e, dict) and e.get("url") == url
+                ]
             else:
                 found += _list(node.get(name))
         nodes = found
@@ -236,13 +230,12 @@ class _Interval:
 
     def overlaps(self, restriction: TimeRestriction) -> bool:
         """Contract 2: overlaps [afterDate 00:00, beforeDate + 1 day 00:00)."""
-        if restriction.before is not None and self.start is not None:
-            if not self.start < _midnight(restriction.before + dt.timedelta(days=1)):
-                return False
-        if restriction.after is not None and self.end is not None:  # noqa: SIM102
-            if not self.end >= _midnight(restriction.after):
-                return False
-        return True
+        before, after = restriction.before, restriction.after
+        starts_in_time = (
+            before is None or self.start is None or self.start < _midnight(before + dt.timedelta(days=1))
+        )
+        ends_in_time = after is None or self.end is None or self.end >= _midnight(after)
+        return starts_in_time and ends_in_time
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -338,7 +331,9 @@ class _Evaluator:
             return codings
         return _codings(_walk([resource], context.code.fhir))
 
-    def _code_matches(self, term_codes: tuple[TermCode, ...], context: ContextMapping, resource: dict) -> bool:
+    def _code_matches(
+        self, term_codes: tuple[TermCode, ...], context: ContextMapping, resource: dict
+    ) -> bool:
         codings = self._resource_codings(context, resource)
         for term in term_codes:
             rule = code_match(term.system, term.code, self.mapping.hierarchies)
@@ -382,7 +377,8 @@ class _Evaluator:
                 target_id = self.data.resolve(reference, target_context.resource)
                 target = self.data.by_key.get((target_context.resource, target_id))
                 if target is not None and any(
-                    self._resource_matches(c, self.mapping.context(c), target) for c in attribute_filter.criteria
+                    self._resource_matches(c, self.mapping.context(c), target)
+                    for c in attribute_filter.criteria
                 ):
                     return True
             return False
@@ -393,7 +389,11 @@ class _Evaluator:
         for concept in attribute_filter.concepts:
             if first.get("code") != concept.code:
                 continue
-            if attribute.system_column is None or first.get("system") is None or first["system"] == concept.system:
+            if (
+                attribute.system_column is None
+                or first.get("system") is None
+                or first["system"] == concept.system
+            ):
                 return True
         return False
 
@@ -423,21 +423,23 @@ class _Evaluator:
 
     # -- consent (contract 4)
 
-    def _required_provisions(self, context: ContextMapping, term: TermCode) -> tuple[str, ...]:
-        if term.system == context.combined.system:
-            return context.combined.provisions(term.code)
-        return (term.code,)
-
     def _consent_holds(self, criterion: Criterion, context: ContextMapping, patient_id: str) -> bool:
-        consents = [c for c in self.data.resources(patient_id, "Consent") if c.get("status") == "active"]
+        consents = [
+            c for c in self.data.resources(patient_id, context.resource) if c.get("status") == "active"
+        ]
+        system = context.combined.provision_system
         for term in criterion.term_codes:
-            required = self._required_provisions(context, term)
-            if all(self._permitted(code, consents, criterion.time_restriction) for code in required):
+            # A provision code requires itself; a combined code ("yes-yes-no-no") requires the
+            # provision codes the mapping gives for its answers.
+            required = context.combined.required_provisions(term)
+            if all(self._permitted(system, code, consents, criterion.time_restriction) for code in required):
                 return True
         return False
 
-    def _permitted(self, code: str, consents: list[dict], restriction: TimeRestriction | None) -> bool:
-        deciding = [(c, list(_provisions_coded(c, code))) for c in consents]
+    def _permitted(
+        self, system: str, code: str, consents: list[dict], restriction: TimeRestriction | None
+    ) -> bool:
+        deciding = [(c, list(_provisions_coded(c, system, code))) for c in consents]
         deciding = [(c, p) for c, p in deciding if p]
         if not deciding:
             return False
@@ -457,107 +459,11 @@ class _Evaluator:
         return True
 
 
-def _provisions_coded(consent: dict, code: str) -> Iterator[dict]:
+def _provisions_coded(consent: dict, system: str, code: str) -> Iterator[dict]:
     """The nested provisions (`provision.provision[]`) of a consent that carry the provision code."""
     for provision in _walk([consent], "provision.provision"):
         if isinstance(provision, dict) and any(
-            c.get("system") == PROVISION_SYSTEM and c.get("code") == code for c in _codings(_list(provision.get("code")))
+            c.get("system") == system and c.get("code") == code
+            for c in _codings(_list(provision.get("code")))
         ):
             yield provision
-
-
-# --- rejecting what the mapping cannot answer (contract 6) -------------------------------------------
-
-
-def _check(query: StructuredQuery, mapping: Mapping) -> None:
-    """Reject the whole query before anything runs; uses the shared checker when it is there."""
-    try:
-        from datenraum.query.check import check_query
-    except ImportError:
-        check_query = None
-    if check_query is not None:
-        check_query(query, mapping)
-        return
-    for name, groups in (("inclusionCriteria", query.inclusion), ("exclusionCriteria", query.exclusion)):
-        for i, group in enumerate(groups):
-            for j, criterion in enumerate(group):
-                _check_criterion(criterion, mapping, f"$.{name}[{i}][{j}]")
-
-
-def _check_criterion(criterion: Criterion, mapping: Mapping, path: str) -> None:
-    try:
-        context = mapping.context(criterion)
-    except UnsupportedCriterion as error:
-        raise QueryError(f"{path}.context", str(error)) from None
-    if context.kind == "patient":
-        _check_patient(criterion, context, path)
-    elif context.kind == "consent":
-        _check_consent(criterion, context, path)
-    else:
-        _check_standard(criterion, context, mapping, path)
-
-
-def _check_patient(criterion: Criterion, context: ContextMapping, path: str) -> None:
-    if criterion.attribute_filters:
-        raise QueryError(f"{path}.attributeFilters[0]", "the Patient context has no attributes")
-    if criterion.time_restriction is not None:
-        raise QueryError(f"{path}.timeRestriction", "the Patient context has no time")
-    for i, term in enumerate(criterion.term_codes):
-        try:
-            kind = context.patient_term(term).kind
-        except UnsupportedCriterion as error:
-            raise QueryError(f"{path}.termCodes[{i}]", str(error)) from None
-        value_filter = criterion.value_filter
-        if kind == "age":
-            if not isinstance(value_filter, ComparatorFilter | RangeFilter):
-                raise QueryError(f"{path}.valueFilter", "an age criterion needs a quantity filter")
-            try:
-                to_years_factor(value_filter.unit.code if value_filter.unit else None)
-            except UnknownUnit as error:
-                raise QueryError(f"{path}.valueFilter.unit", str(error)) from None
-        elif kind == "gender" and not isinstance(value_filter, ConceptFilter):
-            raise QueryError(f"{path}.valueFilter", "a gender criterion needs a concept filter")
-
-
-def _check_consent(criterion: Criterion, context: ContextMapping, path: str) -> None:
-    if criterion.value_filter is not None:
-        raise QueryError(f"{path}.valueFilter", "a consent criterion has no value")
-    if criterion.attribute_filters:
-        raise QueryError(f"{path}.attributeFilters[0]", "a consent criterion has no attributes")
-    for i, term in enumerate(criterion.term_codes):
-        if term.system == context.combined.system:
-            try:
-                context.combined.provisions(term.code)
-            except UnsupportedCriterion as error:
-                raise QueryError(f"{path}.termCodes[{i}]", str(error)) from None
-        elif term.system != PROVISION_SYSTEM:
-            raise QueryError(f"{path}.termCodes[{i}]", f"{term.system!r} is not a consent code system")
-
-
-def _check_standard(criterion: Criterion, context: ContextMapping, mapping: Mapping, path: str) -> None:
-    value_filter = criterion.value_filter
-    if value_filter is not None:
-        if context.value is None:
-            raise QueryError(f"{path}.valueFilter", f"{context.name} has no value to filter on")
-        if not isinstance(value_filter, ConceptFilter) and value_filter.unit is not None:
-            try:
-                comparable_units(value_filter.unit.code)
-            except UnknownUnit as error:
-                raise QueryError(f"{path}.valueFilter.unit", str(error)) from None
-    if criterion.time_restriction is not None and context.time is None:
-        raise QueryError(f"{path}.timeRestriction", f"{context.name} has no time")
-    for i, attribute_filter in enumerate(criterion.attribute_filters):
-        where = f"{path}.attributeFilters[{i}]"
-        try:
-            attribute = context.attribute(attribute_filter.attribute)
-        except UnsupportedCriterion as error:
-            raise QueryError(where, str(error)) from None
-        if attribute.kind == "reference":
-            if not isinstance(attribute_filter.filter, ReferenceFilter):
-                raise QueryError(where, f"{attribute_filter.attribute.code} needs a reference filter")
-            for k, referenced in enumerate(attribute_filter.filter.criteria):
-                if referenced.context.code != attribute.target_context:
-                    raise QueryError(f"{where}.criteria[{k}].context", f"must be {attribute.target_context}")
-                _check_criterion(referenced, mapping, f"{where}.criteria[{k}]")
-        elif not isinstance(attribute_filter.filter, ConceptFilter):
-            raise QueryError(where, f"{attribute_filter.attribute.code} needs a concept filter")
