@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 import orjson
 
+from datenraum.hub.cli import hub_cli
 from datenraum.site.ingest import IngestError, LoadReport, ingest
 from datenraum.site.store import Store, StoreError
 
@@ -75,6 +80,39 @@ def stats_command(store_path: Path) -> None:
         _fail(str(error))
 
 
+@main.command("count")
+@click.option("--store", "store_path", type=click.Path(path_type=Path), help="Site store folder.")
+@click.option("--explain", is_flag=True, help="Print the SQL instead of running it (needs no store).")
+# The dialects of datenraum.query.sql.DIALECTS, not imported here: sqlglot makes every command slower.
+@click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres"]), default="duckdb")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="Evaluate on this day (default: UTC today).")
+@click.argument("query_file", type=click.Path(path_type=Path))
+def count_command(
+    store_path: Path | None, explain: bool, dialect: str, today: dt.datetime | None, query_file: Path
+) -> None:
+    """Count the patients of a structured query (CCDL JSON) at this site: exact, site-local."""
+    from datenraum.query.model import QueryError, parse_query
+    from datenraum.site import feasibility
+
+    if store_path is None and not explain:
+        raise click.UsageError("--store is required (unless --explain)")
+    day = today.date() if today is not None else None
+    try:
+        query = parse_query(query_file.read_bytes())
+        if explain:
+            click.echo(feasibility.explain(query, dialect=dialect, today=day))
+            return
+        with Store(store_path).snapshot() as snapshot:
+            count = feasibility.count(snapshot, query, today=day)
+    except OSError as error:
+        _fail(f"{query_file}: {error.strerror}")
+    except QueryError as error:
+        _fail(f"{query_file}: {error}")
+    except StoreError as error:
+        _fail(str(error))
+    click.echo(orjson.dumps({"count": count}))
+
+
 @main.command("synth")
 @click.option("--patients", type=int, required=True)
 @click.option("--seed", type=int, default=1, show_default=True)
@@ -90,11 +128,82 @@ def synth_command(patients: int, seed: int, site_profile: int, workers: int, out
     click.echo(f"{summary.patients} patients, {total} resources in {summary.seconds:.1f} s -> {out_dir}")
 
 
+@main.group("site")
+def site_group() -> None:
+    """The site node's services."""
+
+
+@site_group.command("serve")
+@click.option(
+    "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
+)
+@click.option("--hub", "hub_url", required=True, help="The hub's base URL, e.g. https://hub.example.org.")
+@click.option(
+    "--credential",
+    "credential_file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File holding this site's credential (issued by `datenraum hub add-site`).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The operator's settings (TOML; see datenraum/site/agent_config.py). Defaults without.",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for the journal and the site secret (default: <store>/agent).",
+)
+def site_serve_command(
+    store_path: Path, hub_url: str, credential_file: Path, config_file: Path | None, state_dir: Path | None
+) -> None:
+    """Answer the hub's tasks from this site's store, connecting only outward, until stopped."""
+    from datenraum.site.agent import serve
+    from datenraum.site.agent_config import load_config
+    from datenraum.site.agent_state import StateError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the state changes
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop on SIGTERM as on Ctrl-C
+    try:
+        serve(
+            store=store_path,
+            hub_url=hub_url,
+            credential_file=credential_file,
+            config=load_config(config_file),
+            state_dir=state_dir or store_path / "agent",
+            stop=threading.Event(),
+        )
+    except (ValueError, OSError, StateError, StoreError) as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        logging.getLogger("datenraum.site.agent").info("site agent stopped")
+
+
 @main.command("demo")
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True,
-              help="Where the demo sites keep their data and stores.")
-def demo_command(workdir: Path) -> None:
-    """Several synthetic hospitals on this machine, each with its own store, answering a feasibility query."""
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Where the demo sites keep their data and stores, and the hub its database.",
+)
+@click.option("--port", type=int, default=8750, show_default=True, help="Port of the hub on 127.0.0.1.")
+@click.option("--once", is_flag=True, help="Stop after the example query instead of running until Ctrl-C.")
+def demo_command(workdir: Path, port: int, once: bool) -> None:
+    """Synthetic hospitals with their own stores and site agents, a hub, and a federated feasibility query."""
     from datenraum import demo
 
-    demo.run(workdir, say=click.echo)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the hub and agents as on Ctrl-C
+    try:
+        demo.run(workdir, port=port, once=once, say=click.echo)
+    except demo.DemoError as error:
+        _fail(str(error))
+
+
+main.add_command(hub_cli, "hub")

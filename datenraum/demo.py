@@ -1,27 +1,43 @@
-"""`datenraum demo`: several synthetic hospitals on this machine, each with its own site store, and a
-feasibility query answered at every site.
+"""`datenraum demo`: a federated research data space on one machine.
+
+Several synthetic hospitals, each with its own site store and site agent, a hub, and a researcher who
+asks how many patients match a feasibility query. Everything runs as the real commands would in
+production (`datenraum hub serve`, `datenraum site serve`), as child processes on 127.0.0.1.
 
 The sites differ the way real ones do: size, seed, and case mix (see `datenraum.synth` profiles). The
-demo is idempotent: a site whose store already holds the data of its recipe is reused, so a second run
-starts in seconds.
+stores are reused when they already hold the data of their recipe, so a second run starts in seconds; the
+hub and its database start fresh every run (in `<workdir>/federation/`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import shlex
+import shutil
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from datenraum.query.model import StructuredQuery, parse_query
+from datenraum.local_federation import FederationError, LocalFederation, Researcher
+from datenraum.query.model import StructuredQuery, parse_query, query_to_json
 
-__all__ = ["DEMO_QUERY", "DEMO_SITES", "DemoSite", "prepare_sites"]
+__all__ = ["DEMO_PORT", "DEMO_QUERY", "DEMO_SITES", "DemoError", "DemoSite", "prepare_sites", "run"]
+
+DEMO_PORT = 8750
+DEMO_USER = "researcher@demo.example"
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run (port taken, a process did not start); the text says what to do."""
 
 
 @dataclass(frozen=True)
 class DemoSite:
+    key: str  # the site's name at the hub (ASCII, no spaces) and its folder in the workdir
     name: str
     patients: int
     seed: int
@@ -29,9 +45,10 @@ class DemoSite:
 
 
 DEMO_SITES = (
-    DemoSite("Universitätsklinikum Nord", 4000, 11, 0),
-    DemoSite("Universitätsklinikum Süd", 2500, 22, 1),
-    DemoSite("Universitätsmedizin West", 1500, 33, 2),
+    DemoSite("uk-nord", "Universitätsklinikum Nord", 4000, 11, 0),
+    DemoSite("uk-sued", "Universitätsklinikum Süd", 2500, 22, 1),
+    DemoSite("um-west", "Universitätsmedizin West", 1500, 33, 2),
+    DemoSite("klinikum-ost", "Klinikum Ost", 2000, 44, 3),
 )
 
 # "Women over 50 with type 2 diabetes and HbA1c above 6.5 %, without any cancer diagnosis."
@@ -119,20 +136,17 @@ DEMO_QUERY: StructuredQuery = parse_query(
 )
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-
-
 def prepare_sites(
     workdir: Path, sites: tuple[DemoSite, ...] = DEMO_SITES, say: Callable[[str], None] = print
 ) -> dict[str, Path]:
-    """Generate and ingest each site's data unless its store already holds exactly that recipe."""
+    """Generate and ingest each site's data unless its store already holds exactly that recipe; the stores
+    by site key."""
     from datenraum.site.ingest import ingest
     from datenraum.synth import generate
 
     stores = {}
     for site in sites:
-        folder = workdir / _slug(site.name)
+        folder = workdir / site.key
         recipe = {"patients": site.patients, "seed": site.seed, "profile": site.profile}
         marker = folder / "recipe.json"
         store = folder / "store"
@@ -141,25 +155,135 @@ def prepare_sites(
                 f"{site.name}: generating {site.patients} patients (seed {site.seed}, profile {site.profile})"
             )
             data = folder / "data"
+            shutil.rmtree(store, ignore_errors=True)  # another recipe's patients must not stay in the store
             generate(data, site.patients, site.seed, site_profile=site.profile)
             report = ingest(store, [data])
             say(f"{site.name}: loaded {report.total('added')} resources in {report.seconds:.1f} s")
             marker.write_bytes(orjson.dumps(recipe))
-        stores[site.name] = store
+        stores[site.key] = store
     return stores
 
 
-def run(workdir: Path, say: Callable[[str], None] = print) -> dict[str, int]:
-    """Prepare the demo sites and answer the demo query at each one (exact site-local counts)."""
-    from datenraum.site.feasibility import count
-    from datenraum.site.store import Store
+def _check_port_free(port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise DemoError(
+                f"port {port} is in use (is another demo running?); choose one with --port"
+            ) from None
 
-    stores = prepare_sites(workdir, say=say)
-    counts = {}
-    say(f"\nQuery: {DEMO_QUERY.display}")
-    for name, path in stores.items():
-        with Store(path).snapshot() as snapshot:
-            counts[name] = count(snapshot, DEMO_QUERY, today=dt.date.today())
-        say(f"  {name:<30} {counts[name]:>6} patients")
-    say(f"  {'all sites':<30} {sum(counts.values()):>6} patients")
-    return counts
+
+VALUE_WIDTH = 16
+
+
+def _format_count(site: dict[str, Any]) -> str:
+    count = site.get("count")
+    if count is None:
+        return f"{site['state']} ({site.get('reason') or 'no answer'})"
+    if count.get("below_threshold"):
+        return f"{'below threshold':>{VALUE_WIDTH}}"
+    return f"{count['obfuscated']:>{VALUE_WIDTH}}"
+
+
+def _print_result(result: dict[str, Any], sites: tuple[DemoSite, ...], say: Callable[[str], None]) -> None:
+    """One line per site in the demo's order, then the total (if the hub shows one)."""
+    answers = {answer["site"]: answer for answer in result["sites"]}
+    width = max(len(site.name) for site in sites) + 2
+    for site in sites:
+        say(f"  {site.name:<{width}}{_format_count(answers[site.key])}")
+    total = result.get("total")
+    if total is None:
+        say(f"  {'all sites':<{width}}no total: too few sites answered")
+    else:
+        label = f"all {total['sites']} sites"
+        value = f"{'at least ' if total['at_least'] else ''}{total['value']}"
+        say(f"  {label:<{width}}{value:>{VALUE_WIDTH}}")
+
+
+def _print_directions(
+    fed: LocalFederation, token: Path, query_file: Path, say: Callable[[str], None]
+) -> None:
+    auth = f'-H "Authorization: Bearer $(cat {shlex.quote(str(token))})"'
+    say(f"\nThe hub is at {fed.url} (API documentation: {fed.url}/docs).")
+    say(f"Researcher API token: {token}")
+    say("Try it:")
+    say(f"  curl -s {auth} {fed.url}/api/v1/sites")
+    say(
+        f"  curl -s {auth} -H 'Content-Type: application/json' "
+        f"--data @{shlex.quote(str(query_file))} {fed.url}/api/v1/queries"
+    )
+    say(f"  curl -s {auth} '{fed.url}/api/v1/queries/<id>?wait=30'")
+    say(f"Logs of the hub and the site agents: {fed.logs}/")
+
+
+def _watch(fed: LocalFederation, say: Callable[[str], None]) -> None:
+    """Until Ctrl-C: say once if a child process ends on its own (the others go on)."""
+    reported: set[str] = set()
+    while True:
+        for child in [fed.hub, *fed.agents.values()]:
+            if child is not None and child.process.poll() is not None and child.name not in reported:
+                say(f"{child.name} stopped (exit code {child.process.returncode}); see {child.log}")
+                reported.add(child.name)
+        time.sleep(1)
+
+
+def run(
+    workdir: Path,
+    *,
+    port: int = DEMO_PORT,
+    once: bool = False,
+    sites: tuple[DemoSite, ...] = DEMO_SITES,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Prepare the sites, start the hub and one agent per site, and ask the demo query through the hub.
+
+    Keeps everything running until Ctrl-C unless `once`; returns the query's result document.
+    """
+    _check_port_free(port)
+    stores = prepare_sites(workdir, sites, say=say)
+    federation = workdir / "federation"
+    # A fresh hub each run. The agents keep their state beside their stores: the same site secret gives
+    # the same noise, so the demo answers as before (the hub's task ids never repeat, so old journals
+    # cannot be mistaken for new tasks).
+    shutil.rmtree(federation, ignore_errors=True)
+    federation.mkdir(parents=True)
+    with LocalFederation(federation, port=port) as fed:
+        try:
+            fed.start_hub()
+            secrets = fed.register(sites=list(stores), users=[(DEMO_USER, "researcher")])
+            for name, store in stores.items():
+                fed.start_agent(name, store, secrets[name], state=store.parent / "agent")
+            token = secrets[DEMO_USER]
+        except FederationError as error:
+            raise DemoError(str(error)) from None
+        say(f"\nHub {fed.url} with {len(stores)} site agents (hub database {federation / 'hub.db'}).")
+
+        query_file = federation / "query.json"
+        query_file.write_bytes(orjson.dumps({"query": query_to_json(DEMO_QUERY)}, option=orjson.OPT_INDENT_2))
+        researcher = Researcher(fed.url, token.read_text().strip())
+        try:
+            started = time.perf_counter()
+            response = researcher.submit(query_to_json(DEMO_QUERY))
+            if response.status_code != 201:
+                raise DemoError(f"the hub refused the demo query ({response.status_code}): {response.text}")
+            result = researcher.result(response.json()["id"])
+            seconds = time.perf_counter() - started
+            say(f"\nQuery: {DEMO_QUERY.display}")
+            _print_result(result, sites, say)
+            say(
+                f"Answered by the sites through the hub in {seconds:.2f} s. Each site obfuscates its count before"
+            )
+            say(
+                "it leaves: below a threshold only that is said, otherwise noise is added and the count rounded."
+            )
+        finally:
+            researcher.close()
+        _print_directions(fed, token, query_file, say)
+        if not once:
+            say("Press Ctrl-C to stop.")
+            try:
+                _watch(fed, say)
+            except KeyboardInterrupt:
+                say("\nStopping the site agents and the hub ...")
+    return result

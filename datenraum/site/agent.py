@@ -1,0 +1,380 @@
+"""The site agent: answers the hub's tasks from the site store, connecting only outward.
+
+A hospital firewall lets nothing in, so the agent long-polls the hub for tasks (`GET tasks?wait=…`), runs
+each one on the store and posts the result. How it stays correct when things break:
+
+- **The hub is away** (down, restarting, network): the agent waits with exponential backoff and jitter
+  (`hub.backoff_initial` doubling up to `hub.backoff_cap`) and tries again, forever. It logs one line
+  when the connection state changes (connected, unreachable, credential rejected, hub error), not one per
+  retry. A rejected credential (401) is re-read from its file before each retry, so an operator who
+  writes the rotated credential there needs no restart.
+- **A task is never run twice**: its result is written to the journal (`agent_state.Journal`) before it
+  is posted. A task offered again (its lease ran out at the hub because the answer was lost) gets the
+  recorded result; results not yet taken by the hub are posted again after a restart.
+- **A task that cannot be answered** (malformed or unsupported query, store error, task type not allowed
+  here, daily limit reached) gets a `failed` result with a reason the researcher can read; the agent
+  goes on with the next task.
+- **Counts leave only obfuscated** (`datenraum.privacy.counts`), with noise keyed by the site secret, the
+  canonical query and the store generation. Exact counts are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from datenraum.privacy.counts import noise_key, obfuscate
+from datenraum.protocol.messages import (
+    API_PREFIX,
+    ProtocolError,
+    Task,
+    TaskResult,
+    TaskState,
+)
+from datenraum.query.model import QueryError, StructuredQuery, canonical_json, parse_query
+from datenraum.site import feasibility
+from datenraum.site.agent_config import AgentConfig
+from datenraum.site.agent_state import Journal, load_or_create_secret, state_lock
+from datenraum.site.store import Snapshot, Store, StoreError
+
+__all__ = ["Agent", "Backoff", "Counter", "LatestSnapshot", "read_credential", "serve"]
+
+log = logging.getLogger(__name__)
+
+Counter = Callable[[Snapshot, StructuredQuery], int]
+HEARTBEAT_EVERY = 60.0  # seconds; the hub shows operators when each site was last seen
+
+
+def _agent_version() -> str:
+    try:
+        return version("datenraum")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def read_credential(path: Path) -> str:
+    """The site credential from its file (issued by `datenraum hub add-site`); ValueError if unusable."""
+    try:
+        credential = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ValueError(f"cannot read the credential file {path}: {error.strerror}") from None
+    if not credential:
+        raise ValueError(f"the credential file {path} is empty")
+    return credential
+
+
+class Backoff:
+    """Pauses between attempts to reach the hub: `initial`, doubling per failure, at most `cap`.
+
+    Each pause is drawn from [d/2, d] ("equal jitter"), so that the sites that lost the hub together do not
+    all knock again in the same instant when it comes back, while the pause still grows.
+    """
+
+    def __init__(self, initial: float, cap: float, rng: Callable[[], float] = random.random) -> None:
+        self.initial = initial
+        self.cap = cap
+        self._rng = rng
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.initial * 2**self._failures)
+        self._failures += 1
+        return ceiling / 2 + self._rng() * ceiling / 2
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
+class LatestSnapshot:
+    """The store's current snapshot, kept open from one task to the next until a load publishes a new
+    generation.
+
+    Opening a snapshot binds a DuckDB view to every Parquet file of the store, which on a store of 20,000
+    patients costs about as much as the count itself. Holding it open keeps that generation's files from
+    being collected; it is released at the first task after a load (or when the agent stops), so at most
+    one superseded generation stays on disk meanwhile.
+    """
+
+    def __init__(self, store: Store, threads: int = 0) -> None:
+        self._store = store
+        self._threads = threads  # 0: DuckDB's default, one per core
+        self._open: contextlib.ExitStack | None = None
+        self._snapshot: Snapshot | None = None
+
+    def get(self) -> Snapshot:
+        if self._snapshot is None or self._snapshot.generation != self._store.current_generation():
+            self.close()
+            with contextlib.ExitStack() as stack:
+                self._snapshot = stack.enter_context(self._store.snapshot())
+                if self._threads:
+                    self._snapshot.connection.execute(f"SET threads = {self._threads}")
+                self._open = stack.pop_all()
+        return self._snapshot
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.close()
+        self._open = self._snapshot = None
+
+
+class _HubUnavailable(Exception):
+    """The hub cannot be talked to right now. `state` names the kind of trouble: the log shows `message`
+    when the state changes, not on every retry in the same state (the details may differ per retry)."""
+
+    def __init__(self, state: str, message: str, level: int = logging.WARNING) -> None:
+        super().__init__(message)
+        self.state = state
+        self.message = message
+        self.level = level
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        store: Path,
+        hub_url: str,
+        credential_file: Path,
+        config: AgentConfig,
+        journal: Journal,
+        secret: bytes,
+        counter: Counter,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.store = Store(store)
+        self._snapshot = LatestSnapshot(self.store, config.threads)
+        self.config = config
+        self.journal = journal
+        self._secret = secret
+        self._counter = counter
+        self._clock = clock
+        self._credential_file = credential_file
+        self._client = httpx.Client(
+            base_url=hub_url.rstrip("/"),
+            headers={"User-Agent": f"datenraum-site-agent/{_agent_version()}"},
+            timeout=httpx.Timeout(10.0, read=config.wait + 15.0),
+            transport=transport,
+        )
+        self._credential = read_credential(credential_file)
+        self._state: str | None = None
+        self._last_heartbeat = float("-inf")
+
+    # -- the loop
+    def run(self, stop: threading.Event) -> None:
+        """Serve tasks until `stop` is set (checked between long-polls and during pauses)."""
+        backoff = Backoff(self.config.backoff_initial, self.config.backoff_cap)
+        with contextlib.suppress(StoreError):  # open the store now, so the first task is as quick as the rest
+            self._snapshot.get()
+        while not stop.is_set():
+            try:
+                self._post_unposted()
+                self._heartbeat_if_due()
+                tasks = self._poll()
+                backoff.reset()
+                self._answer_all(tasks)
+            except _HubUnavailable as unavailable:
+                self._set_state(unavailable.state, unavailable.message, unavailable.level)
+                stop.wait(backoff.next_delay())
+
+    def close(self) -> None:
+        self._client.close()
+        self._snapshot.close()
+
+    def _set_state(self, state: str, message: str, level: int) -> None:
+        if state != self._state:
+            log.log(level, "%s", message)
+            self._state = state
+
+    # -- talking to the hub
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._credential}"}
+        try:
+            response = self._client.request(method, API_PREFIX + path, headers=headers, **kwargs)
+        except httpx.TransportError as error:
+            raise _HubUnavailable(
+                "unreachable", f"hub unreachable ({type(error).__name__}: {error}); retrying with backoff"
+            ) from None
+        if response.status_code == 401:
+            raise self._credential_rejected()
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _HubUnavailable("hub error", f"hub error {response.status_code}; retrying with backoff")
+        self._set_state("connected", "connected to the hub", logging.INFO)
+        return response
+
+    def _credential_rejected(self) -> _HubUnavailable:
+        """Re-read the credential file (the operator may have put a rotated credential there)."""
+        try:
+            self._credential = read_credential(self._credential_file)
+        except ValueError as error:
+            return _HubUnavailable("credential unreadable", str(error), logging.ERROR)
+        return _HubUnavailable(
+            "credential rejected",
+            f"the hub rejected this site's credential (401, from {self._credential_file}): it is wrong, "
+            "rotated or revoked; ask the hub operator. Retrying with backoff",
+            logging.ERROR,
+        )
+
+    def _heartbeat_if_due(self) -> None:
+        if time.monotonic() - self._last_heartbeat < HEARTBEAT_EVERY:
+            return
+        body = {"version": _agent_version(), "generation": self.store.current_generation()}
+        response = self._request("POST", "/heartbeat", json=body)
+        if response.status_code != 200:
+            log.warning("heartbeat refused (%d): %s", response.status_code, response.text[:200])
+        self._last_heartbeat = time.monotonic()
+
+    def _poll(self) -> list[Any]:
+        response = self._request("GET", "/tasks", params={"wait": self.config.wait})
+        if response.status_code != 200:
+            raise _HubUnavailable(
+                "poll refused",
+                f"the hub refused the task poll ({response.status_code}): {response.text[:200]}",
+            )
+        try:
+            tasks = response.json()["tasks"]
+        except (ValueError, KeyError, TypeError):
+            tasks = None
+        if not isinstance(tasks, list):
+            raise _HubUnavailable("malformed tasks", "the hub sent a malformed task list")
+        return tasks
+
+    def _post(self, result: TaskResult) -> None:
+        response = self._request("POST", f"/tasks/{result.task_id}/result", json=result.to_json())
+        if response.status_code != 200:
+            # 409 (deadline passed, already answered), 404 (not this site's task), 422: posting the same
+            # result again cannot change the answer, so it is settled as far as this site is concerned.
+            log.warning(
+                "task %s: the hub refused the result (%d): %s",
+                result.task_id,
+                response.status_code,
+                response.text[:200],
+            )
+        self.journal.mark_posted(result.task_id)
+
+    def _answer_all(self, tasks: list[Any]) -> None:
+        """Answer the tasks of one poll, posting each result at once; if the hub goes away meanwhile, the
+        rest are still answered (and journaled), to be posted when it is back."""
+        lost: _HubUnavailable | None = None
+        for body in tasks:
+            result = self.answer(body)
+            if result is not None and lost is None:
+                try:
+                    self._post(result)
+                except _HubUnavailable as unavailable:
+                    lost = unavailable
+        if lost is not None:
+            raise lost
+
+    def _post_unposted(self) -> None:
+        for result in self.journal.unposted():
+            self._post(result)
+
+    # -- answering tasks
+    def answer(self, body: Any) -> TaskResult | None:
+        """The result for one task as the hub sent it: the journal's if it was answered before, else a new
+        one, recorded before it is returned. None for a body without a task id (nothing to answer to)."""
+        try:
+            task = Task.from_json(body)
+        except ProtocolError as error:
+            task_id = body.get("id") if isinstance(body, dict) else None
+            if not isinstance(task_id, str) or not task_id:
+                log.error("ignoring a malformed task without an id: %s", error)
+                return None
+            return self._record(
+                TaskResult(task_id, TaskState.FAILED, reason=f"malformed task: {error}"), ran=False
+            )
+        recorded = self.journal.get(task.id)
+        if recorded is not None:
+            log.info("task %s: offered again, re-posting the recorded result", task.id)
+            return recorded
+        return self._execute(task)
+
+    def _fail(self, task: Task, reason: str, *, ran: bool) -> TaskResult:
+        log.warning("task %s: failed: %s", task.id, reason)
+        return self._record(TaskResult(task.id, TaskState.FAILED, reason=reason), ran=ran)
+
+    def _record(self, result: TaskResult, *, ran: bool) -> TaskResult:
+        self.journal.record(result, ran=ran, now=self._clock())
+        return result
+
+    def _execute(self, task: Task) -> TaskResult:
+        if task.type not in self.config.allowed_tasks:
+            return self._fail(task, f"this site does not answer {task.type.value} tasks", ran=False)
+        today = self._clock().astimezone().date()
+        if self.journal.runs_on(today) >= self.config.daily_limit:
+            return self._fail(
+                task,
+                f"this site's daily limit of {self.config.daily_limit} queries is reached; try again tomorrow",
+                ran=False,
+            )
+        return self._count(task)  # the only task type so far
+
+    def _count(self, task: Task) -> TaskResult:
+        try:
+            query = parse_query(task.payload.get("query"))
+        except QueryError as error:
+            return self._fail(task, f"query not supported: {error}", ran=False)
+        if self.config.test_task_delay:
+            time.sleep(self.config.test_task_delay)
+        started = time.perf_counter()
+        try:
+            snapshot = self._snapshot.get()
+            exact = self._counter(snapshot, query)
+            key = noise_key(self._secret, canonical_json(query), snapshot.generation)
+        except QueryError as error:
+            return self._fail(task, f"query not supported: {error}", ran=True)
+        except StoreError as error:
+            self._snapshot.close()
+            return self._fail(task, f"the site store is unavailable: {error}", ran=True)
+        except Exception:
+            # One task must not stop the agent; the details stay in the site's log, not the researcher's view.
+            log.exception("task %s: unexpected error", task.id)
+            self._snapshot.close()
+            return self._fail(
+                task, "the site could not run the query (internal error, see the site's log)", ran=True
+            )
+        site_count = obfuscate(exact, self.config.policy, key)
+        shown = "below threshold" if site_count.below_threshold else f"{site_count.obfuscated} (obfuscated)"
+        log.info("task %s: answered %s in %.2f s", task.id, shown, time.perf_counter() - started)
+        return self._record(TaskResult(task.id, TaskState.ANSWERED, count=site_count), ran=True)
+
+
+def serve(
+    *,
+    store: Path,
+    hub_url: str,
+    credential_file: Path,
+    config: AgentConfig,
+    state_dir: Path,
+    stop: threading.Event,
+) -> None:
+    """Run the agent of one site until `stop` is set (or KeyboardInterrupt, which is how signals arrive)."""
+    if not store.is_dir():
+        raise StoreError(f"{store} is not a site store (no such folder)")
+    read_credential(credential_file)  # before anything is created: a typo should leave no trace
+    with state_lock(state_dir), Journal(state_dir / "journal.ndjson", dt.datetime.now(dt.UTC)) as journal:
+        agent = Agent(
+            store=store,
+            hub_url=hub_url,
+            credential_file=credential_file,
+            config=config,
+            journal=journal,
+            secret=load_or_create_secret(state_dir),
+            counter=feasibility.count,
+        )
+        log.info("site agent started: store %s, hub %s, state in %s", store, hub_url, state_dir)
+        try:
+            agent.run(stop)
+        finally:
+            agent.close()

@@ -1,0 +1,171 @@
+"""The site operator's settings for the site agent, read from a TOML file.
+
+Every key is optional; a missing file section means its defaults. The defaults:
+
+    [tasks]
+    allowed = ["feasibility-count"]  # task types this site answers; others get a "failed" result
+    daily_limit = 1000               # tasks run on the store per calendar day (the agent's local time)
+
+    [obfuscation]                    # how a count is disguised before it leaves (datenraum.privacy.counts)
+    threshold = 10                   # a count below this leaves only as "below threshold"
+    noise = 5                        # uniform noise in [-noise, +noise] is added ...
+    rounding = 10                    # ... and the result rounded to a multiple of this
+
+    [hub]
+    wait = 25                        # seconds one long-poll for tasks may wait at the hub (1 to 60)
+    backoff_initial = 0.5            # first pause in seconds after the hub could not be reached ...
+    backoff_cap = 30                 # ... doubling per failed attempt up to this
+
+    [store]
+    threads = 0                      # cores one query may use; 0: all (set it lower on a shared server)
+
+An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
+typo (`treshold`) does not silently leave a privacy setting at its default.
+
+One setting is not in the file because no operator should use it: `DATENRAUM_AGENT_TEST_TASK_DELAY`
+(seconds, in the environment) makes the agent pause before each task. The fault tests use it to kill a
+site deterministically while it works or to make it answer after the deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datenraum.privacy.counts import ObfuscationPolicy
+from datenraum.protocol.messages import TaskType
+
+__all__ = ["TEST_DELAY_VARIABLE", "AgentConfig", "ConfigError", "load_config", "parse_config"]
+
+TEST_DELAY_VARIABLE = "DATENRAUM_AGENT_TEST_TASK_DELAY"
+
+
+class ConfigError(ValueError):
+    """The agent's configuration cannot be used; the text names the file and key."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    allowed_tasks: frozenset[TaskType] = frozenset({TaskType.FEASIBILITY_COUNT})
+    daily_limit: int = 1000
+    policy: ObfuscationPolicy = field(default_factory=ObfuscationPolicy)
+    wait: int = 25
+    backoff_initial: float = 0.5
+    backoff_cap: float = 30.0
+    threads: int = 0
+    test_task_delay: float = 0.0  # only from the environment, for fault tests
+
+
+def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{key}: expected an integer {bounds}, got {value}")
+    return value
+
+
+def _seconds(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{key}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _task_types(value: Any, key: str) -> frozenset[TaskType]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of task types, got {value!r}")
+    known = ", ".join(repr(t.value) for t in TaskType)
+    types = set()
+    for item in value:
+        try:
+            types.add(TaskType(item))
+        except ValueError:
+            raise ConfigError(f"{key}: unknown task type {item!r} (known: {known})") from None
+    return frozenset(types)
+
+
+_SCHEMA: dict[str, tuple[str, ...]] = {
+    "tasks": ("allowed", "daily_limit"),
+    "obfuscation": ("threshold", "noise", "rounding"),
+    "hub": ("wait", "backoff_initial", "backoff_cap"),
+    "store": ("threads",),
+}
+
+
+def _check_keys(document: Mapping[str, Any]) -> None:
+    for section, body in document.items():
+        if section not in _SCHEMA:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(_SCHEMA)})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{section}: expected a table ([{section}])")
+        for key in body:
+            if key not in _SCHEMA[section]:
+                raise ConfigError(
+                    f"{section}.{key}: unknown key (known in [{section}]: {', '.join(_SCHEMA[section])})"
+                )
+
+
+def _test_delay(environ: Mapping[str, str]) -> float:
+    raw = environ.get(TEST_DELAY_VARIABLE)
+    if not raw:
+        return 0.0
+    try:
+        delay = float(raw)
+    except ValueError:
+        delay = -1.0
+    if not delay >= 0:
+        raise ConfigError(f"{TEST_DELAY_VARIABLE}: expected a number of seconds, got {raw!r}")
+    return delay
+
+
+def parse_config(document: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> AgentConfig:
+    """The configuration a parsed TOML document describes (defaults for what it leaves out)."""
+    _check_keys(document)
+    tasks = document.get("tasks", {})
+    obfuscation = document.get("obfuscation", {})
+    hub = document.get("hub", {})
+    store = document.get("store", {})
+    defaults = AgentConfig()
+    policy = ObfuscationPolicy(
+        threshold=_integer(
+            obfuscation.get("threshold", defaults.policy.threshold), "obfuscation.threshold", 1
+        ),
+        noise=_integer(obfuscation.get("noise", defaults.policy.noise), "obfuscation.noise", 0),
+        rounding=_integer(obfuscation.get("rounding", defaults.policy.rounding), "obfuscation.rounding", 1),
+    )
+    backoff_initial = _seconds(hub.get("backoff_initial", defaults.backoff_initial), "hub.backoff_initial")
+    backoff_cap = _seconds(hub.get("backoff_cap", defaults.backoff_cap), "hub.backoff_cap")
+    if backoff_cap < backoff_initial:
+        raise ConfigError(f"hub.backoff_cap: must not be below hub.backoff_initial ({backoff_initial})")
+    return AgentConfig(
+        allowed_tasks=_task_types(
+            tasks.get("allowed", [t.value for t in defaults.allowed_tasks]), "tasks.allowed"
+        ),
+        daily_limit=_integer(tasks.get("daily_limit", defaults.daily_limit), "tasks.daily_limit", 0),
+        policy=policy,
+        wait=_integer(hub.get("wait", defaults.wait), "hub.wait", 1, 60),
+        backoff_initial=backoff_initial,
+        backoff_cap=backoff_cap,
+        threads=_integer(store.get("threads", defaults.threads), "store.threads", 0),
+        test_task_delay=_test_delay(environ),
+    )
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> AgentConfig:
+    """Read the operator's TOML file (None: all defaults); a ConfigError names the file and the key."""
+    if path is None:
+        return parse_config({}, environ)
+    try:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    try:
+        return parse_config(document, environ)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -1,0 +1,444 @@
+"""The site agent against a fake hub (httpx.MockTransport): journal, backoff, config, limits, failures.
+
+The end-to-end behaviour with a real hub and real processes is in tests/federation/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fhir_resources
+import httpx
+import orjson
+import pytest
+
+from datenraum.demo import DEMO_QUERY
+from datenraum.privacy.counts import ObfuscationPolicy
+from datenraum.protocol.messages import API_PREFIX, TaskResult, TaskState
+from datenraum.query.model import query_to_json
+from datenraum.site.agent import Agent, Backoff
+from datenraum.site.agent_config import AgentConfig, ConfigError, load_config, parse_config
+from datenraum.site.agent_state import Journal, StateError, load_or_create_secret, state_lock
+from datenraum.site.feasibility import count
+from datenraum.site.ingest import ingest
+
+CREDENTIAL = "site-credential-1"
+EXACT = 4817  # an exact count no log line may contain
+NOW = dt.datetime(2025, 3, 4, 12, 0, tzinfo=dt.UTC)
+FAST = AgentConfig(wait=1, backoff_initial=0.001, backoff_cap=0.004)
+
+
+def task(task_id: str, *, query: Any = None, type_: str = "feasibility-count") -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "type": type_,
+        "payload": {"query": query_to_json(DEMO_QUERY) if query is None else query},
+        "deadline": (NOW + dt.timedelta(seconds=30)).isoformat(),
+    }
+
+
+class FakeHub:
+    """Answers the site API like the hub would; `outage` requests fail to connect first."""
+
+    def __init__(self, tasks: list[dict[str, Any]] = (), outage: int = 0) -> None:
+        self.pending = list(tasks)
+        self.outage = outage
+        self.credential = CREDENTIAL
+        self.posted: list[dict[str, Any]] = []
+        self.lose_post_responses = 0
+        self.refuse_posts = 0
+        self.polls = 0
+        self.on_poll: Callable[[], None] = lambda: None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.outage:
+            self.outage -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        if request.headers["Authorization"] != f"Bearer {self.credential}":
+            return httpx.Response(401, json={"error": "unknown credential"})
+        path = request.url.path.removeprefix(API_PREFIX)
+        if path == "/heartbeat":
+            return httpx.Response(200, json={})
+        if path == "/tasks":
+            self.polls += 1
+            self.on_poll()
+            tasks, self.pending = self.pending, []
+            return httpx.Response(200, json={"tasks": tasks})
+        if path.endswith("/result"):
+            if self.refuse_posts:
+                self.refuse_posts -= 1
+                raise httpx.ConnectError("connection refused", request=request)
+            self.posted.append(orjson.loads(request.content))
+            if self.lose_post_responses:
+                self.lose_post_responses -= 1
+                raise httpx.ReadTimeout("response lost", request=request)
+            return httpx.Response(200, json={"state": self.posted[-1]["state"]})
+        return httpx.Response(404, json={"error": "no such path"})
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, Path]:
+    store = tmp_path / "store"
+    store.mkdir()  # an empty store: generation 0, enough for a counter that does not read it
+    (tmp_path / "agent").mkdir()
+    credential = tmp_path / "credential"
+    credential.write_text(CREDENTIAL + "\n")
+    return {"store": store, "state": tmp_path / "agent", "credential": credential}
+
+
+class Counter:
+    def __init__(self, exact: int = EXACT) -> None:
+        self.exact = exact
+        self.calls = 0
+
+    def __call__(self, snapshot: Any, query: Any) -> int:
+        self.calls += 1
+        return self.exact
+
+
+@pytest.fixture
+def make_agent(site: dict[str, Path]) -> Iterator[Callable[..., Agent]]:
+    """Agents of the test's site against a fake hub; their clients and journals are closed afterwards."""
+    made: list[Agent] = []
+
+    def make(
+        hub: FakeHub,
+        *,
+        config: AgentConfig = FAST,
+        counter: Counter | Callable[..., int] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: NOW,
+    ) -> Agent:
+        made.append(
+            Agent(
+                store=site["store"],
+                hub_url="http://hub.test",
+                credential_file=site["credential"],
+                config=config,
+                journal=Journal(site["state"] / "journal.ndjson", clock()),
+                secret=b"s" * 32,
+                counter=counter or Counter(),
+                clock=clock,
+                transport=httpx.MockTransport(hub),
+            )
+        )
+        return made[-1]
+
+    yield make
+    for agent in made:
+        agent.close()
+        agent.journal.close()
+
+
+def run_until(agent: Agent, hub: FakeHub, done: Callable[[], bool], limit: int = 200) -> None:
+    """Run the agent's loop in a thread until `done()` holds at a poll (or `limit` polls, a test failure)."""
+    stop = threading.Event()
+
+    def check() -> None:
+        if done() or hub.polls >= limit:
+            stop.set()
+
+    hub.on_poll = check
+    thread = threading.Thread(target=agent.run, args=(stop,))
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the agent did not stop"
+    assert hub.polls < limit, "the condition never held"
+
+
+# -- journal
+
+
+def test_a_task_offered_again_gets_the_recorded_result_without_running_again(make_agent):
+    counter = Counter()
+    agent = make_agent(FakeHub(), counter=counter)
+    first = agent.answer(task("t1"))
+    again = agent.answer(task("t1"))
+    assert again == first
+    assert first.state == TaskState.ANSWERED
+    assert counter.calls == 1
+
+
+def test_a_result_whose_response_was_lost_is_posted_again_not_recomputed(make_agent):
+    hub = FakeHub([task("t1")])
+    hub.lose_post_responses = 1
+    counter = Counter()
+    agent = make_agent(hub, counter=counter)
+    run_until(agent, hub, lambda: len(hub.posted) == 2)
+    assert hub.posted[0] == hub.posted[1]
+    assert counter.calls == 1
+
+
+def test_tasks_of_one_poll_are_all_answered_when_the_hub_goes_away_after_the_first(make_agent):
+    hub = FakeHub([task("t1"), task("t2")])
+    hub.refuse_posts = 1
+    counter = Counter()
+    run_until(make_agent(hub, counter=counter), hub, lambda: len(hub.posted) == 2)
+    assert sorted(p["task_id"] for p in hub.posted) == ["t1", "t2"]
+    assert counter.calls == 2
+
+
+def test_after_a_crash_between_recording_and_posting_the_restarted_agent_posts_the_recorded_result(
+    make_agent,
+):
+    counter = Counter()
+    crashed = make_agent(FakeHub(), counter=counter)
+    result = crashed.answer(task("t1"))  # recorded, never posted: the process died here
+    crashed.journal.close()
+
+    hub = FakeHub()
+    restarted = make_agent(hub, counter=counter)
+    run_until(restarted, hub, lambda: bool(hub.posted))
+    assert hub.posted == [result.to_json()]
+    assert counter.calls == 1
+
+
+def test_results_the_hub_took_are_not_posted_again_after_a_restart(make_agent):
+    hub = FakeHub([task("t1")])
+    run_until(make_agent(hub), hub, lambda: bool(hub.posted))
+    hub2 = FakeHub()
+    run_until(make_agent(hub2), hub2, lambda: hub2.polls >= 2)
+    assert hub2.posted == []
+
+
+def test_a_journal_line_cut_short_by_a_crash_is_skipped(site):
+    with Journal(site["state"] / "journal.ndjson", NOW) as journal:
+        journal.record(TaskResult("t1", TaskState.FAILED, reason="x"), ran=True, now=NOW)
+    with open(site["state"] / "journal.ndjson", "ab") as handle:
+        handle.write(b'{"recorded": "2025-03-04T12:00:00+00:00", "ran": tr')
+    with Journal(site["state"] / "journal.ndjson", NOW) as reopened:
+        assert reopened.unposted() == [TaskResult("t1", TaskState.FAILED, reason="x")]
+
+
+def test_journal_entries_older_than_the_retention_are_dropped_at_start(site):
+    with Journal(site["state"] / "journal.ndjson", NOW) as journal:
+        journal.record(
+            TaskResult("old", TaskState.FAILED, reason="x"), ran=True, now=NOW - dt.timedelta(days=30)
+        )
+        journal.record(TaskResult("new", TaskState.FAILED, reason="x"), ran=True, now=NOW)
+    with Journal(site["state"] / "journal.ndjson", NOW) as reopened:
+        assert reopened.get("old") is None
+        assert reopened.get("new") is not None
+
+
+# -- backoff and connection states
+
+
+def test_backoff_doubles_from_the_initial_pause_up_to_the_cap():
+    upper = Backoff(0.5, 30, rng=lambda: 1.0)
+    assert [upper.next_delay() for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    lower = Backoff(0.5, 30, rng=lambda: 0.0)
+    assert [lower.next_delay() for _ in range(3)] == [0.25, 0.5, 1]
+
+
+def test_backoff_starts_over_after_a_success():
+    backoff = Backoff(0.5, 30, rng=lambda: 1.0)
+    for _ in range(5):
+        backoff.next_delay()
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+
+
+def test_jitter_keeps_each_pause_between_half_and_all_of_its_step():
+    backoff = Backoff(1, 8)
+    for ceiling in (1, 2, 4, 8, 8):
+        assert ceiling / 2 <= backoff.next_delay() <= ceiling
+
+
+def test_an_outage_is_logged_once_and_the_reconnection_once(make_agent, caplog):
+    hub = FakeHub([task("t1")], outage=6)
+    with caplog.at_level(logging.INFO, logger="datenraum.site.agent"):
+        run_until(make_agent(hub), hub, lambda: bool(hub.posted))
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unreachable" in m for m in messages) == 1
+    assert sum("connected" in m for m in messages) == 1
+
+
+def test_a_rejected_credential_is_logged_clearly_once_and_a_rewritten_file_is_picked_up(
+    site, make_agent, caplog
+):
+    hub = FakeHub([task("t1")])
+    hub.credential = "rotated"
+    rotated = site["credential"].with_name("rotated")
+    rotated.write_text("rotated")
+    # as an operator would: replace the file at once (a reader must not see it half written)
+    rotate = threading.Timer(0.3, os.replace, args=(rotated, site["credential"]))  # many 401s before
+    with caplog.at_level(logging.INFO, logger="datenraum.site.agent"):
+        rotate.start()
+        run_until(make_agent(hub), hub, lambda: bool(hub.posted))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "rejected this site's credential (401" in errors[0]
+
+
+# -- answering
+
+
+def test_a_count_leaves_obfuscated_and_the_exact_count_is_never_logged(make_agent, caplog):
+    hub = FakeHub([task("t1")])
+    with caplog.at_level(logging.DEBUG):
+        run_until(make_agent(hub), hub, lambda: bool(hub.posted))
+    count = hub.posted[0]["count"]["obfuscated"]
+    assert count % 10 == 0 and abs(count - EXACT) <= 10
+    assert str(EXACT) not in caplog.text
+
+
+def test_a_small_count_leaves_only_as_below_threshold(make_agent):
+    result = make_agent(FakeHub(), counter=Counter(3)).answer(task("t1"))
+    assert result.count.below_threshold
+
+
+def test_a_malformed_query_is_answered_as_failed_naming_the_problem(make_agent):
+    counter = Counter()
+    result = make_agent(FakeHub(), counter=counter).answer(task("t1", query={"inclusionCriteria": []}))
+    assert result.state == TaskState.FAILED
+    assert result.reason.startswith("query not supported: $.inclusionCriteria")
+    assert counter.calls == 0
+
+
+def test_a_task_type_the_operator_did_not_allow_is_answered_as_failed(make_agent):
+    config = AgentConfig(allowed_tasks=frozenset())
+    result = make_agent(FakeHub(), config=config).answer(task("t1"))
+    assert result.state == TaskState.FAILED
+    assert result.reason == "this site does not answer feasibility-count tasks"
+
+
+def test_a_task_of_an_unknown_type_is_answered_as_failed(make_agent):
+    result = make_agent(FakeHub()).answer(task("t1", type_="extract-everything"))
+    assert result.state == TaskState.FAILED
+    assert "malformed task" in result.reason
+
+
+def test_a_store_error_is_answered_as_failed(site, make_agent):
+    site["store"].rmdir()
+    result = make_agent(FakeHub()).answer(task("t1"))
+    assert result.state == TaskState.FAILED
+    assert result.reason.startswith("the site store is unavailable")
+
+
+def test_the_daily_limit_refuses_further_tasks_until_the_next_day(make_agent):
+    now = [NOW]
+    config = AgentConfig(daily_limit=2)
+    agent = make_agent(FakeHub(), config=config, clock=lambda: now[0])
+    states = [agent.answer(task(f"t{i}")).state for i in range(3)]
+    assert states == [TaskState.ANSWERED, TaskState.ANSWERED, TaskState.FAILED]
+    assert "daily limit of 2 queries" in agent.journal.get("t2").reason
+    now[0] = NOW + dt.timedelta(days=1)
+    assert agent.answer(task("t3")).state == TaskState.ANSWERED
+
+
+def test_refused_tasks_do_not_count_against_the_daily_limit(make_agent):
+    agent = make_agent(FakeHub(), config=AgentConfig(daily_limit=1))
+    agent.answer(task("bad", query={"inclusionCriteria": []}))
+    assert agent.answer(task("good")).state == TaskState.ANSWERED
+
+
+def test_a_count_after_a_load_sees_the_new_data(site, make_agent, write_ndjson):
+    # the real feasibility engine on a real store: the kept-open snapshot must not hide a new load
+    everyone = {"inclusionCriteria": [[query_to_json(DEMO_QUERY)["inclusionCriteria"][0][0]]]}
+    women = [fhir_resources.patient(f"p{i}", gender="female", birthDate="1960-01-01") for i in range(40)]
+    ingest(site["store"], [write_ndjson("first.ndjson", women[:20])])
+    agent = make_agent(
+        FakeHub(),
+        config=AgentConfig(policy=ObfuscationPolicy(noise=0, rounding=1), threads=1),
+        counter=count,
+    )
+    assert agent.answer(task("t1", query=everyone)).count.obfuscated == 20
+    ingest(site["store"], [write_ndjson("second.ndjson", women[20:])])
+    assert agent.answer(task("t2", query=everyone)).count.obfuscated == 40
+
+
+# -- the state folder
+
+
+def test_the_site_secret_is_made_once_private_and_kept(tmp_path):
+    secret = load_or_create_secret(tmp_path / "agent")
+    assert len(secret) == 32
+    assert os.stat(tmp_path / "agent" / "site-secret").st_mode & 0o777 == 0o600
+    assert load_or_create_secret(tmp_path / "agent") == secret
+
+
+def test_a_site_secret_readable_by_others_is_refused(tmp_path):
+    load_or_create_secret(tmp_path)
+    os.chmod(tmp_path / "site-secret", 0o644)
+    with pytest.raises(StateError, match="readable by others"):
+        load_or_create_secret(tmp_path)
+
+
+def test_two_agents_cannot_share_a_state_folder(tmp_path):
+    with state_lock(tmp_path), pytest.raises(StateError, match="another site agent"), state_lock(tmp_path):
+        pass
+
+
+# -- configuration
+
+
+def test_no_config_file_means_the_documented_defaults():
+    config = load_config(None, environ={})
+    assert config == AgentConfig()
+    assert (config.policy.threshold, config.policy.noise, config.policy.rounding) == (10, 5, 10)
+    assert (config.daily_limit, config.wait, config.backoff_initial, config.backoff_cap) == (
+        1000,
+        25,
+        0.5,
+        30,
+    )
+    assert config.threads == 0
+
+
+def test_a_config_file_sets_every_setting(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        "[tasks]\nallowed = []\ndaily_limit = 50\n[obfuscation]\nthreshold = 20\nnoise = 0\nrounding = 5\n"
+        "[hub]\nwait = 10\nbackoff_initial = 1\nbackoff_cap = 60\n[store]\nthreads = 1\n"
+    )
+    config = load_config(path, environ={})
+    assert config.allowed_tasks == frozenset()
+    assert config.daily_limit == 50
+    assert (config.policy.threshold, config.policy.noise, config.policy.rounding) == (20, 0, 5)
+    assert (config.wait, config.backoff_initial, config.backoff_cap) == (10, 1.0, 60.0)
+    assert config.threads == 1
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"obfuscation": {"treshold": 5}}, "obfuscation.treshold: unknown key"),
+        ({"privacy": {}}, "privacy: unknown section"),
+        ({"obfuscation": {"threshold": "5"}}, "obfuscation.threshold: expected an integer"),
+        ({"obfuscation": {"threshold": 0}}, "obfuscation.threshold: expected an integer at least 1"),
+        ({"obfuscation": {"noise": -1}}, "obfuscation.noise"),
+        ({"tasks": {"daily_limit": 1.5}}, "tasks.daily_limit: expected an integer"),
+        ({"tasks": {"allowed": ["feasibility"]}}, "tasks.allowed: unknown task type 'feasibility'"),
+        ({"tasks": {"allowed": "feasibility-count"}}, "tasks.allowed: expected a list"),
+        ({"hub": {"wait": 61}}, "hub.wait: expected an integer from 1 to 60"),
+        ({"hub": {"backoff_cap": 0}}, "hub.backoff_cap: expected a positive number"),
+        ({"hub": {"backoff_initial": 5, "backoff_cap": 1}}, "hub.backoff_cap: must not be below"),
+        ({"hub": 3}, "hub: expected a table"),
+        ({"store": {"threads": -1}}, "store.threads: expected an integer at least 0"),
+    ],
+)
+def test_a_bad_setting_is_an_error_naming_the_key(document, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        parse_config(document, environ={})
+
+
+def test_a_config_error_names_the_file(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text("[hub]\nwait = 0\n")
+    with pytest.raises(ConfigError, match=f"^{path}: hub.wait"):
+        load_config(path, environ={})
+    path.write_text("[hub\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, environ={})
+
+
+def test_the_test_task_delay_comes_only_from_the_environment():
+    assert parse_config({}, environ={"DATENRAUM_AGENT_TEST_TASK_DELAY": "2.5"}).test_task_delay == 2.5
+    with pytest.raises(ConfigError, match="DATENRAUM_AGENT_TEST_TASK_DELAY"):
+        parse_config({}, environ={"DATENRAUM_AGENT_TEST_TASK_DELAY": "soon"})
