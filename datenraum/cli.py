@@ -32,8 +32,10 @@ def _print_load_report(report: LoadReport, limit: int) -> None:
         click.echo(f"{resource_type:<{width}}  {counts}")
     click.echo(f"{'total':<{width}}  " + "  ".join(f"{report.total(k):>9}" for k in kinds))
     rate = report.resources_read / report.seconds if report.seconds else 0
-    click.echo(f"{report.resources_read} resources read in {report.seconds:.2f} s ({rate:,.0f}/s); "
-               f"store generation {report.generation}")
+    click.echo(
+        f"{report.resources_read} resources read in {report.seconds:.2f} s ({rate:,.0f}/s); "
+        f"store generation {report.generation}"
+    )
     for reject in report.rejects[:limit]:
         click.echo(f"rejected: {reject.location}: {reject.reason}", err=True)
     if len(report.rejects) > limit:
@@ -48,12 +50,18 @@ def main() -> None:
 
 
 @main.command("ingest")
-@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder.")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core for big input).")
+@click.option(
+    "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
+)
+@click.option(
+    "--workers", type=int, default=None, help="Worker processes (default: one per core for big input)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the load report as JSON.")
 @click.option("--show-rejects", default=20, show_default=True, help="How many rejects to print.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def ingest_command(store_path: Path, workers: int | None, as_json: bool, show_rejects: int, paths: tuple[Path]) -> None:
+def ingest_command(
+    store_path: Path, workers: int | None, as_json: bool, show_rejects: int, paths: tuple[Path]
+) -> None:
     """Load FHIR R4 NDJSON (.ndjson, .ndjson.gz) and Bundles (.json), or folders of them, into a store."""
     try:
         report = ingest(store_path, paths, workers=workers)

@@ -63,10 +63,6 @@ KNOWN_UNITS = {
     for u in comparable_units(dimension)
 }
 KNOWN_UNITS |= {"mL/min/{1.73_m2}"}
-# Resource types whose Period end the SQL engine does not read yet (a known disagreement with contract 2,
-# pinned by the strict-xfail spec tests in tests/spec/test_time.py). Their edge periods are written
-# without end, so that this test keeps looking for *new* disagreements; empty this once it is fixed.
-PERIOD_END_NOT_READ_BY_SQL = {"Condition", "Observation"}
 DAYS = [dt.date(2024, 6, 15), dt.date(2020, 2, 29), dt.date(2026, 1, 1)]
 
 
@@ -95,10 +91,10 @@ def _edge_patients(count: int, seed: int) -> list[dict]:
             return f"{day.isoformat()}T{rng.randrange(24):02d}:30:00Z"
         return f"{day.isoformat()}T23:30:00-05:00"
 
-    def period(resource_type: str) -> dict:
+    def period() -> dict:
         start = when()
         end = (dt.date.fromisoformat(start[:10]) + dt.timedelta(days=rng.randrange(0, 1500))).isoformat()
-        if rng.random() < 0.2 or resource_type in PERIOD_END_NOT_READ_BY_SQL:
+        if rng.random() < 0.2:
             return {"start": start}
         return {"start": start, "end": end}
 
@@ -128,7 +124,7 @@ def _edge_patients(count: int, seed: int) -> list[dict]:
             }
             choice = rng.randrange(3)
             if choice == 0:
-                condition["onsetPeriod"] = period("Condition")
+                condition["onsetPeriod"] = period()
             elif choice == 1:
                 condition["onsetDateTime"] = when()
             if rng.random() < 0.5:
@@ -173,7 +169,7 @@ def _edge_patients(count: int, seed: int) -> list[dict]:
             else:
                 observation["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
             if rng.random() < 0.3:
-                observation["effectivePeriod"] = period("Observation")
+                observation["effectivePeriod"] = period()
             else:
                 observation["effectiveDateTime"] = when()
             resources.append(observation)
@@ -183,7 +179,7 @@ def _edge_patients(count: int, seed: int) -> list[dict]:
                 "id": f"{pid}-ma",
                 "status": "completed",
                 "subject": subject,
-                "effectivePeriod": period("MedicationAdministration"),
+                "effectivePeriod": period(),
             }
             if rng.random() < 0.5:
                 administration["medicationReference"] = {"reference": "Medication/edge-med-metformin"}

@@ -29,14 +29,22 @@ def rows(view: CompiledView, resource: dict) -> list[tuple]:
 
 def test_a_dotted_path_parses_into_member_steps():
     assert fhirpath.parse("code.coding.system").alternatives[0].steps == (
-        Member("code"), Member("coding"), Member("system"))
+        Member("code"),
+        Member("coding"),
+        Member("system"),
+    )
 
 
 def test_every_supported_function_parses_into_its_step():
     path = "a.ofType(Quantity).where(system = 'x\\'y').extension('http://e').first().getReferenceKey(Patient)"
     assert fhirpath.parse(path).alternatives[0].steps == (
-        Member("a"), OfType("Quantity"), Where("system", "x'y"), Extension("http://e"), First(),
-        ReferenceKey("Patient"))
+        Member("a"),
+        OfType("Quantity"),
+        Where("system", "x'y"),
+        Extension("http://e"),
+        First(),
+        ReferenceKey("Patient"),
+    )
     assert fhirpath.parse("deceased.exists()").alternatives[0].steps == (Member("deceased"), Exists())
 
 
@@ -45,27 +53,35 @@ def test_the_union_operator_gives_alternatives_in_order():
     assert [len(path.steps) for path in union.alternatives] == [2, 3]
 
 
-@pytest.mark.parametrize("text", [
-    "code.coding.count()",      # unsupported function
-    "code..coding",             # empty step
-    "code.coding)",             # trailing garbage
-    "where(system = 1)",        # where() compares to string literals only
-    "code + 1",                 # operators other than | and =
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "code.coding.count()",  # unsupported function
+        "code..coding",  # empty step
+        "code.coding)",  # trailing garbage
+        "where(system = 1)",  # where() compares to string literals only
+        "code + 1",  # operators other than | and =
+        "",
+    ],
+)
 def test_fhirpath_outside_the_subset_is_rejected_when_parsed(text):
     with pytest.raises(fhirpath.PathSyntaxError):
         fhirpath.parse(text)
 
 
-@pytest.mark.parametrize(("path", "message"), [
-    ("ofType(Quantity)", "ofType() must follow a choice element name"),
-    ("deceased.exists().value", "exists() must end a path"),
-    ("code.nonsense(", "expected"),
-])
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("ofType(Quantity)", "ofType() must follow a choice element name"),
+        ("deceased.exists().value", "exists() must end a path"),
+        ("code.nonsense(", "not supported"),
+    ],
+)
 def test_a_view_with_an_unusable_path_fails_to_load_and_names_the_column(path, message):
     with pytest.raises(ViewDefinitionError, match=r"select\[0\]\.column\[0\]") as error:
-        load_view({"name": "t", "resource": "Observation", "select": [{"column": [{"name": "c", "path": path}]}]})
+        load_view(
+            {"name": "t", "resource": "Observation", "select": [{"column": [{"name": "c", "path": path}]}]}
+        )
     assert message in str(error.value)
 
 
@@ -76,7 +92,9 @@ def test_a_view_with_an_unknown_column_type_fails_to_load():
 
 def test_a_view_with_duplicate_column_names_fails_to_load():
     with pytest.raises(ViewDefinitionError, match="duplicate column names"):
-        compile_view({"column": [{"name": "c", "path": "x"}]}, {"forEach": "y", "column": [{"name": "c", "path": "z"}]})
+        compile_view(
+            {"column": [{"name": "c", "path": "x"}]}, {"forEach": "y", "column": [{"name": "c", "path": "z"}]}
+        )
 
 
 def test_a_view_without_name_or_resource_fails_to_load():
@@ -88,19 +106,32 @@ def test_a_view_without_name_or_resource_fails_to_load():
 
 
 def test_choice_elements_are_read_through_oftype():
-    view = compile_view({"column": [
-        {"name": "q", "path": "value.ofType(Quantity).value", "type": "decimal"},
-        {"name": "s", "path": "value.ofType(string)"},
-        {"name": "b", "path": "value.ofType(boolean)", "type": "boolean"},
-    ]})
+    view = compile_view(
+        {
+            "column": [
+                {"name": "q", "path": "value.ofType(Quantity).value", "type": "decimal"},
+                {"name": "s", "path": "value.ofType(string)"},
+                {"name": "b", "path": "value.ofType(boolean)", "type": "boolean"},
+            ]
+        }
+    )
     assert rows(view, {"valueQuantity": {"value": 7}}) == [(7.0, None, None)]
     assert rows(view, {"valueString": "positive"}) == [(None, "positive", None)]
     assert rows(view, {"valueBoolean": False}) == [(None, None, False)]
 
 
 def test_a_union_takes_the_first_alternative_that_has_a_value():
-    view = compile_view({"column": [
-        {"name": "t", "path": "effective.ofType(dateTime) | effective.ofType(Period).start", "type": "dateTime"}]})
+    view = compile_view(
+        {
+            "column": [
+                {
+                    "name": "t",
+                    "path": "effective.ofType(dateTime) | effective.ofType(Period).start",
+                    "type": "dateTime",
+                }
+            ]
+        }
+    )
     assert rows(view, {"effectivePeriod": {"start": "2020-01-01"}}) == [(dt.datetime(2020, 1, 1),)]
     both = {"effectiveDateTime": "2021-02-03", "effectivePeriod": {"start": "2020-01-01"}}
     assert rows(view, both) == [(dt.datetime(2021, 2, 3),)]
@@ -114,16 +145,23 @@ def test_a_column_takes_the_first_of_several_values():
 
 
 def test_foreach_gives_one_row_per_item_and_none_when_there_are_no_items():
-    view = compile_view({"column": [{"name": "id", "path": "id"}]},
-                        {"forEach": "code.coding", "column": [{"name": "code", "path": "code"}]})
-    assert rows(view, {"id": "1", "code": {"coding": [{"code": "a"}, {"code": "b"}]}}) == [("1", "a"), ("1", "b")]
+    view = compile_view(
+        {"column": [{"name": "id", "path": "id"}]},
+        {"forEach": "code.coding", "column": [{"name": "code", "path": "code"}]},
+    )
+    assert rows(view, {"id": "1", "code": {"coding": [{"code": "a"}, {"code": "b"}]}}) == [
+        ("1", "a"),
+        ("1", "b"),
+    ]
     assert rows(view, {"id": "1", "code": {"coding": []}}) == []
     assert rows(view, {"id": "1"}) == []
 
 
 def test_foreachornull_gives_one_row_of_nulls_when_there_are_no_items():
-    view = compile_view({"column": [{"name": "id", "path": "id"}]},
-                        {"forEachOrNull": "code.coding", "column": [{"name": "code", "path": "code"}]})
+    view = compile_view(
+        {"column": [{"name": "id", "path": "id"}]},
+        {"forEachOrNull": "code.coding", "column": [{"name": "code", "path": "code"}]},
+    )
     assert rows(view, {"id": "1"}) == [("1", None)]
     assert rows(view, {"id": "1", "code": {"coding": [{"code": "a"}]}}) == [("1", "a")]
 
@@ -131,21 +169,33 @@ def test_foreachornull_gives_one_row_of_nulls_when_there_are_no_items():
 def test_nested_selects_multiply_out_per_focus():
     view = compile_view(
         {"column": [{"name": "id", "path": "id"}]},
-        {"forEach": "component", "column": [{"name": "v", "path": "value.ofType(integer)", "type": "integer"}],
-         "select": [{"forEachOrNull": "code.coding", "column": [{"name": "code", "path": "code"}]}]},
+        {
+            "forEach": "component",
+            "column": [{"name": "v", "path": "value.ofType(integer)", "type": "integer"}],
+            "select": [{"forEachOrNull": "code.coding", "column": [{"name": "code", "path": "code"}]}],
+        },
     )
-    resource = {"id": "1", "component": [
-        {"valueInteger": 1, "code": {"coding": [{"code": "a"}, {"code": "b"}]}},
-        {"valueInteger": 2},
-    ]}
+    resource = {
+        "id": "1",
+        "component": [
+            {"valueInteger": 1, "code": {"coding": [{"code": "a"}, {"code": "b"}]}},
+            {"valueInteger": 2},
+        ],
+    }
     assert rows(view, resource) == [("1", 1, "a"), ("1", 1, "b"), ("1", 2, None)]
 
 
 def test_two_sibling_foreach_selects_give_their_cross_product():
-    view = compile_view({"forEach": "a", "column": [{"name": "a", "path": "x"}]},
-                        {"forEach": "b", "column": [{"name": "b", "path": "x"}]})
+    view = compile_view(
+        {"forEach": "a", "column": [{"name": "a", "path": "x"}]},
+        {"forEach": "b", "column": [{"name": "b", "path": "x"}]},
+    )
     assert rows(view, {"a": [{"x": "1"}, {"x": "2"}], "b": [{"x": "3"}, {"x": "4"}]}) == [
-        ("1", "3"), ("1", "4"), ("2", "3"), ("2", "4")]
+        ("1", "3"),
+        ("1", "4"),
+        ("2", "3"),
+        ("2", "4"),
+    ]
 
 
 def test_where_filters_items_by_an_element_value():
@@ -156,16 +206,29 @@ def test_where_filters_items_by_an_element_value():
 
 
 def test_extension_selects_extensions_by_url():
-    view = compile_view({"forEach": "code.coding", "column": [
-        {"name": "certainty", "path": "extension('http://x/certainty').valueCoding.code"}]})
-    coding = {"extension": [{"url": "http://x/other", "valueCoding": {"code": "no"}},
-                            {"url": "http://x/certainty", "valueCoding": {"code": "G"}}]}
+    view = compile_view(
+        {
+            "forEach": "code.coding",
+            "column": [{"name": "certainty", "path": "extension('http://x/certainty').valueCoding.code"}],
+        }
+    )
+    coding = {
+        "extension": [
+            {"url": "http://x/other", "valueCoding": {"code": "no"}},
+            {"url": "http://x/certainty", "valueCoding": {"code": "G"}},
+        ]
+    }
     assert rows(view, {"code": {"coding": [coding]}}) == [("G",)]
 
 
 def test_exists_is_true_when_the_path_has_a_value_and_false_otherwise():
-    view = compile_view({"column": [
-        {"name": "deceased", "path": "deceasedBoolean | deceasedDateTime.exists()", "type": "boolean"}]})
+    view = compile_view(
+        {
+            "column": [
+                {"name": "deceased", "path": "deceasedBoolean | deceasedDateTime.exists()", "type": "boolean"}
+            ]
+        }
+    )
     assert rows(view, {"deceasedDateTime": "2020-01-01"}) == [(True,)]
     assert rows(view, {"deceasedBoolean": False}) == [(False,)]
     assert rows(view, {}) == [(False,)]
@@ -174,14 +237,18 @@ def test_exists_is_true_when_the_path_has_a_value_and_false_otherwise():
 def test_getreferencekey_gives_the_id_of_a_reference_of_the_named_type_only():
     view = compile_view({"column": [{"name": "p", "path": "subject.getReferenceKey(Patient)"}]})
     assert rows(view, {"subject": {"reference": "Patient/123"}}) == [("123",)]
-    assert rows(view, {"subject": {"reference": "https://fhir.example.org/fhir/Patient/9/_history/2"}}) == [("9",)]
+    assert rows(view, {"subject": {"reference": "https://fhir.example.org/fhir/Patient/9/_history/2"}}) == [
+        ("9",)
+    ]
     assert rows(view, {"subject": {"reference": "Group/123"}}) == [(None,)]
 
 
 def test_the_resolver_decides_what_a_reference_key_is():
     view = compile_view({"column": [{"name": "p", "path": "subject.getReferenceKey(Patient)"}]})
     resolver = {"urn:uuid:1": "p-1"}
-    assert view.rows({"subject": {"reference": "urn:uuid:1"}}, lambda e, _t: resolver.get(e["reference"])) == [("p-1",)]
+    assert view.rows(
+        {"subject": {"reference": "urn:uuid:1"}}, lambda e, _t: resolver.get(e["reference"])
+    ) == [("p-1",)]
 
 
 def test_datetimes_are_stored_as_naive_utc_and_partial_dates_as_their_first_instant():
@@ -193,8 +260,19 @@ def test_datetimes_are_stored_as_naive_utc_and_partial_dates_as_their_first_inst
     assert parse_date("1968-07") == dt.date(1968, 7, 1)
 
 
-@pytest.mark.parametrize("value", ["2024-13-01", "2024-02-30", "24-01-01", "2024-01-02T25:00:00Z", "today", 2024,
-                                   "2024-01-02T03:04+01:00x", "2024-01-02 03:04:05"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-13-01",
+        "2024-02-30",
+        "24-01-01",
+        "2024-01-02T25:00:00Z",
+        "today",
+        2024,
+        "2024-01-02T03:04+01:00x",
+        "2024-01-02 03:04:05",
+    ],
+)
 def test_a_malformed_datetime_is_an_element_type_error(value):
     with pytest.raises(ElementTypeError):
         parse_datetime(value)
@@ -227,7 +305,9 @@ def test_explain_names_a_primitive_of_the_wrong_json_type():
 
 
 def test_explain_names_a_string_where_a_reference_object_belongs():
-    message = explain_standard("observation", {"resourceType": "Observation", "id": "o", "subject": "Patient/1"})
+    message = explain_standard(
+        "observation", {"resourceType": "Observation", "id": "o", "subject": "Patient/1"}
+    )
     assert message.startswith("Observation.subject: ")
     assert "Reference" in message or "object" in message
 
@@ -238,46 +318,86 @@ def test_explain_names_a_string_where_a_foreach_expects_objects():
 
 
 def test_explain_names_a_quantity_value_given_as_a_string():
-    resource = {"resourceType": "Observation", "id": "o", "subject": PATIENT_1, "valueQuantity": {"value": "12"}}
+    resource = {
+        "resourceType": "Observation",
+        "id": "o",
+        "subject": PATIENT_1,
+        "valueQuantity": {"value": "12"},
+    }
     message = explain_standard("observation", resource)
     assert message == "Observation.valueQuantity.value: expected a number, got string '12'"
 
 
 def test_explain_names_the_item_of_a_foreach_that_is_wrong():
-    resource = {"resourceType": "Observation", "id": "o", "subject": PATIENT_1, "component": [
-        {"code": {"coding": [{"code": "a"}]}, "valueQuantity": {"value": 1}},
-        {"code": {"coding": [{"code": "b"}]}, "valueQuantity": {"value": "12"}},
-    ]}
+    resource = {
+        "resourceType": "Observation",
+        "id": "o",
+        "subject": PATIENT_1,
+        "component": [
+            {"code": {"coding": [{"code": "a"}]}, "valueQuantity": {"value": 1}},
+            {"code": {"coding": [{"code": "b"}]}, "valueQuantity": {"value": "12"}},
+        ],
+    }
     message = explain_standard("observation_component", resource)
     assert message == "Observation.component[1].valueQuantity.value: expected a number, got string '12'"
 
 
 def test_explain_looks_into_nested_selects():
-    resource = {"resourceType": "Consent", "id": "c", "patient": PATIENT_1, "provision": {"provision": [
-        {"type": "permit", "code": [{"coding": [{"code": "2.16.840.1.113883.3.1937.777.24.5.3.8"}]}]},
-        {"type": "permit", "code": [{"coding": [{"code": 8}]}]},
-    ]}}
+    resource = {
+        "resourceType": "Consent",
+        "id": "c",
+        "patient": PATIENT_1,
+        "provision": {
+            "provision": [
+                {"type": "permit", "code": [{"coding": [{"code": "2.16.840.1.113883.3.1937.777.24.5.3.8"}]}]},
+                {"type": "permit", "code": [{"coding": [{"code": 8}]}]},
+            ]
+        },
+    }
     assert explain_standard("consent", resource) == (
-        "Consent.provision.provision[1].code[0].coding[0].code: expected a string, got number '8'")
+        "Consent.provision.provision[1].code[0].coding[0].code: expected a string, got number '8'"
+    )
 
 
 def test_explain_names_a_choice_element_by_its_json_key():
     resource = {"resourceType": "Condition", "id": "c", "subject": PATIENT_1, "onsetPeriod": {"start": True}}
-    assert explain_standard("condition", resource).startswith("Condition.onsetPeriod.start: expected a FHIR dateTime")
+    assert explain_standard("condition", resource).startswith(
+        "Condition.onsetPeriod.start: expected a FHIR dateTime"
+    )
 
 
 # Values that JSON can hold, to put where a view expects something else.
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["", "x", "2020-01-01", "Patient/1"]),
-    lambda children: st.lists(children, max_size=2) | st.dictionaries(
-        st.sampled_from(["coding", "code", "system", "value", "reference", "start", "valueQuantity"]),
-        children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=2)
+        | st.dictionaries(
+            st.sampled_from(["coding", "code", "system", "value", "reference", "start", "valueQuantity"]),
+            children,
+            max_size=3,
+        )
+    ),
     max_leaves=6,
 )
 _observation_elements = st.dictionaries(
-    st.sampled_from(["subject", "code", "category", "effectiveDateTime", "effectivePeriod", "valueQuantity",
-                     "valueCodeableConcept", "component", "issued", "encounter", "specimen", "valueBoolean"]),
-    _json_values, max_size=4,
+    st.sampled_from(
+        [
+            "subject",
+            "code",
+            "category",
+            "effectiveDateTime",
+            "effectivePeriod",
+            "valueQuantity",
+            "valueCodeableConcept",
+            "component",
+            "issued",
+            "encounter",
+            "specimen",
+            "valueBoolean",
+        ]
+    ),
+    _json_values,
+    max_size=4,
 )
 
 

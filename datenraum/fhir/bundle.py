@@ -37,20 +37,34 @@ class Operation:
     delete_type: str | None = None
     delete_key: str | None = None
     error: str | None = None
+    entry: Any = None  # the entry as given, kept for the rejects file when `error` is set
 
 
-def _patient_identifiers(resource: dict) -> Iterator[str]:
+def _patient_identifiers(resource: dict) -> Iterator[tuple[str, bool]]:
+    """The identifier queries that find this patient, each with whether it is an exact match.
+
+    `Patient?identifier=value` (no system) matches the value in any system, but a patient whose
+    identifier has no system at all matches it exactly and wins.
+    """
     identifiers = resource.get("identifier")
     if isinstance(identifiers, list):
         for identifier in identifiers:
             if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
                 system = identifier.get("system")
-                yield identifier_query(system if isinstance(system, str) else None, identifier["value"])
+                system = system if isinstance(system, str) else None
+                yield identifier_query(system, identifier["value"]), True
+                if system is not None:
+                    yield identifier_query(None, identifier["value"]), False  # value alone matches any system
+
+
+def _request_url(entry: dict) -> Any:
+    request = entry.get("request")
+    return request.get("url") if isinstance(request, dict) else None
 
 
 def _assign_id(entry: dict, resource: dict, method: str) -> str | None:
     """The id a resource gets in the store; None where the entry is inconsistent."""
-    url = (entry.get("request") or {}).get("url")
+    url = _request_url(entry)
     resource_id = resource.get("id")
     if method == "PUT" and isinstance(url, str):
         target = split_reference(url)
@@ -89,7 +103,7 @@ def _rewrite_references(node: Any, resolver: BundleResolver) -> None:
 
 def read_bundle(bundle: dict) -> tuple[list[Operation], BundleResolver]:
     """The Bundle's operations in entry order, and the resolver for references between its entries."""
-    entries = bundle.get("entry", [])
+    entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise BundleEntryError("Bundle.entry must be an array")
     full_urls: dict[str, tuple[str, str]] = {}
@@ -97,7 +111,7 @@ def read_bundle(bundle: dict) -> tuple[list[Operation], BundleResolver]:
     prepared: list[tuple[int, dict, dict | None, str]] = []
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            prepared.append((position, {}, None, "entry is not an object"))
+            prepared.append((position, entry, None, "entry is not an object"))
             continue
         request = entry.get("request")
         method = request.get("method", "PUT") if isinstance(request, dict) else "PUT"
@@ -119,8 +133,9 @@ def read_bundle(bundle: dict) -> tuple[list[Operation], BundleResolver]:
         if isinstance(entry.get("fullUrl"), str):
             full_urls[entry["fullUrl"]] = (resource["resourceType"], resource_id)
         if resource["resourceType"] == "Patient":
-            for query in _patient_identifiers(resource):
-                identifiers[query] = resource_id
+            for query, exact in _patient_identifiers(resource):
+                if exact or query not in identifiers:
+                    identifiers[query] = resource_id
         prepared.append((position, entry, resource, ""))
 
     resolver = BundleResolver(full_urls, identifiers)
@@ -132,19 +147,23 @@ def read_bundle(bundle: dict) -> tuple[list[Operation], BundleResolver]:
         elif problem == "DELETE":
             operations.append(_delete(position, entry, resolver))
         else:
-            operations.append(Operation(position, error=problem))
+            operations.append(Operation(position, error=problem, entry=entry))
     return operations, resolver
 
 
 def _delete(position: int, entry: dict, resolver: BundleResolver) -> Operation:
-    url = (entry.get("request") or {}).get("url")
+    url = _request_url(entry)
     if not isinstance(url, str):
-        return Operation(position, error="DELETE without request.url")
+        return Operation(position, error="DELETE without request.url", entry=entry)
     target = split_reference(url)
     if target is not None:
         return Operation(position, delete_type=target[0], delete_key=target[1])
     resource_type = url.partition("?")[0]
     resolved = resolver({"reference": url}, resource_type) if resource_type == "Patient" else None
     if resolved is None:
-        return Operation(position, error=f"conditional DELETE {url!r} is only supported for Patient?identifier=")
+        return Operation(
+            position,
+            error=f"conditional DELETE {url!r} is only supported for Patient?identifier=",
+            entry=entry,
+        )
     return Operation(position, delete_type=resource_type, delete_key=resolved)

@@ -85,9 +85,7 @@ class Union:
     alternatives: tuple[Path, ...]
 
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<string>'(?:[^'\\]|\\.)*')|(?P<op>[().|=]))"
-)
+_TOKEN = re.compile(r"\s*(?:(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<string>'(?:[^'\\]|\\.)*')|(?P<op>[().|=]))")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

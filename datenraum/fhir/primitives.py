@@ -21,12 +21,17 @@ class ElementTypeError(ValueError):
     json_path = ""  # where in the resource, filled in by whoever knows it
 
 
-_DATE = re.compile(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?\Z")
+# Shapes only: the calendar (month 13, February 30, hour 25) is checked by `fromisoformat`.
+_DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?\Z")
 _DATETIME = re.compile(
-    r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
-    r"(T([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?)?)?\Z"
+    r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?\Z"
 )
-_UTC = dt.UTC
+# Dates and times repeat a lot (a lab panel shares one time, a cohort few birth dates): converting each
+# distinct text once makes the converters cost a dict lookup in the common case.
+_CACHE_SIZE = 1 << 16
+_dates: dict[str, dt.date] = {}
+_datetimes: dict[str, dt.datetime] = {}
+_offsets: dict[str, dt.timedelta] = {}
 
 
 def _describe(value: Any) -> str:
@@ -34,31 +39,65 @@ def _describe(value: Any) -> str:
     return f"{kind.get(type(value), type(value).__name__)} {str(value)[:40]!r}"
 
 
+def _remember(cache: dict, key: str, value: Any) -> Any:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def parse_date(value: Any) -> dt.date:
     """A FHIR date; a partial date ("1968", "1968-07") stands for its first day."""
+    try:
+        return _dates[value]
+    except (KeyError, TypeError):
+        pass
     if type(value) is not str or not _DATE.match(value):
         raise ElementTypeError(f"expected a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD), got {_describe(value)}")
-    if len(value) == 4:
-        return dt.date(int(value), 1, 1)
-    if len(value) == 7:
-        return dt.date(int(value[:4]), int(value[5:7]), 1)
-    return dt.date.fromisoformat(value)
+    try:
+        day = _first_day(value)
+    except ValueError as error:
+        raise ElementTypeError(f"expected a FHIR date, got {_describe(value)}: {error}") from None
+    return _remember(_dates, value, day)
 
 
 def parse_datetime(value: Any) -> dt.datetime:
     """A FHIR dateTime or instant as naive UTC; partial values stand for their first instant."""
+    try:
+        return _datetimes[value]
+    except (KeyError, TypeError):
+        pass
     if type(value) is not str or not _DATETIME.match(value):
         raise ElementTypeError(f"expected a FHIR dateTime, got {_describe(value)}")
-    if len(value) <= 10:
-        day = parse_date(value)
-        return dt.datetime(day.year, day.month, day.day)
     try:
-        moment = dt.datetime.fromisoformat(value)
+        if len(value) <= 10:
+            day = _first_day(value)
+            moment = dt.datetime(day.year, day.month, day.day)
+        elif value[-1] == "Z":
+            moment = dt.datetime.fromisoformat(value[:-1])
+        elif value[-6] in "+-":
+            moment = dt.datetime.fromisoformat(value[:-6]) - _offset(value[-6:])
+        else:
+            moment = dt.datetime.fromisoformat(value)
     except ValueError as error:
         raise ElementTypeError(f"expected a FHIR dateTime, got {_describe(value)}: {error}") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(_UTC).replace(tzinfo=None)
-    return moment
+    return _remember(_datetimes, value, moment)
+
+
+def _first_day(text: str) -> dt.date:
+    return dt.date.fromisoformat(text if len(text) == 10 else (text + "-01-01")[:10])
+
+
+def _offset(text: str) -> dt.timedelta:
+    """The timedelta of a UTC offset written as +hh:mm or -hh:mm."""
+    offset = _offsets.get(text)
+    if offset is None:
+        hours, minutes = int(text[1:3]), int(text[4:6])
+        if hours > 14 or minutes > 59:
+            raise ValueError(f"UTC offset {text} is out of range")
+        offset = dt.timedelta(hours=hours, minutes=minutes) * (-1 if text[0] == "-" else 1)
+        _offsets[text] = offset
+    return offset
 
 
 def _string(value: Any) -> str:

@@ -17,9 +17,22 @@ from urllib.parse import parse_qs
 
 from datenraum.fhir.primitives import ElementTypeError
 
-__all__ = ["CONDITIONAL_PREFIX", "BundleResolver", "identifier_query", "resolve_reference", "split_reference"]
+__all__ = [
+    "CONDITIONAL_PREFIX",
+    "BundleResolver",
+    "UnresolvableReference",
+    "identifier_query",
+    "resolve_reference",
+    "split_reference",
+]
 
 CONDITIONAL_PREFIX = "?identifier="
+# References that only mean something inside a Bundle, as the fullUrl of one of its entries.
+_BUNDLE_ONLY = ("urn:uuid:", "urn:oid:")
+
+
+class UnresolvableReference(ElementTypeError):
+    """A reference that cannot name anything: the resource holding it is rejected."""
 
 
 def identifier_query(system: str | None, value: str) -> str:
@@ -69,9 +82,20 @@ def _logical(element: dict, resource_type: str) -> str | None:
 
 def resolve_reference(element: Any, resource_type: str) -> str | None:
     """Resolver for resources read outside a Bundle (NDJSON)."""
+    if type(element) is dict:
+        reference = element.get("reference")
+        # The common case first: a relative reference `Type/id`.
+        if type(reference) is str:
+            head, slash, tail = reference.partition("/")
+            if slash and head == resource_type and tail and "/" not in tail and "?" not in tail:
+                return tail
     reference = _check(element)
     if reference is None:
         return _logical(element, resource_type)
+    if reference.startswith(_BUNDLE_ONLY):
+        raise UnresolvableReference(
+            f"reference {reference!r} names a Bundle entry, but there is no Bundle here"
+        )
     target = split_reference(reference)
     if target is not None:
         return target[1] if target[0] == resource_type else None
@@ -93,6 +117,8 @@ class BundleResolver:
         if reference is not None and reference in self.full_urls:
             target_type, target_id = self.full_urls[reference]
             return target_id if target_type == resource_type else None
+        if reference is not None and reference.startswith(_BUNDLE_ONLY):
+            raise UnresolvableReference(f"reference {reference!r} names no entry of this Bundle")
         key = resolve_reference(element, resource_type)
         if key is not None and key.startswith(CONDITIONAL_PREFIX):
             return self.identifiers.get(key, key)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -108,7 +108,9 @@ def _parse_select(raw: dict, where: str) -> Select:
         columns.append(Column(name, _parse_path(path_text, column_where), column_type, path_text))
     for_each_text = raw.get("forEach") or raw.get("forEachOrNull")
     for_each = _parse_path(for_each_text, f"{where}.forEach") if for_each_text else None
-    selects = tuple(_parse_select(child, f"{where}.select[{i}]") for i, child in enumerate(raw.get("select", [])))
+    selects = tuple(
+        _parse_select(child, f"{where}.select[{i}]") for i, child in enumerate(raw.get("select", []))
+    )
     return Select(tuple(columns), for_each, "forEachOrNull" in raw, selects)
 
 
@@ -143,7 +145,9 @@ def load_view(raw: dict, source: str = "<view>") -> ViewDefinition:
         name, resource = raw["name"], raw["resource"]
     except (KeyError, TypeError):
         raise ViewDefinitionError(f"{source}: a ViewDefinition needs name and resource") from None
-    root = Select(selects=tuple(_parse_select(s, f"{source}: select[{i}]") for i, s in enumerate(raw["select"])))
+    root = Select(
+        selects=tuple(_parse_select(s, f"{source}: select[{i}]") for i, s in enumerate(raw["select"]))
+    )
     view = ViewDefinition(name, resource, root, raw.get("description", ""))
     names = [column.name for column in view.columns]
     if len(names) != len(set(names)):
@@ -163,6 +167,12 @@ def standard_views() -> dict[str, CompiledView]:
 
 
 # --- code generation -------------------------------------------------------------------------------
+#
+# A view becomes one function `_rows(resource, resolve, suffix) -> list[tuple]`. Sibling and nested
+# selects turn into nested loops (their cross product), each column into inline navigation that stops
+# at the first value. FHIR JSON does not say whether an element repeats, so every member access tests
+# for a list; the code for the rest of the path is emitted once for each case, which keeps the common
+# single-valued case free of loops and temporary tuples.
 
 
 class _Source:
@@ -184,70 +194,219 @@ class _Source:
         self.lines.append("    " * indent + line)
 
 
-def _emit_steps(src: _Source, steps: tuple, var: str, indent: int, leaf: Callable[[str, int], None]) -> None:
+class _Leaf:
+    """What happens where a path ends: by default `value`; `member` and `reference` may fuse the last
+    step with it for the common single-valued case, and return False where they do not."""
+
+    def value(self, var: str, indent: int) -> None:
+        raise NotImplementedError
+
+    def member(self, var: str, name: str, indent: int) -> bool:
+        return False
+
+    def reference(self, var: str, resource_type: str, indent: int) -> bool:
+        return False
+
+
+class _Collect(_Leaf):
+    """Every value of a forEach path appended to a list."""
+
+    def __init__(self, src: _Source, target: str) -> None:
+        self.src, self.target = src, target
+
+    def value(self, var: str, indent: int) -> None:
+        self.src.emit(indent, f"{self.target}.append({var})")
+
+
+class _ColumnValue(_Leaf):
+    """The first value of a column's path, converted to its type, in `target`."""
+
+    def __init__(self, src: _Source, target: str, column_type: str) -> None:
+        self.src, self.target = src, target
+        self.converter = src.constant(CONVERTERS[column_type])
+        self.first_converter = src.constant(_first_of(CONVERTERS[column_type]))
+        self.string_typed = ARROW_TYPES[column_type] == pa.string()
+
+    def value(self, var: str, indent: int) -> None:
+        if self.string_typed:
+            self.src.emit(indent, f"{self.target} = {var} if type({var}) is str else {self.converter}({var})")
+        else:
+            self.src.emit(indent, f"{self.target} = {self.converter}({var})")
+
+    def member(self, var: str, name: str, indent: int) -> bool:
+        target = self.target
+        self.src.emit(indent, f"{target} = {var}.get({name!r})")
+        check = f" and type({target}) is not str" if self.string_typed else ""
+        self.src.emit(indent, f"if {target} is not None{check}:")
+        self.src.emit(indent + 1, f"{target} = {self.first_converter}({target})")
+        return True
+
+    def reference(self, var: str, resource_type: str, indent: int) -> bool:
+        if not self.string_typed:
+            return False
+        # A relative reference `Type/id` means the same to every resolver: read it here, leave the rest to it.
+        src, text, key = self.src, self.src.name("_s"), self.src.name("_t")
+        prefix = f"{resource_type}/"
+        src.emit(indent, f"{text} = {var}.get('reference') if type({var}) is dict else None")
+        src.emit(
+            indent,
+            f"if type({text}) is str and {text}.startswith({prefix!r}) and ({key} := {text}[{len(prefix)}:]) "
+            f"and '/' not in {key} and '?' not in {key}:",
+        )
+        src.emit(indent + 1, f"{self.target} = {key}")
+        src.emit(indent, "else:")
+        src.emit(indent + 1, f"{self.target} = resolve({var}, {resource_type!r})")  # an id, or None
+        return True
+
+
+class _ColumnExists(_Leaf):
+    def __init__(self, src: _Source, target: str) -> None:
+        self.src, self.target = src, target
+
+    def value(self, var: str, indent: int) -> None:
+        self.src.emit(indent, f"{self.target} = True")
+
+
+def _first_of(converter: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The converter applied to a value, or to the first item of a list of them (None for an empty one)."""
+
+    def first(value: Any) -> Any:
+        if type(value) is list:
+            return converter(value[0]) if value else None
+        return converter(value)
+
+    return first
+
+
+def _emit_steps(src: _Source, steps: tuple, var: str, indent: int, leaf: _Leaf, found: str | None) -> None:
+    """Navigate `steps` from `var`, handing each value reached to `leaf`.
+
+    With `found` (a variable the leaf assigns), navigation stops at the first value: loops break as
+    soon as it is set. Without, every value is visited.
+    """
     if not steps:
-        leaf(var, indent)
+        leaf.value(var, indent)
         return
     step, rest = steps[0], steps[1:]
-    if isinstance(step, Member | Extension):
-        key = step.name if isinstance(step, Member) else "extension"
+    if isinstance(step, Member):
+        if not rest and leaf.member(var, step.name, indent):
+            return
         raw, item = src.name("_r"), src.name("_v")
-        src.emit(indent, f"{raw} = {var}.get({key!r})")
+        src.emit(indent, f"{raw} = {var}.get({step.name!r})")
+        src.emit(indent, f"if type({raw}) is list:")
+        src.emit(indent + 1, f"for {item} in {raw}:")
+        _emit_steps(src, rest, item, indent + 2, leaf, found)
+        if found:
+            src.emit(indent + 2, f"if {found} is not None:")
+            src.emit(indent + 3, "break")
+        src.emit(indent, f"elif {raw} is not None:")
+        _emit_steps(src, rest, raw, indent + 1, leaf, found)
+    elif isinstance(step, Extension):
+        raw, item = src.name("_r"), src.name("_v")
+        src.emit(indent, f"{raw} = {var}.get('extension')")
         src.emit(indent, f"if {raw} is not None:")
         src.emit(indent + 1, f"for {item} in ({raw} if type({raw}) is list else ({raw},)):")
-        if isinstance(step, Extension):
-            src.emit(indent + 2, f"if {item}.get('url') == {step.url!r}:")
-            _emit_steps(src, rest, item, indent + 3, leaf)
-        else:
-            _emit_steps(src, rest, item, indent + 2, leaf)
+        src.emit(indent + 2, f"if {item}.get('url') == {step.url!r}:")
+        _emit_steps(src, rest, item, indent + 3, leaf, found)
+        if found:
+            src.emit(indent + 3, f"if {found} is not None:")
+            src.emit(indent + 4, "break")
     elif isinstance(step, Where):
         src.emit(indent, f"if {var}.get({step.element!r}) == {step.literal!r}:")
-        _emit_steps(src, rest, var, indent + 1, leaf)
+        _emit_steps(src, rest, var, indent + 1, leaf, found)
     elif isinstance(step, ReferenceKey):
+        if not rest and leaf.reference(var, step.resource_type, indent):
+            return
         key = src.name("_ref")
         src.emit(indent, f"{key} = resolve({var}, {step.resource_type!r})")
         src.emit(indent, f"if {key} is not None:")
-        _emit_steps(src, rest, key, indent + 1, leaf)
+        _emit_steps(src, rest, key, indent + 1, leaf, found)
     elif isinstance(step, First):
-        _emit_steps(src, rest, var, indent, leaf)
+        _emit_steps(src, rest, var, indent, leaf, found)  # a column takes the first value anyway
     elif isinstance(step, Exists):
-        leaf(var, indent)
+        leaf.value(var, indent)
     else:  # pragma: no cover - the parser admits no other steps
         raise ViewDefinitionError(f"cannot compile step {step!r}")
 
 
-def _emit_column(src: _Source, column: Column) -> str:
-    function = src.name("_col")
-    converter = src.constant(CONVERTERS[column.type])
-    src.emit(0, f"def {function}(node, resolve):")
-    for path in column.path.alternatives:
-        ends_in_exists = isinstance(path.steps[-1], Exists)
-
-        def leaf(var: str, indent: int, ends_in_exists: bool = ends_in_exists) -> None:
-            src.emit(indent, "return True" if ends_in_exists else f"return {converter}({var})")
-
-        _emit_steps(src, path.steps, "node", 1, leaf)
-    # exists() answers false rather than nothing when its path is empty
-    src.emit(1, "return False" if isinstance(column.path.alternatives[-1].steps[-1], Exists) else "return None")
-    return function
-
-
-def _emit_select_columns(src: _Source, select: Select) -> str:
-    """One function per select that returns the tuple of its column values for a focus node."""
-    functions = [_emit_column(src, column) for column in select.columns]
-    name = src.name("_select")
-    src.emit(0, f"def {name}(node, resolve):")
-    src.emit(1, f"return ({''.join(f'{f}(node, resolve), ' for f in functions)})")
-    return name
+def _emit_column(src: _Source, column: Column, focus: str, indent: int) -> str:
+    """Code that sets a variable to the column's value at `focus`; returns the variable's name."""
+    target = src.name("_c")
+    src.emit(indent, f"{target} = None")
+    for position, path in enumerate(column.path.alternatives):
+        at = indent
+        if position:
+            src.emit(indent, f"if {target} is None:")
+            at = indent + 1
+        leaf = _ColumnExists(src, target) if _ends_in_exists(path) else _ColumnValue(src, target, column.type)
+        _emit_steps(src, path.steps, focus, at, leaf, target)
+    if _ends_in_exists(column.path.alternatives[-1]):
+        src.emit(indent, f"if {target} is None:")
+        src.emit(indent + 1, f"{target} = False")  # exists() answers false, not nothing
+    return target
 
 
-@dataclass
-class _CompiledSelect:
-    select: Select
-    values: Callable[[Any, Resolver], tuple]
-    nulls: tuple
-    children: list[_CompiledSelect] = field(default_factory=list)
-    width: int = 0
+def _emit_foci(src: _Source, union: Union, focus: str, indent: int) -> str:
+    """Code that collects every value of a forEach path into a list; returns the list's name."""
+    foci = src.name("_f")
+    src.emit(indent, f"{foci} = []")
+    for position, path in enumerate(union.alternatives):
+        at = indent
+        if position:
+            src.emit(indent, f"if not {foci}:")
+            at = indent + 1
+        _emit_steps(src, path.steps, focus, at, _Collect(src, foci), None)
+        if any(isinstance(step, First) for step in path.steps):
+            src.emit(at, f"del {foci}[1:]")
+    return foci
+
+
+def _emit_selects(
+    src: _Source, work: list[tuple[Select, str]], values: list[str], indent: int, collected: dict[int, str]
+) -> None:
+    """Code for the rows of the selects in `work` (each with its focus variable), cross-multiplied.
+
+    `collected` names the foci lists already collected, by id of their select.
+    """
+    if not work:
+        src.emit(indent, f"out.append(({''.join(f'{v}, ' for v in values)}) + suffix)")
+        return
+    (select, focus), rest = work[0], work[1:]
+    if select.for_each is None:
+        columns = [_emit_column(src, column, focus, indent) for column in select.columns]
+        _emit_selects(
+            src, [(child, focus) for child in select.selects] + rest, values + columns, indent, collected
+        )
+        return
+    foci = collected.get(id(select)) or _emit_foci(src, select.for_each, focus, indent)
+    item = src.name("_x")
+    src.emit(indent, f"for {item} in {foci}:")
+    columns = [_emit_column(src, column, item, indent + 1) for column in select.columns]
+    _emit_selects(
+        src, [(child, item) for child in select.selects] + rest, values + columns, indent + 1, collected
+    )
+    if select.or_null:
+        src.emit(indent, f"if not {foci}:")
+        nulls = ["None"] * sum(1 for _column in _columns(select))
+        _emit_selects(src, rest, values + nulls, indent + 1, collected)
+
+
+def _emit_early_exits(src: _Source, root: Select) -> dict[int, str]:
+    """Collect the foci of the resource's plain forEach selects first: with none, it has no rows at all.
+
+    Most Observations have no components: their observation_component rows cost one lookup this way.
+    """
+    collected = {}
+    for select in root.selects:
+        if select.for_each is not None and not select.or_null:
+            collected[id(select)] = foci = _emit_foci(src, select.for_each, "resource", 1)
+            src.emit(1, f"if not {foci}:")
+            src.emit(2, "return out")
+    return collected
+
+
+def _ends_in_exists(path: Path) -> bool:
+    return isinstance(path.steps[-1], Exists)
 
 
 class CompiledView:
@@ -260,77 +419,66 @@ class CompiledView:
         self.columns = view.columns
         self.schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in self.columns])
         src = _Source()
-        names: dict[int, str] = {}
-        for select in _walk_selects(view.select):
-            names[id(select)] = _emit_select_columns(src, select)
+        src.emit(0, "def _rows(resource, resolve, suffix):")
+        src.emit(1, "out = []")
+        _emit_selects(src, [(view.select, "resource")], [], 1, _emit_early_exits(src, view.select))
+        src.emit(1, "return out")
         namespace: dict[str, Any] = dict(src.constants)
-        exec(compile("\n".join(src.lines), f"<view {view.name}>", "exec"), namespace)
-        self._root = self._link(view.select, namespace, names)
+        try:
+            exec(compile("\n".join(src.lines), f"<view {view.name}>", "exec"), namespace)
+        except SyntaxError as error:  # nesting too deep for Python
+            raise ViewDefinitionError(f"view {view.name} cannot be compiled: {error.msg}") from None
+        self._rows: Callable[[Any, Resolver, tuple], list[tuple]] = namespace["_rows"]
 
-    def _link(self, select: Select, namespace: dict, names: dict[int, str]) -> _CompiledSelect:
-        children = [self._link(child, namespace, names) for child in select.selects]
-        width = len(select.columns) + sum(child.width for child in children)
-        values = namespace[names[id(select)]]
-        return _CompiledSelect(select, values, (None,) * width, children, width)
+    def rows(self, resource: dict, resolve: Resolver, suffix: tuple = ()) -> list[tuple]:
+        """The table rows of one resource, each followed by `suffix`.
 
-    def rows(self, resource: dict, resolve: Resolver) -> list[tuple]:
-        """The table rows of one resource; raises on elements of the wrong type (see `explain`)."""
-        return _select_rows(self._root, resource, resolve)
+        Raises on elements of the wrong type (ElementTypeError, or AttributeError where an object was
+        expected); `explain` then says which element.
+        """
+        return self._rows(resource, resolve, suffix)
 
     def explain(self, resource: dict, resolve: Resolver) -> str:
         """Why `rows` fails for this resource: the element, its JSON path, and what was wrong."""
-        for column in self.columns:
-            for path in column.path.alternatives:
-                try:
-                    found = list(_collect(path.steps, resource, resolve, ""))
-                except ElementTypeError as error:
-                    return f"{self.resource}.{error.json_path}: {error}"
-                if found and not isinstance(path.steps[-1], Exists):
-                    json_path, value = found[0]
-                    try:
-                        CONVERTERS[column.type](value)
-                    except ElementTypeError as error:
-                        return f"{self.resource}.{json_path}: {error}"
-        for select in _walk_selects(self.view.select):
-            if select.for_each is not None:
-                for path in select.for_each.alternatives:
-                    try:
-                        list(_collect(path.steps, resource, resolve, ""))
-                    except ElementTypeError as error:
-                        return f"{self.resource}.{error.json_path}: {error}"
+        try:
+            _check_select(self.view.select, resource, "", resolve)
+        except ElementTypeError as error:
+            return f"{self.resource}.{error.json_path}: {error}"
         return f"{self.resource}: an element has an unexpected structure"
 
 
-def _walk_selects(select: Select) -> Iterator[Select]:
-    yield select
-    for child in select.selects:
-        yield from _walk_selects(child)
+# --- the slow path: walking a view with checks, to explain a failure -------------------------------
 
 
-def _select_rows(compiled: _CompiledSelect, node: Any, resolve: Resolver) -> list[tuple]:
-    select = compiled.select
+def _check_select(select: Select, node: Any, json_path: str, resolve: Resolver) -> None:
+    """Raise ElementTypeError, with its json_path set, at the first element `rows` cannot read."""
     if select.for_each is None:
-        foci = [node]
+        foci = [(json_path, node)]
     else:
-        foci = [value for _path, value in _collect_union(select.for_each, node, resolve)]
-        if not foci:
-            return [compiled.nulls] if select.or_null else []
-    rows: list[tuple] = []
-    for focus in foci:
-        combos = [compiled.values(focus, resolve)]
-        for child in compiled.children:
-            child_rows = _select_rows(child, focus, resolve)
-            combos = [combo + row for combo in combos for row in child_rows]
-        rows.extend(combos)
-    return rows
+        foci = _collect_union(select.for_each, node, resolve, json_path)
+    for focus_path, focus in foci:
+        for column in select.columns:
+            for path in column.path.alternatives:
+                found = next(_collect(path.steps, focus, resolve, focus_path), None)
+                if found is None:
+                    continue
+                if not _ends_in_exists(path):
+                    try:
+                        CONVERTERS[column.type](found[1])
+                    except ElementTypeError as error:
+                        error.json_path = found[0]
+                        raise
+                break
+        for child in select.selects:
+            _check_select(child, focus, focus_path, resolve)
 
 
-def _collect_union(union: Union, node: Any, resolve: Resolver) -> Iterator[tuple[str, Any]]:
+def _collect_union(union: Union, node: Any, resolve: Resolver, json_path: str) -> list[tuple[str, Any]]:
     for path in union.alternatives:
-        found = list(_collect(path.steps, node, resolve, ""))
+        found = list(_collect(path.steps, node, resolve, json_path))
         if found:
-            yield from found
-            return
+            return found[:1] if any(isinstance(step, First) for step in path.steps) else found
+    return []
 
 
 def _collect(steps: tuple, node: Any, resolve: Resolver, json_path: str) -> Iterator[tuple[str, Any]]:
@@ -340,15 +488,13 @@ def _collect(steps: tuple, node: Any, resolve: Resolver, json_path: str) -> Iter
         return
     step, rest = steps[0], steps[1:]
     if isinstance(step, First):
-        for found in _collect(rest, node, resolve, json_path):
-            yield found
-            return
+        yield from _collect(rest, node, resolve, json_path)
         return
     if isinstance(step, Exists):
         yield json_path, node
         return
     if not isinstance(node, dict):
-        error = ElementTypeError(f"expected an object, got {type(node).__name__}")
+        error = ElementTypeError(f"expected an object, got {_json_kind(node)}")
         error.json_path = json_path or "(resource)"
         raise error
     if isinstance(step, Where):
@@ -372,6 +518,16 @@ def _collect(steps: tuple, node: Any, resolve: Resolver, json_path: str) -> Iter
     items = value if type(value) is list else [value]
     for index, item in enumerate(items):
         item_path = f"{child_path}[{index}]" if type(value) is list else child_path
-        if isinstance(step, Extension) and not (isinstance(item, dict) and item.get("url") == step.url):
-            continue
+        if isinstance(step, Extension):
+            if not isinstance(item, dict):
+                error = ElementTypeError(f"expected an Extension object, got {_json_kind(item)}")
+                error.json_path = item_path
+                raise error
+            if item.get("url") != step.url:
+                continue
         yield from _collect(rest, item, resolve, item_path)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+    return kinds.get(type(value), type(value).__name__)

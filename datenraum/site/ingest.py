@@ -7,6 +7,11 @@ A load runs in three steps:
    versions of a resource wins (the later one), which references point to no patient (rejected), which
    conditional references name which patient, and which rows of earlier loads are replaced or deleted.
    Then one manifest swap publishes it all (see store.py).
+
+How the commit counts: every resource read is added (its type and id were not in the store, or had
+been deleted earlier in the load), replaced (they were, whether stored before or read earlier in this
+load) or rejected; a DELETE counts every resource it removes, and deleting a Patient removes all of
+that patient's resources (the store holds no resources of patients it does not hold).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,15 +33,25 @@ import pyarrow as pa
 
 from datenraum.fhir.references import CONDITIONAL_PREFIX
 from datenraum.fhir.viewdef import standard_views
-from datenraum.site.loader import Reject, Task, TaskResult, run_task
+from datenraum.site.loader import (
+    MAX_REPORTED_REJECTS,
+    MAX_RESOURCE_BYTES,
+    Piece,
+    Reject,
+    Task,
+    TaskResult,
+    run_task,
+)
 from datenraum.site.store import RAW_TABLE, Manifest, Snapshot, Store, table_schemas
 
-__all__ = ["IngestError", "LoadReport", "ingest"]
+__all__ = ["CHUNK_BYTES", "IngestError", "LoadReport", "ingest"]
 
 CHUNK_BYTES = 32 * 1024 * 1024
 # Below this much input, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD_BYTES = 16 * 1024 * 1024
 _SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".json")
+# FHIR NDJSON shrinks about this much under gzip; used to size tasks.
+_GZIP_RATIO = 8
 
 
 class IngestError(RuntimeError):
@@ -84,17 +100,24 @@ def _count(counter: dict[str, int], key: str, amount: int = 1) -> None:
 def discover(paths: Sequence[Path]) -> list[Path]:
     """The input files named by `paths` (files, or folders searched recursively), in a stable order."""
     files: list[Path] = []
+    seen: set[Path] = set()
     for path in paths:
         path = Path(path)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES))
             if not found:
                 raise IngestError(f"{path}: folder holds no .ndjson, .ndjson.gz or .json files")
-            files.extend(found)
         elif path.is_file():
-            files.append(path)
+            found = [path]
         else:
             raise IngestError(f"{path}: no such file or folder")
+        for file in found:
+            if file.resolve() not in seen:  # a file named twice is read once
+                seen.add(file.resolve())
+                files.append(file)
+    for file in files:
+        if not os.access(file, os.R_OK):
+            raise IngestError(f"{file}: not readable")
     return files
 
 
@@ -107,27 +130,61 @@ def _kind(path: Path) -> str:
     return "json"
 
 
-def plan(files: Sequence[Path], staging: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Task]:
-    """Tasks in input order; big NDJSON files are cut at line ends into chunks of about chunk_bytes."""
+def plan(
+    files: Sequence[Path],
+    staging: Path,
+    chunk_bytes: int = CHUNK_BYTES,
+    max_resource_bytes: int = MAX_RESOURCE_BYTES,
+) -> Iterator[Task]:
+    """Tasks of about chunk_bytes each, in input order: big NDJSON files cut at line ends, small files grouped."""
+    pieces: list[Piece] = []
+    pending = 0
+    index = 0
+    for piece, size in _pieces(files, chunk_bytes):
+        pieces.append(piece)
+        pending += size
+        if pending >= chunk_bytes:
+            index += 1
+            yield Task(index, tuple(pieces), str(staging), max_resource_bytes)
+            pieces, pending = [], 0
+    if pieces:
+        yield Task(index + 1, tuple(pieces), str(staging), max_resource_bytes)
+
+
+def _pieces(files: Sequence[Path], chunk_bytes: int) -> Iterator[tuple[Piece, int]]:
+    """The pieces of the input in order, each with about how many bytes of JSON it holds."""
     index = 0
     for path in files:
         kind = _kind(path)
+        size = path.stat().st_size
         if kind != "ndjson":
             index += 1
-            yield Task(index, str(path), kind, staging=str(staging))
+            yield Piece(index, str(path), kind), size * (_GZIP_RATIO if kind == "ndjson.gz" else 1)
             continue
-        size = path.stat().st_size
         offset, line = 0, 1
         with open(path, "rb") as handle:
             while offset < size:
                 handle.seek(offset)
                 block = handle.read(chunk_bytes)
-                if offset + len(block) < size:
-                    block += handle.readline()
+                length, lines = len(block), block.count(b"\n")
+                if offset + length < size and not block.endswith(b"\n"):
+                    rest = _rest_of_line(handle)
+                    length, lines = length + rest, lines + 1
                 index += 1
-                yield Task(index, str(path), kind, offset, len(block), line, str(staging))
-                line += block.count(b"\n")
-                offset += len(block)
+                yield Piece(index, str(path), kind, offset, length, line), length
+                line += lines
+                offset += length
+
+
+def _rest_of_line(handle) -> int:
+    """How many bytes up to and including the next line end, read in pieces: a line may be huge."""
+    length = 0
+    while piece := handle.read(1 << 20):
+        end = piece.find(b"\n")
+        if end >= 0:
+            return length + end + 1
+        length += len(piece)
+    return length
 
 
 def _read_all(tasks: Iterator[Task], workers: int) -> list[TaskResult]:
@@ -135,9 +192,12 @@ def _read_all(tasks: Iterator[Task], workers: int) -> list[TaskResult]:
         return [run_task(task) for task in tasks]
     # spawn, not fork: the parent may hold DuckDB threads, which fork would copy in an unknown state
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(run_task, task) for task in tasks]
-        return [future.result() for future in futures]
+    try:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(run_task, task) for task in tasks]
+            return [future.result() for future in futures]
+    except BrokenProcessPool:
+        raise IngestError("a worker process died (out of memory?); nothing was loaded") from None
 
 
 # --- commit ----------------------------------------------------------------------------------------
@@ -147,8 +207,19 @@ def _listing(files: Sequence[str | Path]) -> str:
     return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
 
 
+def _from_parquet(files: Sequence[str | Path], columns: str, empty: str) -> str:
+    """A relation over Parquet files, or an empty one of the same columns when there are none."""
+    if files:
+        return f"(SELECT {columns} FROM read_parquet({_listing(files)}))"
+    return f"(SELECT {empty} WHERE false)"
+
+
+_KEY_COLUMNS = "resource_type, id, patient_id"
+_NO_KEYS = "NULL::VARCHAR AS resource_type, NULL::VARCHAR AS id, NULL::VARCHAR AS patient_id"
+
+
 class _Commit:
-    """Settles one load against the store's current state and publishes it."""
+    """Settles one load against the store's current state into the manifest that publishes it."""
 
     def __init__(self, store: Store, snapshot: Snapshot, load_id: str, results: list[TaskResult]) -> None:
         self.store = store
@@ -158,7 +229,10 @@ class _Commit:
         self.staging = store.staging / load_id
         self.report = LoadReport(load_id)
         self.db = duckdb.connect()
-        self.views_by_table = {name: view for name, view in standard_views().items()}
+        # Big loads settle more keys than fit in memory comfortably: let DuckDB spill into the staging area.
+        self.db.execute(f"SET temp_directory = '{self.staging / 'duckdb.tmp'}'")
+        self.db.execute("SET preserve_insertion_order = false")
+        self.views_by_table = dict(standard_views())
         self.staged: dict[str, list[str]] = {}
         for result in results:
             for table, files in result.files.items():
@@ -169,219 +243,295 @@ class _Commit:
             self.report.resources_read += sum(result.accepted.values()) + sum(result.rejected.values())
         self.extra_rejects: list[bytes] = []
 
-    def run(self) -> LoadReport:
-        mapping = self._resolve_identifiers()
-        drops, deleted_keys, deleted_patients = self._settle_staged(mapping)
-        new_segment = self._write_new_segment(drops, mapping)
-        segments = self._supersede_old(new_segment, deleted_keys, deleted_patients)
-        self._write_rejects()
+    def run(self) -> tuple[Manifest, LoadReport]:
+        """The manifest of the store after this load (to publish once the snapshot is released), and the report."""
+        try:
+            mapping = self._resolve_identifiers()
+            self._stage_keys(mapping)
+            self._reject_dangling()
+            self._settle()
+            new_segment = self._write_new_segment(mapping)
+            segments = self._supersede_old(new_segment)
+            self._write_rejects()
+        finally:
+            self.db.close()
         generation = self.snapshot.generation + 1
         report = self.report
-        last_load = {"load_id": self.load_id, "added": report.added, "replaced": report.replaced,
-                     "deleted": report.deleted, "rejected": report.rejected}
-        self.store.publish(Manifest(generation, tuple(segments), last_load))
+        last_load = {
+            "load_id": self.load_id,
+            "added": report.added,
+            "replaced": report.replaced,
+            "deleted": report.deleted,
+            "rejected": report.rejected,
+        }
         report.generation = generation
-        self.db.close()
-        return report
+        del report.rejects[MAX_REPORTED_REJECTS:]
+        return Manifest(generation, tuple(segments), last_load), report
+
+    def _reject(self, resource_type: str, location: str, reason: str, text: str = "") -> None:
+        self.report.rejects.append(Reject(location, reason))
+        _count(self.report.rejected, resource_type)
+        self.extra_rejects.append(orjson.dumps({"location": location, "reason": reason, "resource": text}))
 
     # Conditional references and deletes name a patient by identifier; find the patient's id.
     def _resolve_identifiers(self) -> dict[str, str]:
-        wanted = {ref for r in self.results for ref in r.patient_references if ref.startswith(CONDITIONAL_PREFIX)}
-        wanted |= {key for r in self.results for (_t, key, _s, _l) in r.deletes if key.startswith(CONDITIONAL_PREFIX)}
-        if not wanted:
+        wanted = {ref for r in self.results for ref in r.conditional_references}
+        wanted |= {
+            key for r in self.results for (_t, key, _s, _l) in r.deletes if key.startswith(CONDITIONAL_PREFIX)
+        }
+        stored = [str(f) for f in self.snapshot.files("patient_identifier")]
+        loaded = self.staged.get("patient_identifier", [])
+        if not wanted or not (stored or loaded):
             return {}
-        files = [str(f) for f in self.snapshot.files("patient_identifier")] + self.staged.get("patient_identifier", [])
-        if not files:
-            return {}
-        rows = self.db.execute(
-            f"SELECT system, value, id FROM read_parquet({_listing(files)}) ORDER BY _seq"
-        ).fetchall()
-        by_system_value = {f"{CONDITIONAL_PREFIX}{s or ''}|{v}": i for s, v, i in rows}
-        by_value = {f"{CONDITIONAL_PREFIX}|{v}": i for _s, v, i in rows}
-        mapping = {}
-        for query in wanted:
-            found = by_system_value.get(query) or by_value.get(query)
-            if found is not None:
-                mapping[query] = found
-        return mapping
+        queries = [query.removeprefix(CONDITIONAL_PREFIX).partition("|") for query in wanted]
+        self.db.register(
+            "wanted",
+            pa.table(
+                {
+                    "placeholder": list(wanted),
+                    "system": [q[0] for q in queries],
+                    "value": [q[2] for q in queries],
+                }
+            ),
+        )
+        columns = "system, value, id, _seq"
+        empty = "NULL::VARCHAR AS system, NULL::VARCHAR AS value, NULL::VARCHAR AS id, NULL::BIGINT AS _seq"
+        # `identifier=value` matches the value in any system (an identifier without system first);
+        # `identifier=system|value` only that system. A patient of this load wins over a stored one, and
+        # within the load the later one (load orders do not compare across loads).
+        rows = self.db.execute(f"""
+            SELECT placeholder, id FROM (
+                SELECT w.placeholder, p.id, row_number() OVER (
+                    PARTITION BY w.placeholder
+                    ORDER BY coalesce(p.system, '') = w.system DESC, p.recent DESC, p._seq DESC) AS rank
+                FROM wanted w JOIN (
+                    SELECT *, false AS recent FROM {_from_parquet(stored, columns, empty)}
+                    UNION ALL SELECT *, true FROM {_from_parquet(loaded, columns, empty)}
+                ) p ON p.value = w.value AND (w.system = '' OR p.system = w.system)
+            ) WHERE rank = 1
+        """).fetchall()
+        return dict(rows)
 
-    def _settle_staged(self, mapping: dict[str, str]) -> tuple[pa.Table, pa.Table, set[str]]:
-        """Rows of this load that do not survive, keys it deletes, and patients it deletes."""
-        deletes = [(t, mapping.get(k, k), s, loc) for r in self.results for (t, k, s, loc) in r.deletes]
-        for resource_type, key, _seq, location in deletes:
-            if key.startswith(CONDITIONAL_PREFIX):
-                self.report.rejects.append(Reject(location, f"DELETE names no known patient ({key[1:]})"))
-                _count(self.report.rejected, resource_type)
-        deletes = [d for d in deletes if not d[1].startswith(CONDITIONAL_PREFIX)]
-        self.db.register("deletes", pa.table({
-            "resource_type": [d[0] for d in deletes], "id": [d[1] for d in deletes],
-            "_seq": pa.array([d[2] for d in deletes], pa.int64()),
-        }))
+    def _stage_keys(self, mapping: dict[str, str]) -> None:
+        """Tables of this load's keys (`staged`), its deletes (`deletes`), and the store's keys (`stored`)."""
         raw_files = self.staged.get(RAW_TABLE, [])
-        if raw_files:
-            self.db.execute(
-                f"CREATE TABLE staged AS SELECT resource_type, id, patient_id, _seq, source_file, source_line, "
-                f"json FROM read_parquet({_listing(raw_files)})"
-            )
-        else:
-            self.db.execute(
-                "CREATE TABLE staged (resource_type VARCHAR, id VARCHAR, patient_id VARCHAR, _seq BIGINT, "
-                "source_file VARCHAR, source_line BIGINT, json VARCHAR)"
-            )
+        self.db.execute(
+            f"CREATE TABLE staged AS SELECT {_KEY_COLUMNS}, _seq FROM "
+            f"{_from_parquet(raw_files, '*', _NO_KEYS + ', NULL::BIGINT AS _seq')}"
+        )
         if mapping:
-            self.db.register("identifier_map", pa.table({"placeholder": list(mapping), "id": list(mapping.values())}))
+            self.db.register(
+                "identifier_map", pa.table({"placeholder": list(mapping), "id": list(mapping.values())})
+            )
             self.db.execute(
                 "UPDATE staged SET patient_id = m.id FROM identifier_map m WHERE staged.patient_id = m.placeholder"
             )
-        # A later DELETE removes the patient's earlier rows in this load, and everything of theirs before.
-        self.db.execute("""
-            CREATE TABLE drops AS
-            SELECT s.resource_type, s.id, s._seq, 'superseded' AS why FROM staged s
-              JOIN (SELECT resource_type, id, max(_seq) AS last FROM staged GROUP BY ALL HAVING count(*) > 1) d
-                ON s.resource_type = d.resource_type AND s.id = d.id AND s._seq < d.last
-            UNION ALL
-            SELECT s.resource_type, s.id, s._seq, 'deleted' FROM staged s JOIN deletes d
-                ON s.resource_type = d.resource_type AND s.id = d.id AND s._seq < d._seq
-            UNION ALL
-            SELECT s.resource_type, s.id, s._seq, 'deleted' FROM staged s JOIN deletes d
-                ON d.resource_type = 'Patient' AND s.patient_id = d.id AND s._seq < d._seq
-        """)
-        for resource_type, n in self.db.execute(
-            "SELECT resource_type, count(DISTINCT (id, _seq)) FROM drops WHERE why = 'superseded' GROUP BY 1"
-        ).fetchall():
-            _count(self.report.replaced, resource_type, n)
-        # Patients that exist after this load: those already stored and those loaded, less deleted ones.
-        surviving = "(SELECT * FROM staged s WHERE NOT EXISTS (SELECT 1 FROM drops d WHERE d.resource_type = " \
-                    "s.resource_type AND d.id = s.id AND d._seq = s._seq))"
-        deleted_patients = {
-            row[0] for row in self.db.execute(
-                f"SELECT d.id FROM deletes d WHERE d.resource_type = 'Patient' AND NOT EXISTS (SELECT 1 FROM "
-                f"{surviving} s WHERE s.resource_type = 'Patient' AND s.id = d.id AND s._seq > d._seq)"
-            ).fetchall()
-        }
-        self.db.register("deleted_patients", pa.table({"id": pa.array(sorted(deleted_patients), pa.string())}))
-        stored_patients = self.snapshot.files("patient")
-        stored = (
-            f"SELECT id FROM read_parquet({_listing(stored_patients)}) "
-            "WHERE id NOT IN (SELECT id FROM deleted_patients)"
-            if stored_patients else "SELECT NULL::VARCHAR AS id WHERE false"
+        deletes = []
+        for result in self.results:
+            for resource_type, key, seq, location in result.deletes:
+                key = mapping.get(key, key)
+                if key.startswith(CONDITIONAL_PREFIX):
+                    self._reject(resource_type, location, f"DELETE names no known patient ({key[1:]})")
+                else:
+                    deletes.append((resource_type, key, seq))
+        self.db.register(
+            "delete_list",
+            pa.table(
+                {
+                    "resource_type": pa.array([d[0] for d in deletes], pa.string()),
+                    "id": pa.array([d[1] for d in deletes], pa.string()),
+                    "_seq": pa.array([d[2] for d in deletes], pa.int64()),
+                }
+            ),
         )
-        self.db.execute(f"""
-            CREATE TABLE dangling AS
-            SELECT s.resource_type, s.id, s._seq, s.patient_id, s.source_file, s.source_line, s.json
-            FROM {surviving} s
-            WHERE s.patient_id IS NOT NULL AND s.resource_type <> 'Patient'
-              AND s.patient_id NOT IN (SELECT id FROM ({stored}))
-              AND s.patient_id NOT IN (SELECT id FROM {surviving} p WHERE p.resource_type = 'Patient')
+        self.db.execute("CREATE TABLE deletes AS SELECT * FROM delete_list")
+        stored_raw = self.snapshot.files(RAW_TABLE)
+        self.db.execute(
+            f"CREATE VIEW stored AS SELECT * FROM {_from_parquet(stored_raw, _KEY_COLUMNS, _NO_KEYS)}"
+        )
+
+    def _reject_dangling(self) -> None:
+        """Reject resources whose patient is neither in the store nor in this load once it is done.
+
+        A resource read before its patient's DELETE is not dangling: the delete removes it with its patient.
+        """
+        self.db.execute("""
+            CREATE TABLE final_patients AS
+            SELECT id FROM (
+                SELECT id, -1 AS _seq, 'present' AS kind FROM stored WHERE resource_type = 'Patient'
+                UNION ALL SELECT id, _seq, 'upsert' FROM staged WHERE resource_type = 'Patient'
+                UNION ALL SELECT id, _seq, 'delete' FROM deletes WHERE resource_type = 'Patient'
+            ) GROUP BY id HAVING arg_max(kind, _seq) <> 'delete'
         """)
-        for resource_type, id_, _seq, patient, file, line, text in self.db.execute(
-            "SELECT * FROM dangling ORDER BY _seq"
-        ).fetchall():
-            where = f"{file}:{line}" if not file.endswith(".json") else f"{file}: Bundle.entry[{line - 1}]"
+        self.db.execute("""
+            CREATE TABLE dangling AS
+            SELECT s.resource_type, s.id, s.patient_id, s._seq FROM staged s
+            WHERE s.patient_id IS NOT NULL AND s.resource_type <> 'Patient'
+              AND NOT EXISTS (SELECT 1 FROM final_patients p WHERE p.id = s.patient_id)
+              AND NOT EXISTS (SELECT 1 FROM deletes d WHERE d.resource_type = 'Patient' AND d.id = s.patient_id
+                                                        AND d._seq > s._seq)
+        """)
+        if not self.db.execute("SELECT count(*) FROM dangling").fetchone()[0]:
+            return
+        raw_files = _listing(self.staged[RAW_TABLE])
+        seqs = [row[0] for row in self.db.execute("SELECT _seq FROM dangling ORDER BY _seq").fetchall()]
+        found = []
+        for start in range(0, len(seqs), 1000):
+            # A constant list, so that the row groups without any are skipped rather than read.
+            listed = ", ".join(map(str, seqs[start : start + 1000]))
+            found += self.db.execute(f"""
+                SELECT d.resource_type, d.patient_id, r.source_file, r.source_line, r.json
+                FROM dangling d JOIN (SELECT * FROM read_parquet({raw_files}) WHERE _seq IN ({listed})) r
+                  ON r._seq = d._seq ORDER BY d._seq
+            """).fetchall()
+        for resource_type, patient, file, line, text in found:
+            where = Piece(0, file, _kind(Path(file))).location(line)
             if patient.startswith(CONDITIONAL_PREFIX):
                 reason = f"references a patient by identifier ({patient[1:]}) that is not in the store or this load"
             else:
                 reason = f"references Patient/{patient}, which is neither in the store nor in this load"
-            self.report.rejects.append(Reject(where, reason))
-            _count(self.report.rejected, resource_type)
-            self.extra_rejects.append(orjson.dumps({"location": where, "reason": reason, "resource": text}))
-        self.db.execute("INSERT INTO drops SELECT resource_type, id, _seq, 'dangling' FROM dangling")
-        drops = self.db.sql("SELECT resource_type, id, _seq FROM drops").to_arrow_table()
-        deleted_keys = self.db.sql("SELECT DISTINCT resource_type, id FROM deletes").to_arrow_table()
-        return drops, deleted_keys, deleted_patients
+            self._reject(resource_type, where, reason, text)
+        self.db.execute("DELETE FROM staged WHERE _seq IN (SELECT _seq FROM dangling)")
 
-    def _write_new_segment(self, drops: pa.Table, mapping: dict[str, str]) -> dict | None:
+    def _settle(self) -> None:
+        """Order every event of every key touched, and derive what survives and what the report says.
+
+        Events of a key: 'present' (in the store before), 'upsert' (read in this load), 'delete' (a DELETE,
+        or the DELETE of its patient). The last event decides the key's fate; each event's predecessor
+        decides whether it added, replaced or deleted something.
+        """
+        self.db.execute("""
+            CREATE TABLE cascade AS
+            SELECT DISTINCT k.resource_type, k.id, d._seq FROM (
+                SELECT resource_type, id, patient_id, -1 AS _seq FROM stored
+                UNION ALL SELECT resource_type, id, patient_id, _seq FROM staged
+            ) k JOIN deletes d ON d.resource_type = 'Patient' AND k.patient_id = d.id AND k._seq < d._seq
+            WHERE k.resource_type <> 'Patient'
+        """)
+        self.db.execute("""
+            CREATE TABLE changes AS
+            SELECT resource_type, id, _seq, 'upsert' AS kind FROM staged
+            UNION ALL SELECT resource_type, id, _seq, 'delete' FROM deletes
+            UNION ALL SELECT resource_type, id, _seq, 'delete' FROM cascade
+        """)
+        # Contested keys need their events ordered: more than one change, a delete, or a stored row. The
+        # others, a single upsert of something new, are the bulk of a big load and are simply added.
+        self.db.execute("""
+            CREATE TABLE contested AS
+            SELECT resource_type, id FROM changes GROUP BY ALL HAVING count(*) > 1 OR bool_or(kind = 'delete')
+            UNION
+            SELECT c.resource_type, c.id FROM changes c SEMI JOIN stored s USING (resource_type, id)
+        """)
+        self.db.execute("""
+            CREATE TABLE history AS
+            SELECT resource_type, id, _seq, kind,
+                   lag(kind) OVER (PARTITION BY resource_type, id ORDER BY _seq) AS before,
+                   _seq = max(_seq) OVER (PARTITION BY resource_type, id) AS last
+            FROM (
+                SELECT c.* FROM changes c SEMI JOIN contested USING (resource_type, id)
+                UNION ALL
+                SELECT s.resource_type, s.id, -1, 'present' FROM stored s SEMI JOIN contested USING (resource_type, id)
+            )
+        """)
+        counts = self.db.execute("""
+            SELECT resource_type,
+                   count(*) FILTER (kind = 'upsert' AND (before IS NULL OR before = 'delete')),
+                   count(*) FILTER (kind = 'upsert' AND before IN ('present', 'upsert')),
+                   count(*) FILTER (kind = 'delete' AND before IN ('present', 'upsert'))
+            FROM history GROUP BY 1
+            UNION ALL
+            SELECT resource_type, count(*), 0, 0 FROM staged ANTI JOIN contested USING (resource_type, id) GROUP BY 1
+        """).fetchall()
+        for resource_type, added, replaced, deleted in counts:
+            _count(self.report.added, resource_type, added)
+            _count(self.report.replaced, resource_type, replaced)
+            _count(self.report.deleted, resource_type, deleted)
+        # Rows of this load that do not survive, and keys whose stored rows go.
+        self.db.execute("""
+            CREATE TABLE drop_rows AS
+            SELECT resource_type, id, _seq FROM history WHERE kind = 'upsert' AND NOT last
+            UNION ALL SELECT resource_type, id, _seq FROM dangling
+        """)
+        self.db.execute("""
+            CREATE TABLE gone AS
+            SELECT DISTINCT resource_type, id FROM history WHERE kind = 'present' AND NOT last
+        """)
+
+    def _write_new_segment(self, mapping: dict[str, str]) -> dict | None:
+        """This load's rows that survive, as a new segment: staging files moved as they are where possible."""
         if not self.staged:
             return None
         segment_dir = self.store.segments / self.load_id
         segment_dir.mkdir(parents=True)
+        dropped = {
+            row[0] for row in self.db.execute("SELECT DISTINCT resource_type FROM drop_rows").fetchall()
+        }
         files: dict[str, list[str]] = {}
-        if drops.num_rows == 0 and not mapping:
-            # The usual case: nothing to settle, so the staging files become the segment as they are.
-            for table, staged in self.staged.items():
-                (segment_dir / table).mkdir()
+        for table, staged in self.staged.items():
+            if self._untouched(table, dropped) and not (mapping and self._has_patients(table)):
                 files[table] = []
                 for file in staged:
-                    target = segment_dir / table / Path(file).name
+                    target = segment_dir / Path(file).name
                     os.replace(file, target)
                     files[table].append(str(target.relative_to(self.store.path)))
-        else:
-            self.db.register("drop_rows", drops)
-            for table, staged in self.staged.items():
-                target = segment_dir / f"{table}.parquet"
-                if self._copy_filtered(table, staged, target, self._staged_filter(table), mapping):
-                    files[table] = [str(target.relative_to(self.store.path))]
-        keys = self._segment_keys(files.get(RAW_TABLE, []))
-        for resource_type, n in keys.items():
-            _count(self.report.added, resource_type, n)
+                continue
+            target = segment_dir / f"{table}.parquet"
+            condition = (
+                f"NOT EXISTS (SELECT 1 FROM drop_rows d WHERE d.resource_type = {self._type_of(table)} "
+                "AND d.id = t.id AND d._seq = t._seq)"
+            )
+            if self._copy_filtered(table, staged, target, condition, bool(mapping)):
+                files[table] = [str(target.relative_to(self.store.path))]
         return {"id": self.load_id, "files": files} if files else None
 
-    def _staged_filter(self, table: str) -> str:
+    def _untouched(self, table: str, types: set[str]) -> bool:
+        """Whether no row of `table` can be of one of `types`."""
         if table == RAW_TABLE:
-            return ("NOT EXISTS (SELECT 1 FROM drop_rows d WHERE d.resource_type = t.resource_type "
-                    "AND d.id = t.id AND d._seq = t._seq)")
-        resource_type = self.views_by_table[table].resource
-        return (f"NOT EXISTS (SELECT 1 FROM drop_rows d WHERE d.resource_type = '{resource_type}' "
-                "AND d.id = t.id AND d._seq = t._seq)")
+            return not types
+        return self.views_by_table[table].resource not in types
 
-    def _copy_filtered(self, table: str, sources: Sequence[str], target: Path, condition: str,
-                       mapping: dict[str, str] | None = None) -> bool:
+    @staticmethod
+    def _has_patients(table: str) -> bool:
+        return "patient_id" in table_schemas()[table].names
+
+    def _type_of(self, table: str) -> str:
+        """SQL for the resource type of a row `t` of `table`."""
+        return "t.resource_type" if table == RAW_TABLE else f"'{self.views_by_table[table].resource}'"
+
+    def _copy_filtered(
+        self, table: str, sources: Sequence[str], target: Path, condition: str, map_patients: bool = False
+    ) -> bool:
         """Copy the rows of `sources` meeting `condition` into `target`; False (and no file) if none do."""
-        has_patient = "patient_id" in table_schemas()[table].names
-        select = "t.*"
-        if mapping and has_patient:
+        select, joined = "t.*", f"read_parquet({_listing(sources)}) t"
+        if map_patients and self._has_patients(table):
             select = "t.* REPLACE (coalesce(m.id, t.patient_id) AS patient_id)"
-            joined = f"read_parquet({_listing(sources)}) t LEFT JOIN identifier_map m ON t.patient_id = m.placeholder"
-        else:
-            joined = f"read_parquet({_listing(sources)}) t"
-        count = self.db.execute(f"SELECT count(*) FROM {joined} WHERE {condition}").fetchone()[0]
-        if count == 0:
-            return False
-        self.db.execute(
+            joined += " LEFT JOIN identifier_map m ON t.patient_id = m.placeholder"
+        written = self.db.execute(
             f"COPY (SELECT {select} FROM {joined} WHERE {condition}) TO '{target}' "
             "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
-        )
-        return True
+        ).fetchone()[0]
+        if not written:
+            target.unlink()
+        return bool(written)
 
-    def _segment_keys(self, raw_files: list[str]) -> dict[str, int]:
-        if not raw_files:
-            self.db.execute("CREATE TABLE new_keys (resource_type VARCHAR, id VARCHAR)")
-            return {}
-        paths = [self.store.path / f for f in raw_files]
-        self.db.execute(f"CREATE TABLE new_keys AS SELECT resource_type, id FROM read_parquet({_listing(paths)})")
-        return dict(self.db.execute("SELECT resource_type, count(*) FROM new_keys GROUP BY 1").fetchall())
-
-    def _supersede_old(self, new_segment: dict | None, deleted_keys: pa.Table,
-                       deleted_patients: set[str]) -> list[dict]:
+    def _supersede_old(self, new_segment: dict | None) -> list[dict]:
         """Rewrite the earlier segments that hold rows this load replaces or deletes."""
         old_segments = list(self.snapshot.manifest.segments)
-        if not old_segments:
-            return [new_segment] if new_segment else []
-        self.db.register("deleted_keys", deleted_keys)
-        self.db.execute("""
-            CREATE TABLE gone AS
-            SELECT resource_type, id, 'replaced' AS why FROM new_keys
-            UNION ALL SELECT resource_type, id, 'deleted' FROM deleted_keys
-        """)
-        raw_files = [str(self.snapshot.store.path / f) for s in old_segments for f in s["files"].get(RAW_TABLE, [])]
-        hits = self.db.execute(f"""
-            SELECT o.filename, o.resource_type, coalesce(g.why, 'deleted') AS why, count(*)
-            FROM read_parquet({_listing(raw_files)}, filename = true) o
-            LEFT JOIN (SELECT resource_type, id, min(why) AS why FROM gone GROUP BY ALL) g
-              ON o.resource_type = g.resource_type AND o.id = g.id
-            WHERE g.id IS NOT NULL OR o.patient_id IN (SELECT id FROM deleted_patients)
-            GROUP BY ALL
-        """).fetchall()
-        affected_files = set()
-        for filename, resource_type, why, n in hits:
-            affected_files.add(filename)
-            _count(self.report.replaced if why == "replaced" else self.report.deleted, resource_type, n)
-            if why == "replaced":
-                _count(self.report.added, resource_type, -n)
+        affected: set[str] = set()
+        if old_segments and self.db.execute("SELECT count(*) FROM gone").fetchone()[0]:
+            raw_files = [
+                str(self.store.path / f) for s in old_segments for f in s["files"].get(RAW_TABLE, [])
+            ]
+            affected = {
+                row[0]
+                for row in self.db.execute(f"""
+                SELECT DISTINCT o.filename FROM read_parquet({_listing(raw_files)}, filename = true) o
+                SEMI JOIN gone g USING (resource_type, id)
+            """).fetchall()
+            }
         segments = []
         for segment in old_segments:
-            raw = {str(self.store.path / f) for f in segment["files"].get(RAW_TABLE, [])}
-            if raw & affected_files:
+            if affected & {str(self.store.path / f) for f in segment["files"].get(RAW_TABLE, [])}:
                 rewritten = self._rewrite_segment(segment)
                 if rewritten["files"]:
                     segments.append(rewritten)
@@ -392,24 +542,23 @@ class _Commit:
         return segments
 
     def _rewrite_segment(self, segment: dict) -> dict:
+        """The segment without the rows of `gone`: tables that cannot hold any keep their files."""
         generation = self.snapshot.generation + 1
+        gone_types = {row[0] for row in self.db.execute("SELECT DISTINCT resource_type FROM gone").fetchall()}
         files: dict[str, list[str]] = {}
         for table, sources in segment["files"].items():
+            if self._untouched(table, gone_types):
+                files[table] = sources
+                continue
             paths = [str(self.store.path / f) for f in sources]
-            if table == RAW_TABLE:
-                condition = "NOT EXISTS (SELECT 1 FROM gone g WHERE g.resource_type = t.resource_type AND g.id = t.id)"
-            else:
-                resource_type = self.views_by_table[table].resource
-                condition = f"NOT EXISTS (SELECT 1 FROM gone g WHERE g.resource_type = '{resource_type}' AND g.id = t.id)"
-            if "patient_id" in table_schemas()[table].names:
-                condition += " AND (t.patient_id IS NULL OR t.patient_id NOT IN (SELECT id FROM deleted_patients))"
+            condition = f"NOT EXISTS (SELECT 1 FROM gone g WHERE g.resource_type = {self._type_of(table)} AND g.id = t.id)"
             target = self.store.segments / segment["id"] / f"{table}.g{generation:08d}.parquet"
             if self._copy_filtered(table, paths, target, condition):
                 files[table] = [str(target.relative_to(self.store.path))]
         return {"id": segment["id"], "files": files}
 
     def _write_rejects(self) -> None:
-        parts = sorted((self.staging / "rejects").glob("*.ndjson")) if (self.staging / "rejects").exists() else []
+        parts = sorted(self.staging.glob("rejects.*.ndjson"))
         if not parts and not self.extra_rejects:
             return
         target = self.store.rejects / f"{self.load_id}.ndjson"
@@ -428,9 +577,15 @@ def ingest(
     *,
     workers: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    max_resource_bytes: int = MAX_RESOURCE_BYTES,
     wait_seconds: float = 0,
 ) -> LoadReport:
-    """Load FHIR input into the store as one atomic load and report what changed."""
+    """Load FHIR input into the store as one atomic load and report what changed.
+
+    `workers` defaults to one per core for big input, `chunk_bytes` is how much NDJSON one task reads,
+    `max_resource_bytes` the longest NDJSON line accepted, and `wait_seconds` how long to wait for a
+    load that is already running on the same store.
+    """
     store = store if isinstance(store, Store) else Store(store)
     started = time.perf_counter()
     files = discover([Path(p) for p in paths])
@@ -443,9 +598,12 @@ def ingest(
         staging = store.staging / load_id
         staging.mkdir(parents=True)
         try:
-            results = _read_all(plan(files, staging, chunk_bytes), workers)
+            results = _read_all(plan(files, staging, chunk_bytes, max_resource_bytes), workers)
             with store.snapshot() as snapshot:
-                report = _Commit(store, snapshot, load_id, results).run()
+                manifest, report = _Commit(store, snapshot, load_id, results).run()
+            # Published after the snapshot is released, so that the generation it read can be collected;
+            # its files stay put meanwhile, because only a load (and this one holds the lock) deletes files.
+            store.publish(manifest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started

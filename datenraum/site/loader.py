@@ -1,54 +1,88 @@
-"""Reading one piece of input (an NDJSON byte range, a gzip file, a JSON file) into staging Parquet.
+"""Reading pieces of input (NDJSON byte ranges, gzip files, JSON files) into staging Parquet.
 
 This is the hot path of the ingest: it runs in worker processes, one task at a time, and does the
 parsing, validation and flattening. It never decides what is replaced, deleted or dangling; it only
 records what it read (keys, load order, patient references) for the commit to decide with the whole
 load in view.
+
+A task is a few pieces read into one set of staging files: many small Bundles make one task, so that
+a folder of them does not become hundreds of tiny Parquet files.
 """
 
 from __future__ import annotations
 
 import gzip
-import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datenraum.fhir.bundle import BundleEntryError, read_bundle
-from datenraum.fhir.references import resolve_reference
+from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_reference
 from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
 from datenraum.fhir.viewdef import CompiledView, Resolver, standard_views
 from datenraum.site.store import RAW_TABLE, table_schemas
 
-__all__ = ["MAX_BUNDLE_BYTES", "MAX_RESOURCE_BYTES", "Reject", "Task", "TaskResult", "run_task"]
+__all__ = [
+    "MAX_BUNDLE_BYTES",
+    "MAX_REPORTED_REJECTS",
+    "MAX_RESOURCE_BYTES",
+    "Piece",
+    "Reject",
+    "Task",
+    "TaskResult",
+    "run_task",
+]
 
 MAX_RESOURCE_BYTES = 64 * 1024 * 1024
 MAX_BUNDLE_BYTES = 1024 * 1024 * 1024
 ROWS_PER_ROW_GROUP = 100_000
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+ROWS_PER_BATCH = 8192
+# Rejects beyond this many are counted and written to the rejects file, but not kept in the report.
+MAX_REPORTED_REJECTS = 1000
+_BOM = b"\xef\xbb\xbf"  # editors on Windows start UTF-8 files with it; JSON parsers refuse it
+_ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
+# The resource types stored, each mapped to one canonical str object; Bundles are read as files only.
+_RESOURCE_TYPES = {name: name for name in R4_RESOURCE_TYPES if name != "Bundle"}
 # Where resources of the patient compartment name their patient.
 _PATIENT_ELEMENTS = ("subject", "patient")
+# Unique per row, so dictionary pages and min/max statistics would only cost time.
+_PLAIN_COLUMNS = frozenset({"json"})
 
 
 @dataclass(frozen=True)
-class Task:
-    index: int
+class Piece:
+    """A file, or a byte range of an NDJSON file that starts at line `first_line`."""
+
+    index: int  # unique within the load; the high bits of the load order `_seq` of what it holds
     path: str
     kind: str  # "ndjson", "ndjson.gz" or "json"
     offset: int = 0
     length: int = -1
     first_line: int = 1
-    staging: str = ""
 
     @property
     def seq_base(self) -> int:
         return self.index << 32
+
+    def location(self, line: int) -> str:
+        """Where line `line` is, in the words of a reject: file:line, or the Bundle entry (line - 1)."""
+        if self.kind != "json":
+            return f"{self.path}:{line}"
+        return f"{self.path}: Bundle.entry[{line - 1}]" if line else self.path
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    pieces: tuple[Piece, ...]
+    staging: str
+    max_resource_bytes: int = MAX_RESOURCE_BYTES
 
 
 @dataclass(frozen=True)
@@ -63,35 +97,61 @@ class TaskResult:
     accepted: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
-    patients: set[str] = field(default_factory=set)
-    patient_references: set[str] = field(default_factory=set)
+    # Patients named only by identifier (placeholders): the commit looks them up with the whole load in view.
+    conditional_references: set[str] = field(default_factory=set)
     deletes: list[tuple[str, str, int, str]] = field(default_factory=list)  # type, key, seq, location
     files: dict[str, list[str]] = field(default_factory=dict)
-    lines: int = 0
 
 
 class _TableBuffer:
-    """Rows of one table, written out as Parquet row groups as they fill up."""
+    """Rows of one table: converted to Arrow in small batches, written out as Parquet row groups.
+
+    Small batches matter for speed: the values of freshly parsed resources are scattered over the heap,
+    and Arrow copies them markedly faster while they are still in the CPU cache.
+    """
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
         self.schema = schema
+        # JSON text stays bytes as read (orjson has checked it is UTF-8): Arrow turns bytes into strings
+        # ten times faster by way of binary than directly.
+        self.row_type = pa.struct(
+            [f.with_type(pa.binary()) if f.name in _PLAIN_COLUMNS else f for f in schema]
+        )
         self.rows: list[tuple] = []
+        self.batches: list[pa.RecordBatch] = []
+        self.pending = 0  # rows in `batches`
         self.writer: pq.ParquetWriter | None = None
 
-    def flush(self) -> None:
-        if not self.rows:
+    def convert(self) -> None:
+        """Turn the buffered rows into an Arrow batch, and write a row group once enough are together."""
+        if self.rows:
+            # Arrow reads the row tuples as structs in one pass, faster than transposing them in Python.
+            rows = pa.array(self.rows, type=self.row_type)
+            arrays = [
+                c if c.type == f.type else c.cast(f.type)
+                for c, f in zip(rows.flatten(), self.schema, strict=True)
+            ]
+            self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+            self.pending += len(self.rows)
+            self.rows = []
+        if self.pending >= ROWS_PER_ROW_GROUP:
+            self.write()
+
+    def write(self) -> None:
+        if not self.batches:
             return
-        columns = list(zip(*self.rows, strict=True))
-        arrays = [pa.array(column, type=f.type) for column, f in zip(columns, self.schema, strict=True)]
         if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
-        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
-        self.rows = []
+            indexed = [name for name in self.schema.names if name not in _PLAIN_COLUMNS]
+            self.writer = pq.ParquetWriter(
+                self.path, self.schema, compression="zstd", use_dictionary=indexed, write_statistics=indexed
+            )
+        self.writer.write_table(pa.Table.from_batches(self.batches), row_group_size=ROWS_PER_ROW_GROUP)
+        self.batches, self.pending = [], 0
 
     def close(self) -> bool:
-        self.flush()
+        self.convert()
+        self.write()
         if self.writer is not None:
             self.writer.close()
             return True
@@ -104,80 +164,93 @@ class _TaskWriter:
     def __init__(self, task: Task) -> None:
         self.task = task
         self.result = TaskResult(task.index)
-        self.views: dict[str, list[CompiledView]] = {}
-        for view in standard_views().values():
-            self.views.setdefault(view.resource, []).append(view)
-        schemas = table_schemas()
+        self.piece = task.pieces[0]
+        self.seq_base = self.piece.seq_base
         staging = Path(task.staging)
         self.buffers = {
-            table: _TableBuffer(staging / table / f"t{task.index:06d}.parquet", schema)
-            for table, schema in schemas.items()
+            table: _TableBuffer(staging / f"{table}.t{task.index:06d}.parquet", schema)
+            for table, schema in table_schemas().items()
         }
         self.raw = self.buffers[RAW_TABLE]
-        self.view_buffers = {view.name: self.buffers[view.name] for view in standard_views().values()}
-        self.rejects_file = None
+        self.views: dict[str, list[tuple[CompiledView, _TableBuffer]]] = {}
+        for view in standard_views().values():
+            self.views.setdefault(view.resource, []).append((view, self.buffers[view.name]))
+        self.rejects_file: BinaryIO | None = None
 
-    def reject(self, location: str, reason: str, raw: bytes | str, resource_type: str = "(unknown)") -> None:
+    def reject(self, location: str, reason: str, raw: bytes, resource_type: str = "(unknown)") -> None:
         result = self.result
         result.rejected[resource_type] = result.rejected.get(resource_type, 0) + 1
-        if len(result.rejects) < 1000:
+        if len(result.rejects) < MAX_REPORTED_REJECTS:
             result.rejects.append(Reject(location, reason))
         if self.rejects_file is None:
-            path = Path(self.task.staging) / "rejects" / f"t{self.task.index:06d}.ndjson"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.rejects_file = open(path, "wb")
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        self.rejects_file.write(orjson.dumps({"location": location, "reason": reason, "resource": text}) + b"\n")
+            path = Path(self.task.staging) / f"rejects.t{self.task.index:06d}.ndjson"
+            self.rejects_file = open(path, "wb")  # noqa: SIM115 - open for the whole task, closed in close()
+        text = raw.decode("utf-8", "replace")
+        self.rejects_file.write(
+            orjson.dumps({"location": location, "reason": reason, "resource": text}) + b"\n"
+        )
 
-    def accept(self, resource: Any, raw: bytes | str, line: int, location: str, resolve: Resolver) -> None:
+    def accept(self, resource: Any, raw: bytes, line: int, resolve: Resolver) -> None:
+        """Validate and flatten one parsed resource; `raw` is its JSON text as stored."""
         if type(resource) is not dict:
-            self.reject(location, "a resource must be a JSON object", raw)
+            self.reject(self.piece.location(line), "a resource must be a JSON object", raw)
             return
-        resource_type = resource.get("resourceType")
-        if type(resource_type) is not str:
-            self.reject(location, "resource has no resourceType", raw)
-            return
-        if resource_type not in R4_RESOURCE_TYPES or resource_type == "Bundle":
-            reason = f"unknown resource type {resource_type!r} (not a FHIR R4 resource)"
-            if resource_type == "Bundle":
-                reason = "a Bundle inside NDJSON is not supported; give Bundles as .json files"
-            self.reject(location, reason, raw, resource_type)
-            return
+        given_type = resource.get("resourceType")
+        # The canonical str object: the type column then holds one object many times, which Arrow reads fastest.
+        resource_type = _RESOURCE_TYPES.get(given_type) if type(given_type) is str else None
         resource_id = resource.get("id")
-        if type(resource_id) is not str or not _ID.match(resource_id):
-            reason = "resource has no id" if resource_id is None else f"id {resource_id!r} is not a valid FHIR id"
-            self.reject(location, reason, raw, resource_type)
+        if (
+            resource_type is None
+            or type(resource_id) is not str
+            or resource_id.strip(_ID_CHARACTERS)
+            or not 0 < len(resource_id) <= 64
+        ):
+            self._reject_invalid(resource, raw, line)
             return
-        seq = self.task.seq_base + line
+        seq = self.seq_base + line
         try:
             if resource_type == "Patient":
                 patient_id = resource_id
             else:
-                patient_id = None
-                for element in _PATIENT_ELEMENTS:
-                    value = resource.get(element)
-                    if value is not None:
-                        patient_id = resolve(value, "Patient")
-                        break
-            flattened = [(view, view.rows(resource, resolve)) for view in self.views.get(resource_type, ())]
+                reference = resource.get("subject")  # the _PATIENT_ELEMENTS, spelt out on this hot path
+                if reference is None:
+                    reference = resource.get("patient")
+                patient_id = None if reference is None else resolve(reference, "Patient")
+            flattened = [
+                (buffer, view.rows(resource, resolve, (seq,)))
+                for view, buffer in self.views.get(resource_type, ())
+            ]
         except Exception:
-            self.reject(location, self._explain(resource, resolve), raw, resource_type)
+            self.reject(self.piece.location(line), self._explain(resource, resolve), raw, resource_type)
             return
-        for view, rows in flattened:
-            buffer = self.view_buffers[view.name]
-            buffer.rows.extend(row + (seq,) for row in rows)
-            if len(buffer.rows) >= ROWS_PER_ROW_GROUP:
-                buffer.flush()
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        self.raw.rows.append((resource_type, resource_id, patient_id, self.task.path, line, seq, text))
-        if len(self.raw.rows) >= ROWS_PER_ROW_GROUP:
-            self.raw.flush()
-        result = self.result
-        result.accepted[resource_type] = result.accepted.get(resource_type, 0) + 1
-        if resource_type == "Patient":
-            result.patients.add(resource_id)
-        elif patient_id is not None:
-            result.patient_references.add(patient_id)
+        for buffer, rows in flattened:
+            buffer.rows += rows
+            if len(buffer.rows) >= ROWS_PER_BATCH:
+                buffer.convert()
+        raw_rows = self.raw.rows
+        raw_rows.append((resource_type, resource_id, patient_id, self.piece.path, line, seq, raw))
+        if len(raw_rows) >= ROWS_PER_BATCH:
+            self.raw.convert()
+        accepted = self.result.accepted
+        accepted[resource_type] = accepted.get(resource_type, 0) + 1
+        if patient_id is not None and patient_id.startswith(CONDITIONAL_PREFIX):
+            self.result.conditional_references.add(patient_id)
+
+    def _reject_invalid(self, resource: Any, raw: bytes, line: int) -> None:
+        """Reject a resource whose type or id is missing or not valid, saying which."""
+        resource_type = resource.get("resourceType")
+        resource_id = resource.get("id")
+        if type(resource_type) is not str:
+            reason, resource_type = "resource has no resourceType", "(unknown)"
+        elif resource_type == "Bundle":
+            reason = "a Bundle inside NDJSON is not supported; give Bundles as .json files"
+        elif resource_type not in _RESOURCE_TYPES:
+            reason = f"unknown resource type {resource_type!r} (not a FHIR R4 resource)"
+        elif resource_id is None:
+            reason = "resource has no id"
+        else:
+            reason = f"id {resource_id!r:.80} is not a valid FHIR id (1 to 64 of A-Z a-z 0-9 - .)"
+        self.reject(self.piece.location(line), reason, raw, resource_type)
 
     def _explain(self, resource: dict, resolve: Resolver) -> str:
         for element in _PATIENT_ELEMENTS:
@@ -187,15 +260,15 @@ class _TaskWriter:
                     resolve(value, "Patient")
                 except Exception as error:
                     return f"{resource['resourceType']}.{element}: {error}"
-        for view in self.views.get(resource["resourceType"], ()):
+        for view, _buffer in self.views.get(resource["resourceType"], ()):
             try:
                 view.rows(resource, resolve)
             except Exception:
                 return view.explain(resource, resolve)
         return "resource could not be read"
 
-    def delete(self, resource_type: str, key: str, line: int, location: str) -> None:
-        self.result.deletes.append((resource_type, key, self.task.seq_base + line, location))
+    def delete(self, resource_type: str, key: str, line: int) -> None:
+        self.result.deletes.append((resource_type, key, self.seq_base + line, self.piece.location(line)))
 
     def close(self) -> TaskResult:
         for table, buffer in self.buffers.items():
@@ -206,77 +279,108 @@ class _TaskWriter:
         return self.result
 
 
-def _ndjson_lines(task: Task) -> Iterable[tuple[int, bytes]]:
-    if task.kind == "ndjson.gz":
-        with gzip.open(task.path, "rb") as handle:
-            yield from enumerate(handle, start=task.first_line)
+def _ndjson_lines(piece: Piece, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line) of the piece; None for a line over the size limit."""
+    if piece.kind == "ndjson.gz":
+        with gzip.open(piece.path, "rb") as handle:
+            yield from _stream_lines(handle, piece.first_line, limit)
         return
-    with open(task.path, "rb") as handle:
-        handle.seek(task.offset)
-        data = handle.read(task.length)
-    yield from enumerate(data.split(b"\n"), start=task.first_line)
+    with open(piece.path, "rb") as handle:
+        handle.seek(piece.offset)
+        data = handle.read(piece.length)
+    start = len(_BOM) if piece.offset == 0 and data.startswith(_BOM) else 0
+    number, find = piece.first_line, data.find
+    # One line at a time rather than split(): each line is cut out just before it is parsed, so that it is
+    # still in the CPU cache when its JSON text is copied into Arrow soon after.
+    while start <= len(data):
+        end = find(b"\n", start)
+        if end < 0:
+            end = len(data)
+        yield number, (data[start:end] if end - start <= limit else None)
+        start, number = end + 1, number + 1
 
 
-def _run_ndjson(task: Task, writer: _TaskWriter) -> None:
+def _stream_lines(handle: BinaryIO, first_line: int, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """Lines of a stream without ever holding more than `limit` bytes of one line."""
+    number = first_line
+    while line := handle.readline(limit + 2):
+        if number == first_line and line.startswith(_BOM):
+            line = line[len(_BOM) :]
+        if len(line) - line.endswith(b"\n") > limit:
+            while not line.endswith(b"\n") and (line := handle.readline(1 << 20)):
+                pass
+            line = None
+        yield number, line
+        number += 1
+
+
+def _run_ndjson(piece: Piece, writer: _TaskWriter) -> None:
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    path = task.path
-    for line_number, line in _ndjson_lines(task):
-        writer.result.lines += 1
-        if not line or line.isspace():
+    limit = writer.task.max_resource_bytes
+    for line_number, line in _ndjson_lines(piece, limit):
+        if line is None:
+            writer.reject(piece.location(line_number), f"line is longer than the limit of {limit} bytes", b"")
             continue
-        location = f"{path}:{line_number}"
-        if len(line) > MAX_RESOURCE_BYTES:
-            writer.reject(location, f"resource is larger than {MAX_RESOURCE_BYTES} bytes", line[:1024])
+        if not line or line.isspace():
             continue
         try:
             resource = loads(line)
         except decode_error as error:
-            writer.reject(location, f"malformed JSON: {error}", line)
+            writer.reject(piece.location(line_number), f"malformed JSON: {error}", line)
             continue
-        writer.accept(resource, line.rstrip(b"\r\n"), line_number, location, resolve_reference)
+        writer.accept(resource, line.rstrip(b"\r\n"), line_number, resolve_reference)
 
 
-def _run_json(task: Task, writer: _TaskWriter) -> None:
-    path = Path(task.path)
+def _run_json(piece: Piece, writer: _TaskWriter) -> None:
+    path = Path(piece.path)
     size = path.stat().st_size
     if size > MAX_BUNDLE_BYTES:
-        writer.reject(f"{path}", f"JSON file of {size} bytes is over {MAX_BUNDLE_BYTES}; send NDJSON instead", b"")
+        writer.reject(
+            piece.path, f"JSON file of {size} bytes is over {MAX_BUNDLE_BYTES}; send NDJSON instead", b""
+        )
         return
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(_BOM)
+    if not data.strip():
+        writer.reject(piece.path, "the file is empty (a .json file must hold a Bundle or a resource)", b"")
+        return
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        writer.reject(f"{path}:{error.lineno}:{error.colno}", f"malformed JSON: {error.msg}", data[:1_000_000])
+        writer.reject(
+            f"{piece.path}:{error.lineno}:{error.colno}", f"malformed JSON: {error.msg}", data[:1_000_000]
+        )
         return
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
-        writer.accept(document, data.decode("utf-8", "replace"), 1, f"{path}", resolve_reference)
+        writer.accept(document, orjson.dumps(document), 0, resolve_reference)  # line 0: the whole file
         return
     try:
         operations, resolver = read_bundle(document)
     except BundleEntryError as error:
-        writer.reject(f"{path}", str(error), b"")
+        writer.reject(piece.path, str(error), b"")
+        return
+    except RecursionError:
+        writer.reject(piece.path, "the Bundle is nested too deeply to be read", b"")
         return
     for operation in operations:
-        location = f"{path}: Bundle.entry[{operation.position}]"
         line = operation.position + 1
         if operation.error is not None:
-            writer.reject(location, operation.error, b"")
+            writer.reject(piece.location(line), operation.error, orjson.dumps(operation.entry))
         elif operation.resource is not None:
-            raw = orjson.dumps(operation.resource)
-            writer.accept(operation.resource, raw, line, location, resolver)
+            writer.accept(operation.resource, orjson.dumps(operation.resource), line, resolver)
         else:
-            writer.delete(operation.delete_type, operation.delete_key, line, location)
+            writer.delete(operation.delete_type, operation.delete_key, line)
 
 
 def run_task(task: Task) -> TaskResult:
-    """Read one task's input into its staging files (runs in a worker process)."""
+    """Read one task's pieces into its staging files (runs in a worker process)."""
     writer = _TaskWriter(task)
-    try:
-        if task.kind == "json":
-            _run_json(task, writer)
-        else:
-            _run_ndjson(task, writer)
-    except (OSError, EOFError, zlib.error) as error:
-        writer.reject(task.path, f"could not read the file: {error}", b"")
+    for piece in task.pieces:
+        writer.piece, writer.seq_base = piece, piece.seq_base
+        try:
+            if piece.kind == "json":
+                _run_json(piece, writer)
+            else:
+                _run_ndjson(piece, writer)
+        except (OSError, EOFError, zlib.error) as error:
+            writer.reject(piece.path, f"could not read the file: {error}", b"")
     return writer.close()
-

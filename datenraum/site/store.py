@@ -4,7 +4,9 @@ Layout of a store folder:
 
     CURRENT                      name of the manifest in force, replaced atomically (os.replace)
     manifests/manifest-N.json    the segments (one Parquet file list per table) of generation N
-    segments/<segment>/...       Parquet files; never modified once written, only superseded
+    segments/<segment>/<table>.*.parquet
+                                 a load's rows; never modified once written, only superseded by a
+                                 rewrite without the rows a later load replaced or deleted
     staging/<load>/              a load in progress; whatever is here when no load runs is debris
     rejects/<load>.ndjson        what a load rejected, with where and why
 
@@ -19,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 import orjson
@@ -54,6 +57,7 @@ class StoreError(RuntimeError):
     pass
 
 
+@functools.cache
 def table_schemas() -> dict[str, pa.Schema]:
     """Every table of the store with its Parquet schema; flattened tables carry the load order `_seq`."""
     schemas = {RAW_TABLE: RAW_SCHEMA}
@@ -62,7 +66,8 @@ def table_schemas() -> dict[str, pa.Schema]:
     return schemas
 
 
-def _fsync_directory(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -77,7 +82,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    _fsync_directory(path.parent)
+    _fsync(path.parent)
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,11 @@ class Store:
         return self.path / "rejects"
 
     def initialise(self) -> None:
-        for folder in (self.manifests, self.segments, self.staging, self.rejects):
-            folder.mkdir(parents=True, exist_ok=True)
+        try:
+            for folder in (self.manifests, self.segments, self.staging, self.rejects):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"{self.path}: cannot be used as a site store ({error.strerror})") from None
 
     def _manifest_path(self, generation: int) -> Path:
         return self.manifests / f"manifest-{generation:08d}.json"
@@ -139,7 +147,10 @@ class Store:
             name = (self.path / "CURRENT").read_text().strip()
         except FileNotFoundError:
             return 0
-        return int(name.removeprefix("manifest-").removesuffix(".json"))
+        try:
+            return int(name.removeprefix("manifest-").removesuffix(".json"))
+        except ValueError:
+            raise StoreError(f"{self.path}/CURRENT names no manifest: {name[:80]!r}") from None
 
     def read_manifest(self, generation: int) -> Manifest:
         if generation == 0:
@@ -158,16 +169,35 @@ class Store:
                 with contextlib.closing(Snapshot(self, EMPTY_MANIFEST)) as snapshot:
                     yield snapshot
                 return
-            try:
-                handle = open(self._manifest_path(generation), "rb")
-            except FileNotFoundError:
-                continue  # collected between reading CURRENT and opening it: read CURRENT again
+            handle = self._open_locked(self._manifest_path(generation))
+            if handle is None:
+                continue  # collected between reading CURRENT and locking it: read CURRENT again
             with handle:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
                 with contextlib.closing(Snapshot(self, Manifest.from_json(handle.read()))) as snapshot:
                     yield snapshot
                 return
         raise StoreError(f"{self.path}: could not open a consistent snapshot")
+
+    @staticmethod
+    def _open_locked(path: Path) -> BinaryIO | None:
+        """The manifest at `path`, open and share-locked; None if it was collected meanwhile.
+
+        The collector unlinks a manifest while it holds the exclusive lock, so a manifest that is still
+        linked once we hold the shared lock stays (with its files) until we let go.
+        """
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - handed to the caller, who holds it for the snapshot
+        except FileNotFoundError:
+            return None
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        try:
+            still_linked = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            still_linked = False
+        if not still_linked:
+            handle.close()
+            return None
+        return handle
 
     # -- writing (only ever under the writer lock)
     @contextlib.contextmanager
@@ -189,21 +219,38 @@ class Store:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def sweep_debris(self) -> None:
-        """Remove what a killed load left behind; call only under the writer lock."""
+        """Remove what a killed load left behind; call only under the writer lock.
+
+        Debris is everything no published generation needs: staging folders, manifests newer than
+        CURRENT (written, never published), temporary files of interrupted atomic writes, and segment
+        files no manifest lists.
+        """
         for leftover in self.staging.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        referenced = self._referenced_files(self._live_generations())
-        for segment in self.segments.iterdir():
-            files = [f for f in segment.rglob("*") if f.is_file()]
-            if files and not any(str(f.relative_to(self.path)) in referenced for f in files):
-                shutil.rmtree(segment, ignore_errors=True)
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
             else:
-                for file in files:
-                    if str(file.relative_to(self.path)) not in referenced:
-                        file.unlink(missing_ok=True)
+                leftover.unlink(missing_ok=True)
+        current = self.current_generation()
+        for generation in self._live_generations():
+            if generation > current:
+                self._manifest_path(generation).unlink(missing_ok=True)
+        for temporary in [*self.manifests.glob(".*.tmp"), *self.path.glob(".*.tmp")]:
+            temporary.unlink(missing_ok=True)
+        self._remove_unreferenced_files()
 
     def publish(self, manifest: Manifest) -> None:
-        """Make `manifest` the current state (atomic), then collect generations nobody reads."""
+        """Make `manifest` the current state (atomic), then collect generations nobody reads.
+
+        The files it adds reach the disk first: after a power cut, CURRENT never names a manifest whose
+        files were still only in the page cache.
+        """
+        previous = self.read_manifest(self.current_generation())
+        new_files = {self.path / f for s in manifest.segments for fs in s["files"].values() for f in fs}
+        new_files -= {self.path / f for s in previous.segments for fs in s["files"].values() for f in fs}
+        for file in new_files:
+            _fsync(file)
+        for folder in {file.parent for file in new_files} | ({self.segments} if new_files else set()):
+            _fsync(folder)  # the new files' names, and the new segment folders' names
         write_atomically(self._manifest_path(manifest.generation), manifest.to_json())
         write_atomically(self.path / "CURRENT", self._manifest_path(manifest.generation).name.encode())
         self._collect_old_generations(manifest.generation)
@@ -231,13 +278,19 @@ class Store:
                 except BlockingIOError:
                     continue  # a reader still uses this generation; a later load collects it
                 path.unlink()
+        self._remove_unreferenced_files()
+
+    def _remove_unreferenced_files(self) -> None:
         referenced = self._referenced_files(self._live_generations())
-        for file in self.segments.rglob("*.parquet"):
-            if str(file.relative_to(self.path)) not in referenced:
+        for file in self.segments.rglob("*"):
+            if file.is_file() and str(file.relative_to(self.path)) not in referenced:
                 file.unlink(missing_ok=True)
-        for segment in self.segments.iterdir():
-            if segment.is_dir() and not any(segment.iterdir()):
-                segment.rmdir()
+        # Deepest first, so that a segment whose table folders empty out goes as well.
+        for folder in sorted(
+            (f for f in self.segments.rglob("*") if f.is_dir()), key=lambda f: -len(f.parts)
+        ):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # fails, as it should, while the folder holds anything
 
 
 class Snapshot:

@@ -72,23 +72,12 @@ def _sql_engine_missing() -> bool:
     return importlib.util.find_spec("datenraum.site.feasibility") is None
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "sql_disagrees(reason): a known disagreement of the SQL engine with the contract; the test is a "
-        "strict xfail on the SQL engine until it is fixed (and then fails, to have the marker removed)",
-    )
-
-
 @pytest.fixture(params=["reference", "sql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> ReferenceEngine | SqlEngine:
     if request.param == "reference":
         return ReferenceEngine()
     if _sql_engine_missing():
         pytest.skip("the SQL engine (datenraum/site/feasibility.py) does not exist yet")
-    known = request.node.get_closest_marker("sql_disagrees")
-    if known is not None:
-        request.applymarker(pytest.mark.xfail(reason=known.args[0], strict=True))
     return SqlEngine(tmp_path)
 
 

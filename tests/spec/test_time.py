@@ -36,14 +36,6 @@ from .builders import (
 
 MARCH = during("2020-03-01", "2020-03-31")
 
-# The SQL engine reads a Period's start for these elements but not its end: the condition and
-# observation views have no column for onsetPeriod.end / effectivePeriod.end, so the mapping's `end`
-# falls back to the start. Contract 2 says the end of a Period is its end.
-PERIOD_END_NOT_READ = pytest.mark.sql_disagrees(
-    "SQL engine: no view column for a Period's end (Condition.onsetPeriod, Observation.effectivePeriod, "
-    "Specimen.collection.collectedPeriod, DiagnosticReport.effectivePeriod)"
-)
-
 
 def test_a_point_in_time_matches_a_restriction_that_contains_its_day(spec_test):
     spec_test(
@@ -170,7 +162,6 @@ def test_the_onset_of_a_diagnosis_takes_precedence_over_its_recorded_date(spec_t
     )
 
 
-@PERIOD_END_NOT_READ
 def test_an_onset_period_of_a_diagnosis_matches_by_overlap(spec_test):
     spec_test(
         [
@@ -183,7 +174,6 @@ def test_an_onset_period_of_a_diagnosis_matches_by_overlap(spec_test):
     )
 
 
-@PERIOD_END_NOT_READ
 def test_a_lab_effective_period_matches_by_overlap(spec_test):
     spec_test(
         [
@@ -248,7 +238,6 @@ def test_a_specimen_is_dated_by_its_collection(spec_test):
     )
 
 
-@PERIOD_END_NOT_READ
 def test_a_specimen_collection_period_matches_by_overlap(spec_test):
     spec_test(
         [
@@ -282,7 +271,6 @@ def test_a_genetic_report_without_issued_time_is_dated_by_its_effective_time(spe
     )
 
 
-@PERIOD_END_NOT_READ
 def test_a_genetic_report_effective_period_matches_by_overlap(spec_test):
     spec_test(
         [
@@ -306,10 +294,6 @@ def test_a_genetic_report_effective_period_matches_by_overlap(spec_test):
     )
 
 
-@pytest.mark.sql_disagrees(
-    "SQL engine: the observation view's `effective` column falls back to `issued`, which the mapping's "
-    "FHIR elements for Laboruntersuchung (effective) do not name"
-)
 def test_a_lab_is_dated_only_by_its_effective_time(spec_test):
     spec_test(
         [
