@@ -75,6 +75,22 @@ def ingest_command(
         sys.exit(1)
 
 
+@main.command("compact")
+@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path))
+def compact_command(store_path: Path) -> None:
+    """Merge a store's segments into one, each table sorted for fast queries (run after big loads)."""
+    from datenraum.site.compact import compact
+
+    try:
+        report = compact(store_path)
+    except StoreError as error:
+        _fail(str(error))
+    click.echo(
+        f"{report.segments_before} segments ({report.files_before} files) compacted into generation "
+        f"{report.generation} in {report.seconds:.1f} s"
+    )
+
+
 @main.command("stats")
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path))
 def stats_command(store_path: Path) -> None:

@@ -11,6 +11,7 @@ databases keeps comparisons in SQL (`deadline <= now`) correct on either.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -179,12 +180,23 @@ def create_hub_engine(url: str) -> sa.Engine:
 
 def migrate(engine: sa.Engine) -> str:
     """Bring the schema to the newest migration; returns that revision."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database:
+        return _upgrade(engine)
+    # Several `datenraum hub` commands may start on a new SQLite file at once. Its first connection
+    # switches the file to WAL, which SQLite may refuse at once ("database is locked") instead of
+    # waiting; a lock file beside the database makes the commands take turns.
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        return _upgrade(engine)
+
+
+def _upgrade(engine: sa.Engine) -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            # Several `datenraum hub` commands may start on a new database at once: one migrates, the
-            # others wait here and then find nothing left to do. (On SQLite, BEGIN IMMEDIATE does this.)
+            # One command migrates; the others wait here and then find nothing left to do.
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -42,7 +42,16 @@ from datenraum.site.loader import (
     TaskResult,
     run_task,
 )
-from datenraum.site.store import RAW_TABLE, Manifest, Snapshot, Store, table_schemas
+from datenraum.site.store import (
+    RAW_TABLE,
+    ROW_GROUP_ROWS,
+    SORT_KEYS,
+    Manifest,
+    Snapshot,
+    Store,
+    parquet_listing,
+    table_schemas,
+)
 
 __all__ = ["CHUNK_BYTES", "IngestError", "LoadReport", "ingest"]
 
@@ -203,14 +212,10 @@ def _read_all(tasks: Iterator[Task], workers: int) -> list[TaskResult]:
 # --- commit ----------------------------------------------------------------------------------------
 
 
-def _listing(files: Sequence[str | Path]) -> str:
-    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-
-
 def _from_parquet(files: Sequence[str | Path], columns: str, empty: str) -> str:
     """A relation over Parquet files, or an empty one of the same columns when there are none."""
     if files:
-        return f"(SELECT {columns} FROM read_parquet({_listing(files)}))"
+        return f"(SELECT {columns} FROM read_parquet({parquet_listing(files)}))"
     return f"(SELECT {empty} WHERE false)"
 
 
@@ -373,7 +378,7 @@ class _Commit:
         """)
         if not self.db.execute("SELECT count(*) FROM dangling").fetchone()[0]:
             return
-        raw_files = _listing(self.staged[RAW_TABLE])
+        raw_files = parquet_listing(self.staged[RAW_TABLE])
         seqs = [row[0] for row in self.db.execute("SELECT _seq FROM dangling ORDER BY _seq").fetchall()]
         found = []
         for start in range(0, len(seqs), 1000):
@@ -468,7 +473,8 @@ class _Commit:
         }
         files: dict[str, list[str]] = {}
         for table, staged in self.staged.items():
-            if self._untouched(table, dropped) and not (mapping and self._has_patients(table)):
+            if table == RAW_TABLE and self._untouched(table, dropped) and not mapping:
+                # Raw JSON is most of a load's bytes and is read by id, not scanned by code: moved as is.
                 files[table] = []
                 for file in staged:
                     target = segment_dir / Path(file).name
@@ -479,6 +485,8 @@ class _Commit:
             condition = (
                 f"NOT EXISTS (SELECT 1 FROM drop_rows d WHERE d.resource_type = {self._type_of(table)} "
                 "AND d.id = t.id AND d._seq = t._seq)"
+                if not self._untouched(table, dropped)
+                else "true"
             )
             if self._copy_filtered(table, staged, target, condition, bool(mapping)):
                 files[table] = [str(target.relative_to(self.store.path))]
@@ -502,13 +510,14 @@ class _Commit:
         self, table: str, sources: Sequence[str], target: Path, condition: str, map_patients: bool = False
     ) -> bool:
         """Copy the rows of `sources` meeting `condition` into `target`; False (and no file) if none do."""
-        select, joined = "t.*", f"read_parquet({_listing(sources)}) t"
+        select, joined = "t.*", f"read_parquet({parquet_listing(sources)}) t"
         if map_patients and self._has_patients(table):
             select = "t.* REPLACE (coalesce(m.id, t.patient_id) AS patient_id)"
             joined += " LEFT JOIN identifier_map m ON t.patient_id = m.placeholder"
+        order = f" ORDER BY {', '.join(f't.{c}' for c in SORT_KEYS[table])}" if table in SORT_KEYS else ""
         written = self.db.execute(
-            f"COPY (SELECT {select} FROM {joined} WHERE {condition}) TO '{target}' "
-            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
+            f"COPY (SELECT {select} FROM {joined} WHERE {condition}{order}) TO '{target}' "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
         ).fetchone()[0]
         if not written:
             target.unlink()
@@ -525,7 +534,7 @@ class _Commit:
             affected = {
                 row[0]
                 for row in self.db.execute(f"""
-                SELECT DISTINCT o.filename FROM read_parquet({_listing(raw_files)}, filename = true) o
+                SELECT DISTINCT o.filename FROM read_parquet({parquet_listing(raw_files)}, filename = true) o
                 SEMI JOIN gone g USING (resource_type, id)
             """).fetchall()
             }

@@ -36,7 +36,18 @@ import pyarrow as pa
 
 from datenraum.fhir.viewdef import standard_views
 
-__all__ = ["RAW_SCHEMA", "RAW_TABLE", "Snapshot", "Store", "StoreError", "table_schemas"]
+__all__ = [
+    "RAW_SCHEMA",
+    "RAW_TABLE",
+    "ROW_GROUP_ROWS",
+    "SORT_KEYS",
+    "Snapshot",
+    "Store",
+    "StoreError",
+    "aligned_columns",
+    "parquet_listing",
+    "table_schemas",
+]
 
 RAW_TABLE = "resource"
 RAW_SCHEMA = pa.schema(
@@ -55,6 +66,29 @@ SEQ_COLUMN = "_seq"
 
 class StoreError(RuntimeError):
     pass
+
+
+# How each table's rows are ordered on disk. Feasibility queries filter on codes (and patients on birth
+# date): with rows sorted by the filtered columns, Parquet's per-row-group min/max statistics let DuckDB
+# skip almost every row group of a big table instead of scanning it.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "patient": ("birth_date", "id"),
+    "condition": ("code_system", "code", "patient_id"),
+    "observation": ("code_system", "code", "patient_id"),
+    "observation_component": ("code_system", "code", "patient_id"),
+    "procedure": ("code_system", "code", "patient_id"),
+    "diagnostic_report": ("code_system", "code", "patient_id"),
+    "medication": ("code_system", "code", "id"),
+    "medication_administration": ("medication_id", "code", "patient_id"),
+    "medication_statement": ("medication_id", "code", "patient_id"),
+    "medication_request": ("medication_id", "code", "patient_id"),
+    "specimen": ("type_system", "type_code", "patient_id"),
+    "consent": ("provision_code", "patient_id"),
+    "encounter": ("class_code", "patient_id"),
+    "imaging_study": ("modality_code", "patient_id"),
+    "patient_identifier": ("system", "value"),
+}
+ROW_GROUP_ROWS = 32_768
 
 
 @functools.cache
@@ -293,6 +327,33 @@ class Store:
                 folder.rmdir()  # fails, as it should, while the folder holds anything
 
 
+def parquet_listing(files: list[Path] | list[str]) -> str:
+    """A DuckDB list literal of file paths, quoted safely."""
+    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+
+
+def aligned_columns(schema: pa.Schema, stored: set[str]) -> str:
+    """The select list that gives a table its current columns, whatever version of Datenraum wrote it.
+
+    A store written before a view gained a column still opens: the column reads as NULL (and a reload
+    fills it), instead of every query failing on a missing column."""
+    duck_types = {
+        pa.string(): "VARCHAR",
+        pa.bool_(): "BOOLEAN",
+        pa.float64(): "DOUBLE",
+        pa.int64(): "BIGINT",
+        pa.date32(): "DATE",
+        pa.timestamp("us"): "TIMESTAMP",
+    }
+    columns = []
+    for field in schema:
+        if field.name in stored:
+            columns.append(f'"{field.name}"')
+        else:
+            columns.append(f'CAST(NULL AS {duck_types[field.type]}) AS "{field.name}"')
+    return ", ".join(columns)
+
+
 class Snapshot:
     """One generation of the store, with a DuckDB connection whose views are the store's tables."""
 
@@ -310,12 +371,19 @@ class Snapshot:
         """A DuckDB connection with one view per table (lazily created, closed with the snapshot)."""
         if self._connection is None:
             connection = duckdb.connect()
+            # Parquet footers are read once per connection, not once per query: a feasibility query
+            # touches a handful of tables, each possibly many files.
+            connection.execute("SET parquet_metadata_cache = true")
             for table, schema in table_schemas().items():
                 files = self.files(table)
                 if files:
-                    listing = ", ".join(f"'{file}'" for file in files)
+                    source = f"read_parquet({parquet_listing(files)}, union_by_name = true)"
+                    stored = {
+                        row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+                    }
+                    visible = schema.remove(schema.get_field_index(SEQ_COLUMN))
                     connection.execute(
-                        f"CREATE VIEW {table} AS SELECT * EXCLUDE ({SEQ_COLUMN}) FROM read_parquet([{listing}])"
+                        f"CREATE VIEW {table} AS SELECT {aligned_columns(visible, stored)} FROM {source}"
                     )
                 else:
                     empty = schema.empty_table().drop_columns([SEQ_COLUMN])
