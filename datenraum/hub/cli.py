@@ -130,11 +130,14 @@ def migrate_command(config: HubConfig) -> None:
         click.echo(f"database {engine.url!r} is at schema revision {revision}")
 
 
-@hub_cli.command("add-site")
-@click.argument("name")
-@click.option(
+_credential_file_option = click.option(
     "--credential-file", type=click.Path(dir_okay=False, path_type=Path), help="Write it here (mode 0600)."
 )
+
+
+@hub_cli.command("add-site")
+@click.argument("name")
+@_credential_file_option
 @_with_config
 def add_site_command(config: HubConfig, name: str, credential_file: Path | None) -> None:
     """Register a site and issue its credential."""
@@ -145,9 +148,7 @@ def add_site_command(config: HubConfig, name: str, credential_file: Path | None)
 
 @hub_cli.command("rotate-site")
 @click.argument("name")
-@click.option(
-    "--credential-file", type=click.Path(dir_okay=False, path_type=Path), help="Write it here (mode 0600)."
-)
+@_credential_file_option
 @_with_config
 def rotate_site_command(config: HubConfig, name: str, credential_file: Path | None) -> None:
     """Issue a new credential for a site (re-activating it if revoked); the old one stops working."""
