@@ -263,6 +263,11 @@ class Federation:
     def result(self, user: User, query_id: str) -> QueryResult:
         """The query's per-site answers and total as far as they are known; raises NotFound."""
         with self._sessions() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # One snapshot for the query's version and its tasks: under READ COMMITTED each statement
+                # sees its own, and a result could pair an old version with newer task states (SQLite's
+                # transactions are one snapshot already).
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             query = session.get(QueryRow, query_id) if _is_id(query_id) else None
             if query is None or not self._may_read(session, user, query_id):
                 raise NotFound(f"no query {query_id!r}")
