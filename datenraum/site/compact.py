@@ -17,12 +17,11 @@ from pathlib import Path
 import duckdb
 
 from datenraum.site.store import (
-    ROW_GROUP_ROWS,
-    SORT_KEYS,
     Manifest,
     Store,
     StoreError,
     aligned_columns,
+    copy_in_layout,
     parquet_listing,
     table_schemas,
 )
@@ -59,10 +58,10 @@ def compact(store: Store | Path | str) -> CompactReport:
                     target = folder / f"{table}.parquet"
                     source = f"read_parquet({parquet_listing(sources)}, union_by_name = true)"
                     stored = {row[0] for row in db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-                    order = f" ORDER BY {', '.join(SORT_KEYS[table])}" if table in SORT_KEYS else ""
                     db.execute(
-                        f"COPY (SELECT {aligned_columns(schema, stored)} FROM {source}{order}) TO '{target}' "
-                        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+                        copy_in_layout(
+                            table, f"SELECT {aligned_columns(schema, stored)} FROM {source}", target
+                        )
                     )
                     files[table] = [str(target.relative_to(store.path))]
             before = (

@@ -44,11 +44,10 @@ from datenraum.site.loader import (
 )
 from datenraum.site.store import (
     RAW_TABLE,
-    ROW_GROUP_ROWS,
-    SORT_KEYS,
     Manifest,
     Snapshot,
     Store,
+    copy_in_layout,
     parquet_listing,
     table_schemas,
 )
@@ -514,10 +513,8 @@ class _Commit:
         if map_patients and self._has_patients(table):
             select = "t.* REPLACE (coalesce(m.id, t.patient_id) AS patient_id)"
             joined += " LEFT JOIN identifier_map m ON t.patient_id = m.placeholder"
-        order = f" ORDER BY {', '.join(f't.{c}' for c in SORT_KEYS[table])}" if table in SORT_KEYS else ""
         written = self.db.execute(
-            f"COPY (SELECT {select} FROM {joined} WHERE {condition}{order}) TO '{target}' "
-            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+            copy_in_layout(table, f"SELECT {select} FROM {joined} WHERE {condition}", target, alias="t.")
         ).fetchone()[0]
         if not written:
             target.unlink()

@@ -45,6 +45,7 @@ __all__ = [
     "Store",
     "StoreError",
     "aligned_columns",
+    "copy_in_layout",
     "parquet_listing",
     "table_schemas",
 ]
@@ -89,6 +90,17 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "patient_identifier": ("system", "value"),
 }
 ROW_GROUP_ROWS = 32_768
+
+
+def copy_in_layout(table: str, select: str, target: Path, alias: str = "") -> str:
+    """The COPY statement that writes `select` to `target` in the store's layout for `table`: sorted by
+    its SORT_KEYS (columns qualified with `alias`), zstd-compressed, ROW_GROUP_ROWS to a row group."""
+    keys = SORT_KEYS.get(table, ())
+    order = f" ORDER BY {', '.join(alias + key for key in keys)}" if keys else ""
+    return (
+        f"COPY ({select}{order}) TO '{target}' "
+        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+    )
 
 
 @functools.cache
