@@ -1,4 +1,4 @@
-"""Who may talk to the hub: sites with their credentials, users with their API tokens.
+"""Who may talk to the hub: sites with their credentials, users with their API tokens and roles.
 
 Secrets are returned once, to the administrator who issues them, and stored only as hashes (see
 `auth`). A revoked site's credential stops working at once; rotating issues a new credential (and
@@ -14,22 +14,25 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.auth import SITE_PREFIX, USER_PREFIX, hash_secret, new_secret, secret_matches
-from datenraum.hub.db import Clock, SiteRow, UserRow, utcnow
+from datenraum.hub.audit import Actor, record
+from datenraum.hub.auth import SITE_PREFIX, USER_PREFIX, AccountError, hash_secret, new_secret, secret_matches
+from datenraum.hub.db import Clock, SiteRow, UserRoleRow, UserRow, utcnow
+from datenraum.hub.passwords import check_password, hash_password
 
-__all__ = ["AccountError", "Accounts", "Role", "Site", "User"]
+__all__ = ["AccountError", "Accounts", "Role", "Site", "User", "load_user"]
 
+COMMAND_LINE = Actor(None, "command line")
 _SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
-class AccountError(ValueError):
-    """An administrative request that cannot be done (unknown or duplicate name, bad value)."""
-
-
 class Role(StrEnum):
-    RESEARCHER = "researcher"
-    ADMIN = "admin"  # may read every query, not only those they submitted
+    """What a user may do; one user may hold several roles (see the role matrix in the README)."""
+
+    RESEARCHER = "researcher"  # asks feasibility queries, writes proposals
+    SITE_ADMIN = "site-admin"  # manages one site's agent credential and reads its task log
+    COMMITTEE = "committee"  # member of the use-and-access committee
+    ADMIN = "admin"  # coordination office: approves accounts, manages sites and roles, reads every query
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,28 @@ class Site:
 class User:
     id: int
     email: str
-    role: Role
+    roles: frozenset[Role]
+    site_ids: frozenset[int] = frozenset()  # the sites a site administrator is responsible for
+    name: str = ""
+    language: str = "de"
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+def load_user(session: Session, row: UserRow) -> User:
+    """The user of `row` with their roles, as the request handlers see them."""
+    grants = session.execute(
+        sa.select(UserRoleRow.role, UserRoleRow.site_id).where(UserRoleRow.user_id == row.id)
+    ).all()
+    return User(
+        row.id,
+        row.email,
+        frozenset(Role(role) for role, _site in grants),
+        frozenset(site for role, site in grants if role == Role.SITE_ADMIN and site is not None),
+        row.name,
+        row.language,
+    )
 
 
 class Accounts:
@@ -50,7 +74,7 @@ class Accounts:
         self._sessions = sessions
         self._clock = clock
 
-    def add_site(self, name: str) -> str:
+    def add_site(self, name: str, actor: Actor = COMMAND_LINE) -> str:
         """Register a site; returns its credential, which is not stored and cannot be shown again."""
         if not _SITE_NAME.fullmatch(name):
             raise AccountError(
@@ -61,35 +85,50 @@ class Accounts:
             if session.scalar(sa.select(SiteRow.id).where(SiteRow.name == name)) is not None:
                 raise AccountError(f"site {name!r} exists already (rotate-site issues a new credential)")
             session.add(SiteRow(name=name, credential_hash=hash_secret(credential), created=self._clock()))
+            record(session, self._clock(), actor, "site.add", name)
         return credential
 
-    def rotate_site(self, name: str) -> str:
+    def rotate_site(self, name: str, actor: Actor = COMMAND_LINE) -> str:
         """Replace a site's credential (and re-activate it if it was revoked); returns the new one."""
         credential = new_secret(SITE_PREFIX)
         with self._sessions.begin() as session:
             site = self._site_row(session, name)
             site.credential_hash = hash_secret(credential)
             site.active = True
+            record(session, self._clock(), actor, "site.rotate", name)
         return credential
 
-    def revoke_site(self, name: str) -> None:
+    def revoke_site(self, name: str, actor: Actor = COMMAND_LINE) -> None:
         """Stop accepting the site's credential; its unanswered tasks run into their deadlines."""
         with self._sessions.begin() as session:
             self._site_row(session, name).active = False
+            record(session, self._clock(), actor, "site.revoke", name)
 
-    def create_user(self, email: str, role: Role) -> str:
-        """Create a user; returns the API token, which is not stored and cannot be shown again."""
+    def create_user(self, email: str, role: Role, *, name: str = "", password: str | None = None) -> str:
+        """Create an approved user; returns the API token, which is not stored and cannot be shown again.
+
+        With a password the user can also sign in to the portal (the first administrator is made so).
+        """
         if len(email) > 320 or not _EMAIL.fullmatch(email):
             raise AccountError(f"{email!r} is not an e-mail address")
+        if password is not None:
+            check_password(password, email)
         token = new_secret(USER_PREFIX)
         with self._sessions.begin() as session:
             if session.scalar(sa.select(UserRow.id).where(UserRow.email == email)) is not None:
                 raise AccountError(f"user {email!r} exists already")
-            session.add(
-                UserRow(
-                    email=email, role=Role(role).value, token_hash=hash_secret(token), created=self._clock()
-                )
+            row = UserRow(
+                email=email,
+                name=name,
+                status="approved",
+                token_hash=hash_secret(token),
+                password_hash=None if password is None else hash_password(password),
+                created=self._clock(),
             )
+            session.add(row)
+            session.flush()
+            session.add(UserRoleRow(user_id=row.id, role=Role(role).value))
+            record(session, self._clock(), COMMAND_LINE, "account.create", email, Role(role).value)
         return token
 
     def site_for(self, credential: str) -> Site | None:
@@ -105,12 +144,16 @@ class Accounts:
             return Site(row.id, row.name)
 
     def user_for(self, token: str) -> User | None:
-        """The user this API token belongs to, or None."""
+        """The approved user this API token belongs to, or None."""
         with self._sessions() as session:
-            row = session.scalar(sa.select(UserRow).where(UserRow.token_hash == hash_secret(token)))
-            if row is None or not secret_matches(token, row.token_hash):
+            row = session.scalar(
+                sa.select(UserRow).where(
+                    UserRow.token_hash == hash_secret(token), UserRow.status == "approved"
+                )
+            )
+            if row is None or row.token_hash is None or not secret_matches(token, row.token_hash):
                 return None
-            return User(row.id, row.email, Role(row.role))
+            return load_user(session, row)
 
     @staticmethod
     def _site_row(session: Session, name: str) -> SiteRow:

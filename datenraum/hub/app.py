@@ -11,25 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException
 
-from datenraum.hub import researcher_api, site_api
+from datenraum.hub import researcher_api, site_api, workspace_api
 from datenraum.hub.accounts import Accounts
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
 from datenraum.hub.limits import BodySizeLimit
 from datenraum.hub.notify import Notifier, query_key, site_key
+from datenraum.hub.outbox import Outbox, SmtpSettings
+from datenraum.hub.portal import pages
+from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
 from datenraum.hub.runtime import Hub
+from datenraum.hub.saved_queries import SavedQueries
 from datenraum.hub.service import Conflict, Federation, Invalid, NotFound
+from datenraum.hub.site_overview import SiteOverview
+from datenraum.hub.users import Users
 from datenraum.privacy.aggregation import QuotaExceeded
 
 __all__ = ["create_app"]
@@ -63,9 +72,20 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     return _error(422, f"{_field(first['loc'])}: {first['msg']}")
 
 
-async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+def _wants_page(request: Request) -> bool:
+    """Whether the error is for a person's browser (a portal page) rather than an API client."""
+    return not request.url.path.startswith(("/api/", "/static/")) and request.url.path != "/openapi.json"
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
+    if _wants_page(request):
+        return await error_page(request, error.status_code, str(error.detail))
     return _error(error.status_code, str(error.detail), dict(error.headers or {}))
+
+
+async def _not_signed_in(request: Request, _error: Exception) -> Response:
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
 
 async def _quota_exceeded(_request: Request, error: Exception) -> JSONResponse:
@@ -74,8 +94,10 @@ async def _quota_exceeded(_request: Request, error: Exception) -> JSONResponse:
     return _error(429, str(error), {"Retry-After": str(retry_after)})
 
 
-def _status_error(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-    async def handler(_request: Request, error: Exception) -> JSONResponse:
+def _status_error(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handler(request: Request, error: Exception) -> Response:
+        if _wants_page(request):
+            return await error_page(request, status, str(error))
         return _error(status, str(error))
 
     return handler
@@ -115,10 +137,23 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     """The hub on the database `config.database_url`, which must be migrated (see `db.migrate`)."""
     engine = create_hub_engine(config.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
+    smtp = SmtpSettings(config.smtp_host, config.smtp_port, config.smtp_sender) if config.smtp_host else None
+    outbox = Outbox(sessions, smtp, clock)
     hub = Hub(
         config=config,
         engine=engine,
+        sessions=sessions,
         accounts=Accounts(sessions, clock),
+        users=Users(
+            sessions,
+            outbox,
+            clock=clock,
+            session_lifetime=dt.timedelta(hours=config.session_hours),
+            max_failed_logins=config.max_failed_logins,
+        ),
+        outbox=outbox,
+        saved_queries=SavedQueries(sessions, clock),
+        sites=SiteOverview(sessions),
         federation=Federation(sessions, config, clock),
         notifier=Notifier(),
     )
@@ -143,7 +178,13 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.state.hub = hub
     app.include_router(site_api.router)
     app.include_router(researcher_api.router)
+    app.include_router(workspace_api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(CsrfCookie, secure=config.secure_cookies)
+    app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(NotSignedIn, _not_signed_in)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(QuotaExceeded, _quota_exceeded)

@@ -15,6 +15,12 @@ line options. Durations are in seconds.
 | min_sites | 3 | a total is shown only when at least this many sites contributed a count |
 | quota_per_minute / _per_hour / _per_day | 10 / 100 / 500 | new queries a user may submit |
 | reuse_window_seconds | 86400 | an identical query (same sites) within this gets the stored query |
+| public_url | http://127.0.0.1:8700 | where people reach the portal (links in messages) |
+| secure_cookies | false | mark session cookies Secure (set true behind HTTPS) |
+| session_hours | 12 | a portal sign-in lasts this long |
+| max_failed_logins | 5 | failed sign-ins per e-mail address in 15 minutes before sign-in pauses |
+| smtp_host / smtp_port / smtp_sender | "" / 25 / datenraum@localhost | send messages by SMTP; empty host: outbox and log only |
+| oidc_issuer / oidc_client_id / oidc_client_secret | "" | single sign-on by OpenID Connect (e.g. Keycloak); empty issuer: local accounts only |
 """
 
 from __future__ import annotations
@@ -51,6 +57,16 @@ class HubConfig:
     quota_per_hour: int = 100
     quota_per_day: int = 500
     reuse_window_seconds: float = 24 * 3600.0
+    public_url: str = "http://127.0.0.1:8700"
+    secure_cookies: bool = False
+    session_hours: float = 12.0
+    max_failed_logins: int = 5
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_sender: str = "datenraum@localhost"
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -79,19 +95,27 @@ class HubConfig:
         return dt.timedelta(seconds=self.lease_seconds)
 
 
-_TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
+_TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _from_toml(name: str, kind: str, value: Any, source: str) -> Any:
     """TOML values have types, and must have the setting's (a quoted number is a mistake)."""
-    if isinstance(value, bool) or not isinstance(value, _TOML_TYPES[kind]):
+    if (isinstance(value, bool) and kind != "bool") or not isinstance(value, _TOML_TYPES[kind]):
         raise ConfigError(f"{name} ({source}): expected {kind}, got {value!r}")
     return float(value) if kind == "float" else value
 
 
+def _boolean(value: str) -> bool:
+    try:
+        return _BOOLEANS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(value) from None
+
+
 def _from_env(name: str, kind: str, value: str, source: str) -> Any:
     try:
-        return {"str": str, "int": int, "float": float}[kind](value)
+        return {"str": str, "int": int, "float": float, "bool": _boolean}[kind](value)
     except ValueError:
         raise ConfigError(f"{name} ({source}): expected {kind}, got {value!r}") from None
 

@@ -22,14 +22,21 @@ from alembic.config import Config
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AuditRow",
     "Base",
     "Clock",
+    "LoginAttemptRow",
+    "OutboxRow",
+    "PasswordResetRow",
     "QueryRequest",
     "QueryRow",
+    "SavedQueryRow",
     "SiteRow",
     "TaskRow",
+    "UserRoleRow",
     "UserRow",
     "UtcDateTime",
+    "WebSessionRow",
     "create_hub_engine",
     "migrate",
     "utcnow",
@@ -76,15 +83,117 @@ class SiteRow(Base):
 
 
 class UserRow(Base):
-    """A researcher or administrator; the API token is kept only as a hash."""
+    """A person with an account: registered in the portal (password or single sign-on) or created by an
+    administrator. Only hashes of the password and the API token are kept."""
 
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
-    role: Mapped[str] = mapped_column(sa.String(20))
-    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    institution: Mapped[str] = mapped_column(sa.String(200), default="")
+    # pending (registered, waiting for the coordination office), approved, rejected or disabled
+    status: Mapped[str] = mapped_column(sa.String(20), default="approved")
+    password_hash: Mapped[str | None] = mapped_column(sa.String(200))
+    token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    oidc_subject: Mapped[str | None] = mapped_column(sa.String(300), unique=True)
+    language: Mapped[str] = mapped_column(sa.String(5), default="de")
     created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class UserRoleRow(Base):
+    """A role a user holds; a site administrator's role names the one site it is for."""
+
+    __tablename__ = "user_roles"
+    __table_args__ = (sa.UniqueConstraint("user_id", "role", "site_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(sa.String(20))
+    site_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+
+
+class WebSessionRow(Base):
+    """A signed-in browser; the cookie holds a random token, the database only its hash."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    expires: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class PasswordResetRow(Base):
+    """A one-time link to set a new password; only the hash of its token is kept."""
+
+    __tablename__ = "password_resets"
+
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    expires: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    used: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class LoginAttemptRow(Base):
+    """Failed sign-ins, counted per e-mail address and per client address to slow down guessing."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        sa.Index("ix_login_attempts_email_at", "email", "at"),
+        sa.Index("ix_login_attempts_ip_at", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    email: Mapped[str] = mapped_column(sa.String(320))
+    ip: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditRow(Base):
+    """One security-relevant action: who did what to whom, when, from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_at", "at"), sa.Index("ix_audit_log_action_at", "action", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(sa.String(320))  # the e-mail at the time, kept if the user goes
+    action: Mapped[str] = mapped_column(sa.String(50))
+    target: Mapped[str] = mapped_column(sa.String(320), default="")
+    detail: Mapped[str] = mapped_column(sa.Text, default="")
+    ip: Mapped[str] = mapped_column(sa.String(64), default="")
+
+
+class OutboxRow(Base):
+    """A message to a person (password reset, approval): kept here, sent by SMTP where configured."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    recipient: Mapped[str] = mapped_column(sa.String(320))
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    body: Mapped[str] = mapped_column(sa.Text)
+    sent: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class SavedQueryRow(Base):
+    """A researcher's named feasibility query, to re-run, duplicate and export."""
+
+    __tablename__ = "saved_queries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    # As the researcher built it, display texts included, so that an export reads like the portal's.
+    query: Mapped[dict] = mapped_column(sa.JSON)
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    last_query_id: Mapped[str | None] = mapped_column(sa.ForeignKey("queries.id"))
 
 
 class QueryRow(Base):

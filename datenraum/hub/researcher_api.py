@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from datenraum.hub.accounts import User
 from datenraum.hub.notify import query_key, site_key, wait_for
-from datenraum.hub.runtime import CurrentUser, Hub, HubDep
+from datenraum.hub.runtime import CurrentUser, Hub, HubDep, QueryUser
 from datenraum.hub.service import QueryResult
 
 __all__ = ["router"]
@@ -45,7 +45,7 @@ async def _next_result(hub: Hub, user: User, query_id: str, since: int | None, w
 
 @router.post("/queries", status_code=201)
 async def submit_query(
-    hub: HubDep, user: CurrentUser, body: QuerySubmission, response: Response
+    hub: HubDep, user: QueryUser, body: QuerySubmission, response: Response
 ) -> dict[str, Any]:
     """Ask the sites; 201 with a new query id, or 200 with an identical recent query's id (`reused`)."""
     submission = await hub.run(hub.federation.submit, user, body.query, body.sites)
@@ -58,7 +58,7 @@ async def submit_query(
 @router.get("/queries/{query_id}")
 async def query_result(
     hub: HubDep,
-    user: CurrentUser,
+    user: QueryUser,
     query_id: str,
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
     since: Annotated[int | None, Query(ge=0)] = None,
@@ -71,7 +71,7 @@ async def query_result(
 @router.get("/queries/{query_id}/events", response_class=StreamingResponse)
 async def query_events(
     hub: HubDep,
-    user: CurrentUser,
+    user: QueryUser,
     query_id: str,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> StreamingResponse:

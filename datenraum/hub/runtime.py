@@ -6,6 +6,7 @@ The services are synchronous and use the database, so handlers run them in the t
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
@@ -13,14 +14,38 @@ from typing import Annotated, TypeVar
 import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from datenraum.hub.accounts import Accounts, Site, User
+from datenraum.hub.accounts import Accounts, Role, Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.notify import Notifier
+from datenraum.hub.outbox import Outbox
+from datenraum.hub.saved_queries import SavedQueries
 from datenraum.hub.service import Federation
+from datenraum.hub.site_overview import SiteOverview
+from datenraum.hub.users import Users
 
-__all__ = ["CurrentSite", "CurrentUser", "Hub", "HubDep"]
+__all__ = [
+    "CSRF_COOKIE",
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "CurrentSite",
+    "CurrentUser",
+    "Hub",
+    "HubDep",
+    "QueryUser",
+    "client_ip",
+    "csrf_matches",
+]
+
+# The portal signs a browser in with a session cookie; a script uses an API token instead. Requests
+# that change something and come with the cookie must also carry the page's CSRF token (the value of
+# the CSRF cookie, which a page of another origin cannot read), as a form field or in this header.
+SESSION_COOKIE = "dr_session"
+CSRF_COOKIE = "dr_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 T = TypeVar("T")
 
@@ -31,7 +56,12 @@ class Hub:
 
     config: HubConfig
     engine: sa.Engine
+    sessions: sessionmaker[Session]
     accounts: Accounts
+    users: Users
+    outbox: Outbox
+    saved_queries: SavedQueries
+    sites: SiteOverview
     federation: Federation
     notifier: Notifier
 
@@ -64,16 +94,46 @@ async def _current_site(
     return site
 
 
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def csrf_matches(request: Request, submitted: str | None) -> bool:
+    expected = request.cookies.get(CSRF_COOKIE)
+    return bool(expected and submitted) and hmac.compare_digest(expected, submitted)
+
+
 async def _current_user(
-    hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_user_bearer)]
+    hub: HubDep,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_user_bearer)],
 ) -> User:
-    if credentials is None:
-        raise _unauthorized("an API token is required (Authorization: Bearer ...)")
-    user = await hub.run(hub.accounts.user_for, credentials.credentials)
-    if user is None:
-        raise _unauthorized("wrong API token")
+    if credentials is not None:
+        user = await hub.run(hub.accounts.user_for, credentials.credentials)
+        if user is None:
+            raise _unauthorized("wrong API token")
+        return user
+    session_token = request.cookies.get(SESSION_COOKIE)
+    if session_token:
+        user = await hub.run(hub.users.session_user, session_token)
+        if user is not None:
+            if request.method not in _SAFE_METHODS and not csrf_matches(
+                request, request.headers.get(CSRF_HEADER)
+            ):
+                raise HTTPException(
+                    403, f"the {CSRF_HEADER} header is missing or does not match this session"
+                )
+            return user
+    raise _unauthorized("an API token (Authorization: Bearer ...) or a portal sign-in is required")
+
+
+async def _query_user(user: Annotated[User, Depends(_current_user)]) -> User:
+    """Feasibility queries are asked by researchers (and read by the coordination office)."""
+    if not (user.has(Role.RESEARCHER) or user.has(Role.ADMIN)):
+        raise HTTPException(403, "feasibility queries need the researcher role")
     return user
 
 
 CurrentSite = Annotated[Site, Depends(_current_site)]
 CurrentUser = Annotated[User, Depends(_current_user)]
+QueryUser = Annotated[User, Depends(_query_user)]

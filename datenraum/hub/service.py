@@ -414,7 +414,7 @@ class Federation:
     @staticmethod
     def _may_read(session: Session, user: User, query_id: str) -> bool:
         """Admins read every query; researchers those they submitted (or were handed as a reuse)."""
-        if user.role == Role.ADMIN:
+        if user.has(Role.ADMIN):
             return True
         return (
             session.scalar(

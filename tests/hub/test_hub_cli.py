@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from datenraum.cli import main
+from datenraum.hub.accounts import Role
 from datenraum.hub.auth import hash_secret
 from datenraum.hub.config import ConfigError, HubConfig, load_config
 
@@ -77,7 +78,7 @@ def test_secrets_written_to_files_are_readable_by_their_owner_only(
     assert created.stdout == ""
     assert hub.accounts.site_for(credential_file.read_text().strip()).name == "uk-a"
     user = hub.accounts.user_for(token_file.read_text().strip())
-    assert (user.email, user.role.value) == ("admin@example.org", "admin")
+    assert (user.email, user.roles) == ("admin@example.org", {Role.ADMIN})
 
 
 def test_rotating_and_revoking_a_site(database_url: str, hub: HubFixture) -> None:

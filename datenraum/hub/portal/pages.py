@@ -1,0 +1,396 @@
+"""The portal's pages: sign-in and registration, the account page, the query builder and saved queries,
+and the pages of the coordination office and of site administrators.
+
+Each handler checks the caller's role through its dependency, does one thing through the hub's services,
+and answers with a page or, after a form, a redirect (post/redirect/get). Form errors come back as the
+same page with the message and the values entered, with status 400 (or 429 when sign-in is paused).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from datenraum.hub.accounts import AccountError, Role, User
+from datenraum.hub.audit import search as search_audit
+from datenraum.hub.portal.i18n import LANGUAGES
+from datenraum.hub.portal.web import (
+    LANGUAGE_COOKIE,
+    actor,
+    checked_form,
+    hub_of,
+    optional_user,
+    redirect,
+    render,
+    require,
+)
+from datenraum.hub.runtime import SESSION_COOKIE, client_ip
+from datenraum.hub.users import MIN_PASSWORD_LENGTH, LoginThrottled, Registration, Status
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+AnyUser = Annotated[User, Depends(require())]
+QueryingUser = Annotated[User, Depends(require(Role.RESEARCHER, Role.ADMIN))]
+Admin = Annotated[User, Depends(require(Role.ADMIN))]
+SiteAdmin = Annotated[User, Depends(require(Role.SITE_ADMIN))]
+MaybeUser = Annotated[User | None, Depends(optional_user)]
+
+
+def _text(form, name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def _local_path(path: str) -> str:
+    """Where to go after a form: a path on this hub only, so that a link cannot send people elsewhere."""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+
+
+def _set_session(response: Response, request: Request, token: str) -> None:
+    config = hub_of(request).config
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(config.session_hours * 3600),
+        httponly=True,
+        secure=config.secure_cookies,
+        samesite="lax",
+        path="/",
+    )
+
+
+# --- public pages ------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, user: MaybeUser) -> Response:
+    if user is not None and (user.has(Role.RESEARCHER) or user.has(Role.ADMIN)):
+        return RedirectResponse("/queries/new", status_code=303)
+    return render(request, "home.html", user)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(
+    request: Request, user: MaybeUser, next_page: Annotated[str, Query(alias="next")] = "/"
+) -> Response:
+    if user is not None:
+        return RedirectResponse(_local_path(next_page), status_code=303)
+    oidc = bool(hub_of(request).config.oidc_issuer)
+    return render(request, "login.html", None, oidc=oidc, next=_local_path(next_page))
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    email, next_path = _text(form, "email"), _local_path(_text(form, "next"))
+    try:
+        token = await hub.run(hub.users.login, email, _text(form, "password"), client_ip(request))
+    except LoginThrottled as error:
+        minutes = max(1, math.ceil(error.retry_after.total_seconds() / 60))
+        response = render(request, "login.html", None, 429, error=("login.throttled", minutes), email=email)
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after.total_seconds())))
+        return response
+    except AccountError as error:
+        return render(request, "login.html", None, 400, error=(str(error), None), email=email, next=next_path)
+    response = redirect(next_path)
+    _set_session(response, request, token)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, user: AnyUser) -> Response:
+    await checked_form(request)
+    hub = hub_of(request)
+    await hub.run(hub.users.logout, request.cookies.get(SESSION_COOKIE, ""), actor(request, user))
+    response = redirect("/login", "signed-out")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/register", response_class=HTMLResponse)
+async def register_page(request: Request) -> Response:
+    return render(request, "register.html", None, values={}, min_length=MIN_PASSWORD_LENGTH)
+
+
+@router.post("/register", response_class=HTMLResponse)
+async def register(request: Request) -> Response:
+    form = await checked_form(request)
+    values = {name: _text(form, name) for name in ("name", "institution", "email")}
+    password = _text(form, "password")
+    if password != _text(form, "password_repeat"):
+        error = "password_repeat: the two passwords differ"
+    else:
+        hub = hub_of(request)
+        try:
+            await hub.run(hub.users.register, Registration(password=password, **values), client_ip(request))
+        except AccountError as failure:
+            error = str(failure)
+        else:
+            return render(request, "registered.html", None, email=values["email"])
+    return render(
+        request, "register.html", None, 400, error=error, values=values, min_length=MIN_PASSWORD_LENGTH
+    )
+
+
+@router.get("/password/forgot", response_class=HTMLResponse)
+async def forgot_page(request: Request) -> Response:
+    return render(request, "forgot.html", None)
+
+
+@router.post("/password/forgot", response_class=HTMLResponse)
+async def forgot(request: Request) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    link = f"{hub.config.public_url.rstrip('/')}/password/reset"
+    await hub.run(hub.users.request_reset, _text(form, "email"), link, client_ip(request))
+    return render(request, "forgot.html", None, sent=True)
+
+
+@router.get("/password/reset", response_class=HTMLResponse)
+async def reset_page(request: Request, token: str = "") -> Response:
+    return render(request, "reset.html", None, token=token, min_length=MIN_PASSWORD_LENGTH)
+
+
+@router.post("/password/reset", response_class=HTMLResponse)
+async def reset(request: Request) -> Response:
+    form = await checked_form(request)
+    token, password = _text(form, "token"), _text(form, "password")
+    if password != _text(form, "password_repeat"):
+        error = "password_repeat: the two passwords differ"
+    else:
+        hub = hub_of(request)
+        try:
+            await hub.run(hub.users.reset_password, token, password, client_ip(request))
+        except AccountError as failure:
+            error = str(failure)
+        else:
+            return redirect("/login", "password-set")
+    return render(request, "reset.html", None, 400, token=token, error=error, min_length=MIN_PASSWORD_LENGTH)
+
+
+@router.post("/language")
+async def choose_language(request: Request, user: MaybeUser) -> Response:
+    form = await checked_form(request)
+    language = _text(form, "language")
+    if language not in LANGUAGES:
+        language = LANGUAGES[0]
+    if user is not None:
+        hub = hub_of(request)
+        await hub.run(hub.users.set_language, user.id, language)
+    response = redirect(_local_path(_text(form, "back")))
+    response.set_cookie(LANGUAGE_COOKIE, language, max_age=365 * 24 * 3600, samesite="lax", path="/")
+    return response
+
+
+# --- the signed-in user's own pages -----------------------------------------------------------------
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account_page(request: Request, user: AnyUser) -> Response:
+    return render(request, "account.html", user, min_length=MIN_PASSWORD_LENGTH)
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+async def change_password(request: Request, user: AnyUser) -> Response:
+    form = await checked_form(request)
+    new = _text(form, "password")
+    if new != _text(form, "password_repeat"):
+        error = "password_repeat: the two passwords differ"
+    else:
+        hub = hub_of(request)
+        try:
+            await hub.run(hub.users.change_password, actor(request, user), _text(form, "current"), new)
+        except AccountError as failure:
+            error = str(failure)
+        else:
+            # Changing the password ended every session, this one too: sign in again with the new one.
+            response = redirect("/login", "password-changed")
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+    return render(request, "account.html", user, 400, error=error, min_length=MIN_PASSWORD_LENGTH)
+
+
+@router.post("/account/token", response_class=HTMLResponse)
+async def issue_token(request: Request, user: AnyUser) -> Response:
+    await checked_form(request)
+    hub = hub_of(request)
+    token = await hub.run(hub.users.issue_token, actor(request, user))
+    return render(request, "account.html", user, new_token=token, min_length=MIN_PASSWORD_LENGTH)
+
+
+@router.get("/queries/new", response_class=HTMLResponse)
+async def builder_page(request: Request, user: QueryingUser) -> Response:
+    return render(request, "builder.html", user, saved_id=None)
+
+
+@router.get("/queries/saved/{saved_id}", response_class=HTMLResponse)
+async def saved_page(request: Request, user: QueryingUser, saved_id: int) -> Response:
+    hub = hub_of(request)
+    saved = await hub.run(hub.saved_queries.get, user, saved_id)
+    return render(request, "builder.html", user, saved_id=saved.id)
+
+
+@router.get("/queries", response_class=HTMLResponse)
+async def queries_page(request: Request, user: QueryingUser) -> Response:
+    hub = hub_of(request)
+    saved = await hub.run(hub.saved_queries.list, user)
+    history = await hub.run(hub.saved_queries.history, user)
+    return render(request, "queries.html", user, saved=saved, history=history)
+
+
+# --- coordination office ----------------------------------------------------------------------------
+
+
+@router.get("/admin/accounts", response_class=HTMLResponse)
+async def accounts_page(request: Request, user: Admin, status: str = "") -> Response:
+    hub = hub_of(request)
+    chosen = Status(status) if status in {s.value for s in Status} else None
+    accounts = await hub.run(hub.users.accounts, chosen)
+    sites = await hub.run(hub.sites.sites)
+    return render(
+        request, "admin_accounts.html", user, accounts=accounts, status=chosen, sites=sites, statuses=Status
+    )
+
+
+@router.post("/admin/accounts/{user_id}/status")
+async def set_status(request: Request, user: Admin, user_id: int) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    try:
+        status = Status(_text(form, "status"))
+        await hub.run(hub.users.set_status, actor(request, user), user_id, status)
+    except (AccountError, ValueError) as error:
+        return await _accounts_error(request, user, str(error))
+    return redirect("/admin/accounts", f"status-{status.value}")
+
+
+@router.post("/admin/accounts/{user_id}/roles")
+async def change_roles(request: Request, user: Admin, user_id: int) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    try:
+        role = Role(_text(form, "role"))
+        site = _text(form, "site") or None
+        change = hub.users.grant if _text(form, "change") == "grant" else hub.users.revoke
+        await hub.run(change, actor(request, user), user_id, role, site)
+    except (AccountError, ValueError) as error:
+        return await _accounts_error(request, user, str(error))
+    return redirect("/admin/accounts", "roles-changed")
+
+
+async def _accounts_error(request: Request, user: User, error: str) -> Response:
+    hub = hub_of(request)
+    accounts = await hub.run(hub.users.accounts, None)
+    sites = await hub.run(hub.sites.sites)
+    return render(
+        request,
+        "admin_accounts.html",
+        user,
+        400,
+        accounts=accounts,
+        status=None,
+        sites=sites,
+        statuses=Status,
+        error=error,
+    )
+
+
+@router.get("/admin/sites", response_class=HTMLResponse)
+async def sites_page(request: Request, user: Admin) -> Response:
+    hub = hub_of(request)
+    return render(request, "admin_sites.html", user, sites=await hub.run(hub.sites.sites))
+
+
+@router.post("/admin/sites", response_class=HTMLResponse)
+async def add_site(request: Request, user: Admin) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    name = _text(form, "name").strip()
+    try:
+        credential = await hub.run(hub.accounts.add_site, name, actor(request, user))
+    except AccountError as error:
+        sites = await hub.run(hub.sites.sites)
+        return render(request, "admin_sites.html", user, 400, sites=sites, error=str(error), name=name)
+    sites = await hub.run(hub.sites.sites)
+    return render(request, "admin_sites.html", user, sites=sites, credential=(name, credential))
+
+
+@router.post("/admin/sites/{name}/{change}", response_class=HTMLResponse)
+async def change_site(request: Request, user: Admin, name: str, change: str) -> Response:
+    await checked_form(request)
+    return await _change_site(request, user, name, change, "admin_sites.html")
+
+
+@router.get("/admin/audit", response_class=HTMLResponse)
+async def audit_page(
+    request: Request, user: Admin, action: str = "", actor_filter: str = "", day: str = ""
+) -> Response:
+    hub = hub_of(request)
+    since = until = None
+    if day:
+        try:
+            since = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+            until = since + dt.timedelta(days=1)
+        except ValueError:
+            day = ""
+    entries = await hub.run(
+        lambda: search_audit(
+            hub.sessions, action=action or None, actor=actor_filter or None, since=since, until=until
+        )
+    )
+    return render(
+        request, "admin_audit.html", user, entries=entries, action=action, actor_filter=actor_filter, day=day
+    )
+
+
+@router.get("/admin/outbox", response_class=HTMLResponse)
+async def outbox_page(request: Request, user: Admin) -> Response:
+    hub = hub_of(request)
+    return render(request, "admin_outbox.html", user, messages=await hub.run(hub.outbox.messages))
+
+
+# --- site administrators ----------------------------------------------------------------------------
+
+
+@router.get("/site-admin", response_class=HTMLResponse)
+async def site_admin_page(request: Request, user: SiteAdmin) -> Response:
+    hub = hub_of(request)
+    sites = [site for site in await hub.run(hub.sites.sites) if site.id in user.site_ids]
+    logs = {site.name: await hub.run(hub.sites.task_log, site.id) for site in sites}
+    return render(request, "site_admin.html", user, sites=sites, logs=logs)
+
+
+@router.post("/site-admin/{name}/{change}", response_class=HTMLResponse)
+async def site_admin_change(request: Request, user: SiteAdmin, name: str, change: str) -> Response:
+    await checked_form(request)
+    return await _change_site(request, user, name, change, "site_admin.html")
+
+
+async def _change_site(request: Request, user: User, name: str, change: str, template: str) -> Response:
+    """Rotate, revoke or re-activate a site's credential, for the coordination office or that site's
+    administrator; a new credential is shown once, on the page that asked for it."""
+    hub = hub_of(request)
+    sites = await hub.run(hub.sites.sites)
+    site = next((site for site in sites if site.name == name), None)
+    if site is None or not (user.has(Role.ADMIN) or site.id in user.site_ids):
+        return render(request, "error.html", user, 404, message="no such site")
+    credential = None
+    if change == "rotate":
+        credential = (name, await hub.run(hub.accounts.rotate_site, name, actor(request, user)))
+    elif change == "revoke":
+        await hub.run(hub.accounts.revoke_site, name, actor(request, user))
+    else:
+        return render(request, "error.html", user, 404, message="no such change")
+    sites = await hub.run(hub.sites.sites)
+    if template == "site_admin.html":
+        own = [site for site in sites if site.id in user.site_ids]
+        logs = {site.name: await hub.run(hub.sites.task_log, site.id) for site in own}
+        return render(request, template, user, sites=own, logs=logs, credential=credential)
+    return render(request, template, user, sites=sites, credential=credential)

@@ -1,0 +1,200 @@
+"""What every portal page needs: templates, the reader's language, the CSRF cookie, the signed-in user.
+
+CSRF protection is the double-submit kind: each browser gets a random token in a cookie that scripts of
+other origins can neither read nor set for us, and every form (and every script request that changes
+something) must send the same value back. Session cookies are HttpOnly, SameSite=Lax, and Secure where
+the hub is served over HTTPS (`secure_cookies`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from datenraum.hub.accounts import Role, User
+from datenraum.hub.audit import Actor
+from datenraum.hub.portal.i18n import LANGUAGES, choose_language, script_texts, texts_for
+from datenraum.hub.runtime import CSRF_COOKIE, SESSION_COOKIE, Hub, client_ip, csrf_matches
+
+__all__ = [
+    "LANGUAGE_COOKIE",
+    "STATIC",
+    "CsrfCookie",
+    "NotSignedIn",
+    "SecurityHeaders",
+    "actor",
+    "checked_form",
+    "error_page",
+    "hub_of",
+    "optional_user",
+    "redirect",
+    "render",
+    "require",
+]
+
+LANGUAGE_COOKIE = "dr_lang"
+STATIC = Path(__file__).with_name("static")
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+# Pages load scripts and styles from the hub only, and no other site may frame them (clickjacking).
+_SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class NotSignedIn(Exception):
+    """A page that needs a signed-in user was asked for without one; the app sends them to sign in."""
+
+
+class CsrfCookie:
+    """Give every browser a CSRF token cookie, and pages the value they must send back."""
+
+    def __init__(self, app: ASGIApp, *, secure: bool) -> None:
+        self.app = app
+        self.secure = secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        token = request.cookies.get(CSRF_COOKIE)
+        if token:
+            scope.setdefault("state", {})["csrf"] = token
+            await self.app(scope, receive, send)
+            return
+        token = secrets.token_urlsafe(32)
+        scope.setdefault("state", {})["csrf"] = token
+        cookie = f"{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+        if self.secure:
+            cookie += "; Secure"
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def hub_of(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+async def optional_user(request: Request) -> User | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    hub = hub_of(request)
+    return await hub.run(hub.users.session_user, token)
+
+
+def require(*roles: Role):
+    """A dependency: the signed-in user, who must hold one of `roles` (any role when none are named)."""
+
+    async def dependency(request: Request) -> User:
+        user = await optional_user(request)
+        if user is None:
+            raise NotSignedIn
+        if roles and not any(user.has(role) for role in roles):
+            raise HTTPException(403, "this page is not open to your role")
+        return user
+
+    return dependency
+
+
+async def checked_form(request: Request) -> FormData:
+    """The submitted form, once its CSRF token matched the browser's cookie."""
+    form = await request.form()
+    submitted = form.get("csrf")
+    if not csrf_matches(request, submitted if isinstance(submitted, str) else None):
+        raise HTTPException(403, "the form's security token is missing or expired; reload the page")
+    return form
+
+
+def actor(request: Request, user: User | None) -> Actor:
+    if user is None:
+        return Actor(None, "anonymous", client_ip(request))
+    return Actor(user.id, user.email, client_ip(request))
+
+
+def language(request: Request, user: User | None) -> str:
+    return choose_language(
+        user.language if user else None,
+        request.cookies.get(LANGUAGE_COOKIE),
+        request.headers.get("accept-language", ""),
+    )
+
+
+def render(
+    request: Request, template: str, user: User | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    lang = language(request, user)
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "user": user,
+            "lang": lang,
+            "languages": LANGUAGES,
+            "t": texts_for(lang),
+            "csrf": request.state.csrf,
+            "Role": Role,
+            "path": request.url.path,
+            "notice": _notice(request, lang),
+            "builder_texts": script_texts(lang),
+            **context,
+        },
+        status_code=status_code,
+    )
+
+
+async def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """An error as a page of the portal, in the reader's language, for a person's browser."""
+    return render(request, "error.html", await optional_user(request), status, message=message, status=status)
+
+
+def _notice(request: Request, lang: str) -> str | None:
+    key = request.query_params.get("notice", "")
+    return texts_for(lang).get(f"notice.{key}") if key else None
+
+
+def redirect(path: str, notice: str | None = None) -> RedirectResponse:
+    """A redirect after a successful form (303: the browser follows with GET), optionally with a notice.
+
+    The notice is a key of the interface texts, never free text, so that a crafted link cannot make the
+    portal show words of someone else's choosing.
+    """
+    target = path if notice is None else f"{path}{'&' if '?' in path else '?'}notice={quote(notice)}"
+    return RedirectResponse(target, status_code=303)

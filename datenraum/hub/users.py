@@ -1,0 +1,450 @@
+"""Portal accounts: registration, approval, passwords, sign-in, sessions, password reset and roles.
+
+A person registers (name, institution, e-mail, password) and can do nothing until the coordination
+office approves the account. Passwords are hashed with argon2id; session and reset tokens are random
+and stored only as SHA-256 hashes, like the API tokens (see `auth`). Failed sign-ins are counted per
+e-mail address and per client address, so that guessing is slowed down whether it aims at one account
+or at many. Every method is one transaction and records what it did in the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from datenraum.hub.accounts import AccountError, Role, User, load_user
+from datenraum.hub.audit import Actor, record
+from datenraum.hub.auth import USER_PREFIX, hash_secret, new_secret
+from datenraum.hub.db import (
+    Clock,
+    LoginAttemptRow,
+    PasswordResetRow,
+    SiteRow,
+    UserRoleRow,
+    UserRow,
+    WebSessionRow,
+    utcnow,
+)
+from datenraum.hub.outbox import Outbox
+from datenraum.hub.passwords import (
+    MIN_PASSWORD_LENGTH,
+    check_password,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+
+__all__ = [
+    "MIN_PASSWORD_LENGTH",
+    "Account",
+    "LoginThrottled",
+    "Registration",
+    "Status",
+    "Users",
+]
+
+SESSION_PREFIX = "drw_"
+RESET_PREFIX = "drp_"
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DISABLED = "disabled"
+
+
+class LoginThrottled(Exception):
+    """Too many failed sign-ins recently; `retry_after` says when to try again."""
+
+    def __init__(self, retry_after: dt.timedelta) -> None:
+        super().__init__("too many failed sign-ins; try again later")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    institution: str
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as the administrators' pages list them."""
+
+    id: int
+    email: str
+    name: str
+    institution: str
+    status: Status
+    created: dt.datetime
+    roles: tuple[tuple[Role, str | None], ...]  # (role, site name) pairs
+    has_password: bool
+    has_token: bool
+
+
+def _normal_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > 320 or not _EMAIL.fullmatch(email):
+        raise AccountError("email: not an e-mail address")
+    return email
+
+
+def _text(value: str, field: str, limit: int = 200) -> str:
+    value = " ".join(value.split())
+    if not value:
+        raise AccountError(f"{field}: must not be empty")
+    if len(value) > limit:
+        raise AccountError(f"{field}: at most {limit} characters")
+    return value
+
+
+class Users:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        outbox: Outbox,
+        *,
+        clock: Clock = utcnow,
+        session_lifetime: dt.timedelta = dt.timedelta(hours=12),
+        reset_lifetime: dt.timedelta = dt.timedelta(hours=1),
+        max_failed_logins: int = 5,
+        login_window: dt.timedelta = dt.timedelta(minutes=15),
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._clock = clock
+        self._session_lifetime = session_lifetime
+        self._reset_lifetime = reset_lifetime
+        self._max_failed = max_failed_logins
+        self._login_window = login_window
+
+    # Registration and approval
+
+    def register(self, registration: Registration, ip: str = "") -> int:
+        """A new pending account; the coordination office is told that one waits."""
+        email = _normal_email(registration.email)
+        name = _text(registration.name, "name")
+        institution = _text(registration.institution, "institution")
+        check_password(registration.password, email)
+        with self._sessions.begin() as session:
+            if session.scalar(sa.select(UserRow.id).where(UserRow.email == email)) is not None:
+                raise AccountError("email: an account with this address exists already")
+            row = UserRow(
+                email=email,
+                name=name,
+                institution=institution,
+                status=Status.PENDING.value,
+                password_hash=hash_password(registration.password),
+                created=self._clock(),
+            )
+            session.add(row)
+            session.flush()
+            session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
+            record(session, self._clock(), Actor(row.id, email, ip), "account.register", email)
+            return row.id
+
+    def set_status(self, actor: Actor, user_id: int, status: Status) -> None:
+        """Approve, reject, disable or re-enable an account; the person is told by message."""
+        with self._sessions.begin() as session:
+            row = self._user_row(session, user_id)
+            if row.id == actor.user_id and status != Status.APPROVED:
+                raise AccountError("status: administrators cannot lock themselves out")
+            row.status = status.value
+            if status != Status.APPROVED:
+                session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
+            record(session, self._clock(), actor, f"account.{status.value}", row.email)
+            if status == Status.APPROVED:
+                self._outbox.queue(
+                    session,
+                    row.email,
+                    "Datenraum: your account is approved",
+                    f"Hello {row.name},\n\nyour Datenraum account has been approved; you can sign in now.",
+                )
+
+    def grant(self, actor: Actor, user_id: int, role: Role, site: str | None = None) -> None:
+        with self._sessions.begin() as session:
+            row = self._user_row(session, user_id)
+            site_id = self._site_for_role(session, role, site)
+            exists = session.scalar(
+                sa.select(UserRoleRow.id).where(
+                    UserRoleRow.user_id == user_id,
+                    UserRoleRow.role == role.value,
+                    UserRoleRow.site_id.is_(None) if site_id is None else UserRoleRow.site_id == site_id,
+                )
+            )
+            if exists is None:
+                session.add(UserRoleRow(user_id=user_id, role=role.value, site_id=site_id))
+                record(session, self._clock(), actor, "role.grant", row.email, _role_text(role, site))
+
+    def revoke(self, actor: Actor, user_id: int, role: Role, site: str | None = None) -> None:
+        with self._sessions.begin() as session:
+            row = self._user_row(session, user_id)
+            if row.id == actor.user_id and role == Role.ADMIN:
+                raise AccountError("role: administrators cannot take their own administrator role")
+            site_id = self._site_for_role(session, role, site)
+            session.execute(
+                sa.delete(UserRoleRow).where(
+                    UserRoleRow.user_id == user_id,
+                    UserRoleRow.role == role.value,
+                    UserRoleRow.site_id.is_(None) if site_id is None else UserRoleRow.site_id == site_id,
+                )
+            )
+            record(session, self._clock(), actor, "role.revoke", row.email, _role_text(role, site))
+
+    def accounts(self, status: Status | None = None) -> list[Account]:
+        with self._sessions() as session:
+            statement = sa.select(UserRow).order_by(UserRow.created.desc(), UserRow.id.desc())
+            if status is not None:
+                statement = statement.where(UserRow.status == status.value)
+            rows = session.scalars(statement).all()
+            grants = session.execute(
+                sa.select(UserRoleRow.user_id, UserRoleRow.role, SiteRow.name)
+                .outerjoin(SiteRow, SiteRow.id == UserRoleRow.site_id)
+                .order_by(UserRoleRow.role, SiteRow.name)
+            ).all()
+            by_user: dict[int, list[tuple[Role, str | None]]] = {}
+            for user_id, role, site in grants:
+                by_user.setdefault(user_id, []).append((Role(role), site))
+            return [
+                Account(
+                    row.id,
+                    row.email,
+                    row.name,
+                    row.institution,
+                    Status(row.status),
+                    row.created,
+                    tuple(by_user.get(row.id, ())),
+                    row.password_hash is not None,
+                    row.token_hash is not None,
+                )
+                for row in rows
+            ]
+
+    # Signing in and out
+
+    def login(self, email: str, password: str, ip: str) -> str:
+        """A new session token for an approved account with this password.
+
+        Raises AccountError with one message for every kind of failure (unknown address, wrong password,
+        account not approved), so that the answer does not tell which addresses have accounts; the audit
+        log records the real reason.
+        """
+        email = email.strip().lower()
+        now = self._clock()
+        with self._sessions.begin() as session:
+            self._throttle(session, email, ip, now)
+            row = session.scalar(sa.select(UserRow).where(UserRow.email == email))
+            verified = verify_password(row.password_hash if row else None, password)
+            actor = Actor(row.id if row else None, email, ip)
+            if not verified or row is None:
+                session.add(LoginAttemptRow(at=now, email=email[:320], ip=ip[:64]))
+                record(session, now, actor, "login.failed", email, "wrong e-mail or password")
+                failure = AccountError("wrong e-mail address or password")
+            elif row.status != Status.APPROVED:
+                record(session, now, actor, "login.refused", email, f"account {row.status}")
+                failure = _not_active(Status(row.status))
+            else:
+                if needs_rehash(row.password_hash):
+                    row.password_hash = hash_password(password)
+                record(session, now, actor, "login", email)
+                return self._new_session(session, row.id, now)
+        raise failure
+
+    def login_external(self, subject: str, email: str, name: str, ip: str) -> str:
+        """A session for a person signed in by the identity provider (OpenID Connect).
+
+        The first sign-in links the provider's subject to the account with that e-mail address, or creates a
+        pending account; approval by the coordination office is needed either way.
+        """
+        email = _normal_email(email)
+        now = self._clock()
+        with self._sessions.begin() as session:
+            row = session.scalar(sa.select(UserRow).where(UserRow.oidc_subject == subject))
+            if row is None:
+                row = session.scalar(sa.select(UserRow).where(UserRow.email == email))
+                if row is not None and row.oidc_subject is None:
+                    row.oidc_subject = subject
+                elif row is None:
+                    row = UserRow(
+                        email=email,
+                        name=_text(name or email, "name"),
+                        institution="",
+                        status=Status.PENDING.value,
+                        oidc_subject=subject,
+                        created=now,
+                    )
+                    session.add(row)
+                    session.flush()
+                    session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
+                    record(
+                        session, now, Actor(row.id, email, ip), "account.register", email, "single sign-on"
+                    )
+                else:
+                    raise AccountError("this e-mail address belongs to another single sign-on identity")
+            actor = Actor(row.id, row.email, ip)
+            if row.status == Status.APPROVED:
+                record(session, now, actor, "login", row.email, "single sign-on")
+                return self._new_session(session, row.id, now)
+            record(session, now, actor, "login.refused", row.email, f"account {row.status}")
+            failure = _not_active(Status(row.status))
+        raise failure
+
+    def session_user(self, token: str) -> User | None:
+        """The approved user of a live session, or None."""
+        now = self._clock()
+        with self._sessions() as session:
+            row = session.scalar(
+                sa.select(UserRow)
+                .join(WebSessionRow, WebSessionRow.user_id == UserRow.id)
+                .where(
+                    WebSessionRow.token_hash == hash_secret(token),
+                    WebSessionRow.expires > now,
+                    UserRow.status == Status.APPROVED.value,
+                )
+            )
+            return None if row is None else load_user(session, row)
+
+    def logout(self, token: str, actor: Actor) -> None:
+        with self._sessions.begin() as session:
+            session.execute(sa.delete(WebSessionRow).where(WebSessionRow.token_hash == hash_secret(token)))
+            record(session, self._clock(), actor, "logout", actor.label)
+
+    # Passwords and tokens
+
+    def change_password(self, actor: Actor, current: str, new: str) -> None:
+        """Set a new password after checking the current one; other sessions of the user end."""
+        with self._sessions.begin() as session:
+            row = self._user_row(session, actor.user_id)
+            if not verify_password(row.password_hash, current):
+                record(session, self._clock(), actor, "password.change-failed", row.email)
+                failure = AccountError("current password: wrong password")
+            else:
+                check_password(new, row.email)
+                row.password_hash = hash_password(new)
+                session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
+                record(session, self._clock(), actor, "password.change", row.email)
+                return
+        raise failure
+
+    def request_reset(self, email: str, link_base: str, ip: str) -> None:
+        """Send a one-time link to set a new password, if the address has an account (nothing is said
+        either way, so that the form does not reveal which addresses have accounts)."""
+        email = email.strip().lower()
+        now = self._clock()
+        with self._sessions.begin() as session:
+            row = session.scalar(sa.select(UserRow).where(UserRow.email == email))
+            record(session, now, Actor(row.id if row else None, email, ip), "password.reset-request", email)
+            if row is None or row.status in (Status.REJECTED, Status.DISABLED):
+                return
+            token = new_secret(RESET_PREFIX)
+            session.add(
+                PasswordResetRow(
+                    token_hash=hash_secret(token),
+                    user_id=row.id,
+                    created=now,
+                    expires=now + self._reset_lifetime,
+                )
+            )
+            minutes = int(self._reset_lifetime.total_seconds() // 60)
+            self._outbox.queue(
+                session,
+                row.email,
+                "Datenraum: set a new password",
+                f"Hello {row.name},\n\nto set a new password for Datenraum, open this link within {minutes} "
+                f"minutes:\n\n{link_base}?token={token}\n\nIf you did not ask for this, ignore this message.",
+            )
+
+    def reset_password(self, token: str, new: str, ip: str) -> None:
+        """Set a new password with a one-time link; the link then stops working, as do older sessions."""
+        now = self._clock()
+        with self._sessions.begin() as session:
+            reset = session.get(PasswordResetRow, hash_secret(token), with_for_update=True)
+            if reset is None or reset.used is not None or reset.expires <= now:
+                raise AccountError("this link is invalid or has expired; ask for a new one")
+            row = self._user_row(session, reset.user_id)
+            check_password(new, row.email)
+            row.password_hash = hash_password(new)
+            reset.used = now
+            session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
+            record(session, now, Actor(row.id, row.email, ip), "password.reset", row.email)
+
+    def issue_token(self, actor: Actor) -> str:
+        """A new API token for the user (shown once); the previous one stops working."""
+        token = new_secret(USER_PREFIX)
+        with self._sessions.begin() as session:
+            row = self._user_row(session, actor.user_id)
+            row.token_hash = hash_secret(token)
+            record(session, self._clock(), actor, "token.issue", row.email)
+        return token
+
+    def set_language(self, user_id: int, language: str) -> None:
+        with self._sessions.begin() as session:
+            self._user_row(session, user_id).language = language
+
+    # Internals
+
+    def _new_session(self, session: Session, user_id: int, now: dt.datetime) -> str:
+        token = new_secret(SESSION_PREFIX)
+        session.execute(sa.delete(WebSessionRow).where(WebSessionRow.expires <= now))
+        session.add(
+            WebSessionRow(
+                token_hash=hash_secret(token),
+                user_id=user_id,
+                created=now,
+                expires=now + self._session_lifetime,
+            )
+        )
+        return token
+
+    def _throttle(self, session: Session, email: str, ip: str, now: dt.datetime) -> None:
+        since = now - self._login_window
+        session.execute(sa.delete(LoginAttemptRow).where(LoginAttemptRow.at <= since))
+        for column, value, limit in (
+            (LoginAttemptRow.email, email, self._max_failed),
+            # One address may serve many people (a hospital's proxy), so it gets more room than an account.
+            (LoginAttemptRow.ip, ip, self._max_failed * 4),
+        ):
+            attempts = session.scalars(
+                sa.select(LoginAttemptRow.at).where(column == value, LoginAttemptRow.at > since)
+            ).all()
+            if len(attempts) >= limit:
+                raise LoginThrottled(min(attempts) + self._login_window - now)
+
+    @staticmethod
+    def _user_row(session: Session, user_id: int | None) -> UserRow:
+        row = None if user_id is None else session.get(UserRow, user_id)
+        if row is None:
+            raise AccountError(f"no user with id {user_id}")
+        return row
+
+    @staticmethod
+    def _site_for_role(session: Session, role: Role, site: str | None) -> int | None:
+        if role != Role.SITE_ADMIN:
+            if site:
+                raise AccountError(f"site: only the {Role.SITE_ADMIN} role is for a site")
+            return None
+        if not site:
+            raise AccountError(f"site: the {Role.SITE_ADMIN} role needs a site")
+        site_id = session.scalar(sa.select(SiteRow.id).where(SiteRow.name == site))
+        if site_id is None:
+            raise AccountError(f"site: no site named {site!r}")
+        return site_id
+
+
+def _not_active(status: Status) -> AccountError:
+    if status == Status.PENDING:
+        return AccountError("this account is waiting for approval by the coordination office")
+    return AccountError("this account is not active; ask the coordination office")
+
+
+def _role_text(role: Role, site: str | None) -> str:
+    return f"{role.value} of {site}" if site else role.value
