@@ -12,12 +12,15 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.accounts import Accounts, Role
 from datenraum.hub.app import create_app
 from datenraum.hub.config import HubConfig
+from datenraum.hub.db import MIGRATIONS
 from datenraum.hub.service import Federation
 from datenraum.protocol.messages import API_PREFIX
 
@@ -153,3 +156,10 @@ class Researcher:
         )
         assert response.status_code == 200, response.text
         return response.json()
+
+
+def newest_revision() -> str:
+    """The schema revision that migrating to the newest migration ends at."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()

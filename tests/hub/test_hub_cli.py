@@ -22,7 +22,7 @@ from datenraum.hub.accounts import Role
 from datenraum.hub.auth import hash_secret
 from datenraum.hub.config import ConfigError, HubConfig, load_config
 
-from .helpers import HubFixture
+from .helpers import HubFixture, newest_revision
 
 
 def _hub(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -189,5 +189,5 @@ def test_serve_migrates_a_new_database_and_answers_over_http(tmp_path: Path) -> 
     finally:
         server.terminate()
         output = server.communicate(timeout=20)[0].decode()
-    assert "schema revision 0001" in output
+    assert f"schema revision {newest_revision()}" in output
     assert (tmp_path / "hub.db").exists()

@@ -1,0 +1,152 @@
+"""The portal in a real browser: Debian's chromium driven by Playwright, against a hub on PostgreSQL with
+three real site agents on their own synthetic stores, all as processes on 127.0.0.1.
+
+Playwright's own browser download is never used (it cannot run here, and CI must not fetch one): the
+browser is `/usr/bin/chromium`, which `scripts/setup` installs. Screenshots of each step go to
+`test-artifacts/e2e/` for people to look at after a CI run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from datenraum.local_federation import LocalFederation, Researcher
+from datenraum.site.ingest import ingest
+from datenraum.synth import generate
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
+# Without these, chromium tries to reach Google's services at start, which this machine's network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SITES = (("uk-nord", 1500, 11, 0), ("uk-sued", 1200, 22, 1), ("um-west", 1000, 33, 2))
+ADMIN = ("koordination@datenraum.example", "Koordinationsstelle-2026")
+HUB_SETTINGS = {
+    "DATENRAUM_HUB_MIN_SITES": "3",
+    "DATENRAUM_HUB_QUOTA_PER_MINUTE": "1000",
+    "DATENRAUM_HUB_QUOTA_PER_HOUR": "10000",
+    "DATENRAUM_HUB_QUOTA_PER_DAY": "100000",
+}
+AGENT_CONFIG = "[hub]\nwait = 5\nbackoff_initial = 0.1\nbackoff_cap = 0.5\n"
+
+
+@dataclass
+class Portal:
+    url: str
+    federation: LocalFederation
+    admin_token: str
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    from hub.conftest import PostgresServer  # tests/ is on sys.path: tests/hub is the package `hub`
+
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterator[Portal]:
+    workdir = tmp_path_factory.mktemp("portal")
+    postgres_server.execute("CREATE DATABASE portal_e2e")
+    federation = LocalFederation(
+        workdir, database_url=postgres_server.url("portal_e2e"), hub_env=HUB_SETTINGS
+    )
+    try:
+        stores = {}
+        for name, patients, seed, profile in SITES:
+            generate(workdir / f"{name}-data", patients, seed, workers=1, site_profile=profile)
+            ingest(workdir / f"{name}-store", [workdir / f"{name}-data"])
+            stores[name] = workdir / f"{name}-store"
+        credentials = federation.register(sites=list(stores))
+        token_file = workdir / "admin.token"
+        subprocess.run(
+            [sys.executable, "-m", "datenraum", "hub", "create-user", ADMIN[0], "--role", "admin"]
+            + ["--name", "Koordinationsstelle", "--password-stdin", "--token-file", str(token_file)],
+            input=ADMIN[1] + "\n",
+            env={**os.environ, **federation.hub_env},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        agent_config = workdir / "agent.toml"
+        agent_config.write_text(AGENT_CONFIG)
+        federation.start_hub()
+        for name, store in stores.items():
+            federation.start_agent(name, store, credentials[name], config=agent_config)
+        admin_token = token_file.read_text().strip()
+        researcher = Researcher(federation.url, admin_token)
+        researcher.wait_for_sites(list(stores))
+        researcher.close()
+        yield Portal(federation.url, federation, admin_token)
+    finally:
+        federation.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: run scripts/setup (package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Screenshots:
+    """Numbered screenshots of one test, kept as test artefacts."""
+
+    def __init__(self, test: str) -> None:
+        self.folder = ARTIFACTS / test
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for old in self.folder.glob("*.png"):
+            old.unlink()
+        self.taken = 0
+
+    def __call__(self, page, step: str) -> None:
+        self.taken += 1
+        page.screenshot(path=str(self.folder / f"{self.taken:02d}-{step}.png"), full_page=True)
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Screenshots:
+    return Screenshots(request.node.name)
+
+
+@pytest.fixture
+def new_page(browser):
+    """A page in a fresh browser context (no cookies): one person at one computer."""
+    contexts = []
+
+    def open_page(locale: str = "de-DE"):
+        context = browser.new_context(locale=locale, viewport={"width": 1366, "height": 900})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
