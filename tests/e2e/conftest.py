@@ -79,8 +79,10 @@ def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterato
         credentials = federation.register(sites=list(stores))
         token_file = workdir / "admin.token"
         subprocess.run(
-            [sys.executable, "-m", "datenraum", "hub", "create-user", ADMIN[0], "--role", "admin"]
-            + ["--name", "Koordinationsstelle", "--password-stdin", "--token-file", str(token_file)],
+            [
+                *(sys.executable, "-m", "datenraum", "hub", "create-user", ADMIN[0], "--role", "admin"),
+                *("--name", "Koordinationsstelle", "--password-stdin", "--token-file", str(token_file)),
+            ],
             input=ADMIN[1] + "\n",
             env={**os.environ, **federation.hub_env},
             check=True,
