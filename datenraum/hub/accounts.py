@@ -48,7 +48,7 @@ class User:
     roles: frozenset[Role]
     site_ids: frozenset[int] = frozenset()  # the sites a site administrator is responsible for
     name: str = ""
-    language: str = "de"
+    language: str | None = None  # None: the browser's choice
 
     def has(self, role: Role) -> bool:
         return role in self.roles

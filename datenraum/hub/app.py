@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException
 
-from datenraum.hub import researcher_api, site_api, workspace_api
+from datenraum.hub import concepts_api, researcher_api, site_api, workspace_api
 from datenraum.hub.accounts import Accounts
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
@@ -179,6 +179,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.include_router(site_api.router)
     app.include_router(researcher_api.router)
     app.include_router(workspace_api.router)
+    app.include_router(concepts_api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)

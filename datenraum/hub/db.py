@@ -97,7 +97,8 @@ class UserRow(Base):
     password_hash: Mapped[str | None] = mapped_column(sa.String(200))
     token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     oidc_subject: Mapped[str | None] = mapped_column(sa.String(300), unique=True)
-    language: Mapped[str] = mapped_column(sa.String(5), default="de")
+    # None: follow the browser's Accept-Language
+    language: Mapped[str | None] = mapped_column(sa.String(5))
     created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 

@@ -38,7 +38,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("status", sa.String(20), nullable=False, server_default="approved"))
         batch.add_column(sa.Column("password_hash", sa.String(200)))
         batch.add_column(sa.Column("oidc_subject", sa.String(300)))
-        batch.add_column(sa.Column("language", sa.String(5), nullable=False, server_default="de"))
+        batch.add_column(sa.Column("language", sa.String(5)))
         batch.alter_column("token_hash", existing_type=sa.String(64), nullable=True)
         batch.drop_column("role")
         batch.create_unique_constraint("uq_users_oidc_subject", ["oidc_subject"])
