@@ -28,7 +28,10 @@ from datenraum.query.model import StructuredQuery, parse_query, query_to_json
 __all__ = ["DEMO_PORT", "DEMO_QUERY", "DEMO_SITES", "DemoError", "DemoSite", "prepare_sites", "run"]
 
 DEMO_PORT = 8750
+# Portal accounts of the demo, with their passwords: a researcher and the coordination office.
 DEMO_USER = "researcher@demo.example"
+DEMO_ADMIN = "office@demo.example"
+DEMO_PASSWORDS = {DEMO_USER: "demo-researcher", DEMO_ADMIN: "demo-coordination"}
 
 
 class DemoError(RuntimeError):
@@ -205,7 +208,10 @@ def _print_directions(
     fed: LocalFederation, token: Path, query_file: Path, say: Callable[[str], None]
 ) -> None:
     auth = f'-H "Authorization: Bearer $(cat {shlex.quote(str(token))})"'
-    say(f"\nThe hub is at {fed.url} (API documentation: {fed.url}/docs).")
+    say(f"\nOpen the research portal in a browser: {fed.url}/")
+    say(f"  researcher:          {DEMO_USER} / {DEMO_PASSWORDS[DEMO_USER]}")
+    say(f"  coordination office: {DEMO_ADMIN} / {DEMO_PASSWORDS[DEMO_ADMIN]} (approves new registrations)")
+    say(f"The hub's API is at {fed.url}/api/v1 (documentation: {fed.url}/docs).")
     say(f"Researcher API token: {token}")
     say("Try it:")
     say(f"  curl -s {auth} {fed.url}/api/v1/sites")
@@ -251,7 +257,11 @@ def run(
     with LocalFederation(federation, port=port) as fed:
         try:
             fed.start_hub()
-            secrets = fed.register(sites=list(stores), users=[(DEMO_USER, "researcher")])
+            secrets = fed.register(
+                sites=list(stores),
+                users=[(DEMO_USER, "researcher"), (DEMO_ADMIN, "admin")],
+                passwords=DEMO_PASSWORDS,
+            )
             for name, store in stores.items():
                 fed.start_agent(name, store, secrets[name], state=store.parent / "agent")
             token = secrets[DEMO_USER]

@@ -162,18 +162,33 @@ class LocalFederation:
         path.unlink(missing_ok=True)
         return path
 
-    def register(self, sites: list[str] = (), users: list[tuple[str, str]] = ()) -> dict[str, Path]:
-        """Register sites and create users (email, role) at the hub, all at once; the files holding their
-        new credentials and API tokens, by site name and email."""
+    def register(
+        self,
+        sites: list[str] = (),
+        users: list[tuple[str, str]] = (),
+        passwords: dict[str, str] | None = None,
+    ) -> dict[str, Path]:
+        """Register sites and create users (email, role) at the hub, all at once, users with a portal
+        password where `passwords` has one; the files holding their new credentials and API tokens, by
+        site name and email."""
         files = {name: self._secret_file(name, "credential") for name in sites}
         files.update({email: self._secret_file(email, "token") for email, _role in users})
+        password_files = {}
+        for email, password in (passwords or {}).items():
+            password_files[email] = self._secret_file(email, "password")
+            password_files[email].write_text(password + "\n")
         self._hub_commands(
             *(["add-site", name, "--credential-file", str(files[name])] for name in sites),
             *(
-                ["create-user", email, "--role", role, "--token-file", str(files[email])]
+                [
+                    *("create-user", email, "--role", role, "--token-file", str(files[email])),
+                    *(("--password-file", str(password_files[email])) if email in password_files else ()),
+                ]
                 for email, role in users
             ),
         )
+        for path in password_files.values():
+            path.unlink()
         return files
 
     def start_agent(

@@ -178,21 +178,22 @@ def revoke_site_command(config: HubConfig, name: str) -> None:
 )
 @click.option("--name", default="", help="The person's name, as the portal shows it.")
 @click.option(
-    "--password-stdin",
-    is_flag=True,
-    help="Read a portal password from standard input (one line), so the person can also sign in.",
+    "--password-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read a portal password from the first line of this file ('-': standard input), so the person can "
+    "also sign in to the portal.",
 )
 @click.option(
     "--token-file", type=click.Path(dir_okay=False, path_type=Path), help="Write it here (mode 0600)."
 )
 @_with_config
 def create_user_command(
-    config: HubConfig, email: str, role: str, name: str, password_stdin: bool, token_file: Path | None
+    config: HubConfig, email: str, role: str, name: str, password_file: Any, token_file: Path | None
 ) -> None:
     """Create an approved user and issue their API token (e.g. the first coordination-office admin)."""
     from datenraum.hub.accounts import Role
 
-    password = click.get_text_stream("stdin").readline().rstrip("\r\n") if password_stdin else None
+    password = password_file.readline().rstrip("\r\n") if password_file is not None else None
     with _accounts(config) as accounts:
         token = accounts.create_user(email, Role(role), name=name, password=password)
     _hand_out(token, f"API token of {email} ({role})", token_file)

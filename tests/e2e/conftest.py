@@ -81,7 +81,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterato
         subprocess.run(
             [
                 *(sys.executable, "-m", "datenraum", "hub", "create-user", ADMIN[0], "--role", "admin"),
-                *("--name", "Koordinationsstelle", "--password-stdin", "--token-file", str(token_file)),
+                *("--name", "Koordinationsstelle", "--password-file", "-", "--token-file", str(token_file)),
             ],
             input=ADMIN[1] + "\n",
             env={**os.environ, **federation.hub_env},

@@ -26,6 +26,8 @@ def test_the_demo_asks_every_site_through_the_hub_and_says_how_to_go_on(tmp_path
         assert f"  {site.name} " in output
     assert "  all 3 sites " in output
     assert 'curl -s -H "Authorization: Bearer $(cat ' in output
+    assert "Open the research portal in a browser: http://127.0.0.1:" in output
+    assert f"{demo.DEMO_USER} / {demo.DEMO_PASSWORDS[demo.DEMO_USER]}" in output
     assert (tmp_path / "federation" / "query.json").exists()
 
 

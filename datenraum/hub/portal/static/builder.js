@@ -350,6 +350,22 @@
     );
   }
 
+  // A group offers its own search only when asked, so that the page stays short.
+  function groupAdder(list, groupIndex) {
+    const label = list === "inclusion" ? text("builder.add_or") : text("builder.add_and");
+    const button = h("button", {
+      type: "button",
+      class: "secondary small add-to-group",
+      text: `+ ${label}`,
+      onclick: () => {
+        const box = searchBox(label, (concept) => addCriterion(list, groupIndex, concept));
+        button.replaceWith(box);
+        box.querySelector("input").focus();
+      },
+    });
+    return button;
+  }
+
   function render() {
     for (const list of ["inclusion", "exclusion"]) {
       const inner = list === "inclusion" ? text("builder.or") : text("builder.and");
@@ -365,9 +381,7 @@
               criterionIndex > 0 ? h("p", { class: "joiner inner", text: inner }) : null,
               criterionCard(list, groupIndex, criterion, criterionIndex),
             ]),
-            searchBox(list === "inclusion" ? text("builder.add_or") : text("builder.add_and"), (concept) =>
-              addCriterion(list, groupIndex, concept),
-            ),
+            groupAdder(list, groupIndex),
           ),
         ]).filter(Boolean),
       );
