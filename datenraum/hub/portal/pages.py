@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -248,15 +249,27 @@ async def queries_page(request: Request, user: QueryingUser) -> Response:
 # --- coordination office ----------------------------------------------------------------------------
 
 
+async def _accounts_view(
+    request: Request, user: User, status_code: int = 200, status: Status | None = None, **context: object
+) -> Response:
+    hub = hub_of(request)
+    return render(
+        request,
+        "admin_accounts.html",
+        user,
+        status_code,
+        accounts=await hub.run(hub.users.accounts, status),
+        status=status,
+        sites=await hub.run(hub.sites.sites),
+        statuses=Status,
+        **context,
+    )
+
+
 @router.get("/admin/accounts", response_class=HTMLResponse)
 async def accounts_page(request: Request, user: Admin, status: str = "") -> Response:
-    hub = hub_of(request)
     chosen = Status(status) if status in {s.value for s in Status} else None
-    accounts = await hub.run(hub.users.accounts, chosen)
-    sites = await hub.run(hub.sites.sites)
-    return render(
-        request, "admin_accounts.html", user, accounts=accounts, status=chosen, sites=sites, statuses=Status
-    )
+    return await _accounts_view(request, user, status=chosen)
 
 
 @router.post("/admin/accounts/{user_id}/status")
@@ -267,7 +280,7 @@ async def set_status(request: Request, user: Admin, user_id: int) -> Response:
         status = Status(_text(form, "status"))
         await hub.run(hub.users.set_status, actor(request, user), user_id, status)
     except (AccountError, ValueError) as error:
-        return await _accounts_error(request, user, str(error))
+        return await _accounts_view(request, user, 400, error=str(error))
     return redirect("/admin/accounts", f"status-{status.value}")
 
 
@@ -281,31 +294,18 @@ async def change_roles(request: Request, user: Admin, user_id: int) -> Response:
         change = hub.users.grant if _text(form, "change") == "grant" else hub.users.revoke
         await hub.run(change, actor(request, user), user_id, role, site)
     except (AccountError, ValueError) as error:
-        return await _accounts_error(request, user, str(error))
+        return await _accounts_view(request, user, 400, error=str(error))
     return redirect("/admin/accounts", "roles-changed")
 
 
-async def _accounts_error(request: Request, user: User, error: str) -> Response:
+async def _all_sites_view(request: Request, user: User, status: int = 200, **context: object) -> Response:
     hub = hub_of(request)
-    accounts = await hub.run(hub.users.accounts, None)
-    sites = await hub.run(hub.sites.sites)
-    return render(
-        request,
-        "admin_accounts.html",
-        user,
-        400,
-        accounts=accounts,
-        status=None,
-        sites=sites,
-        statuses=Status,
-        error=error,
-    )
+    return render(request, "admin_sites.html", user, status, sites=await hub.run(hub.sites.sites), **context)
 
 
 @router.get("/admin/sites", response_class=HTMLResponse)
 async def sites_page(request: Request, user: Admin) -> Response:
-    hub = hub_of(request)
-    return render(request, "admin_sites.html", user, sites=await hub.run(hub.sites.sites))
+    return await _all_sites_view(request, user)
 
 
 @router.post("/admin/sites", response_class=HTMLResponse)
@@ -316,16 +316,14 @@ async def add_site(request: Request, user: Admin) -> Response:
     try:
         credential = await hub.run(hub.accounts.add_site, name, actor(request, user))
     except AccountError as error:
-        sites = await hub.run(hub.sites.sites)
-        return render(request, "admin_sites.html", user, 400, sites=sites, error=str(error), name=name)
-    sites = await hub.run(hub.sites.sites)
-    return render(request, "admin_sites.html", user, sites=sites, credential=(name, credential))
+        return await _all_sites_view(request, user, 400, error=str(error), name=name)
+    return await _all_sites_view(request, user, credential=(name, credential))
 
 
 @router.post("/admin/sites/{name}/{change}", response_class=HTMLResponse)
 async def change_site(request: Request, user: Admin, name: str, change: str) -> Response:
     await checked_form(request)
-    return await _change_site(request, user, name, change, "admin_sites.html")
+    return await _change_site(request, user, name, change, _all_sites_view)
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
@@ -359,38 +357,40 @@ async def outbox_page(request: Request, user: Admin) -> Response:
 # --- site administrators ----------------------------------------------------------------------------
 
 
-@router.get("/site-admin", response_class=HTMLResponse)
-async def site_admin_page(request: Request, user: SiteAdmin) -> Response:
+async def _own_sites_view(request: Request, user: User, **context: object) -> Response:
     hub = hub_of(request)
     sites = [site for site in await hub.run(hub.sites.sites) if site.id in user.site_ids]
     logs = {site.name: await hub.run(hub.sites.task_log, site.id) for site in sites}
-    return render(request, "site_admin.html", user, sites=sites, logs=logs)
+    return render(request, "site_admin.html", user, sites=sites, logs=logs, **context)
+
+
+@router.get("/site-admin", response_class=HTMLResponse)
+async def site_admin_page(request: Request, user: SiteAdmin) -> Response:
+    return await _own_sites_view(request, user)
 
 
 @router.post("/site-admin/{name}/{change}", response_class=HTMLResponse)
 async def site_admin_change(request: Request, user: SiteAdmin, name: str, change: str) -> Response:
     await checked_form(request)
-    return await _change_site(request, user, name, change, "site_admin.html")
+    return await _change_site(request, user, name, change, _own_sites_view)
 
 
-async def _change_site(request: Request, user: User, name: str, change: str, template: str) -> Response:
-    """Rotate, revoke or re-activate a site's credential, for the coordination office or that site's
-    administrator; a new credential is shown once, on the page that asked for it."""
+async def _change_site(
+    request: Request, user: User, name: str, change: str, view: Callable[..., Awaitable[Response]]
+) -> Response:
+    """Rotate or revoke a site's credential (rotating re-activates a revoked site), for the coordination
+    office or that site's administrator; a new credential is shown once, on the page that asked for it."""
     hub = hub_of(request)
-    sites = await hub.run(hub.sites.sites)
-    site = next((site for site in sites if site.name == name), None)
+    site = next((site for site in await hub.run(hub.sites.sites) if site.name == name), None)
     if site is None or not (user.has(Role.ADMIN) or site.id in user.site_ids):
         return render(request, "error.html", user, 404, message="no such site")
-    credential = None
     if change == "rotate":
-        credential = (name, await hub.run(hub.accounts.rotate_site, name, actor(request, user)))
-    elif change == "revoke":
+        return await view(
+            request,
+            user,
+            credential=(name, await hub.run(hub.accounts.rotate_site, name, actor(request, user))),
+        )
+    if change == "revoke":
         await hub.run(hub.accounts.revoke_site, name, actor(request, user))
-    else:
-        return render(request, "error.html", user, 404, message="no such change")
-    sites = await hub.run(hub.sites.sites)
-    if template == "site_admin.html":
-        own = [site for site in sites if site.id in user.site_ids]
-        logs = {site.name: await hub.run(hub.sites.task_log, site.id) for site in own}
-        return render(request, template, user, sites=own, logs=logs, credential=credential)
-    return render(request, template, user, sites=sites, credential=credential)
+        return await view(request, user)
+    return render(request, "error.html", user, 404, message="no such change")
