@@ -489,18 +489,21 @@ _CODE_SEPARATORS = re.compile(r"[\s.\-_]+")
 _DIGRAPHS = (("ae", "a"), ("oe", "o"), ("ue", "u"))
 
 
-def _fold(text: str) -> str:
-    """Case, accents and German spelling variants folded away: Hämoglobin = Haemoglobin = Hamoglobin,
-    Straße = Strasse (casefold turns ß into ss)."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+@functools.lru_cache(maxsize=1 << 17)
+def _fold(word: str) -> str:
+    """Accents and German spelling variants folded away: Hämoglobin = Haemoglobin = Hamoglobin.
+    Cached per word: a catalogue repeats its words far more often than it has different ones."""
+    folded = unicodedata.normalize("NFKD", word)
+    if not folded.isascii():
+        folded = "".join(c for c in folded if not unicodedata.combining(c))
     for digraph, vowel in _DIGRAPHS:
         folded = folded.replace(digraph, vowel)
     return folded
 
 
 def _words(text: str) -> list[str]:
-    return _WORD.findall(_fold(text))
+    """The folded words of a text; casefold first turns ß into ss, NFC keeps a decomposed ä one letter."""
+    return [_fold(word) for word in _WORD.findall(unicodedata.normalize("NFC", text.casefold()))]
 
 
 def _code_key(code: str) -> str:
@@ -597,7 +600,7 @@ class ConceptIndex:
             kinds.setdefault(concept.kind, []).append(number)
         self._fields = {field: _PrefixTable(postings, size) for field, postings in fields.items()}
         self._codes = _PrefixTable(codes, size)
-        self._exact_codes = {key: _bits(ids, size) for key, ids in codes.items()}
+        self._exact_codes = {key: tuple(ids) for key, ids in codes.items()}
         self._kinds = {kind: _bits(ids, size) for kind, ids in kinds.items()}
 
     def __len__(self) -> int:
@@ -651,7 +654,7 @@ class ConceptIndex:
         key = _code_key(text)
         if not key:
             return []
-        exact = self._exact_codes.get(key, 0)
+        exact = sum(1 << number for number in self._exact_codes.get(key, ()))
         # A code always has a digit; without one, "c" or "dia" would list every code starting with it.
         prefix = self._codes.bits(key) if any(c.isdigit() for c in key) else 0
         return [exact, prefix]
