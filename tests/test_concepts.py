@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 
 import orjson
@@ -646,3 +647,11 @@ def test_a_missing_catalogue_file_is_refused_naming_it(own_catalogue: Path) -> N
     (own_catalogue / "ops.tsv").unlink()
     with pytest.raises(CatalogueError, match=r"ops\.tsv: cannot be read"):
         load_catalogue(own_catalogue)
+
+
+def test_a_concept_picked_from_the_results_is_found_again_by_context_system_and_code() -> None:
+    picked = concept_index().search("Metformin")[1]
+    again = concept_index().concept(picked.context.code, picked.term.system, picked.term.code)
+    assert again == picked
+    with pytest.raises(LookupError, match=re.escape("no concept http://loinc.org|E11 in context 'Diagnose'")):
+        concept_index().concept("Diagnose", LOINC, "E11")

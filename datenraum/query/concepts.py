@@ -628,9 +628,17 @@ class ConceptIndex:
         self._codes = _PrefixTable(codes, size)
         self._exact_codes = {key: tuple(ids) for key, ids in codes.items()}
         self._kinds = {kind: _bits(ids, size) for kind, ids in kinds.items()}
+        self._by_key = {(c.context.code, c.term.system, c.term.code): c for c in self._concepts}
 
     def __len__(self) -> int:
         return len(self._concepts)
+
+    def concept(self, context: str, system: str, code: str) -> Concept:
+        """The concept a page picked earlier, by its context code, code system and code."""
+        try:
+            return self._by_key[(context, system, code)]
+        except KeyError:
+            raise LookupError(f"no concept {system}|{code} in context {context!r}") from None
 
     def search(
         self, text: str, *, language: str = "de", limit: int = 20, kinds: Iterable[str] | None = None
