@@ -27,6 +27,7 @@ import unicodedata
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 
 import orjson
 
@@ -51,6 +52,7 @@ __all__ = [
     "KINDS",
     "LANGUAGES",
     "MAX_SEARCH_LENGTH",
+    "SHIPPED",
     "AgeOption",
     "AttributeOption",
     "CatalogueError",
@@ -73,6 +75,8 @@ LANGUAGES = ("de", "en")
 #: Longer text is no search a person types; refusing it keeps every search fast.
 MAX_SEARCH_LENGTH = 200
 _CONTEXT_SYSTEM = "fdpg.mii.cds"
+#: The catalogue shipped with the package.
+SHIPPED: Traversable = importlib.resources.files("datenraum.query").joinpath("concepts")
 _AGE_UNITS = ("a", "mo", "wk")
 
 
@@ -186,8 +190,11 @@ class Concept:
 # --- the catalogue ----------------------------------------------------------------------------------
 
 
-def _data(name: str) -> bytes:
-    return importlib.resources.files("datenraum.query").joinpath("concepts", name).read_bytes()
+def _read(folder: Traversable, name: str) -> bytes:
+    try:
+        return folder.joinpath(name).read_bytes()
+    except OSError as error:
+        raise CatalogueError(f"{name}: cannot be read ({error.strerror or error})") from None
 
 
 def _value_concepts(raw: list[dict], where: str) -> tuple[ValueConcept, ...]:
@@ -197,19 +204,22 @@ def _value_concepts(raw: list[dict], where: str) -> tuple[ValueConcept, ...]:
         raise CatalogueError(f"{where}: every value needs system, code, de and en ({error})") from None
 
 
-def _rows(name: str) -> Iterable[tuple[int, dict[str, str]]]:
-    text = _data(name).decode("utf-8")
+def _rows(folder: Traversable, name: str) -> Iterable[tuple[int, dict[str, str]]]:
+    try:
+        text = _read(folder, name).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CatalogueError(f"{name}: not UTF-8 text (byte {error.start})") from None
     reader = csv.DictReader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
     required = {"code", "level", "weight", "display_de", "display_en", "synonyms"}
     missing = required - set(reader.fieldnames or ())
     if missing:
-        raise CatalogueError(f"concepts/{name}, line 1: missing columns {', '.join(sorted(missing))}")
+        raise CatalogueError(f"{name}, line 1: missing columns {', '.join(sorted(missing))}")
     for line, row in enumerate(reader, start=2):
         if None in row or any(value is None for value in row.values()):
-            raise CatalogueError(f"concepts/{name}, line {line}: expected {len(reader.fieldnames)} fields")
+            raise CatalogueError(f"{name}, line {line}: expected {len(reader.fieldnames)} fields")
         for field in ("code", "display_de", "display_en"):
             if not row[field].strip():
-                raise CatalogueError(f"concepts/{name}, line {line}, {field}: must not be empty")
+                raise CatalogueError(f"{name}, line {line}, {field}: must not be empty")
         yield line, row
 
 
@@ -218,7 +228,7 @@ def _number(row: dict[str, str], field: str, name: str, line: int) -> int:
         return int(row[field])
     except ValueError:
         raise CatalogueError(
-            f"concepts/{name}, line {line}, {field}: expected a whole number, got {row[field]!r}"
+            f"{name}, line {line}, {field}: expected a whole number, got {row[field]!r}"
         ) from None
 
 
@@ -226,14 +236,15 @@ def _quantity(unit: str, name: str, line: int) -> QuantityOption:
     try:
         units = tuple(u.unit for u in comparable_units(unit))
     except UnknownUnit as error:
-        raise CatalogueError(f"concepts/{name}, line {line}, unit: {error}") from None
+        raise CatalogueError(f"{name}, line {line}, unit: {error}") from None
     return QuantityOption(units, unit)
 
 
 class _Builder:
     """Turns catalogue rows into concepts, deriving each concept's options from the mapping."""
 
-    def __init__(self, meta: dict, mapping: Mapping) -> None:
+    def __init__(self, folder: Traversable, meta: dict, mapping: Mapping) -> None:
+        self.folder = folder
         self.meta = meta
         self.mapping = mapping
         self.value_concepts = {
@@ -287,7 +298,7 @@ class _Builder:
         kind = catalogue["kind"]
         if kind not in KINDS:
             raise CatalogueError(f"catalogues.json: {name} has kind {kind!r}, not one of {', '.join(KINDS)}")
-        for line, row in _rows(name):
+        for line, row in _rows(self.folder, name):
             term = TermCode(system, row["code"].strip(), row["display_de"])
             for context_name in catalogue["contexts"]:
                 context, context_de, context_en, mapped = self.context(context_name)
@@ -316,12 +327,17 @@ class _Builder:
             patient_term = mapped.terms.get(term.key())
             if patient_term is None:
                 raise CatalogueError(
-                    f"concepts/{name}, line {line}, code: {term.code} is not a Patient term of mapping.json"
+                    f"{name}, line {line}, code: {term.code} is not a Patient term of mapping.json"
                 )
             if patient_term.kind == "age":
                 return AgeOption(), (), False
             if patient_term.kind == "gender":
-                return ConceptOption(self.value_concepts[f"{term.system}|{term.code}"]), (), False
+                values = self.value_concepts.get(f"{term.system}|{term.code}")
+                if not values:
+                    raise CatalogueError(
+                        f"catalogues.json value_concepts: no values for {term.system}|{term.code}"
+                    )
+                return ConceptOption(values), (), False
             return None, (), False
         value_filter: ValueOption | None = None
         if mapped.value is not None:
@@ -363,18 +379,28 @@ class _Builder:
                 kind="consent",
                 system_label=spec["label"],
                 level=2,
-                weight=2 if number == 0 else 1,
+                weight=1,
                 synonyms=tuple(spec["synonyms"]),
             )
 
 
 @functools.cache
-def load_catalogue() -> tuple[Concept, ...]:
-    """Every concept of the shipped catalogue (read once); raises CatalogueError for a broken file."""
-    meta = orjson.loads(_data("catalogues.json"))
-    builder = _Builder(meta, load_mapping())
-    concepts = [c for catalogue in meta["catalogues"] for c in builder.concepts(catalogue)]
-    concepts.extend(builder.combined_consents())
+def load_catalogue(folder: Traversable = SHIPPED) -> tuple[Concept, ...]:
+    """Every concept of the catalogue in `folder` (the shipped one by default; a site may keep fuller
+    lists in a folder of its own, see concepts/SOURCE.md), read once. Raises CatalogueError naming the
+    file, line and field of a problem."""
+    try:
+        meta = orjson.loads(_read(folder, "catalogues.json"))
+    except orjson.JSONDecodeError as error:
+        raise CatalogueError(
+            f"catalogues.json, line {error.lineno}, column {error.colno}: malformed JSON ({error.msg})"
+        ) from None
+    try:
+        builder = _Builder(folder, meta, load_mapping())
+        concepts = [c for catalogue in meta["catalogues"] for c in builder.concepts(catalogue)]
+        concepts.extend(builder.combined_consents())
+    except KeyError as error:
+        raise CatalogueError(f"catalogues.json: missing key {error}") from None
     return tuple(concepts)
 
 
@@ -489,18 +515,21 @@ _CODE_SEPARATORS = re.compile(r"[\s.\-_]+")
 _DIGRAPHS = (("ae", "a"), ("oe", "o"), ("ue", "u"))
 
 
-def _fold(text: str) -> str:
-    """Case, accents and German spelling variants folded away: Hämoglobin = Haemoglobin = Hamoglobin,
-    Straße = Strasse (casefold turns ß into ss)."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+@functools.lru_cache(maxsize=1 << 17)
+def _fold(word: str) -> str:
+    """Accents and German spelling variants folded away: Hämoglobin = Haemoglobin = Hamoglobin.
+    Cached per word: a catalogue repeats its words far more often than it has different ones."""
+    folded = unicodedata.normalize("NFKD", word)
+    if not folded.isascii():
+        folded = "".join(c for c in folded if not unicodedata.combining(c))
     for digraph, vowel in _DIGRAPHS:
         folded = folded.replace(digraph, vowel)
     return folded
 
 
 def _words(text: str) -> list[str]:
-    return _WORD.findall(_fold(text))
+    """The folded words of a text; casefold first turns ß into ss, NFC keeps a decomposed ä one letter."""
+    return [_fold(word) for word in _WORD.findall(unicodedata.normalize("NFC", text.casefold()))]
 
 
 def _code_key(code: str) -> str:
@@ -597,11 +626,19 @@ class ConceptIndex:
             kinds.setdefault(concept.kind, []).append(number)
         self._fields = {field: _PrefixTable(postings, size) for field, postings in fields.items()}
         self._codes = _PrefixTable(codes, size)
-        self._exact_codes = {key: _bits(ids, size) for key, ids in codes.items()}
+        self._exact_codes = {key: tuple(ids) for key, ids in codes.items()}
         self._kinds = {kind: _bits(ids, size) for kind, ids in kinds.items()}
+        self._by_key = {(c.context.code, c.term.system, c.term.code): c for c in self._concepts}
 
     def __len__(self) -> int:
         return len(self._concepts)
+
+    def concept(self, context: str, system: str, code: str) -> Concept:
+        """The concept a page picked earlier, by its context code, code system and code."""
+        try:
+            return self._by_key[(context, system, code)]
+        except KeyError:
+            raise LookupError(f"no concept {system}|{code} in context {context!r}") from None
 
     def search(
         self, text: str, *, language: str = "de", limit: int = 20, kinds: Iterable[str] | None = None
@@ -651,7 +688,7 @@ class ConceptIndex:
         key = _code_key(text)
         if not key:
             return []
-        exact = self._exact_codes.get(key, 0)
+        exact = sum(1 << number for number in self._exact_codes.get(key, ()))
         # A code always has a digit; without one, "c" or "dia" would list every code starting with it.
         prefix = self._codes.bits(key) if any(c.isdigit() for c in key) else 0
         return [exact, prefix]
