@@ -84,11 +84,6 @@ def concept_json(concept: Concept, language: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _by_term() -> dict[tuple[str, str, str], Concept]:
-    return {(c.context.code, c.term.system, c.term.code): c for c in load_catalogue()}
-
-
-@functools.cache
 def _by_context_and_system() -> dict[tuple[str, str], Concept]:
     """One catalogue concept per context and code system: the pattern for codes the catalogue lacks."""
     patterns: dict[tuple[str, str], Concept] = {}
@@ -115,9 +110,10 @@ def _resolve(criterion: Any, index: int, language: str) -> dict[str, Any]:
     system, code, context_code = term.get("system"), term.get("code"), context.get("code")
     if not all(isinstance(value, str) for value in (system, code, context_code)):
         raise HTTPException(422, f"{where}: context.code, termCodes[0].system and .code must be strings")
-    known = _by_term().get((context_code, system, code))
-    if known is not None:
-        return concept_json(known, language)
+    try:
+        return concept_json(concept_index().concept(context_code, system, code), language)
+    except LookupError:
+        pass
     pattern = _by_context_and_system().get((context_code, system))
     if pattern is None:
         raise HTTPException(
