@@ -66,6 +66,11 @@
 
   // --- criteria search -------------------------------------------------------------------------
 
+  // A medication is asked for as administered, prescribed or taken (three contexts): say which.
+  function kindLabel(concept) {
+    return concept.kind === "medication" ? concept.contextDisplay : text(`kind.${concept.kind}`);
+  }
+
   function searchBox(label, onPick) {
     const id = `search-${nextId++}`;
     const input = h("input", {
@@ -140,7 +145,7 @@
             },
             h("span", { class: "concept-display", text: concept.display }),
             h("span", { class: "concept-code", text: `${concept.systemLabel} ${concept.termCode.code}` }),
-            h("span", { class: `badge kind-${concept.kind}`, text: text(`kind.${concept.kind}`) }),
+            h("span", { class: `badge kind-${concept.kind}`, text: kindLabel(concept) }),
           ),
         ),
       );
@@ -333,7 +338,7 @@
       h(
         "header",
         {},
-        h("span", { class: `badge kind-${concept.kind}`, text: text(`kind.${concept.kind}`) }),
+        h("span", { class: `badge kind-${concept.kind}`, text: kindLabel(concept) }),
         h("strong", { class: "concept-display", text: concept.display }),
         h("span", { class: "concept-code", text: `${concept.systemLabel} ${concept.termCode.code}` }),
         h("button", {
