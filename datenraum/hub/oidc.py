@@ -237,10 +237,9 @@ class RelyingParty:
                 authorization_endpoint=_text(document, "authorization_endpoint"),
                 token_endpoint=_text(document, "token_endpoint"),
                 jwks_uri=_text(document, "jwks_uri"),
-                userinfo_endpoint=document.get("userinfo_endpoint"),
-                auth_methods=tuple(
-                    document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
-                ),
+                userinfo_endpoint=_optional_text(document, "userinfo_endpoint"),
+                # RFC 8414 2: a provider that does not say takes client_secret_basic.
+                auth_methods=_texts(document, "token_endpoint_auth_methods_supported", "client_secret_basic"),
             )
         except ValueError as error:
             raise SignInFailed(Reason.PROVIDER_ERROR, f"discovery {url}: {error}") from None
@@ -249,7 +248,7 @@ class RelyingParty:
                 Reason.PROVIDER_ERROR,
                 f"discovery {url}: names the issuer {provider.issuer!r}, not {issuer!r}",
             )
-        if "S256" not in document.get("code_challenge_methods_supported", ["S256"]):
+        if "S256" not in _texts(document, "code_challenge_methods_supported", "S256"):
             raise SignInFailed(
                 Reason.PROVIDER_ERROR, f"discovery {url}: the provider does not offer PKCE S256"
             )
@@ -343,6 +342,10 @@ class RelyingParty:
                 Reason.BAD_TOKEN, f"the ID token is signed with {algorithm!r}, not {ALGORITHMS}"
             )
         key = await self._key(client, provider, str(header.get("kid", "")))
+        if key.algorithm_name != algorithm:
+            raise SignInFailed(
+                Reason.BAD_TOKEN, f"the ID token says {algorithm}, its key is {key.algorithm_name}"
+            )
         try:
             claims = jwt.decode(
                 token,
@@ -406,6 +409,16 @@ def _text(document: Mapping[str, Any], field: str) -> str:
     return value
 
 
+def _optional_text(document: Mapping[str, Any], field: str) -> str | None:
+    value = document.get(field)
+    return value if isinstance(value, str) and value else None
+
+
+def _texts(document: Mapping[str, Any], field: str, default: str) -> tuple[str, ...]:
+    value = document.get(field, [default])
+    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else (default,)
+
+
 def _identity(claims: Mapping[str, Any]) -> Identity:
     email = claims.get("email")
     if not isinstance(email, str) or not email:
@@ -418,4 +431,4 @@ def _identity(claims: Mapping[str, Any]) -> Identity:
         raise SignInFailed(Reason.EMAIL_UNVERIFIED, f"the provider has not verified {email}")
     given = " ".join(str(claims[part]) for part in ("given_name", "family_name") if claims.get(part))
     name = claims.get("name") or given or claims.get("preferred_username") or ""
-    return Identity(subject=claims["sub"], email=email, name=str(name))
+    return Identity(subject=claims["sub"], email=email, name=str(name)[:200])

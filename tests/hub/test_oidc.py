@@ -19,7 +19,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus, urlencode, urlsplit
@@ -103,6 +103,7 @@ class Provider:
     auth_methods: tuple[str, ...] = ("client_secret_basic",)
     claims: dict[str, Any] = field(default_factory=dict)  # changes to the ID token; None removes a claim
     email_in_id_token: bool = True
+    userinfo_subject: str | None = None  # whom userinfo answers about, if not the signed-in person
     sign_with: SigningKey | None = None  # instead of the newest published key
     failing: bool = False  # the token endpoint answers 503, as behind a proxy whose backend is down
     grants: dict[str, Grant] = field(default_factory=dict)
@@ -207,7 +208,7 @@ class Provider:
             return JSONResponse({"error": "invalid_token"}, status_code=401)
         return JSONResponse(
             {
-                "sub": self.person.subject,
+                "sub": self.userinfo_subject or self.person.subject,
                 "email": self.person.email,
                 "email_verified": self.person.email_verified,
             }
@@ -449,8 +450,29 @@ async def test_an_id_token_with_wrong_claims_signs_nobody_in(
     assert user_rows(hub) == []
 
 
-async def test_an_id_token_with_a_bad_signature_signs_nobody_in(hub: HubFixture, provider: Provider):
-    provider.sign_with = SigningKey("key-1", "RS256", SigningKey.rsa("forger").private)
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        pytest.param(
+            lambda: SigningKey("key-1", "RS256", SigningKey.rsa("forger").private), id="other RSA key"
+        ),
+        pytest.param(
+            lambda: SigningKey("key-1", "ES256", SigningKey.ec("forger").private), id="EC key, RSA kid"
+        ),
+    ],
+)
+async def test_an_id_token_with_a_bad_signature_signs_nobody_in(
+    hub: HubFixture, provider: Provider, forgery: Callable[[], SigningKey]
+):
+    provider.sign_with = forgery()
+    async with portal(hub, provider.url) as browser:
+        assert_refused(await sign_in(browser), 400, "sso.bad_token")
+    assert user_rows(hub) == []
+
+
+async def test_a_userinfo_answer_about_someone_else_is_refused(hub: HubFixture, provider: Provider):
+    provider.email_in_id_token = False
+    provider.userinfo_subject = "kc-someone-else"
     async with portal(hub, provider.url) as browser:
         assert_refused(await sign_in(browser), 400, "sso.bad_token")
     assert user_rows(hub) == []
