@@ -7,7 +7,8 @@ the two is the caller's choice (see `portal.sso`).
 
 The ID token comes from the token endpoint over a connection the hub opened itself, but it is checked in
 full anyway (signature, issuer, audience, times, nonce): a misconfigured proxy or provider must not be able
-to sign someone in as someone else. Times are the hub's clock, so that tests can move them.
+to sign someone in as someone else. Times (token claims, sign-in lifetime, caches) are the hub's clock, so
+that tests can move them.
 
 Every failure is a `SignInFailed` with a `Reason` for the person and a detail for the operator's log.
 """
@@ -18,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -226,7 +226,7 @@ class RelyingParty:
         return body
 
     async def _discover(self, client: httpx.AsyncClient) -> _Provider:
-        if self._provider is not None and time.monotonic() < self._provider[1]:
+        if self._provider is not None and self._now() < self._provider[1]:
             return self._provider[0]
         issuer = self.settings.issuer.rstrip("/")
         url = f"{issuer}/.well-known/openid-configuration"
@@ -252,7 +252,7 @@ class RelyingParty:
             raise SignInFailed(
                 Reason.PROVIDER_ERROR, f"discovery {url}: the provider does not offer PKCE S256"
             )
-        self._provider = (provider, time.monotonic() + self._cache_seconds)
+        self._provider = (provider, self._now() + self._cache_seconds)
         return provider
 
     async def _exchange(
@@ -300,7 +300,7 @@ class RelyingParty:
     async def _keys_now(
         self, client: httpx.AsyncClient, provider: _Provider, fresh: bool
     ) -> dict[str, jwt.PyJWK]:
-        if not fresh and self._keys is not None and time.monotonic() < self._keys[1]:
+        if not fresh and self._keys is not None and self._now() < self._keys[1]:
             return self._keys[0]
         document = await self._json(client, "keys", client.build_request("GET", provider.jwks_uri))
         keys: dict[str, jwt.PyJWK] = {}
@@ -313,7 +313,7 @@ class RelyingParty:
             except jwt.PyJWTError:
                 continue
             keys[entry.get("kid", "")] = key
-        self._keys = (keys, time.monotonic() + self._cache_seconds)
+        self._keys = (keys, self._now() + self._cache_seconds)
         return keys
 
     async def _key(self, client: httpx.AsyncClient, provider: _Provider, kid: str) -> jwt.PyJWK:

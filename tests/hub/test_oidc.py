@@ -108,6 +108,7 @@ class Provider:
     failing: bool = False  # the token endpoint answers 503, as behind a proxy whose backend is down
     grants: dict[str, Grant] = field(default_factory=dict)
     key_fetches: int = 0
+    discovery_fetches: int = 0
     client_auth: str = ""
 
     def reset(self, clock: FakeClock) -> None:
@@ -126,6 +127,7 @@ class Provider:
         )
 
     async def discovery(self, _request: Request) -> Response:
+        self.discovery_fetches += 1
         return JSONResponse(
             {
                 "issuer": self.url,
@@ -557,6 +559,27 @@ async def test_a_key_the_provider_does_not_publish_is_asked_for_once_then_refuse
         provider.sign_with = SigningKey.rsa("unpublished")
         assert_refused(await sign_in(browser), 400, "sso.bad_token")
         assert provider.key_fetches == 2
+
+
+async def test_provider_metadata_and_keys_are_cached_for_an_hour(hub: HubFixture, provider: Provider):
+    async with portal(hub, provider.url) as browser:
+        await sign_in(browser)
+        await sign_in(browser)
+        assert (provider.discovery_fetches, provider.key_fetches) == (1, 1)
+        hub.clock.advance(61 * 60)
+        await sign_in(browser)
+        assert (provider.discovery_fetches, provider.key_fetches) == (2, 2)
+
+
+async def test_only_paths_of_this_hub_are_followed_after_sign_in(
+    hub: HubFixture, provider: Provider, users: Users
+):
+    async with portal(hub, provider.url) as browser:
+        await sign_in(browser)
+        approve(users, provider.person.email)
+        for elsewhere in ("https://evil.example/", "//evil.example/", "/\\evil.example/"):
+            response = await sign_in(browser, next_page=elsewhere)
+            assert response.headers["location"] == "/"
 
 
 # --- not configured ----------------------------------------------------------------------------------
