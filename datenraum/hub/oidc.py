@@ -166,8 +166,7 @@ class RelyingParty:
 
     async def finish(self, pending: PendingSignIn | None, answer: Mapping[str, str]) -> Identity:
         """The identity behind the provider's answer (the callback's query parameters)."""
-        self._accept_state(pending, answer.get("state", ""))
-        assert pending is not None
+        pending = self._accepted(pending, answer.get("state", ""))
         if "error" in answer:
             error = answer["error"]
             # Only the error code is used, never the free text: a crafted link must not put words on our page.
@@ -185,7 +184,7 @@ class RelyingParty:
                 claims = {**await self._userinfo(client, provider, access_token, claims["sub"]), **claims}
         return _identity(claims)
 
-    def _accept_state(self, pending: PendingSignIn | None, state: str) -> None:
+    def _accepted(self, pending: PendingSignIn | None, state: str) -> PendingSignIn:
         now = self._now()
         self._used_states = {used: until for used, until in self._used_states.items() if until > now}
         if pending is None or not state or not _same(pending.state, state):
@@ -195,6 +194,7 @@ class RelyingParty:
         if now > pending.started + self.lifetime_seconds:
             raise SignInFailed(Reason.EXPIRED, f"the sign-in began {now - pending.started:.0f} s ago")
         self._used_states[pending.state] = pending.started + self.lifetime_seconds
+        return pending
 
     # --- talking to the provider ---------------------------------------------------------------------
 

@@ -134,12 +134,13 @@ def routes(config: HubConfig, clock: Clock) -> APIRouter:
         hub = hub_of(request)
         try:
             identity = await party.finish(pending, request.query_params)
-            token = await hub.run(
-                hub.users.login_external, identity.subject, identity.email, identity.name, client_ip(request)
-            )
         except SignInFailed as failure:
             log.warning("single sign-on failed: %s", failure.detail)
             return failed(request, _STATUS.get(failure.reason, 400), f"sso.{failure.reason.value}")
+        try:
+            token = await hub.run(
+                hub.users.login_external, identity.subject, identity.email, identity.name, client_ip(request)
+            )
         except AccountPending:
             response = render(request, "registered.html", None, email=identity.email)
             flow_cookie(response, None)
