@@ -32,7 +32,7 @@ from datenraum.hub.db import Clock, create_hub_engine, utcnow
 from datenraum.hub.limits import BodySizeLimit
 from datenraum.hub.notify import Notifier, query_key, site_key
 from datenraum.hub.outbox import Outbox, SmtpSettings
-from datenraum.hub.portal import pages
+from datenraum.hub.portal import pages, sso
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
 from datenraum.hub.runtime import Hub
 from datenraum.hub.saved_queries import SavedQueries
@@ -181,6 +181,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.include_router(workspace_api.router)
     app.include_router(concepts_api.router)
     app.include_router(pages.router)
+    app.include_router(sso.routes(config, clock))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(CsrfCookie, secure=config.secure_cookies)

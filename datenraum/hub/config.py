@@ -75,6 +75,8 @@ class HubConfig:
                 raise ConfigError(f"{field.name}: must be positive, got {value}")
         if not self.database_url:
             raise ConfigError("database_url: must not be empty")
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ConfigError("oidc_client_id: must be set when oidc_issuer is (single sign-on)")
 
     @property
     def policy(self) -> AggregationPolicy:

@@ -42,6 +42,7 @@ from datenraum.hub.passwords import (
 __all__ = [
     "MIN_PASSWORD_LENGTH",
     "Account",
+    "AccountPending",
     "LoginThrottled",
     "Registration",
     "Status",
@@ -58,6 +59,10 @@ class Status(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     DISABLED = "disabled"
+
+
+class AccountPending(AccountError):
+    """The account exists but waits for approval; a sign-in by single sign-on says so on its own page."""
 
 
 class LoginThrottled(Exception):
@@ -442,7 +447,7 @@ class Users:
 
 def _not_active(status: Status) -> AccountError:
     if status == Status.PENDING:
-        return AccountError("this account is waiting for approval by the coordination office")
+        return AccountPending("this account is waiting for approval by the coordination office")
     return AccountError("this account is not active; ask the coordination office")
 
 

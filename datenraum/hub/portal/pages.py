@@ -24,10 +24,12 @@ from datenraum.hub.portal.web import (
     actor,
     checked_form,
     hub_of,
+    local_path,
     optional_user,
     redirect,
     render,
     require,
+    set_session,
 )
 from datenraum.hub.runtime import SESSION_COOKIE, client_ip
 from datenraum.hub.users import MIN_PASSWORD_LENGTH, LoginThrottled, Registration, Status
@@ -48,24 +50,6 @@ def _text(form, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _local_path(path: str) -> str:
-    """Where to go after a form: a path on this hub only, so that a link cannot send people elsewhere."""
-    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
-
-
-def _set_session(response: Response, request: Request, token: str) -> None:
-    config = hub_of(request).config
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(config.session_hours * 3600),
-        httponly=True,
-        secure=config.secure_cookies,
-        samesite="lax",
-        path="/",
-    )
-
-
 # --- public pages ------------------------------------------------------------------------------------
 
 
@@ -81,16 +65,16 @@ async def login_page(
     request: Request, user: MaybeUser, next_page: Annotated[str, Query(alias="next")] = "/"
 ) -> Response:
     if user is not None:
-        return RedirectResponse(_local_path(next_page), status_code=303)
+        return RedirectResponse(local_path(next_page), status_code=303)
     oidc = bool(hub_of(request).config.oidc_issuer)
-    return render(request, "login.html", None, oidc=oidc, next=_local_path(next_page))
+    return render(request, "login.html", None, oidc=oidc, next=local_path(next_page))
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
-    email, next_path = _text(form, "email"), _local_path(_text(form, "next"))
+    email, next_path = _text(form, "email"), local_path(_text(form, "next"))
     try:
         token = await hub.run(hub.users.login, email, _text(form, "password"), client_ip(request))
     except LoginThrottled as error:
@@ -101,7 +85,7 @@ async def login(request: Request) -> Response:
     except AccountError as error:
         return render(request, "login.html", None, 400, error=(str(error), None), email=email, next=next_path)
     response = redirect(next_path)
-    _set_session(response, request, token)
+    set_session(response, request, token)
     return response
 
 
@@ -185,7 +169,7 @@ async def choose_language(request: Request, user: MaybeUser) -> Response:
     if user is not None:
         hub = hub_of(request)
         await hub.run(hub.users.set_language, user.id, language)
-    response = redirect(_local_path(_text(form, "back")))
+    response = redirect(local_path(_text(form, "back")))
     response.set_cookie(LANGUAGE_COOKIE, language, max_age=365 * 24 * 3600, samesite="lax", path="/")
     return response
 

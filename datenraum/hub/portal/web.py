@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,10 +34,12 @@ __all__ = [
     "checked_form",
     "error_page",
     "hub_of",
+    "local_path",
     "optional_user",
     "redirect",
     "render",
     "require",
+    "set_session",
 ]
 
 LANGUAGE_COOKIE = "dr_lang"
@@ -198,3 +200,22 @@ def redirect(path: str, notice: str | None = None) -> RedirectResponse:
     """
     target = path if notice is None else f"{path}{'&' if '?' in path else '?'}notice={quote(notice)}"
     return RedirectResponse(target, status_code=303)
+
+
+def local_path(path: str) -> str:
+    """Where to go after a form: a path on this hub only, so that a link cannot send people elsewhere."""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+
+
+def set_session(response: Response, request: Request, token: str) -> None:
+    """Sign the browser in with a session token (by password or by single sign-on alike)."""
+    config = hub_of(request).config
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(config.session_hours * 3600),
+        httponly=True,
+        secure=config.secure_cookies,
+        samesite="lax",
+        path="/",
+    )
