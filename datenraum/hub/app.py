@@ -109,7 +109,7 @@ async def _database_unavailable(_request: Request, error: Exception) -> JSONResp
     return _error(503, "the hub's database is unavailable; try again later", {"Retry-After": "5"})
 
 
-async def _internal_error(_request: Request, _error: Exception) -> JSONResponse:
+async def _internal_error(_request: Request, _exception: Exception) -> JSONResponse:
     # The traceback goes to the server log (uvicorn logs it); the client learns nothing about internals.
     return _error(500, "internal error")
 
