@@ -16,6 +16,9 @@ from datenraum.hub.proposals.workflow import (
     State,
     allowed_actions,
     decide,
+    due_actions,
+    may_read,
+    waiting_roles,
 )
 
 OWNER = 1
@@ -254,3 +257,51 @@ def test_allowed_actions_offers_exactly_what_decide_allows() -> None:
     assert (
         allowed_actions(facts(State.SITE_DECISIONS, agreed_site_ids=frozenset({SITE})), admin, [SITE]) == []
     )
+
+
+def test_a_dashboard_lists_only_what_waits_for_the_actor() -> None:
+    assert due_actions(facts(State.DRAFT), actor("researcher")) == [Action.SUBMIT]
+    assert due_actions(facts(State.FINISHED), actor("researcher")) == []  # publications are optional
+    assert due_actions(facts(State.SITE_DECISIONS), actor("site-admin")) == [
+        Action.SITE_AGREE,
+        Action.SITE_DECLINE,
+    ]
+    assert due_actions(facts(State.COMMITTEE_REVIEW, votes_for=frozenset({50})), actor("committee")) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "roles"),
+    [
+        (State.SUBMITTED, {"admin"}),
+        (State.FORMAL_CHECK, {"admin"}),
+        (State.REVISION_REQUESTED, {"researcher"}),
+        (State.COMMITTEE_REVIEW, {"committee"}),
+        (State.APPROVED, {"admin"}),
+        (State.SITE_DECISIONS, {"site-admin"}),
+        (State.READY_FOR_DELIVERY, {"admin"}),
+        (State.DELIVERED, {"researcher"}),
+        (State.REJECTED, set()),
+        (State.NO_SITE_AGREED, set()),
+        (State.FINISHED, set()),
+        (State.WITHDRAWN, set()),
+    ],
+)
+def test_each_state_waits_for_the_roles_that_move_it_on(state: State, roles: set[str]) -> None:
+    assert waiting_roles(state) == roles
+
+
+def test_a_draft_is_seen_only_by_its_team() -> None:
+    draft = facts(State.DRAFT, team_ids=frozenset({2}))
+    assert may_read(draft, actor("researcher"))
+    assert may_read(draft, actor("researcher", user_id=2))
+    assert not may_read(draft, actor("admin"))
+    assert not may_read(draft, actor("researcher", user_id=3))
+
+
+def test_a_submitted_proposal_is_seen_by_the_office_committee_and_its_sites_only() -> None:
+    submitted = facts(State.SUBMITTED)
+    assert may_read(submitted, actor("admin"))
+    assert may_read(submitted, actor("committee"))
+    assert may_read(submitted, actor("site-admin", sites=frozenset({SITE})))
+    assert not may_read(submitted, actor("site-admin", sites=frozenset({99})))
+    assert not may_read(submitted, actor("researcher", user_id=3))

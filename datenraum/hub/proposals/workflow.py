@@ -32,6 +32,9 @@ __all__ = [
     "TransitionError",
     "allowed_actions",
     "decide",
+    "due_actions",
+    "may_read",
+    "waiting_roles",
 ]
 
 RESEARCHER = "researcher"
@@ -143,6 +146,8 @@ TRANSITIONS: tuple[Transition, ...] = (
 )
 
 _BY_ACTION = {transition.action: transition for transition in TRANSITIONS}
+# What someone may do but nobody waits for: these put nothing on a dashboard and notify no one.
+_OPTIONAL = frozenset({Action.EDIT, Action.WITHDRAW, Action.ADD_PUBLICATION})
 
 
 class TransitionError(Exception):
@@ -225,3 +230,25 @@ def _after_site_decision(facts: ProposalFacts, actor: Actor, site_id: int | None
     if facts.pending_site_ids != {site_id}:
         return State.SITE_DECISIONS
     return State.READY_FOR_DELIVERY if agreed or facts.agreed_site_ids else State.NO_SITE_AGREED
+
+
+def due_actions(facts: ProposalFacts, actor: Actor) -> list[Action]:
+    """The allowed actions that the proposal waits for from `actor` (what a dashboard lists)."""
+    return [action for action in allowed_actions(facts, actor, actor.site_ids) if action not in _OPTIONAL]
+
+
+def waiting_roles(state: State) -> frozenset[str]:
+    """The roles a proposal in `state` waits for: who is notified when it gets there."""
+    return frozenset(t.role for t in TRANSITIONS if state in t.sources and t.action not in _OPTIONAL)
+
+
+def may_read(facts: ProposalFacts, actor: Actor) -> bool:
+    """Whether `actor` may see the proposal at all. A draft is its team's own; once submitted, the
+    coordination office and the committee see it, and the administrators of its sites."""
+    if actor.user_id in facts.team_ids | {facts.owner_id}:
+        return True
+    if facts.state is State.DRAFT:
+        return False
+    return bool(actor.roles & {ADMIN, COMMITTEE}) or (
+        SITE_ADMIN in actor.roles and bool(actor.site_ids & facts.selected_site_ids)
+    )
