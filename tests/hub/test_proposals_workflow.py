@@ -261,6 +261,8 @@ def test_allowed_actions_offers_exactly_what_decide_allows() -> None:
 
 def test_a_dashboard_lists_only_what_waits_for_the_actor() -> None:
     assert due_actions(facts(State.DRAFT), actor("researcher")) == [Action.SUBMIT]
+    incomplete = facts(State.DRAFT, missing_for_submission=("title",))
+    assert due_actions(incomplete, actor("researcher")) == [Action.SUBMIT]
     assert due_actions(facts(State.FINISHED), actor("researcher")) == []  # publications are optional
     assert due_actions(facts(State.SITE_DECISIONS), actor("site-admin")) == [
         Action.SITE_AGREE,

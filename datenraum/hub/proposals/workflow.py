@@ -15,12 +15,17 @@ Two steps have no fixed target, because several people take part in them:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "ADMIN",
+    "COMMITTEE",
+    "RESEARCHER",
     "ROLES",
+    "SITE_ADMIN",
     "TRANSITIONS",
     "Action",
     "Actor",
@@ -233,8 +238,10 @@ def _after_site_decision(facts: ProposalFacts, actor: Actor, site_id: int | None
 
 
 def due_actions(facts: ProposalFacts, actor: Actor) -> list[Action]:
-    """The allowed actions that the proposal waits for from `actor` (what a dashboard lists)."""
-    return [action for action in allowed_actions(facts, actor, actor.site_ids) if action not in _OPTIONAL]
+    """The allowed actions that the proposal waits for from `actor` (what a dashboard lists). An
+    incomplete draft waits for its team all the same: completing and submitting it is what is due."""
+    complete = dataclasses.replace(facts, missing_for_submission=())
+    return [action for action in allowed_actions(complete, actor, actor.site_ids) if action not in _OPTIONAL]
 
 
 def waiting_roles(state: State) -> frozenset[str]:
