@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 
 import pytest
 
 from datenraum.hub.proposals.workflow import (
     ROLES,
+    TRANSITIONS,
     Action,
     Actor,
     Forbidden,
@@ -307,3 +310,37 @@ def test_a_submitted_proposal_is_seen_by_the_office_committee_and_its_sites_only
     assert may_read(submitted, actor("site-admin", sites=frozenset({SITE})))
     assert not may_read(submitted, actor("site-admin", sites=frozenset({99})))
     assert not may_read(submitted, actor("researcher", user_id=3))
+
+
+# -- the documentation's diagram
+
+DOC = Path(__file__).parents[2] / "docs" / "use-and-access.md"
+EDGE = re.compile(r"^\s*(\w+) --> (\w+): ([a-z-]+) \(([a-z-]+)")
+
+
+def test_the_documented_diagram_shows_exactly_the_transitions_of_the_table() -> None:
+    documented = set()
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        match = EDGE.match(line)
+        if match:
+            source, target, action, role = match.groups()
+            documented.add(
+                (State(source.replace("_", "-")), Action(action), role, State(target.replace("_", "-")))
+            )
+    expected = set()
+    for transition in TRANSITIONS:
+        if transition.action in (Action.EDIT, Action.ADD_PUBLICATION):
+            continue  # they never change the state
+        for source in transition.sources:
+            targets = (
+                {transition.target}
+                if transition.target
+                else {
+                    Action.VOTE_APPROVE: {State.APPROVED},
+                    Action.VOTE_REJECT: {State.REJECTED},
+                    Action.SITE_AGREE: {State.READY_FOR_DELIVERY},
+                    Action.SITE_DECLINE: {State.READY_FOR_DELIVERY, State.NO_SITE_AGREED},
+                }[transition.action]
+            )
+            expected |= {(source, transition.action, transition.role, target) for target in targets}
+    assert documented == expected

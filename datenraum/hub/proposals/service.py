@@ -392,6 +392,10 @@ class Proposals:
         self, actor: Actor, proposal_id: int, kind: DocumentKind, file_name: str, content: bytes
     ) -> Document:
         """Check, scan and store a document of the proposal; raises uploads.UploadRejected."""
+        try:
+            kind = DocumentKind(kind)
+        except ValueError:
+            raise Invalid(f"kind: must be one of {', '.join(DocumentKind)}") from None
         with self._sessions.begin() as session:
             self._readable(session, actor, proposal_id)  # before a stranger's file touches the disk
         # Stored before the row: a file without a row is harmless (and found again by its hash when
@@ -402,7 +406,7 @@ class Proposals:
             row = DocumentRow(
                 proposal_id=proposal_id,
                 uploaded_by=actor.user_id,
-                kind=DocumentKind(kind).value,
+                kind=kind.value,
                 file_name=stored.file_name,
                 media_type=stored.media_type,
                 size=stored.size,
