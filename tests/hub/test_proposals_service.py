@@ -374,3 +374,27 @@ def test_allowed_actions_come_with_the_proposal(world: World) -> None:
     proposal_id = world.submitted()
     assert world.proposals.get(world.office, proposal_id).allowed == (Action.START_FORMAL_CHECK,)
     assert world.proposals.get(world.researcher, proposal_id).allowed == (Action.WITHDRAW,)
+
+
+def test_each_actor_lists_exactly_the_proposals_they_may_see(world: World) -> None:
+    draft = world.proposals.create(world.researcher, world.draft())
+    other_sites = world.proposals.create(
+        world.stranger, world.draft(site_ids=(world.site_ids["uk-b"],), team=())
+    )
+    submitted = world.submitted()
+    world.hub.clock.advance(60)
+    world.proposals.apply(world.office, submitted, Action.START_FORMAL_CHECK)
+
+    def listed(actor: Actor, state: State | None = None) -> list[int]:
+        return [summary.id for summary in world.proposals.visible(actor, state)]
+
+    assert listed(world.researcher) == [submitted, draft]  # newest change first
+    assert listed(world.colleague) == [submitted, draft]
+    assert listed(world.stranger) == [other_sites]
+    assert listed(world.office) == [submitted]
+    assert listed(world.site_admins["uk-a"]) == [submitted]
+    assert listed(world.researcher, State.DRAFT) == [draft]
+    assert world.proposals.visible(world.office)[0].due == (
+        Action.REQUEST_REVISION,
+        Action.FORWARD_TO_COMMITTEE,
+    )

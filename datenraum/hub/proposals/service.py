@@ -458,6 +458,30 @@ class Proposals:
                     )
             return summaries
 
+    def visible(self, actor: Actor, state: State | None = None) -> list[Summary]:
+        """Every proposal the actor may see (in `state`, if given), newest change first: a list page."""
+        with self._sessions.begin() as session:
+            team = sa.select(TeamMemberRow.proposal_id).where(TeamMemberRow.user_id == actor.user_id)
+            own = sa.or_(ProposalRow.owner_id == actor.user_id, ProposalRow.id.in_(team))
+            # A superset of what may_read allows, to spare reading every proposal; may_read decides.
+            others = (
+                ProposalRow.state != State.DRAFT.value
+                if actor.roles & {ADMIN, COMMITTEE, SITE_ADMIN}
+                else sa.false()
+            )
+            query = sa.select(ProposalRow).where(sa.or_(own, others)).order_by(ProposalRow.updated.desc())
+            if state is not None:
+                query = query.where(ProposalRow.state == State(state).value)
+            summaries = []
+            for row in session.scalars(query):
+                facts = self._facts(session, row)
+                if may_read(facts, actor):
+                    due = tuple(due_actions(facts, actor))
+                    summaries.append(
+                        Summary(row.id, row.title, State(row.state), row.owner_id, row.updated, due)
+                    )
+            return summaries
+
     def export_json(self, actor: Actor, proposal_id: int) -> dict[str, Any]:
         """The proposal with its decision history, as JSON-ready values."""
         proposal, events = self._for_export(actor, proposal_id)
@@ -506,8 +530,10 @@ class Proposals:
     def _seen(
         self, session: Session, actor: Actor, proposal_id: int, row: ProposalRow | None
     ) -> tuple[ProposalRow, ProposalFacts]:
-        facts = None if row is None else self._facts(session, row)
-        if row is None or facts is None or not may_read(facts, actor):
+        if row is None:
+            raise NotFound(f"proposal {proposal_id}")
+        facts = self._facts(session, row)
+        if not may_read(facts, actor):
             raise NotFound(f"proposal {proposal_id}")
         return row, facts
 
