@@ -39,7 +39,7 @@ class MappedRoles:
 
     def user_ids(self, session: Session, role: str, site_id: int | None = None) -> Iterable[int]:
         if role == "site-admin":
-            return self.sites.get(site_id or -1, set())
+            return set() if site_id is None else self.sites.get(site_id, set())
         return self.roles.get(role, set())
 
 
