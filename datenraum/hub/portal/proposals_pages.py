@@ -54,6 +54,9 @@ REASON_REQUIRED = frozenset(t.action for t in TRANSITIONS if t.reason_required)
 _OWN_FORMS = frozenset({Action.EDIT, Action.ADD_PUBLICATION})
 _SITE_ACTIONS = frozenset({Action.SITE_AGREE, Action.SITE_DECLINE})
 _BLANK_TEAM_ROWS = 2
+# Browsers send a file's own name. One with folders or ".." in it was written to reach a place on the
+# hub; it is refused, so that nobody believes it worked (the store never uses names as paths anyway).
+_PATH_TRICK = re.compile(r"[/\\]|^\.\.|\x00")
 
 
 def _text(form: FormData, name: str) -> str:
@@ -300,17 +303,21 @@ async def _upload_ethics_vote(hub: Hub, user: User, proposal_id: int, form: Form
     upload = form.get("ethics_vote")
     if not isinstance(upload, UploadFile) or not upload.filename:
         return None
+    return await _store_document(hub, user, proposal_id, DocumentKind.ETHICS_VOTE.value, upload)
+
+
+async def _store_document(
+    hub: Hub, user: User, proposal_id: int, kind: str, upload: UploadFile
+) -> str | None:
+    """Check and store an uploaded document; the refusal's text, naming the file, if refused."""
+    name = upload.filename or ""
+    if _PATH_TRICK.search(name):
+        return f"{name}: a file name must not contain folders or '..'; upload the file under its own name"
     content = await upload.read()
+    store = functools.partial(hub.proposals.upload, workflow_actor(user), proposal_id, kind, name, content)
     try:
-        await hub.run(
-            hub.proposals.upload,
-            workflow_actor(user),
-            proposal_id,
-            DocumentKind.ETHICS_VOTE,
-            upload.filename,
-            content,
-        )
-    except (UploadRejected, Invalid, NotFound) as error:
+        await hub.run(store)
+    except (UploadRejected, Invalid) as error:
         return str(error)
     return None
 
@@ -402,25 +409,21 @@ async def comment(request: Request, user: AnyUser, proposal_id: int) -> Response
         await hub.run(hub.proposals.comment, workflow_actor(user), proposal_id, _text(form, "text").strip())
     except Invalid as error:
         return await _proposal_page(request, user, proposal_id, 400, str(error))
-    return redirect(f"/proposals/{proposal_id}#timeline", "proposal-commented")
+    return redirect(f"/proposals/{proposal_id}", "proposal-commented")
 
 
 @router.post("/proposals/{proposal_id}/documents", response_class=HTMLResponse)
 async def upload(request: Request, user: AnyUser, proposal_id: int) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        return await _proposal_page(request, user, proposal_id, 400, "file: choose a file to upload")
-    content = await upload.read()
-    store = functools.partial(
-        hub.proposals.upload, workflow_actor(user), proposal_id, _text(form, "kind"), upload.filename, content
-    )
-    try:
-        await hub.run(store)
-    except (UploadRejected, Invalid) as error:
-        return await _proposal_page(request, user, proposal_id, 400, str(error))
-    return redirect(f"/proposals/{proposal_id}#documents", "proposal-uploaded")
+    file = form.get("file")
+    if not isinstance(file, UploadFile) or not file.filename:
+        problem: str | None = "file: choose a file to upload"
+    else:
+        problem = await _store_document(hub, user, proposal_id, _text(form, "kind"), file)
+    if problem:
+        return await _proposal_page(request, user, proposal_id, 400, problem)
+    return redirect(f"/proposals/{proposal_id}", "proposal-uploaded")
 
 
 @router.get("/proposals/{proposal_id}/documents/{document_id}")
