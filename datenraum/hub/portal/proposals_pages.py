@@ -434,11 +434,11 @@ async def download(request: Request, user: AnyUser, proposal_id: int, document_i
     return Response(
         content,
         media_type=media_type or document.media_type,
-        headers={"Content-Disposition": attachment(document.file_name)},
+        headers={"Content-Disposition": _attachment(document.file_name)},
     )
 
 
-def attachment(file_name: str) -> str:
+def _attachment(file_name: str) -> str:
     """A Content-Disposition that always downloads (never shows the file in the portal's origin), with
     the name in UTF-8 for browsers and an ASCII stand-in, without quotes or backslashes, for the rest."""
     fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in file_name)
@@ -469,7 +469,9 @@ async def add_publication(request: Request, user: AnyUser, proposal_id: int) -> 
 async def export_json(request: Request, user: AnyUser, proposal_id: int) -> Response:
     hub = hub_of(request)
     document = await hub.run(hub.proposals.export_json, workflow_actor(user), proposal_id)
-    return JSONResponse(document, headers={"Content-Disposition": attachment(f"proposal-{proposal_id}.json")})
+    return JSONResponse(
+        document, headers={"Content-Disposition": _attachment(f"proposal-{proposal_id}.json")}
+    )
 
 
 @router.get("/proposals/{proposal_id}/export.pdf")
@@ -479,7 +481,7 @@ async def export_pdf(request: Request, user: AnyUser, proposal_id: int) -> Respo
     return Response(
         content,
         media_type="application/pdf",
-        headers={"Content-Disposition": attachment(f"proposal-{proposal_id}.pdf")},
+        headers={"Content-Disposition": _attachment(f"proposal-{proposal_id}.pdf")},
     )
 
 
