@@ -348,3 +348,44 @@ async def test_a_document_over_the_upload_limit_gets_the_upload_message_not_a_ba
         assert "anhang.pdf: 81929 bytes is more than the limit of 65536 bytes" in oversized.text
         elsewhere = await client.post("/api/v1/saved-queries", content=bytes(40 * 1024))
         assert elsewhere.status_code == 413
+
+
+async def test_a_draft_form_with_a_mistake_comes_back_with_what_was_entered_and_chosen(
+    hub: HubFixture, portal: httpx.AsyncClient, browser
+) -> None:
+    people(hub)
+    researcher = await browser("forscherin@example.org")
+    saved = []
+    for years in (50, 60):
+        response = await researcher.client.post(
+            "/api/v1/saved-queries",
+            json={"name": f"Älter als {years}", "query": older_than(years)},
+            headers={"X-CSRF-Token": researcher.csrf},
+        )
+        saved.append(response.json()["id"])
+    created = await researcher.post("/proposals/new", title="Kohorten", cohort=f"saved:{saved[0]}")
+    proposal_id = int(re.search(r"/proposals/(\d+)", created.headers["location"]).group(1))
+
+    again = await researcher.post(
+        f"/proposals/{proposal_id}/edit",
+        title="Kohorten, geändert",
+        cohort=f"saved:{saved[1]}",  # the first one unticked, the second one ticked
+        data_from="31.12.2020",
+        team_email="niemand@example.org",
+        team_role="observer",
+    )
+    assert again.status_code == 400
+    assert "data_from: &#39;31.12.2020&#39; is not a date (YYYY-MM-DD)" in again.text
+    assert "team[0]: no approved account with the address niemand@example.org" in again.text
+    assert 'value="Kohorten, geändert"' in again.text
+    assert re.search(r'value="kept:0"\s*>', again.text)  # shown, not ticked
+    assert re.search(rf'value="saved:{saved[1]}"\s*checked', again.text)
+    assert f'value="saved:{saved[0]}"' not in again.text  # it is the proposal's already, as kept:0
+
+    fixed = await researcher.post(
+        f"/proposals/{proposal_id}/edit", title="Kohorten, geändert", cohort=["kept:0", f"saved:{saved[1]}"]
+    )
+    assert fixed.status_code == 303
+    page = await researcher.client.get(f"/proposals/{proposal_id}")
+    assert "Älter als 50" in page.text
+    assert "Älter als 60" in page.text

@@ -120,12 +120,13 @@ async def create(request: Request, user: Researcher) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     draft, problem = await _read_draft(hub, user, form, Draft())
+    again = {"stored": Draft(), "chosen": _texts(form, "cohort")}
     if problem:
-        return await _form_page(request, user, None, draft, 400, problem)
+        return await _form_page(request, user, None, draft, 400, problem, **again)
     try:
         proposal_id = await hub.run(hub.proposals.create, workflow_actor(user), draft)
     except (Invalid, TransitionError) as error:
-        return await _form_page(request, user, None, draft, 400, str(error))
+        return await _form_page(request, user, None, draft, 400, str(error), **again)
     problem = await _upload_ethics_vote(hub, user, proposal_id, form)
     if problem:
         return await _form_page(request, user, proposal_id, draft, 400, problem)
@@ -149,12 +150,13 @@ async def edit(request: Request, user: Researcher, proposal_id: int) -> Response
     hub = hub_of(request)
     current = await hub.run(hub.proposals.get, workflow_actor(user), proposal_id)
     draft, problem = await _read_draft(hub, user, form, current.draft)
+    again = {"stored": current.draft, "chosen": _texts(form, "cohort")}
     if problem:
-        return await _form_page(request, user, proposal_id, draft, 400, problem)
+        return await _form_page(request, user, proposal_id, draft, 400, problem, **again)
     try:
         await hub.run(hub.proposals.edit, workflow_actor(user), proposal_id, draft)
     except Invalid as error:
-        return await _form_page(request, user, proposal_id, draft, 400, str(error))
+        return await _form_page(request, user, proposal_id, draft, 400, str(error), **again)
     except TransitionError as error:
         return await _proposal_page(request, user, proposal_id, _status(error), str(error))
     problem = await _upload_ethics_vote(hub, user, proposal_id, form)
@@ -170,11 +172,18 @@ async def _form_page(
     draft: Draft,
     status: int = 200,
     error: str | None = None,
+    *,
+    stored: Draft | None = None,
+    chosen: Iterable[str] | None = None,
 ) -> Response:
+    """The draft form. Its cohort lists the entries the proposal has now (`stored`, by position) and the
+    saved queries not among them; `chosen` are the boxes to tick (the form's own, when it comes back)."""
     hub = hub_of(request)
+    stored = draft if stored is None else stored
+    chosen = {f"kept:{i}" for i in range(len(stored.cohort))} if chosen is None else set(chosen)
     saved = await hub.run(hub.saved_queries.list, user)
-    chosen = {(entry.name, _canonical(entry.query)) for entry in draft.cohort}
-    offered = [query for query in saved if (query.name, _canonical(query.query)) not in chosen]
+    present = {(entry.name, _canonical(entry.query)) for entry in stored.cohort}
+    offered = [query for query in saved if (query.name, _canonical(query.query)) not in present]
     sites = await hub.run(hub.sites.sites)
     members = await hub.run(hub.users.emails, [member.user_id for member in draft.team])
     team = [(members.get(member.user_id, ""), member.project_role.value) for member in draft.team]
@@ -185,6 +194,8 @@ async def _form_page(
         status,
         proposal_id=proposal_id,
         draft=draft,
+        kept=stored.cohort,
+        chosen=chosen,
         offered=offered,
         sites=sites,
         modules=sorted(KDS_MODULES),
