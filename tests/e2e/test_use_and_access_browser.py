@@ -342,3 +342,24 @@ def test_the_upload_form_refuses_wrong_types_oversized_files_and_path_tricks(
     assert answer.headers["content-disposition"].startswith('attachment; filename="Datennutzungsvertrag.txt"')
     stranger = httpx.get(f"{portal.url}{link.get_attribute('href')}", follow_redirects=False)
     assert stranger.status_code == 303  # to the sign-in page: no download without seeing the proposal
+
+
+def test_anyone_finds_the_network_in_the_directory_without_signing_in(
+    portal: Portal, new_page, screenshots
+) -> None:
+    visitor = new_page()
+    visitor.goto(portal.url)
+    visitor.get_by_role("link", name="Netzwerk").click()
+    expect(visitor.locator("#directory-sites tbody tr")).to_have_count(37)
+    screenshots(visitor, "directory-all-sites")
+    visitor.locator("#directory-search").fill("koeln")
+    visitor.locator("#directory-search").press("Enter")
+    expect(visitor.locator("#directory-sites tbody tr")).to_have_count(1)
+    visitor.get_by_role("link", name="Uniklinik Köln").click()
+    expect(visitor).to_have_url(re.compile("/directory/sites/uk-koeln$"))
+    expect(visitor.locator("#participations")).to_contain_text("HiGHmed")
+    expect(visitor.locator("#directory-admin")).to_have_count(0)
+    screenshots(visitor, "directory-site-page")
+    visitor.locator("#participations").get_by_role("link", name="HiGHmed").click()
+    expect(visitor.locator("#participants tbody tr").first).to_be_visible()
+    screenshots(visitor, "directory-project-page")
