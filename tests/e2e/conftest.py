@@ -104,7 +104,9 @@ def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterato
         federation.close()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, its event loop counts as running in
+# the main thread, and the asynchronous tests that follow in the same run could not start theirs.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed: run scripts/setup (package chromium)")
