@@ -19,7 +19,7 @@ from datenraum.hub.auth import SITE_PREFIX, USER_PREFIX, AccountError, hash_secr
 from datenraum.hub.db import Clock, SiteRow, UserRoleRow, UserRow, utcnow
 from datenraum.hub.passwords import check_password, hash_password
 
-__all__ = ["AccountError", "Accounts", "Role", "Site", "User", "load_user"]
+__all__ = ["AccountError", "Accounts", "PortalRoleHolders", "Role", "Site", "User", "load_user"]
 
 COMMAND_LINE = Actor(None, "command line")
 _SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -67,6 +67,25 @@ def load_user(session: Session, row: UserRow) -> User:
         row.name,
         row.language,
     )
+
+
+class PortalRoleHolders:
+    """Who holds a role, from `user_roles`: the proposals' `RoleHolders`, so that their notifications go
+    to whoever the coordination office has given the role. Accounts that are not approved are left out:
+    they could not act on what they were told."""
+
+    def user_ids(self, session: Session, role: str, site_id: int | None = None) -> list[int]:
+        query = (
+            sa.select(UserRoleRow.user_id)
+            .join(UserRow, UserRow.id == UserRoleRow.user_id)
+            .where(UserRoleRow.role == role, UserRow.status == "approved")
+            .distinct()
+        )
+        if role == Role.SITE_ADMIN:
+            if site_id is None:
+                return []
+            query = query.where(UserRoleRow.site_id == site_id)
+        return sorted(session.scalars(query))
 
 
 class Accounts:

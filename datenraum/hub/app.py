@@ -14,7 +14,9 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -26,14 +28,18 @@ from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException
 
 from datenraum.hub import concepts_api, researcher_api, site_api, workspace_api
-from datenraum.hub.accounts import Accounts
+from datenraum.hub.accounts import Accounts, PortalRoleHolders
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
+from datenraum.hub.directory.service import Directory, NotAdministrator
 from datenraum.hub.limits import BodySizeLimit
 from datenraum.hub.notify import Notifier, query_key, site_key
 from datenraum.hub.outbox import Outbox, SmtpSettings
-from datenraum.hub.portal import pages, sso
+from datenraum.hub.portal import directory_pages, pages, proposals_pages, sso
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
+from datenraum.hub.proposals.service import Proposals, ProposalSettings
+from datenraum.hub.proposals.uploads import UploadPolicy, UploadRejected
+from datenraum.hub.proposals.workflow import TransitionError
 from datenraum.hub.runtime import Hub
 from datenraum.hub.saved_queries import SavedQueries
 from datenraum.hub.service import Conflict, Federation, Invalid, NotFound
@@ -133,6 +139,16 @@ async def _sweep_forever(hub: Hub) -> None:
         await asyncio.sleep(hub.config.sweep_interval_seconds)
 
 
+def _proposal_settings(config: HubConfig) -> ProposalSettings:
+    uploads = UploadPolicy(
+        folder=Path(config.upload_folder),
+        max_bytes=config.upload_max_bytes,
+        scan_command=tuple(shlex.split(config.upload_scan_command)),
+        scan_timeout_seconds=config.upload_scan_timeout_seconds,
+    )
+    return ProposalSettings(uploads=uploads, quorum=config.proposal_quorum)
+
+
 def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     """The hub on the database `config.database_url`, which must be migrated (see `db.migrate`)."""
     engine = create_hub_engine(config.database_url)
@@ -156,6 +172,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         sites=SiteOverview(sessions),
         federation=Federation(sessions, config, clock),
         notifier=Notifier(),
+        proposals=Proposals(sessions, _proposal_settings(config), PortalRoleHolders(), clock),
+        directory=Directory(sessions),
     )
 
     @contextlib.asynccontextmanager
@@ -180,10 +198,19 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.include_router(researcher_api.router)
     app.include_router(workspace_api.router)
     app.include_router(concepts_api.router)
+    app.include_router(directory_pages.api)
     app.include_router(pages.router)
     app.include_router(sso.routes(config, clock))
+    app.include_router(proposals_pages.router)
+    app.include_router(directory_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    # A document as large as the upload limit, with the form around it, reaches the upload check.
+    upload_body = config.upload_max_bytes + config.max_body_bytes
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=config.max_body_bytes,
+        larger=[(proposals_pages.UPLOAD_PATHS, upload_body)],
+    )
     app.add_middleware(CsrfCookie, secure=config.secure_cookies)
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(NotSignedIn, _not_signed_in)
@@ -193,6 +220,10 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.add_exception_handler(Invalid, _status_error(422))
     app.add_exception_handler(NotFound, _status_error(404))
     app.add_exception_handler(Conflict, _status_error(409))
+    # The pages answer these on the form they came from; these are for anything that reaches here.
+    app.add_exception_handler(TransitionError, _status_error(409))
+    app.add_exception_handler(UploadRejected, _status_error(422))
+    app.add_exception_handler(NotAdministrator, _status_error(403))
     app.add_exception_handler(sa.exc.OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _internal_error)
     return app

@@ -116,6 +116,7 @@ def serve_command(config: HubConfig, host: str, port: int) -> None:
 
     with _database(config) as (engine, revision):
         click.echo(f"database {engine.url!r} at schema revision {revision}", err=True)
+        _report_seed(_seed_directory(engine))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Long-polls last up to a minute; on shutdown they are cut short, and the tasks they were about to
     # hand out are offered again when their lease runs out.
@@ -128,6 +129,31 @@ def migrate_command(config: HubConfig) -> None:
     """Create the hub's tables, or bring them up to date."""
     with _database(config) as (engine, revision):
         click.echo(f"database {engine.url!r} is at schema revision {revision}")
+
+
+@hub_cli.command("seed-directory")
+@_with_config
+def seed_directory_command(config: HubConfig) -> None:
+    """Add the network directory's initial sites, infrastructures and projects that are missing (the hub
+    does this at every start too; entries the coordination office changed are never overwritten)."""
+    with _database(config) as (engine, _revision):
+        _report_seed(_seed_directory(engine))
+
+
+def _seed_directory(engine: Any) -> Any:
+    from sqlalchemy.orm import sessionmaker
+
+    from datenraum.hub.directory.service import load_seed
+
+    return load_seed(sessionmaker(engine))
+
+
+def _report_seed(added: Any) -> None:
+    click.echo(
+        f"network directory: {added.sites} sites, {added.entries} infrastructures and projects, "
+        f"{added.participations} participations added",
+        err=True,
+    )
 
 
 _credential_file_option = click.option(

@@ -21,6 +21,11 @@ line options. Durations are in seconds.
 | max_failed_logins | 5 | failed sign-ins per e-mail address in 15 minutes before sign-in pauses |
 | smtp_host / smtp_port / smtp_sender | "" / 25 / datenraum@localhost | send messages by SMTP; empty host: outbox and log only |
 | oidc_issuer / oidc_client_id / oidc_client_secret | "" | single sign-on by OpenID Connect (e.g. Keycloak); empty issuer: local accounts only |
+| upload_folder | var/hub/uploads | where documents uploaded to proposals are stored (by content hash) |
+| upload_max_bytes | 20971520 | larger documents are refused (the upload page's body may be this much larger than max_body_bytes) |
+| upload_scan_command | "" | a virus scanner run with the file's path appended (split like a shell does); empty: no scanning |
+| upload_scan_timeout_seconds | 60 | a scan that takes longer rejects the file |
+| proposal_quorum | 2 | committee votes that decide a proposal (by majority; a tie waits for the next vote) |
 """
 
 from __future__ import annotations
@@ -67,6 +72,11 @@ class HubConfig:
     oidc_issuer: str = ""
     oidc_client_id: str = ""
     oidc_client_secret: str = ""
+    upload_folder: str = "var/hub/uploads"
+    upload_max_bytes: int = 20 * 1024 * 1024
+    upload_scan_command: str = ""
+    upload_scan_timeout_seconds: float = 60.0
+    proposal_quorum: int = 2
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

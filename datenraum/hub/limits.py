@@ -1,10 +1,15 @@
 """A cap on request body size, checked before a route reads the body into memory.
 
 Sites and researchers send small JSON documents; anything bigger than `max_bytes` is refused with 413,
-whether it announces its size (Content-Length) or streams it (chunked transfer).
+whether it announces its size (Content-Length) or streams it (chunked transfer). Paths that take
+uploads (proposal documents) may have a larger limit of their own, so that a document just over the
+upload limit reaches the upload check and its clear message instead of a bare 413.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -14,20 +19,25 @@ __all__ = ["BodySizeLimit"]
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: Sequence[tuple[re.Pattern[str], int]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = tuple(larger)
 
-    def _too_large(self) -> str:
-        return f"request body larger than {self.max_bytes} bytes"
+    def _limit(self, path: str) -> int:
+        return next((limit for pattern, limit in self.larger if pattern.fullmatch(path)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope["path"])
+        too_large = f"request body larger than {limit} bytes"
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await JSONResponse({"error": self._too_large()}, status_code=413)(scope, receive, send)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await JSONResponse({"error": too_large}, status_code=413)(scope, receive, send)
             return
         received = 0
 
@@ -36,9 +46,9 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     # Raised inside the route's body read, it reaches the app's HTTPException handler.
-                    raise HTTPException(413, self._too_large())
+                    raise HTTPException(413, too_large)
             return message
 
         await self.app(scope, limited_receive, send)

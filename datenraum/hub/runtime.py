@@ -19,8 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from datenraum.hub.accounts import Accounts, Role, Site, User
 from datenraum.hub.config import HubConfig
+from datenraum.hub.directory.service import Directory
 from datenraum.hub.notify import Notifier
 from datenraum.hub.outbox import Outbox
+from datenraum.hub.proposals.service import Proposals
 from datenraum.hub.saved_queries import SavedQueries
 from datenraum.hub.service import Federation
 from datenraum.hub.site_overview import SiteOverview
@@ -64,6 +66,8 @@ class Hub:
     sites: SiteOverview
     federation: Federation
     notifier: Notifier
+    proposals: Proposals
+    directory: Directory
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         return await run_in_threadpool(function, *args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -390,6 +391,32 @@ class Users:
             row.token_hash = hash_secret(token)
             record(session, self._clock(), actor, "token.issue", row.email)
         return token
+
+    def emails(self, user_ids: Iterable[int]) -> dict[int, str]:
+        """The e-mail addresses of these users, by id: how proposal pages name team members and voters."""
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return {}
+        with self._sessions() as session:
+            rows = session.execute(sa.select(UserRow.id, UserRow.email).where(UserRow.id.in_(wanted)))
+            return dict(rows.all())
+
+    def approved_ids(self, emails: Iterable[str]) -> dict[str, int]:
+        """The ids of the approved accounts with these addresses (normalised as at registration), by the
+        address as given; an address without such an account is missing from the answer."""
+        given = {email: email.strip().lower() for email in emails}
+        if not given:
+            return {}
+        with self._sessions() as session:
+            found = dict(
+                session.execute(
+                    sa.select(UserRow.email, UserRow.id).where(
+                        UserRow.email.in_(sorted(set(given.values()))),
+                        UserRow.status == Status.APPROVED.value,
+                    )
+                ).all()
+            )
+        return {email: found[normal] for email, normal in given.items() if normal in found}
 
     def set_language(self, user_id: int, language: str) -> None:
         with self._sessions.begin() as session:

@@ -40,6 +40,7 @@ HUB_SETTINGS = {
     "DATENRAUM_HUB_QUOTA_PER_MINUTE": "1000",
     "DATENRAUM_HUB_QUOTA_PER_HOUR": "10000",
     "DATENRAUM_HUB_QUOTA_PER_DAY": "100000",
+    "DATENRAUM_HUB_UPLOAD_MAX_BYTES": str(256 * 1024),  # small, so that an oversized upload is quick
 }
 AGENT_CONFIG = "[hub]\nwait = 5\nbackoff_initial = 0.1\nbackoff_cap = 0.5\n"
 
@@ -67,9 +68,8 @@ def postgres_server() -> Iterator[object]:
 def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterator[Portal]:
     workdir = tmp_path_factory.mktemp("portal")
     postgres_server.execute("CREATE DATABASE portal_e2e")
-    federation = LocalFederation(
-        workdir, database_url=postgres_server.url("portal_e2e"), hub_env=HUB_SETTINGS
-    )
+    hub_env = {**HUB_SETTINGS, "DATENRAUM_HUB_UPLOAD_FOLDER": str(workdir / "uploads")}
+    federation = LocalFederation(workdir, database_url=postgres_server.url("portal_e2e"), hub_env=hub_env)
     try:
         stores = {}
         for name, patients, seed, profile in SITES:
@@ -104,7 +104,9 @@ def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterato
         federation.close()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, its event loop counts as running in
+# the main thread, and the asynchronous tests that follow in the same run could not start theirs.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed: run scripts/setup (package chromium)")

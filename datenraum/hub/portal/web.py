@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from datenraum.hub.accounts import Role, User
 from datenraum.hub.audit import Actor
 from datenraum.hub.portal.i18n import LANGUAGES, choose_language, script_texts, texts_for
+from datenraum.hub.proposals import workflow
 from datenraum.hub.runtime import CSRF_COOKIE, SESSION_COOKIE, Hub, client_ip, csrf_matches
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "render",
     "require",
     "set_session",
+    "workflow_actor",
 ]
 
 LANGUAGE_COOKIE = "dr_lang"
@@ -119,7 +121,21 @@ async def optional_user(request: Request) -> User | None:
     if not token:
         return None
     hub = hub_of(request)
-    return await hub.run(hub.users.session_user, token)
+    user = await hub.run(hub.users.session_user, token)
+    if user is not None:
+        request.state.attention = await hub.run(_attention, hub, user)
+    return user
+
+
+def workflow_actor(user: User) -> workflow.Actor:
+    """The user as the Use & Access rules see them."""
+    return workflow.Actor(user.id, frozenset(role.value for role in user.roles), user.site_ids)
+
+
+def _attention(hub: Hub, user: User) -> tuple[int, int]:
+    """What the navigation counts on every page: proposals waiting for the user, unread notifications."""
+    acting = workflow_actor(user)
+    return len(hub.proposals.waiting_for(acting)), len(hub.proposals.notifications(acting, unread_only=True))
 
 
 def require(*roles: Role):
@@ -176,6 +192,7 @@ def render(
             "path": request.url.path,
             "notice": _notice(request, lang),
             "builder_texts": script_texts(lang),
+            "attention": getattr(request.state, "attention", (0, 0)),
             **context,
         },
         status_code=status_code,

@@ -1,0 +1,7 @@
+"""The network directory (issue 6): the university hospitals of the network, research infrastructures and
+projects, and who takes part in what.
+
+- `tables`: the database models (migration 0003)
+- `service`: reading and searching (public), changes by the coordination office (`Directory`), and
+  loading the seed (`load_seed`, `seed.json`)
+"""

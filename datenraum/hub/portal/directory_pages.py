@@ -1,0 +1,258 @@
+"""The network directory in the portal: a public listing with search, a page per site (with what it
+takes part in) and per infrastructure or project (with who takes part), its JSON API, and the forms
+with which the coordination office maintains it.
+
+Reading needs no sign-in: the directory is how the network is found. The forms are shown to the
+coordination office only, and the directory service refuses changes by anyone else whatever a form
+says; a refused or invalid change comes back as the page with the message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import FormData
+
+from datenraum.hub.accounts import Role, User
+from datenraum.hub.directory.service import Entry, EntryKind, NotAdministrator, Participation, Site
+from datenraum.hub.portal.web import (
+    checked_form,
+    hub_of,
+    optional_user,
+    redirect,
+    render,
+    require,
+    workflow_actor,
+)
+from datenraum.hub.service import Invalid, NotFound
+
+__all__ = ["api", "router"]
+
+router = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/api/v1/directory", tags=["directory"])
+
+MaybeUser = Annotated[User | None, Depends(optional_user)]
+Admin = Annotated[User, Depends(require(Role.ADMIN))]
+
+_SITE_FIELDS = ("slug", "name", "city", "consortium", "data_integration_centre", "contact")
+_ENTRY_FIELDS = ("slug", "kind", "acronym", "name", "description")
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _values(value: Site | Entry) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in vars(value)}
+
+
+# --- public pages ------------------------------------------------------------------------------------
+
+
+@router.get("/directory", response_class=HTMLResponse)
+async def directory_page(request: Request, user: MaybeUser, q: str = "") -> Response:
+    return await _index(request, user, q)
+
+
+async def _index(
+    request: Request,
+    user: User | None,
+    search: str,
+    status: int = 200,
+    error: str | None = None,
+    site_values: dict[str, str] | None = None,
+    entry_values: dict[str, str] | None = None,
+) -> Response:
+    hub = hub_of(request)
+    sites = await hub.run(hub.directory.sites, search)
+    entries = await hub.run(hub.directory.entries, None, search)
+    return render(
+        request,
+        "directory.html",
+        user,
+        status,
+        search=search,
+        sites=sites,
+        infrastructures=[entry for entry in entries if entry.kind is EntryKind.INFRASTRUCTURE],
+        projects=[entry for entry in entries if entry.kind is EntryKind.PROJECT],
+        kinds=EntryKind,
+        site_values=site_values or {},
+        entry_values=entry_values or {},
+        error=error,
+    )
+
+
+@router.get("/directory/sites/{slug}", response_class=HTMLResponse)
+async def site_page(request: Request, user: MaybeUser, slug: str) -> Response:
+    return await _site(request, user, slug)
+
+
+async def _site(
+    request: Request, user: User | None, slug: str, status: int = 200, error: str | None = None
+) -> Response:
+    hub = hub_of(request)
+    site, taking_part = await hub.run(hub.directory.site, slug)
+    entries = await hub.run(hub.directory.entries) if user and user.has(Role.ADMIN) else []
+    return render(
+        request,
+        "directory_site.html",
+        user,
+        status,
+        site=site,
+        taking_part=taking_part,
+        entries=entries,
+        error=error,
+    )
+
+
+@router.get("/directory/entries/{slug}", response_class=HTMLResponse)
+async def entry_page(request: Request, user: MaybeUser, slug: str) -> Response:
+    return await _entry(request, user, slug)
+
+
+async def _entry(
+    request: Request, user: User | None, slug: str, status: int = 200, error: str | None = None
+) -> Response:
+    hub = hub_of(request)
+    entry, participants = await hub.run(hub.directory.entry, slug)
+    return render(
+        request,
+        "directory_entry.html",
+        user,
+        status,
+        entry=entry,
+        participants=participants,
+        kinds=EntryKind,
+        error=error,
+    )
+
+
+# --- the JSON API ------------------------------------------------------------------------------------
+
+
+@api.get("")
+async def whole_directory(request: Request) -> dict[str, Any]:
+    """Every site with its participations, and every infrastructure and project."""
+    hub = hub_of(request)
+    return await hub.run(hub.directory.to_json)
+
+
+@api.get("/sites")
+async def api_sites(request: Request, q: str = "") -> dict[str, Any]:
+    """Sites whose name, city, consortium or slug contain every word of `q` (case and umlauts folded)."""
+    hub = hub_of(request)
+    return {"sites": [_values(site) for site in await hub.run(hub.directory.sites, q)]}
+
+
+@api.get("/sites/{slug}")
+async def api_site(request: Request, slug: str) -> dict[str, Any]:
+    hub = hub_of(request)
+    site, taking_part = await hub.run(hub.directory.site, slug)
+    return {
+        **_values(site),
+        "participations": [{"entry": entry.slug, "role": role} for entry, role in taking_part],
+    }
+
+
+@api.get("/entries")
+async def api_entries(request: Request, kind: EntryKind | None = None, q: str = "") -> dict[str, Any]:
+    hub = hub_of(request)
+    entries = await hub.run(hub.directory.entries, kind, q)
+    return {"entries": [{**_values(entry), "kind": entry.kind.value} for entry in entries]}
+
+
+@api.get("/entries/{slug}")
+async def api_entry(request: Request, slug: str) -> dict[str, Any]:
+    hub = hub_of(request)
+    entry, participants = await hub.run(hub.directory.entry, slug)
+    return {
+        **_values(entry),
+        "kind": entry.kind.value,
+        "participants": [{"site": site.slug, "role": role} for site, role in participants],
+    }
+
+
+# --- the coordination office's forms ----------------------------------------------------------------
+
+
+@router.post("/admin/directory/sites", response_class=HTMLResponse)
+async def save_site(request: Request, user: Admin) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    values = {name: _text(form, name) for name in _SITE_FIELDS}
+    site = Site(
+        slug=values["slug"],
+        name=values["name"],
+        city=values["city"],
+        consortium=values["consortium"] or None,
+        data_integration_centre=values["data_integration_centre"] or None,
+        contact=values["contact"],
+    )
+    try:
+        await hub.run(hub.directory.save_site, workflow_actor(user), site)
+    except (Invalid, NotAdministrator) as error:
+        if _text(form, "existing"):
+            return await _site(request, user, values["slug"], 400, str(error))
+        return await _index(request, user, "", 400, str(error), site_values=values)
+    return redirect(f"/directory/sites/{site.slug}", "directory-saved")
+
+
+@router.post("/admin/directory/sites/{slug}/delete", response_class=HTMLResponse)
+async def delete_site(request: Request, user: Admin, slug: str) -> Response:
+    await checked_form(request)
+    hub = hub_of(request)
+    try:
+        await hub.run(hub.directory.delete_site, workflow_actor(user), slug)
+    except NotAdministrator as error:
+        return await _site(request, user, slug, 403, str(error))
+    return redirect("/directory", "directory-deleted")
+
+
+@router.post("/admin/directory/entries", response_class=HTMLResponse)
+async def save_entry(request: Request, user: Admin) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    values = {name: _text(form, name) for name in _ENTRY_FIELDS}
+    if values["kind"] not in {kind.value for kind in EntryKind}:
+        error = f"kind: must be one of {', '.join(EntryKind)}"
+        return await _index(request, user, "", 400, error, entry_values=values)
+    entry = Entry(
+        values["slug"], EntryKind(values["kind"]), values["acronym"], values["name"], values["description"]
+    )
+    try:
+        await hub.run(hub.directory.save_entry, workflow_actor(user), entry)
+    except (Invalid, NotAdministrator) as error:
+        if _text(form, "existing"):
+            return await _entry(request, user, values["slug"], 400, str(error))
+        return await _index(request, user, "", 400, str(error), entry_values=values)
+    return redirect(f"/directory/entries/{entry.slug}", "directory-saved")
+
+
+@router.post("/admin/directory/entries/{slug}/delete", response_class=HTMLResponse)
+async def delete_entry(request: Request, user: Admin, slug: str) -> Response:
+    await checked_form(request)
+    hub = hub_of(request)
+    try:
+        await hub.run(hub.directory.delete_entry, workflow_actor(user), slug)
+    except NotAdministrator as error:
+        return await _entry(request, user, slug, 403, str(error))
+    return redirect("/directory", "directory-deleted")
+
+
+@router.post("/admin/directory/participations", response_class=HTMLResponse)
+async def set_participation(request: Request, user: Admin) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    site, entry = _text(form, "site"), _text(form, "entry")
+    change = Participation(site, entry, _text(form, "role") or None)
+    try:
+        if _text(form, "remove"):
+            await hub.run(hub.directory.remove_participation, workflow_actor(user), site, entry)
+        else:
+            await hub.run(hub.directory.set_participation, workflow_actor(user), change)
+    except (Invalid, NotAdministrator, NotFound) as error:
+        return await _site(request, user, site, 400, str(error))
+    return redirect(f"/directory/sites/{site}", "directory-saved")

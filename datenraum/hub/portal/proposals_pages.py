@@ -1,0 +1,522 @@
+"""The Use & Access pages: proposals from draft to delivered, what waits for whom, documents,
+notifications and export.
+
+Every page goes through the proposals service, and the service through the workflow: a page offers
+the actions `Proposal.allowed` lists, and a posted action is decided again by the service, so a form
+sent by hand is refused exactly as a hidden button would have been. Refusals and bad input come back
+as the page they came from with the reason (400 bad input, 403 not this person, 409 not now); a
+proposal the person may not see is "not found", like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import re
+from collections.abc import Iterable
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.datastructures import FormData, UploadFile
+
+from datenraum.hub.accounts import Role, User
+from datenraum.hub.portal.web import checked_form, hub_of, redirect, render, require, workflow_actor
+from datenraum.hub.proposals.service import (
+    KDS_MODULES,
+    Analysis,
+    CohortQuery,
+    DocumentKind,
+    Draft,
+    ProjectRole,
+    Proposal,
+    TeamMember,
+)
+from datenraum.hub.proposals.uploads import UploadRejected
+from datenraum.hub.proposals.workflow import TRANSITIONS, Action, Forbidden, State, TransitionError
+from datenraum.hub.runtime import Hub
+from datenraum.hub.service import Invalid, NotFound
+
+__all__ = ["UPLOAD_PATHS", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+# The forms that carry a document: the body size limit lets them be as large as an upload may be.
+UPLOAD_PATHS = re.compile(r"/proposals/(new|\d+/edit|\d+/documents)")
+
+AnyUser = Annotated[User, Depends(require())]
+Researcher = Annotated[User, Depends(require(Role.RESEARCHER))]
+
+REASON_REQUIRED = frozenset(t.action for t in TRANSITIONS if t.reason_required)
+# Taken with forms of their own (the draft form, the publication form), not with the action buttons.
+_OWN_FORMS = frozenset({Action.EDIT, Action.ADD_PUBLICATION})
+_SITE_ACTIONS = frozenset({Action.SITE_AGREE, Action.SITE_DECLINE})
+_BLANK_TEAM_ROWS = 2
+# Browsers send a file's own name. One with folders or ".." in it was written to reach a place on the
+# hub; it is refused, so that nobody believes it worked (the store never uses names as paths anyway).
+_PATH_TRICK = re.compile(r"[/\\]|^\.\.|\x00")
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def _texts(form: FormData, name: str) -> list[str]:
+    return [value for value in form.getlist(name) if isinstance(value, str)]
+
+
+# --- lists -------------------------------------------------------------------------------------------
+
+
+@router.get("/proposals", response_class=HTMLResponse)
+async def list_page(request: Request, user: AnyUser, state: str = "") -> Response:
+    hub = hub_of(request)
+    chosen = State(state) if state in {s.value for s in State} else None
+    summaries = await hub.run(hub.proposals.visible, workflow_actor(user), chosen)
+    owners = await hub.run(hub.users.emails, [summary.owner_id for summary in summaries])
+    return render(
+        request,
+        "proposals.html",
+        user,
+        summaries=summaries,
+        owners=owners,
+        chosen=chosen,
+        states=State,
+        waiting=False,
+    )
+
+
+@router.get("/proposals/waiting", response_class=HTMLResponse)
+async def waiting_page(request: Request, user: AnyUser) -> Response:
+    """The dashboard of every role: the proposals whose next step is this person's."""
+    hub = hub_of(request)
+    summaries = await hub.run(hub.proposals.waiting_for, workflow_actor(user))
+    owners = await hub.run(hub.users.emails, [summary.owner_id for summary in summaries])
+    return render(
+        request,
+        "proposals.html",
+        user,
+        summaries=summaries,
+        owners=owners,
+        chosen=None,
+        states=State,
+        waiting=True,
+    )
+
+
+# --- writing a draft ---------------------------------------------------------------------------------
+
+
+@router.get("/proposals/new", response_class=HTMLResponse)
+async def new_page(request: Request, user: Researcher) -> Response:
+    return await _form_page(request, user, None, Draft())
+
+
+@router.post("/proposals/new", response_class=HTMLResponse)
+async def create(request: Request, user: Researcher) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    draft, problem = await _read_draft(hub, user, form, Draft())
+    again = {"stored": Draft(), "chosen": _texts(form, "cohort")}
+    if problem:
+        return await _form_page(request, user, None, draft, 400, problem, **again)
+    try:
+        proposal_id = await hub.run(hub.proposals.create, workflow_actor(user), draft)
+    except (Invalid, TransitionError) as error:
+        return await _form_page(request, user, None, draft, 400, str(error), **again)
+    problem = await _upload_ethics_vote(hub, user, proposal_id, form)
+    if problem:
+        return await _form_page(request, user, proposal_id, draft, 400, problem)
+    return redirect(f"/proposals/{proposal_id}", "proposal-created")
+
+
+@router.get("/proposals/{proposal_id}/edit", response_class=HTMLResponse)
+async def edit_page(request: Request, user: Researcher, proposal_id: int) -> Response:
+    hub = hub_of(request)
+    proposal = await hub.run(hub.proposals.get, workflow_actor(user), proposal_id)
+    if Action.EDIT not in proposal.allowed:
+        return await _proposal_page(
+            request, user, proposal_id, 409, f"edit: not possible now ({proposal.state})"
+        )
+    return await _form_page(request, user, proposal_id, proposal.draft)
+
+
+@router.post("/proposals/{proposal_id}/edit", response_class=HTMLResponse)
+async def edit(request: Request, user: Researcher, proposal_id: int) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    current = await hub.run(hub.proposals.get, workflow_actor(user), proposal_id)
+    draft, problem = await _read_draft(hub, user, form, current.draft)
+    again = {"stored": current.draft, "chosen": _texts(form, "cohort")}
+    if problem:
+        return await _form_page(request, user, proposal_id, draft, 400, problem, **again)
+    try:
+        await hub.run(hub.proposals.edit, workflow_actor(user), proposal_id, draft)
+    except Invalid as error:
+        return await _form_page(request, user, proposal_id, draft, 400, str(error), **again)
+    except TransitionError as error:
+        return await _proposal_page(request, user, proposal_id, _status(error), str(error))
+    problem = await _upload_ethics_vote(hub, user, proposal_id, form)
+    if problem:
+        return await _form_page(request, user, proposal_id, draft, 400, problem)
+    return redirect(f"/proposals/{proposal_id}", "proposal-saved")
+
+
+async def _form_page(
+    request: Request,
+    user: User,
+    proposal_id: int | None,
+    draft: Draft,
+    status: int = 200,
+    error: str | None = None,
+    *,
+    stored: Draft | None = None,
+    chosen: Iterable[str] | None = None,
+) -> Response:
+    """The draft form. Its cohort lists the entries the proposal has now (`stored`, by position) and the
+    saved queries not among them; `chosen` are the boxes to tick (the form's own, when it comes back)."""
+    hub = hub_of(request)
+    stored = draft if stored is None else stored
+    chosen = {f"kept:{i}" for i in range(len(stored.cohort))} if chosen is None else set(chosen)
+    saved = await hub.run(hub.saved_queries.list, user)
+    present = {(entry.name, _canonical(entry.query)) for entry in stored.cohort}
+    offered = [query for query in saved if (query.name, _canonical(query.query)) not in present]
+    sites = await hub.run(hub.sites.sites)
+    members = await hub.run(hub.users.emails, [member.user_id for member in draft.team])
+    team = [(members.get(member.user_id, ""), member.project_role.value) for member in draft.team]
+    return render(
+        request,
+        "proposal_form.html",
+        user,
+        status,
+        proposal_id=proposal_id,
+        draft=draft,
+        kept=stored.cohort,
+        chosen=chosen,
+        offered=offered,
+        sites=sites,
+        modules=sorted(KDS_MODULES),
+        analyses=Analysis,
+        project_roles=ProjectRole,
+        team=team + [("", ProjectRole.DATA_SCIENTIST.value)] * _BLANK_TEAM_ROWS,
+        max_upload=hub.config.upload_max_bytes,
+        error=error,
+    )
+
+
+async def _read_draft(hub: Hub, user: User, form: FormData, current: Draft) -> tuple[Draft, str | None]:
+    """The draft the form describes, and what is wrong with it (one message naming each field), so that
+    the form can come back with everything entered still in it."""
+    problems: list[str] = []
+    cohort = await _cohort(hub, user, _texts(form, "cohort"), current, problems)
+    analysis = _text(form, "analysis")
+    if analysis and analysis not in {a.value for a in Analysis}:
+        problems.append(f"analysis: must be one of {', '.join(Analysis)}")
+    site_ids = []
+    for value in _texts(form, "site_ids"):
+        if value.isdigit():
+            site_ids.append(int(value))
+        else:
+            problems.append(f"site_ids: {value!r} is not a site")
+    draft = Draft(
+        title=_text(form, "title").strip(),
+        abstract=_text(form, "abstract").strip(),
+        questions=tuple(line.strip() for line in _text(form, "questions").splitlines() if line.strip()),
+        cohort=tuple(cohort),
+        modules=tuple(_texts(form, "modules")),
+        data_from=_date(form, "data_from", problems),
+        data_to=_date(form, "data_to", problems),
+        biosamples=_text(form, "biosamples").strip(),
+        analysis=Analysis(analysis) if analysis in {a.value for a in Analysis} else None,
+        site_ids=tuple(site_ids),
+        start=_date(form, "start", problems),
+        end=_date(form, "end", problems),
+        team=tuple(await _team(hub, _texts(form, "team_email"), _texts(form, "team_role"), problems)),
+    )
+    return draft, "; ".join(problems) or None
+
+
+async def _cohort(
+    hub: Hub, user: User, chosen: Iterable[str], current: Draft, problems: list[str]
+) -> list[CohortQuery]:
+    """The cohort entries kept from the draft, and the researcher's saved queries newly chosen, each with
+    the counts of its latest run (frozen into the proposal when it is submitted)."""
+    cohort = []
+    for value in chosen:
+        kind, _, number = value.partition(":")
+        if kind == "kept" and number.isdigit() and int(number) < len(current.cohort):
+            cohort.append(current.cohort[int(number)])
+        elif kind == "saved" and number.isdigit():
+            try:
+                saved = await hub.run(hub.saved_queries.get, user, int(number))
+            except NotFound:
+                problems.append(f"cohort: no saved query {number}")
+                continue
+            total, site_counts = await _latest_counts(hub, user, saved.last_query_id)
+            cohort.append(CohortQuery(saved.name, saved.query, total, site_counts))
+        else:
+            problems.append(f"cohort: {value!r} is not a saved query")
+    return cohort
+
+
+async def _latest_counts(
+    hub: Hub, user: User, query_id: str | None
+) -> tuple[int | None, dict[str, int | None]]:
+    """The total and per-site counts of a run as the researcher saw them (obfuscated; None for a site below
+    its threshold, no total where too few sites answered); nothing for a query never run."""
+    if query_id is None:
+        return None, {}
+    try:
+        result = await hub.run(hub.federation.result, user, query_id)
+    except NotFound:
+        return None, {}
+    site_counts = {
+        answer.site: answer.count.obfuscated for answer in result.sites if answer.count is not None
+    }
+    return (None if result.total is None else result.total.value), site_counts
+
+
+async def _team(hub: Hub, emails: list[str], roles: list[str], problems: list[str]) -> list[TeamMember]:
+    rows = [(email.strip(), role) for email, role in zip(emails, roles, strict=False) if email.strip()]
+    known = await hub.run(hub.users.approved_ids, [email for email, _ in rows])
+    team = []
+    for index, (email, role) in enumerate(rows):
+        if email not in known:
+            problems.append(f"team[{index}]: no approved account with the address {email}")
+        elif role not in {r.value for r in ProjectRole}:
+            problems.append(f"team[{index}].project_role: must be one of {', '.join(ProjectRole)}")
+        else:
+            team.append(TeamMember(known[email], ProjectRole(role)))
+    return team
+
+
+def _date(form: FormData, name: str, problems: list[str]) -> dt.date | None:
+    value = _text(form, name).strip()
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        problems.append(f"{name}: {value!r} is not a date (YYYY-MM-DD)")
+        return None
+
+
+def _canonical(query: object) -> str:
+    """A query's identity whatever the order of its keys (PostgreSQL's JSONB does not keep it)."""
+    return json.dumps(query, sort_keys=True)
+
+
+async def _upload_ethics_vote(hub: Hub, user: User, proposal_id: int, form: FormData) -> str | None:
+    """Store the ethics vote sent with the draft form, if one was; the refusal's text, if refused."""
+    upload = form.get("ethics_vote")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return None
+    return await _store_document(hub, user, proposal_id, DocumentKind.ETHICS_VOTE.value, upload)
+
+
+async def _store_document(
+    hub: Hub, user: User, proposal_id: int, kind: str, upload: UploadFile
+) -> str | None:
+    """Check and store an uploaded document; the refusal's text, naming the file, if refused."""
+    name = upload.filename or ""
+    if _PATH_TRICK.search(name):
+        return f"{name}: a file name must not contain folders or '..'; upload the file under its own name"
+    content = await upload.read()
+    store = functools.partial(hub.proposals.upload, workflow_actor(user), proposal_id, kind, name, content)
+    try:
+        await hub.run(store)
+    except (UploadRejected, Invalid) as error:
+        return str(error)
+    return None
+
+
+# --- the proposal page and its actions ---------------------------------------------------------------
+
+
+@router.get("/proposals/{proposal_id}", response_class=HTMLResponse)
+async def proposal_page(request: Request, user: AnyUser, proposal_id: int) -> Response:
+    return await _proposal_page(request, user, proposal_id)
+
+
+async def _proposal_page(
+    request: Request, user: User, proposal_id: int, status: int = 200, error: str | None = None
+) -> Response:
+    hub = hub_of(request)
+    acting = workflow_actor(user)
+    proposal = await hub.run(hub.proposals.get, acting, proposal_id)
+    timeline = await hub.run(hub.proposals.timeline, acting, proposal_id)
+    people = await hub.run(hub.users.emails, _people(proposal))
+    decidable = [site for site in proposal.sites if site.site_id in user.site_ids and site.agreed is None]
+    return render(
+        request,
+        "proposal.html",
+        user,
+        status,
+        proposal=proposal,
+        draft=proposal.draft,
+        timeline=timeline,
+        people=people,
+        actions=[action for action in proposal.allowed if action not in _OWN_FORMS],
+        may_edit=Action.EDIT in proposal.allowed,
+        may_publish=Action.ADD_PUBLICATION in proposal.allowed,
+        reason_required=REASON_REQUIRED,
+        site_actions=_SITE_ACTIONS,
+        decidable=decidable,
+        sites_by_id={site.site_id: site.site_name for site in proposal.sites},
+        document_kinds=DocumentKind,
+        max_upload=hub.config.upload_max_bytes,
+        error=error,
+    )
+
+
+def _people(proposal: Proposal) -> set[int]:
+    return {
+        proposal.owner_id,
+        *(member.user_id for member in proposal.draft.team),
+        *(vote.user_id for vote in proposal.votes),
+        *(site.decided_by for site in proposal.sites if site.decided_by is not None),
+        *(document.uploaded_by for document in proposal.documents),
+        *(publication.added_by for publication in proposal.publications),
+    }
+
+
+def _status(error: Exception) -> int:
+    return 403 if isinstance(error, Forbidden) else 409
+
+
+@router.post("/proposals/{proposal_id}/actions/{name}", response_class=HTMLResponse)
+async def take_action(request: Request, user: AnyUser, proposal_id: int, name: str) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    if name not in {action.value for action in Action} or Action(name) in _OWN_FORMS:
+        return await _proposal_page(request, user, proposal_id, 404, f"action: no action {name!r} here")
+    action = Action(name)
+    site = _text(form, "site_id")
+    apply = functools.partial(
+        hub.proposals.apply,
+        workflow_actor(user),
+        proposal_id,
+        action,
+        reason=_text(form, "reason").strip() or None,
+        site_id=int(site) if site.isdigit() else None,
+    )
+    try:
+        await hub.run(apply)
+    except TransitionError as error:
+        return await _proposal_page(request, user, proposal_id, _status(error), str(error))
+    except Invalid as error:
+        return await _proposal_page(request, user, proposal_id, 400, str(error))
+    return redirect(f"/proposals/{proposal_id}", "proposal-action-done")
+
+
+@router.post("/proposals/{proposal_id}/comments", response_class=HTMLResponse)
+async def comment(request: Request, user: AnyUser, proposal_id: int) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    try:
+        await hub.run(hub.proposals.comment, workflow_actor(user), proposal_id, _text(form, "text").strip())
+    except Invalid as error:
+        return await _proposal_page(request, user, proposal_id, 400, str(error))
+    return redirect(f"/proposals/{proposal_id}", "proposal-commented")
+
+
+@router.post("/proposals/{proposal_id}/documents", response_class=HTMLResponse)
+async def upload(request: Request, user: AnyUser, proposal_id: int) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    file = form.get("file")
+    if not isinstance(file, UploadFile) or not file.filename:
+        problem: str | None = "file: choose a file to upload"
+    else:
+        problem = await _store_document(hub, user, proposal_id, _text(form, "kind"), file)
+    if problem:
+        return await _proposal_page(request, user, proposal_id, 400, problem)
+    return redirect(f"/proposals/{proposal_id}", "proposal-uploaded")
+
+
+@router.get("/proposals/{proposal_id}/documents/{document_id}")
+async def download(request: Request, user: AnyUser, proposal_id: int, document_id: int) -> Response:
+    hub = hub_of(request)
+    document, content = await hub.run(hub.proposals.document, workflow_actor(user), proposal_id, document_id)
+    media_type = f"{document.media_type}; charset=utf-8" if document.media_type == "text/plain" else None
+    return Response(
+        content,
+        media_type=media_type or document.media_type,
+        headers={"Content-Disposition": _attachment(document.file_name)},
+    )
+
+
+def _attachment(file_name: str) -> str:
+    """A Content-Disposition that always downloads (never shows the file in the portal's origin), with
+    the name in UTF-8 for browsers and an ASCII stand-in, without quotes or backslashes, for the rest."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in file_name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
+
+
+@router.post("/proposals/{proposal_id}/publications", response_class=HTMLResponse)
+async def add_publication(request: Request, user: AnyUser, proposal_id: int) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    add = functools.partial(
+        hub.proposals.add_publication,
+        workflow_actor(user),
+        proposal_id,
+        _text(form, "title").strip(),
+        _text(form, "reference").strip(),
+    )
+    try:
+        await hub.run(add)
+    except TransitionError as error:
+        return await _proposal_page(request, user, proposal_id, _status(error), str(error))
+    except Invalid as error:
+        return await _proposal_page(request, user, proposal_id, 400, str(error))
+    return redirect(f"/proposals/{proposal_id}", "proposal-published")
+
+
+@router.get("/proposals/{proposal_id}/export.json")
+async def export_json(request: Request, user: AnyUser, proposal_id: int) -> Response:
+    hub = hub_of(request)
+    document = await hub.run(hub.proposals.export_json, workflow_actor(user), proposal_id)
+    return JSONResponse(
+        document, headers={"Content-Disposition": _attachment(f"proposal-{proposal_id}.json")}
+    )
+
+
+@router.get("/proposals/{proposal_id}/export.pdf")
+async def export_pdf(request: Request, user: AnyUser, proposal_id: int) -> Response:
+    hub = hub_of(request)
+    content = await hub.run(hub.proposals.export_pdf, workflow_actor(user), proposal_id)
+    return Response(
+        content,
+        media_type="application/pdf",
+        headers={"Content-Disposition": _attachment(f"proposal-{proposal_id}.pdf")},
+    )
+
+
+# --- notifications -----------------------------------------------------------------------------------
+
+
+@router.get("/notifications", response_class=HTMLResponse)
+async def notifications_page(request: Request, user: AnyUser) -> Response:
+    hub = hub_of(request)
+    notifications = await hub.run(hub.proposals.notifications, workflow_actor(user))
+    return render(request, "notifications.html", user, notifications=notifications)
+
+
+@router.post("/notifications/read")
+async def mark_read(request: Request, user: AnyUser) -> Response:
+    form = await checked_form(request)
+    hub = hub_of(request)
+    acting = workflow_actor(user)
+    if _text(form, "all"):
+        ids = [
+            n.id
+            for n in await hub.run(functools.partial(hub.proposals.notifications, acting, unread_only=True))
+        ]
+    else:
+        ids = [int(value) for value in _texts(form, "id") if value.isdigit()]
+    await hub.run(hub.proposals.mark_read, acting, ids)
+    return redirect("/notifications", "notifications-read")

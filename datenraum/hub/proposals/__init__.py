@@ -1,0 +1,7 @@
+"""Use & Access: from a project proposal to approved, site-by-site data use (issue 6).
+
+- `workflow`: the state machine, as a table and one pure function (`decide`)
+- `tables`: the database models; `service`: proposals, votes, site decisions, comments, documents,
+  publications, notifications, dashboards (`Proposals`)
+- `uploads`: checking and storing uploaded documents; `export`: a proposal and its history as JSON and PDF
+"""
