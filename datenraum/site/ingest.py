@@ -27,7 +27,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import orjson
 import pyarrow as pa
 
@@ -48,6 +47,7 @@ from datenraum.site.store import (
     Snapshot,
     Store,
     copy_in_layout,
+    layout_connection,
     parquet_listing,
     table_schemas,
 )
@@ -232,10 +232,7 @@ class _Commit:
         self.results = results
         self.staging = store.staging / load_id
         self.report = LoadReport(load_id)
-        self.db = duckdb.connect()
-        # Big loads settle more keys than fit in memory comfortably: let DuckDB spill into the staging area.
-        self.db.execute(f"SET temp_directory = '{self.staging / 'duckdb.tmp'}'")
-        self.db.execute("SET preserve_insertion_order = false")
+        self.db = layout_connection(self.staging / "duckdb.tmp")
         self.views_by_table = dict(standard_views())
         self.staged: dict[str, list[str]] = {}
         for result in results:
