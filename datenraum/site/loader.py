@@ -53,6 +53,8 @@ _RESOURCE_TYPES = {name: name for name in R4_RESOURCE_TYPES if name != "Bundle"}
 _PATIENT_ELEMENTS = ("subject", "patient")
 # Unique per row, so dictionary pages and min/max statistics would only cost time.
 _PLAIN_COLUMNS = frozenset({"json"})
+# Unique or nearly so: a dictionary would be as big as the values, and costs time until Parquet gives up on it.
+_UNDICTIONARIED_COLUMNS = _PLAIN_COLUMNS | {"id"}
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,13 @@ class _TableBuffer:
         if not self.batches:
             return
         if self.writer is None:
-            indexed = [name for name in self.schema.names if name not in _PLAIN_COLUMNS]
+            names = self.schema.names
             self.writer = pq.ParquetWriter(
-                self.path, self.schema, compression="zstd", use_dictionary=indexed, write_statistics=indexed
+                self.path,
+                self.schema,
+                compression="zstd",
+                use_dictionary=[name for name in names if name not in _UNDICTIONARIED_COLUMNS],
+                write_statistics=[name for name in names if name not in _PLAIN_COLUMNS],
             )
         self.writer.write_table(pa.Table.from_batches(self.batches), row_group_size=ROWS_PER_ROW_GROUP)
         self.batches, self.pending = [], 0
@@ -215,7 +221,16 @@ class _TaskWriter:
                 reference = resource.get("subject")  # the _PATIENT_ELEMENTS, spelt out on this hot path
                 if reference is None:
                     reference = resource.get("patient")
-                patient_id = None if reference is None else resolve(reference, "Patient")
+                text = reference.get("reference") if type(reference) is dict else None
+                # A relative `Patient/id` means the same to every resolver: read it here, leave the rest to it.
+                if not (
+                    type(text) is str
+                    and text.startswith("Patient/")
+                    and (patient_id := text[8:])
+                    and "/" not in patient_id
+                    and "?" not in patient_id
+                ):
+                    patient_id = None if reference is None else resolve(reference, "Patient")
             flattened = [
                 (buffer, view.rows(resource, resolve, (seq,)))
                 for view, buffer in self.views.get(resource_type, ())
