@@ -357,6 +357,30 @@ def test_an_identifier_without_system_matches_the_value_in_any_system(store, wri
     assert patient_of(store, "o1") == ("p1", "p1")
 
 
+def stored_json(store: Store, resource_id: str) -> dict:
+    return orjson.loads(query(store, f"SELECT json FROM resource WHERE id = '{resource_id}'")[0][0])
+
+
+def test_a_conditional_reference_from_ndjson_is_stored_as_the_resolved_reference(store, write_ndjson):
+    load(store, write_ndjson("patients.ndjson", [patient("p1", mrn="4711")]))
+    conditional = f"Patient?identifier={PATIENT_ID_SYSTEM}|4711"
+    load(store, write_ndjson("obs.ndjson", [observation("o1", conditional), observation("o2", "Patient/p1")]))
+    assert stored_json(store, "o1")["subject"] == {"reference": "Patient/p1"}
+    assert stored_json(store, "o2")["subject"] == {"reference": "Patient/p1"}
+
+
+def test_a_conditional_reference_to_a_patient_of_another_file_is_stored_resolved(
+    store, write_ndjson, write_json
+):
+    conditional = f"Patient?identifier={PATIENT_ID_SYSTEM}|4711"
+    obs = write_json("obs.json", bundle([put(observation("o1", conditional, note=[{"text": "Patient?x"}]))]))
+    report = load(store, obs, write_ndjson("patients.ndjson", [patient("p1", mrn="4711")]))
+    assert report.total("rejected") == 0
+    resource = stored_json(store, "o1")
+    assert resource["subject"] == {"reference": "Patient/p1"}
+    assert resource["note"] == [{"text": "Patient?x"}]  # only references change
+
+
 def test_a_logical_reference_by_identifier_resolves_like_a_conditional_one(store, write_ndjson):
     subject = {"type": "Patient", "identifier": {"system": PATIENT_ID_SYSTEM, "value": "4711"}}
     load(store, write_ndjson("a.ndjson", [patient("p1", mrn="4711"), observation("o1", subject)]))

@@ -22,6 +22,7 @@ __all__ = [
     "BundleResolver",
     "UnresolvableReference",
     "identifier_query",
+    "resolve_patient_placeholders",
     "resolve_reference",
     "split_reference",
 ]
@@ -123,3 +124,23 @@ class BundleResolver:
         if key is not None and key.startswith(CONDITIONAL_PREFIX):
             return self.identifiers.get(key, key)
         return key
+
+
+def resolve_patient_placeholders(node: Any, ids: Mapping[str, str]) -> bool:
+    """Rewrite, in place, each conditional reference to a patient whose placeholder `ids` maps to an id
+    into `Patient/<id>`; whether any was. The stored resource must make sense without the load that
+    resolved it."""
+    changed = False
+    if type(node) is dict:
+        for key, value in node.items():
+            if key == "reference" and type(value) is str:
+                conditional = _conditional(value) if value.startswith("Patient?") else None
+                if conditional is not None and conditional[1] in ids:
+                    node[key] = f"Patient/{ids[conditional[1]]}"
+                    changed = True
+            else:
+                changed |= resolve_patient_placeholders(value, ids)
+    elif type(node) is list:
+        for item in node:
+            changed |= resolve_patient_placeholders(item, ids)
+    return changed

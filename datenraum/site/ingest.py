@@ -29,8 +29,10 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from datenraum.fhir.references import CONDITIONAL_PREFIX
+from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_patient_placeholders
 from datenraum.fhir.viewdef import standard_views
 from datenraum.site.loader import (
     MAX_REPORTED_REJECTS,
@@ -42,7 +44,9 @@ from datenraum.site.loader import (
     run_task,
 )
 from datenraum.site.store import (
+    RAW_SCHEMA,
     RAW_TABLE,
+    ROW_GROUP_ROWS,
     Manifest,
     Snapshot,
     Store,
@@ -222,6 +226,12 @@ _KEY_COLUMNS = "resource_type, id, patient_id"
 _NO_KEYS = "NULL::VARCHAR AS resource_type, NULL::VARCHAR AS id, NULL::VARCHAR AS patient_id"
 
 
+def _resolved_json(text: str, ids: dict[str, str]) -> str:
+    """The stored JSON of a resource with its conditional references to patients resolved by `ids`."""
+    resource = orjson.loads(text)
+    return orjson.dumps(resource).decode() if resolve_patient_placeholders(resource, ids) else text
+
+
 class _Commit:
     """Settles one load against the store's current state into the manifest that publishes it."""
 
@@ -243,6 +253,7 @@ class _Commit:
             self.report.rejects.extend(result.rejects)
             self.report.resources_read += sum(result.accepted.values()) + sum(result.rejected.values())
         self.extra_rejects: list[bytes] = []
+        self.identifier_ids: dict[str, str] = {}  # placeholder of a patient named by identifier -> its id
 
     def run(self) -> tuple[Manifest, LoadReport]:
         """The manifest of the store after this load (to publish once the snapshot is released), and the report."""
@@ -321,6 +332,7 @@ class _Commit:
             f"{_from_parquet(raw_files, '*', _NO_KEYS + ', NULL::BIGINT AS _seq')}"
         )
         if mapping:
+            self.identifier_ids = mapping
             self.db.register(
                 "identifier_map", pa.table({"placeholder": list(mapping), "id": list(mapping.values())})
             )
@@ -510,12 +522,43 @@ class _Commit:
         if map_patients and self._has_patients(table):
             select = "t.* REPLACE (coalesce(m.id, t.patient_id) AS patient_id)"
             joined += " LEFT JOIN identifier_map m ON t.patient_id = m.placeholder"
+            if table == RAW_TABLE:
+                return self._copy_resolved_json(
+                    f"SELECT {select}, m.id IS NOT NULL AS _resolved FROM {joined} WHERE {condition}", target
+                )
         written = self.db.execute(
             copy_in_layout(table, f"SELECT {select} FROM {joined} WHERE {condition}", target, alias="t.")
         ).fetchone()[0]
         if not written:
             target.unlink()
         return bool(written)
+
+    def _copy_resolved_json(self, select: str, target: Path) -> bool:
+        """Write the raw rows of `select` to `target`, the JSON of those flagged `_resolved` with their
+        patients' conditional references resolved too; False (and no file) if there are none.
+
+        In Python, batch by batch, because only a JSON parser can find a resource's references reliably.
+        """
+        writer = None
+        for batch in self.db.sql(select).to_arrow_reader(ROW_GROUP_ROWS):
+            if not batch.num_rows:
+                continue
+            texts, flags = batch.column("json"), batch.column("_resolved")
+            if pc.any(flags).as_py():
+                resolved = [
+                    _resolved_json(text, self.identifier_ids) if flag else text
+                    for text, flag in zip(texts.to_pylist(), flags.to_pylist(), strict=True)
+                ]
+                batch = batch.set_column(
+                    batch.schema.get_field_index("json"), "json", pa.array(resolved, pa.string())
+                )
+            rows = pa.Table.from_batches([batch]).select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+            if writer is None:
+                writer = pq.ParquetWriter(target, RAW_SCHEMA, compression="zstd")
+            writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
+        if writer is not None:
+            writer.close()
+        return writer is not None
 
     def _supersede_old(self, new_segment: dict | None) -> list[dict]:
         """Rewrite the earlier segments that hold rows this load replaces or deletes."""
