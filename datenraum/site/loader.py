@@ -102,6 +102,8 @@ class TaskResult:
     # Patients named only by identifier (placeholders): the commit looks them up with the whole load in view.
     conditional_references: set[str] = field(default_factory=set)
     deletes: list[tuple[str, str, int, str]] = field(default_factory=list)  # type, key, seq, location
+    # Conditional updates of patients: provisional id, identifier placeholder, seq, location.
+    conditional_updates: list[tuple[str, str, int, str]] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -285,6 +287,10 @@ class _TaskWriter:
     def delete(self, resource_type: str, key: str, line: int) -> None:
         self.result.deletes.append((resource_type, key, self.seq_base + line, self.piece.location(line)))
 
+    def conditional_update(self, provisional_id: str, placeholder: str, line: int) -> None:
+        seq, location = self.seq_base + line, self.piece.location(line)
+        self.result.conditional_updates.append((provisional_id, placeholder, seq, location))
+
     def close(self) -> TaskResult:
         for table, buffer in self.buffers.items():
             if buffer.close():
@@ -382,6 +388,8 @@ def _run_json(piece: Piece, writer: _TaskWriter) -> None:
             writer.reject(piece.location(line), operation.error, orjson.dumps(operation.entry))
         elif operation.resource is not None:
             writer.accept(operation.resource, orjson.dumps(operation.resource), line, resolver)
+            if operation.condition is not None:
+                writer.conditional_update(operation.resource["id"], operation.condition, line)
         else:
             writer.delete(operation.delete_type, operation.delete_key, line)
 
