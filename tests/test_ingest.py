@@ -441,6 +441,22 @@ def test_a_conditional_update_that_matches_several_patients_is_rejected(store, w
     assert sorted(query(store, "SELECT id, gender FROM patient")) == [("p1", "female"), ("p2", "female")]
 
 
+def test_what_names_a_refused_conditional_update_is_rejected_and_the_rest_finds_the_stored_patients(
+    store, write_ndjson, write_json
+):
+    load(store, write_ndjson("p.ndjson", [patient("p1", mrn="4711"), patient("p2", mrn="4711")]))
+    urn = "urn:uuid:5d1e0a3b-2c4f-4e6a-8b7c-9d0e1f2a3b4c"
+    update = write_json("update.json", bundle([conditional_update("4711", urn), put(observation("o1", urn))]))
+    # Outside the Bundle, the identifier names the stored patients, not the refused one.
+    by_identifier = write_ndjson(
+        "o.ndjson", [observation("o2", f"Patient?identifier={PATIENT_ID_SYSTEM}|4711")]
+    )
+    report = load(store, update, by_identifier)
+    assert report.rejected == {"Patient": 1, "Observation": 1}
+    assert report.added == {"Observation": 1}
+    assert patient_of(store, "o2")[0] in {"p1", "p2"}
+
+
 # --- replacing and deleting -----------------------------------------------------------------------
 
 
