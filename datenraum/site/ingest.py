@@ -614,8 +614,8 @@ class _Commit:
         return bool(written)
 
     def _copy_resolved_json(self, select: str, target: Path) -> bool:
-        """Write the raw rows of `select` to `target`, the JSON of those flagged `_resolved` with their
-        patients' conditional references resolved too; False (and no file) if there are none.
+        """Write the raw rows of `select` to `target`, the JSON of those flagged `_resolved` with the
+        references to their patients resolved too; False (and no file) if there are none.
 
         In Python, batch by batch, because only a JSON parser can find a resource's references reliably.
         """
@@ -634,7 +634,13 @@ class _Commit:
                 )
             rows = pa.Table.from_batches([batch]).select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
             if writer is None:
-                writer = pq.ParquetWriter(target, RAW_SCHEMA, compression="zstd")
+                writer = pq.ParquetWriter(
+                    target,
+                    RAW_SCHEMA,
+                    compression="zstd",
+                    use_dictionary=[name for name in RAW_SCHEMA.names if name not in ("id", "json")],
+                    write_statistics=[name for name in RAW_SCHEMA.names if name != "json"],
+                )
             writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
         if writer is not None:
             writer.close()
