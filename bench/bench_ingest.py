@@ -45,6 +45,7 @@ class Row:
     peak_rss: int = 0
     store_bytes: int = 0
     rejected: int = 0
+    load_average: float = 0.0  # over the last minute of the run: other work inflates CPU seconds too
 
 
 class TreeMemory:
@@ -130,6 +131,7 @@ def run(workdir: Path, patients: int, workers: int, seed: int) -> Row:
     row.cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     row.peak_rss = memory.peak
     row.store_bytes = disk_usage(store)
+    row.load_average = os.getloadavg()[0]
     shutil.rmtree(store, ignore_errors=True)
     return row
 
@@ -148,6 +150,7 @@ def print_table(rows: list[Row]) -> None:
         "per CPU-s",
         "peak RSS GB",
         "store GB",
+        "load",
     ]
     lines = [header]
     for r in rows:
@@ -166,6 +169,7 @@ def print_table(rows: list[Row]) -> None:
                 f"{r.resources / r.cpu_seconds:,.0f}",
                 f"{r.peak_rss / 2**30:.2f}",
                 f"{r.store_bytes / 1e9:.2f}",
+                f"{r.load_average:.1f}",
             ]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

@@ -357,10 +357,104 @@ def test_an_identifier_without_system_matches_the_value_in_any_system(store, wri
     assert patient_of(store, "o1") == ("p1", "p1")
 
 
+def stored_json(store: Store, resource_id: str) -> dict:
+    return orjson.loads(query(store, f"SELECT json FROM resource WHERE id = '{resource_id}'")[0][0])
+
+
+def test_a_conditional_reference_from_ndjson_is_stored_as_the_resolved_reference(store, write_ndjson):
+    load(store, write_ndjson("patients.ndjson", [patient("p1", mrn="4711")]))
+    conditional = f"Patient?identifier={PATIENT_ID_SYSTEM}|4711"
+    load(store, write_ndjson("obs.ndjson", [observation("o1", conditional), observation("o2", "Patient/p1")]))
+    assert stored_json(store, "o1")["subject"] == {"reference": "Patient/p1"}
+    assert stored_json(store, "o2")["subject"] == {"reference": "Patient/p1"}
+
+
+def test_a_conditional_reference_to_a_patient_of_another_file_is_stored_resolved(
+    store, write_ndjson, write_json
+):
+    conditional = f"Patient?identifier={PATIENT_ID_SYSTEM}|4711"
+    obs = write_json("obs.json", bundle([put(observation("o1", conditional, note=[{"text": "Patient?x"}]))]))
+    report = load(store, obs, write_ndjson("patients.ndjson", [patient("p1", mrn="4711")]))
+    assert report.total("rejected") == 0
+    resource = stored_json(store, "o1")
+    assert resource["subject"] == {"reference": "Patient/p1"}
+    assert resource["note"] == [{"text": "Patient?x"}]  # only references change
+
+
 def test_a_logical_reference_by_identifier_resolves_like_a_conditional_one(store, write_ndjson):
     subject = {"type": "Patient", "identifier": {"system": PATIENT_ID_SYSTEM, "value": "4711"}}
     load(store, write_ndjson("a.ndjson", [patient("p1", mrn="4711"), observation("o1", subject)]))
     assert patient_of(store, "o1") == ("p1", "p1")
+
+
+def conditional_update(mrn: str, full_url: str | None = None, **elements) -> dict:
+    """A transaction entry that PUTs a patient (without id) at Patient?identifier=<system>|<mrn>."""
+    resource = patient("unused", mrn=mrn, **elements)
+    del resource["id"]
+    entry = {
+        "resource": resource,
+        "request": {"method": "PUT", "url": f"Patient?identifier={PATIENT_ID_SYSTEM}|{mrn}"},
+    }
+    if full_url is not None:
+        entry["fullUrl"] = full_url
+    return entry
+
+
+def test_a_conditional_update_of_a_patient_updates_the_one_patient_it_matches(
+    store, write_ndjson, write_json
+):
+    load(store, write_ndjson("p.ndjson", [patient("p0", mrn="0815"), patient("p1", mrn="4711")]))
+    urn = "urn:uuid:5d1e0a3b-2c4f-4e6a-8b7c-9d0e1f2a3b4c"
+    report = load(
+        store,
+        write_json(
+            "update.json",
+            bundle([conditional_update("4711", urn, gender="male"), put(observation("o1", urn))]),
+        ),
+    )
+    assert (report.added, report.replaced, report.total("rejected")) == (
+        {"Observation": 1},
+        {"Patient": 1},
+        0,
+    )
+    assert sorted(query(store, "SELECT id, gender FROM patient")) == [("p0", "female"), ("p1", "male")]
+    assert query(store, "SELECT DISTINCT id FROM patient_identifier WHERE value = '4711'") == [("p1",)]
+    assert patient_of(store, "o1") == ("p1", "p1")
+    assert stored_json(store, "p1")["id"] == "p1"
+    assert stored_json(store, "o1")["subject"] == {"reference": "Patient/p1"}
+
+
+def test_a_conditional_update_that_matches_no_patient_creates_one_and_then_updates_it(store, write_json):
+    update = write_json("update.json", bundle([conditional_update("4711")]))
+    assert load(store, update).added == {"Patient": 1}
+    assert load(store, update).replaced == {"Patient": 1}
+    assert query(store, "SELECT count(*) FROM patient") == [(1,)]
+
+
+def test_a_conditional_update_that_matches_several_patients_is_rejected(store, write_ndjson, write_json):
+    load(store, write_ndjson("p.ndjson", [patient("p1", mrn="4711"), patient("p2", mrn="4711")]))
+    update = write_json("update.json", bundle([conditional_update("4711", gender="male")]))
+    report = load(store, update)
+    assert report.rejected == {"Patient": 1}
+    assert report.rejects[0].location == f"{update}: Bundle.entry[0]"
+    assert "matches 2 patients (p1, p2)" in report.rejects[0].reason
+    assert sorted(query(store, "SELECT id, gender FROM patient")) == [("p1", "female"), ("p2", "female")]
+
+
+def test_what_names_a_refused_conditional_update_is_rejected_and_the_rest_finds_the_stored_patients(
+    store, write_ndjson, write_json
+):
+    load(store, write_ndjson("p.ndjson", [patient("p1", mrn="4711"), patient("p2", mrn="4711")]))
+    urn = "urn:uuid:5d1e0a3b-2c4f-4e6a-8b7c-9d0e1f2a3b4c"
+    update = write_json("update.json", bundle([conditional_update("4711", urn), put(observation("o1", urn))]))
+    # Outside the Bundle, the identifier names the stored patients, not the refused one.
+    by_identifier = write_ndjson(
+        "o.ndjson", [observation("o2", f"Patient?identifier={PATIENT_ID_SYSTEM}|4711")]
+    )
+    report = load(store, update, by_identifier)
+    assert report.rejected == {"Patient": 1, "Observation": 1}
+    assert report.added == {"Observation": 1}
+    assert patient_of(store, "o2")[0] in {"p1", "p2"}
 
 
 # --- replacing and deleting -----------------------------------------------------------------------

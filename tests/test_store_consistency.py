@@ -17,6 +17,7 @@ import pytest
 from conftest import query
 from fhir_resources import bundle, condition, delete, observation, patient
 
+from datenraum.site.compact import compact
 from datenraum.site.ingest import ingest
 from datenraum.site.store import Store, StoreError
 
@@ -292,3 +293,15 @@ def test_debris_of_a_killed_load_never_shadows_the_current_state(populated, inpu
     ingest(store, [write_lines(input_dir / "one.ndjson", [patient("one")])], workers=1)
     assert debris(store) == []
     assert state(store)[1][0] == before[1][0] + 1
+
+
+def test_compaction_leaves_what_readers_see_in_one_segment_and_no_debris(tmp_path):
+    store = Store(tmp_path / "store")
+    ingest(store, [write_lines(tmp_path / "a.ndjson", [patient("p1"), observation("o1", "Patient/p1")])])
+    ingest(store, [write_lines(tmp_path / "b.ndjson", [patient("p2"), observation("o2", "Patient/p2")])])
+    before = state(store)
+    report = compact(store)
+    assert (report.segments_before, state(store)) == (2, before)
+    with store.snapshot() as snapshot:
+        assert len(snapshot.manifest.segments) == 1
+    assert debris(store) == []

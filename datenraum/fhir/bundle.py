@@ -17,7 +17,13 @@ from typing import Any
 
 import orjson
 
-from datenraum.fhir.references import CONDITIONAL_PREFIX, BundleResolver, identifier_query, split_reference
+from datenraum.fhir.references import (
+    CONDITIONAL_PREFIX,
+    BundleResolver,
+    conditional_reference,
+    identifier_query,
+    split_reference,
+)
 
 __all__ = ["BundleEntryError", "Operation", "read_bundle"]
 
@@ -38,6 +44,9 @@ class Operation:
     delete_key: str | None = None
     error: str | None = None
     entry: Any = None  # the entry as given, kept for the rejects file when `error` is set
+    # A conditional update (`PUT Patient?identifier=...` of a patient without id): the identifier
+    # placeholder. Its id is provisional; the load gives it the id of the one patient that matches.
+    condition: str | None = None
 
 
 def _patient_identifiers(resource: dict) -> Iterator[tuple[str, bool]]:
@@ -60,6 +69,17 @@ def _patient_identifiers(resource: dict) -> Iterator[tuple[str, bool]]:
 def _request_url(entry: dict) -> Any:
     request = entry.get("request")
     return request.get("url") if isinstance(request, dict) else None
+
+
+def _update_condition(entry: dict, resource: dict, method: str) -> str | None:
+    """The identifier placeholder of a conditional update of a patient without id, else None."""
+    url = _request_url(entry)
+    if method != "PUT" or resource.get("id") is not None or not isinstance(url, str):
+        return None
+    conditional = conditional_reference(url)
+    if conditional is None or conditional[0] != "Patient" or resource.get("resourceType") != "Patient":
+        return None
+    return conditional[1]
 
 
 def _assign_id(entry: dict, resource: dict, method: str) -> str | None:
@@ -108,26 +128,27 @@ def read_bundle(bundle: dict) -> tuple[list[Operation], BundleResolver]:
         raise BundleEntryError("Bundle.entry must be an array")
     full_urls: dict[str, tuple[str, str]] = {}
     identifiers: dict[str, str] = {}
-    prepared: list[tuple[int, dict, dict | None, str]] = []
+    prepared: list[tuple[int, dict, dict | None, str, str | None]] = []  # ..., problem, condition
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            prepared.append((position, entry, None, "entry is not an object"))
+            prepared.append((position, entry, None, "entry is not an object", None))
             continue
         request = entry.get("request")
         method = request.get("method", "PUT") if isinstance(request, dict) else "PUT"
         resource = entry.get("resource")
         if method == "DELETE":
-            prepared.append((position, entry, None, "DELETE"))
+            prepared.append((position, entry, None, "DELETE", None))
             continue
         if method not in ("PUT", "POST"):
-            prepared.append((position, entry, None, f"request.method {method!r} is not supported"))
+            prepared.append((position, entry, None, f"request.method {method!r} is not supported", None))
             continue
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            prepared.append((position, entry, None, "entry has no resource with a resourceType"))
+            prepared.append((position, entry, None, "entry has no resource with a resourceType", None))
             continue
+        condition = _update_condition(entry, resource, method)
         resource_id = _assign_id(entry, resource, method)
         if resource_id is None:
-            prepared.append((position, entry, None, "request.url names another id than resource.id"))
+            prepared.append((position, entry, None, "request.url names another id than resource.id", None))
             continue
         resource["id"] = resource_id
         if isinstance(entry.get("fullUrl"), str):
@@ -136,14 +157,14 @@ def read_bundle(bundle: dict) -> tuple[list[Operation], BundleResolver]:
             for query, exact in _patient_identifiers(resource):
                 if exact or query not in identifiers:
                     identifiers[query] = resource_id
-        prepared.append((position, entry, resource, ""))
+        prepared.append((position, entry, resource, "", condition))
 
     resolver = BundleResolver(full_urls, identifiers)
     operations = []
-    for position, entry, resource, problem in prepared:
+    for position, entry, resource, problem, condition in prepared:
         if resource is not None:
             _rewrite_references(resource, resolver)
-            operations.append(Operation(position, resource=resource))
+            operations.append(Operation(position, resource=resource, condition=condition))
         elif problem == "DELETE":
             operations.append(_delete(position, entry, resolver))
         else:

@@ -21,7 +21,9 @@ __all__ = [
     "CONDITIONAL_PREFIX",
     "BundleResolver",
     "UnresolvableReference",
+    "conditional_reference",
     "identifier_query",
+    "resolve_patient_references",
     "resolve_reference",
     "split_reference",
 ]
@@ -52,7 +54,7 @@ def split_reference(reference: str) -> tuple[str, str] | None:
     return parts[-2], parts[-1]
 
 
-def _conditional(reference: str) -> tuple[str, str] | None:
+def conditional_reference(reference: str) -> tuple[str, str] | None:
     """(type, identifier placeholder) for `Type?identifier=system|value`, else None."""
     resource_type, _, query = reference.partition("?")
     values = parse_qs(query).get("identifier")
@@ -99,7 +101,7 @@ def resolve_reference(element: Any, resource_type: str) -> str | None:
     target = split_reference(reference)
     if target is not None:
         return target[1] if target[0] == resource_type else None
-    conditional = _conditional(reference)
+    conditional = conditional_reference(reference)
     if conditional is not None and conditional[0] == resource_type:
         return conditional[1]
     return None
@@ -123,3 +125,27 @@ class BundleResolver:
         if key is not None and key.startswith(CONDITIONAL_PREFIX):
             return self.identifiers.get(key, key)
         return key
+
+
+def resolve_patient_references(node: Any, ids: Mapping[str, str]) -> bool:
+    """Rewrite, in place, the references to patients whose final id only the whole load knows; whether
+    any was. `ids` maps identifier placeholders, and ids a load had to assign before it knew the patient,
+    to the final ids. The stored resource must make sense without the load that resolved it."""
+    changed = False
+    if type(node) is dict:
+        for key, value in node.items():
+            if key == "reference" and type(value) is str:
+                if value.startswith("Patient?"):
+                    conditional = conditional_reference(value)
+                    key_of_patient = conditional[1] if conditional is not None else None
+                else:
+                    key_of_patient = value[8:] if value.startswith("Patient/") else None
+                if key_of_patient in ids:
+                    node[key] = f"Patient/{ids[key_of_patient]}"
+                    changed = True
+            else:
+                changed |= resolve_patient_references(value, ids)
+    elif type(node) is list:
+        for item in node:
+            changed |= resolve_patient_references(item, ids)
+    return changed

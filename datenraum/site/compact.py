@@ -9,12 +9,11 @@ JSON table is merged too, unsorted: it is read by id, not scanned by code.
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
 
 from datenraum.site.store import (
     Manifest,
@@ -22,6 +21,7 @@ from datenraum.site.store import (
     StoreError,
     aligned_columns,
     copy_in_layout,
+    layout_connection,
     parquet_listing,
     table_schemas,
 )
@@ -50,7 +50,8 @@ def compact(store: Store | Path | str) -> CompactReport:
             folder = store.segments / segment_id
             folder.mkdir(parents=True)
             files: dict[str, list[str]] = {}
-            with duckdb.connect() as db:
+            spill = store.staging / segment_id  # swept as debris if compaction is killed
+            with layout_connection(spill) as db:
                 for table, schema in table_schemas().items():
                     sources = snapshot.files(table)
                     if not sources:
@@ -64,6 +65,7 @@ def compact(store: Store | Path | str) -> CompactReport:
                         )
                     )
                     files[table] = [str(target.relative_to(store.path))]
+            shutil.rmtree(spill, ignore_errors=True)
             before = (
                 len(manifest.segments),
                 sum(len(f) for s in manifest.segments for f in s["files"].values()),

@@ -27,11 +27,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from datenraum.fhir.references import CONDITIONAL_PREFIX
+from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_patient_references
 from datenraum.fhir.viewdef import standard_views
 from datenraum.site.loader import (
     MAX_REPORTED_REJECTS,
@@ -43,11 +44,14 @@ from datenraum.site.loader import (
     run_task,
 )
 from datenraum.site.store import (
+    RAW_SCHEMA,
     RAW_TABLE,
+    ROW_GROUP_ROWS,
     Manifest,
     Snapshot,
     Store,
     copy_in_layout,
+    layout_connection,
     parquet_listing,
     table_schemas,
 )
@@ -222,6 +226,17 @@ _KEY_COLUMNS = "resource_type, id, patient_id"
 _NO_KEYS = "NULL::VARCHAR AS resource_type, NULL::VARCHAR AS id, NULL::VARCHAR AS patient_id"
 
 
+def _resolved_json(text: str, ids: dict[str, str]) -> str:
+    """The stored JSON of a resource with the references to patients that `ids` resolves, resolved; and a
+    conditionally updated patient with the id of the patient it updates."""
+    resource = orjson.loads(text)
+    changed = resolve_patient_references(resource, ids)
+    if resource["resourceType"] == "Patient" and resource["id"] in ids:
+        resource["id"] = ids[resource["id"]]
+        changed = True
+    return orjson.dumps(resource).decode() if changed else text
+
+
 class _Commit:
     """Settles one load against the store's current state into the manifest that publishes it."""
 
@@ -232,10 +247,7 @@ class _Commit:
         self.results = results
         self.staging = store.staging / load_id
         self.report = LoadReport(load_id)
-        self.db = duckdb.connect()
-        # Big loads settle more keys than fit in memory comfortably: let DuckDB spill into the staging area.
-        self.db.execute(f"SET temp_directory = '{self.staging / 'duckdb.tmp'}'")
-        self.db.execute("SET preserve_insertion_order = false")
+        self.db = layout_connection(self.staging / "duckdb.tmp")
         self.views_by_table = dict(standard_views())
         self.staged: dict[str, list[str]] = {}
         for result in results:
@@ -246,11 +258,14 @@ class _Commit:
             self.report.rejects.extend(result.rejects)
             self.report.resources_read += sum(result.accepted.values()) + sum(result.rejected.values())
         self.extra_rejects: list[bytes] = []
+        # Placeholders of patients named by identifier, and provisional ids of conditional updates: their ids.
+        self.identifier_ids: dict[str, str] = {}
+        self.refused: dict[int, tuple[str, str]] = {}  # seq of a conditional update -> location, reason
 
     def run(self) -> tuple[Manifest, LoadReport]:
         """The manifest of the store after this load (to publish once the snapshot is released), and the report."""
         try:
-            mapping = self._resolve_identifiers()
+            mapping = self._resolve_identifiers(self._match_conditional_updates())
             self._stage_keys(mapping)
             self._reject_dangling()
             self._settle()
@@ -277,44 +292,87 @@ class _Commit:
         _count(self.report.rejected, resource_type)
         self.extra_rejects.append(orjson.dumps({"location": location, "reason": reason, "resource": text}))
 
-    # Conditional references and deletes name a patient by identifier; find the patient's id.
-    def _resolve_identifiers(self) -> dict[str, str]:
+    def _identifiers(self) -> str | None:
+        """SQL for the patient identifiers of the store and of this load (`recent`), None if there are none."""
+        stored = [str(f) for f in self.snapshot.files("patient_identifier")]
+        loaded = self.staged.get("patient_identifier", [])
+        if not (stored or loaded):
+            return None
+        columns = "system, value, id, _seq"
+        empty = "NULL::VARCHAR AS system, NULL::VARCHAR AS value, NULL::VARCHAR AS id, NULL::BIGINT AS _seq"
+        refused = f"_seq NOT IN ({', '.join(map(str, self.refused))})" if self.refused else "true"
+        return f"""(
+            SELECT *, false AS recent FROM {_from_parquet(stored, columns, empty)}
+            UNION ALL SELECT *, true FROM {_from_parquet(loaded, columns, empty)} WHERE {refused}
+        )"""
+
+    def _register_queries(self, name: str, placeholders: Sequence[str], **columns: Sequence) -> None:
+        """A table `name` of identifier placeholders with their system and value, and further columns."""
+        queries = [query.removeprefix(CONDITIONAL_PREFIX).partition("|") for query in placeholders]
+        table = {
+            "placeholder": list(placeholders),
+            "system": [q[0] for q in queries],
+            "value": [q[2] for q in queries],
+        }
+        self.db.register(name, pa.table({**table, **{key: list(value) for key, value in columns.items()}}))
+
+    # `identifier=value` matches the value in any system (an identifier without system first);
+    # `identifier=system|value` only that system.
+    _MATCHES = "p.value = w.value AND (w.system = '' OR p.system = w.system)"
+
+    def _match_conditional_updates(self) -> dict[str, str]:
+        """The ids of the patients that conditional updates update: provisional id -> the one patient matched.
+
+        FHIR's conditional update: one match is updated, none makes a new patient (keeping the provisional
+        id, which is the same for the same condition every time), several are refused.
+        """
+        updates = [update for result in self.results for update in result.conditional_updates]
+        identifiers = self._identifiers()
+        if not updates or identifiers is None:
+            return {}
+        provisional, placeholders, seqs, locations = zip(*updates, strict=True)
+        self._register_queries("updates", placeholders, provisional=provisional, seq=seqs, location=locations)
+        rows = self.db.execute(f"""
+            SELECT w.provisional, w.seq, w.location, w.placeholder, list_sort(list_distinct(list(p.id)))
+            FROM updates w JOIN {identifiers} p ON {self._MATCHES}
+            WHERE NOT (p.recent AND p.id IN (SELECT provisional FROM updates))
+            GROUP BY ALL
+        """).fetchall()
+        ids = {}
+        for provisional_id, seq, location, placeholder, matches in rows:
+            if len(matches) == 1:
+                ids[provisional_id] = matches[0]
+            else:
+                listed = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+                self.refused[seq] = (
+                    location,
+                    f"conditional update Patient?identifier={placeholder.removeprefix(CONDITIONAL_PREFIX)} "
+                    f"matches {len(matches)} patients ({listed}); it must match one at most",
+                )
+        return {key: value for key, value in ids.items() if key != value}
+
+    def _resolve_identifiers(self, updates: dict[str, str]) -> dict[str, str]:
+        """Conditional references and deletes name a patient by identifier: placeholder -> the patient's id,
+        with `updates` (provisional ids of conditionally updated patients -> their ids) added."""
         wanted = {ref for r in self.results for ref in r.conditional_references}
         wanted |= {
             key for r in self.results for (_t, key, _s, _l) in r.deletes if key.startswith(CONDITIONAL_PREFIX)
         }
-        stored = [str(f) for f in self.snapshot.files("patient_identifier")]
-        loaded = self.staged.get("patient_identifier", [])
-        if not wanted or not (stored or loaded):
-            return {}
-        queries = [query.removeprefix(CONDITIONAL_PREFIX).partition("|") for query in wanted]
-        self.db.register(
-            "wanted",
-            pa.table(
-                {
-                    "placeholder": list(wanted),
-                    "system": [q[0] for q in queries],
-                    "value": [q[2] for q in queries],
-                }
-            ),
-        )
-        columns = "system, value, id, _seq"
-        empty = "NULL::VARCHAR AS system, NULL::VARCHAR AS value, NULL::VARCHAR AS id, NULL::BIGINT AS _seq"
-        # `identifier=value` matches the value in any system (an identifier without system first);
-        # `identifier=system|value` only that system. A patient of this load wins over a stored one, and
-        # within the load the later one (load orders do not compare across loads).
+        identifiers = self._identifiers()
+        if not wanted or identifiers is None:
+            return updates
+        self._register_queries("wanted", list(wanted))
+        # A patient of this load wins over a stored one, and within the load the later one (load orders do
+        # not compare across loads).
         rows = self.db.execute(f"""
             SELECT placeholder, id FROM (
                 SELECT w.placeholder, p.id, row_number() OVER (
                     PARTITION BY w.placeholder
                     ORDER BY coalesce(p.system, '') = w.system DESC, p.recent DESC, p._seq DESC) AS rank
-                FROM wanted w JOIN (
-                    SELECT *, false AS recent FROM {_from_parquet(stored, columns, empty)}
-                    UNION ALL SELECT *, true FROM {_from_parquet(loaded, columns, empty)}
-                ) p ON p.value = w.value AND (w.system = '' OR p.system = w.system)
+                FROM wanted w JOIN {identifiers} p ON {self._MATCHES}
             ) WHERE rank = 1
         """).fetchall()
-        return dict(rows)
+        return {placeholder: updates.get(id_, id_) for placeholder, id_ in rows} | updates
 
     def _stage_keys(self, mapping: dict[str, str]) -> None:
         """Tables of this load's keys (`staged`), its deletes (`deletes`), and the store's keys (`stored`)."""
@@ -323,12 +381,18 @@ class _Commit:
             f"CREATE TABLE staged AS SELECT {_KEY_COLUMNS}, _seq FROM "
             f"{_from_parquet(raw_files, '*', _NO_KEYS + ', NULL::BIGINT AS _seq')}"
         )
+        self._refuse_conditional_updates()
         if mapping:
+            self.identifier_ids = mapping
             self.db.register(
                 "identifier_map", pa.table({"placeholder": list(mapping), "id": list(mapping.values())})
             )
             self.db.execute(
                 "UPDATE staged SET patient_id = m.id FROM identifier_map m WHERE staged.patient_id = m.placeholder"
+            )
+            # A conditionally updated patient takes the id of the patient it matched.
+            self.db.execute(
+                "UPDATE staged SET id = patient_id WHERE resource_type = 'Patient' AND id <> patient_id"
             )
         deletes = []
         for result in self.results:
@@ -353,6 +417,22 @@ class _Commit:
         self.db.execute(
             f"CREATE VIEW stored AS SELECT * FROM {_from_parquet(stored_raw, _KEY_COLUMNS, _NO_KEYS)}"
         )
+
+    def _refuse_conditional_updates(self) -> None:
+        """Reject the conditional updates that match several patients: table `refused` of their rows."""
+        self.db.execute("CREATE TABLE refused (resource_type VARCHAR, id VARCHAR, _seq BIGINT)")
+        if not self.refused:
+            return
+        listed = ", ".join(map(str, self.refused))
+        self.db.execute(
+            f"INSERT INTO refused SELECT resource_type, id, _seq FROM staged WHERE _seq IN ({listed})"
+        )
+        self.db.execute(f"DELETE FROM staged WHERE _seq IN ({listed})")
+        raw_files = parquet_listing(self.staged[RAW_TABLE])
+        for seq, text in self.db.execute(
+            f"SELECT _seq, json FROM read_parquet({raw_files}) WHERE _seq IN ({listed}) ORDER BY _seq"
+        ).fetchall():
+            self._reject("Patient", *self.refused[seq], text)
 
     def _reject_dangling(self) -> None:
         """Reject resources whose patient is neither in the store nor in this load once it is done.
@@ -455,6 +535,7 @@ class _Commit:
             CREATE TABLE drop_rows AS
             SELECT resource_type, id, _seq FROM history WHERE kind = 'upsert' AND NOT last
             UNION ALL SELECT resource_type, id, _seq FROM dangling
+            UNION ALL SELECT resource_type, id, _seq FROM refused
         """)
         self.db.execute("""
             CREATE TABLE gone AS
@@ -482,8 +563,9 @@ class _Commit:
                 continue
             target = segment_dir / f"{table}.parquet"
             condition = (
+                # By load order alone, which is unique per resource: a patient's id may have changed since.
                 f"NOT EXISTS (SELECT 1 FROM drop_rows d WHERE d.resource_type = {self._type_of(table)} "
-                "AND d.id = t.id AND d._seq = t._seq)"
+                "AND d._seq = t._seq)"
                 if not self._untouched(table, dropped)
                 else "true"
             )
@@ -511,14 +593,58 @@ class _Commit:
         """Copy the rows of `sources` meeting `condition` into `target`; False (and no file) if none do."""
         select, joined = "t.*", f"read_parquet({parquet_listing(sources)}) t"
         if map_patients and self._has_patients(table):
-            select = "t.* REPLACE (coalesce(m.id, t.patient_id) AS patient_id)"
+            # A patient's own rows name it in `id` as well as in `patient_id`.
+            if table == RAW_TABLE:
+                own_id = "CASE WHEN t.resource_type = 'Patient' THEN coalesce(m.id, t.id) ELSE t.id END"
+            else:
+                own_id = (
+                    "coalesce(m.id, t.id)" if self.views_by_table[table].resource == "Patient" else "t.id"
+                )
+            select = f"t.* REPLACE (coalesce(m.id, t.patient_id) AS patient_id, {own_id} AS id)"
             joined += " LEFT JOIN identifier_map m ON t.patient_id = m.placeholder"
+            if table == RAW_TABLE:
+                return self._copy_resolved_json(
+                    f"SELECT {select}, m.id IS NOT NULL AS _resolved FROM {joined} WHERE {condition}", target
+                )
         written = self.db.execute(
             copy_in_layout(table, f"SELECT {select} FROM {joined} WHERE {condition}", target, alias="t.")
         ).fetchone()[0]
         if not written:
             target.unlink()
         return bool(written)
+
+    def _copy_resolved_json(self, select: str, target: Path) -> bool:
+        """Write the raw rows of `select` to `target`, the JSON of those flagged `_resolved` with the
+        references to their patients resolved too; False (and no file) if there are none.
+
+        In Python, batch by batch, because only a JSON parser can find a resource's references reliably.
+        """
+        writer = None
+        for batch in self.db.sql(select).to_arrow_reader(ROW_GROUP_ROWS):
+            if not batch.num_rows:
+                continue
+            texts, flags = batch.column("json"), batch.column("_resolved")
+            if pc.any(flags).as_py():
+                resolved = [
+                    _resolved_json(text, self.identifier_ids) if flag else text
+                    for text, flag in zip(texts.to_pylist(), flags.to_pylist(), strict=True)
+                ]
+                batch = batch.set_column(
+                    batch.schema.get_field_index("json"), "json", pa.array(resolved, pa.string())
+                )
+            rows = pa.Table.from_batches([batch]).select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    target,
+                    RAW_SCHEMA,
+                    compression="zstd",
+                    use_dictionary=[name for name in RAW_SCHEMA.names if name not in ("id", "json")],
+                    write_statistics=[name for name in RAW_SCHEMA.names if name != "json"],
+                )
+            writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
+        if writer is not None:
+            writer.close()
+        return writer is not None
 
     def _supersede_old(self, new_segment: dict | None) -> list[dict]:
         """Rewrite the earlier segments that hold rows this load replaces or deletes."""

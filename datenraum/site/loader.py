@@ -53,6 +53,8 @@ _RESOURCE_TYPES = {name: name for name in R4_RESOURCE_TYPES if name != "Bundle"}
 _PATIENT_ELEMENTS = ("subject", "patient")
 # Unique per row, so dictionary pages and min/max statistics would only cost time.
 _PLAIN_COLUMNS = frozenset({"json"})
+# Unique or nearly so: a dictionary would be as big as the values, and costs time until Parquet gives up on it.
+_UNDICTIONARIED_COLUMNS = _PLAIN_COLUMNS | {"id"}
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class TaskResult:
     # Patients named only by identifier (placeholders): the commit looks them up with the whole load in view.
     conditional_references: set[str] = field(default_factory=set)
     deletes: list[tuple[str, str, int, str]] = field(default_factory=list)  # type, key, seq, location
+    # Conditional updates of patients: provisional id, identifier placeholder, seq, location.
+    conditional_updates: list[tuple[str, str, int, str]] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -142,9 +146,13 @@ class _TableBuffer:
         if not self.batches:
             return
         if self.writer is None:
-            indexed = [name for name in self.schema.names if name not in _PLAIN_COLUMNS]
+            names = self.schema.names
             self.writer = pq.ParquetWriter(
-                self.path, self.schema, compression="zstd", use_dictionary=indexed, write_statistics=indexed
+                self.path,
+                self.schema,
+                compression="zstd",
+                use_dictionary=[name for name in names if name not in _UNDICTIONARIED_COLUMNS],
+                write_statistics=[name for name in names if name not in _PLAIN_COLUMNS],
             )
         self.writer.write_table(pa.Table.from_batches(self.batches), row_group_size=ROWS_PER_ROW_GROUP)
         self.batches, self.pending = [], 0
@@ -215,7 +223,16 @@ class _TaskWriter:
                 reference = resource.get("subject")  # the _PATIENT_ELEMENTS, spelt out on this hot path
                 if reference is None:
                     reference = resource.get("patient")
-                patient_id = None if reference is None else resolve(reference, "Patient")
+                text = reference.get("reference") if type(reference) is dict else None
+                # A relative `Patient/id` means the same to every resolver: read it here, leave the rest to it.
+                if not (
+                    type(text) is str
+                    and text.startswith("Patient/")
+                    and (patient_id := text[8:])
+                    and "/" not in patient_id
+                    and "?" not in patient_id
+                ):
+                    patient_id = None if reference is None else resolve(reference, "Patient")
             flattened = [
                 (buffer, view.rows(resource, resolve, (seq,)))
                 for view, buffer in self.views.get(resource_type, ())
@@ -269,6 +286,10 @@ class _TaskWriter:
 
     def delete(self, resource_type: str, key: str, line: int) -> None:
         self.result.deletes.append((resource_type, key, self.seq_base + line, self.piece.location(line)))
+
+    def conditional_update(self, provisional_id: str, placeholder: str, line: int) -> None:
+        seq, location = self.seq_base + line, self.piece.location(line)
+        self.result.conditional_updates.append((provisional_id, placeholder, seq, location))
 
     def close(self) -> TaskResult:
         for table, buffer in self.buffers.items():
@@ -367,6 +388,8 @@ def _run_json(piece: Piece, writer: _TaskWriter) -> None:
             writer.reject(piece.location(line), operation.error, orjson.dumps(operation.entry))
         elif operation.resource is not None:
             writer.accept(operation.resource, orjson.dumps(operation.resource), line, resolver)
+            if operation.condition is not None:
+                writer.conditional_update(operation.resource["id"], operation.condition, line)
         else:
             writer.delete(operation.delete_type, operation.delete_key, line)
 
