@@ -48,8 +48,12 @@ def _text(form, name: str) -> str:
 
 
 def _local_path(path: str) -> str:
-    """Where to go after a form: a path on this hub only, so that a link cannot send people elsewhere."""
-    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+    """Where to go after a form: a path on this hub only, so that a link cannot send people elsewhere.
+
+    Browsers drop tabs and line breaks from a URL, so "/<tab>/evil.example" would read as "//evil.example".
+    """
+    local = path.startswith("/") and not path.startswith(("//", "/\\")) and path.isprintable()
+    return path if local else "/"
 
 
 def _set_session(response: Response, request: Request, token: str) -> None:
