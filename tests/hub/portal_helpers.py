@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from datenraum.hub.accounts import Role
 from datenraum.hub.audit import Actor, AuditEntry, search
 from datenraum.hub.auth import hash_secret, new_secret
-from datenraum.hub.db import UserRow, WebSessionRow
+from datenraum.hub.db import Base, UserRow, WebSessionRow
 from datenraum.hub.outbox import Message, Outbox
 from datenraum.hub.runtime import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from datenraum.hub.users import Registration, Status, Users
@@ -73,10 +73,11 @@ class Browser:
 
 
 @contextlib.asynccontextmanager
-async def browser(app: FastAPI, ip: str = "127.0.0.1") -> AsyncIterator[Browser]:
+async def browser(app: FastAPI, ip: str = "127.0.0.1", https: bool = False) -> AsyncIterator[Browser]:
     """A browser on `app` (served by `helpers.serving`), connecting from the address `ip`."""
     transport = httpx.ASGITransport(app=app, client=(ip, 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub", timeout=10) as client:
+    base_url = "https://hub" if https else "http://hub"
+    async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=10) as client:
         yield Browser(client)
 
 
@@ -144,3 +145,30 @@ def alert(response: httpx.Response) -> str:
     match = re.search(r'<p class="error" role="alert"[^>]*>(.*?)</p>', response.text, re.S)
     assert match, f"no error shown on the page ({response.status_code})"
     return html.unescape(match.group(1).strip())
+
+
+def routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path template) the app answers, HEAD aside; a mounted folder as its path + "/*"."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(route: Any) -> None:
+        if hasattr(route, "effective_route_contexts"):  # an included router (FastAPI >= 0.160)
+            for context in route.effective_route_contexts():
+                walk(context)
+        elif getattr(route, "methods", None):
+            found.update((method, route.path) for method in route.methods if method != "HEAD")
+        else:
+            found.add(("GET", route.path + "/*"))
+
+    for route in app.routes:
+        walk(route)
+    return found
+
+
+def database_contents(hub: HubFixture) -> dict[str, list[tuple[str, ...]]]:
+    """Every row of every table, to show that a refused request changed nothing."""
+    with hub.engine.connect() as connection:
+        return {
+            table.name: sorted(tuple(map(str, row)) for row in connection.execute(sa.select(table)))
+            for table in Base.metadata.sorted_tables
+        }
