@@ -20,7 +20,7 @@ from datenraum.hub.db import Clock, QueryRequest, QueryRow, SavedQueryRow, utcno
 from datenraum.hub.service import Invalid, NotFound
 from datenraum.query.check import check_query
 from datenraum.query.mapping import load_mapping
-from datenraum.query.model import QueryError, parse_query, query_to_json
+from datenraum.query.model import QueryError, parse_query
 
 __all__ = ["HistoryEntry", "SavedQueries", "SavedQuery"]
 
@@ -73,13 +73,16 @@ def _valid_name(name: str) -> str:
 
 
 def _valid_query(query: Any) -> dict[str, Any]:
-    """The query as stored: validated, in the portal's JSON form (unknown keys dropped)."""
+    """The query as stored: exactly as given, once it parses and this hub's mapping can answer it.
+
+    Not the parsed model's JSON: that adds defaults (`display`, `version`) and drops what the model does
+    not keep (empty `attributeFilters`), so an export would differ from what the national portal wrote.
+    """
     try:
-        parsed = parse_query(query)
-        check_query(parsed, load_mapping())
+        check_query(parse_query(query), load_mapping())
     except QueryError as error:
         raise Invalid(f"query{str(error).removeprefix('$')}") from None
-    return query_to_json(parsed)
+    return query
 
 
 def _saved(row: SavedQueryRow) -> SavedQuery:
