@@ -144,9 +144,20 @@ class SavedQueries:
             return [_saved(row) for row in rows]
 
     def ran(self, user: User, saved_id: int, query_id: str) -> None:
-        """Remember the latest run of a saved query, so that its page can show that result."""
+        """Remember the latest run of a saved query, so that its page can show that result.
+
+        Only a query the user asked counts: another id would not be theirs to show (or not exist).
+        """
         with self._sessions.begin() as session:
-            self._own(session, user, saved_id).last_query_id = query_id
+            row = self._own(session, user, saved_id)
+            asked = session.scalar(
+                sa.select(QueryRequest.id)
+                .where(QueryRequest.query_id == query_id, QueryRequest.user_id == user.id)
+                .limit(1)
+            )
+            if asked is None:
+                raise NotFound(f"no query {query_id} of yours")
+            row.last_query_id = query_id
 
     def history(self, user: User, limit: int = 100) -> list[HistoryEntry]:
         """What the user asked, newest first (the canonical query, as the sites were asked it)."""
