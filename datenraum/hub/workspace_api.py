@@ -4,6 +4,7 @@ the search for criteria to build queries with. The portal's query builder uses e
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Query, Response
@@ -52,10 +53,13 @@ async def export_saved(hub: HubDep, user: QueryUser, saved_id: int) -> Response:
     """The structured query alone, as a file to import into the national portal."""
     saved = await hub.run(hub.saved_queries.get, user, saved_id)
     filename = "".join(c if c.isalnum() or c in "-_" else "-" for c in saved.name)[:80] or "query"
+    # HTTP headers are Latin-1: the name itself goes in RFC 6266's filename*, with an ASCII fallback.
+    fallback = "".join(c if c.isascii() else "-" for c in filename)
+    disposition = f"attachment; filename=\"{fallback}.json\"; filename*=UTF-8''{quote(filename)}.json"
     return Response(
         orjson.dumps(saved.query, option=orjson.OPT_INDENT_2),
         media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="{filename}.json"'},
+        headers={"Content-Disposition": disposition},
     )
 
 
