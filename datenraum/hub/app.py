@@ -88,7 +88,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return _error(error.status_code, str(error.detail), dict(error.headers or {}))
 
 
-async def _not_signed_in(request: Request, _error: Exception) -> Response:
+async def _not_signed_in(request: Request, _exception: Exception) -> Response:
     return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
 
@@ -113,7 +113,7 @@ async def _database_unavailable(_request: Request, error: Exception) -> JSONResp
     return _error(503, "the hub's database is unavailable; try again later", {"Retry-After": "5"})
 
 
-async def _internal_error(_request: Request, _error: Exception) -> JSONResponse:
+async def _internal_error(_request: Request, _exception: Exception) -> JSONResponse:
     # The traceback goes to the server log (uvicorn logs it); the client learns nothing about internals.
     return _error(500, "internal error")
 
