@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from datenraum.hub.accounts import Role
@@ -391,3 +392,17 @@ async def test_errors_are_pages_for_browsers_and_json_for_the_api(hub: HubFixtur
             assert response.status_code == status, path
             assert response.headers["content-type"] == "application/json", path
             assert set(response.json()) == {"error"}, path
+
+
+async def test_an_unexpected_failure_is_a_500_that_tells_nothing_of_the_internals(hub: HubFixture) -> None:
+    app = hub.app()
+
+    async def broken() -> None:
+        raise RuntimeError("password=hunter2 at /srv/hub/secret.py line 7")
+
+    app.add_api_route("/api/v1/broken", broken)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # the server logs the traceback
+    async with serving(app), httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+        response = await client.get("/api/v1/broken")
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal error"}
