@@ -43,6 +43,11 @@ __all__ = [
 LANGUAGE_COOKIE = "dr_lang"
 STATIC = Path(__file__).with_name("static")
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+_OTHER_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
 # Pages load scripts and styles from the hub only, and no other site may frame them (clickjacking).
 _SECURITY_HEADERS = [
     (
@@ -50,9 +55,20 @@ _SECURITY_HEADERS = [
         b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
+    *_OTHER_SECURITY_HEADERS,
+]
+# FastAPI's API documentation pages load Swagger UI and ReDoc from a CDN and start them inline; they show
+# no one's data, so they get what they need, and no other page does.
+_DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+_DOCS_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+        b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+        b"font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+        b"https://cdn.redoc.ly; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    *_OTHER_SECURITY_HEADERS,
 ]
 
 
@@ -100,9 +116,11 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        headers = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else _SECURITY_HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
