@@ -189,5 +189,5 @@ def test_serve_migrates_a_new_database_and_answers_over_http(tmp_path: Path) -> 
     finally:
         server.terminate()
         output = server.communicate(timeout=20)[0].decode()
-    assert "schema revision 0001" in output
+    assert "schema revision 0002" in output
     assert (tmp_path / "hub.db").exists()
