@@ -157,6 +157,19 @@ async def test_a_wrong_password_an_unknown_address_and_a_pending_account_get_the
         assert {alert(response) for response in answers} == {"wrong e-mail address or password"}
 
 
+async def test_an_account_made_on_the_command_line_is_one_address_whatever_its_case(
+    hub: HubFixture, people: People
+) -> None:
+    hub.accounts.create_user("Office@Example.org", Role.ADMIN, password=PASSWORD)
+    app = hub.app()
+    async with serving(app), browser(app) as office, browser(app) as someone:
+        await _signed_in(await office.login("office@example.org"))
+        response = await someone.submit("/register", _registration("OFFICE@example.org"))
+        assert response.status_code == 400
+        assert "exists already" in alert(response)
+        assert [account.email for account in people.users.accounts()] == ["office@example.org"]
+
+
 # --- throttling ----------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ Every test runs on SQLite and PostgreSQL, with the hub in-process and a FakeCloc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -342,6 +343,7 @@ async def test_names_with_markup_are_shown_as_text_everywhere(hub: HubFixture, p
         await office.login("office@example.org")
         mallory_id = next(a.id for a in people.users.accounts() if a.email == "mallory@example.org")
         await office.submit(f"/admin/accounts/{mallory_id}/status", {"status": "approved"})
+        await mallory.login(markup, "guessed wrong")  # the attempted address goes to the audit log
         await mallory.login("mallory@example.org")
         pages = [
             await office.get("/admin/accounts"),
@@ -406,3 +408,34 @@ async def test_an_unexpected_failure_is_a_500_that_tells_nothing_of_the_internal
         response = await client.get("/api/v1/broken")
         assert response.status_code == 500
         assert response.json() == {"error": "internal error"}
+
+
+def _policy(response: httpx.Response) -> dict[str, list[str]]:
+    directives = (part.split() for part in response.headers["content-security-policy"].split(";"))
+    return {words[0]: words[1:] for words in directives if words}
+
+
+def _allows(policy: dict[str, list[str]], kind: str, source: str) -> bool:
+    allowed = policy.get(kind, policy.get("default-src", []))
+    if source == "inline":
+        return "'unsafe-inline'" in allowed
+    parts = urlsplit(source)
+    return (not parts.netloc and "'self'" in allowed) or f"{parts.scheme}://{parts.netloc}" in allowed
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+async def test_the_api_documentation_may_load_what_it_needs(hub: HubFixture, path: str) -> None:
+    async with serving(hub.app()) as client:
+        response = await client.get(path)
+        policy = _policy(response)
+        assert policy["frame-ancestors"] == ["'none'"]
+        for tag in re.findall(r"<script[^>]*>", response.text):
+            source = re.search(r'src="([^"]+)"', tag)
+            assert _allows(policy, "script-src", source.group(1) if source else "inline"), tag
+        for stylesheet in re.findall(
+            r'<link[^>]*rel="stylesheet"[^>]*>|<link type="text/css"[^>]*>', response.text
+        ):
+            source = re.search(r'href="([^"]+)"', stylesheet)
+            assert source and _allows(policy, "style-src", source.group(1)), stylesheet
+        if "<style>" in response.text:
+            assert _allows(policy, "style-src", "inline")
