@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from datenraum.hub.runtime import HubDep, QueryUser
+from datenraum.hub.runtime import HubDep, QueryUser, RowId
 
 __all__ = ["router"]
 
@@ -44,12 +44,12 @@ async def save(hub: HubDep, user: QueryUser, body: SavedQueryBody) -> dict[str, 
 
 
 @router.get("/saved-queries/{saved_id}")
-async def get_saved(hub: HubDep, user: QueryUser, saved_id: int) -> dict[str, Any]:
+async def get_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> dict[str, Any]:
     return (await hub.run(hub.saved_queries.get, user, saved_id)).to_json()
 
 
 @router.get("/saved-queries/{saved_id}/export")
-async def export_saved(hub: HubDep, user: QueryUser, saved_id: int) -> Response:
+async def export_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> Response:
     """The structured query alone, as a file to import into the national portal."""
     saved = await hub.run(hub.saved_queries.get, user, saved_id)
     filename = "".join(c if c.isalnum() or c in "-_" else "-" for c in saved.name)[:80] or "query"
@@ -64,7 +64,9 @@ async def export_saved(hub: HubDep, user: QueryUser, saved_id: int) -> Response:
 
 
 @router.patch("/saved-queries/{saved_id}")
-async def change_saved(hub: HubDep, user: QueryUser, saved_id: int, body: SavedQueryChange) -> dict[str, Any]:
+async def change_saved(
+    hub: HubDep, user: QueryUser, saved_id: RowId, body: SavedQueryChange
+) -> dict[str, Any]:
     if body.name is not None or body.query is not None:
         await hub.run(hub.saved_queries.update, user, saved_id, body.name, body.query)
     if body.last_query_id is not None:
@@ -73,12 +75,12 @@ async def change_saved(hub: HubDep, user: QueryUser, saved_id: int, body: SavedQ
 
 
 @router.post("/saved-queries/{saved_id}/duplicate", status_code=201)
-async def duplicate_saved(hub: HubDep, user: QueryUser, saved_id: int) -> dict[str, Any]:
+async def duplicate_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> dict[str, Any]:
     return (await hub.run(hub.saved_queries.duplicate, user, saved_id)).to_json()
 
 
 @router.delete("/saved-queries/{saved_id}", status_code=204)
-async def delete_saved(hub: HubDep, user: QueryUser, saved_id: int) -> Response:
+async def delete_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> Response:
     await hub.run(hub.saved_queries.delete, user, saved_id)
     return Response(status_code=204)
 

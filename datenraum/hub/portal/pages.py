@@ -28,7 +28,7 @@ from datenraum.hub.portal.web import (
     render,
     require,
 )
-from datenraum.hub.runtime import SESSION_COOKIE, client_ip
+from datenraum.hub.runtime import SESSION_COOKIE, RowId, client_ip
 from datenraum.hub.users import MIN_PASSWORD_LENGTH, LoginThrottled, Registration, Status
 
 __all__ = ["router"]
@@ -235,7 +235,7 @@ async def builder_page(request: Request, user: QueryingUser) -> Response:
 
 
 @router.get("/queries/saved/{saved_id}", response_class=HTMLResponse)
-async def saved_page(request: Request, user: QueryingUser, saved_id: int) -> Response:
+async def saved_page(request: Request, user: QueryingUser, saved_id: RowId) -> Response:
     hub = hub_of(request)
     saved = await hub.run(hub.saved_queries.get, user, saved_id)
     return render(request, "builder.html", user, saved_id=saved.id)
@@ -264,7 +264,7 @@ async def accounts_page(request: Request, user: Admin, status: str = "") -> Resp
 
 
 @router.post("/admin/accounts/{user_id}/status")
-async def set_status(request: Request, user: Admin, user_id: int) -> Response:
+async def set_status(request: Request, user: Admin, user_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     try:
@@ -276,7 +276,7 @@ async def set_status(request: Request, user: Admin, user_id: int) -> Response:
 
 
 @router.post("/admin/accounts/{user_id}/roles")
-async def change_roles(request: Request, user: Admin, user_id: int) -> Response:
+async def change_roles(request: Request, user: Admin, user_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     try:
