@@ -440,3 +440,23 @@ async def test_the_audit_page_filters_by_action_person_and_day(hub: HubFixture, 
         # A filter is a filter, never a pattern: the log's own wildcard characters match only themselves.
         assert await actions(action="%") == []
         assert await actions(actor_filter="_") == []
+
+
+async def test_an_account_id_out_of_range_is_an_error_page_not_a_crash(
+    hub: HubFixture, people: People
+) -> None:
+    people.approved("office@example.org", Role.ADMIN)
+    app = hub.app()
+    async with serving(app), browser(app) as office:
+        await office.login("office@example.org")
+        for user_id in (str(2**31), "99999999999999999999"):
+            for change, form in (
+                ("status", {"status": "approved"}),
+                ("roles", {"change": "grant", "role": "admin"}),
+            ):
+                response = await office.submit(f"/admin/accounts/{user_id}/{change}", form)
+                assert response.status_code == 422, (user_id, change)
+                assert alert(response).startswith("user_id: ")
+        response = await office.get(f"/queries/saved/{2**31}")
+        assert response.status_code == 422
+        assert alert(response).startswith("saved_id: ")

@@ -320,3 +320,20 @@ async def test_the_history_lists_the_users_own_queries_newest_first(hub: HubFixt
         assert [entry["query_id"] for entry in response.json()["history"]] == asked[:1:-1]
         response = await client.get(f"{RESEARCHER_API}/history", headers=bearer(admin_token))
         assert response.json() == {"history": []}  # an administrator's history is their own too
+
+
+@pytest.mark.parametrize("saved_id", ["0", "-1", str(2**31), "99999999999999999999"])
+async def test_a_saved_query_id_out_of_range_is_refused_naming_it(hub: HubFixture, saved_id: str) -> None:
+    token = hub.user()
+    async with serving(hub.app()) as client:
+        requests = [
+            client.get(f"{SAVED}/{saved_id}", headers=bearer(token)),
+            client.get(f"{SAVED}/{saved_id}/export", headers=bearer(token)),
+            client.patch(f"{SAVED}/{saved_id}", json={"name": "x"}, headers=bearer(token)),
+            client.post(f"{SAVED}/{saved_id}/duplicate", headers=bearer(token)),
+            client.delete(f"{SAVED}/{saved_id}", headers=bearer(token)),
+        ]
+        for request in requests:
+            response = await request
+            assert response.status_code == 422, response.request.url
+            assert response.json()["error"].startswith("saved_id: ")
