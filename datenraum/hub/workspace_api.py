@@ -15,19 +15,20 @@ from datenraum.hub.runtime import HubDep, QueryUser, RowId
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["workspace"])
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store the character NUL in text
 
 
 class SavedQueryBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: str = Field(description="A name for the researcher's own list")
+    name: str = Field(description="A name for the researcher's own list", pattern=_NO_NUL)
     query: dict[str, Any] = Field(description="An MII structured query (CCDL JSON)")
 
 
 class SavedQueryChange(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: str | None = None
+    name: str | None = Field(None, pattern=_NO_NUL)
     query: dict[str, Any] | None = None
     last_query_id: str | None = Field(None, description="Remember this run of the query as its latest")
 

@@ -25,6 +25,7 @@ from datenraum.hub.portal.web import (
     hub_of,
     optional_user,
     redirect,
+    refuse_nul,
     render,
     require,
 )
@@ -336,6 +337,7 @@ async def change_site(request: Request, user: Admin, name: str, change: str) -> 
 async def audit_page(
     request: Request, user: Admin, action: str = "", actor_filter: str = "", day: str = ""
 ) -> Response:
+    refuse_nul({"action": action, "actor_filter": actor_filter, "day": day}.items())
     hub = hub_of(request)
     since = until = None
     if day:

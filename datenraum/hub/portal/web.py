@@ -9,6 +9,7 @@ the hub is served over HTTPS (`secure_cookies`).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +37,7 @@ __all__ = [
     "hub_of",
     "optional_user",
     "redirect",
+    "refuse_nul",
     "render",
     "require",
 ]
@@ -153,12 +155,20 @@ def require(*roles: Role):
 
 
 async def checked_form(request: Request) -> FormData:
-    """The submitted form, once its CSRF token matched the browser's cookie."""
+    """The submitted form, once its CSRF token matched the browser's cookie and it holds no NUL."""
     form = await request.form()
     submitted = form.get("csrf")
     if not csrf_matches(request, submitted if isinstance(submitted, str) else None):
         raise HTTPException(403, "the form's security token is missing or expired; reload the page")
+    refuse_nul(form.multi_items())
     return form
+
+
+def refuse_nul(fields: Iterable[tuple[str, Any]]) -> None:
+    """No text with the character NUL gets further: PostgreSQL cannot store it, and no person types it."""
+    for name, value in fields:
+        if isinstance(value, str) and "\x00" in value:
+            raise HTTPException(400, f"{name}: must not contain the character NUL")
 
 
 def actor(request: Request, user: User | None) -> Actor:
