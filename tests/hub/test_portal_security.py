@@ -439,3 +439,46 @@ async def test_the_api_documentation_may_load_what_it_needs(hub: HubFixture, pat
             assert source and _allows(policy, "style-src", source.group(1)), stylesheet
         if "<style>" in response.text:
             assert _allows(policy, "style-src", "inline")
+
+
+@pytest.mark.parametrize(
+    "route", sorted(route for route, form in FORMS.items() if form.data(Setup(1, "drp_x")))
+)
+async def test_a_nul_character_in_any_form_field_is_refused_and_changes_nothing(
+    hub: HubFixture, people: People, route: str
+) -> None:
+    setup = _setup(hub, people)
+    form = FORMS[route]
+    path, data = form.path.format(erika_id=setup.erika_id), form.data(setup)
+    app = hub.app()
+    async with serving(app), browser(app) as office:
+        await office.login("office@example.org")
+        before = database_contents(hub)
+        for name, value in data.items():
+            response = await office.submit(path, {**data, name: value + "\x00"})
+            assert response.status_code == 400, (name, response.text)
+            assert response.headers["content-type"].startswith("text/html")
+            assert f"{name}: must not contain the character NUL" in response.text
+            assert database_contents(hub) == before, name
+
+
+async def test_a_nul_character_in_an_audit_filter_or_a_saved_querys_name_is_refused(
+    hub: HubFixture, people: People
+) -> None:
+    people.approved("office@example.org", Role.ADMIN)
+    app = hub.app()
+    async with serving(app), browser(app) as office:
+        await office.login("office@example.org")
+        for name in ("action", "actor_filter", "day"):
+            response = await office.get("/admin/audit", params={name: "login\x00"})
+            assert response.status_code == 400, name
+            assert f"{name}: must not contain the character NUL" in response.text
+        response = await office.api(
+            "POST", "/api/v1/saved-queries", {"name": "Alte\x00", "query": older_than(50)}
+        )
+        assert response.status_code == 422
+        assert response.json()["error"].startswith("name: ")
+        saved = await office.api("POST", "/api/v1/saved-queries", {"name": "Alte", "query": older_than(50)})
+        response = await office.api("PATCH", f"/api/v1/saved-queries/{saved.json()['id']}", {"name": "\x00"})
+        assert response.status_code == 422
+        assert response.json()["error"].startswith("name: ")
