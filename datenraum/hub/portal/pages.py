@@ -344,6 +344,8 @@ async def audit_page(
         try:
             since = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
             until = since + dt.timedelta(days=1)
+        except OverflowError:
+            until = None  # the last day there is
         except ValueError:
             day = ""
     entries = await hub.run(
