@@ -437,6 +437,8 @@ async def test_the_audit_page_filters_by_action_person_and_day(hub: HubFixture, 
         assert await actions(action="login", day="2025-03-05") == ["login"]
         assert await actions(action="login", day="2025-03-04") == ["login", "login.failed"]
         assert await actions(action="no-such-action") == []
+        assert await actions(action="login", day="9999-12-31") == []  # the last day there is
+        assert await actions(action="login", day="not a day") == ["login", "login", "login.failed"]
         # A filter is a filter, never a pattern: the log's own wildcard characters match only themselves.
         assert await actions(action="%") == []
         assert await actions(actor_filter="_") == []
