@@ -241,7 +241,12 @@ class Users:
         email = email.strip().lower()
         now = self._clock()
         with self._sessions.begin() as session:
-            self._throttle(session, email, ip, now)
+            throttled = self._throttled(session, email, ip, now)
+            if throttled is not None:
+                record(session, now, Actor(None, email, ip), "login.throttled", email)
+        if throttled is not None:
+            raise throttled
+        with self._sessions.begin() as session:
             row = session.scalar(sa.select(UserRow).where(UserRow.email == email))
             verified = verify_password(row.password_hash if row else None, password)
             actor = Actor(row.id if row else None, email, ip)
@@ -405,7 +410,7 @@ class Users:
         )
         return token
 
-    def _throttle(self, session: Session, email: str, ip: str, now: dt.datetime) -> None:
+    def _throttled(self, session: Session, email: str, ip: str, now: dt.datetime) -> LoginThrottled | None:
         since = now - self._login_window
         session.execute(sa.delete(LoginAttemptRow).where(LoginAttemptRow.at <= since))
         for column, value, limit in (
@@ -417,7 +422,8 @@ class Users:
                 sa.select(LoginAttemptRow.at).where(column == value, LoginAttemptRow.at > since)
             ).all()
             if len(attempts) >= limit:
-                raise LoginThrottled(min(attempts) + self._login_window - now)
+                return LoginThrottled(min(attempts) + self._login_window - now)
+        return None
 
     @staticmethod
     def _user_row(session: Session, user_id: int | None) -> UserRow:
