@@ -190,6 +190,8 @@ async def test_sign_in_pauses_for_an_address_after_too_many_failures_until_the_w
         assert erika.session is None
         # Other accounts are not affected.
         await _signed_in(await guesser.login("max@example.org"))
+        [paused] = people.audit(action="login.throttled")
+        assert (paused.actor, paused.target) == ("erika@example.org", "erika@example.org")
 
         hub.clock.advance(15 * 60)
         await _signed_in(await erika.login("erika@example.org"))
