@@ -79,8 +79,7 @@ FORMS = {
 
 def _setup(hub: HubFixture, people: People) -> Setup:
     hub.sites("uk-a")
-    people.approved("office@example.org", Role.ADMIN)
-    office_id = next(a.id for a in people.users.accounts() if a.email == "office@example.org")
+    office_id = people.approved("office@example.org", Role.ADMIN)
     people.users.grant(OFFICE, office_id, Role.SITE_ADMIN, "uk-a")
     erika_id = people.approved("erika@example.org")
     people.users.request_reset("erika@example.org", "http://hub/password/reset", "")

@@ -23,8 +23,8 @@ from .portal_helpers import People, browser, database_contents
 pytestmark = pytest.mark.anyio
 
 SAVED = f"{RESEARCHER_API}/saved-queries"
-# The national portal's example queries, as its query translator sq2cql tests them; next to the
-# repository, as everywhere in the tests (see tests/conftest.py).
+# The national portal's example queries, as its query translator sq2cql tests them: in the shared data
+# next to the repository (../shared/data), read-only.
 SQ2CQL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sq2cql-testdata"
 
 
