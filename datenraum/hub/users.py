@@ -147,7 +147,11 @@ class Users:
                 created=self._clock(),
             )
             session.add(row)
-            session.flush()
+            try:
+                session.flush()
+            except sa.exc.IntegrityError:
+                # The same address registered at the same moment, and that transaction came first.
+                raise AccountError("email: an account with this address exists already") from None
             session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
             record(session, self._clock(), Actor(row.id, email, ip), "account.register", email)
             return row.id
