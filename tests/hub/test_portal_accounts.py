@@ -14,6 +14,7 @@ from datenraum.hub.users import Status
 
 from .helpers import HubFixture, bearer, serving
 from .portal_helpers import PASSWORD, People, alert, browser, link_in
+from .test_hub_service import _at_once
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
@@ -464,3 +465,11 @@ async def test_an_account_id_out_of_range_is_an_error_page_not_a_crash(
         response = await office.get(f"/queries/saved/{2**31}")
         assert response.status_code == 422
         assert alert(response).startswith("saved_id: ")
+
+
+def test_registering_one_address_at_the_same_time_twice_makes_one_account(people: People) -> None:
+    results = _at_once(4, lambda: people.register("erika@example.org"))
+    accounts = [result for result in results if isinstance(result, int)]
+    refusals = [str(result) for result in results if not isinstance(result, int)]
+    assert len(accounts) == 1
+    assert refusals == ["email: an account with this address exists already"] * 3
