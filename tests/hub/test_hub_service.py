@@ -126,7 +126,7 @@ def test_several_commands_may_migrate_a_new_database_at_once(new_database_url: s
     engines = [create_hub_engine(new_database_url) for _ in range(4)]
     unused = list(engines)
     try:
-        assert _at_once(4, lambda: migrate(unused.pop())) == ["0001"] * 4
+        assert _at_once(4, lambda: migrate(unused.pop())) == ["0002"] * 4
     finally:
         for engine in engines:
             engine.dispose()
