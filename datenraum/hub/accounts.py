@@ -126,8 +126,10 @@ class Accounts:
     def create_user(self, email: str, role: Role, *, name: str = "", password: str | None = None) -> str:
         """Create an approved user; returns the API token, which is not stored and cannot be shown again.
 
-        With a password the user can also sign in to the portal (the first administrator is made so).
+        With a password the user can also sign in to the portal (the first administrator is made so). The
+        address is kept in lower case, as the portal keeps and looks up every address.
         """
+        email = email.strip().lower()
         if len(email) > 320 or not _EMAIL.fullmatch(email):
             raise AccountError(f"{email!r} is not an e-mail address")
         if password is not None:

@@ -70,17 +70,21 @@ def _field(location: Sequence[str | int]) -> str:
     return path or "body"
 
 
-async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    first = error.errors()[0]
-    if first.get("type") == "json_invalid":
-        return _error(400, f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}")
-    return _error(422, f"{_field(first['loc'])}: {first['msg']}")
-
-
 def _wants_page(request: Request) -> bool:
     """Whether the error is for a person's browser (a portal page) rather than an API client."""
     return not request.url.path.startswith(("/api/", "/static/")) and request.url.path != "/openapi.json"
+
+
+async def _invalid_request(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0]
+    if first.get("type") == "json_invalid":
+        status, message = 400, f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}"
+    else:
+        status, message = 422, f"{_field(first['loc'])}: {first['msg']}"
+    if _wants_page(request):
+        return await error_page(request, status, message)
+    return _error(status, message)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -90,7 +94,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return _error(error.status_code, str(error.detail), dict(error.headers or {}))
 
 
-async def _not_signed_in(request: Request, _error: Exception) -> Response:
+async def _not_signed_in(request: Request, _exception: Exception) -> Response:
     return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import sqlalchemy as sa
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +37,7 @@ __all__ = [
     "Hub",
     "HubDep",
     "QueryUser",
+    "RowId",
     "client_ip",
     "csrf_matches",
 ]
@@ -50,6 +51,10 @@ CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 T = TypeVar("T")
+
+# The id of a row in a path: the hub's id columns are 32-bit on PostgreSQL, so a bigger number is refused
+# as a bad path rather than failing in the database.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @dataclass(frozen=True)

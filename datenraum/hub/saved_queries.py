@@ -20,7 +20,7 @@ from datenraum.hub.db import Clock, QueryRequest, QueryRow, SavedQueryRow, utcno
 from datenraum.hub.service import Invalid, NotFound
 from datenraum.query.check import check_query
 from datenraum.query.mapping import load_mapping
-from datenraum.query.model import QueryError, parse_query, query_to_json
+from datenraum.query.model import QueryError, parse_query
 
 __all__ = ["HistoryEntry", "SavedQueries", "SavedQuery"]
 
@@ -73,13 +73,16 @@ def _valid_name(name: str) -> str:
 
 
 def _valid_query(query: Any) -> dict[str, Any]:
-    """The query as stored: validated, in the portal's JSON form (unknown keys dropped)."""
+    """The query as stored: exactly as given, once it parses and this hub's mapping can answer it.
+
+    Not the parsed model's JSON: that adds defaults (`display`, `version`) and drops what the model does
+    not keep (empty `attributeFilters`), so an export would differ from what the national portal wrote.
+    """
     try:
-        parsed = parse_query(query)
-        check_query(parsed, load_mapping())
+        check_query(parse_query(query), load_mapping())
     except QueryError as error:
         raise Invalid(f"query{str(error).removeprefix('$')}") from None
-    return query_to_json(parsed)
+    return query
 
 
 def _saved(row: SavedQueryRow) -> SavedQuery:
@@ -141,9 +144,20 @@ class SavedQueries:
             return [_saved(row) for row in rows]
 
     def ran(self, user: User, saved_id: int, query_id: str) -> None:
-        """Remember the latest run of a saved query, so that its page can show that result."""
+        """Remember the latest run of a saved query, so that its page can show that result.
+
+        Only a query the user asked counts: another id would not be theirs to show (or not exist).
+        """
         with self._sessions.begin() as session:
-            self._own(session, user, saved_id).last_query_id = query_id
+            row = self._own(session, user, saved_id)
+            asked = session.scalar(
+                sa.select(QueryRequest.id)
+                .where(QueryRequest.query_id == query_id, QueryRequest.user_id == user.id)
+                .limit(1)
+            )
+            if asked is None:
+                raise NotFound(f"no query {query_id} of yours")
+            row.last_query_id = query_id
 
     def history(self, user: User, limit: int = 100) -> list[HistoryEntry]:
         """What the user asked, newest first (the canonical query, as the sites were asked it)."""

@@ -153,7 +153,11 @@ class Users:
                 created=self._clock(),
             )
             session.add(row)
-            session.flush()
+            try:
+                session.flush()
+            except sa.exc.IntegrityError:
+                # The same address registered at the same moment, and that transaction came first.
+                raise AccountError("email: an account with this address exists already") from None
             session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
             record(session, self._clock(), Actor(row.id, email, ip), "account.register", email)
             return row.id
@@ -247,7 +251,12 @@ class Users:
         email = email.strip().lower()
         now = self._clock()
         with self._sessions.begin() as session:
-            self._throttle(session, email, ip, now)
+            throttled = self._throttled(session, email, ip, now)
+            if throttled is not None:
+                record(session, now, Actor(None, email, ip), "login.throttled", email)
+        if throttled is not None:
+            raise throttled
+        with self._sessions.begin() as session:
             row = session.scalar(sa.select(UserRow).where(UserRow.email == email))
             verified = verify_password(row.password_hash if row else None, password)
             actor = Actor(row.id if row else None, email, ip)
@@ -437,7 +446,7 @@ class Users:
         )
         return token
 
-    def _throttle(self, session: Session, email: str, ip: str, now: dt.datetime) -> None:
+    def _throttled(self, session: Session, email: str, ip: str, now: dt.datetime) -> LoginThrottled | None:
         since = now - self._login_window
         session.execute(sa.delete(LoginAttemptRow).where(LoginAttemptRow.at <= since))
         for column, value, limit in (
@@ -449,7 +458,8 @@ class Users:
                 sa.select(LoginAttemptRow.at).where(column == value, LoginAttemptRow.at > since)
             ).all()
             if len(attempts) >= limit:
-                raise LoginThrottled(min(attempts) + self._login_window - now)
+                return LoginThrottled(min(attempts) + self._login_window - now)
+        return None
 
     @staticmethod
     def _user_row(session: Session, user_id: int | None) -> UserRow:

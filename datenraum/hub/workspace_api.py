@@ -4,29 +4,31 @@ the search for criteria to build queries with. The portal's query builder uses e
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from datenraum.hub.runtime import HubDep, QueryUser
+from datenraum.hub.runtime import HubDep, QueryUser, RowId
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["workspace"])
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store the character NUL in text
 
 
 class SavedQueryBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: str = Field(description="A name for the researcher's own list")
+    name: str = Field(description="A name for the researcher's own list", pattern=_NO_NUL)
     query: dict[str, Any] = Field(description="An MII structured query (CCDL JSON)")
 
 
 class SavedQueryChange(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: str | None = None
+    name: str | None = Field(None, pattern=_NO_NUL)
     query: dict[str, Any] | None = None
     last_query_id: str | None = Field(None, description="Remember this run of the query as its latest")
 
@@ -43,24 +45,29 @@ async def save(hub: HubDep, user: QueryUser, body: SavedQueryBody) -> dict[str, 
 
 
 @router.get("/saved-queries/{saved_id}")
-async def get_saved(hub: HubDep, user: QueryUser, saved_id: int) -> dict[str, Any]:
+async def get_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> dict[str, Any]:
     return (await hub.run(hub.saved_queries.get, user, saved_id)).to_json()
 
 
 @router.get("/saved-queries/{saved_id}/export")
-async def export_saved(hub: HubDep, user: QueryUser, saved_id: int) -> Response:
+async def export_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> Response:
     """The structured query alone, as a file to import into the national portal."""
     saved = await hub.run(hub.saved_queries.get, user, saved_id)
     filename = "".join(c if c.isalnum() or c in "-_" else "-" for c in saved.name)[:80] or "query"
+    # HTTP headers are Latin-1: the name itself goes in RFC 6266's filename*, with an ASCII fallback.
+    fallback = "".join(c if c.isascii() else "-" for c in filename)
+    disposition = f"attachment; filename=\"{fallback}.json\"; filename*=UTF-8''{quote(filename)}.json"
     return Response(
         orjson.dumps(saved.query, option=orjson.OPT_INDENT_2),
         media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="{filename}.json"'},
+        headers={"Content-Disposition": disposition},
     )
 
 
 @router.patch("/saved-queries/{saved_id}")
-async def change_saved(hub: HubDep, user: QueryUser, saved_id: int, body: SavedQueryChange) -> dict[str, Any]:
+async def change_saved(
+    hub: HubDep, user: QueryUser, saved_id: RowId, body: SavedQueryChange
+) -> dict[str, Any]:
     if body.name is not None or body.query is not None:
         await hub.run(hub.saved_queries.update, user, saved_id, body.name, body.query)
     if body.last_query_id is not None:
@@ -69,12 +76,12 @@ async def change_saved(hub: HubDep, user: QueryUser, saved_id: int, body: SavedQ
 
 
 @router.post("/saved-queries/{saved_id}/duplicate", status_code=201)
-async def duplicate_saved(hub: HubDep, user: QueryUser, saved_id: int) -> dict[str, Any]:
+async def duplicate_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> dict[str, Any]:
     return (await hub.run(hub.saved_queries.duplicate, user, saved_id)).to_json()
 
 
 @router.delete("/saved-queries/{saved_id}", status_code=204)
-async def delete_saved(hub: HubDep, user: QueryUser, saved_id: int) -> Response:
+async def delete_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> Response:
     await hub.run(hub.saved_queries.delete, user, saved_id)
     return Response(status_code=204)
 

@@ -64,7 +64,7 @@ def create_people(portal: Portal, people: list[Person], token_folder: Path) -> N
         subprocess.Popen(
             [
                 *(sys.executable, "-m", "datenraum", "hub", "create-user", person.email),
-                *("--role", person.role, "--name", person.name, "--password-stdin"),
+                *("--role", person.role, "--name", person.name, "--password-file", "-"),
                 *("--token-file", str(token_folder / person.email)),
             ],
             stdin=subprocess.PIPE,

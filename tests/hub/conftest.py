@@ -20,15 +20,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import argon2
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
+from datenraum.hub import passwords
 from datenraum.hub.accounts import Accounts
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Base, create_hub_engine, migrate
 
 from .helpers import FakeClock, HubFixture
+from .portal_helpers import People
 
 
 class PostgresServer:
@@ -187,3 +190,17 @@ def hub(config: HubConfig, clock: FakeClock) -> Iterator[HubFixture]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 with the least work: the portal's tests sign in hundreds of times, and what they check is
+    who may do what, not how slow a hash is (the production parameters are argon2's defaults)."""
+    hasher = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", hasher)
+    monkeypatch.setattr(passwords, "_NOBODY", hasher.hash("not a password of anyone"))
+
+
+@pytest.fixture
+def people(hub: HubFixture) -> People:
+    return People(hub)

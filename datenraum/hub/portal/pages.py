@@ -27,11 +27,12 @@ from datenraum.hub.portal.web import (
     local_path,
     optional_user,
     redirect,
+    refuse_nul,
     render,
     require,
     set_session,
 )
-from datenraum.hub.runtime import SESSION_COOKIE, client_ip
+from datenraum.hub.runtime import SESSION_COOKIE, RowId, client_ip
 from datenraum.hub.users import MIN_PASSWORD_LENGTH, LoginThrottled, Registration, Status
 
 __all__ = ["router"]
@@ -216,7 +217,7 @@ async def builder_page(request: Request, user: QueryingUser) -> Response:
 
 
 @router.get("/queries/saved/{saved_id}", response_class=HTMLResponse)
-async def saved_page(request: Request, user: QueryingUser, saved_id: int) -> Response:
+async def saved_page(request: Request, user: QueryingUser, saved_id: RowId) -> Response:
     hub = hub_of(request)
     saved = await hub.run(hub.saved_queries.get, user, saved_id)
     return render(request, "builder.html", user, saved_id=saved.id)
@@ -257,7 +258,7 @@ async def accounts_page(request: Request, user: Admin, status: str = "") -> Resp
 
 
 @router.post("/admin/accounts/{user_id}/status")
-async def set_status(request: Request, user: Admin, user_id: int) -> Response:
+async def set_status(request: Request, user: Admin, user_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     try:
@@ -269,7 +270,7 @@ async def set_status(request: Request, user: Admin, user_id: int) -> Response:
 
 
 @router.post("/admin/accounts/{user_id}/roles")
-async def change_roles(request: Request, user: Admin, user_id: int) -> Response:
+async def change_roles(request: Request, user: Admin, user_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     try:
@@ -314,12 +315,15 @@ async def change_site(request: Request, user: Admin, name: str, change: str) -> 
 async def audit_page(
     request: Request, user: Admin, action: str = "", actor_filter: str = "", day: str = ""
 ) -> Response:
+    refuse_nul({"action": action, "actor_filter": actor_filter, "day": day}.items())
     hub = hub_of(request)
     since = until = None
     if day:
         try:
             since = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
             until = since + dt.timedelta(days=1)
+        except OverflowError:
+            until = None  # the last day there is
         except ValueError:
             day = ""
     entries = await hub.run(

@@ -9,6 +9,7 @@ the hub is served over HTTPS (`secure_cookies`).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +39,7 @@ __all__ = [
     "local_path",
     "optional_user",
     "redirect",
+    "refuse_nul",
     "render",
     "require",
     "set_session",
@@ -47,6 +49,11 @@ __all__ = [
 LANGUAGE_COOKIE = "dr_lang"
 STATIC = Path(__file__).with_name("static")
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+_OTHER_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
 # Pages load scripts and styles from the hub only, and no other site may frame them (clickjacking).
 _SECURITY_HEADERS = [
     (
@@ -54,9 +61,20 @@ _SECURITY_HEADERS = [
         b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
+    *_OTHER_SECURITY_HEADERS,
+]
+# FastAPI's API documentation pages load Swagger UI and ReDoc from a CDN and start them inline; they show
+# no one's data, so they get what they need, and no other page does.
+_DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+_DOCS_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+        b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+        b"font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+        b"https://cdn.redoc.ly; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    *_OTHER_SECURITY_HEADERS,
 ]
 
 
@@ -104,9 +122,11 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        headers = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else _SECURITY_HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -153,12 +173,20 @@ def require(*roles: Role):
 
 
 async def checked_form(request: Request) -> FormData:
-    """The submitted form, once its CSRF token matched the browser's cookie."""
+    """The submitted form, once its CSRF token matched the browser's cookie and it holds no NUL."""
     form = await request.form()
     submitted = form.get("csrf")
     if not csrf_matches(request, submitted if isinstance(submitted, str) else None):
         raise HTTPException(403, "the form's security token is missing or expired; reload the page")
+    refuse_nul(form.multi_items())
     return form
+
+
+def refuse_nul(fields: Iterable[tuple[str, Any]]) -> None:
+    """No text with the character NUL gets further: PostgreSQL cannot store it, and no person types it."""
+    for name, value in fields:
+        if isinstance(value, str) and "\x00" in value:
+            raise HTTPException(400, f"{name}: must not contain the character NUL")
 
 
 def actor(request: Request, user: User | None) -> Actor:
@@ -220,8 +248,12 @@ def redirect(path: str, notice: str | None = None) -> RedirectResponse:
 
 
 def local_path(path: str) -> str:
-    """Where to go after a form: a path on this hub only, so that a link cannot send people elsewhere."""
-    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+    """Where to go after a form: a path on this hub only, so that a link cannot send people elsewhere.
+
+    Browsers drop tabs and line breaks from a URL, so "/<tab>/evil.example" would read as "//evil.example".
+    """
+    local = path.startswith("/") and not path.startswith(("//", "/\\")) and path.isprintable()
+    return path if local else "/"
 
 
 def set_session(response: Response, request: Request, token: str) -> None:

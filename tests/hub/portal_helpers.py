@@ -1,0 +1,174 @@
+"""Helpers for the portal's tests: browsers that keep cookies and send forms as the pages do, and people
+of every role, set up directly in the hub's database."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import html
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from datenraum.hub.accounts import Role
+from datenraum.hub.audit import Actor, AuditEntry, search
+from datenraum.hub.auth import hash_secret, new_secret
+from datenraum.hub.db import Base, UserRow, WebSessionRow
+from datenraum.hub.outbox import Message, Outbox
+from datenraum.hub.runtime import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from datenraum.hub.users import Registration, Status, Users
+
+from .helpers import HubFixture
+
+PASSWORD = "a long enough passphrase"
+OFFICE = Actor(None, "test setup")
+
+
+class Browser:
+    """One person's browser: its own cookies, and every form sent with the CSRF token of its pages."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    @property
+    def csrf(self) -> str:
+        token = self.client.cookies.get(CSRF_COOKIE)
+        assert token, "the browser has no CSRF cookie yet"
+        return token
+
+    @property
+    def session(self) -> str | None:
+        return self.client.cookies.get(SESSION_COOKIE)
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.get(path, **kwargs)
+
+    async def submit(
+        self, path: str, data: dict[str, str] | None = None, csrf: str | None = ""
+    ) -> httpx.Response:
+        """POST a form as its page would; `csrf` None leaves the token out, a string other than "" sends it."""
+        if CSRF_COOKIE not in self.client.cookies:
+            await self.get("/login")
+        form = dict(data or {})
+        if csrf is not None:
+            form["csrf"] = csrf or self.csrf
+        return await self.client.post(path, data=form)
+
+    async def login(self, email: str, password: str = PASSWORD, **form: str) -> httpx.Response:
+        return await self.submit("/login", {"email": email, "password": password, **form})
+
+    async def api(
+        self, method: str, path: str, json: Any = None, csrf: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """An API request as the portal's scripts make it: the session cookie and the X-CSRF-Token header."""
+        if CSRF_COOKIE not in self.client.cookies:
+            await self.get("/login")
+        headers = {CSRF_HEADER: self.csrf} if csrf else {}
+        return await self.client.request(method, path, json=json, headers=headers, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def browser(app: FastAPI, ip: str = "127.0.0.1", https: bool = False) -> AsyncIterator[Browser]:
+    """A browser on `app` (served by `helpers.serving`), connecting from the address `ip`."""
+    transport = httpx.ASGITransport(app=app, client=(ip, 50000))
+    base_url = "https://hub" if https else "http://hub"
+    async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=10) as client:
+        yield Browser(client)
+
+
+@dataclass
+class People:
+    """The hub's account services on the test's database, for setting people up as a test needs them."""
+
+    hub: HubFixture
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(self.hub.sessions, clock=self.hub.clock)
+
+    @property
+    def users(self) -> Users:
+        return Users(self.hub.sessions, self.outbox, clock=self.hub.clock)
+
+    def register(self, email: str, name: str = "Erika Muster", password: str = PASSWORD) -> int:
+        return self.users.register(Registration(name, "Uniklinik Nord", email, password))
+
+    def approved(self, email: str, role: Role = Role.RESEARCHER, site: str | None = None) -> int:
+        """An approved account that signs in with PASSWORD, holding `role` alone."""
+        user_id = self.register(email)
+        self.users.set_status(OFFICE, user_id, Status.APPROVED)
+        if role != Role.RESEARCHER:
+            self.users.grant(OFFICE, user_id, role, site)
+            self.users.revoke(OFFICE, user_id, Role.RESEARCHER)
+        return user_id
+
+    def session_for(self, user_id: int) -> str:
+        """A session token for the user, made behind the portal's back (as if they had signed in)."""
+        token = new_secret("drw_")
+        now = self.hub.clock()
+        with self.hub.sessions.begin() as session:
+            session.add(
+                WebSessionRow(
+                    token_hash=hash_secret(token),
+                    user_id=user_id,
+                    created=now,
+                    expires=now + dt.timedelta(hours=12),
+                )
+            )
+        return token
+
+    def status(self, email: str) -> str:
+        with self.hub.sessions() as session:
+            return session.scalar(sa.select(UserRow.status).where(UserRow.email == email)) or ""
+
+    def messages(self, recipient: str) -> list[Message]:
+        return self.outbox.messages(recipient)
+
+    def audit(self, **filters: Any) -> list[AuditEntry]:
+        return search(self.hub.sessions, **filters)
+
+
+def link_in(message: Message) -> str:
+    """The path and query of the one link in a message."""
+    match = re.search(r"https?://[^/\s]+(/\S+)", message.body)
+    assert match, message.body
+    return match.group(1)
+
+
+def alert(response: httpx.Response) -> str:
+    """The error a page shows (its role="alert" paragraph), without markup."""
+    match = re.search(r'<p class="error" role="alert"[^>]*>(.*?)</p>', response.text, re.S)
+    assert match, f"no error shown on the page ({response.status_code})"
+    return html.unescape(match.group(1).strip())
+
+
+def routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path template) the app answers, HEAD aside; a mounted folder as its path + "/*"."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(route: Any) -> None:
+        if hasattr(route, "effective_route_contexts"):  # an included router (FastAPI >= 0.160)
+            for context in route.effective_route_contexts():
+                walk(context)
+        elif getattr(route, "methods", None):
+            found.update((method, route.path) for method in route.methods if method != "HEAD")
+        else:
+            found.add(("GET", route.path + "/*"))
+
+    for route in app.routes:
+        walk(route)
+    return found
+
+
+def database_contents(hub: HubFixture) -> dict[str, list[tuple[str, ...]]]:
+    """Every row of every table, to show that a refused request changed nothing."""
+    with hub.engine.connect() as connection:
+        return {
+            table.name: sorted(tuple(map(str, row)) for row in connection.execute(sa.select(table)))
+            for table in Base.metadata.sorted_tables
+        }

@@ -1,0 +1,483 @@
+"""The portal's defences, as an attacker would probe them: forged forms and script requests (CSRF),
+stolen or stale sessions, cookie flags, security headers, open redirects, injected text and markup, and
+errors that must not turn into stack traces or the wrong kind of answer.
+
+Every test runs on SQLite and PostgreSQL, with the hub in-process and a FakeClock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from datenraum.hub.accounts import Role
+from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
+
+from .helpers import HubFixture, bearer, older_than, serving
+from .portal_helpers import OFFICE, PASSWORD, People, browser, database_contents, link_in, routes
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
+
+NEW_PASSWORD = "another long passphrase"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """An administrator who also looks after site uk-a, a researcher, and a reset link of hers."""
+
+    erika_id: int
+    reset_token: str
+
+
+@dataclass(frozen=True)
+class Form:
+    path: str
+    data: Callable[[Setup], dict[str, str]]
+    answer: int  # the status when the token is right
+
+
+def _password(field: str, value: str) -> dict[str, str]:
+    return {field: value, "password": NEW_PASSWORD, "password_repeat": NEW_PASSWORD}
+
+
+# Every form of the portal (by route), filled in so that it changes something when its token is right.
+FORMS = {
+    "/login": Form("/login", lambda _: {"email": "erika@example.org", "password": PASSWORD}, 303),
+    "/logout": Form("/logout", lambda _: {}, 303),
+    "/register": Form(
+        "/register",
+        lambda _: {
+            "name": "Max Muster",
+            "institution": "Uniklinik Süd",
+            "email": "max@example.org",
+            "password": PASSWORD,
+            "password_repeat": PASSWORD,
+        },
+        200,
+    ),
+    "/password/forgot": Form("/password/forgot", lambda _: {"email": "erika@example.org"}, 200),
+    "/password/reset": Form("/password/reset", lambda setup: _password("token", setup.reset_token), 303),
+    "/language": Form("/language", lambda _: {"language": "en", "back": "/account"}, 303),
+    "/account/password": Form("/account/password", lambda _: _password("current", PASSWORD), 303),
+    "/account/token": Form("/account/token", lambda _: {}, 200),
+    "/admin/accounts/{user_id}/status": Form(
+        "/admin/accounts/{erika_id}/status", lambda _: {"status": "disabled"}, 303
+    ),
+    "/admin/accounts/{user_id}/roles": Form(
+        "/admin/accounts/{erika_id}/roles", lambda _: {"change": "grant", "role": "committee"}, 303
+    ),
+    "/admin/sites": Form("/admin/sites", lambda _: {"name": "uk-new"}, 200),
+    "/admin/sites/{name}/{change}": Form("/admin/sites/uk-a/rotate", lambda _: {}, 200),
+    "/site-admin/{name}/{change}": Form("/site-admin/uk-a/revoke", lambda _: {}, 200),
+}
+
+
+def _setup(hub: HubFixture, people: People) -> Setup:
+    hub.sites("uk-a")
+    office_id = people.approved("office@example.org", Role.ADMIN)
+    people.users.grant(OFFICE, office_id, Role.SITE_ADMIN, "uk-a")
+    erika_id = people.approved("erika@example.org")
+    people.users.request_reset("erika@example.org", "http://hub/password/reset", "")
+    token = link_in(people.messages("erika@example.org")[0]).split("token=")[1]
+    return Setup(erika_id, token)
+
+
+# --- CSRF ----------------------------------------------------------------------------------------------
+
+
+async def test_every_form_of_the_portal_is_in_the_csrf_table(hub: HubFixture) -> None:
+    forms = {path for method, path in routes(hub.app()) if method == "POST" and not path.startswith("/api/")}
+    assert forms == set(FORMS)
+
+
+@pytest.mark.parametrize("route", sorted(FORMS))
+async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
+    hub: HubFixture, people: People, route: str
+) -> None:
+    setup = _setup(hub, people)
+    form = FORMS[route]
+    path, data = form.path.format(erika_id=setup.erika_id), form.data(setup)
+    app = hub.app()
+    async with serving(app), browser(app) as office, browser(app) as attacker:
+        assert (await office.login("office@example.org")).status_code == 303
+        await attacker.get("/login")
+        before = database_contents(hub)
+        for token in (None, "forged", attacker.csrf):
+            response = await office.submit(path, data, csrf=token)
+            assert response.status_code == 403, (token, response.text)
+            assert "security token" in response.text
+            assert database_contents(hub) == before, token
+        response = await office.submit(path, data)
+        assert response.status_code == form.answer, response.text
+        assert database_contents(hub) != before
+
+
+async def test_the_api_with_the_session_cookie_needs_the_csrf_header_to_change_anything(
+    hub: HubFixture, people: People
+) -> None:
+    hub.sites("uk-a", "uk-b", "uk-c")
+    people.approved("erika@example.org")
+    app = hub.app()
+    async with serving(app), browser(app) as erika:
+        await erika.login("erika@example.org")
+        response = await erika.api("POST", "/api/v1/saved-queries", {"name": "Alte", "query": older_than(50)})
+        assert response.status_code == 201
+        saved = f"/api/v1/saved-queries/{response.json()['id']}"
+        changes = [
+            ("POST", "/api/v1/saved-queries", {"name": "Jüngere", "query": older_than(20)}),
+            ("PATCH", saved, {"name": "Umbenannt"}),
+            ("POST", f"{saved}/duplicate", None),
+            ("DELETE", saved, None),
+            ("POST", "/api/v1/queries", {"query": older_than(50)}),
+        ]
+        before = database_contents(hub)
+        for method, path, body in changes:
+            for headers in ({}, {CSRF_HEADER: "forged"}):
+                response = await erika.client.request(method, path, json=body, headers=headers)
+                assert response.status_code == 403, (method, path, headers)
+                assert CSRF_HEADER in response.json()["error"]
+        assert database_contents(hub) == before
+        for path in ("/api/v1/saved-queries", saved, f"{saved}/export", "/api/v1/history", "/api/v1/sites"):
+            assert (await erika.api("GET", path, csrf=False)).status_code == 200, path
+        for method, path, body in changes:
+            assert (await erika.api(method, path, body)).is_success, (method, path)
+
+
+async def test_the_api_with_an_api_token_needs_no_csrf_token(hub: HubFixture) -> None:
+    token = hub.user("erika@example.org")
+    async with serving(hub.app()) as client:
+        body = {"name": "Alte", "query": older_than(50)}
+        response = await client.post("/api/v1/saved-queries", json=body, headers=bearer(token))
+        assert response.status_code == 201
+        saved = f"/api/v1/saved-queries/{response.json()['id']}"
+        response = await client.patch(saved, json={"name": "Neu"}, headers=bearer(token))
+        assert response.json()["name"] == "Neu"
+        assert (await client.delete(saved, headers=bearer(token))).status_code == 204
+
+
+# --- sessions and their cookies ------------------------------------------------------------------------
+
+
+def _cookie(response, name: str) -> dict[str, str]:
+    """The attributes of cookie `name` as the response sets it (names lower-cased; flags map to "")."""
+    for header in response.headers.get_list("set-cookie"):
+        first, *attributes = (part.strip() for part in header.split(";"))
+        if first.split("=")[0] == name:
+            parsed = {"value": first.split("=", 1)[1]}
+            for attribute in attributes:
+                key, _, value = attribute.partition("=")
+                parsed[key.lower()] = value
+            return parsed
+    raise AssertionError(f"no {name} cookie set")
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+async def test_the_session_cookie_is_httponly_samesite_lax_lasts_the_session_and_is_secure_behind_https(
+    hub: HubFixture, people: People, secure: bool
+) -> None:
+    people.approved("erika@example.org")
+    app = hub.app(secure_cookies=secure, session_hours=2)
+    async with serving(app), browser(app, https=secure) as erika:
+        response = await erika.get("/login")
+        csrf = _cookie(response, "dr_csrf")
+        assert "httponly" in csrf
+        assert csrf["samesite"].lower() == "strict"
+        assert ("secure" in csrf) is secure
+
+        response = await erika.submit("/login", {"email": "erika@example.org", "password": PASSWORD})
+        session = _cookie(response, SESSION_COOKIE)
+        assert "httponly" in session
+        assert session["samesite"].lower() == "lax"
+        assert session["path"] == "/"
+        assert session["max-age"] == str(2 * 3600)
+        assert ("secure" in session) is secure
+
+
+async def test_a_session_ends_on_the_server_when_its_time_is_up(hub: HubFixture, people: People) -> None:
+    people.approved("erika@example.org")
+    app = hub.app(session_hours=2)
+    async with serving(app), browser(app) as erika:
+        await erika.login("erika@example.org")
+        hub.clock.advance(2 * 3600 - 1)
+        assert (await erika.get("/account")).status_code == 200
+        hub.clock.advance(1)
+        response = await erika.get("/account")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?next=/account"
+        response = await erika.api("GET", "/api/v1/saved-queries")
+        assert response.status_code == 401
+        assert "error" in response.json()
+
+
+async def test_signing_out_ends_the_session_on_the_server_so_a_copied_cookie_no_longer_works(
+    hub: HubFixture, people: People
+) -> None:
+    people.approved("erika@example.org")
+    app = hub.app()
+    async with serving(app), browser(app) as erika, browser(app) as thief:
+        await erika.login("erika@example.org")
+        stolen = erika.session
+        assert stolen
+        response = await erika.submit("/logout")
+        assert response.headers["location"] == "/login?notice=signed-out"
+        assert erika.session is None
+
+        thief.client.cookies.set(SESSION_COOKIE, stolen)
+        response = await thief.get("/account")
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login")
+        assert (await thief.api("GET", "/api/v1/saved-queries")).status_code == 401
+
+
+# --- what pages send and show --------------------------------------------------------------------------
+
+
+async def test_pages_come_with_security_headers(hub: HubFixture, people: People) -> None:
+    people.approved("erika@example.org")
+    app = hub.app()
+    async with serving(app), browser(app) as erika:
+        await erika.login("erika@example.org")
+        for path in ("/register", "/queries/new", "/queries", "/account", "/admin/accounts", "/no-such-page"):
+            response = await erika.get(path)
+            assert response.headers["content-type"].startswith("text/html"), path
+            policy = response.headers["content-security-policy"]
+            for directive in ("default-src 'self'", "script-src 'self'", "frame-ancestors 'none'"):
+                assert directive in policy, (path, directive)
+            assert response.headers["x-frame-options"] == "DENY"
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["referrer-policy"] == "same-origin"
+            # The policy allows no inline script: a page's scripts are files, its data is JSON.
+            for tag in response.text.split("<script")[1:]:
+                assert ' src="/static/' in tag.split(">")[0] or 'type="application/json"' in tag, path
+
+
+OFF_SITE = [
+    "//evil.example/",
+    "/\\evil.example/",
+    "https://evil.example/",
+    "http:evil.example",
+    "\\\\evil.example",
+    "/\t/evil.example",
+    " //evil.example",
+    "javascript:alert(1)",
+    "%2F%2Fevil.example",
+]
+
+
+def _stays_here(location: str) -> bool:
+    """Whether a browser following `location` from http://hub stays on the hub (browsers drop tabs
+    and newlines and read a backslash as a slash)."""
+    cleaned = location.replace("\t", "").replace("\n", "").replace("\r", "").replace("\\", "/").strip()
+    parts = urlsplit(cleaned)
+    return cleaned.startswith("/") and not cleaned.startswith("//") and not parts.scheme and not parts.netloc
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+async def test_the_page_after_signing_in_is_always_on_the_hub(
+    hub: HubFixture, people: People, target: str
+) -> None:
+    people.approved("erika@example.org")
+    app = hub.app()
+    async with serving(app), browser(app) as erika:
+        page = await erika.get("/login", params={"next": target})
+        assert 'name="next" value="/"' in page.text
+        response = await erika.login("erika@example.org", next=target)
+        assert response.status_code == 303
+        assert _stays_here(response.headers["location"]), response.headers["location"]
+        signed_in = await erika.get("/login", params={"next": target})
+        assert _stays_here(signed_in.headers["location"]), signed_in.headers["location"]
+        response = await erika.submit("/language", {"language": "en", "back": target})
+        assert _stays_here(response.headers["location"]), response.headers["location"]
+
+
+async def test_the_page_after_signing_in_is_the_one_asked_for(hub: HubFixture, people: People) -> None:
+    people.approved("erika@example.org")
+    app = hub.app()
+    async with serving(app), browser(app) as erika:
+        response = await erika.get("/queries")
+        assert response.headers["location"] == "/login?next=/queries"
+        page = await erika.get(response.headers["location"])
+        assert 'name="next" value="/queries"' in page.text
+        response = await erika.login("erika@example.org", next="/queries")
+        assert response.headers["location"] == "/queries"
+
+
+async def test_the_notice_parameter_shows_only_the_portals_own_texts(hub: HubFixture) -> None:
+    app = hub.app()
+    async with serving(app), browser(app) as someone:
+        known = await someone.get(
+            "/login", params={"notice": "signed-out"}, headers={"accept-language": "en"}
+        )
+        assert '<p class="notice" role="status">You are signed out.' in known.text
+        for crafted in (
+            "<script>alert(1)</script>",
+            "Your account is locked, call +49 000 0000",
+            "__class__",
+        ):
+            response = await someone.get("/login", params={"notice": crafted})
+            assert response.status_code == 200
+            assert 'class="notice"' not in response.text
+            assert crafted not in response.text
+            assert "alert(1)" not in response.text
+
+
+async def test_names_with_markup_are_shown_as_text_everywhere(hub: HubFixture, people: People) -> None:
+    people.approved("office@example.org", Role.ADMIN)
+    app = hub.app()
+    markup = "<script>alert('x')</script>"
+    async with serving(app), browser(app) as mallory, browser(app) as office:
+        form = {
+            "name": markup,
+            "institution": '<img src=x onerror="alert(1)">',
+            "email": "mallory@example.org",
+            "password": PASSWORD,
+            "password_repeat": PASSWORD,
+        }
+        assert (await mallory.submit("/register", form)).status_code == 200
+        await office.login("office@example.org")
+        mallory_id = next(a.id for a in people.users.accounts() if a.email == "mallory@example.org")
+        await office.submit(f"/admin/accounts/{mallory_id}/status", {"status": "approved"})
+        await mallory.login(markup, "guessed wrong")  # the attempted address goes to the audit log
+        await mallory.login("mallory@example.org")
+        pages = [
+            await office.get("/admin/accounts"),
+            await office.get("/admin/outbox"),
+            await office.get("/admin/audit"),
+            await mallory.get("/account"),
+        ]
+        for page in pages:
+            assert page.status_code == 200
+            assert "<script>alert" not in page.text, page.url
+            assert "<img src=x" not in page.text, page.url
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in pages[0].text
+        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in pages[0].text
+
+
+# --- errors --------------------------------------------------------------------------------------------
+
+
+async def test_errors_are_pages_for_browsers_and_json_for_the_api(hub: HubFixture, people: People) -> None:
+    people.approved("erika@example.org")
+    people.approved("committee@example.org", Role.COMMITTEE)
+    app = hub.app()
+    async with serving(app), browser(app) as erika, browser(app) as member:
+        await erika.login("erika@example.org")
+        await member.login("committee@example.org")
+        pages = [
+            (erika, "/no-such-page", 404),
+            (erika, "/queries/saved/999", 404),
+            (erika, "/queries/saved/not-a-number", 422),
+            (erika, "/admin/accounts", 403),
+            (member, "/queries", 403),
+        ]
+        for person, path, status in pages:
+            response = await person.get(path)
+            assert response.status_code == status, path
+            assert response.headers["content-type"].startswith("text/html"), path
+            assert '<p class="error" role="alert">' in response.text, path
+        api = [
+            (erika, "/api/v1/no-such-endpoint", 404),
+            (erika, "/api/v1/saved-queries/999", 404),
+            (erika, "/api/v1/saved-queries/not-a-number", 422),
+            (erika, "/api/v1/history?limit=0", 422),
+            (erika, "/api/site/v1/tasks", 401),
+            (member, "/api/v1/saved-queries", 403),
+        ]
+        for person, path, status in api:
+            response = await person.api("GET", path)
+            assert response.status_code == status, path
+            assert response.headers["content-type"] == "application/json", path
+            assert set(response.json()) == {"error"}, path
+
+
+async def test_an_unexpected_failure_is_a_500_that_tells_nothing_of_the_internals(hub: HubFixture) -> None:
+    app = hub.app()
+
+    async def broken() -> None:
+        raise RuntimeError("password=hunter2 at /srv/hub/secret.py line 7")
+
+    app.add_api_route("/api/v1/broken", broken)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # the server logs the traceback
+    async with serving(app), httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+        response = await client.get("/api/v1/broken")
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal error"}
+
+
+def _policy(response: httpx.Response) -> dict[str, list[str]]:
+    directives = (part.split() for part in response.headers["content-security-policy"].split(";"))
+    return {words[0]: words[1:] for words in directives if words}
+
+
+def _allows(policy: dict[str, list[str]], kind: str, source: str) -> bool:
+    allowed = policy.get(kind, policy.get("default-src", []))
+    if source == "inline":
+        return "'unsafe-inline'" in allowed
+    parts = urlsplit(source)
+    return (not parts.netloc and "'self'" in allowed) or f"{parts.scheme}://{parts.netloc}" in allowed
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+async def test_the_api_documentation_may_load_what_it_needs(hub: HubFixture, path: str) -> None:
+    async with serving(hub.app()) as client:
+        response = await client.get(path)
+        policy = _policy(response)
+        assert policy["frame-ancestors"] == ["'none'"]
+        for tag in re.findall(r"<script[^>]*>", response.text):
+            source = re.search(r'src="([^"]+)"', tag)
+            assert _allows(policy, "script-src", source.group(1) if source else "inline"), tag
+        for stylesheet in re.findall(
+            r'<link[^>]*rel="stylesheet"[^>]*>|<link type="text/css"[^>]*>', response.text
+        ):
+            source = re.search(r'href="([^"]+)"', stylesheet)
+            assert source and _allows(policy, "style-src", source.group(1)), stylesheet
+        if "<style>" in response.text:
+            assert _allows(policy, "style-src", "inline")
+
+
+@pytest.mark.parametrize(
+    "route", sorted(route for route, form in FORMS.items() if form.data(Setup(1, "drp_x")))
+)
+async def test_a_nul_character_in_any_form_field_is_refused_and_changes_nothing(
+    hub: HubFixture, people: People, route: str
+) -> None:
+    setup = _setup(hub, people)
+    form = FORMS[route]
+    path, data = form.path.format(erika_id=setup.erika_id), form.data(setup)
+    app = hub.app()
+    async with serving(app), browser(app) as office:
+        await office.login("office@example.org")
+        before = database_contents(hub)
+        for name, value in data.items():
+            response = await office.submit(path, {**data, name: value + "\x00"})
+            assert response.status_code == 400, (name, response.text)
+            assert response.headers["content-type"].startswith("text/html")
+            assert f"{name}: must not contain the character NUL" in response.text
+            assert database_contents(hub) == before, name
+
+
+async def test_a_nul_character_in_an_audit_filter_or_a_saved_querys_name_is_refused(
+    hub: HubFixture, people: People
+) -> None:
+    people.approved("office@example.org", Role.ADMIN)
+    app = hub.app()
+    async with serving(app), browser(app) as office:
+        await office.login("office@example.org")
+        for name in ("action", "actor_filter", "day"):
+            response = await office.get("/admin/audit", params={name: "login\x00"})
+            assert response.status_code == 400, name
+            assert f"{name}: must not contain the character NUL" in response.text
+        response = await office.api(
+            "POST", "/api/v1/saved-queries", {"name": "Alte\x00", "query": older_than(50)}
+        )
+        assert response.status_code == 422
+        assert response.json()["error"].startswith("name: ")
+        saved = await office.api("POST", "/api/v1/saved-queries", {"name": "Alte", "query": older_than(50)})
+        response = await office.api("PATCH", f"/api/v1/saved-queries/{saved.json()['id']}", {"name": "\x00"})
+        assert response.status_code == 422
+        assert response.json()["error"].startswith("name: ")

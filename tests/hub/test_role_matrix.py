@@ -1,0 +1,323 @@
+"""Who may use what: every page and API endpoint of the hub, asked by every kind of person.
+
+The table below is the specification (the README's "Roles" table is written from it, and a test keeps
+the two equal). It must name every route of the app: a new route without an entry fails the test, so
+nobody adds a page without deciding who may open it. Each cell is checked by a real request, with a
+fresh session, on objects that belong to the researcher (a saved query, a query), on site uk-a, and on
+a new pending account, filled in so that it succeeds where it is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datenraum.hub.accounts import Role, User
+from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
+from datenraum.hub.saved_queries import SavedQueries
+
+from .helpers import HubFixture, older_than, serving
+from .portal_helpers import PASSWORD, People, browser, link_in, routes
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+ROLES = ("anonymous", "pending account", "researcher", "site-admin of uk-a", "committee", "admin")
+OK, LOGIN, E401, E403, E404 = "allowed", "login", "401", "403", "404"
+ANYONE = (OK,) * 6
+SIGNED_IN = (LOGIN, LOGIN, OK, OK, OK, OK)
+QUERYING = (LOGIN, LOGIN, OK, E403, E403, OK)
+OFFICE = (LOGIN, LOGIN, E403, E403, E403, OK)
+API_QUERYING = (E401, E401, OK, E403, E403, OK)
+API_OWN = (E401, E401, OK, E403, E403, E404)  # saved queries are personal, also to the office
+SITES_ONLY = (E401,) * 6  # a person's sign-in is no site credential
+
+# fmt: off
+MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
+    # public pages and documents
+    ("GET", "/"): ANYONE,
+    ("GET", "/login"): ANYONE,
+    ("POST", "/login"): ANYONE,
+    ("GET", "/register"): ANYONE,
+    ("POST", "/register"): ANYONE,
+    ("GET", "/password/forgot"): ANYONE,
+    ("POST", "/password/forgot"): ANYONE,
+    ("GET", "/password/reset"): ANYONE,
+    ("POST", "/password/reset"): ANYONE,
+    ("POST", "/language"): ANYONE,
+    ("GET", "/static/*"): ANYONE,
+    ("GET", "/openapi.json"): ANYONE,
+    ("GET", "/docs"): ANYONE,
+    ("GET", "/docs/oauth2-redirect"): ANYONE,
+    ("GET", "/redoc"): ANYONE,
+    # one's own account
+    ("POST", "/logout"): SIGNED_IN,
+    ("GET", "/account"): SIGNED_IN,
+    ("POST", "/account/password"): SIGNED_IN,
+    ("POST", "/account/token"): SIGNED_IN,
+    # the query builder and the researcher's queries
+    ("GET", "/queries/new"): QUERYING,
+    ("GET", "/queries"): QUERYING,
+    ("GET", "/queries/saved/{saved_id}"): (LOGIN, LOGIN, OK, E403, E403, E404),
+    # the coordination office
+    ("GET", "/admin/accounts"): OFFICE,
+    ("POST", "/admin/accounts/{user_id}/status"): OFFICE,
+    ("POST", "/admin/accounts/{user_id}/roles"): OFFICE,
+    ("GET", "/admin/sites"): OFFICE,
+    ("POST", "/admin/sites"): OFFICE,
+    ("POST", "/admin/sites/{name}/{change}"): OFFICE,
+    ("GET", "/admin/audit"): OFFICE,
+    ("GET", "/admin/outbox"): OFFICE,
+    # site administrators (the office manages sites on its own pages)
+    ("GET", "/site-admin"): (LOGIN, LOGIN, E403, OK, E403, E403),
+    ("POST", "/site-admin/{name}/{change}"): (LOGIN, LOGIN, E403, OK, E403, E403),
+    # the researcher API
+    ("POST", "/api/v1/queries"): API_QUERYING,
+    ("GET", "/api/v1/queries/{query_id}"): API_QUERYING,
+    ("GET", "/api/v1/queries/{query_id}/events"): API_QUERYING,
+    ("GET", "/api/v1/sites"): (E401, E401, OK, OK, OK, OK),
+    ("GET", "/api/v1/history"): API_QUERYING,
+    ("GET", "/api/v1/saved-queries"): API_QUERYING,
+    ("POST", "/api/v1/saved-queries"): API_QUERYING,
+    ("GET", "/api/v1/saved-queries/{saved_id}"): API_OWN,
+    ("PATCH", "/api/v1/saved-queries/{saved_id}"): API_OWN,
+    ("DELETE", "/api/v1/saved-queries/{saved_id}"): API_OWN,
+    ("GET", "/api/v1/saved-queries/{saved_id}/export"): API_OWN,
+    ("POST", "/api/v1/saved-queries/{saved_id}/duplicate"): API_OWN,
+    # the site API
+    ("GET", "/api/site/v1/tasks"): SITES_ONLY,
+    ("POST", "/api/site/v1/tasks/{task_id}/result"): SITES_ONLY,
+    ("POST", "/api/site/v1/heartbeat"): SITES_ONLY,
+}
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    form: dict[str, str] | None = None
+    json: Any = None
+
+
+@dataclass
+class World:
+    """The people and objects the requests are about."""
+
+    hub: HubFixture
+    people: People
+    user_ids: dict[str, int]
+    researcher: User
+    query_id: str
+    numbers: itertools.count = field(default_factory=itertools.count)
+
+    def unique(self, stem: str) -> str:
+        return f"{stem}{next(self.numbers)}"
+
+    def saved_query(self) -> int:
+        return (
+            SavedQueries(self.hub.sessions, self.hub.clock).save(self.researcher, "Alte", older_than(50)).id
+        )
+
+    def pending_account(self) -> int:
+        return self.people.register(self.unique("applicant") + "@example.org")
+
+    def reset_token(self) -> str:
+        self.people.users.request_reset("reset@example.org", "http://hub/password/reset", "")
+        return link_in(self.people.messages("reset@example.org")[0]).split("token=")[1]
+
+
+def _registration(world: World) -> dict[str, str]:
+    email = world.unique("new") + "@example.org"
+    return {
+        "name": "Max",
+        "institution": "UK",
+        "email": email,
+        "password": PASSWORD,
+        "password_repeat": PASSWORD,
+    }
+
+
+def _new_password(current: str, value: str) -> dict[str, str]:
+    return {current: value, "password": PASSWORD, "password_repeat": PASSWORD}
+
+
+_CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
+    ("GET", "/"): lambda w: Call("/"),
+    ("GET", "/login"): lambda w: Call("/login"),
+    ("POST", "/login"): lambda w: Call("/login", {"email": "signin@example.org", "password": PASSWORD}),
+    ("GET", "/register"): lambda w: Call("/register"),
+    ("POST", "/register"): lambda w: Call("/register", _registration(w)),
+    ("GET", "/password/forgot"): lambda w: Call("/password/forgot"),
+    ("POST", "/password/forgot"): lambda w: Call("/password/forgot", {"email": "reset@example.org"}),
+    ("GET", "/password/reset"): lambda w: Call("/password/reset?token=drp_x"),
+    ("POST", "/password/reset"): lambda w: Call("/password/reset", _new_password("token", w.reset_token())),
+    ("POST", "/language"): lambda w: Call("/language", {"language": "en", "back": "/"}),
+    ("GET", "/static/*"): lambda w: Call("/static/portal.css"),
+    ("GET", "/openapi.json"): lambda w: Call("/openapi.json"),
+    ("GET", "/docs"): lambda w: Call("/docs"),
+    ("GET", "/docs/oauth2-redirect"): lambda w: Call("/docs/oauth2-redirect"),
+    ("GET", "/redoc"): lambda w: Call("/redoc"),
+    ("POST", "/logout"): lambda w: Call("/logout", {}),
+    ("GET", "/account"): lambda w: Call("/account"),
+    ("POST", "/account/password"): lambda w: Call("/account/password", _new_password("current", PASSWORD)),
+    ("POST", "/account/token"): lambda w: Call("/account/token", {}),
+    ("GET", "/queries/new"): lambda w: Call("/queries/new"),
+    ("GET", "/queries"): lambda w: Call("/queries"),
+    ("GET", "/queries/saved/{saved_id}"): lambda w: Call(f"/queries/saved/{w.saved_query()}"),
+    ("GET", "/admin/accounts"): lambda w: Call("/admin/accounts"),
+    ("POST", "/admin/accounts/{user_id}/status"): lambda w: Call(
+        f"/admin/accounts/{w.pending_account()}/status", {"status": "approved"}
+    ),
+    ("POST", "/admin/accounts/{user_id}/roles"): lambda w: Call(
+        f"/admin/accounts/{w.pending_account()}/roles", {"change": "grant", "role": "committee"}
+    ),
+    ("GET", "/admin/sites"): lambda w: Call("/admin/sites"),
+    ("POST", "/admin/sites"): lambda w: Call("/admin/sites", {"name": w.unique("uk-new-")}),
+    ("POST", "/admin/sites/{name}/{change}"): lambda w: Call("/admin/sites/uk-a/rotate", {}),
+    ("GET", "/admin/audit"): lambda w: Call("/admin/audit?action=login"),
+    ("GET", "/admin/outbox"): lambda w: Call("/admin/outbox"),
+    ("GET", "/site-admin"): lambda w: Call("/site-admin"),
+    ("POST", "/site-admin/{name}/{change}"): lambda w: Call("/site-admin/uk-a/rotate", {}),
+    ("POST", "/api/v1/queries"): lambda w: Call("/api/v1/queries", json={"query": older_than(50)}),
+    ("GET", "/api/v1/queries/{query_id}"): lambda w: Call(f"/api/v1/queries/{w.query_id}"),
+    ("GET", "/api/v1/queries/{query_id}/events"): lambda w: Call(f"/api/v1/queries/{w.query_id}/events"),
+    ("GET", "/api/v1/sites"): lambda w: Call("/api/v1/sites"),
+    ("GET", "/api/v1/history"): lambda w: Call("/api/v1/history"),
+    ("GET", "/api/v1/saved-queries"): lambda w: Call("/api/v1/saved-queries"),
+    ("POST", "/api/v1/saved-queries"): lambda w: Call(
+        "/api/v1/saved-queries", json={"name": "Alte", "query": older_than(50)}
+    ),
+    ("GET", "/api/v1/saved-queries/{saved_id}"): lambda w: Call(f"/api/v1/saved-queries/{w.saved_query()}"),
+    ("PATCH", "/api/v1/saved-queries/{saved_id}"): lambda w: Call(
+        f"/api/v1/saved-queries/{w.saved_query()}", json={"name": "Umbenannt"}
+    ),
+    ("DELETE", "/api/v1/saved-queries/{saved_id}"): lambda w: Call(
+        f"/api/v1/saved-queries/{w.saved_query()}"
+    ),
+    ("GET", "/api/v1/saved-queries/{saved_id}/export"): lambda w: Call(
+        f"/api/v1/saved-queries/{w.saved_query()}/export"
+    ),
+    ("POST", "/api/v1/saved-queries/{saved_id}/duplicate"): lambda w: Call(
+        f"/api/v1/saved-queries/{w.saved_query()}/duplicate"
+    ),
+    ("GET", "/api/site/v1/tasks"): lambda w: Call("/api/site/v1/tasks?wait=0"),
+    ("POST", "/api/site/v1/tasks/{task_id}/result"): lambda w: Call(
+        "/api/site/v1/tasks/some-task/result",
+        json={"task_id": "some-task", "state": "answered", "count": {"below_threshold": True}},
+    ),
+    ("POST", "/api/site/v1/heartbeat"): lambda w: Call(
+        "/api/site/v1/heartbeat", json={"version": "1", "generation": 1}
+    ),
+}
+
+
+def _world(hub: HubFixture, people: People) -> World:
+    hub.sites("uk-a", "uk-b")
+    user_ids = {
+        "pending account": people.register("pending@example.org"),
+        "researcher": people.approved("researcher@example.org"),
+        "site-admin of uk-a": people.approved("site-a@example.org", Role.SITE_ADMIN, "uk-a"),
+        "committee": people.approved("committee@example.org", Role.COMMITTEE),
+        "admin": people.approved("office@example.org", Role.ADMIN),
+    }
+    people.approved("signin@example.org")
+    people.approved("reset@example.org")
+    researcher = people.users.session_user(people.session_for(user_ids["researcher"]))
+    assert researcher is not None
+    federation = hub.federation()
+    query_id = federation.submit(researcher, older_than(50), None).query_id
+    # The query's tasks run out of time, so that it is complete and its event stream ends.
+    hub.clock.advance(hub.config.task_deadline_seconds + 1)
+    federation.sweep()
+    return World(hub, people, user_ids, researcher, query_id)
+
+
+def _outcome(status: int, location: str) -> str:
+    if status in (302, 303, 307) and location.startswith("/login?next="):
+        return LOGIN
+    if status in (401, 403, 404):
+        return str(status)
+    return OK if status < 400 else f"unexpected {status}"
+
+
+def test_the_matrix_names_every_route_of_the_app_once(hub: HubFixture) -> None:
+    assert set(MATRIX) == set(_CALLS)
+    missing = routes(hub.app()) - set(MATRIX)
+    assert not missing, f"routes without an entry in the role matrix: {sorted(missing)}"
+    gone = set(MATRIX) - routes(hub.app())
+    assert not gone, f"entries of the role matrix without a route: {sorted(gone)}"
+
+
+async def test_every_route_answers_every_role_as_the_matrix_says(hub: HubFixture, people: People) -> None:
+    world = _world(hub, people)
+    app = hub.app()
+    wrong = []
+    async with serving(app):
+        for (method, template), expected in MATRIX.items():
+            for role, outcome in zip(ROLES, expected, strict=True):
+                call = _CALLS[method, template](world)
+                async with browser(app) as person:
+                    await person.get("/static/portal.css")  # the CSRF cookie, as any page gives it
+                    if role in world.user_ids:
+                        person.client.cookies.set(SESSION_COOKIE, people.session_for(world.user_ids[role]))
+                    if call.form is not None:
+                        response = await person.submit(call.path, call.form)
+                    else:
+                        headers = {CSRF_HEADER: person.csrf}
+                        response = await person.client.request(
+                            method, call.path, json=call.json, headers=headers
+                        )
+                got = _outcome(response.status_code, response.headers.get("location", ""))
+                if got != outcome:
+                    wrong.append(
+                        f"{method} {template} as {role}: expected {outcome}, got {got} ({call.path})"
+                    )
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_a_site_administrator_manages_only_their_own_site(hub: HubFixture, people: People) -> None:
+    hub.sites("uk-a", "uk-b")
+    people.approved("site-a@example.org", Role.SITE_ADMIN, "uk-a")
+    app = hub.app()
+    async with serving(app), browser(app) as site_admin:
+        await site_admin.login("site-a@example.org")
+        page = await site_admin.get("/site-admin")
+        assert "uk-a" in page.text
+        assert "uk-b" not in page.text
+        for change in ("rotate", "revoke"):
+            response = await site_admin.submit(f"/site-admin/uk-b/{change}", {})
+            assert response.status_code == 404, change
+        assert (await site_admin.submit("/site-admin/uk-a/no-such-change", {})).status_code == 404
+        assert [site.active for site in hub.federation().sites()] == [True, True]
+
+
+# --- the README's table --------------------------------------------------------------------------------
+
+_SYMBOLS = {OK: "✓", LOGIN: "→ sign-in", E401: "401", E403: "403", E404: "404"}
+
+
+def markdown_table() -> str:
+    """The matrix as the README shows it."""
+    lines = [
+        "| route | " + " | ".join(ROLES) + " |",
+        "|---|" + "---|" * len(ROLES),
+    ]
+    for (method, path), outcomes in MATRIX.items():
+        cells = " | ".join(_SYMBOLS[outcome] for outcome in outcomes)
+        lines.append(f"| `{method} {path}` | {cells} |")
+    return "\n".join(lines)
+
+
+def test_the_readme_shows_this_role_matrix() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^### Roles\n(.*?)(?=^#|\Z)", text, re.S | re.M)
+    assert section, "the README has no '### Roles' section"
+    table = "\n".join(line for line in section.group(1).splitlines() if line.startswith("|"))
+    assert table == markdown_table(), "the README's role table differs; paste markdown_table() into it"
