@@ -89,6 +89,7 @@ class Recorded:
     query_id: str
     state: TaskState  # TIMED_OUT: the result came too late and was not taken
     changed: bool
+    query_complete: bool = False  # no task of the query is open any more (known only when changed)
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,25 @@ class SiteStatus:
         }
 
 
+# The hot paths (sites fetching tasks and posting results, researchers following results) use the tables
+# directly: ORM objects for rows that are read once and dropped cost more than the database work.
+_tasks = TaskRow.__table__
+_queries = QueryRow.__table__
+_sites = SiteRow.__table__
+
+
 def _bump(session: Session, query_ids: Iterable[str]) -> None:
     """Tell readers that these queries changed (see QueryResult.version)."""
     ids = sorted(set(query_ids))  # a fixed order, so concurrent bumps cannot deadlock
     if ids:
-        session.execute(sa.update(QueryRow).where(QueryRow.id.in_(ids)).values(version=QueryRow.version + 1))
+        session.execute(
+            sa.update(_queries).where(_queries.c.id.in_(ids)).values(version=_queries.c.version + 1)
+        )
+
+
+def _query_complete(session: Session, query_id: str) -> bool:
+    open_task = sa.select(_tasks.c.id).where(_tasks.c.query_id == query_id, _tasks.c.state.in_(_OPEN))
+    return not session.scalar(sa.select(sa.exists(open_task)))
 
 
 def _is_id(value: str) -> bool:
@@ -182,7 +197,7 @@ def _check_result(result: TaskResult) -> None:
         raise Invalid("reason: must not contain NUL characters")
 
 
-def _same_result(task: TaskRow, result: TaskResult) -> bool:
+def _same_result(task: sa.Row, result: TaskResult) -> bool:
     if task.state != result.state.value:
         return False
     if result.state == TaskState.FAILED:
@@ -268,16 +283,28 @@ class Federation:
                 # sees its own, and a result could pair an old version with newer task states (SQLite's
                 # transactions are one snapshot already).
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            query = session.get(QueryRow, query_id) if _is_id(query_id) else None
+            query = None
+            if _is_id(query_id):
+                query = session.execute(
+                    sa.select(_queries.c.id, _queries.c.created, _queries.c.version).where(
+                        _queries.c.id == query_id
+                    )
+                ).first()
             if query is None or not self._may_read(session, user, query_id):
                 raise NotFound(f"no query {query_id!r}")
             rows = session.execute(
-                sa.select(TaskRow, SiteRow.name)
-                .join(SiteRow, TaskRow.site_id == SiteRow.id)
-                .where(TaskRow.query_id == query_id)
-                .order_by(SiteRow.name)
+                sa.select(
+                    _sites.c.name,
+                    _tasks.c.state,
+                    _tasks.c.obfuscated,
+                    _tasks.c.below_threshold,
+                    _tasks.c.reason,
+                )
+                .join(_sites, _tasks.c.site_id == _sites.c.id)
+                .where(_tasks.c.query_id == query_id)
+                .order_by(_sites.c.name)
             ).all()
-            answers = [self._answer(task, name) for task, name in rows]
+            answers = [self._answer(row) for row in rows]
             counts = [answer.count for answer in answers if answer.count is not None]
             return QueryResult(
                 query.id, query.created, query.version, answers, total(counts, self._config.policy)
@@ -294,30 +321,32 @@ class Federation:
         """The site's pending tasks and those whose lease ran out, now running under a new lease."""
         now = self._clock()
         with self._sessions.begin() as session:
-            session.execute(sa.update(SiteRow).where(SiteRow.id == site.id).values(last_seen=now))
+            session.execute(sa.update(_sites).where(_sites.c.id == site.id).values(last_seen=now))
             rows = session.execute(
-                sa.select(TaskRow, QueryRow.query)
-                .join(QueryRow, TaskRow.query_id == QueryRow.id)
+                sa.select(_tasks.c.id, _tasks.c.query_id, _tasks.c.state, _tasks.c.deadline, _queries.c.query)
+                .join(_queries, _tasks.c.query_id == _queries.c.id)
                 .where(
-                    TaskRow.site_id == site.id,
-                    TaskRow.deadline > now,
+                    _tasks.c.site_id == site.id,
+                    _tasks.c.deadline > now,
                     sa.or_(
-                        TaskRow.state == TaskState.PENDING.value,
-                        sa.and_(TaskRow.state == TaskState.RUNNING.value, TaskRow.leased_until <= now),
+                        _tasks.c.state == TaskState.PENDING.value,
+                        sa.and_(_tasks.c.state == TaskState.RUNNING.value, _tasks.c.leased_until <= now),
                     ),
                 )
-                .order_by(TaskRow.deadline, TaskRow.id)
+                .order_by(_tasks.c.deadline, _tasks.c.id)
                 .limit(MAX_TASKS_PER_POLL)
-                .with_for_update(of=TaskRow, skip_locked=True)
+                .with_for_update(of=_tasks, skip_locked=True)
             ).all()
-            started = {task.query_id for task, _ in rows if task.state == TaskState.PENDING.value}
-            for task, _ in rows:
-                task.state = TaskState.RUNNING.value
-                task.leased_until = now + self._config.lease
+            if rows:
+                session.execute(
+                    sa.update(_tasks)
+                    .where(_tasks.c.id.in_([row.id for row in rows]))
+                    .values(state=TaskState.RUNNING.value, leased_until=now + self._config.lease)
+                )
+            started = {row.query_id for row in rows if row.state == TaskState.PENDING.value}
             _bump(session, started)
             tasks = [
-                Task(task.id, TaskType.FEASIBILITY_COUNT, {"query": query}, task.deadline)
-                for task, query in rows
+                Task(row.id, TaskType.FEASIBILITY_COUNT, {"query": row.query}, row.deadline) for row in rows
             ]
             return Claim(tasks, frozenset(started))
 
@@ -330,9 +359,18 @@ class Federation:
         _check_result(result)
         now = self._clock()
         with self._sessions.begin() as session:
-            task = session.scalar(
-                sa.select(TaskRow).where(TaskRow.id == task_id, TaskRow.site_id == site.id).with_for_update()
-            )
+            task = session.execute(
+                sa.select(
+                    _tasks.c.query_id,
+                    _tasks.c.state,
+                    _tasks.c.deadline,
+                    _tasks.c.obfuscated,
+                    _tasks.c.below_threshold,
+                    _tasks.c.reason,
+                )
+                .where(_tasks.c.id == task_id, _tasks.c.site_id == site.id)
+                .with_for_update()
+            ).first()
             if task is None:
                 raise NotFound(f"no task {task_id!r}")
             state = TaskState(task.state)
@@ -342,20 +380,24 @@ class Federation:
                 raise Conflict(f"task {task_id} has a different result already")
             if state == TaskState.TIMED_OUT:
                 return Recorded(task.query_id, state, changed=False)
-            task.finished = now
-            task.leased_until = None
             if task.deadline <= now:
                 # Too late: the task times out now (it would at the next sweep) and the result is not taken.
-                task.state = TaskState.TIMED_OUT.value
-                _bump(session, [task.query_id])
-                return Recorded(task.query_id, TaskState.TIMED_OUT, changed=True)
-            task.state = result.state.value
-            task.reason = result.reason
-            if result.state == TaskState.ANSWERED and result.count is not None:
-                task.obfuscated = result.count.obfuscated
-                task.below_threshold = result.count.below_threshold
+                state, values = TaskState.TIMED_OUT, {}
+            else:
+                state, values = result.state, {"reason": result.reason}
+                if result.state == TaskState.ANSWERED and result.count is not None:
+                    values.update(
+                        obfuscated=result.count.obfuscated, below_threshold=result.count.below_threshold
+                    )
+            session.execute(
+                sa.update(_tasks)
+                .where(_tasks.c.id == task_id)
+                .values(state=state.value, finished=now, leased_until=None, **values)
+            )
             _bump(session, [task.query_id])
-            return Recorded(task.query_id, result.state, changed=True)
+            return Recorded(
+                task.query_id, state, changed=True, query_complete=_query_complete(session, task.query_id)
+            )
 
     def heartbeat(self, site: Site, agent_version: str, generation: int) -> None:
         with self._sessions.begin() as session:
@@ -426,10 +468,10 @@ class Federation:
         )
 
     @staticmethod
-    def _answer(task: TaskRow, site_name: str) -> SiteAnswer:
-        state = TaskState(task.state)
+    def _answer(row: sa.Row) -> SiteAnswer:
+        state = TaskState(row.state)
         count = None
         if state == TaskState.ANSWERED:
-            count = SiteCount(None, True) if task.below_threshold else SiteCount(task.obfuscated)
-        reason = _TIMED_OUT_REASON if state == TaskState.TIMED_OUT else task.reason
-        return SiteAnswer(site_name, state, count, reason)
+            count = SiteCount(None, True) if row.below_threshold else SiteCount(row.obfuscated)
+        reason = _TIMED_OUT_REASON if state == TaskState.TIMED_OUT else row.reason
+        return SiteAnswer(row.name, state, count, reason)
