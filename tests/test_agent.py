@@ -198,6 +198,17 @@ def test_after_a_crash_between_recording_and_posting_the_restarted_agent_posts_t
     assert counter.calls == 1
 
 
+def test_a_task_offered_again_after_a_restart_gets_the_recorded_result_without_running_again(make_agent):
+    counter = Counter()
+    before = make_agent(FakeHub(), counter=counter)
+    first = before.answer(task("t1"))
+    before.journal.close()
+
+    after = make_agent(FakeHub(), counter=counter)
+    assert after.answer(task("t1")) == first
+    assert counter.calls == 1
+
+
 def test_results_the_hub_took_are_not_posted_again_after_a_restart(make_agent):
     hub = FakeHub([task("t1")])
     run_until(make_agent(hub), hub, lambda: bool(hub.posted))

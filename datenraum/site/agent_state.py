@@ -5,7 +5,7 @@ The state folder (by default `<store>/agent/`, mode 0700) holds:
     lock           flocked while an agent runs, so two agents never share one journal
     site-secret    32 random bytes made at first start (mode 0600); keys the count noise, never leaves
     journal.ndjson one line per answered task, written and fsynced *before* the result is posted, and a
-                   line per result the hub has taken
+                   line (not fsynced) per result the hub has taken
 
 Why the journal: the hub may never hear an answer (the response to the post is lost, the agent is killed
 between computing and posting, the hub re-offers a task whose lease ran out). Re-posting the recorded
@@ -136,10 +136,11 @@ class Journal:
         body = {"recorded": entry.recorded.isoformat(), "ran": entry.ran, "result": entry.result.to_json()}
         return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
 
-    def _append(self, line: bytes) -> None:
+    def _append(self, line: bytes, *, durable: bool = True) -> None:
         self._handle.write(line)
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if durable:
+            os.fsync(self._handle.fileno())
 
     def get(self, task_id: str) -> TaskResult | None:
         entry = self._entries.get(task_id)
@@ -155,7 +156,9 @@ class Journal:
         """The hub has the result (or has definitely refused it): no need to post it after a restart."""
         entry = self._entries[task_id]
         if not entry.posted:
-            self._append(orjson.dumps({"posted": task_id}, option=orjson.OPT_APPEND_NEWLINE))
+            # Not worth waiting for the disk (an fsync costs as much as a count): should the machine lose
+            # this line, the result is posted once more after a restart, which the hub takes as a replay.
+            self._append(orjson.dumps({"posted": task_id}, option=orjson.OPT_APPEND_NEWLINE), durable=False)
             self._entries[task_id] = replace(entry, posted=True)
 
     def unposted(self) -> list[TaskResult]:
