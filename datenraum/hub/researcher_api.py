@@ -47,7 +47,7 @@ async def _next_result(hub: Hub, user: User, query_id: str, since: int | None, w
     while True:
         with hub.notifier.listen(query_key(query_id)) as signal:
             result = await hub.run(hub.federation.result, user, query_id)
-            if since is None or result.complete or loop.time() >= until:
+            if since is None or result.complete or loop.time() >= until or hub.notifier.closed:
                 return result
             if result.version > since and not gathering:
                 gathering = True
@@ -98,7 +98,7 @@ async def query_events(
                 sent = result.version
             elif not result.complete:
                 yield b": keep-alive\n\n"
-            if result.complete:
+            if result.complete or hub.notifier.closed:
                 return
             result = await _next_result(hub, user, query_id, sent, KEEPALIVE_SECONDS)
 

@@ -42,7 +42,7 @@ async def fetch_tasks(
             claim = await hub.run(hub.federation.claim, site)
             # A task that starts running is news to a researcher, but never the end of the query.
             hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
-            if claim.tasks or loop.time() >= until:
+            if claim.tasks or loop.time() >= until or hub.notifier.closed:
                 return {"tasks": [task.to_json() for task in claim.tasks]}
             await wait_for(signal.changed, until - loop.time())
 
