@@ -96,6 +96,10 @@ class LocalPostgres:
             stderr=subprocess.DEVNULL,
         )
 
+    def restart(self) -> None:
+        """Stop the server (closing every connection) and start it again with the same settings."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-m", "fast", "-w", "restart")
+
     def stop(self) -> None:
         with contextlib.suppress(PostgresUnavailable, subprocess.SubprocessError):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")

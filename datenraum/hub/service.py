@@ -167,7 +167,18 @@ _queries = QueryRow.__table__
 _sites = SiteRow.__table__
 _NOW = sa.bindparam("p_now", type_=UtcDateTime)
 
-_TOUCH_SITE = sa.update(_sites).where(_sites.c.id == sa.bindparam("p_site")).values(last_seen=_NOW)
+# A poll refreshes when its site was last seen only once the time shown is this old: operators read it
+# in minutes, and a write per poll would make every poll, even one that finds nothing, a write transaction
+# (on PostgreSQL, one that waits for the disk).
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=5)
+_TOUCH_SITE = (
+    sa.update(_sites)
+    .where(
+        _sites.c.id == sa.bindparam("p_site"),
+        sa.or_(_sites.c.last_seen.is_(None), _sites.c.last_seen < sa.bindparam("p_stale", type_=UtcDateTime)),
+    )
+    .values(last_seen=_NOW)
+)
 _CLAIMABLE = (
     sa.select(_tasks.c.id, _tasks.c.query_id, _tasks.c.state, _tasks.c.deadline, _queries.c.query)
     .join(_queries, _tasks.c.query_id == _queries.c.id)
@@ -372,7 +383,9 @@ class Federation:
         """The site's pending tasks and those whose lease ran out, now running under a new lease."""
         now = self._clock()
         with self._sessions.begin() as session:
-            session.execute(_TOUCH_SITE, {"p_site": site.id, "p_now": now})
+            session.execute(
+                _TOUCH_SITE, {"p_site": site.id, "p_now": now, "p_stale": now - LAST_SEEN_RESOLUTION}
+            )
             rows = session.execute(_CLAIMABLE, {"p_site": site.id, "p_now": now}).all()
             if rows:
                 leased_until = now + self._config.lease
