@@ -237,6 +237,19 @@ def test_journal_entries_older_than_the_retention_are_dropped_at_start(site):
         assert reopened.get("new") is not None
 
 
+def test_a_long_running_agent_forgets_posted_entries_older_than_the_retention(site):
+    with Journal(site["state"] / "journal.ndjson", NOW) as journal:
+        journal.record(TaskResult("posted", TaskState.FAILED, reason="x"), ran=True, now=NOW)
+        journal.mark_posted("posted")
+        journal.record(TaskResult("unposted", TaskState.FAILED, reason="x"), ran=True, now=NOW)
+        journal.record(
+            TaskResult("new", TaskState.FAILED, reason="x"), ran=True, now=NOW + dt.timedelta(days=8)
+        )
+        assert journal.get("posted") is None
+        assert journal.get("unposted") is not None  # still to be posted
+        assert journal.get("new") is not None
+
+
 # -- backoff and connection states
 
 

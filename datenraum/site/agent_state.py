@@ -38,6 +38,9 @@ SECRET_BYTES = 32
 # Long enough for the daily limit and for any task the hub may still re-offer (deadlines are seconds to
 # minutes); older lines are dropped when the agent starts.
 RETENTION = dt.timedelta(days=7)
+# A long-running agent also forgets, this often, the posted entries older than the retention: the file
+# keeps them until the next start (which rewrites it), memory need not.
+PRUNE_EVERY = dt.timedelta(hours=1)
 
 
 class StateError(RuntimeError):
@@ -95,6 +98,7 @@ class Journal:
         self.path = path
         self._entries: dict[str, JournalEntry] = {}
         self._read(now - RETENTION)
+        self._next_pruning = now + PRUNE_EVERY
         self._rewrite()
         self._handle: IO[bytes] = open(path, "ab")  # noqa: SIM115 (open for the agent's lifetime, see close)
 
@@ -151,6 +155,14 @@ class Journal:
         entry = JournalEntry(result, now, ran)
         self._append(self._line(entry))
         self._entries[result.task_id] = entry
+        if now >= self._next_pruning:
+            oldest = now - RETENTION
+            self._entries = {
+                task_id: kept
+                for task_id, kept in self._entries.items()
+                if kept.recorded >= oldest or not kept.posted
+            }
+            self._next_pruning = now + PRUNE_EVERY
 
     def mark_posted(self, task_id: str) -> None:
         """The hub has the result (or has definitely refused it): no need to post it after a restart."""
