@@ -53,6 +53,13 @@ class Run:
     hub_cpu: float  # CPU-seconds (user + system) of the hub process per measured query
     agents_cpu: float  # CPU-seconds of all agent processes together per measured query
     load: float  # the 1-minute load average at the end of the measured queries
+    others: float  # cores busy with other work meanwhile (the PostgreSQL server counts as other work)
+
+
+def busy_seconds() -> float:
+    """CPU time the whole machine has spent busy so far, over all cores."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def cpu_seconds(children: list[ChildProcess]) -> float:
@@ -97,6 +104,11 @@ def measure(
         for number in range(WARM_UP + queries):
             if number == WARM_UP:
                 hub_before, agents_before = cpu_seconds([fed.hub]), cpu_seconds(agents)
+                machine_before, own_before, measured_from = (
+                    busy_seconds(),
+                    time.process_time(),
+                    time.perf_counter(),
+                )
             started = time.perf_counter()
             response = researcher.submit(query_with_age(20 + number))
             response.raise_for_status()
@@ -107,13 +119,15 @@ def measure(
         hub_cpu = (cpu_seconds([fed.hub]) - hub_before) / queries
         agents_cpu = (cpu_seconds(agents) - agents_before) / queries
         load = os.getloadavg()[0]
+        ours = (hub_cpu + agents_cpu) * queries + time.process_time() - own_before
+        others = (busy_seconds() - machine_before - ours) / (time.perf_counter() - measured_from)
         researcher.close()
     site_seconds = [
         float(taken)
         for agent in fed.agents.values()
         for taken in TASK_TIME.findall(agent.log.read_text())[WARM_UP:]
     ]
-    return Run(database, sites, seconds, site_seconds, incomplete, hub_cpu, agents_cpu, load)
+    return Run(database, sites, seconds, site_seconds, incomplete, hub_cpu, agents_cpu, load, others)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -144,11 +158,12 @@ def main() -> None:
         f"the agents; hub and agents on this machine ({os.cpu_count()} cores). 'site s': the time one site "
         "took for its count (from the agents' logs), median over all sites and queries. 'hub cpu', 'agents cpu': "
         "CPU-seconds per query of the hub process and of all agents together. 'load': the 1-minute load "
-        "average after the run (other work on the machine shows here).\n"
+        "average after the run (with this run's own processes). 'others': cores busy meanwhile with anything "
+        "but the hub, the agents and this benchmark (other users; for postgresql also its server).\n"
     )
     print(
         f"{'hub database':<12} {'sites':>5} {'p50 s':>7} {'p95 s':>7} {'mean s':>7} {'max s':>7} "
-        f"{'site s':>7} {'hub cpu':>8} {'agents cpu':>10} {'load':>5} {'incomplete':>10}",
+        f"{'site s':>7} {'hub cpu':>8} {'agents cpu':>10} {'load':>5} {'others':>6} {'incomplete':>10}",
         flush=True,
     )
     for database in databases:
@@ -160,7 +175,7 @@ def main() -> None:
                     f"{run.database:<12} {run.sites:>5} {percentile(run.seconds, 0.5):>7.3f} "
                     f"{percentile(run.seconds, 0.95):>7.3f} {statistics.mean(run.seconds):>7.3f} "
                     f"{max(run.seconds):>7.3f} {statistics.median(run.site_seconds):>7.3f} {run.hub_cpu:>8.3f} "
-                    f"{run.agents_cpu:>10.3f} {run.load:>5.2f} {run.incomplete:>10}",
+                    f"{run.agents_cpu:>10.3f} {run.load:>5.2f} {run.others:>6.2f} {run.incomplete:>10}",
                     flush=True,
                 )
 

@@ -199,7 +199,10 @@ def create_hub_engine(url: str) -> sa.Engine:
         engine = sa.create_engine(parsed, connect_args={"check_same_thread": False}, hide_parameters=True)
         _sqlite_setup(engine, parsed.database)
         return engine
-    engine = sa.create_engine(parsed, hide_parameters=True)
+    # As many pooled connections as the hub runs database calls at once (the thread pool's 40 threads): a
+    # smaller pool opened and closed an extra connection for most calls in a burst of requests, and a new
+    # PostgreSQL connection costs the server more than the transaction it serves.
+    engine = sa.create_engine(parsed, hide_parameters=True, pool_size=40, max_overflow=10)
     _ping_idle_connections(engine)
     return engine
 
