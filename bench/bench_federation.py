@@ -21,15 +21,15 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from datenraum.demo import DEMO_QUERY, DemoSite, prepare_sites
-from datenraum.local_federation import LocalFederation, Researcher, free_port
+from datenraum.local_federation import ChildProcess, LocalFederation, Researcher
+from datenraum.local_postgres import LocalPostgres
 from datenraum.query.model import query_to_json
 
 HUB_SETTINGS = {
@@ -50,6 +50,26 @@ class Run:
     seconds: list[float]
     site_seconds: list[float]  # each site's time for its count, from the agents' logs
     incomplete: int  # queries in which some site did not answer
+    hub_cpu: float  # CPU-seconds (user + system) of the hub process per measured query
+    agents_cpu: float  # CPU-seconds of all agent processes together per measured query
+    load: float  # the 1-minute load average at the end of the measured queries
+    others: float  # cores busy with other work meanwhile (the PostgreSQL server counts as other work)
+
+
+def busy_seconds() -> float:
+    """CPU time the whole machine has spent busy so far, over all cores."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def cpu_seconds(children: list[ChildProcess]) -> float:
+    """User and system CPU time the processes have used so far: unlike wall time, it hardly changes
+    when other work shares the machine."""
+    total = 0.0
+    for child in children:
+        times = psutil.Process(child.process.pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def query_with_age(years: int) -> dict:
@@ -60,43 +80,6 @@ def query_with_age(years: int) -> dict:
             if criterion["termCodes"][0]["code"] == "424144002":
                 criterion["valueFilter"]["value"] = years
     return query
-
-
-class PostgreSQL:
-    """A throwaway PostgreSQL cluster (initdb; as the postgres user when run as root) with a fresh
-    database per run."""
-
-    def __init__(self) -> None:
-        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
-        if not versions:
-            sys.exit("PostgreSQL is not installed (./scripts/setup installs it)")
-        self.bin = versions[-1]
-        self.folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_postgres:
-            shutil.chown(self.folder, "postgres")
-        self.port = free_port()
-        self.databases = 0
-
-    def _run(self, program: str, *args: str) -> None:
-        subprocess.run([*self.as_postgres, str(self.bin / program), *args], check=True, capture_output=True)
-
-    def __enter__(self) -> PostgreSQL:
-        data = str(self.folder / "data")
-        self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
-        settings = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=300"
-        self._run("pg_ctl", "-D", data, "-l", str(self.folder / "log"), "-w", "start", "-o", settings)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "stop")
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def new_database(self) -> str:
-        self.databases += 1
-        name = f"hub{self.databases}"
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
 
 def measure(
@@ -117,7 +100,15 @@ def measure(
         researcher = Researcher(fed.url, token)
         researcher.wait_for_sites(names, timeout=120)
         seconds, incomplete = [], 0
+        agents = list(fed.agents.values())
         for number in range(WARM_UP + queries):
+            if number == WARM_UP:
+                hub_before, agents_before = cpu_seconds([fed.hub]), cpu_seconds(agents)
+                machine_before, own_before, measured_from = (
+                    busy_seconds(),
+                    time.process_time(),
+                    time.perf_counter(),
+                )
             started = time.perf_counter()
             response = researcher.submit(query_with_age(20 + number))
             response.raise_for_status()
@@ -125,13 +116,18 @@ def measure(
             if number >= WARM_UP:
                 seconds.append(time.perf_counter() - started)
                 incomplete += any(site["state"] != "answered" for site in result["sites"])
+        hub_cpu = (cpu_seconds([fed.hub]) - hub_before) / queries
+        agents_cpu = (cpu_seconds(agents) - agents_before) / queries
+        load = os.getloadavg()[0]
+        ours = (hub_cpu + agents_cpu) * queries + time.process_time() - own_before
+        others = (busy_seconds() - machine_before - ours) / (time.perf_counter() - measured_from)
         researcher.close()
     site_seconds = [
         float(taken)
         for agent in fed.agents.values()
         for taken in TASK_TIME.findall(agent.log.read_text())[WARM_UP:]
     ]
-    return Run(database, sites, seconds, site_seconds, incomplete)
+    return Run(database, sites, seconds, site_seconds, incomplete, hub_cpu, agents_cpu, load, others)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -160,22 +156,26 @@ def main() -> None:
         f"\nEnd-to-end time from submit to the complete result, {args.queries} queries each (after {WARM_UP} "
         f"warm-up); {args.distinct_stores} distinct stores of {args.patients} patients shared read-only by "
         f"the agents; hub and agents on this machine ({os.cpu_count()} cores). 'site s': the time one site "
-        "took for its count (from the agents' logs), median over all sites and queries.\n"
+        "took for its count (from the agents' logs), median over all sites and queries. 'hub cpu', 'agents cpu': "
+        "CPU-seconds per query of the hub process and of all agents together. 'load': the 1-minute load "
+        "average after the run (with this run's own processes). 'others': cores busy meanwhile with anything "
+        "but the hub, the agents and this benchmark (other users; for postgresql also its server).\n"
     )
     print(
         f"{'hub database':<12} {'sites':>5} {'p50 s':>7} {'p95 s':>7} {'mean s':>7} {'max s':>7} "
-        f"{'site s':>7} {'incomplete':>10}",
+        f"{'site s':>7} {'hub cpu':>8} {'agents cpu':>10} {'load':>5} {'others':>6} {'incomplete':>10}",
         flush=True,
     )
     for database in databases:
-        with PostgreSQL() if database == "postgresql" else contextlib.nullcontext() as server:
+        with LocalPostgres() if database == "postgresql" else contextlib.nullcontext() as server:
             for sites in site_counts:
                 url = server.new_database() if server else None
                 run = measure(args.workdir, database, url, sites, stores, args.queries)
                 print(
                     f"{run.database:<12} {run.sites:>5} {percentile(run.seconds, 0.5):>7.3f} "
                     f"{percentile(run.seconds, 0.95):>7.3f} {statistics.mean(run.seconds):>7.3f} "
-                    f"{max(run.seconds):>7.3f} {statistics.median(run.site_seconds):>7.3f} {run.incomplete:>10}",
+                    f"{max(run.seconds):>7.3f} {statistics.median(run.site_seconds):>7.3f} {run.hub_cpu:>8.3f} "
+                    f"{run.agents_cpu:>10.3f} {run.load:>5.2f} {run.others:>6.2f} {run.incomplete:>10}",
                     flush=True,
                 )
 

@@ -198,6 +198,17 @@ def test_after_a_crash_between_recording_and_posting_the_restarted_agent_posts_t
     assert counter.calls == 1
 
 
+def test_a_task_offered_again_after_a_restart_gets_the_recorded_result_without_running_again(make_agent):
+    counter = Counter()
+    before = make_agent(FakeHub(), counter=counter)
+    first = before.answer(task("t1"))
+    before.journal.close()
+
+    after = make_agent(FakeHub(), counter=counter)
+    assert after.answer(task("t1")) == first
+    assert counter.calls == 1
+
+
 def test_results_the_hub_took_are_not_posted_again_after_a_restart(make_agent):
     hub = FakeHub([task("t1")])
     run_until(make_agent(hub), hub, lambda: bool(hub.posted))
@@ -224,6 +235,19 @@ def test_journal_entries_older_than_the_retention_are_dropped_at_start(site):
     with Journal(site["state"] / "journal.ndjson", NOW) as reopened:
         assert reopened.get("old") is None
         assert reopened.get("new") is not None
+
+
+def test_a_long_running_agent_forgets_posted_entries_older_than_the_retention(site):
+    with Journal(site["state"] / "journal.ndjson", NOW) as journal:
+        journal.record(TaskResult("posted", TaskState.FAILED, reason="x"), ran=True, now=NOW)
+        journal.mark_posted("posted")
+        journal.record(TaskResult("unposted", TaskState.FAILED, reason="x"), ran=True, now=NOW)
+        journal.record(
+            TaskResult("new", TaskState.FAILED, reason="x"), ran=True, now=NOW + dt.timedelta(days=8)
+        )
+        assert journal.get("posted") is None
+        assert journal.get("unposted") is not None  # still to be posted
+        assert journal.get("new") is not None
 
 
 # -- backoff and connection states

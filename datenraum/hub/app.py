@@ -33,7 +33,7 @@ from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
 from datenraum.hub.directory.service import Directory, NotAdministrator
 from datenraum.hub.limits import BodySizeLimit
-from datenraum.hub.notify import Notifier, query_key, site_key
+from datenraum.hub.notify import Notifier, close_on_exit_signal, query_key, site_key
 from datenraum.hub.outbox import Outbox, SmtpSettings
 from datenraum.hub.portal import directory_pages, pages, proposals_pages, sso
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
@@ -184,8 +184,10 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_forever(hub))
         try:
-            yield
+            with close_on_exit_signal(hub.notifier):
+                yield
         finally:
+            hub.notifier.close()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper

@@ -5,16 +5,29 @@ database once, and sleeps until a notification or its time runs out. Changes mad
 (a new query, a site's result, the sweeper's timeouts) notify; this is why one hub process is the unit
 of deployment: a second process against the same database would make changes this one is not told of,
 which its waiters would see only when their bounded wait ends.
+
+When the hub stops, `close` wakes every waiter and each answers with what it has at once: the server
+waits for open requests before it stops, and would otherwise wait out every long-poll (or cut it off
+after its grace period, with an error instead of an answer).
+
+A change can be marked `partial`: it is news, but cannot be what a waiter is finally waiting for (a site
+started on a task, or answered while other sites are still at work). A waiter that already has something
+newer to report may sleep through partial changes (see `Signal`), so that a burst of them becomes one
+answer instead of one answer each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import threading
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
 
-__all__ = ["Notifier", "query_key", "site_key", "wait_for"]
+__all__ = ["Notifier", "Signal", "close_on_exit_signal", "query_key", "site_key", "wait_for"]
 
 
 def query_key(query_id: str) -> Hashable:
@@ -25,28 +38,83 @@ def site_key(site_id: int) -> Hashable:
     return ("site", site_id)
 
 
-class Notifier:
-    """Keys to wake, and the events of those who wait for them; used from the event loop only."""
+class Signal:
+    """What one waiter is woken by: `changed` by every notification of its key, `decisive` only by those
+    that are not partial."""
 
     def __init__(self) -> None:
-        self._waiting: defaultdict[Hashable, set[asyncio.Event]] = defaultdict(set)
+        self.changed = asyncio.Event()
+        self.decisive = asyncio.Event()
+
+
+class Notifier:
+    """Keys to wake, and the signals of those who wait for them; used from the event loop only."""
+
+    def __init__(self) -> None:
+        self._waiting: defaultdict[Hashable, set[Signal]] = defaultdict(set)
+        self.closed = False
 
     @contextlib.contextmanager
-    def listen(self, key: Hashable) -> Iterator[asyncio.Event]:
-        """An event set by the next `notify(key)`; register before looking, so no change is missed."""
-        event = asyncio.Event()
-        self._waiting[key].add(event)
+    def listen(self, key: Hashable) -> Iterator[Signal]:
+        """A signal set by the next `notify(key)`; register before looking, so no change is missed.
+        Once the notifier is closed, the signal is set already."""
+        wakeup = Signal()
+        if self.closed:
+            wakeup.changed.set()
+            wakeup.decisive.set()
+        self._waiting[key].add(wakeup)
         try:
-            yield event
+            yield wakeup
         finally:
-            self._waiting[key].discard(event)
+            self._waiting[key].discard(wakeup)
             if not self._waiting[key]:
                 del self._waiting[key]
 
-    def notify(self, keys: Iterable[Hashable]) -> None:
+    def notify(self, keys: Iterable[Hashable], *, partial: bool = False) -> None:
         for key in keys:
-            for event in self._waiting.get(key, ()):
-                event.set()
+            for wakeup in self._waiting.get(key, ()):
+                wakeup.changed.set()
+                if not partial:
+                    wakeup.decisive.set()
+
+    def close(self) -> None:
+        """Wake every waiter, now and from now on: the hub is stopping."""
+        self.closed = True
+        self.notify(list(self._waiting))
+
+
+@contextlib.contextmanager
+def close_on_exit_signal(notifier: Notifier) -> Iterator[None]:
+    """Close the notifier when SIGINT or SIGTERM arrives, before whatever handled them until now (the
+    server's own handler, which starts its graceful stop) handles them as before.
+
+    The server has no hook of its own for this: it tells the application that it stops only after all
+    open requests have finished. Signal handlers belong to the main thread; elsewhere (an application
+    served by a test client in a thread of its own) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def handle(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(notifier.close)
+        chained = previous[signum]
+        if callable(chained):
+            chained(signum, frame)
+        elif chained == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 async def wait_for(event: asyncio.Event, seconds: float) -> None:

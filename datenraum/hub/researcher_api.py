@@ -22,6 +22,8 @@ router = APIRouter(prefix="/api/v1", tags=["researcher"])
 
 # An idle event stream sends a comment this often, so proxies do not take it for dead.
 KEEPALIVE_SECONDS = 15.0
+# How long a long-poll may hold back a newer, unfinished result to gather further changes into it.
+GATHER_SECONDS = 0.2
 
 
 class QuerySubmission(BaseModel):
@@ -32,15 +34,25 @@ class QuerySubmission(BaseModel):
 
 
 async def _next_result(hub: Hub, user: User, query_id: str, since: int | None, wait: float) -> QueryResult:
-    """The query's result once its version exceeds `since` (or it is complete, or `wait` s passed)."""
+    """The query's result once its version exceeds `since` (or it is complete, or `wait` s passed).
+
+    A newer result that is not complete yet is held back for up to GATHER_SECONDS, sleeping through
+    partial changes (see `notify`): the sites of a query start and answer within moments of each other,
+    and reading and sending the whole result once per site and change would cost the hub more than the
+    sites' answers. The complete result goes out at once.
+    """
     loop = asyncio.get_running_loop()
     until = loop.time() + wait
+    gathering = False
     while True:
-        with hub.notifier.listen(query_key(query_id)) as woken:
+        with hub.notifier.listen(query_key(query_id)) as signal:
             result = await hub.run(hub.federation.result, user, query_id)
-            if since is None or result.version > since or result.complete or loop.time() >= until:
+            if since is None or result.complete or loop.time() >= until or hub.notifier.closed:
                 return result
-            await wait_for(woken, until - loop.time())
+            if result.version > since and not gathering:
+                gathering = True
+                until = min(until, loop.time() + GATHER_SECONDS)
+            await wait_for(signal.decisive if gathering else signal.changed, until - loop.time())
 
 
 @router.post("/queries", status_code=201)
@@ -86,7 +98,7 @@ async def query_events(
                 sent = result.version
             elif not result.complete:
                 yield b": keep-alive\n\n"
-            if result.complete:
+            if result.complete or hub.notifier.closed:
                 return
             result = await _next_result(hub, user, query_id, sent, KEEPALIVE_SECONDS)
 

@@ -2,13 +2,22 @@
 
 The services are synchronous and use the database, so handlers run them in the thread pool
 (`Hub.run`): the event loop stays free for the long-polls that wait meanwhile.
+
+On SQLite, `Hub.run` runs one service call at a time. SQLite lets one transaction write at a time anyway
+(and the hub's all take the write lock up front, see `db`), but a thread that finds the lock taken
+sleeps in SQLite's busy handler, in steps of up to 100 ms, instead of being woken when the lock is free:
+with dozens of sites answering at once, most of a query's time went to those sleeps. A lock of ours
+hands the database on at once. (Other processes, such as `datenraum hub` commands, still meet the busy
+handler, and wait for the transaction in progress.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
 import sqlalchemy as sa
@@ -73,9 +82,18 @@ class Hub:
     notifier: Notifier
     proposals: Proposals
     directory: Directory
+    _turns: contextlib.AbstractContextManager = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        turns = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        object.__setattr__(self, "_turns", turns)
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
-        return await run_in_threadpool(function, *args)
+        return await run_in_threadpool(self._in_turn, function, *args)
+
+    def _in_turn(self, function: Callable[..., T], *args: object) -> T:
+        with self._turns:
+            return function(*args)
 
 
 def _hub(request: Request) -> Hub:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.accounts import Role, Site, User
 from datenraum.hub.config import HubConfig
-from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, utcnow
+from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, UtcDateTime, utcnow
 from datenraum.privacy.aggregation import Total, check_quota, query_fingerprint, total
 from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
 from datenraum.query.check import check_query
@@ -89,6 +89,7 @@ class Recorded:
     query_id: str
     state: TaskState  # TIMED_OUT: the result came too late and was not taken
     changed: bool
+    query_complete: bool = False  # no task of the query is open any more (known only when changed)
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,105 @@ class SiteStatus:
         }
 
 
+# The hot paths (sites fetching tasks and posting results, researchers following results) run these
+# statements, built once: building a statement and its cache key anew for every request, and ORM objects
+# for rows that are read once and dropped, cost more than the database's own work.
+_tasks = TaskRow.__table__
+_queries = QueryRow.__table__
+_sites = SiteRow.__table__
+_NOW = sa.bindparam("p_now", type_=UtcDateTime)
+
+# A poll refreshes when its site was last seen only once the time shown is this old: operators read it
+# in minutes, and a write per poll would make every poll, even one that finds nothing, a write transaction
+# (on PostgreSQL, one that waits for the disk).
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=5)
+_TOUCH_SITE = (
+    sa.update(_sites)
+    .where(
+        _sites.c.id == sa.bindparam("p_site"),
+        sa.or_(_sites.c.last_seen.is_(None), _sites.c.last_seen < sa.bindparam("p_stale", type_=UtcDateTime)),
+    )
+    .values(last_seen=_NOW)
+)
+_CLAIMABLE = (
+    sa.select(_tasks.c.id, _tasks.c.query_id, _tasks.c.state, _tasks.c.deadline, _queries.c.query)
+    .join(_queries, _tasks.c.query_id == _queries.c.id)
+    .where(
+        _tasks.c.site_id == sa.bindparam("p_site"),
+        _tasks.c.deadline > _NOW,
+        sa.or_(
+            _tasks.c.state == TaskState.PENDING.value,
+            sa.and_(_tasks.c.state == TaskState.RUNNING.value, _tasks.c.leased_until <= _NOW),
+        ),
+    )
+    .order_by(_tasks.c.deadline, _tasks.c.id)
+    .limit(MAX_TASKS_PER_POLL)
+    .with_for_update(of=_tasks, skip_locked=True)
+)
+_START = (
+    sa.update(_tasks)
+    .where(_tasks.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+    .values(state=TaskState.RUNNING.value, leased_until=sa.bindparam("p_leased_until", type_=UtcDateTime))
+)
+_ASYNCHRONOUS_COMMIT = sa.text("SET LOCAL synchronous_commit = off")
+_BUMP = (
+    sa.update(_queries)
+    .where(_queries.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+    .values(version=_queries.c.version + 1)
+)
+_TASK_OF_SITE = (
+    sa.select(
+        _tasks.c.query_id,
+        _tasks.c.state,
+        _tasks.c.deadline,
+        _tasks.c.obfuscated,
+        _tasks.c.below_threshold,
+        _tasks.c.reason,
+    )
+    .where(_tasks.c.id == sa.bindparam("p_task"), _tasks.c.site_id == sa.bindparam("p_site"))
+    .with_for_update()
+)
+# Only open tasks are finished, and their count columns and reason are still empty: setting all of them
+# every time keeps this one statement.
+_FINISH = (
+    sa.update(_tasks)
+    .where(_tasks.c.id == sa.bindparam("p_task"))
+    .values(
+        state=sa.bindparam("p_state"),
+        finished=_NOW,
+        leased_until=None,
+        reason=sa.bindparam("p_reason"),
+        obfuscated=sa.bindparam("p_obfuscated", type_=sa.BigInteger),
+        below_threshold=sa.bindparam("p_below_threshold", type_=sa.Boolean),
+    )
+)
+_ANY_OPEN = sa.select(
+    sa.exists(
+        sa.select(_tasks.c.id).where(_tasks.c.query_id == sa.bindparam("p_query"), _tasks.c.state.in_(_OPEN))
+    )
+)
+_QUERY_HEAD = sa.select(_queries.c.id, _queries.c.created, _queries.c.version).where(
+    _queries.c.id == sa.bindparam("p_query")
+)
+_ANSWERS = (
+    sa.select(_sites.c.name, _tasks.c.state, _tasks.c.obfuscated, _tasks.c.below_threshold, _tasks.c.reason)
+    .join(_sites, _tasks.c.site_id == _sites.c.id)
+    .where(_tasks.c.query_id == sa.bindparam("p_query"))
+    .order_by(_sites.c.name)
+)
+_requests = QueryRequest.__table__
+_REQUESTED_BY = (
+    sa.select(_requests.c.id)
+    .where(_requests.c.query_id == sa.bindparam("p_query"), _requests.c.user_id == sa.bindparam("p_user"))
+    .limit(1)
+)
+
+
 def _bump(session: Session, query_ids: Iterable[str]) -> None:
     """Tell readers that these queries changed (see QueryResult.version)."""
     ids = sorted(set(query_ids))  # a fixed order, so concurrent bumps cannot deadlock
     if ids:
-        session.execute(sa.update(QueryRow).where(QueryRow.id.in_(ids)).values(version=QueryRow.version + 1))
+        session.execute(_BUMP, {"p_ids": ids})
 
 
 def _is_id(value: str) -> bool:
@@ -182,7 +277,7 @@ def _check_result(result: TaskResult) -> None:
         raise Invalid("reason: must not contain NUL characters")
 
 
-def _same_result(task: TaskRow, result: TaskResult) -> bool:
+def _same_result(task: sa.Row, result: TaskResult) -> bool:
     if task.state != result.state.value:
         return False
     if result.state == TaskState.FAILED:
@@ -268,16 +363,11 @@ class Federation:
                 # sees its own, and a result could pair an old version with newer task states (SQLite's
                 # transactions are one snapshot already).
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            query = session.get(QueryRow, query_id) if _is_id(query_id) else None
+            query = session.execute(_QUERY_HEAD, {"p_query": query_id}).first() if _is_id(query_id) else None
             if query is None or not self._may_read(session, user, query_id):
                 raise NotFound(f"no query {query_id!r}")
-            rows = session.execute(
-                sa.select(TaskRow, SiteRow.name)
-                .join(SiteRow, TaskRow.site_id == SiteRow.id)
-                .where(TaskRow.query_id == query_id)
-                .order_by(SiteRow.name)
-            ).all()
-            answers = [self._answer(task, name) for task, name in rows]
+            rows = session.execute(_ANSWERS, {"p_query": query_id}).all()
+            answers = [self._answer(row) for row in rows]
             counts = [answer.count for answer in answers if answer.count is not None]
             return QueryResult(
                 query.id, query.created, query.version, answers, total(counts, self._config.policy)
@@ -294,30 +384,21 @@ class Federation:
         """The site's pending tasks and those whose lease ran out, now running under a new lease."""
         now = self._clock()
         with self._sessions.begin() as session:
-            session.execute(sa.update(SiteRow).where(SiteRow.id == site.id).values(last_seen=now))
-            rows = session.execute(
-                sa.select(TaskRow, QueryRow.query)
-                .join(QueryRow, TaskRow.query_id == QueryRow.id)
-                .where(
-                    TaskRow.site_id == site.id,
-                    TaskRow.deadline > now,
-                    sa.or_(
-                        TaskRow.state == TaskState.PENDING.value,
-                        sa.and_(TaskRow.state == TaskState.RUNNING.value, TaskRow.leased_until <= now),
-                    ),
-                )
-                .order_by(TaskRow.deadline, TaskRow.id)
-                .limit(MAX_TASKS_PER_POLL)
-                .with_for_update(of=TaskRow, skip_locked=True)
-            ).all()
-            started = {task.query_id for task, _ in rows if task.state == TaskState.PENDING.value}
-            for task, _ in rows:
-                task.state = TaskState.RUNNING.value
-                task.leased_until = now + self._config.lease
+            session.execute(
+                _TOUCH_SITE, {"p_site": site.id, "p_now": now, "p_stale": now - LAST_SEEN_RESOLUTION}
+            )
+            rows = session.execute(_CLAIMABLE, {"p_site": site.id, "p_now": now}).all()
+            if rows:
+                if session.get_bind().dialect.name == "postgresql":
+                    # A claim need not wait for the disk: should the database lose it in a crash, the
+                    # tasks are pending again and offered again, and the site answers them from its journal.
+                    session.execute(_ASYNCHRONOUS_COMMIT)
+                leased_until = now + self._config.lease
+                session.execute(_START, {"p_ids": [row.id for row in rows], "p_leased_until": leased_until})
+            started = {row.query_id for row in rows if row.state == TaskState.PENDING.value}
             _bump(session, started)
             tasks = [
-                Task(task.id, TaskType.FEASIBILITY_COUNT, {"query": query}, task.deadline)
-                for task, query in rows
+                Task(row.id, TaskType.FEASIBILITY_COUNT, {"query": row.query}, row.deadline) for row in rows
             ]
             return Claim(tasks, frozenset(started))
 
@@ -330,9 +411,7 @@ class Federation:
         _check_result(result)
         now = self._clock()
         with self._sessions.begin() as session:
-            task = session.scalar(
-                sa.select(TaskRow).where(TaskRow.id == task_id, TaskRow.site_id == site.id).with_for_update()
-            )
+            task = session.execute(_TASK_OF_SITE, {"p_task": task_id, "p_site": site.id}).first()
             if task is None:
                 raise NotFound(f"no task {task_id!r}")
             state = TaskState(task.state)
@@ -342,20 +421,24 @@ class Federation:
                 raise Conflict(f"task {task_id} has a different result already")
             if state == TaskState.TIMED_OUT:
                 return Recorded(task.query_id, state, changed=False)
-            task.finished = now
-            task.leased_until = None
             if task.deadline <= now:
                 # Too late: the task times out now (it would at the next sweep) and the result is not taken.
-                task.state = TaskState.TIMED_OUT.value
-                _bump(session, [task.query_id])
-                return Recorded(task.query_id, TaskState.TIMED_OUT, changed=True)
-            task.state = result.state.value
-            task.reason = result.reason
-            if result.state == TaskState.ANSWERED and result.count is not None:
-                task.obfuscated = result.count.obfuscated
-                task.below_threshold = result.count.below_threshold
+                state, reason, count = TaskState.TIMED_OUT, None, None
+            else:
+                state, reason = result.state, result.reason
+                count = result.count if result.state == TaskState.ANSWERED else None
+            finish = {
+                "p_task": task_id,
+                "p_now": now,
+                "p_state": state.value,
+                "p_reason": reason,
+                "p_obfuscated": None if count is None else count.obfuscated,
+                "p_below_threshold": None if count is None else count.below_threshold,
+            }
+            session.execute(_FINISH, finish)
             _bump(session, [task.query_id])
-            return Recorded(task.query_id, result.state, changed=True)
+            complete = not session.scalar(_ANY_OPEN, {"p_query": task.query_id})
+            return Recorded(task.query_id, state, changed=True, query_complete=complete)
 
     def heartbeat(self, site: Site, agent_version: str, generation: int) -> None:
         with self._sessions.begin() as session:
@@ -416,20 +499,13 @@ class Federation:
         """Admins read every query; researchers those they submitted (or were handed as a reuse)."""
         if user.has(Role.ADMIN):
             return True
-        return (
-            session.scalar(
-                sa.select(QueryRequest.id)
-                .where(QueryRequest.query_id == query_id, QueryRequest.user_id == user.id)
-                .limit(1)
-            )
-            is not None
-        )
+        return session.scalar(_REQUESTED_BY, {"p_query": query_id, "p_user": user.id}) is not None
 
     @staticmethod
-    def _answer(task: TaskRow, site_name: str) -> SiteAnswer:
-        state = TaskState(task.state)
+    def _answer(row: sa.Row) -> SiteAnswer:
+        state = TaskState(row.state)
         count = None
         if state == TaskState.ANSWERED:
-            count = SiteCount(None, True) if task.below_threshold else SiteCount(task.obfuscated)
-        reason = _TIMED_OUT_REASON if state == TaskState.TIMED_OUT else task.reason
-        return SiteAnswer(site_name, state, count, reason)
+            count = SiteCount(None, True) if row.below_threshold else SiteCount(row.obfuscated)
+        reason = _TIMED_OUT_REASON if state == TaskState.TIMED_OUT else row.reason
+        return SiteAnswer(row.name, state, count, reason)

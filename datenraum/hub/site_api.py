@@ -38,12 +38,13 @@ async def fetch_tasks(
     loop = asyncio.get_running_loop()
     until = loop.time() + wait
     while True:
-        with hub.notifier.listen(site_key(site.id)) as woken:
+        with hub.notifier.listen(site_key(site.id)) as signal:
             claim = await hub.run(hub.federation.claim, site)
-            hub.notifier.notify(query_key(query_id) for query_id in claim.query_ids)
-            if claim.tasks or loop.time() >= until:
+            # A task that starts running is news to a researcher, but never the end of the query.
+            hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
+            if claim.tasks or loop.time() >= until or hub.notifier.closed:
                 return {"tasks": [task.to_json() for task in claim.tasks]}
-            await wait_for(woken, until - loop.time())
+            await wait_for(signal.changed, until - loop.time())
 
 
 @router.post("/tasks/{task_id}/result")
@@ -55,7 +56,7 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
         raise Invalid(str(error)) from None
     recorded = await hub.run(hub.federation.record, site, task_id, result)
     if recorded.changed:
-        hub.notifier.notify([query_key(recorded.query_id)])
+        hub.notifier.notify([query_key(recorded.query_id)], partial=not recorded.query_complete)
     if recorded.state == TaskState.TIMED_OUT:
         raise Conflict("deadline passed")
     return {"state": recorded.state.value}

@@ -5,7 +5,7 @@ The state folder (by default `<store>/agent/`, mode 0700) holds:
     lock           flocked while an agent runs, so two agents never share one journal
     site-secret    32 random bytes made at first start (mode 0600); keys the count noise, never leaves
     journal.ndjson one line per answered task, written and fsynced *before* the result is posted, and a
-                   line per result the hub has taken
+                   line (not fsynced) per result the hub has taken
 
 Why the journal: the hub may never hear an answer (the response to the post is lost, the agent is killed
 between computing and posting, the hub re-offers a task whose lease ran out). Re-posting the recorded
@@ -38,6 +38,9 @@ SECRET_BYTES = 32
 # Long enough for the daily limit and for any task the hub may still re-offer (deadlines are seconds to
 # minutes); older lines are dropped when the agent starts.
 RETENTION = dt.timedelta(days=7)
+# A long-running agent also forgets, this often, the posted entries older than the retention: the file
+# keeps them until the next start (which rewrites it), memory need not.
+PRUNE_EVERY = dt.timedelta(hours=1)
 
 
 class StateError(RuntimeError):
@@ -95,6 +98,7 @@ class Journal:
         self.path = path
         self._entries: dict[str, JournalEntry] = {}
         self._read(now - RETENTION)
+        self._next_pruning = now + PRUNE_EVERY
         self._rewrite()
         self._handle: IO[bytes] = open(path, "ab")  # noqa: SIM115 (open for the agent's lifetime, see close)
 
@@ -136,10 +140,11 @@ class Journal:
         body = {"recorded": entry.recorded.isoformat(), "ran": entry.ran, "result": entry.result.to_json()}
         return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
 
-    def _append(self, line: bytes) -> None:
+    def _append(self, line: bytes, *, durable: bool = True) -> None:
         self._handle.write(line)
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if durable:
+            os.fsync(self._handle.fileno())
 
     def get(self, task_id: str) -> TaskResult | None:
         entry = self._entries.get(task_id)
@@ -150,12 +155,22 @@ class Journal:
         entry = JournalEntry(result, now, ran)
         self._append(self._line(entry))
         self._entries[result.task_id] = entry
+        if now >= self._next_pruning:
+            oldest = now - RETENTION
+            self._entries = {
+                task_id: kept
+                for task_id, kept in self._entries.items()
+                if kept.recorded >= oldest or not kept.posted
+            }
+            self._next_pruning = now + PRUNE_EVERY
 
     def mark_posted(self, task_id: str) -> None:
         """The hub has the result (or has definitely refused it): no need to post it after a restart."""
         entry = self._entries[task_id]
         if not entry.posted:
-            self._append(orjson.dumps({"posted": task_id}, option=orjson.OPT_APPEND_NEWLINE))
+            # Not worth waiting for the disk (an fsync costs as much as a count): should the machine lose
+            # this line, the result is posted once more after a restart, which the hub takes as a replay.
+            self._append(orjson.dumps({"posted": task_id}, option=orjson.OPT_APPEND_NEWLINE), durable=False)
             self._entries[task_id] = replace(entry, posted=True)
 
     def unposted(self) -> list[TaskResult]:

@@ -9,7 +9,6 @@ stopped when the test ends, also when it fails.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from datenraum.demo import DEMO_QUERY
 from datenraum.hub.accounts import Accounts, Role
 from datenraum.hub.db import create_hub_engine
 from datenraum.local_federation import LocalFederation, Researcher
+from datenraum.local_postgres import LocalPostgres, PostgresUnavailable
 from datenraum.query.model import query_to_json
 from datenraum.site.agent_config import TEST_DELAY_VARIABLE
 from datenraum.site.ingest import ingest
@@ -152,16 +152,13 @@ def fed(shared_hub: Federation) -> Iterator[Federation]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[object]:
-    """A throwaway PostgreSQL cluster: the hub tests' own (`tests/hub/conftest.py`), started once."""
-    from hub.conftest import PostgresServer  # tests/ is on sys.path: tests/hub is the package `hub`
-
-    server = PostgresServer()
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A throwaway PostgreSQL cluster, started once."""
     try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+        with LocalPostgres(durable=False) as server:
+            yield server
+    except PostgresUnavailable as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -169,13 +166,7 @@ def hub_database(request: pytest.FixtureRequest) -> str | None:
     """The URL of an empty hub database: None for SQLite in the test's folder, or a new PostgreSQL one."""
     if request.param == "sqlite":
         return None
-    server = request.getfixturevalue("postgres_server")
-    name = f"federation_{next(_databases)}"
-    server.execute(f"CREATE DATABASE {name}")
-    return server.url(name)
-
-
-_databases = itertools.count()
+    return request.getfixturevalue("postgres_server").new_database()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ task delay (DATENRAUM_AGENT_TEST_TASK_DELAY).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from datenraum.demo import DEMO_QUERY
 from datenraum.query.model import query_to_json
@@ -132,3 +133,30 @@ def test_a_hub_restart_mid_query_loses_no_task_and_no_result(start_federation, h
     assert states(result) == {"fast": "answered", "slow": "answered", "late": "answered"}
     assert "hub unreachable" in fed.agent_log("slow")
     assert fed.agent_log("slow").count("connected to the hub") == 2
+
+
+def test_a_stopping_hub_answers_its_open_long_polls_at_once_instead_of_waiting_them_out(start_federation):
+    fed = start_federation()
+    fed.add_site("waiting-site")
+    fed.add_site("silent-site")  # asked, never answers: the researcher's long-poll has nothing to wait for
+    query_id = fed.submit("silent-site")
+    with fed.site_client("waiting-site") as site, ThreadPoolExecutor(2) as pool:
+        version = fed.researcher.client.get(f"/api/v1/queries/{query_id}").json()["version"]
+        polls = [
+            pool.submit(site.get, "/api/site/v1/tasks", params={"wait": 30}),
+            pool.submit(
+                fed.researcher.client.get,
+                f"/api/v1/queries/{query_id}",
+                params={"wait": 30, "since": version},
+            ),
+        ]
+        time.sleep(1)  # both are waiting at the hub now
+        assert not any(poll.done() for poll in polls)
+        started = time.monotonic()
+        fed.processes.stop_hub()
+        stopped_after = time.monotonic() - started
+        task_poll, result_poll = (poll.result(timeout=5) for poll in polls)
+    assert stopped_after < 3  # the server's grace period for open requests is 5 s
+    assert task_poll.status_code == 200 and task_poll.json() == {"tasks": []}
+    assert result_poll.status_code == 200 and result_poll.json()["state"] == "running"
+    assert "Traceback" not in fed.processes.hub.log.read_text()

@@ -13,9 +13,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from datenraum.hub import db
 from datenraum.hub.accounts import Role, User
 from datenraum.hub.db import Base, create_hub_engine, migrate
 from datenraum.hub.service import Federation
+from datenraum.local_postgres import LocalPostgres
 from datenraum.privacy.aggregation import QuotaExceeded
 
 from .helpers import HubFixture, newest_revision, older_than
@@ -138,3 +140,22 @@ def test_times_are_stored_in_utc_whatever_the_zone_they_came_in(hub: HubFixture)
     with hub.engine.connect() as connection:
         stored = connection.execute(sa.text("SELECT created FROM sites")).scalar_one()
     assert str(stored).startswith("2025-03-04 12:00:00")
+
+
+@pytest.mark.parametrize("idle", [False, True])
+def test_after_a_postgresql_restart_a_connection_idle_since_is_replaced_a_busy_one_fails_once(
+    monkeypatch: pytest.MonkeyPatch, idle: bool
+) -> None:
+    # A pooled connection is pinged only after PING_AFTER_IDLE_SECONDS; here that is all or nothing.
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0 if idle else 3600.0)
+    with LocalPostgres(durable=False) as server:
+        engine = create_hub_engine(server.new_database())
+        with engine.connect() as connection:
+            assert connection.scalar(sa.text("SELECT 1")) == 1
+        server.restart()
+        if not idle:
+            with pytest.raises(sa.exc.OperationalError), engine.connect() as connection:
+                connection.scalar(sa.text("SELECT 1"))
+        with engine.connect() as connection:  # the pool has replaced the dead connection
+            assert connection.scalar(sa.text("SELECT 1")) == 1
+        engine.dispose()
