@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from datenraum.local_postgres import LocalPostgres, PostgresUnavailable
 from datenraum.site.store import Store
 
 SHARED_DATA = Path(os.environ.get("DATENRAUM_SHARED_DATA", "/work/shared/data"))
@@ -37,6 +38,17 @@ def mii_kds_testdata() -> Path:
 def sq2cql_testdata() -> Path:
     """The sq2cql test resources (structured queries and the Bundles they run against)."""
     return _data_folder("sq2cql-testdata")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A throwaway PostgreSQL cluster for the tests of the hub (which runs on PostgreSQL in production),
+    started once per test session."""
+    try:
+        with LocalPostgres(durable=False) as server:
+            yield server
+    except PostgresUnavailable as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture

@@ -53,23 +53,10 @@ class Portal:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[object]:
-    from hub.conftest import PostgresServer  # tests/ is on sys.path: tests/hub is the package `hub`
-
-    server = PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
 def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterator[Portal]:
     workdir = tmp_path_factory.mktemp("portal")
-    postgres_server.execute("CREATE DATABASE portal_e2e")
     hub_env = {**HUB_SETTINGS, "DATENRAUM_HUB_UPLOAD_FOLDER": str(workdir / "uploads")}
-    federation = LocalFederation(workdir, database_url=postgres_server.url("portal_e2e"), hub_env=hub_env)
+    federation = LocalFederation(workdir, database_url=postgres_server.new_database(), hub_env=hub_env)
     try:
         stores = {}
         for name, patients, seed, profile in SITES:

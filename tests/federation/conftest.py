@@ -23,7 +23,6 @@ from datenraum.demo import DEMO_QUERY
 from datenraum.hub.accounts import Accounts, Role
 from datenraum.hub.db import create_hub_engine
 from datenraum.local_federation import LocalFederation, Researcher
-from datenraum.local_postgres import LocalPostgres, PostgresUnavailable
 from datenraum.query.model import query_to_json
 from datenraum.site.agent_config import TEST_DELAY_VARIABLE
 from datenraum.site.ingest import ingest
@@ -149,16 +148,6 @@ def fed(shared_hub: Federation) -> Iterator[Federation]:
     yield shared_hub
     for name in set(shared_hub.processes.agents) - before:
         shared_hub.processes.agents.pop(name).stop(kill=True)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[LocalPostgres]:
-    """A throwaway PostgreSQL cluster, started once."""
-    try:
-        with LocalPostgres(durable=False) as server:
-            yield server
-    except PostgresUnavailable as error:
-        pytest.fail(str(error))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -20,19 +20,10 @@ from datenraum.hub import passwords
 from datenraum.hub.accounts import Accounts
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Base, create_hub_engine, migrate
-from datenraum.local_postgres import LocalPostgres, PostgresUnavailable
+from datenraum.local_postgres import LocalPostgres
 
 from .helpers import FakeClock, HubFixture
 from .portal_helpers import People
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[LocalPostgres]:
-    try:
-        with LocalPostgres(durable=False) as server:
-            yield server
-    except PostgresUnavailable as error:
-        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="session")
