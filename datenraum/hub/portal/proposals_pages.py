@@ -32,6 +32,7 @@ from datenraum.hub.proposals.service import (
     Draft,
     ProjectRole,
     Proposal,
+    Summary,
     TeamMember,
 )
 from datenraum.hub.proposals.uploads import UploadRejected
@@ -76,6 +77,21 @@ async def list_page(request: Request, user: AnyUser, state: str = "") -> Respons
     hub = hub_of(request)
     chosen = State(state) if state in {s.value for s in State} else None
     summaries = await hub.run(hub.proposals.visible, workflow_actor(user), chosen)
+    return await _summaries_page(request, user, summaries, chosen, waiting=False)
+
+
+@router.get("/proposals/waiting", response_class=HTMLResponse)
+async def waiting_page(request: Request, user: AnyUser) -> Response:
+    """The dashboard of every role: the proposals whose next step is this person's."""
+    hub = hub_of(request)
+    summaries = await hub.run(hub.proposals.waiting_for, workflow_actor(user))
+    return await _summaries_page(request, user, summaries, None, waiting=True)
+
+
+async def _summaries_page(
+    request: Request, user: User, summaries: list[Summary], chosen: State | None, *, waiting: bool
+) -> Response:
+    hub = hub_of(request)
     owners = await hub.run(hub.users.emails, [summary.owner_id for summary in summaries])
     return render(
         request,
@@ -85,25 +101,7 @@ async def list_page(request: Request, user: AnyUser, state: str = "") -> Respons
         owners=owners,
         chosen=chosen,
         states=State,
-        waiting=False,
-    )
-
-
-@router.get("/proposals/waiting", response_class=HTMLResponse)
-async def waiting_page(request: Request, user: AnyUser) -> Response:
-    """The dashboard of every role: the proposals whose next step is this person's."""
-    hub = hub_of(request)
-    summaries = await hub.run(hub.proposals.waiting_for, workflow_actor(user))
-    owners = await hub.run(hub.users.emails, [summary.owner_id for summary in summaries])
-    return render(
-        request,
-        "proposals.html",
-        user,
-        summaries=summaries,
-        owners=owners,
-        chosen=None,
-        states=State,
-        waiting=True,
+        waiting=waiting,
     )
 
 
