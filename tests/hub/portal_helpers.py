@@ -49,15 +49,20 @@ class Browser:
         return await self.client.get(path, **kwargs)
 
     async def submit(
-        self, path: str, data: dict[str, str] | None = None, csrf: str | None = ""
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        csrf: str | None = "",
+        files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> httpx.Response:
-        """POST a form as its page would; `csrf` None leaves the token out, a string other than "" sends it."""
+        """POST a form as its page would (with `files`, as multipart); `csrf` None leaves the token out,
+        a string other than "" sends it."""
         if CSRF_COOKIE not in self.client.cookies:
             await self.get("/login")
         form = dict(data or {})
         if csrf is not None:
             form["csrf"] = csrf or self.csrf
-        return await self.client.post(path, data=form)
+        return await self.client.post(path, data=form, files=files)
 
     async def login(self, email: str, password: str = PASSWORD, **form: str) -> httpx.Response:
         return await self.submit("/login", {"email": email, "password": password, **form})

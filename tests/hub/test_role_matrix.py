@@ -17,13 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from datenraum.hub.accounts import Role, User
+from datenraum.hub.accounts import PortalRoleHolders, Role, User
+from datenraum.hub.db import SiteRow
+from datenraum.hub.directory.service import Directory, Entry, EntryKind, Site
+from datenraum.hub.portal.web import workflow_actor
+from datenraum.hub.proposals.service import (
+    Analysis,
+    CohortQuery,
+    DocumentKind,
+    Draft,
+    Proposals,
+    ProposalSettings,
+)
+from datenraum.hub.proposals.uploads import UploadPolicy
+from datenraum.hub.proposals.workflow import Action, Actor
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 from datenraum.hub.saved_queries import SavedQueries
 
 from .helpers import HubFixture, older_than, serving
 from .portal_helpers import PASSWORD, People, browser, link_in, routes
+from .proposals_helpers import ETHICS_VOTE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
@@ -38,6 +53,9 @@ OFFICE = (LOGIN, LOGIN, E403, E403, E403, OK)
 API_QUERYING = (E401, E401, OK, E403, E403, OK)
 API_OWN = (E401, E401, OK, E403, E403, E404)  # saved queries are personal, also to the office
 SITES_ONLY = (E401,) * 6  # a person's sign-in is no site credential
+PUBLIC_API = ANYONE
+NOT_SET_UP = (E404,) * 6  # single sign-on, on a hub without an identity provider
+WRITING = (LOGIN, LOGIN, OK, E403, E403, E403)  # proposals are written by researchers alone
 
 # fmt: off
 MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
@@ -91,6 +109,42 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("DELETE", "/api/v1/saved-queries/{saved_id}"): API_OWN,
     ("GET", "/api/v1/saved-queries/{saved_id}/export"): API_OWN,
     ("POST", "/api/v1/saved-queries/{saved_id}/duplicate"): API_OWN,
+    ("GET", "/api/v1/concepts"): API_QUERYING,
+    ("POST", "/api/v1/concepts/resolve"): API_QUERYING,
+    # single sign-on
+    ("GET", "/login/sso"): NOT_SET_UP,
+    ("GET", "/login/sso/callback"): NOT_SET_UP,
+    # Use & Access: the researcher's proposal, submitted with site uk-a, unless it says otherwise
+    ("GET", "/proposals"): SIGNED_IN,
+    ("GET", "/proposals/waiting"): SIGNED_IN,
+    ("GET", "/proposals/new"): WRITING,
+    ("POST", "/proposals/new"): WRITING,
+    ("GET", "/proposals/{proposal_id}"): SIGNED_IN,
+    ("GET", "/proposals/{proposal_id}/edit"): WRITING,  # a draft
+    ("POST", "/proposals/{proposal_id}/edit"): WRITING,  # a draft
+    ("POST", "/proposals/{proposal_id}/documents"): SIGNED_IN,
+    ("GET", "/proposals/{proposal_id}/documents/{document_id}"): SIGNED_IN,
+    ("GET", "/proposals/{proposal_id}/export.json"): SIGNED_IN,
+    ("GET", "/proposals/{proposal_id}/export.pdf"): SIGNED_IN,
+    ("POST", "/proposals/{proposal_id}/actions/{name}"): WRITING,  # withdraw
+    ("POST", "/proposals/{proposal_id}/comments"): SIGNED_IN,
+    ("POST", "/proposals/{proposal_id}/publications"): WRITING,  # delivered
+    ("GET", "/notifications"): SIGNED_IN,
+    ("POST", "/notifications/read"): SIGNED_IN,
+    # the network directory: public to read, kept by the coordination office
+    ("GET", "/directory"): ANYONE,
+    ("GET", "/directory/sites/{slug}"): ANYONE,
+    ("GET", "/directory/entries/{slug}"): ANYONE,
+    ("GET", "/api/v1/directory"): PUBLIC_API,
+    ("GET", "/api/v1/directory/sites"): PUBLIC_API,
+    ("GET", "/api/v1/directory/sites/{slug}"): PUBLIC_API,
+    ("GET", "/api/v1/directory/entries"): PUBLIC_API,
+    ("GET", "/api/v1/directory/entries/{slug}"): PUBLIC_API,
+    ("POST", "/admin/directory/sites"): OFFICE,
+    ("POST", "/admin/directory/sites/{slug}/delete"): OFFICE,
+    ("POST", "/admin/directory/entries"): OFFICE,
+    ("POST", "/admin/directory/entries/{slug}/delete"): OFFICE,
+    ("POST", "/admin/directory/participations"): OFFICE,
     # the site API
     ("GET", "/api/site/v1/tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/tasks/{task_id}/result"): SITES_ONLY,
@@ -104,6 +158,7 @@ class Call:
     path: str
     form: dict[str, str] | None = None
     json: Any = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
 
 
 @dataclass
@@ -115,6 +170,10 @@ class World:
     user_ids: dict[str, int]
     researcher: User
     query_id: str
+    proposals: Proposals
+    directory: Directory
+    users: dict[str, User]  # by role
+    uk_a: int
     numbers: itertools.count = field(default_factory=itertools.count)
 
     def unique(self, stem: str) -> str:
@@ -131,6 +190,56 @@ class World:
     def reset_token(self) -> str:
         self.people.users.request_reset("reset@example.org", "http://hub/password/reset", "")
         return link_in(self.people.messages("reset@example.org")[0]).split("token=")[1]
+
+    def acting(self, role: str) -> Actor:
+        return workflow_actor(self.users[role])
+
+    def draft(self) -> int:
+        """A draft of the researcher's that could be submitted once it has its ethics vote."""
+        draft = Draft(
+            title="Diabetes und Niere",
+            abstract="Wie häufig folgt eine Niereninsuffizienz?",
+            questions=("Inzidenz der CKD",),
+            cohort=(CohortQuery("Alte", older_than(50), 610, {"uk-a": 610}),),
+            modules=("Person", "Diagnose"),
+            analysis=Analysis.FEDERATED_ANALYSIS,
+            site_ids=(self.uk_a,),
+        )
+        return self.proposals.create(self.acting("researcher"), draft)
+
+    def submitted(self) -> tuple[int, int]:
+        """A proposal of the researcher's, submitted with site uk-a, and the id of its ethics vote."""
+        proposal_id = self.draft()
+        document = self.proposals.upload(
+            self.acting("researcher"), proposal_id, DocumentKind.ETHICS_VOTE, "votum.pdf", ETHICS_VOTE
+        )
+        self.proposals.apply(self.acting("researcher"), proposal_id, Action.SUBMIT)
+        return proposal_id, document.id
+
+    def delivered(self) -> int:
+        proposal_id, _ = self.submitted()
+        steps = [
+            ("admin", Action.START_FORMAL_CHECK),
+            ("admin", Action.FORWARD_TO_COMMITTEE),
+            ("committee", Action.VOTE_APPROVE),
+            ("admin", Action.REQUEST_SITE_DECISIONS),
+            ("site-admin of uk-a", Action.SITE_AGREE),
+            ("admin", Action.MARK_DELIVERED),
+        ]
+        for role, action in steps:
+            self.proposals.apply(self.acting(role), proposal_id, action, site_id=self.uk_a)
+        return proposal_id
+
+    def directory_site(self) -> str:
+        slug = self.unique("uk-test-")
+        self.directory.save_site(self.acting("admin"), Site(slug, "Uniklinik Test", "Teststadt"))
+        return slug
+
+    def directory_entry(self) -> str:
+        slug = self.unique("projekt-")
+        entry = Entry(slug, EntryKind.PROJECT, slug.upper(), "Ein Projekt")
+        self.directory.save_entry(self.acting("admin"), entry)
+        return slug
 
 
 def _registration(world: World) -> dict[str, str]:
@@ -207,6 +316,77 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("POST", "/api/v1/saved-queries/{saved_id}/duplicate"): lambda w: Call(
         f"/api/v1/saved-queries/{w.saved_query()}/duplicate"
     ),
+    ("GET", "/api/v1/concepts"): lambda w: Call("/api/v1/concepts?q=diabetes"),
+    ("POST", "/api/v1/concepts/resolve"): lambda w: Call(
+        "/api/v1/concepts/resolve", json={"criteria": older_than(50)["inclusionCriteria"][0]}
+    ),
+    ("GET", "/login/sso"): lambda w: Call("/login/sso"),
+    ("GET", "/login/sso/callback"): lambda w: Call("/login/sso/callback?code=x&state=y"),
+    ("GET", "/proposals"): lambda w: Call("/proposals"),
+    ("GET", "/proposals/waiting"): lambda w: Call("/proposals/waiting"),
+    ("GET", "/proposals/new"): lambda w: Call("/proposals/new"),
+    ("POST", "/proposals/new"): lambda w: Call("/proposals/new", {"title": "Ein Entwurf"}),
+    ("GET", "/proposals/{proposal_id}"): lambda w: Call(f"/proposals/{w.submitted()[0]}"),
+    ("GET", "/proposals/{proposal_id}/edit"): lambda w: Call(f"/proposals/{w.draft()}/edit"),
+    ("POST", "/proposals/{proposal_id}/edit"): lambda w: Call(
+        f"/proposals/{w.draft()}/edit", {"title": "Umbenannt"}
+    ),
+    ("POST", "/proposals/{proposal_id}/documents"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/documents",
+        {"kind": DocumentKind.ETHICS_VOTE.value},
+        files={"file": ("votum-neu.pdf", ETHICS_VOTE, "application/pdf")},
+    ),
+    ("GET", "/proposals/{proposal_id}/documents/{document_id}"): lambda w: Call(
+        "/proposals/{}/documents/{}".format(*w.submitted())
+    ),
+    ("GET", "/proposals/{proposal_id}/export.json"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/export.json"
+    ),
+    ("GET", "/proposals/{proposal_id}/export.pdf"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/export.pdf"
+    ),
+    ("POST", "/proposals/{proposal_id}/actions/{name}"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/actions/withdraw", {}
+    ),
+    ("POST", "/proposals/{proposal_id}/comments"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/comments", {"text": "Eine Frage zum Zeitplan"}
+    ),
+    ("POST", "/proposals/{proposal_id}/publications"): lambda w: Call(
+        f"/proposals/{w.delivered()}/publications",
+        {"title": "Niere nach Diabetes", "reference": "https://doi.org/10.1000/182"},
+    ),
+    ("GET", "/notifications"): lambda w: Call("/notifications"),
+    ("POST", "/notifications/read"): lambda w: Call("/notifications/read", {"all": "1"}),
+    ("GET", "/directory"): lambda w: Call("/directory?q=koeln"),
+    ("GET", "/directory/sites/{slug}"): lambda w: Call(f"/directory/sites/{w.directory_site()}"),
+    ("GET", "/directory/entries/{slug}"): lambda w: Call(f"/directory/entries/{w.directory_entry()}"),
+    ("GET", "/api/v1/directory"): lambda w: Call("/api/v1/directory"),
+    ("GET", "/api/v1/directory/sites"): lambda w: Call("/api/v1/directory/sites?q=test"),
+    ("GET", "/api/v1/directory/sites/{slug}"): lambda w: Call(
+        f"/api/v1/directory/sites/{w.directory_site()}"
+    ),
+    ("GET", "/api/v1/directory/entries"): lambda w: Call("/api/v1/directory/entries?kind=project"),
+    ("GET", "/api/v1/directory/entries/{slug}"): lambda w: Call(
+        f"/api/v1/directory/entries/{w.directory_entry()}"
+    ),
+    ("POST", "/admin/directory/sites"): lambda w: Call(
+        "/admin/directory/sites",
+        {"slug": w.unique("uk-neu-"), "name": "Uniklinik Neu", "city": "Neustadt", "contact": "Büro"},
+    ),
+    ("POST", "/admin/directory/sites/{slug}/delete"): lambda w: Call(
+        f"/admin/directory/sites/{w.directory_site()}/delete", {}
+    ),
+    ("POST", "/admin/directory/entries"): lambda w: Call(
+        "/admin/directory/entries",
+        {"slug": w.unique("neu-"), "kind": "project", "acronym": "NEU", "name": "Neues Projekt"},
+    ),
+    ("POST", "/admin/directory/entries/{slug}/delete"): lambda w: Call(
+        f"/admin/directory/entries/{w.directory_entry()}/delete", {}
+    ),
+    ("POST", "/admin/directory/participations"): lambda w: Call(
+        "/admin/directory/participations",
+        {"site": w.directory_site(), "entry": w.directory_entry(), "role": "Partner"},
+    ),
     ("GET", "/api/site/v1/tasks"): lambda w: Call("/api/site/v1/tasks?wait=0"),
     ("POST", "/api/site/v1/tasks/{task_id}/result"): lambda w: Call(
         "/api/site/v1/tasks/some-task/result",
@@ -218,7 +398,7 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
 }
 
 
-def _world(hub: HubFixture, people: People) -> World:
+def _world(hub: HubFixture, people: People, uploads: Path) -> World:
     hub.sites("uk-a", "uk-b")
     user_ids = {
         "pending account": people.register("pending@example.org"),
@@ -229,14 +409,24 @@ def _world(hub: HubFixture, people: People) -> World:
     }
     people.approved("signin@example.org")
     people.approved("reset@example.org")
-    researcher = people.users.session_user(people.session_for(user_ids["researcher"]))
-    assert researcher is not None
+    users = {
+        role: people.users.session_user(people.session_for(user_id)) for role, user_id in user_ids.items()
+    }
+    signed_in = {role: user for role, user in users.items() if user is not None}
+    researcher = signed_in["researcher"]
     federation = hub.federation()
     query_id = federation.submit(researcher, older_than(50), None).query_id
     # The query's tasks run out of time, so that it is complete and its event stream ends.
     hub.clock.advance(hub.config.task_deadline_seconds + 1)
     federation.sweep()
-    return World(hub, people, user_ids, researcher, query_id)
+    # One vote decides, so that the committee member alone takes a proposal on to the sites.
+    settings = ProposalSettings(uploads=UploadPolicy(folder=uploads), quorum=1)
+    proposals = Proposals(hub.sessions, settings, PortalRoleHolders(), hub.clock)
+    with hub.sessions() as session:
+        uk_a = session.scalars(sa.select(SiteRow.id).where(SiteRow.name == "uk-a")).one()
+    return World(
+        hub, people, user_ids, researcher, query_id, proposals, Directory(hub.sessions), signed_in, uk_a
+    )
 
 
 def _outcome(status: int, location: str) -> str:
@@ -255,9 +445,11 @@ def test_the_matrix_names_every_route_of_the_app_once(hub: HubFixture) -> None:
     assert not gone, f"entries of the role matrix without a route: {sorted(gone)}"
 
 
-async def test_every_route_answers_every_role_as_the_matrix_says(hub: HubFixture, people: People) -> None:
-    world = _world(hub, people)
-    app = hub.app()
+async def test_every_route_answers_every_role_as_the_matrix_says(
+    hub: HubFixture, people: People, tmp_path: Path
+) -> None:
+    world = _world(hub, people, tmp_path / "uploads")
+    app = hub.app(upload_folder=str(tmp_path / "uploads"))
     wrong = []
     async with serving(app):
         for (method, template), expected in MATRIX.items():
@@ -268,7 +460,7 @@ async def test_every_route_answers_every_role_as_the_matrix_says(hub: HubFixture
                     if role in world.user_ids:
                         person.client.cookies.set(SESSION_COOKIE, people.session_for(world.user_ids[role]))
                     if call.form is not None:
-                        response = await person.submit(call.path, call.form)
+                        response = await person.submit(call.path, call.form, files=call.files)
                     else:
                         headers = {CSRF_HEADER: person.csrf}
                         response = await person.client.request(
