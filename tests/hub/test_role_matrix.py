@@ -17,27 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from datenraum.hub.accounts import PortalRoleHolders, Role, User
-from datenraum.hub.db import SiteRow
-from datenraum.hub.directory.service import Directory, Entry, EntryKind, Site
-from datenraum.hub.portal.web import workflow_actor
-from datenraum.hub.proposals.service import (
-    Analysis,
-    CohortQuery,
-    DocumentKind,
-    Draft,
-    Proposals,
-    ProposalSettings,
-)
-from datenraum.hub.proposals.uploads import UploadPolicy
-from datenraum.hub.proposals.workflow import Action, Actor
+from datenraum.hub.accounts import Role, User
+from datenraum.hub.proposals.service import DocumentKind
+from datenraum.hub.proposals.workflow import Actor
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 from datenraum.hub.saved_queries import SavedQueries
 
 from .helpers import HubFixture, older_than, serving
-from .portal_helpers import PASSWORD, People, browser, link_in, routes
+from .portal_helpers import PASSWORD, People, UseAndAccess, browser, link_in, routes
 from .proposals_helpers import ETHICS_VOTE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
@@ -170,10 +158,7 @@ class World:
     user_ids: dict[str, int]
     researcher: User
     query_id: str
-    proposals: Proposals
-    directory: Directory
-    users: dict[str, User]  # by role
-    uk_a: int
+    objects: UseAndAccess
     numbers: itertools.count = field(default_factory=itertools.count)
 
     def unique(self, stem: str) -> str:
@@ -192,54 +177,24 @@ class World:
         return link_in(self.people.messages("reset@example.org")[0]).split("token=")[1]
 
     def acting(self, role: str) -> Actor:
-        return workflow_actor(self.users[role])
+        return self.people.acting(self.user_ids[role])
 
     def draft(self) -> int:
-        """A draft of the researcher's that could be submitted once it has its ethics vote."""
-        draft = Draft(
-            title="Diabetes und Niere",
-            abstract="Wie häufig folgt eine Niereninsuffizienz?",
-            questions=("Inzidenz der CKD",),
-            cohort=(CohortQuery("Alte", older_than(50), 610, {"uk-a": 610}),),
-            modules=("Person", "Diagnose"),
-            analysis=Analysis.FEDERATED_ANALYSIS,
-            site_ids=(self.uk_a,),
-        )
-        return self.proposals.create(self.acting("researcher"), draft)
+        return self.objects.draft(self.acting("researcher"))
 
     def submitted(self) -> tuple[int, int]:
         """A proposal of the researcher's, submitted with site uk-a, and the id of its ethics vote."""
-        proposal_id = self.draft()
-        document = self.proposals.upload(
-            self.acting("researcher"), proposal_id, DocumentKind.ETHICS_VOTE, "votum.pdf", ETHICS_VOTE
-        )
-        self.proposals.apply(self.acting("researcher"), proposal_id, Action.SUBMIT)
-        return proposal_id, document.id
+        return self.objects.submitted(self.acting("researcher"))
 
     def delivered(self) -> int:
-        proposal_id, _ = self.submitted()
-        steps = [
-            ("admin", Action.START_FORMAL_CHECK),
-            ("admin", Action.FORWARD_TO_COMMITTEE),
-            ("committee", Action.VOTE_APPROVE),
-            ("admin", Action.REQUEST_SITE_DECISIONS),
-            ("site-admin of uk-a", Action.SITE_AGREE),
-            ("admin", Action.MARK_DELIVERED),
-        ]
-        for role, action in steps:
-            self.proposals.apply(self.acting(role), proposal_id, action, site_id=self.uk_a)
-        return proposal_id
+        roles = ("researcher", "admin", "committee", "site-admin of uk-a")
+        return self.objects.delivered(*map(self.acting, roles))
 
     def directory_site(self) -> str:
-        slug = self.unique("uk-test-")
-        self.directory.save_site(self.acting("admin"), Site(slug, "Uniklinik Test", "Teststadt"))
-        return slug
+        return self.objects.directory_site(self.acting("admin"))
 
     def directory_entry(self) -> str:
-        slug = self.unique("projekt-")
-        entry = Entry(slug, EntryKind.PROJECT, slug.upper(), "Ein Projekt")
-        self.directory.save_entry(self.acting("admin"), entry)
-        return slug
+        return self.objects.directory_entry(self.acting("admin"))
 
 
 def _registration(world: World) -> dict[str, str]:
@@ -409,24 +364,14 @@ def _world(hub: HubFixture, people: People, uploads: Path) -> World:
     }
     people.approved("signin@example.org")
     people.approved("reset@example.org")
-    users = {
-        role: people.users.session_user(people.session_for(user_id)) for role, user_id in user_ids.items()
-    }
-    signed_in = {role: user for role, user in users.items() if user is not None}
-    researcher = signed_in["researcher"]
+    researcher = people.users.session_user(people.session_for(user_ids["researcher"]))
+    assert researcher is not None
     federation = hub.federation()
     query_id = federation.submit(researcher, older_than(50), None).query_id
     # The query's tasks run out of time, so that it is complete and its event stream ends.
     hub.clock.advance(hub.config.task_deadline_seconds + 1)
     federation.sweep()
-    # One vote decides, so that the committee member alone takes a proposal on to the sites.
-    settings = ProposalSettings(uploads=UploadPolicy(folder=uploads), quorum=1)
-    proposals = Proposals(hub.sessions, settings, PortalRoleHolders(), hub.clock)
-    with hub.sessions() as session:
-        uk_a = session.scalars(sa.select(SiteRow.id).where(SiteRow.name == "uk-a")).one()
-    return World(
-        hub, people, user_ids, researcher, query_id, proposals, Directory(hub.sessions), signed_in, uk_a
-    )
+    return World(hub, people, user_ids, researcher, query_id, UseAndAccess.on(hub, uploads, "uk-a"))
 
 
 def _outcome(status: int, location: str) -> str:
