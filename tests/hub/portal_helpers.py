@@ -6,24 +6,40 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import html
+import itertools
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from datenraum.hub.accounts import Role
+from datenraum.hub.accounts import PortalRoleHolders, Role
 from datenraum.hub.audit import Actor, AuditEntry, search
 from datenraum.hub.auth import hash_secret, new_secret
-from datenraum.hub.db import Base, UserRow, WebSessionRow
+from datenraum.hub.db import Base, SiteRow, UserRow, WebSessionRow
+from datenraum.hub.directory.service import Directory, Entry, EntryKind, Site
 from datenraum.hub.outbox import Message, Outbox
+from datenraum.hub.portal.web import workflow_actor
+from datenraum.hub.proposals import workflow
+from datenraum.hub.proposals.service import (
+    Analysis,
+    CohortQuery,
+    DocumentKind,
+    Draft,
+    Proposals,
+    ProposalSettings,
+)
+from datenraum.hub.proposals.uploads import UploadPolicy
+from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.runtime import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from datenraum.hub.users import Registration, Status, Users
 
-from .helpers import HubFixture
+from .helpers import HubFixture, older_than
+from .proposals_helpers import ETHICS_VOTE
 
 PASSWORD = "a long enough passphrase"
 OFFICE = Actor(None, "test setup")
@@ -49,15 +65,20 @@ class Browser:
         return await self.client.get(path, **kwargs)
 
     async def submit(
-        self, path: str, data: dict[str, str] | None = None, csrf: str | None = ""
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        csrf: str | None = "",
+        files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> httpx.Response:
-        """POST a form as its page would; `csrf` None leaves the token out, a string other than "" sends it."""
+        """POST a form as its page would (with `files`, as multipart); `csrf` None leaves the token out,
+        a string other than "" sends it."""
         if CSRF_COOKIE not in self.client.cookies:
             await self.get("/login")
         form = dict(data or {})
         if csrf is not None:
             form["csrf"] = csrf or self.csrf
-        return await self.client.post(path, data=form)
+        return await self.client.post(path, data=form, files=files)
 
     async def login(self, email: str, password: str = PASSWORD, **form: str) -> httpx.Response:
         return await self.submit("/login", {"email": email, "password": password, **form})
@@ -122,6 +143,12 @@ class People:
             )
         return token
 
+    def acting(self, user_id: int) -> workflow.Actor:
+        """The person as the Use & Access rules see them, with the roles and sites the portal gives them."""
+        user = self.users.session_user(self.session_for(user_id))
+        assert user is not None, f"user {user_id} cannot sign in"
+        return workflow_actor(user)
+
     def status(self, email: str) -> str:
         with self.hub.sessions() as session:
             return session.scalar(sa.select(UserRow.status).where(UserRow.email == email)) or ""
@@ -131,6 +158,80 @@ class People:
 
     def audit(self, **filters: Any) -> list[AuditEntry]:
         return search(self.hub.sessions, **filters)
+
+
+@dataclass
+class UseAndAccess:
+    """Proposals and directory objects made through the hub's services, for the pages to act on.
+
+    Its documents go to `uploads`, which must be the app's `upload_folder` for them to be downloaded."""
+
+    proposals: Proposals
+    directory: Directory
+    site_id: int  # the one site every proposal selects
+    numbers: itertools.count = field(default_factory=itertools.count)
+
+    @classmethod
+    def on(cls, hub: HubFixture, uploads: Path, site: str) -> UseAndAccess:
+        # One vote decides, so that a single committee member takes a proposal on to the sites.
+        settings = ProposalSettings(uploads=UploadPolicy(folder=uploads), quorum=1)
+        with hub.sessions() as session:
+            site_id = session.scalars(sa.select(SiteRow.id).where(SiteRow.name == site)).one()
+        return cls(
+            Proposals(hub.sessions, settings, PortalRoleHolders(), hub.clock),
+            Directory(hub.sessions),
+            site_id,
+        )
+
+    def draft(self, owner: workflow.Actor) -> int:
+        """A draft that lacks only its ethics vote to be submitted."""
+        draft = Draft(
+            title="Diabetes und Niere",
+            abstract="Wie häufig folgt eine Niereninsuffizienz?",
+            questions=("Inzidenz der CKD",),
+            cohort=(CohortQuery("Alte", older_than(50), 610, {"uk-a": 610}),),
+            modules=("Person", "Diagnose"),
+            analysis=Analysis.FEDERATED_ANALYSIS,
+            site_ids=(self.site_id,),
+        )
+        return self.proposals.create(owner, draft)
+
+    def submitted(self, owner: workflow.Actor) -> tuple[int, int]:
+        """A submitted proposal and the id of its ethics vote."""
+        proposal_id = self.draft(owner)
+        vote = self.proposals.upload(owner, proposal_id, DocumentKind.ETHICS_VOTE, "votum.pdf", ETHICS_VOTE)
+        self.proposals.apply(owner, proposal_id, Action.SUBMIT)
+        return proposal_id, vote.id
+
+    def delivered(
+        self,
+        owner: workflow.Actor,
+        office: workflow.Actor,
+        committee: workflow.Actor,
+        site_admin: workflow.Actor,
+    ) -> int:
+        proposal_id, _ = self.submitted(owner)
+        steps = [
+            (office, Action.START_FORMAL_CHECK),
+            (office, Action.FORWARD_TO_COMMITTEE),
+            (committee, Action.VOTE_APPROVE),
+            (office, Action.REQUEST_SITE_DECISIONS),
+            (site_admin, Action.SITE_AGREE),
+            (office, Action.MARK_DELIVERED),
+        ]
+        for actor, action in steps:
+            self.proposals.apply(actor, proposal_id, action, site_id=self.site_id)
+        return proposal_id
+
+    def directory_site(self, office: workflow.Actor) -> str:
+        slug = f"uk-test-{next(self.numbers)}"
+        self.directory.save_site(office, Site(slug, "Uniklinik Test", "Teststadt"))
+        return slug
+
+    def directory_entry(self, office: workflow.Actor) -> str:
+        slug = f"projekt-{next(self.numbers)}"
+        self.directory.save_entry(office, Entry(slug, EntryKind.PROJECT, slug.upper(), "Ein Projekt"))
+        return slug
 
 
 def link_in(message: Message) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,7 +20,17 @@ from datenraum.hub.accounts import Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 
 from .helpers import HubFixture, bearer, older_than, serving
-from .portal_helpers import OFFICE, PASSWORD, People, browser, database_contents, link_in, routes
+from .portal_helpers import (
+    OFFICE,
+    PASSWORD,
+    People,
+    UseAndAccess,
+    browser,
+    database_contents,
+    link_in,
+    routes,
+)
+from .proposals_helpers import ETHICS_VOTE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
@@ -28,10 +39,18 @@ NEW_PASSWORD = "another long passphrase"
 
 @dataclass(frozen=True)
 class Setup:
-    """An administrator who also looks after site uk-a, a researcher, and a reset link of hers."""
+    """An administrator who also looks after site uk-a and writes proposals, a researcher, a reset link
+    of hers, and the objects the Use & Access forms change: the administrator's draft and delivered
+    proposal, the researcher's submitted one (which notified the administrator), a directory site and
+    entry."""
 
     erika_id: int
     reset_token: str
+    draft_id: int = 0
+    submitted_id: int = 0
+    delivered_id: int = 0
+    directory_site: str = ""
+    directory_entry: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,7 @@ class Form:
     path: str
     data: Callable[[Setup], dict[str, str]]
     answer: int  # the status when the token is right
+    files: dict[str, tuple[str, bytes, str]] | None = None
 
 
 def _password(field: str, value: str) -> dict[str, str]:
@@ -74,17 +94,72 @@ FORMS = {
     "/admin/sites": Form("/admin/sites", lambda _: {"name": "uk-new"}, 200),
     "/admin/sites/{name}/{change}": Form("/admin/sites/uk-a/rotate", lambda _: {}, 200),
     "/site-admin/{name}/{change}": Form("/site-admin/uk-a/revoke", lambda _: {}, 200),
+    "/proposals/new": Form("/proposals/new", lambda _: {"title": "Ein Entwurf"}, 303),
+    "/proposals/{proposal_id}/edit": Form(
+        "/proposals/{draft_id}/edit", lambda _: {"title": "Umbenannt"}, 303
+    ),
+    "/proposals/{proposal_id}/documents": Form(
+        "/proposals/{submitted_id}/documents",
+        lambda _: {"kind": "ethics-vote"},
+        303,
+        files={"file": ("votum-neu.pdf", ETHICS_VOTE, "application/pdf")},
+    ),
+    "/proposals/{proposal_id}/actions/{name}": Form(
+        "/proposals/{submitted_id}/actions/start-formal-check", lambda _: {}, 303
+    ),
+    "/proposals/{proposal_id}/comments": Form(
+        "/proposals/{submitted_id}/comments", lambda _: {"text": "Eine Frage"}, 303
+    ),
+    "/proposals/{proposal_id}/publications": Form(
+        "/proposals/{delivered_id}/publications",
+        lambda _: {"title": "Niere nach Diabetes", "reference": "https://doi.org/10.1000/182"},
+        303,
+    ),
+    "/notifications/read": Form("/notifications/read", lambda _: {"all": "1"}, 303),
+    "/admin/directory/sites": Form(
+        "/admin/directory/sites",
+        lambda _: {"slug": "uk-neu", "name": "Uniklinik Neu", "city": "Neustadt", "contact": "Büro"},
+        303,
+    ),
+    "/admin/directory/sites/{slug}/delete": Form(
+        "/admin/directory/sites/{directory_site}/delete", lambda _: {}, 303
+    ),
+    "/admin/directory/entries": Form(
+        "/admin/directory/entries",
+        lambda _: {"slug": "neu", "kind": "project", "acronym": "NEU", "name": "Neues Projekt"},
+        303,
+    ),
+    "/admin/directory/entries/{slug}/delete": Form(
+        "/admin/directory/entries/{directory_entry}/delete", lambda _: {}, 303
+    ),
+    "/admin/directory/participations": Form(
+        "/admin/directory/participations",
+        lambda setup: {"site": setup.directory_site, "entry": setup.directory_entry, "role": "Partner"},
+        303,
+    ),
 }
 
 
-def _setup(hub: HubFixture, people: People) -> Setup:
+def _setup(hub: HubFixture, people: People, uploads: Path) -> Setup:
     hub.sites("uk-a")
     office_id = people.approved("office@example.org", Role.ADMIN)
     people.users.grant(OFFICE, office_id, Role.SITE_ADMIN, "uk-a")
+    people.users.grant(OFFICE, office_id, Role.RESEARCHER)
+    committee_id = people.approved("committee@example.org", Role.COMMITTEE)
     erika_id = people.approved("erika@example.org")
     people.users.request_reset("erika@example.org", "http://hub/password/reset", "")
     token = link_in(people.messages("erika@example.org")[0]).split("token=")[1]
-    return Setup(erika_id, token)
+    objects = UseAndAccess.on(hub, uploads, "uk-a")
+    office, committee = people.acting(office_id), people.acting(committee_id)
+    return Setup(
+        erika_id,
+        token,
+        draft_id=objects.draft(office),
+        submitted_id=objects.submitted(people.acting(erika_id))[0],
+        delivered_id=objects.delivered(office, office, committee, office),
+        directory_site=objects.directory_site(office),
+        directory_entry=objects.directory_entry(office),
+    )
 
 
 # --- CSRF ----------------------------------------------------------------------------------------------
@@ -97,22 +172,22 @@ async def test_every_form_of_the_portal_is_in_the_csrf_table(hub: HubFixture) ->
 
 @pytest.mark.parametrize("route", sorted(FORMS))
 async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
-    hub: HubFixture, people: People, route: str
+    hub: HubFixture, people: People, route: str, tmp_path: Path
 ) -> None:
-    setup = _setup(hub, people)
+    setup = _setup(hub, people, tmp_path)
     form = FORMS[route]
-    path, data = form.path.format(erika_id=setup.erika_id), form.data(setup)
-    app = hub.app()
+    path, data = form.path.format_map(vars(setup)), form.data(setup)
+    app = hub.app(upload_folder=str(tmp_path))
     async with serving(app), browser(app) as office, browser(app) as attacker:
         assert (await office.login("office@example.org")).status_code == 303
         await attacker.get("/login")
         before = database_contents(hub)
         for token in (None, "forged", attacker.csrf):
-            response = await office.submit(path, data, csrf=token)
+            response = await office.submit(path, data, csrf=token, files=form.files)
             assert response.status_code == 403, (token, response.text)
             assert "security token" in response.text
             assert database_contents(hub) == before, token
-        response = await office.submit(path, data)
+        response = await office.submit(path, data, files=form.files)
         assert response.status_code == form.answer, response.text
         assert database_contents(hub) != before
 
@@ -444,12 +519,12 @@ async def test_the_api_documentation_may_load_what_it_needs(hub: HubFixture, pat
     "route", sorted(route for route, form in FORMS.items() if form.data(Setup(1, "drp_x")))
 )
 async def test_a_nul_character_in_any_form_field_is_refused_and_changes_nothing(
-    hub: HubFixture, people: People, route: str
+    hub: HubFixture, people: People, route: str, tmp_path: Path
 ) -> None:
-    setup = _setup(hub, people)
+    setup = _setup(hub, people, tmp_path)
     form = FORMS[route]
-    path, data = form.path.format(erika_id=setup.erika_id), form.data(setup)
-    app = hub.app()
+    path, data = form.path.format_map(vars(setup)), form.data(setup)
+    app = hub.app(upload_folder=str(tmp_path))
     async with serving(app), browser(app) as office:
         await office.login("office@example.org")
         before = database_contents(hub)

@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 
 from datenraum.hub.accounts import Role, User
+from datenraum.hub.proposals.service import DocumentKind
+from datenraum.hub.proposals.workflow import Actor
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 from datenraum.hub.saved_queries import SavedQueries
 
 from .helpers import HubFixture, older_than, serving
-from .portal_helpers import PASSWORD, People, browser, link_in, routes
+from .portal_helpers import PASSWORD, People, UseAndAccess, browser, link_in, routes
+from .proposals_helpers import ETHICS_VOTE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
@@ -38,6 +41,9 @@ OFFICE = (LOGIN, LOGIN, E403, E403, E403, OK)
 API_QUERYING = (E401, E401, OK, E403, E403, OK)
 API_OWN = (E401, E401, OK, E403, E403, E404)  # saved queries are personal, also to the office
 SITES_ONLY = (E401,) * 6  # a person's sign-in is no site credential
+PUBLIC_API = ANYONE
+NOT_SET_UP = (E404,) * 6  # single sign-on, on a hub without an identity provider
+WRITING = (LOGIN, LOGIN, OK, E403, E403, E403)  # proposals are written by researchers alone
 
 # fmt: off
 MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
@@ -91,6 +97,42 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("DELETE", "/api/v1/saved-queries/{saved_id}"): API_OWN,
     ("GET", "/api/v1/saved-queries/{saved_id}/export"): API_OWN,
     ("POST", "/api/v1/saved-queries/{saved_id}/duplicate"): API_OWN,
+    ("GET", "/api/v1/concepts"): API_QUERYING,
+    ("POST", "/api/v1/concepts/resolve"): API_QUERYING,
+    # single sign-on
+    ("GET", "/login/sso"): NOT_SET_UP,
+    ("GET", "/login/sso/callback"): NOT_SET_UP,
+    # Use & Access: the researcher's proposal, submitted with site uk-a, unless it says otherwise
+    ("GET", "/proposals"): SIGNED_IN,
+    ("GET", "/proposals/waiting"): SIGNED_IN,
+    ("GET", "/proposals/new"): WRITING,
+    ("POST", "/proposals/new"): WRITING,
+    ("GET", "/proposals/{proposal_id}"): SIGNED_IN,
+    ("GET", "/proposals/{proposal_id}/edit"): WRITING,  # a draft
+    ("POST", "/proposals/{proposal_id}/edit"): WRITING,  # a draft
+    ("POST", "/proposals/{proposal_id}/documents"): SIGNED_IN,
+    ("GET", "/proposals/{proposal_id}/documents/{document_id}"): SIGNED_IN,
+    ("GET", "/proposals/{proposal_id}/export.json"): SIGNED_IN,
+    ("GET", "/proposals/{proposal_id}/export.pdf"): SIGNED_IN,
+    ("POST", "/proposals/{proposal_id}/actions/{name}"): WRITING,  # withdraw
+    ("POST", "/proposals/{proposal_id}/comments"): SIGNED_IN,
+    ("POST", "/proposals/{proposal_id}/publications"): WRITING,  # delivered
+    ("GET", "/notifications"): SIGNED_IN,
+    ("POST", "/notifications/read"): SIGNED_IN,
+    # the network directory: public to read, kept by the coordination office
+    ("GET", "/directory"): ANYONE,
+    ("GET", "/directory/sites/{slug}"): ANYONE,
+    ("GET", "/directory/entries/{slug}"): ANYONE,
+    ("GET", "/api/v1/directory"): PUBLIC_API,
+    ("GET", "/api/v1/directory/sites"): PUBLIC_API,
+    ("GET", "/api/v1/directory/sites/{slug}"): PUBLIC_API,
+    ("GET", "/api/v1/directory/entries"): PUBLIC_API,
+    ("GET", "/api/v1/directory/entries/{slug}"): PUBLIC_API,
+    ("POST", "/admin/directory/sites"): OFFICE,
+    ("POST", "/admin/directory/sites/{slug}/delete"): OFFICE,
+    ("POST", "/admin/directory/entries"): OFFICE,
+    ("POST", "/admin/directory/entries/{slug}/delete"): OFFICE,
+    ("POST", "/admin/directory/participations"): OFFICE,
     # the site API
     ("GET", "/api/site/v1/tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/tasks/{task_id}/result"): SITES_ONLY,
@@ -104,6 +146,7 @@ class Call:
     path: str
     form: dict[str, str] | None = None
     json: Any = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
 
 
 @dataclass
@@ -115,6 +158,7 @@ class World:
     user_ids: dict[str, int]
     researcher: User
     query_id: str
+    objects: UseAndAccess
     numbers: itertools.count = field(default_factory=itertools.count)
 
     def unique(self, stem: str) -> str:
@@ -131,6 +175,26 @@ class World:
     def reset_token(self) -> str:
         self.people.users.request_reset("reset@example.org", "http://hub/password/reset", "")
         return link_in(self.people.messages("reset@example.org")[0]).split("token=")[1]
+
+    def acting(self, role: str) -> Actor:
+        return self.people.acting(self.user_ids[role])
+
+    def draft(self) -> int:
+        return self.objects.draft(self.acting("researcher"))
+
+    def submitted(self) -> tuple[int, int]:
+        """A proposal of the researcher's, submitted with site uk-a, and the id of its ethics vote."""
+        return self.objects.submitted(self.acting("researcher"))
+
+    def delivered(self) -> int:
+        roles = ("researcher", "admin", "committee", "site-admin of uk-a")
+        return self.objects.delivered(*map(self.acting, roles))
+
+    def directory_site(self) -> str:
+        return self.objects.directory_site(self.acting("admin"))
+
+    def directory_entry(self) -> str:
+        return self.objects.directory_entry(self.acting("admin"))
 
 
 def _registration(world: World) -> dict[str, str]:
@@ -207,6 +271,77 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("POST", "/api/v1/saved-queries/{saved_id}/duplicate"): lambda w: Call(
         f"/api/v1/saved-queries/{w.saved_query()}/duplicate"
     ),
+    ("GET", "/api/v1/concepts"): lambda w: Call("/api/v1/concepts?q=diabetes"),
+    ("POST", "/api/v1/concepts/resolve"): lambda w: Call(
+        "/api/v1/concepts/resolve", json={"criteria": older_than(50)["inclusionCriteria"][0]}
+    ),
+    ("GET", "/login/sso"): lambda w: Call("/login/sso"),
+    ("GET", "/login/sso/callback"): lambda w: Call("/login/sso/callback?code=x&state=y"),
+    ("GET", "/proposals"): lambda w: Call("/proposals"),
+    ("GET", "/proposals/waiting"): lambda w: Call("/proposals/waiting"),
+    ("GET", "/proposals/new"): lambda w: Call("/proposals/new"),
+    ("POST", "/proposals/new"): lambda w: Call("/proposals/new", {"title": "Ein Entwurf"}),
+    ("GET", "/proposals/{proposal_id}"): lambda w: Call(f"/proposals/{w.submitted()[0]}"),
+    ("GET", "/proposals/{proposal_id}/edit"): lambda w: Call(f"/proposals/{w.draft()}/edit"),
+    ("POST", "/proposals/{proposal_id}/edit"): lambda w: Call(
+        f"/proposals/{w.draft()}/edit", {"title": "Umbenannt"}
+    ),
+    ("POST", "/proposals/{proposal_id}/documents"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/documents",
+        {"kind": DocumentKind.ETHICS_VOTE.value},
+        files={"file": ("votum-neu.pdf", ETHICS_VOTE, "application/pdf")},
+    ),
+    ("GET", "/proposals/{proposal_id}/documents/{document_id}"): lambda w: Call(
+        "/proposals/{}/documents/{}".format(*w.submitted())
+    ),
+    ("GET", "/proposals/{proposal_id}/export.json"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/export.json"
+    ),
+    ("GET", "/proposals/{proposal_id}/export.pdf"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/export.pdf"
+    ),
+    ("POST", "/proposals/{proposal_id}/actions/{name}"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/actions/withdraw", {}
+    ),
+    ("POST", "/proposals/{proposal_id}/comments"): lambda w: Call(
+        f"/proposals/{w.submitted()[0]}/comments", {"text": "Eine Frage zum Zeitplan"}
+    ),
+    ("POST", "/proposals/{proposal_id}/publications"): lambda w: Call(
+        f"/proposals/{w.delivered()}/publications",
+        {"title": "Niere nach Diabetes", "reference": "https://doi.org/10.1000/182"},
+    ),
+    ("GET", "/notifications"): lambda w: Call("/notifications"),
+    ("POST", "/notifications/read"): lambda w: Call("/notifications/read", {"all": "1"}),
+    ("GET", "/directory"): lambda w: Call("/directory?q=koeln"),
+    ("GET", "/directory/sites/{slug}"): lambda w: Call(f"/directory/sites/{w.directory_site()}"),
+    ("GET", "/directory/entries/{slug}"): lambda w: Call(f"/directory/entries/{w.directory_entry()}"),
+    ("GET", "/api/v1/directory"): lambda w: Call("/api/v1/directory"),
+    ("GET", "/api/v1/directory/sites"): lambda w: Call("/api/v1/directory/sites?q=test"),
+    ("GET", "/api/v1/directory/sites/{slug}"): lambda w: Call(
+        f"/api/v1/directory/sites/{w.directory_site()}"
+    ),
+    ("GET", "/api/v1/directory/entries"): lambda w: Call("/api/v1/directory/entries?kind=project"),
+    ("GET", "/api/v1/directory/entries/{slug}"): lambda w: Call(
+        f"/api/v1/directory/entries/{w.directory_entry()}"
+    ),
+    ("POST", "/admin/directory/sites"): lambda w: Call(
+        "/admin/directory/sites",
+        {"slug": w.unique("uk-neu-"), "name": "Uniklinik Neu", "city": "Neustadt", "contact": "Büro"},
+    ),
+    ("POST", "/admin/directory/sites/{slug}/delete"): lambda w: Call(
+        f"/admin/directory/sites/{w.directory_site()}/delete", {}
+    ),
+    ("POST", "/admin/directory/entries"): lambda w: Call(
+        "/admin/directory/entries",
+        {"slug": w.unique("neu-"), "kind": "project", "acronym": "NEU", "name": "Neues Projekt"},
+    ),
+    ("POST", "/admin/directory/entries/{slug}/delete"): lambda w: Call(
+        f"/admin/directory/entries/{w.directory_entry()}/delete", {}
+    ),
+    ("POST", "/admin/directory/participations"): lambda w: Call(
+        "/admin/directory/participations",
+        {"site": w.directory_site(), "entry": w.directory_entry(), "role": "Partner"},
+    ),
     ("GET", "/api/site/v1/tasks"): lambda w: Call("/api/site/v1/tasks?wait=0"),
     ("POST", "/api/site/v1/tasks/{task_id}/result"): lambda w: Call(
         "/api/site/v1/tasks/some-task/result",
@@ -218,7 +353,7 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
 }
 
 
-def _world(hub: HubFixture, people: People) -> World:
+def _world(hub: HubFixture, people: People, uploads: Path) -> World:
     hub.sites("uk-a", "uk-b")
     user_ids = {
         "pending account": people.register("pending@example.org"),
@@ -236,7 +371,7 @@ def _world(hub: HubFixture, people: People) -> World:
     # The query's tasks run out of time, so that it is complete and its event stream ends.
     hub.clock.advance(hub.config.task_deadline_seconds + 1)
     federation.sweep()
-    return World(hub, people, user_ids, researcher, query_id)
+    return World(hub, people, user_ids, researcher, query_id, UseAndAccess.on(hub, uploads, "uk-a"))
 
 
 def _outcome(status: int, location: str) -> str:
@@ -255,9 +390,11 @@ def test_the_matrix_names_every_route_of_the_app_once(hub: HubFixture) -> None:
     assert not gone, f"entries of the role matrix without a route: {sorted(gone)}"
 
 
-async def test_every_route_answers_every_role_as_the_matrix_says(hub: HubFixture, people: People) -> None:
-    world = _world(hub, people)
-    app = hub.app()
+async def test_every_route_answers_every_role_as_the_matrix_says(
+    hub: HubFixture, people: People, tmp_path: Path
+) -> None:
+    world = _world(hub, people, tmp_path / "uploads")
+    app = hub.app(upload_folder=str(tmp_path / "uploads"))
     wrong = []
     async with serving(app):
         for (method, template), expected in MATRIX.items():
@@ -268,7 +405,7 @@ async def test_every_route_answers_every_role_as_the_matrix_says(hub: HubFixture
                     if role in world.user_ids:
                         person.client.cookies.set(SESSION_COOKIE, people.session_for(world.user_ids[role]))
                     if call.form is not None:
-                        response = await person.submit(call.path, call.form)
+                        response = await person.submit(call.path, call.form, files=call.files)
                     else:
                         headers = {CSRF_HEADER: person.csrf}
                         response = await person.client.request(
