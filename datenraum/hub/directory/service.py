@@ -164,23 +164,13 @@ class Directory:
         _require_admin(actor)
         _check_site(site)
         with self._sessions.begin() as session:
-            row = session.scalar(sa.select(DirectorySiteRow).where(DirectorySiteRow.slug == site.slug))
-            if row is None:
-                session.add(DirectorySiteRow(**_values(site)))
-            else:
-                for name, value in _values(site).items():
-                    setattr(row, name, value)
+            _save_by_slug(session, DirectorySiteRow, _values(site))
 
     def save_entry(self, actor: Actor, entry: Entry) -> None:
         _require_admin(actor)
         _check_entry(entry)
         with self._sessions.begin() as session:
-            row = session.scalar(sa.select(DirectoryEntryRow).where(DirectoryEntryRow.slug == entry.slug))
-            if row is None:
-                session.add(DirectoryEntryRow(**_values(entry)))
-            else:
-                for name, value in _values(entry).items():
-                    setattr(row, name, value)
+            _save_by_slug(session, DirectoryEntryRow, _values(entry))
 
     def delete_site(self, actor: Actor, slug: str) -> None:
         """Remove a site with its participations."""
@@ -344,3 +334,15 @@ def _optional(value: str | None, where: str, limit: int) -> str | None:
     if "\x00" in value:
         raise Invalid(f"{where}: must not contain NUL characters")
     return value
+
+
+def _save_by_slug(
+    session: Session, table: type[DirectorySiteRow] | type[DirectoryEntryRow], values: dict
+) -> None:
+    """Add the row with these values, or change the one with their slug."""
+    row = session.scalar(sa.select(table).where(table.slug == values["slug"]))
+    if row is None:
+        session.add(table(**values))
+        return
+    for name, value in values.items():
+        setattr(row, name, value)
