@@ -17,10 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.accounts import User
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SavedQueryRow, utcnow
-from datenraum.hub.service import Invalid, NotFound
-from datenraum.query.check import check_query
+from datenraum.hub.service import Invalid, NotFound, answerable_query
 from datenraum.query.mapping import load_mapping
-from datenraum.query.model import QueryError, parse_query
 
 __all__ = ["HistoryEntry", "SavedQueries", "SavedQuery"]
 
@@ -78,10 +76,7 @@ def _valid_query(query: Any) -> dict[str, Any]:
     Not the parsed model's JSON: that adds defaults (`display`, `version`) and drops what the model does
     not keep (empty `attributeFilters`), so an export would differ from what the national portal wrote.
     """
-    try:
-        check_query(parse_query(query), load_mapping())
-    except QueryError as error:
-        raise Invalid(f"query{str(error).removeprefix('$')}") from None
+    answerable_query(query, load_mapping(), field="query")
     return query
 
 

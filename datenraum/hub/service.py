@@ -31,8 +31,8 @@ from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, Us
 from datenraum.privacy.aggregation import Total, check_quota, query_fingerprint, total
 from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
 from datenraum.query.check import check_query
-from datenraum.query.mapping import load_mapping
-from datenraum.query.model import QueryError, canonical_json, parse_query
+from datenraum.query.mapping import Mapping, load_mapping
+from datenraum.query.model import QueryError, StructuredQuery, canonical_json, parse_query
 
 __all__ = [
     "MAX_COUNT",
@@ -48,6 +48,7 @@ __all__ = [
     "SiteAnswer",
     "SiteStatus",
     "Submission",
+    "answerable_query",
 ]
 
 # A site asked by many queries at once gets them in portions; the rest come with its next poll.
@@ -253,6 +254,17 @@ _REQUESTED_BY = (
 )
 
 
+def answerable_query(query_json: Any, mapping: Mapping, *, field: str = "$") -> StructuredQuery:
+    """The structured query, once it parses and the sites' mapping can answer it; otherwise Invalid,
+    naming the JSON path below `field` (the name of the request field that holds the query)."""
+    try:
+        query = parse_query(query_json)
+        check_query(query, mapping)
+    except QueryError as error:
+        raise Invalid(field + str(error).removeprefix("$")) from None
+    return query
+
+
 def _bump(session: Session, query_ids: Iterable[str]) -> None:
     """Tell readers that these queries changed (see QueryResult.version)."""
     ids = sorted(set(query_ids))  # a fixed order, so concurrent bumps cannot deadlock
@@ -305,11 +317,7 @@ class Federation:
     def submit(self, user: User, query_json: Any, site_names: Sequence[str] | None) -> Submission:
         """Store a query and one task per site, or find an identical recent one; raises Invalid and
         privacy.QuotaExceeded (nothing is stored then)."""
-        try:
-            query = parse_query(query_json)
-            check_query(query, self._mapping)
-        except QueryError as error:
-            raise Invalid(str(error)) from None
+        query = answerable_query(query_json, self._mapping)
         canonical = canonical_json(query)
         now = self._clock()
         policy = self._config.policy
