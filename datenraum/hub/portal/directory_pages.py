@@ -13,12 +13,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.datastructures import FormData
 
 from datenraum.hub.accounts import Role, User
 from datenraum.hub.directory.service import Entry, EntryKind, NotAdministrator, Participation, Site
 from datenraum.hub.portal.web import (
     checked_form,
+    form_text,
     hub_of,
     optional_user,
     redirect,
@@ -38,11 +38,6 @@ Admin = Annotated[User, Depends(require(Role.ADMIN))]
 
 _SITE_FIELDS = ("slug", "name", "city", "consortium", "data_integration_centre", "contact")
 _ENTRY_FIELDS = ("slug", "kind", "acronym", "name", "description")
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name, "")
-    return value.strip() if isinstance(value, str) else ""
 
 
 def _values(value: Site | Entry) -> dict[str, Any]:
@@ -182,7 +177,7 @@ async def api_entry(request: Request, slug: str) -> dict[str, Any]:
 async def save_site(request: Request, user: Admin) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
-    values = {name: _text(form, name) for name in _SITE_FIELDS}
+    values = {name: form_text(form, name).strip() for name in _SITE_FIELDS}
     site = Site(
         slug=values["slug"],
         name=values["name"],
@@ -194,7 +189,7 @@ async def save_site(request: Request, user: Admin) -> Response:
     try:
         await hub.run(hub.directory.save_site, workflow_actor(user), site)
     except (Invalid, NotAdministrator) as error:
-        if _text(form, "existing"):
+        if form_text(form, "existing").strip():
             return await _site(request, user, values["slug"], 400, str(error))
         return await _index(request, user, "", 400, str(error), site_values=values)
     return redirect(f"/directory/sites/{site.slug}", "directory-saved")
@@ -215,7 +210,7 @@ async def delete_site(request: Request, user: Admin, slug: str) -> Response:
 async def save_entry(request: Request, user: Admin) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
-    values = {name: _text(form, name) for name in _ENTRY_FIELDS}
+    values = {name: form_text(form, name).strip() for name in _ENTRY_FIELDS}
     if values["kind"] not in {kind.value for kind in EntryKind}:
         error = f"kind: must be one of {', '.join(EntryKind)}"
         return await _index(request, user, "", 400, error, entry_values=values)
@@ -225,7 +220,7 @@ async def save_entry(request: Request, user: Admin) -> Response:
     try:
         await hub.run(hub.directory.save_entry, workflow_actor(user), entry)
     except (Invalid, NotAdministrator) as error:
-        if _text(form, "existing"):
+        if form_text(form, "existing").strip():
             return await _entry(request, user, values["slug"], 400, str(error))
         return await _index(request, user, "", 400, str(error), entry_values=values)
     return redirect(f"/directory/entries/{entry.slug}", "directory-saved")
@@ -246,10 +241,10 @@ async def delete_entry(request: Request, user: Admin, slug: str) -> Response:
 async def set_participation(request: Request, user: Admin) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
-    site, entry = _text(form, "site"), _text(form, "entry")
-    change = Participation(site, entry, _text(form, "role") or None)
+    site, entry = form_text(form, "site").strip(), form_text(form, "entry").strip()
+    change = Participation(site, entry, form_text(form, "role").strip() or None)
     try:
-        if _text(form, "remove"):
+        if form_text(form, "remove").strip():
             await hub.run(hub.directory.remove_participation, workflow_actor(user), site, entry)
         else:
             await hub.run(hub.directory.set_participation, workflow_actor(user), change)

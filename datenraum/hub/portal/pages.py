@@ -23,6 +23,7 @@ from datenraum.hub.portal.web import (
     LANGUAGE_COOKIE,
     actor,
     checked_form,
+    form_text,
     hub_of,
     local_path,
     optional_user,
@@ -44,11 +45,6 @@ QueryingUser = Annotated[User, Depends(require(Role.RESEARCHER, Role.ADMIN))]
 Admin = Annotated[User, Depends(require(Role.ADMIN))]
 SiteAdmin = Annotated[User, Depends(require(Role.SITE_ADMIN))]
 MaybeUser = Annotated[User | None, Depends(optional_user)]
-
-
-def _text(form, name: str) -> str:
-    value = form.get(name, "")
-    return value if isinstance(value, str) else ""
 
 
 # --- public pages ------------------------------------------------------------------------------------
@@ -75,9 +71,9 @@ async def login_page(
 async def login(request: Request) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
-    email, next_path = _text(form, "email"), local_path(_text(form, "next"))
+    email, next_path = form_text(form, "email"), local_path(form_text(form, "next"))
     try:
-        token = await hub.run(hub.users.login, email, _text(form, "password"), client_ip(request))
+        token = await hub.run(hub.users.login, email, form_text(form, "password"), client_ip(request))
     except LoginThrottled as error:
         minutes = max(1, math.ceil(error.retry_after.total_seconds() / 60))
         response = render(request, "login.html", None, 429, error=("login.throttled", minutes), email=email)
@@ -108,9 +104,9 @@ async def register_page(request: Request) -> Response:
 @router.post("/register", response_class=HTMLResponse)
 async def register(request: Request) -> Response:
     form = await checked_form(request)
-    values = {name: _text(form, name) for name in ("name", "institution", "email")}
-    password = _text(form, "password")
-    if password != _text(form, "password_repeat"):
+    values = {name: form_text(form, name) for name in ("name", "institution", "email")}
+    password = form_text(form, "password")
+    if password != form_text(form, "password_repeat"):
         error = "password_repeat: the two passwords differ"
     else:
         hub = hub_of(request)
@@ -135,7 +131,7 @@ async def forgot(request: Request) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     link = f"{hub.config.public_url.rstrip('/')}/password/reset"
-    await hub.run(hub.users.request_reset, _text(form, "email"), link, client_ip(request))
+    await hub.run(hub.users.request_reset, form_text(form, "email"), link, client_ip(request))
     return render(request, "forgot.html", None, sent=True)
 
 
@@ -147,8 +143,8 @@ async def reset_page(request: Request, token: str = "") -> Response:
 @router.post("/password/reset", response_class=HTMLResponse)
 async def reset(request: Request) -> Response:
     form = await checked_form(request)
-    token, password = _text(form, "token"), _text(form, "password")
-    if password != _text(form, "password_repeat"):
+    token, password = form_text(form, "token"), form_text(form, "password")
+    if password != form_text(form, "password_repeat"):
         error = "password_repeat: the two passwords differ"
     else:
         hub = hub_of(request)
@@ -164,13 +160,13 @@ async def reset(request: Request) -> Response:
 @router.post("/language")
 async def choose_language(request: Request, user: MaybeUser) -> Response:
     form = await checked_form(request)
-    language = _text(form, "language")
+    language = form_text(form, "language")
     if language not in LANGUAGES:
         language = LANGUAGES[0]
     if user is not None:
         hub = hub_of(request)
         await hub.run(hub.users.set_language, user.id, language)
-    response = redirect(local_path(_text(form, "back")))
+    response = redirect(local_path(form_text(form, "back")))
     response.set_cookie(LANGUAGE_COOKIE, language, max_age=365 * 24 * 3600, samesite="lax", path="/")
     return response
 
@@ -186,13 +182,13 @@ async def account_page(request: Request, user: AnyUser) -> Response:
 @router.post("/account/password", response_class=HTMLResponse)
 async def change_password(request: Request, user: AnyUser) -> Response:
     form = await checked_form(request)
-    new = _text(form, "password")
-    if new != _text(form, "password_repeat"):
+    new = form_text(form, "password")
+    if new != form_text(form, "password_repeat"):
         error = "password_repeat: the two passwords differ"
     else:
         hub = hub_of(request)
         try:
-            await hub.run(hub.users.change_password, actor(request, user), _text(form, "current"), new)
+            await hub.run(hub.users.change_password, actor(request, user), form_text(form, "current"), new)
         except AccountError as failure:
             error = str(failure)
         else:
@@ -262,7 +258,7 @@ async def set_status(request: Request, user: Admin, user_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     try:
-        status = Status(_text(form, "status"))
+        status = Status(form_text(form, "status"))
         await hub.run(hub.users.set_status, actor(request, user), user_id, status)
     except (AccountError, ValueError) as error:
         return await _accounts_view(request, user, 400, error=str(error))
@@ -274,9 +270,9 @@ async def change_roles(request: Request, user: Admin, user_id: RowId) -> Respons
     form = await checked_form(request)
     hub = hub_of(request)
     try:
-        role = Role(_text(form, "role"))
-        site = _text(form, "site") or None
-        change = hub.users.grant if _text(form, "change") == "grant" else hub.users.revoke
+        role = Role(form_text(form, "role"))
+        site = form_text(form, "site") or None
+        change = hub.users.grant if form_text(form, "change") == "grant" else hub.users.revoke
         await hub.run(change, actor(request, user), user_id, role, site)
     except (AccountError, ValueError) as error:
         return await _accounts_view(request, user, 400, error=str(error))
@@ -297,7 +293,7 @@ async def sites_page(request: Request, user: Admin) -> Response:
 async def add_site(request: Request, user: Admin) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
-    name = _text(form, "name").strip()
+    name = form_text(form, "name").strip()
     try:
         credential = await hub.run(hub.accounts.add_site, name, actor(request, user))
     except AccountError as error:

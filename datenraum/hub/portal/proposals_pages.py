@@ -23,7 +23,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from datenraum.hub.accounts import Role, User
-from datenraum.hub.portal.web import checked_form, hub_of, redirect, render, require, workflow_actor
+from datenraum.hub.portal.web import (
+    checked_form,
+    form_text,
+    hub_of,
+    redirect,
+    render,
+    require,
+    workflow_actor,
+)
 from datenraum.hub.proposals.service import (
     KDS_MODULES,
     Analysis,
@@ -58,11 +66,6 @@ _BLANK_TEAM_ROWS = 2
 # Browsers send a file's own name. One with folders or ".." in it was written to reach a place on the
 # hub; it is refused, so that nobody believes it worked (the store never uses names as paths anyway).
 _PATH_TRICK = re.compile(r"[/\\]|^\.\.|\x00")
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name, "")
-    return value if isinstance(value, str) else ""
 
 
 def _texts(form: FormData, name: str) -> list[str]:
@@ -210,7 +213,7 @@ async def _read_draft(hub: Hub, user: User, form: FormData, current: Draft) -> t
     the form can come back with everything entered still in it."""
     problems: list[str] = []
     cohort = await _cohort(hub, user, _texts(form, "cohort"), current, problems)
-    analysis = _text(form, "analysis")
+    analysis = form_text(form, "analysis")
     if analysis and analysis not in {a.value for a in Analysis}:
         problems.append(f"analysis: must be one of {', '.join(Analysis)}")
     site_ids = []
@@ -220,14 +223,14 @@ async def _read_draft(hub: Hub, user: User, form: FormData, current: Draft) -> t
         else:
             problems.append(f"site_ids: {value!r} is not a site")
     draft = Draft(
-        title=_text(form, "title").strip(),
-        abstract=_text(form, "abstract").strip(),
-        questions=tuple(line.strip() for line in _text(form, "questions").splitlines() if line.strip()),
+        title=form_text(form, "title").strip(),
+        abstract=form_text(form, "abstract").strip(),
+        questions=tuple(line.strip() for line in form_text(form, "questions").splitlines() if line.strip()),
         cohort=tuple(cohort),
         modules=tuple(_texts(form, "modules")),
         data_from=_date(form, "data_from", problems),
         data_to=_date(form, "data_to", problems),
-        biosamples=_text(form, "biosamples").strip(),
+        biosamples=form_text(form, "biosamples").strip(),
         analysis=Analysis(analysis) if analysis in {a.value for a in Analysis} else None,
         site_ids=tuple(site_ids),
         start=_date(form, "start", problems),
@@ -292,7 +295,7 @@ async def _team(hub: Hub, emails: list[str], roles: list[str], problems: list[st
 
 
 def _date(form: FormData, name: str, problems: list[str]) -> dt.date | None:
-    value = _text(form, name).strip()
+    value = form_text(form, name).strip()
     if not value:
         return None
     try:
@@ -392,13 +395,13 @@ async def take_action(request: Request, user: AnyUser, proposal_id: int, name: s
     if name not in {action.value for action in Action} or Action(name) in _OWN_FORMS:
         return await _proposal_page(request, user, proposal_id, 404, f"action: no action {name!r} here")
     action = Action(name)
-    site = _text(form, "site_id")
+    site = form_text(form, "site_id")
     apply = functools.partial(
         hub.proposals.apply,
         workflow_actor(user),
         proposal_id,
         action,
-        reason=_text(form, "reason").strip() or None,
+        reason=form_text(form, "reason").strip() or None,
         site_id=int(site) if site.isdigit() else None,
     )
     try:
@@ -415,7 +418,9 @@ async def comment(request: Request, user: AnyUser, proposal_id: int) -> Response
     form = await checked_form(request)
     hub = hub_of(request)
     try:
-        await hub.run(hub.proposals.comment, workflow_actor(user), proposal_id, _text(form, "text").strip())
+        await hub.run(
+            hub.proposals.comment, workflow_actor(user), proposal_id, form_text(form, "text").strip()
+        )
     except Invalid as error:
         return await _proposal_page(request, user, proposal_id, 400, str(error))
     return redirect(f"/proposals/{proposal_id}", "proposal-commented")
@@ -429,7 +434,7 @@ async def upload(request: Request, user: AnyUser, proposal_id: int) -> Response:
     if not isinstance(file, UploadFile) or not file.filename:
         problem: str | None = "file: choose a file to upload"
     else:
-        problem = await _store_document(hub, user, proposal_id, _text(form, "kind"), file)
+        problem = await _store_document(hub, user, proposal_id, form_text(form, "kind"), file)
     if problem:
         return await _proposal_page(request, user, proposal_id, 400, problem)
     return redirect(f"/proposals/{proposal_id}", "proposal-uploaded")
@@ -462,8 +467,8 @@ async def add_publication(request: Request, user: AnyUser, proposal_id: int) -> 
         hub.proposals.add_publication,
         workflow_actor(user),
         proposal_id,
-        _text(form, "title").strip(),
-        _text(form, "reference").strip(),
+        form_text(form, "title").strip(),
+        form_text(form, "reference").strip(),
     )
     try:
         await hub.run(add)
@@ -509,7 +514,7 @@ async def mark_read(request: Request, user: AnyUser) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     acting = workflow_actor(user)
-    if _text(form, "all"):
+    if form_text(form, "all"):
         ids = [
             n.id
             for n in await hub.run(functools.partial(hub.proposals.notifications, acting, unread_only=True))

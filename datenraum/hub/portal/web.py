@@ -35,6 +35,7 @@ __all__ = [
     "actor",
     "checked_form",
     "error_page",
+    "form_text",
     "hub_of",
     "local_path",
     "optional_user",
@@ -187,6 +188,12 @@ def refuse_nul(fields: Iterable[tuple[str, Any]]) -> None:
     for name, value in fields:
         if isinstance(value, str) and "\x00" in value:
             raise HTTPException(400, f"{name}: must not contain the character NUL")
+
+
+def form_text(form: FormData, name: str) -> str:
+    """A text field of a submitted form; "" when it is missing or is a file instead."""
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
 
 
 def actor(request: Request, user: User | None) -> Actor:
