@@ -14,7 +14,17 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["ARROW_TYPES", "CONVERTERS", "ElementTypeError", "parse_date", "parse_datetime"]
+__all__ = [
+    "ARROW_TYPES",
+    "CONVERTERS",
+    "DAYS",
+    "MICROSECONDS",
+    "ElementTypeError",
+    "date_days",
+    "datetime_microseconds",
+    "parse_date",
+    "parse_datetime",
+]
 
 
 class ElementTypeError(ValueError):
@@ -32,6 +42,12 @@ _CACHE_SIZE = 1 << 16
 _dates: dict[str, dt.date] = {}
 _datetimes: dict[str, dt.datetime] = {}
 _offsets: dict[str, dt.timedelta] = {}
+# The same as Arrow stores them (days, microseconds since 1970), for readers that build Arrow arrays of
+# integers: several times faster than of date and datetime objects. Looked up inline by such readers.
+DAYS: dict[str, int] = {}
+MICROSECONDS: dict[str, int] = {}
+_EPOCH_DAY = dt.date(1970, 1, 1).toordinal()
+_EPOCH = dt.datetime(1970, 1, 1)
 
 
 def _describe(value: Any) -> str:
@@ -82,6 +98,17 @@ def parse_datetime(value: Any) -> dt.datetime:
     except ValueError as error:
         raise ElementTypeError(f"expected a FHIR dateTime, got {_describe(value)}: {error}") from None
     return _remember(_datetimes, value, moment)
+
+
+def date_days(value: str) -> int:
+    """parse_date as days since 1970-01-01."""
+    return _remember(DAYS, value, parse_date(value).toordinal() - _EPOCH_DAY)
+
+
+def datetime_microseconds(value: str) -> int:
+    """parse_datetime as microseconds since 1970-01-01T00:00 UTC."""
+    moment = parse_datetime(value) - _EPOCH
+    return _remember(MICROSECONDS, value, (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds)
 
 
 def _first_day(text: str) -> dt.date:

@@ -27,6 +27,7 @@ from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_reference
 from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
 from datenraum.fhir.viewdef import CompiledView, Resolver, standard_views
 from datenraum.site.store import RAW_TABLE, table_schemas
+from datenraum.site.strict_reader import StrictReader
 
 __all__ = [
     "MAX_BUNDLE_BYTES",
@@ -43,6 +44,8 @@ MAX_RESOURCE_BYTES = 64 * 1024 * 1024
 MAX_BUNDLE_BYTES = 1024 * 1024 * 1024
 ROWS_PER_ROW_GROUP = 100_000
 ROWS_PER_BATCH = 8192
+# How much of a gzip stream is decompressed at a time, for the strict reader to read as one block.
+BLOCK_BYTES = 16 * 1024 * 1024
 # Rejects beyond this many are counted and written to the rejects file, but not kept in the report.
 MAX_REPORTED_REJECTS = 1000
 _BOM = b"\xef\xbb\xbf"  # editors on Windows start UTF-8 files with it; JSON parsers refuse it
@@ -85,6 +88,7 @@ class Task:
     pieces: tuple[Piece, ...]
     staging: str
     max_resource_bytes: int = MAX_RESOURCE_BYTES
+    strict_reader: bool = True  # False: every NDJSON line by the row-by-row reader, to compare or diagnose
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,14 @@ class _TableBuffer:
         if self.pending >= ROWS_PER_ROW_GROUP:
             self.write()
 
+    def extend(self, batch: pa.RecordBatch) -> None:
+        """Add rows that arrive as Arrow already (from the strict reader)."""
+        self.convert()
+        self.batches.append(batch)
+        self.pending += batch.num_rows
+        if self.pending >= ROWS_PER_ROW_GROUP:
+            self.write()
+
     def write(self) -> None:
         if not self.batches:
             return
@@ -184,6 +196,7 @@ class _TaskWriter:
         for view in standard_views().values():
             self.views.setdefault(view.resource, []).append((view, self.buffers[view.name]))
         self.rejects_file: BinaryIO | None = None
+        self.strict = StrictReader(lambda table, batch: self.buffers[table].extend(batch)) if task.strict_reader else None
 
     def reject(self, location: str, reason: str, raw: bytes, resource_type: str = "(unknown)") -> None:
         result = self.result
@@ -292,6 +305,8 @@ class _TaskWriter:
         self.result.conditional_updates.append((provisional_id, placeholder, seq, location))
 
     def close(self) -> TaskResult:
+        for resource_type, count in (self.strict.accepted if self.strict else {}).items():
+            self.result.accepted[resource_type] = self.result.accepted.get(resource_type, 0) + count
         for table, buffer in self.buffers.items():
             if buffer.close():
                 self.result.files[table] = [str(buffer.path)]
@@ -300,56 +315,73 @@ class _TaskWriter:
         return self.result
 
 
-def _ndjson_lines(piece: Piece, limit: int) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, line) of the piece; None for a line over the size limit."""
+def _ndjson_blocks(piece: Piece, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(first line number, whole lines) of the piece, in blocks of about BLOCK_BYTES; None for a line
+    over the size limit, which a gzip stream skips rather than hold."""
     if piece.kind == "ndjson.gz":
         with gzip.open(piece.path, "rb") as handle:
-            yield from _stream_lines(handle, piece.first_line, limit)
+            yield from _stream_blocks(handle, piece.first_line, limit)
         return
     with open(piece.path, "rb") as handle:
         handle.seek(piece.offset)
         data = handle.read(piece.length)
-    start = len(_BOM) if piece.offset == 0 and data.startswith(_BOM) else 0
-    number, find = piece.first_line, data.find
-    # One line at a time rather than split(): each line is cut out just before it is parsed, so that it is
-    # still in the CPU cache when its JSON text is copied into Arrow soon after.
-    while start <= len(data):
-        end = find(b"\n", start)
-        if end < 0:
-            end = len(data)
-        yield number, (data[start:end] if end - start <= limit else None)
-        start, number = end + 1, number + 1
+    yield piece.first_line, data.removeprefix(_BOM) if piece.offset == 0 else data
 
 
-def _stream_lines(handle: BinaryIO, first_line: int, limit: int) -> Iterator[tuple[int, bytes | None]]:
-    """Lines of a stream without ever holding more than `limit` bytes of one line."""
-    number = first_line
-    while line := handle.readline(limit + 2):
-        if number == first_line and line.startswith(_BOM):
-            line = line[len(_BOM) :]
-        if len(line) - line.endswith(b"\n") > limit:
-            while not line.endswith(b"\n") and (line := handle.readline(1 << 20)):
-                pass
-            line = None
-        yield number, line
-        number += 1
+def _stream_blocks(handle: BinaryIO, first_line: int, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """Blocks of whole lines of a stream, never holding more than about `limit` bytes of one line."""
+    number, pending, skipping = first_line, b"", False
+    while block := handle.read(BLOCK_BYTES):
+        if number == first_line and not pending and not skipping:
+            block = block.removeprefix(_BOM)
+        if skipping:  # the rest of an over-long line
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            block, skipping, number = block[end + 1 :], False, number + 1
+        data = pending + block
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield number, data[:cut]
+            number += data.count(b"\n", 0, cut)
+        pending = data[cut:]
+        if len(pending) > limit + 1:
+            yield number, None
+            pending, skipping = b"", True
+    if pending and not skipping:
+        yield number, pending
+
+
+def _lines(block: bytes, first_line: int, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line) of a block; None for a line over the size limit."""
+    for number, line in enumerate(block.split(b"\n"), first_line):
+        yield number, (line if len(line) <= limit else None)
 
 
 def _run_ndjson(piece: Piece, writer: _TaskWriter) -> None:
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     limit = writer.task.max_resource_bytes
-    for line_number, line in _ndjson_lines(piece, limit):
-        if line is None:
-            writer.reject(piece.location(line_number), f"line is longer than the limit of {limit} bytes", b"")
+    for first_line, block in _ndjson_blocks(piece, limit):
+        if block is None:
+            writer.reject(piece.location(first_line), f"line is longer than the limit of {limit} bytes", b"")
             continue
-        if not line or line.isspace():
-            continue
-        try:
-            resource = loads(line)
-        except decode_error as error:
-            writer.reject(piece.location(line_number), f"malformed JSON: {error}", line)
-            continue
-        writer.accept(resource, line.rstrip(b"\r\n"), line_number, resolve_reference)
+        # The strict reader takes what it can; the rest, line by line, is for the row-by-row reader here.
+        if writer.strict is not None:
+            lines = writer.strict.read(block, first_line, piece.path, piece.seq_base, limit)
+        else:
+            lines = _lines(block, first_line, limit)
+        for line_number, line in lines:
+            if line is None:
+                writer.reject(piece.location(line_number), f"line is longer than the limit of {limit} bytes", b"")
+                continue
+            if not line or line.isspace():
+                continue
+            try:
+                resource = loads(line)
+            except decode_error as error:
+                writer.reject(piece.location(line_number), f"malformed JSON: {error}", line)
+                continue
+            writer.accept(resource, line.rstrip(b"\r\n"), line_number, resolve_reference)
 
 
 def _run_json(piece: Piece, writer: _TaskWriter) -> None:

@@ -1,0 +1,178 @@
+"""The shape of a resource as the views read it: which elements, of which type, repeating or not.
+
+The strict reader (site/strict_reader.py) decodes NDJSON lines with msgspec into structs of exactly
+this shape: a line passes only if every element the views read has the JSON type FHIR gives it (an
+array where the element repeats, an object, a string, a number). Because the shape is known, the views
+compiled for it (fhir/structviews.py) need none of the checks the row-by-row reader makes at every
+step; lines that do not pass go to that reader, which explains what is wrong or reads what FHIR JSON
+tolerates. The shape is built from the views' paths and `elements.json` (FHIR's types and
+cardinalities for those elements), so a new column in a view needs at most a new line there.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+
+from datenraum.fhir.fhirpath import Exists, Extension, First, Member, OfType, ReferenceKey, Where
+from datenraum.fhir.viewdef import CompiledView, Select, ViewDefinitionError, standard_views
+
+__all__ = ["Element", "ResourceShape", "resource_shapes", "shape_for", "walk"]
+
+# FHIR primitive types by the JSON type that carries them.
+_STRING_TYPES = frozenset(
+    {"string", "code", "id", "uri", "url", "canonical", "markdown", "date", "dateTime", "instant", "time"}
+)
+_INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_PRIMITIVES: dict[str, Any] = {  # FHIR type -> msgspec type
+    **dict.fromkeys(_STRING_TYPES, str),
+    "decimal": float,
+    "integer": _INT64,
+    "boolean": bool,
+}
+
+
+@dataclass
+class Element:
+    """One element of a shape: its FHIR type, whether it repeats, and the children the views read."""
+
+    type: str
+    repeats: bool = False
+    children: dict[str, Element] = field(default_factory=dict)
+
+    @property
+    def primitive(self) -> bool:
+        return self.type in _PRIMITIVES
+
+    def field(self, name: str) -> str:
+        """The attribute of the decoded struct that holds child `name`."""
+        return f"f{list(self.children).index(name)}"
+
+    def child(self, name: str, where: str) -> Element:
+        """The child `name`, added to the shape the first time a path reads it."""
+        if name not in self.children:
+            type_name = _element_types()["datatypes"].get(self.type, {}).get(name)
+            if type_name is None:
+                raise ViewDefinitionError(f"{where}: {self.type}.{name} is not in elements.json")
+            self.children[name] = Element(type_name.removesuffix("[]"), type_name.endswith("[]"))
+        return self.children[name]
+
+
+@dataclass
+class ResourceShape:
+    """A resource type's shape, with the msgspec decoder that checks lines against it."""
+
+    resource_type: str
+    root: Element
+
+    @functools.cached_property
+    def decoder(self) -> msgspec.json.Decoder:
+        return msgspec.json.Decoder(_msgspec_type(self.root, self.resource_type))
+
+    @staticmethod
+    def resource_type_of(decoded: Any) -> str | None:
+        """The resourceType of a decoded line: always the shape's first field."""
+        return decoded.f0
+
+
+@functools.cache
+def _element_types() -> dict:
+    raw = orjson.loads(importlib.resources.files("datenraum.fhir").joinpath("elements.json").read_bytes())
+    resources = raw["resources"]
+    common = resources.pop("*")
+    datatypes = dict(raw["datatypes"])
+    for name, elements in resources.items():
+        datatypes[name] = {**common, **elements}
+    datatypes["*"] = common
+    return {"datatypes": datatypes}
+
+
+def shape_for(resource_type: str, views: list[CompiledView]) -> ResourceShape:
+    """The shape of `resource_type` that `views` read, plus what every load reads: type, id, and the
+    `subject` or `patient` reference that names a resource's patient."""
+    known = resource_type in _element_types()["datatypes"]
+    root = Element(resource_type if known else "*")
+    for name in ("resourceType", "id") if resource_type == "Patient" else ("resourceType", "id", "subject", "patient"):
+        element = root.child(name, resource_type)
+        if name in ("subject", "patient"):
+            _reference_children(element, resource_type)
+    for view in views:
+        _add_select(root, view.view.select, f"view {view.name}")
+    return ResourceShape(resource_type, root)
+
+
+def _reference_children(element: Element, where: str) -> None:
+    """A reference the reader resolves needs its literal reference, and its identifier to see that it is
+    a logical one (which only the row-by-row reader resolves)."""
+    if element.type != "Reference":
+        raise ViewDefinitionError(f"{where}: getReferenceKey() needs a Reference, not {element.type}")
+    element.child("reference", where)
+    element.child("identifier", where).child("value", where)
+
+
+def _add_select(focus: Element, select: Select, where: str) -> None:
+    if select.for_each is not None:
+        foci = [_add_path(focus, path.steps, where) for path in select.for_each.alternatives]
+    else:
+        foci = [focus]
+    for element in foci:
+        for column in select.columns:
+            for path in column.path.alternatives:
+                _add_path(element, path.steps, where)
+        for child in select.selects:
+            _add_select(element, child, where)
+
+
+def _add_path(element: Element, steps: tuple, where: str) -> Element:
+    """Add a path's elements to the shape; the element it ends at."""
+    for step in steps:
+        if isinstance(step, Member):
+            element = element.child(step.name, where)
+        elif isinstance(step, Extension):
+            element = element.child("extension", where)
+            element.child("url", where)
+        elif isinstance(step, Where):
+            element.child(step.element, where)
+        elif isinstance(step, ReferenceKey):
+            _reference_children(element, where)
+        elif not isinstance(step, (First, Exists, OfType)):  # pragma: no cover - the parser admits no others
+            raise ViewDefinitionError(f"{where}: cannot read step {step!r}")
+    return element
+
+
+def _msgspec_type(element: Element, name: str) -> Any:
+    if element.primitive:
+        kind = _PRIMITIVES[element.type]
+    else:
+        # Field names are positional, renamed to the JSON keys: FHIR uses Python keywords (class, end).
+        fields = [
+            (f"f{i}", _msgspec_type(child, f"{name}_{key}") | None, None)
+            for i, (key, child) in enumerate(element.children.items())
+        ]
+        rename = {f"f{i}": key for i, key in enumerate(element.children)}
+        # No cycles are possible, so the garbage collector need not track them: decoding is much faster.
+        kind = msgspec.defstruct(name, fields, rename=rename, gc=False)
+    return list[kind] if element.repeats else kind
+
+
+@functools.cache
+def resource_shapes() -> dict[str, ResourceShape]:
+    """The shape of every resource type the standard views read, keyed by resource type."""
+    by_type: dict[str, list[CompiledView]] = {}
+    for view in standard_views().values():
+        by_type.setdefault(view.resource, []).append(view)
+    return {resource_type: shape_for(resource_type, views) for resource_type, views in by_type.items()}
+
+
+def walk(element: Element, prefix: str = "") -> Iterator[tuple[str, Element]]:
+    """Every element of a shape with its dotted path, for tests and error messages."""
+    for key, child in element.children.items():
+        path = f"{prefix}.{key}" if prefix else key
+        yield path, child
+        yield from walk(child, path)

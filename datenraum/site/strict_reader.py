@@ -1,0 +1,248 @@
+"""The strict reader: NDJSON lines decoded by msgspec into their shape and flattened column by column.
+
+This is the fast path of the ingest. msgspec decodes each line into structs of exactly the shape the
+views read (fhir/shapes.py), skipping everything else, and refuses any line whose elements are not of
+the JSON type FHIR gives them. The views, compiled for that shape (fhir/structviews.py), append to one
+list per column, which Arrow converts in one call each; the raw JSON column is cut from the block as it
+was read. What the strict reader cannot vouch for goes back to the caller, line by line, for the
+row-by-row reader (loader.py), which is the reference: it rejects with a reason, or reads what FHIR
+JSON allows but the strict shape does not (a single object where an array belongs, references to
+resolve). A line is read by exactly one of the two, so counts and rows add up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
+from datenraum.fhir.shapes import ResourceShape, resource_shapes, shape_for
+from datenraum.fhir.structviews import RowsFunction, compile_for_shape, compile_patient
+from datenraum.fhir.viewdef import standard_views
+from datenraum.site.store import RAW_SCHEMA, RAW_TABLE, table_schemas
+
+__all__ = ["StrictReader"]
+
+_NEWLINE, _RETURN, _OPEN_BRACE = 10, 13, 123
+_ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
+_DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+
+
+class _Probe(msgspec.Struct):
+    resourceType: str | None = None  # noqa: N815 - the JSON key
+
+
+_probe = msgspec.json.Decoder(_Probe)
+
+
+@dataclass
+class _Table:
+    """A table's rows of the current block, one list per column."""
+
+    name: str
+    schema: pa.Schema
+    columns: list[list] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.columns = [[] for _ in self.schema]
+        self.appends = tuple(column.append for column in self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns[-1])
+
+    def drop_rows_of(self, seq: int) -> None:
+        """Take back the rows of the resource `seq`: the last rows, and whole (a row is appended only
+        once all its values are known, with `_seq` last)."""
+        seqs = self.columns[-1]
+        count = 0
+        while count < len(seqs) and seqs[-1 - count] == seq:
+            count += 1
+        if count:
+            for column in self.columns:
+                del column[-count:]
+
+    def take(self) -> pa.RecordBatch:
+        arrays = [_array(column, f.type) for column, f in zip(self.columns, self.schema, strict=True)]
+        for column in self.columns:
+            column.clear()
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def _array(values: list, arrow_type: pa.DataType) -> pa.Array:
+    """Dates and times come as the integers Arrow stores them as (structviews.py)."""
+    if pa.types.is_timestamp(arrow_type):
+        return pa.array(values, pa.int64()).view(arrow_type)
+    if pa.types.is_date32(arrow_type):
+        return pa.array(values, pa.int32()).view(arrow_type)
+    return pa.array(values, arrow_type)
+
+
+@dataclass
+class _TypeReader:
+    """What the strict reader knows of one resource type: its shape and its views, compiled for it."""
+
+    shape: ResourceShape
+    views: list[tuple[RowsFunction, _Table]]
+    patient: Callable[[object], str | None]
+    # Of the current block: the raw table's columns but the constant and the cut-out ones, and line indices.
+    ids: list[str] = field(default_factory=list)
+    patients: list[str | None] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+
+
+class StrictReader:
+    """Reads blocks of NDJSON, handing each table's rows to `sink` as Arrow record batches."""
+
+    def __init__(self, sink: Callable[[str, pa.RecordBatch], None]) -> None:
+        self.sink = sink
+        self.types: dict[str, _TypeReader | None] = {}
+        self.accepted: dict[str, int] = {}
+
+    def _reader(self, resource_type: str | None) -> _TypeReader | None:
+        """The reader of a type; None for what the row-by-row reader must reject (unknown types, Bundles)."""
+        if resource_type in self.types:
+            return self.types[resource_type]
+        reader = None
+        if resource_type is not None and resource_type in R4_RESOURCE_TYPES and resource_type != "Bundle":
+            views = [view for view in standard_views().values() if view.resource == resource_type]
+            shape = resource_shapes().get(resource_type) or shape_for(resource_type, [])
+            schemas = table_schemas()
+            compiled = [(compile_for_shape(view, shape), _Table(view.name, schemas[view.name])) for view in views]
+            reader = _TypeReader(shape, compiled, compile_patient(shape))
+        self.types[resource_type] = reader
+        return reader
+
+    def read(
+        self, data: bytes, first_line: int, path: str, seq_base: int, limit: int
+    ) -> Iterator[tuple[int, bytes | None]]:
+        """Read the lines of `data` (whole lines, numbered from `first_line`) that this reader can; yield
+        (line number, line) of the others, None for a line over `limit` bytes."""
+        starts, ends = _line_bounds(data)
+        lengths = ends - starts
+        view = np.frombuffer(data, np.uint8)
+        nonempty = lengths > 0
+        first = np.zeros(len(starts), np.uint8)
+        first[nonempty] = view[starts[nonempty]]
+        last = np.zeros(len(starts), np.uint8)
+        last[nonempty] = view[ends[nonempty] - 1]
+        # Lines ending in a second carriage return are left to the row-by-row reader, which strips them all.
+        candidate = nonempty & (first == _OPEN_BRACE) & (last != _RETURN) & (lengths <= limit)
+        for index in np.flatnonzero(nonempty & ~candidate).tolist():
+            start, end = int(starts[index]), int(ends[index])
+            yield first_line + index, (data[start:end] if end - start <= limit else None)
+        # Every line with the line end after it as the next item: one Arrow array over the block as it is.
+        offsets = np.empty(2 * len(starts) + 1, np.int64)
+        offsets[0 : 2 * len(starts) : 2], offsets[1 : 2 * len(starts) : 2] = starts, ends
+        offsets[-1] = len(data)
+        if len(data) < 2**31:
+            lines = pa.StringArray.from_buffers(2 * len(starts), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
+        else:
+            lines = pa.LargeStringArray.from_buffers(2 * len(starts), pa.py_buffer(offsets), pa.py_buffer(data))
+        candidates = np.flatnonzero(candidate).tolist()
+        try:
+            lines.validate(full=True)  # UTF-8, which msgspec does not check in the elements it skips
+        except pa.ArrowInvalid:
+            valid = []
+            for index in candidates:
+                try:
+                    data[int(starts[index]) : int(ends[index])].decode()
+                    valid.append(index)
+                except UnicodeDecodeError:
+                    yield first_line + index, data[int(starts[index]) : int(ends[index])]
+            candidates = valid
+        for index in self._read_lines(data, starts, ends, candidates, first_line, seq_base):
+            yield first_line + index, data[int(starts[index]) : int(ends[index])]
+        self._flush(lines, path, first_line, seq_base)
+
+    def _read_lines(
+        self, data: bytes, starts: np.ndarray, ends: np.ndarray, candidates: list[int], first_line: int, seq_base: int
+    ) -> list[int]:
+        """Decode and flatten the candidate lines; the indices of those left to the row-by-row reader."""
+        left: list[int] = []
+        buffer = memoryview(data)
+        reader: _TypeReader | None = None
+        bounds = zip(candidates, starts[candidates].tolist(), ends[candidates].tolist(), strict=True)
+        for index, start, end in bounds:
+            line = buffer[start:end]
+            decoded = None
+            if reader is not None:
+                try:
+                    decoded = reader.shape.decoder.decode(line)
+                except _DECODE_ERRORS:
+                    decoded = None
+            if decoded is None or decoded.f0 != reader.shape.resource_type:
+                # Another type than the line before, or not valid as that: check it against its own type.
+                try:
+                    reader = self._reader(_probe.decode(line).resourceType)
+                    if reader is None:
+                        left.append(index)
+                        continue
+                    decoded = reader.shape.decoder.decode(line)
+                except _DECODE_ERRORS:
+                    left.append(index)
+                    continue
+            resource_id = decoded.f1
+            if resource_id is None or resource_id.strip(_ID_CHARACTERS) or not 0 < len(resource_id) <= 64:
+                left.append(index)
+                continue
+            seq = seq_base + first_line + index
+            try:
+                patient = reader.patient(decoded)
+                for rows, table in reader.views:
+                    rows(decoded, table.appends, seq)
+            except Exception:  # whatever it is, the row-by-row reader will say it, or read it
+                for _, table in reader.views:
+                    table.drop_rows_of(seq)
+                left.append(index)
+                continue
+            reader.ids.append(resource_id)
+            reader.patients.append(patient)
+            reader.indices.append(index)
+        return left
+
+    def _flush(self, lines: pa.Array, path: str, first_line: int, seq_base: int) -> None:
+        """Hand the block's rows to the sink, type by type."""
+        for resource_type, reader in self.types.items():
+            if reader is None or not reader.indices:
+                continue
+            count = len(reader.indices)
+            indices = np.asarray(reader.indices, np.int64)
+            numbers = indices + first_line
+            raw = pa.RecordBatch.from_arrays(
+                [
+                    pa.array([resource_type] * count, pa.string()),
+                    pa.array(reader.ids, pa.string()),
+                    pa.array(reader.patients, pa.string()),
+                    pa.array([path] * count, pa.string()),
+                    pa.array(numbers),
+                    pa.array(numbers + seq_base),
+                    lines.take(pa.array(2 * indices)),
+                ],
+                schema=RAW_SCHEMA,
+            )
+            self.sink(RAW_TABLE, raw)
+            for _rows, table in reader.views:
+                if len(table):
+                    self.sink(table.name, table.take())
+            self.accepted[resource_type] = self.accepted.get(resource_type, 0) + count
+            reader.ids.clear()
+            reader.patients.clear()
+            reader.indices.clear()
+
+
+def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (without the line end, and without a carriage return before it) of every line."""
+    view = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(view == _NEWLINE)
+    starts = np.empty(len(newlines) + 1, np.int64)
+    starts[0] = 0
+    starts[1:] = newlines + 1
+    ends = np.append(newlines, len(data)).astype(np.int64)
+    if starts[-1] == len(data):  # nothing after the last line end
+        starts, ends = starts[:-1], ends[:-1]
+    has_return = (ends > starts) & (view[np.maximum(ends - 1, 0)] == _RETURN)
+    return starts, ends - has_return
