@@ -253,11 +253,13 @@ def test_a_view_reading_an_element_without_a_type_is_refused_with_its_name():
 def test_a_resource_refused_half_way_through_its_rows_leaves_none_of_them(tmp_path):
     generate(tmp_path / "in", 5, seed=5, workers=1)
     consents = [orjson.loads(line) for line in next((tmp_path / "in").glob("Consent*")).read_bytes().splitlines()]
-    consent = next(c for c in consents if len(c["provision"]["provision"]) > 2)
-    consent["provision"]["provision"][2]["period"]["start"] = "2020-13-45"  # rows of two provisions made
+    refused = copy.deepcopy(next(c for c in consents if len(c["provision"]["provision"]) > 2))
+    refused["provision"]["provision"][2]["period"]["start"] = "2020-13-45"  # rows of two provisions made
+    refused["id"] = "refused"
     patients = next((tmp_path / "in").glob("Patient*")).read_bytes()
     path = tmp_path / "input.ndjson"
-    path.write_bytes(patients + orjson.dumps(consent) + b"\n")
+    path.write_bytes(patients + b"\n".join(orjson.dumps(c) for c in [refused, *consents]) + b"\n")
     strict, rows = load_both(tmp_path, path)
     assert strict == rows
-    assert strict[1]["rejected"] == {"Consent": 1} and strict[0]["consent"] == []
+    assert strict[1]["rejected"] == {"Consent": 1}
+    assert "refused" not in {row[0] for row in strict[0]["consent"]}
