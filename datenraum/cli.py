@@ -65,7 +65,12 @@ def main() -> None:
 )
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def ingest_command(
-    store_path: Path, workers: int | None, as_json: bool, show_rejects: int, row_by_row: bool, paths: tuple[Path]
+    store_path: Path,
+    workers: int | None,
+    as_json: bool,
+    show_rejects: int,
+    row_by_row: bool,
+    paths: tuple[Path],
 ) -> None:
     """Load FHIR R4 NDJSON (.ndjson, .ndjson.gz) and Bundles (.json), or folders of them, into a store."""
     try:

@@ -199,7 +199,11 @@ def templates(tmp_path_factory, mii_kds_testdata) -> list[dict]:
     """A few resources of every type the views flatten, from the synthetic and the MII data."""
     folder = tmp_path_factory.mktemp("templates")
     generate(folder, 12, seed=11, workers=1)
-    resources = [orjson.loads(line) for path in sorted(folder.glob("*.ndjson")) for line in path.read_bytes().splitlines()]
+    resources = [
+        orjson.loads(line)
+        for path in sorted(folder.glob("*.ndjson"))
+        for line in path.read_bytes().splitlines()
+    ]
     for path in mii_as_ndjson(mii_kds_testdata, folder):
         resources += [orjson.loads(line) for line in path.read_bytes().splitlines()]
     by_type: dict[str, list[dict]] = {}
@@ -252,7 +256,9 @@ def test_a_view_reading_an_element_without_a_type_is_refused_with_its_name():
 
 def test_a_resource_refused_half_way_through_its_rows_leaves_none_of_them(tmp_path):
     generate(tmp_path / "in", 5, seed=5, workers=1)
-    consents = [orjson.loads(line) for line in next((tmp_path / "in").glob("Consent*")).read_bytes().splitlines()]
+    consents = [
+        orjson.loads(line) for line in next((tmp_path / "in").glob("Consent*")).read_bytes().splitlines()
+    ]
     refused = copy.deepcopy(next(c for c in consents if len(c["provision"]["provision"]) > 2))
     refused["provision"]["provision"][2]["period"]["start"] = "2020-13-45"  # rows of two provisions made
     refused["id"] = "refused"

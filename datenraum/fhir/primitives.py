@@ -108,7 +108,9 @@ def date_days(value: str) -> int:
 def datetime_microseconds(value: str) -> int:
     """parse_datetime as microseconds since 1970-01-01T00:00 UTC."""
     moment = parse_datetime(value) - _EPOCH
-    return _remember(MICROSECONDS, value, (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds)
+    return _remember(
+        MICROSECONDS, value, (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds
+    )
 
 
 def _first_day(text: str) -> dt.date:

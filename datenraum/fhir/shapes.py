@@ -98,7 +98,9 @@ def shape_for(resource_type: str, views: list[CompiledView]) -> ResourceShape:
     `subject` or `patient` reference that names a resource's patient."""
     known = resource_type in _element_types()["datatypes"]
     root = Element(resource_type if known else "*")
-    for name in ("resourceType", "id") if resource_type == "Patient" else ("resourceType", "id", "subject", "patient"):
+    for name in (
+        ("resourceType", "id") if resource_type == "Patient" else ("resourceType", "id", "subject", "patient")
+    ):
         element = root.child(name, resource_type)
         if name in ("subject", "patient"):
             _reference_children(element, resource_type)

@@ -73,7 +73,9 @@ class _Compiler:
 
     # --- paths ---------------------------------------------------------------------------------------
 
-    def steps(self, steps: tuple, var: str, element: Element, indent: int, leaf, found: str | None, where: str):
+    def steps(
+        self, steps: tuple, var: str, element: Element, indent: int, leaf, found: str | None, where: str
+    ):
         """Navigate `steps` from `var` (of shape `element`), calling leaf(var, element, indent) where the
         path yields a value; with `found`, stop at the first (loops break once it is not None)."""
         src = self.src
@@ -87,7 +89,9 @@ class _Compiler:
             leaf(var, element, indent)
         elif isinstance(step, Member):
             child = element.child(step.name, where)
-            self._into(f"{var}.{element.field(step.name)}", child, child.repeats, rest, indent, leaf, found, where)
+            self._into(
+                f"{var}.{element.field(step.name)}", child, child.repeats, rest, indent, leaf, found, where
+            )
         elif isinstance(step, Extension):
             extensions = element.child("extension", where)
             items, item = src.name("_e"), src.name("_x")
@@ -142,9 +146,14 @@ class _Compiler:
             if position:
                 src.emit(indent, f"if {target} is None:")
                 at = indent + 1
-            ends_in_exists = isinstance(path.steps[-1], Exists)
 
-            def leaf(var: str, reached: Element, level: int, reference_type: str | None = None) -> None:
+            def leaf(
+                var: str,
+                reached: Element,
+                level: int,
+                reference_type: str | None = None,
+                ends_in_exists: bool = isinstance(path.steps[-1], Exists),
+            ) -> None:
                 if ends_in_exists:
                     src.emit(level, f"{target} = True")
                 elif reference_type is not None:
@@ -185,7 +194,9 @@ class _Compiler:
             return "_microseconds", "datetime_microseconds"
         raise ViewDefinitionError(f"{where}: a {column_type} column cannot hold a FHIR {element_type}")
 
-    def _reference(self, var: str, element: Element, resource_type: str, target: str, indent: int, where: str) -> None:
+    def _reference(
+        self, var: str, element: Element, resource_type: str, target: str, indent: int, where: str
+    ) -> None:
         if element.type != "Reference":
             raise ViewDefinitionError(f"{where}: getReferenceKey() needs a Reference, not {element.type}")
         src = self.src
@@ -203,7 +214,9 @@ class _Compiler:
 
     # --- selects -------------------------------------------------------------------------------------
 
-    def foci(self, select: Select, focus: str, element: Element, nullable: bool, indent: int) -> tuple[str, Element]:
+    def foci(
+        self, select: Select, focus: str, element: Element, nullable: bool, indent: int
+    ) -> tuple[str, Element]:
         """Code collecting the values of a forEach path into a list; its name and their shape."""
         src, where = self.src, self.where()
         foci = src.name("_f")
@@ -219,7 +232,9 @@ class _Compiler:
                 src.emit(indent, f"if not {foci}:")
                 at = indent + 1
 
-            def collect(var: str, value_element: Element, level: int, reference_type: str | None = None) -> None:
+            def collect(
+                var: str, value_element: Element, level: int, reference_type: str | None = None
+            ) -> None:
                 if reference_type is not None or value_element.primitive:
                     raise ViewDefinitionError(f"{where}: forEach must reach elements, not values")
                 reached.add(value_element.type)

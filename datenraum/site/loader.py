@@ -196,7 +196,11 @@ class _TaskWriter:
         for view in standard_views().values():
             self.views.setdefault(view.resource, []).append((view, self.buffers[view.name]))
         self.rejects_file: BinaryIO | None = None
-        self.strict = StrictReader(lambda table, batch: self.buffers[table].extend(batch)) if task.strict_reader else None
+        self.strict = (
+            StrictReader(lambda table, batch: self.buffers[table].extend(batch))
+            if task.strict_reader
+            else None
+        )
 
     def reject(self, location: str, reason: str, raw: bytes, resource_type: str = "(unknown)") -> None:
         result = self.result
@@ -372,7 +376,9 @@ def _run_ndjson(piece: Piece, writer: _TaskWriter) -> None:
             lines = _lines(block, first_line, limit)
         for line_number, line in lines:
             if line is None:
-                writer.reject(piece.location(line_number), f"line is longer than the limit of {limit} bytes", b"")
+                writer.reject(
+                    piece.location(line_number), f"line is longer than the limit of {limit} bytes", b""
+                )
                 continue
             if not line or line.isspace():
                 continue

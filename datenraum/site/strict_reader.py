@@ -33,7 +33,7 @@ _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
 
 class _Probe(msgspec.Struct):
-    resourceType: str | None = None  # noqa: N815 - the JSON key
+    resourceType: str | None = None
 
 
 _probe = msgspec.json.Decoder(_Probe)
@@ -111,7 +111,9 @@ class StrictReader:
             views = [view for view in standard_views().values() if view.resource == resource_type]
             shape = resource_shapes().get(resource_type) or shape_for(resource_type, [])
             schemas = table_schemas()
-            compiled = [(compile_for_shape(view, shape), _Table(view.name, schemas[view.name])) for view in views]
+            compiled = [
+                (compile_for_shape(view, shape), _Table(view.name, schemas[view.name])) for view in views
+            ]
             reader = _TypeReader(shape, compiled, compile_patient(shape))
         self.types[resource_type] = reader
         return reader
@@ -139,9 +141,13 @@ class StrictReader:
         offsets[0 : 2 * len(starts) : 2], offsets[1 : 2 * len(starts) : 2] = starts, ends
         offsets[-1] = len(data)
         if len(data) < 2**31:
-            lines = pa.StringArray.from_buffers(2 * len(starts), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
+            lines = pa.StringArray.from_buffers(
+                2 * len(starts), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)
+            )
         else:
-            lines = pa.LargeStringArray.from_buffers(2 * len(starts), pa.py_buffer(offsets), pa.py_buffer(data))
+            lines = pa.LargeStringArray.from_buffers(
+                2 * len(starts), pa.py_buffer(offsets), pa.py_buffer(data)
+            )
         candidates = np.flatnonzero(candidate).tolist()
         try:
             lines.validate(full=True)  # UTF-8, which msgspec does not check in the elements it skips
@@ -159,7 +165,13 @@ class StrictReader:
         self._flush(lines, path, first_line, seq_base)
 
     def _read_lines(
-        self, data: bytes, starts: np.ndarray, ends: np.ndarray, candidates: list[int], first_line: int, seq_base: int
+        self,
+        data: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        candidates: list[int],
+        first_line: int,
+        seq_base: int,
     ) -> list[int]:
         """Decode and flatten the candidate lines; the indices of those left to the row-by-row reader."""
         left: list[int] = []
