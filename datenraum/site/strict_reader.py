@@ -177,43 +177,52 @@ class StrictReader:
         left: list[int] = []
         buffer = memoryview(data)
         reader: _TypeReader | None = None
+        expected = decode = None
+        seq_of_index = seq_base + first_line
         bounds = zip(candidates, starts[candidates].tolist(), ends[candidates].tolist(), strict=True)
         for index, start, end in bounds:
             line = buffer[start:end]
             decoded = None
-            if reader is not None:
+            if decode is not None:
                 try:
-                    decoded = reader.shape.decoder.decode(line)
+                    decoded = decode(line)
                 except _DECODE_ERRORS:
                     decoded = None
-            if decoded is None or decoded.f0 != reader.shape.resource_type:
+            if decoded is None or decoded.f0 != expected:
                 # Another type than the line before, or not valid as that: check it against its own type.
                 try:
-                    reader = self._reader(_probe.decode(line).resourceType)
-                    if reader is None:
+                    found = self._reader(_probe.decode(line).resourceType)
+                    if found is None:
                         left.append(index)
                         continue
-                    decoded = reader.shape.decoder.decode(line)
+                    decoded = found.shape.decoder.decode(line)
                 except _DECODE_ERRORS:
                     left.append(index)
                     continue
+                reader, expected, decode = found, found.shape.resource_type, found.shape.decoder.decode
+                views, patient_of = reader.views, reader.patient
+                add_id, add_patient, add_index = (
+                    reader.ids.append,
+                    reader.patients.append,
+                    reader.indices.append,
+                )
             resource_id = decoded.f1
             if resource_id is None or resource_id.strip(_ID_CHARACTERS) or not 0 < len(resource_id) <= 64:
                 left.append(index)
                 continue
-            seq = seq_base + first_line + index
+            seq = seq_of_index + index
             try:
-                patient = reader.patient(decoded)
-                for rows, table in reader.views:
+                patient = patient_of(decoded)
+                for rows, table in views:
                     rows(decoded, table.appends, seq)
             except Exception:  # whatever it is, the row-by-row reader will say it, or read it
-                for _, table in reader.views:
+                for _, table in views:
                     table.drop_rows_of(seq)
                 left.append(index)
                 continue
-            reader.ids.append(resource_id)
-            reader.patients.append(patient)
-            reader.indices.append(index)
+            add_id(resource_id)
+            add_patient(patient)
+            add_index(index)
         return left
 
     def _flush(self, lines: pa.Array, path: str, first_line: int, seq_base: int) -> None:
@@ -226,10 +235,10 @@ class StrictReader:
             numbers = indices + first_line
             raw = pa.RecordBatch.from_arrays(
                 [
-                    pa.array([resource_type] * count, pa.string()),
+                    pa.repeat(pa.scalar(resource_type, pa.string()), count),
                     pa.array(reader.ids, pa.string()),
                     pa.array(reader.patients, pa.string()),
-                    pa.array([path] * count, pa.string()),
+                    pa.repeat(pa.scalar(path, pa.string()), count),
                     pa.array(numbers),
                     pa.array(numbers + seq_base),
                     lines.take(pa.array(2 * indices)),
