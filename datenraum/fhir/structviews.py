@@ -4,8 +4,8 @@ The row-by-row reader (viewdef.CompiledView) works on any parsed JSON and so che
 whether an element is a list, an object or something else. A resource decoded by msgspec into its
 shape has been checked already: where FHIR says an element repeats it is a list, elsewhere an object or
 a value of the right JSON type. The code generated here relies on that and does only the navigation,
-and it appends each column's values to a list of its own, which Arrow turns into a column in one call
-instead of taking rows apart.
+and it appends plain tuples, which the reader transposes into columns for Arrow to convert one call
+each (instead of Arrow taking rows apart).
 
 Semantics are the row-by-row reader's, step for step: a column takes the first value its path yields,
 of a union the first alternative with a value, `forEach` a row per value, `forEachOrNull` a row of
@@ -32,8 +32,8 @@ class NeedsRowReader(Exception):
     """This resource needs what only the row-by-row reader does: resolving, or explaining a refusal."""
 
 
-# Rows are appended as (values..., seq) to one list per column; the function reads one decoded resource.
-RowsFunction = Callable[[Any, tuple[Callable[[Any], None], ...], int], None]
+# Reads one decoded resource, appending its rows as tuples (values..., seq).
+RowsFunction = Callable[[Any, Callable[[tuple], None], int], None]
 
 _STRING_COLUMNS = frozenset({"string", "code", "id", "uri"})
 _STRING_ELEMENTS = frozenset(
@@ -66,6 +66,18 @@ class _Compiler:
         self.view = view
         self.shape = shape
         self.src = _Source()
+        self.collected: dict[int, tuple[str, Element]] = {}  # foci collected ahead, by id of their select
+
+    def early_exits(self) -> None:
+        """Collect the foci of the root's plain forEach selects first: without any, there are no rows,
+        and the row-by-row reader does not read the other columns either (most Observations have no
+        components)."""
+        for select in self.view.view.select.selects:
+            if select.for_each is not None and not select.or_null:
+                foci, element = self.foci(select, "resource", self.shape.root, False, 1)
+                self.collected[id(select)] = foci, element
+                self.src.emit(1, f"if not {foci}:")
+                self.src.emit(2, "return")
 
     def where(self, column: Column | None = None) -> str:
         name = self.view.name if self.view else self.shape.resource_type
@@ -253,12 +265,14 @@ class _Compiler:
         row-by-row reader makes them; `values` are the column variables so far."""
         src = self.src
         if not work:
-            for position, value in enumerate([*values, "seq"]):
-                src.emit(indent, f"_out{position}({value})")
+            src.emit(indent, f"out(({''.join(f'{value}, ' for value in values)}seq))")
             return
         (select, focus, element, nullable), rest = work[0], work[1:]
         if select.for_each is not None:
-            foci, item_element = self.foci(select, focus, element, nullable, indent)
+            if id(select) in self.collected:
+                foci, item_element = self.collected[id(select)]
+            else:
+                foci, item_element = self.foci(select, focus, element, nullable, indent)
             item = src.name("_x")
             if select.or_null:
                 items = f"({foci} or (None,))"
@@ -315,11 +329,11 @@ def _peephole(lines: list[str]) -> list[str]:
 
 
 def compile_for_shape(view: CompiledView, shape: ResourceShape) -> RowsFunction:
-    """A function appending the view's rows of one decoded resource to its column lists: called with
-    the resource, one `append` per column plus one for `_seq`, and the resource's `_seq`."""
+    """A function appending the view's rows of one decoded resource, as tuples (its columns, then `_seq`):
+    called with the resource, the `append` of a list of rows, and the resource's `_seq`."""
     compiler = _Compiler(view, shape)
     compiler.src.emit(0, "def _rows(resource, out, seq):")
-    compiler.src.emit(1, f"({''.join(f'_out{i}, ' for i in range(len(view.columns) + 1))}) = out")
+    compiler.early_exits()
     compiler.selects([(view.view.select, "resource", shape.root, False)], [], 1)
     namespace = dict(compiler.src.constants)
     try:

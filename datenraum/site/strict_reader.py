@@ -30,6 +30,8 @@ __all__ = ["StrictReader"]
 _NEWLINE, _RETURN, _OPEN_BRACE = 10, 13, 123
 _ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+# Rows go to Arrow this many resources at a time: small enough that their memory is reused while hot.
+BATCH_RESOURCES = 4096
 
 
 class _Probe(msgspec.Struct):
@@ -41,38 +43,29 @@ _probe = msgspec.json.Decoder(_Probe)
 
 @dataclass
 class _Table:
-    """A table's rows of the current block, one list per column."""
+    """A table's rows of the current block, as tuples with `_seq` last."""
 
     name: str
     schema: pa.Schema
-    columns: list[list] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.columns = [[] for _ in self.schema]
-        self.appends = tuple(column.append for column in self.columns)
-
-    def __len__(self) -> int:
-        return len(self.columns[-1])
+        self.append = self.rows.append
 
     def drop_rows_of(self, seq: int) -> None:
-        """Take back the rows of the resource `seq`: the last rows, and whole (a row is appended only
-        once all its values are known, with `_seq` last)."""
-        seqs = self.columns[-1]
-        count = 0
-        while count < len(seqs) and seqs[-1 - count] == seq:
-            count += 1
-        if count:
-            for column in self.columns:
-                del column[-count:]
+        """Take back the rows of the resource `seq`: the last rows, as rows are whole when appended."""
+        rows = self.rows
+        while rows and rows[-1][-1] == seq:
+            rows.pop()
 
     def take(self) -> pa.RecordBatch:
-        arrays = [_array(column, f.type) for column, f in zip(self.columns, self.schema, strict=True)]
-        for column in self.columns:
-            column.clear()
+        columns = zip(*self.rows, strict=True)
+        arrays = [_array(column, f.type) for column, f in zip(columns, self.schema, strict=True)]
+        self.rows.clear()
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
-def _array(values: list, arrow_type: pa.DataType) -> pa.Array:
+def _array(values: tuple, arrow_type: pa.DataType) -> pa.Array:
     """Dates and times come as the integers Arrow stores them as (structviews.py)."""
     if pa.types.is_timestamp(arrow_type):
         return pa.array(values, pa.int64()).view(arrow_type)
@@ -160,7 +153,11 @@ class StrictReader:
                 except UnicodeDecodeError:
                     yield first_line + index, data[int(starts[index]) : int(ends[index])]
             candidates = valid
-        for index in self._read_lines(data, starts, ends, candidates, first_line, seq_base):
+
+        def flush(reader: _TypeReader) -> None:
+            self._flush_type(reader, lines, path, first_line, seq_base)
+
+        for index in self._read_lines(data, starts, ends, candidates, first_line, seq_base, flush):
             yield first_line + index, data[int(starts[index]) : int(ends[index])]
         self._flush(lines, path, first_line, seq_base)
 
@@ -172,6 +169,7 @@ class StrictReader:
         candidates: list[int],
         first_line: int,
         seq_base: int,
+        flush: Callable[[_TypeReader], None],
     ) -> list[int]:
         """Decode and flatten the candidate lines; the indices of those left to the row-by-row reader."""
         left: list[int] = []
@@ -214,7 +212,7 @@ class StrictReader:
             try:
                 patient = patient_of(decoded)
                 for rows, table in views:
-                    rows(decoded, table.appends, seq)
+                    rows(decoded, table.append, seq)
             except Exception:  # whatever it is, the row-by-row reader will say it, or read it
                 for _, table in views:
                     table.drop_rows_of(seq)
@@ -223,36 +221,43 @@ class StrictReader:
             add_id(resource_id)
             add_patient(patient)
             add_index(index)
+            if len(reader.indices) >= BATCH_RESOURCES:
+                flush(reader)
         return left
 
     def _flush(self, lines: pa.Array, path: str, first_line: int, seq_base: int) -> None:
         """Hand the block's rows to the sink, type by type."""
-        for resource_type, reader in self.types.items():
-            if reader is None or not reader.indices:
-                continue
-            count = len(reader.indices)
-            indices = np.asarray(reader.indices, np.int64)
-            numbers = indices + first_line
-            raw = pa.RecordBatch.from_arrays(
-                [
-                    pa.repeat(pa.scalar(resource_type, pa.string()), count),
-                    pa.array(reader.ids, pa.string()),
-                    pa.array(reader.patients, pa.string()),
-                    pa.repeat(pa.scalar(path, pa.string()), count),
-                    pa.array(numbers),
-                    pa.array(numbers + seq_base),
-                    lines.take(pa.array(2 * indices)),
-                ],
-                schema=RAW_SCHEMA,
-            )
-            self.sink(RAW_TABLE, raw)
-            for _rows, table in reader.views:
-                if len(table):
-                    self.sink(table.name, table.take())
-            self.accepted[resource_type] = self.accepted.get(resource_type, 0) + count
-            reader.ids.clear()
-            reader.patients.clear()
-            reader.indices.clear()
+        for reader in self.types.values():
+            if reader is not None and reader.indices:
+                self._flush_type(reader, lines, path, first_line, seq_base)
+
+    def _flush_type(
+        self, reader: _TypeReader, lines: pa.Array, path: str, first_line: int, seq_base: int
+    ) -> None:
+        resource_type = reader.shape.resource_type
+        count = len(reader.indices)
+        indices = np.asarray(reader.indices, np.int64)
+        numbers = indices + first_line
+        raw = pa.RecordBatch.from_arrays(
+            [
+                pa.repeat(pa.scalar(resource_type, pa.string()), count),
+                pa.array(reader.ids, pa.string()),
+                pa.array(reader.patients, pa.string()),
+                pa.repeat(pa.scalar(path, pa.string()), count),
+                pa.array(numbers),
+                pa.array(numbers + seq_base),
+                lines.take(pa.array(2 * indices)),
+            ],
+            schema=RAW_SCHEMA,
+        )
+        self.sink(RAW_TABLE, raw)
+        for _rows, table in reader.views:
+            if table.rows:
+                self.sink(table.name, table.take())
+        self.accepted[resource_type] = self.accepted.get(resource_type, 0) + count
+        reader.ids.clear()
+        reader.patients.clear()
+        reader.indices.clear()
 
 
 def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
