@@ -5,11 +5,14 @@ child process, and measures it from outside: wall time, CPU time of the whole pr
 its workers, from getrusage of waited-for children), peak memory of the tree (sum of RSS, sampled by a
 thread), and the size of the store on disk.
 
-"per worker" divides the rate by the worker processes; "per CPU-s" divides the resources by the CPU
-seconds the tree used, which is the per-core rate and stays meaningful on a machine that is busy with
-other work (the load average is printed for that reason).
+Every size is loaded twice, side by side: as the ingest runs (the strict reader, with the row-by-row
+reader for what it leaves) and with `--row-by-row` (every line by the row-by-row reader), which was
+the whole ingest before the strict reader. "per worker" divides the rate by the worker processes;
+"per CPU-s" divides the resources by the CPU seconds the tree used, which is the per-core rate and
+stays meaningful on a machine that is busy with other work (the load average is printed for that
+reason).
 
-    python bench/bench_ingest.py            # 10k and 100k patients, and 100k with one worker
+    python bench/bench_ingest.py            # 10k and 100k patients, both readers; 100k with one worker
     python bench/bench_ingest.py --full     # and 1M patients
 """
 
@@ -38,6 +41,7 @@ from datenraum.synth import generate
 class Row:
     patients: int
     workers: int
+    reader: str  # "strict" (the ingest's fast path, with the row-by-row reader for the rest) or "row-by-row"
     resources: int = 0
     input_bytes: int = 0
     seconds: float = 0.0
@@ -99,11 +103,11 @@ def input_for(workdir: Path, patients: int, seed: int) -> Path:
     return folder
 
 
-def run(workdir: Path, patients: int, workers: int, seed: int) -> Row:
+def run(workdir: Path, patients: int, workers: int, reader: str, seed: int) -> Row:
     data = input_for(workdir, patients, seed)
     store = workdir / f"store-{patients}-w{workers}"
     shutil.rmtree(store, ignore_errors=True)
-    row = Row(patients, workers, input_bytes=sum(f.stat().st_size for f in data.glob("*.ndjson")))
+    row = Row(patients, workers, reader, input_bytes=sum(f.stat().st_size for f in data.glob("*.ndjson")))
     command = [
         sys.executable,
         "-m",
@@ -114,6 +118,7 @@ def run(workdir: Path, patients: int, workers: int, seed: int) -> Row:
         str(workers),
         "--store",
         str(store),
+        *(["--row-by-row"] if reader == "row-by-row" else []),
         str(data),
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -140,6 +145,7 @@ def print_table(rows: list[Row]) -> None:
     header = [
         "patients",
         "workers",
+        "reader",
         "resources",
         "rejected",
         "input GB",
@@ -159,6 +165,7 @@ def print_table(rows: list[Row]) -> None:
             [
                 f"{r.patients:,}",
                 str(r.workers),
+                r.reader,
                 f"{r.resources:,}",
                 f"{r.rejected:,}",
                 f"{r.input_bytes / 1e9:.2f}",
@@ -192,11 +199,12 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="datenraum-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     sizes = args.patients or [10_000, 100_000]
-    plan = [(size, args.workers) for size in sizes]
+    # Each size with both readers side by side: the ingest as it runs, and every line row by row.
+    plan = [(size, args.workers, reader) for size in sizes for reader in ("strict", "row-by-row")]
     if not args.patients:
-        plan.append((100_000, 1))  # scaling: the same input with one worker
+        plan.append((100_000, 1, "strict"))  # scaling: the same input with one worker
     if args.full:
-        plan.append((1_000_000, args.workers))
+        plan.append((1_000_000, args.workers, "strict"))
 
     print(
         f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
@@ -205,8 +213,8 @@ def main() -> None:
     )
     rows = []
     try:
-        for patients, workers in plan:
-            rows.append(run(workdir, patients, workers, args.seed))
+        for patients, workers, reader in plan:
+            rows.append(run(workdir, patients, workers, reader, args.seed))
             print_table(rows[-1:])
     finally:
         if not args.keep_input:
