@@ -11,6 +11,7 @@ import orjson
 import pytest
 from conftest import query
 from fhir_resources import (
+    LOINC,
     PATIENT_ID_SYSTEM,
     bundle,
     condition,
@@ -24,7 +25,7 @@ from fhir_resources import (
 
 from datenraum.fhir.viewdef import standard_views
 from datenraum.site.ingest import ingest
-from datenraum.site.store import Store
+from datenraum.site.store import SORT_KEYS, Store
 
 
 def load(store: Store, *paths: Path, **options) -> object:
@@ -468,6 +469,24 @@ def test_a_later_version_of_a_resource_replaces_the_earlier_one(store, write_ndj
     assert report.added == {}
     assert query(store, "SELECT id, value_quantity FROM observation") == [("o1", 2.0)]
     assert query(store, "SELECT count(*) FROM resource WHERE id = 'o1'") == [(1,)]
+
+
+def test_each_table_of_a_load_is_written_in_the_order_of_its_sort_keys(store, write_ndjson):
+    systems = [LOINC, "http://snomed.info/sct", None]
+    resources = [patient(f"p{i}") for i in range(30)]
+    for i in range(300):
+        resource = observation(f"o{i}", f"Patient/p{(i * 7) % 30}", code=f"{(i * 13) % 11}-{i % 3}")
+        resource["code"]["coding"][0]["system"] = systems[i % 3]
+        resources.append(resource)
+    load(store, write_ndjson("first.ndjson", resources))
+    # A second load replaces some observations: the stored file is rewritten, the new one filtered.
+    load(store, write_ndjson("second.ndjson", resources[100:120] + resources[100:110]))
+    with store.snapshot() as snapshot:
+        for table, keys in SORT_KEYS.items():
+            for file in snapshot.files(table):
+                rows = snapshot.connection.execute(f"SELECT {', '.join(keys)} FROM '{file}'").fetchall()
+                # DuckDB puts NULLs last.
+                assert rows == sorted(rows, key=lambda row: [(v is None, v) for v in row]), (table, file)
 
 
 def test_loading_the_same_input_twice_leaves_the_same_tables(store, mii_kds_testdata):

@@ -50,10 +50,10 @@ from datenraum.site.store import (
     Manifest,
     Snapshot,
     Store,
-    copy_in_layout,
     layout_connection,
     parquet_listing,
     table_schemas,
+    write_in_layout,
 )
 
 __all__ = ["CHUNK_BYTES", "IngestError", "LoadReport", "ingest"]
@@ -606,9 +606,9 @@ class _Commit:
                 return self._copy_resolved_json(
                     f"SELECT {select}, m.id IS NOT NULL AS _resolved FROM {joined} WHERE {condition}", target
                 )
-        written = self.db.execute(
-            copy_in_layout(table, f"SELECT {select} FROM {joined} WHERE {condition}", target, alias="t.")
-        ).fetchone()[0]
+        written = write_in_layout(
+            self.db, table, f"SELECT {select} FROM {joined} WHERE {condition}", target, alias="t."
+        )
         if not written:
             target.unlink()
         return bool(written)
