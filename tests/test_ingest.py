@@ -657,6 +657,36 @@ def test_several_workers_load_exactly_what_one_worker_loads(tmp_path, write_ndjs
     assert query(two, "SELECT value_quantity FROM observation WHERE id = 'o7'") == [(-1.0,)]
 
 
+def test_a_load_in_many_staging_files_leaves_what_a_load_in_one_leaves(tmp_path, write_ndjson):
+    """Raw staging files are kept or rewritten one by one: those with a dangling or conditional reference,
+    a superseded version, or (in a later load) a replaced resource are rewritten, the others kept."""
+    resources = [patient(f"p{i}", mrn=str(i)) for i in range(300)]
+    resources += [observation(f"o{i}", f"Patient/p{i % 300}", value=float(i)) for i in range(3000)]
+    resources[1000] = observation("o700", "Patient/nobody")  # dangling
+    resources[2000] = observation("o1700", f"Patient?identifier={PATIENT_ID_SYSTEM}|42")
+    resources += [observation("o7", "Patient/p1", value=-1.0)]  # a later version, in a later file
+    first = write_ndjson("first.ndjson", resources)
+    second = write_ndjson("second.ndjson", [observation("o2500", "Patient/p2", value=-2.0)])
+    one, many = Store(tmp_path / "one"), Store(tmp_path / "many")
+    for path in (first, second):
+        report_one = load(one, path)
+        report_many = load(many, path, chunk_bytes=50_000)
+        same = {"load_id": "", "seconds": 0, "rejects_file": ""}
+        assert report_many.to_dict() | same == report_one.to_dict() | same
+        assert table_contents(many) == table_contents(one)
+    with many.snapshot() as snapshot:
+        first_segment = snapshot.manifest.segments[0]["files"]["resource"]
+        assert (
+            len(first_segment) > 4 and sum(".t0" in name for name in first_segment) >= len(first_segment) - 2
+        )
+    assert patient_of(many, "o1700") == ("p42", "p42")
+    assert stored_json(many, "o1700")["subject"]["reference"] == "Patient/p42"
+    assert query(many, "SELECT value_quantity FROM observation WHERE id IN ('o7', 'o2500')") in (
+        [(-1.0,), (-2.0,)],
+        [(-2.0,), (-1.0,)],
+    )
+
+
 # --- the command line -----------------------------------------------------------------------------
 
 

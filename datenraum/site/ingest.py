@@ -560,14 +560,19 @@ class _Commit:
         }
         files: dict[str, list[str]] = {}
         for table, staged in self.staged.items():
-            if table == RAW_TABLE and self._untouched(table, dropped) and not mapping:
-                # Raw JSON is most of a load's bytes and is read by id, not scanned by code: moved as is.
+            if table == RAW_TABLE:
+                # Raw JSON is most of a load's bytes and is read by id, not scanned by code: its staging
+                # files are moved as they are, but those holding rows to drop or to resolve.
+                touched = self._touched_raw_files(staged, dropped, mapping)
                 files[table] = []
                 for file in staged:
-                    target = segment_dir / Path(file).name
-                    os.replace(file, target)
-                    files[table].append(str(target.relative_to(self.store.path)))
-                continue
+                    if file not in touched:
+                        target = segment_dir / Path(file).name
+                        os.replace(file, target)
+                        files[table].append(str(target.relative_to(self.store.path)))
+                staged = [file for file in staged if file in touched]
+                if not staged:
+                    continue
             target = segment_dir / f"{table}.parquet"
             condition = (
                 # By load order alone, which is unique per resource: a patient's id may have changed since.
@@ -577,8 +582,22 @@ class _Commit:
                 else "true"
             )
             if self._copy_filtered(table, staged, target, condition, bool(mapping)):
-                files[table] = [str(target.relative_to(self.store.path))]
+                files.setdefault(table, []).append(str(target.relative_to(self.store.path)))
+        files = {table: written for table, written in files.items() if written}
         return {"id": self.load_id, "files": files} if files else None
+
+    def _touched_raw_files(self, staged: list[str], dropped: set[str], mapping: dict[str, str]) -> set[str]:
+        """The raw staging files with a row that does not survive or names a patient by placeholder."""
+        if not (dropped or mapping):
+            return set()
+        resolved = "t.patient_id IN (SELECT placeholder FROM identifier_map)" if mapping else "false"
+        return {
+            row[0]
+            for row in self.db.execute(f"""
+                SELECT DISTINCT t.filename FROM read_parquet({parquet_listing(staged)}, filename = true) t
+                WHERE {resolved} OR EXISTS (SELECT 1 FROM drop_rows d WHERE d._seq = t._seq)
+            """).fetchall()
+        }
 
     def _untouched(self, table: str, types: set[str]) -> bool:
         """Whether no row of `table` can be of one of `types`."""
@@ -671,7 +690,7 @@ class _Commit:
         segments = []
         for segment in old_segments:
             if affected & {str(self.store.path / f) for f in segment["files"].get(RAW_TABLE, [])}:
-                rewritten = self._rewrite_segment(segment)
+                rewritten = self._rewrite_segment(segment, affected)
                 if rewritten["files"]:
                     segments.append(rewritten)
             else:
@@ -680,8 +699,9 @@ class _Commit:
             segments.append(new_segment)
         return segments
 
-    def _rewrite_segment(self, segment: dict) -> dict:
-        """The segment without the rows of `gone`: tables that cannot hold any keep their files."""
+    def _rewrite_segment(self, segment: dict, affected: set[str]) -> dict:
+        """The segment without the rows of `gone`: tables that cannot hold any keep their files, and so do
+        the raw files not `affected` (most of a segment's bytes, where a load replaces a few resources)."""
         generation = self.snapshot.generation + 1
         gone_types = {row[0] for row in self.db.execute("SELECT DISTINCT resource_type FROM gone").fetchall()}
         files: dict[str, list[str]] = {}
@@ -690,11 +710,14 @@ class _Commit:
                 files[table] = sources
                 continue
             paths = [str(self.store.path / f) for f in sources]
+            if table == RAW_TABLE:
+                files[table] = [f for f, path in zip(sources, paths, strict=True) if path not in affected]
+                paths = [path for path in paths if path in affected]
             condition = f"NOT EXISTS (SELECT 1 FROM gone g WHERE g.resource_type = {self._type_of(table)} AND g.id = t.id)"
             target = self.store.segments / segment["id"] / f"{table}.g{generation:08d}.parquet"
             if self._copy_filtered(table, paths, target, condition):
-                files[table] = [str(target.relative_to(self.store.path))]
-        return {"id": segment["id"], "files": files}
+                files.setdefault(table, []).append(str(target.relative_to(self.store.path)))
+        return {"id": segment["id"], "files": {table: f for table, f in files.items() if f}}
 
     def _write_rejects(self) -> None:
         parts = sorted(self.staging.glob("rejects.*.ndjson"))
