@@ -11,6 +11,7 @@ import orjson
 import pytest
 from conftest import query
 from fhir_resources import (
+    LOINC,
     PATIENT_ID_SYSTEM,
     bundle,
     condition,
@@ -24,7 +25,7 @@ from fhir_resources import (
 
 from datenraum.fhir.viewdef import standard_views
 from datenraum.site.ingest import ingest
-from datenraum.site.store import Store
+from datenraum.site.store import SORT_KEYS, Store
 
 
 def load(store: Store, *paths: Path, **options) -> object:
@@ -470,6 +471,24 @@ def test_a_later_version_of_a_resource_replaces_the_earlier_one(store, write_ndj
     assert query(store, "SELECT count(*) FROM resource WHERE id = 'o1'") == [(1,)]
 
 
+def test_each_table_of_a_load_is_written_in_the_order_of_its_sort_keys(store, write_ndjson):
+    systems = [LOINC, "http://snomed.info/sct", None]
+    resources = [patient(f"p{i}") for i in range(30)]
+    for i in range(300):
+        resource = observation(f"o{i}", f"Patient/p{(i * 7) % 30}", code=f"{(i * 13) % 11}-{i % 3}")
+        resource["code"]["coding"][0]["system"] = systems[i % 3]
+        resources.append(resource)
+    load(store, write_ndjson("first.ndjson", resources))
+    # A second load replaces some observations: the stored file is rewritten, the new one filtered.
+    load(store, write_ndjson("second.ndjson", resources[100:120] + resources[100:110]))
+    with store.snapshot() as snapshot:
+        for table, keys in SORT_KEYS.items():
+            for file in snapshot.files(table):
+                rows = snapshot.connection.execute(f"SELECT {', '.join(keys)} FROM '{file}'").fetchall()
+                # DuckDB puts NULLs last.
+                assert rows == sorted(rows, key=lambda row: [(v is None, v) for v in row]), (table, file)
+
+
 def test_loading_the_same_input_twice_leaves_the_same_tables(store, mii_kds_testdata):
     first = load(store, mii_kds_testdata)
     before = table_contents(store)
@@ -636,6 +655,36 @@ def test_several_workers_load_exactly_what_one_worker_loads(tmp_path, write_ndjs
     }
     assert table_contents(one) == table_contents(two)
     assert query(two, "SELECT value_quantity FROM observation WHERE id = 'o7'") == [(-1.0,)]
+
+
+def test_a_load_in_many_staging_files_leaves_what_a_load_in_one_leaves(tmp_path, write_ndjson):
+    """Raw staging files are kept or rewritten one by one: those with a dangling or conditional reference,
+    a superseded version, or (in a later load) a replaced resource are rewritten, the others kept."""
+    resources = [patient(f"p{i}", mrn=str(i)) for i in range(300)]
+    resources += [observation(f"o{i}", f"Patient/p{i % 300}", value=float(i)) for i in range(3000)]
+    resources[1000] = observation("o700", "Patient/nobody")  # dangling
+    resources[2000] = observation("o1700", f"Patient?identifier={PATIENT_ID_SYSTEM}|42")
+    resources += [observation("o7", "Patient/p1", value=-1.0)]  # a later version, in a later file
+    first = write_ndjson("first.ndjson", resources)
+    second = write_ndjson("second.ndjson", [observation("o2500", "Patient/p2", value=-2.0)])
+    one, many = Store(tmp_path / "one"), Store(tmp_path / "many")
+    for path in (first, second):
+        report_one = load(one, path)
+        report_many = load(many, path, chunk_bytes=50_000)
+        same = {"load_id": "", "seconds": 0, "rejects_file": ""}
+        assert report_many.to_dict() | same == report_one.to_dict() | same
+        assert table_contents(many) == table_contents(one)
+    with many.snapshot() as snapshot:
+        first_segment = snapshot.manifest.segments[0]["files"]["resource"]
+        assert (
+            len(first_segment) > 4 and sum(".t0" in name for name in first_segment) >= len(first_segment) - 2
+        )
+    assert patient_of(many, "o1700") == ("p42", "p42")
+    assert stored_json(many, "o1700")["subject"]["reference"] == "Patient/p42"
+    assert query(many, "SELECT value_quantity FROM observation WHERE id IN ('o7', 'o2500')") in (
+        [(-1.0,), (-2.0,)],
+        [(-2.0,), (-1.0,)],
+    )
 
 
 # --- the command line -----------------------------------------------------------------------------

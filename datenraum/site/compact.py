@@ -20,10 +20,10 @@ from datenraum.site.store import (
     Store,
     StoreError,
     aligned_columns,
-    copy_in_layout,
     layout_connection,
     parquet_listing,
     table_schemas,
+    write_in_layout,
 )
 
 __all__ = ["CompactReport", "compact"]
@@ -59,10 +59,8 @@ def compact(store: Store | Path | str) -> CompactReport:
                     target = folder / f"{table}.parquet"
                     source = f"read_parquet({parquet_listing(sources)}, union_by_name = true)"
                     stored = {row[0] for row in db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-                    db.execute(
-                        copy_in_layout(
-                            table, f"SELECT {aligned_columns(schema, stored)} FROM {source}", target
-                        )
+                    write_in_layout(
+                        db, table, f"SELECT {aligned_columns(schema, stored)} FROM {source}", target
                     )
                     files[table] = [str(target.relative_to(store.path))]
             shutil.rmtree(spill, ignore_errors=True)

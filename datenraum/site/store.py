@@ -45,10 +45,10 @@ __all__ = [
     "Store",
     "StoreError",
     "aligned_columns",
-    "copy_in_layout",
     "layout_connection",
     "parquet_listing",
     "table_schemas",
+    "write_in_layout",
 ]
 
 RAW_TABLE = "resource"
@@ -107,15 +107,35 @@ def layout_connection(spill_directory: Path) -> duckdb.DuckDBPyConnection:
     return db
 
 
-def copy_in_layout(table: str, select: str, target: Path, alias: str = "") -> str:
-    """The COPY statement that writes `select` to `target` in the store's layout for `table`: sorted by
-    its SORT_KEYS (columns qualified with `alias`), zstd-compressed, ROW_GROUP_ROWS to a row group."""
+def write_in_layout(
+    db: duckdb.DuckDBPyConnection, table: str, select: str, target: Path, alias: str = ""
+) -> int:
+    """Write `select` to `target` in the store's layout for `table`: sorted by its SORT_KEYS (columns
+    qualified with `alias`), zstd-compressed, ROW_GROUP_ROWS to a row group. Returns the rows written."""
     keys = SORT_KEYS.get(table, ())
-    order = f" ORDER BY {', '.join(alias + key for key in keys)}" if keys else ""
-    return (
-        f"COPY ({select}{order}) TO '{target}' "
-        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
-    )
+    schema = table_schemas()[table]
+    order = []
+    for index, key in enumerate(keys):
+        column = alias + key
+        if index < len(keys) - 1 and schema.field(key).type == pa.string():
+            # DuckDB sorts by a normalized key of which only 32 bytes are compared directly: leading strings
+            # such as a code system's URL fill them, and then nearly every comparison falls back to the
+            # whole strings, which made the sort 4 times slower. An ENUM of the values in their order sorts
+            # the same way in a byte or two.
+            name = f"_sort_key_{index}"
+            db.execute(
+                f"CREATE OR REPLACE TYPE {name} AS ENUM "
+                f"(SELECT DISTINCT {key} FROM ({select}) WHERE {key} IS NOT NULL ORDER BY 1)"
+            )
+            column = f"{column}::{name}"
+        order.append(column)
+    order_by = f" ORDER BY {', '.join(order)}" if order else ""
+    # zstd's lowest level: the sorted columns compress about as well (the observations of 100k patients
+    # took 25.1 MB against 25.5 at DuckDB's default), for a few percent less CPU in the commit.
+    return db.execute(
+        f"COPY ({select}{order_by}) TO '{target}' "
+        f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+    ).fetchone()[0]
 
 
 @functools.cache
