@@ -162,7 +162,9 @@ class _TableBuffer:
             self.writer = pq.ParquetWriter(
                 self.path,
                 self.schema,
-                compression="zstd",
+                # Raw JSON is moved into the store as written; the flattened tables are read once, by
+                # the commit, which costs less uncompressed.
+                compression="zstd" if "json" in names else "none",
                 use_dictionary=[name for name in names if name not in _UNDICTIONARIED_COLUMNS],
                 write_statistics=[name for name in names if name not in _PLAIN_COLUMNS],
             )
