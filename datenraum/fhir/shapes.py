@@ -23,15 +23,15 @@ import orjson
 from datenraum.fhir.fhirpath import Exists, Extension, First, Member, OfType, ReferenceKey, Where
 from datenraum.fhir.viewdef import CompiledView, Select, ViewDefinitionError, standard_views
 
-__all__ = ["Element", "ResourceShape", "resource_shapes", "shape_for", "walk"]
+__all__ = ["STRING_TYPES", "Element", "ResourceShape", "resource_shapes", "shape_for", "walk"]
 
 # FHIR primitive types by the JSON type that carries them.
-_STRING_TYPES = frozenset(
+STRING_TYPES = frozenset(
     {"string", "code", "id", "uri", "url", "canonical", "markdown", "date", "dateTime", "instant", "time"}
 )
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _PRIMITIVES: dict[str, Any] = {  # FHIR type -> msgspec type
-    **dict.fromkeys(_STRING_TYPES, str),
+    **dict.fromkeys(STRING_TYPES, str),
     "decimal": float,
     "integer": _INT64,
     "boolean": bool,

@@ -22,8 +22,8 @@ from typing import Any
 
 from datenraum.fhir.fhirpath import Exists, Extension, First, Member, ReferenceKey, Where
 from datenraum.fhir.primitives import DAYS, MICROSECONDS, date_days, datetime_microseconds
-from datenraum.fhir.shapes import Element, ResourceShape
-from datenraum.fhir.viewdef import Column, CompiledView, Select, ViewDefinitionError
+from datenraum.fhir.shapes import STRING_TYPES, Element, ResourceShape
+from datenraum.fhir.viewdef import Column, CompiledView, Select, ViewDefinitionError, plain_reference_test
 
 __all__ = ["NeedsRowReader", "RowsFunction", "compile_for_shape", "compile_patient"]
 
@@ -36,9 +36,6 @@ class NeedsRowReader(Exception):
 RowsFunction = Callable[[Any, Callable[[tuple], None], int], None]
 
 _STRING_COLUMNS = frozenset({"string", "code", "id", "uri"})
-_STRING_ELEMENTS = frozenset(
-    {"string", "code", "id", "uri", "url", "canonical", "markdown", "date", "dateTime", "instant", "time"}
-)
 
 
 class _Source:
@@ -192,7 +189,7 @@ class _Compiler:
         element_type = element.type
         if not element.primitive:
             raise ViewDefinitionError(f"{where}: the path ends at a {element_type}, not a value")
-        if column_type in _STRING_COLUMNS and element_type in _STRING_ELEMENTS:
+        if column_type in _STRING_COLUMNS and element_type in STRING_TYPES:
             return var
         if column_type == "decimal" and element_type == "decimal":
             return var
@@ -200,9 +197,9 @@ class _Compiler:
             return f"float({var})"
         if column_type == element_type and column_type in ("integer", "boolean"):
             return var
-        if column_type == "date" and element_type in _STRING_ELEMENTS:
+        if column_type == "date" and element_type in STRING_TYPES:
             return "_days", "date_days"
-        if column_type in ("dateTime", "instant") and element_type in _STRING_ELEMENTS:
+        if column_type in ("dateTime", "instant") and element_type in STRING_TYPES:
             return "_microseconds", "datetime_microseconds"
         raise ViewDefinitionError(f"{where}: a {column_type} column cannot hold a FHIR {element_type}")
 
@@ -212,14 +209,9 @@ class _Compiler:
         if element.type != "Reference":
             raise ViewDefinitionError(f"{where}: getReferenceKey() needs a Reference, not {element.type}")
         src = self.src
-        prefix = resource_type + "/"
         text, key = src.name("_t"), src.name("_k")
         src.emit(indent, f"{text} = {var}.{element.field('reference')}")
-        src.emit(
-            indent,
-            f"if {text} is not None and {text}.startswith({prefix!r}) and ({key} := {text}[{len(prefix)}:]) "
-            f"and '/' not in {key} and '?' not in {key}:",
-        )
+        src.emit(indent, f"if {text} is not None and {plain_reference_test(text, key, resource_type)}:")
         src.emit(indent + 1, f"{target} = {key}")
         src.emit(indent, f"elif {text} is not None or {var}.{element.field('identifier')} is not None:")
         src.emit(indent + 1, "raise NeedsRowReader")

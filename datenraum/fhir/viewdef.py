@@ -47,6 +47,7 @@ __all__ = [
     "ViewDefinition",
     "ViewDefinitionError",
     "load_view",
+    "plain_reference_test",
     "standard_views",
 ]
 
@@ -246,13 +247,8 @@ class _ColumnValue(_Leaf):
             return False
         # A relative reference `Type/id` means the same to every resolver: read it here, leave the rest to it.
         src, text, key = self.src, self.src.name("_s"), self.src.name("_t")
-        prefix = f"{resource_type}/"
         src.emit(indent, f"{text} = {var}.get('reference') if type({var}) is dict else None")
-        src.emit(
-            indent,
-            f"if type({text}) is str and {text}.startswith({prefix!r}) and ({key} := {text}[{len(prefix)}:]) "
-            f"and '/' not in {key} and '?' not in {key}:",
-        )
+        src.emit(indent, f"if type({text}) is str and {plain_reference_test(text, key, resource_type)}:")
         src.emit(indent + 1, f"{self.target} = {key}")
         src.emit(indent, "else:")
         src.emit(indent + 1, f"{self.target} = resolve({var}, {resource_type!r})")  # an id, or None
@@ -265,6 +261,16 @@ class _ColumnExists(_Leaf):
 
     def value(self, var: str, indent: int) -> None:
         self.src.emit(indent, f"{self.target} = True")
+
+
+def plain_reference_test(text: str, key: str, resource_type: str) -> str:
+    """Python code testing that the str in `text` is a plain relative reference `Type/id` (which means
+    the same to every resolver), binding the id to `key`."""
+    prefix = f"{resource_type}/"
+    return (
+        f"{text}.startswith({prefix!r}) and ({key} := {text}[{len(prefix)}:]) "
+        f"and '/' not in {key} and '?' not in {key}"
+    )
 
 
 def _first_of(converter: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -12,6 +12,7 @@ resolve). A line is read by exactly one of the two, so counts and rows add up.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -65,6 +66,15 @@ class _Table:
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
+@functools.cache
+def _compiled(resource_type: str) -> tuple[ResourceShape, list[tuple[str, RowsFunction]], Callable]:
+    """A type's shape, its views compiled for it (by table) and its patient function: once a process,
+    since every task of a load reads with a reader of its own."""
+    views = [view for view in standard_views().values() if view.resource == resource_type]
+    shape = resource_shapes().get(resource_type) or shape_for(resource_type, [])
+    return shape, [(view.name, compile_for_shape(view, shape)) for view in views], compile_patient(shape)
+
+
 def _array(values: tuple, arrow_type: pa.DataType) -> pa.Array:
     """Dates and times come as the integers Arrow stores them as (structviews.py)."""
     if pa.types.is_timestamp(arrow_type):
@@ -101,13 +111,9 @@ class StrictReader:
             return self.types[resource_type]
         reader = None
         if resource_type is not None and resource_type in R4_RESOURCE_TYPES and resource_type != "Bundle":
-            views = [view for view in standard_views().values() if view.resource == resource_type]
-            shape = resource_shapes().get(resource_type) or shape_for(resource_type, [])
-            schemas = table_schemas()
-            compiled = [
-                (compile_for_shape(view, shape), _Table(view.name, schemas[view.name])) for view in views
-            ]
-            reader = _TypeReader(shape, compiled, compile_patient(shape))
+            shape, functions, patient = _compiled(resource_type)
+            tables = [(rows, _Table(name, table_schemas()[name])) for name, rows in functions]
+            reader = _TypeReader(shape, tables, patient)
         self.types[resource_type] = reader
         return reader
 
