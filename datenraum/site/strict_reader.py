@@ -2,9 +2,9 @@
 
 This is the fast path of the ingest. msgspec decodes each line into structs of exactly the shape the
 views read (fhir/shapes.py), skipping everything else, and refuses any line whose elements are not of
-the JSON type FHIR gives them. The views, compiled for that shape (fhir/structviews.py), append to one
-list per column, which Arrow converts in one call each; the raw JSON column is cut from the block as it
-was read. What the strict reader cannot vouch for goes back to the caller, line by line, for the
+the JSON type FHIR gives them. The views, compiled for that shape (fhir/structviews.py), append plain
+tuples, which go to Arrow a column at a time every BATCH_RESOURCES resources; the raw JSON column is cut
+from the block as it was read, without a copy per line. What the strict reader cannot vouch for goes back to the caller, line by line, for the
 row-by-row reader (loader.py), which is the reference: it rejects with a reason, or reads what FHIR
 JSON allows but the strict shape does not (a single object where an array belongs, references to
 resolve). A line is read by exactly one of the two, so counts and rows add up.
