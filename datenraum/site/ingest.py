@@ -749,7 +749,7 @@ def ingest(
     `workers` defaults to one per core for big input, `chunk_bytes` is how much NDJSON one task reads,
     `max_resource_bytes` the longest NDJSON line accepted, and `wait_seconds` how long to wait for a
     load that is already running on the same store. Without `strict_reader`, every NDJSON line is read
-    by the row-by-row reader: the same result, several times slower (to compare, or to rule it out).
+    by the row-by-row reader: the same result, more slowly (to compare, or to rule the strict reader out).
     """
     store = store if isinstance(store, Store) else Store(store)
     started = time.perf_counter()
