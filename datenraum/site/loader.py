@@ -11,6 +11,7 @@ a folder of them does not become hundreds of tiny Parquet files.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import zlib
 from collections.abc import Iterator
@@ -436,6 +437,18 @@ def _run_json(piece: Piece, writer: _TaskWriter) -> None:
 
 def run_task(task: Task) -> TaskResult:
     """Read one task's pieces into its staging files (runs in a worker process)."""
+    # Reading makes millions of tuples and dicts and no cycles: the cyclic garbage collector, which would
+    # run every few hundred of them, is paused meanwhile (it cost about a tenth of the time).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_task(task)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _run_task(task: Task) -> TaskResult:
     writer = _TaskWriter(task)
     for piece in task.pieces:
         writer.piece, writer.seq_base = piece, piece.seq_base

@@ -13,7 +13,6 @@ resolve). A line is read by exactly one of the two, so counts and rows add up.
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -164,16 +163,7 @@ class StrictReader:
         def flush(reader: _TypeReader) -> None:
             self._flush_type(reader, lines, path, first_line, seq_base)
 
-        # The loop makes millions of tuples and no cycles: the cyclic garbage collector, which would run
-        # every few hundred of them, is paused for it (about a tenth of the time otherwise).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            left = self._read_lines(data, starts, ends, candidates, first_line, seq_base, flush)
-        finally:
-            if collecting:
-                gc.enable()
-        for index in left:
+        for index in self._read_lines(data, starts, ends, candidates, first_line, seq_base, flush):
             yield first_line + index, data[int(starts[index]) : int(ends[index])]
         self._flush(lines, path, first_line, seq_base)
 
