@@ -75,11 +75,6 @@ class ResourceShape:
     def decoder(self) -> msgspec.json.Decoder:
         return msgspec.json.Decoder(_msgspec_type(self.root, self.resource_type))
 
-    @staticmethod
-    def resource_type_of(decoded: Any) -> str | None:
-        """The resourceType of a decoded line: always the shape's first field."""
-        return decoded.f0
-
 
 @functools.cache
 def _element_types() -> dict:
@@ -95,7 +90,8 @@ def _element_types() -> dict:
 
 def shape_for(resource_type: str, views: list[CompiledView]) -> ResourceShape:
     """The shape of `resource_type` that `views` read, plus what every load reads: type, id, and the
-    `subject` or `patient` reference that names a resource's patient."""
+    `subject` or `patient` reference that names a resource's patient. Type and id come first, so that a
+    decoded resource holds them as `f0` and `f1`."""
     known = resource_type in _element_types()["datatypes"]
     root = Element(resource_type if known else "*")
     for name in (

@@ -58,6 +58,21 @@ class _Source:
         self.lines.append("    " * indent + line)
 
 
+def _emit_reference(
+    src: _Source, var: str, element: Element, resource_type: str, target: str, indent: int, where: str
+) -> None:
+    """Code setting `target` to the id a decoded Reference in `var` names as a plain `Type/id`, and raising
+    NeedsRowReader for any other reference it holds (literal or logical)."""
+    if element.type != "Reference":
+        raise ViewDefinitionError(f"{where}: getReferenceKey() needs a Reference, not {element.type}")
+    text, key = src.name("_t"), src.name("_k")
+    src.emit(indent, f"{text} = {var}.{element.field('reference')}")
+    src.emit(indent, f"if {text} is not None and {plain_reference_test(text, key, resource_type)}:")
+    src.emit(indent + 1, f"{target} = {key}")
+    src.emit(indent, f"elif {text} is not None or {var}.{element.field('identifier')} is not None:")
+    src.emit(indent + 1, "raise NeedsRowReader")
+
+
 class _Compiler:
     def __init__(self, view: CompiledView, shape: ResourceShape) -> None:
         self.view = view
@@ -77,8 +92,7 @@ class _Compiler:
                 self.src.emit(2, "return")
 
     def where(self, column: Column | None = None) -> str:
-        name = self.view.name if self.view else self.shape.resource_type
-        return f"view {name}" + (f", column {column.name}" if column else "")
+        return f"view {self.view.name}" + (f", column {column.name}" if column else "")
 
     # --- paths ---------------------------------------------------------------------------------------
 
@@ -166,7 +180,7 @@ class _Compiler:
                 if ends_in_exists:
                     src.emit(level, f"{target} = True")
                 elif reference_type is not None:
-                    self._reference(var, reached, reference_type, target, level, where)
+                    _emit_reference(src, var, reached, reference_type, target, level, where)
                 else:
                     converted = self._convert(var, column.type, reached, where)
                     if isinstance(converted, tuple):  # a cached conversion: a lookup, a call when it misses
@@ -202,19 +216,6 @@ class _Compiler:
         if column_type in ("dateTime", "instant") and element_type in STRING_TYPES:
             return "_microseconds", "datetime_microseconds"
         raise ViewDefinitionError(f"{where}: a {column_type} column cannot hold a FHIR {element_type}")
-
-    def _reference(
-        self, var: str, element: Element, resource_type: str, target: str, indent: int, where: str
-    ) -> None:
-        if element.type != "Reference":
-            raise ViewDefinitionError(f"{where}: getReferenceKey() needs a Reference, not {element.type}")
-        src = self.src
-        text, key = src.name("_t"), src.name("_k")
-        src.emit(indent, f"{text} = {var}.{element.field('reference')}")
-        src.emit(indent, f"if {text} is not None and {plain_reference_test(text, key, resource_type)}:")
-        src.emit(indent + 1, f"{target} = {key}")
-        src.emit(indent, f"elif {text} is not None or {var}.{element.field('identifier')} is not None:")
-        src.emit(indent + 1, "raise NeedsRowReader")
 
     # --- selects -------------------------------------------------------------------------------------
 
@@ -343,14 +344,13 @@ def compile_patient(shape: ResourceShape) -> Callable[[Any], str | None]:
     resolve."""
     if shape.resource_type == "Patient":
         return lambda resource: resource.f1
-    compiler = _Compiler(None, shape)  # type: ignore[arg-type] - no view: only the reference code
-    src, root = compiler.src, shape.root
+    src, root = _Source(), shape.root
     src.emit(0, "def _patient(resource):")
     src.emit(1, "_p = None")
     for position, name in enumerate(("subject", "patient")):
         element = root.children[name]
         src.emit(1, f"{'if' if not position else 'elif'} resource.{root.field(name)} is not None:")
-        compiler._reference(f"resource.{root.field(name)}", element, "Patient", "_p", 2, name)
+        _emit_reference(src, f"resource.{root.field(name)}", element, "Patient", "_p", 2, name)
     src.emit(1, "return _p")
     namespace = dict(src.constants)
     exec(compile("\n".join(src.lines), f"<patient of {shape.resource_type}>", "exec"), namespace)
