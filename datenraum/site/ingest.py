@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_patient_references
 from datenraum.fhir.viewdef import standard_views
+from datenraum.site.allocation import worker_environment
 from datenraum.site.loader import (
     MAX_REPORTED_REJECTS,
     MAX_RESOURCE_BYTES,
@@ -207,7 +208,8 @@ def _read_all(tasks: Iterator[Task], workers: int) -> list[TaskResult]:
     context = multiprocessing.get_context("spawn")
     try:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(run_task, task) for task in tasks]
+            with worker_environment():  # the workers start as the tasks are submitted
+                futures = [pool.submit(run_task, task) for task in tasks]
             return [future.result() for future in futures]
     except BrokenProcessPool:
         raise IngestError("a worker process died (out of memory?); nothing was loaded") from None
