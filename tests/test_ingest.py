@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from fhir_resources import (
 )
 
 from datenraum.fhir.viewdef import standard_views
+from datenraum.site.allocation import WORKER_ENVIRONMENT, worker_environment
 from datenraum.site.ingest import ingest
 from datenraum.site.store import SORT_KEYS, Store
 
@@ -710,3 +712,12 @@ def test_the_cli_reports_as_json_on_request(store, write_ndjson):
     result = run_cli("ingest", "--json", "--store", store.path, write_ndjson("a.ndjson", [patient("p1")]))
     assert result.returncode == 0, result.stderr
     assert orjson.loads(result.stdout)["added"] == {"Patient": 1}
+
+
+def test_worker_processes_get_the_allocator_settings_and_the_environment_is_restored(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setenv("MIMALLOC_PURGE_DELAY", "5")  # a site's own setting wins
+    with worker_environment():
+        assert os.environ["GLIBC_TUNABLES"] == WORKER_ENVIRONMENT["GLIBC_TUNABLES"]
+        assert os.environ["MIMALLOC_PURGE_DELAY"] == "5"
+    assert "GLIBC_TUNABLES" not in os.environ and os.environ["MIMALLOC_PURGE_DELAY"] == "5"
