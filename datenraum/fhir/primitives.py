@@ -18,6 +18,8 @@ __all__ = [
     "ARROW_TYPES",
     "CONVERTERS",
     "DAYS",
+    "ID_CHARACTERS",
+    "MAX_ID_LENGTH",
     "MICROSECONDS",
     "ElementTypeError",
     "date_days",
@@ -25,6 +27,11 @@ __all__ = [
     "parse_date",
     "parse_datetime",
 ]
+
+
+# A resource id (FHIR's `id` type): 1 to MAX_ID_LENGTH of these characters.
+ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
+MAX_ID_LENGTH = 64
 
 
 class ElementTypeError(ValueError):

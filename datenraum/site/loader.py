@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datenraum.fhir.bundle import BundleEntryError, read_bundle
+from datenraum.fhir.primitives import ID_CHARACTERS, MAX_ID_LENGTH
 from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_reference
 from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
 from datenraum.fhir.viewdef import CompiledView, Resolver, standard_views
@@ -50,7 +51,6 @@ BLOCK_BYTES = 16 * 1024 * 1024
 # Rejects beyond this many are counted and written to the rejects file, but not kept in the report.
 MAX_REPORTED_REJECTS = 1000
 _BOM = b"\xef\xbb\xbf"  # editors on Windows start UTF-8 files with it; JSON parsers refuse it
-_ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
 # The resource types stored, each mapped to one canonical str object; Bundles are read as files only.
 _RESOURCE_TYPES = {name: name for name in R4_RESOURCE_TYPES if name != "Bundle"}
 # Where resources of the patient compartment name their patient.
@@ -230,8 +230,8 @@ class _TaskWriter:
         if (
             resource_type is None
             or type(resource_id) is not str
-            or resource_id.strip(_ID_CHARACTERS)
-            or not 0 < len(resource_id) <= 64
+            or resource_id.strip(ID_CHARACTERS)
+            or not 0 < len(resource_id) <= MAX_ID_LENGTH
         ):
             self._reject_invalid(resource, raw, line)
             return
@@ -286,7 +286,9 @@ class _TaskWriter:
         elif resource_id is None:
             reason = "resource has no id"
         else:
-            reason = f"id {resource_id!r:.80} is not a valid FHIR id (1 to 64 of A-Z a-z 0-9 - .)"
+            reason = (
+                f"id {resource_id!r:.80} is not a valid FHIR id (1 to {MAX_ID_LENGTH} of A-Z a-z 0-9 - .)"
+            )
         self.reject(self.piece.location(line), reason, raw, resource_type)
 
     def _explain(self, resource: dict, resolve: Resolver) -> str:

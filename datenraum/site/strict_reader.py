@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from datenraum.fhir.primitives import ID_CHARACTERS, MAX_ID_LENGTH
 from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
 from datenraum.fhir.shapes import ResourceShape, resource_shapes, shape_for
 from datenraum.fhir.structviews import RowsFunction, compile_for_shape, compile_patient
@@ -29,7 +30,6 @@ from datenraum.site.store import RAW_SCHEMA, RAW_TABLE, table_schemas
 __all__ = ["StrictReader"]
 
 _NEWLINE, _RETURN, _OPEN_BRACE = 10, 13, 123
-_ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 # Rows go to Arrow this many resources at a time: small enough that their memory is reused while hot.
 BATCH_RESOURCES = 4096
@@ -211,7 +211,11 @@ class StrictReader:
                     reader.indices.append,
                 )
             resource_id = decoded.f1
-            if resource_id is None or resource_id.strip(_ID_CHARACTERS) or not 0 < len(resource_id) <= 64:
+            if (
+                resource_id is None
+                or resource_id.strip(ID_CHARACTERS)
+                or not 0 < len(resource_id) <= MAX_ID_LENGTH
+            ):
                 left.append(index)
                 continue
             seq = seq_of_index + index
