@@ -20,10 +20,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
+
 from datenraum.fhir.fhirpath import Exists, Extension, First, Member, ReferenceKey, Where
-from datenraum.fhir.primitives import DAYS, MICROSECONDS, date_days, datetime_microseconds
+from datenraum.fhir.primitives import ARROW_TYPES, DAYS, MICROSECONDS, date_days, datetime_microseconds
 from datenraum.fhir.shapes import STRING_TYPES, Element, ResourceShape
-from datenraum.fhir.viewdef import Column, CompiledView, Select, ViewDefinitionError, plain_reference_test
+from datenraum.fhir.viewdef import (
+    CodeSource,
+    Column,
+    CompiledView,
+    Select,
+    ViewDefinitionError,
+    plain_reference_test,
+)
 
 __all__ = ["NeedsRowReader", "RowsFunction", "compile_for_shape", "compile_patient"]
 
@@ -35,31 +44,21 @@ class NeedsRowReader(Exception):
 # Reads one decoded resource, appending its rows as tuples (values..., seq).
 RowsFunction = Callable[[Any, Callable[[tuple], None], int], None]
 
-_STRING_COLUMNS = frozenset({"string", "code", "id", "uri"})
 
-
-class _Source:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.constants: dict[str, Any] = {
+def _source() -> CodeSource:
+    return CodeSource(
+        {
             "_days": DAYS.get,
             "_microseconds": MICROSECONDS.get,
             "date_days": date_days,
             "datetime_microseconds": datetime_microseconds,
             "NeedsRowReader": NeedsRowReader,
         }
-        self.counter = 0
-
-    def name(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
-    def emit(self, indent: int, line: str) -> None:
-        self.lines.append("    " * indent + line)
+    )
 
 
 def _emit_reference(
-    src: _Source, var: str, element: Element, resource_type: str, target: str, indent: int, where: str
+    src: CodeSource, var: str, element: Element, resource_type: str, target: str, indent: int, where: str
 ) -> None:
     """Code setting `target` to the id a decoded Reference in `var` names as a plain `Type/id`, and raising
     NeedsRowReader for any other reference it holds (literal or logical)."""
@@ -77,7 +76,7 @@ class _Compiler:
     def __init__(self, view: CompiledView, shape: ResourceShape) -> None:
         self.view = view
         self.shape = shape
-        self.src = _Source()
+        self.src = _source()
         self.collected: dict[int, tuple[str, Element]] = {}  # foci collected ahead, by id of their select
 
     def early_exits(self) -> None:
@@ -203,7 +202,7 @@ class _Compiler:
         element_type = element.type
         if not element.primitive:
             raise ViewDefinitionError(f"{where}: the path ends at a {element_type}, not a value")
-        if column_type in _STRING_COLUMNS and element_type in STRING_TYPES:
+        if ARROW_TYPES[column_type] == pa.string() and element_type in STRING_TYPES:
             return var
         if column_type == "decimal" and element_type == "decimal":
             return var
@@ -328,14 +327,7 @@ def compile_for_shape(view: CompiledView, shape: ResourceShape) -> RowsFunction:
     compiler.src.emit(0, "def _rows(resource, out, seq):")
     compiler.early_exits()
     compiler.selects([(view.view.select, "resource", shape.root, False)], [], 1)
-    namespace = dict(compiler.src.constants)
-    try:
-        exec(
-            compile("\n".join(_peephole(compiler.src.lines)), f"<shaped view {view.name}>", "exec"), namespace
-        )
-    except SyntaxError as error:  # nesting too deep for Python
-        raise ViewDefinitionError(f"view {view.name} cannot be compiled: {error.msg}") from None
-    return namespace["_rows"]
+    return compiler.src.function("_rows", f"shaped view {view.name}", _peephole(compiler.src.lines))
 
 
 def compile_patient(shape: ResourceShape) -> Callable[[Any], str | None]:
@@ -344,7 +336,7 @@ def compile_patient(shape: ResourceShape) -> Callable[[Any], str | None]:
     resolve."""
     if shape.resource_type == "Patient":
         return lambda resource: resource.f1
-    src, root = _Source(), shape.root
+    src, root = _source(), shape.root
     src.emit(0, "def _patient(resource):")
     src.emit(1, "_p = None")
     for position, name in enumerate(("subject", "patient")):
@@ -352,6 +344,4 @@ def compile_patient(shape: ResourceShape) -> Callable[[Any], str | None]:
         src.emit(1, f"{'if' if not position else 'elif'} resource.{root.field(name)} is not None:")
         _emit_reference(src, f"resource.{root.field(name)}", element, "Patient", "_p", 2, name)
     src.emit(1, "return _p")
-    namespace = dict(src.constants)
-    exec(compile("\n".join(src.lines), f"<patient of {shape.resource_type}>", "exec"), namespace)
-    return namespace["_patient"]
+    return src.function("_patient", f"patient of {shape.resource_type}")

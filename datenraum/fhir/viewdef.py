@@ -40,6 +40,7 @@ from datenraum.fhir.fhirpath import (
 from datenraum.fhir.primitives import ARROW_TYPES, CONVERTERS, ElementTypeError
 
 __all__ = [
+    "CodeSource",
     "Column",
     "CompiledView",
     "Resolver",
@@ -176,10 +177,12 @@ def standard_views() -> dict[str, CompiledView]:
 # single-valued case free of loops and temporary tuples.
 
 
-class _Source:
-    def __init__(self) -> None:
+class CodeSource:
+    """Python source being generated: unique names, constants the code refers to, lines to compile."""
+
+    def __init__(self, constants: dict[str, Any] | None = None) -> None:
         self.lines: list[str] = []
-        self.constants: dict[str, Any] = {}
+        self.constants: dict[str, Any] = dict(constants or {})
         self.counter = 0
 
     def name(self, prefix: str) -> str:
@@ -193,6 +196,15 @@ class _Source:
 
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
+
+    def function(self, name: str, label: str, lines: list[str] | None = None) -> Callable:
+        """Compile the source (or `lines` made of it) and return the function `name` it defines."""
+        namespace = dict(self.constants)
+        try:
+            exec(compile("\n".join(self.lines if lines is None else lines), f"<{label}>", "exec"), namespace)
+        except SyntaxError as error:  # nesting too deep for Python
+            raise ViewDefinitionError(f"{label} cannot be compiled: {error.msg}") from None
+        return namespace[name]
 
 
 class _Leaf:
@@ -212,7 +224,7 @@ class _Leaf:
 class _Collect(_Leaf):
     """Every value of a forEach path appended to a list."""
 
-    def __init__(self, src: _Source, target: str) -> None:
+    def __init__(self, src: CodeSource, target: str) -> None:
         self.src, self.target = src, target
 
     def value(self, var: str, indent: int) -> None:
@@ -222,7 +234,7 @@ class _Collect(_Leaf):
 class _ColumnValue(_Leaf):
     """The first value of a column's path, converted to its type, in `target`."""
 
-    def __init__(self, src: _Source, target: str, column_type: str) -> None:
+    def __init__(self, src: CodeSource, target: str, column_type: str) -> None:
         self.src, self.target = src, target
         self.converter = src.constant(CONVERTERS[column_type])
         self.first_converter = src.constant(_first_of(CONVERTERS[column_type]))
@@ -256,7 +268,7 @@ class _ColumnValue(_Leaf):
 
 
 class _ColumnExists(_Leaf):
-    def __init__(self, src: _Source, target: str) -> None:
+    def __init__(self, src: CodeSource, target: str) -> None:
         self.src, self.target = src, target
 
     def value(self, var: str, indent: int) -> None:
@@ -284,7 +296,7 @@ def _first_of(converter: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return first
 
 
-def _emit_steps(src: _Source, steps: tuple, var: str, indent: int, leaf: _Leaf, found: str | None) -> None:
+def _emit_steps(src: CodeSource, steps: tuple, var: str, indent: int, leaf: _Leaf, found: str | None) -> None:
     """Navigate `steps` from `var`, handing each value reached to `leaf`.
 
     With `found` (a variable the leaf assigns), navigation stops at the first value: loops break as
@@ -335,7 +347,7 @@ def _emit_steps(src: _Source, steps: tuple, var: str, indent: int, leaf: _Leaf, 
         raise ViewDefinitionError(f"cannot compile step {step!r}")
 
 
-def _emit_column(src: _Source, column: Column, focus: str, indent: int) -> str:
+def _emit_column(src: CodeSource, column: Column, focus: str, indent: int) -> str:
     """Code that sets a variable to the column's value at `focus`; returns the variable's name."""
     target = src.name("_c")
     src.emit(indent, f"{target} = None")
@@ -352,7 +364,7 @@ def _emit_column(src: _Source, column: Column, focus: str, indent: int) -> str:
     return target
 
 
-def _emit_foci(src: _Source, union: Union, focus: str, indent: int) -> str:
+def _emit_foci(src: CodeSource, union: Union, focus: str, indent: int) -> str:
     """Code that collects every value of a forEach path into a list; returns the list's name."""
     foci = src.name("_f")
     src.emit(indent, f"{foci} = []")
@@ -368,7 +380,7 @@ def _emit_foci(src: _Source, union: Union, focus: str, indent: int) -> str:
 
 
 def _emit_selects(
-    src: _Source, work: list[tuple[Select, str]], values: list[str], indent: int, collected: dict[int, str]
+    src: CodeSource, work: list[tuple[Select, str]], values: list[str], indent: int, collected: dict[int, str]
 ) -> None:
     """Code for the rows of the selects in `work` (each with its focus variable), cross-multiplied.
 
@@ -397,7 +409,7 @@ def _emit_selects(
         _emit_selects(src, rest, values + nulls, indent + 1, collected)
 
 
-def _emit_early_exits(src: _Source, root: Select) -> dict[int, str]:
+def _emit_early_exits(src: CodeSource, root: Select) -> dict[int, str]:
     """Collect the foci of the resource's plain forEach selects first: with none, it has no rows at all.
 
     Most Observations have no components: their observation_component rows cost one lookup this way.
@@ -424,17 +436,12 @@ class CompiledView:
         self.resource = view.resource
         self.columns = view.columns
         self.schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in self.columns])
-        src = _Source()
+        src = CodeSource()
         src.emit(0, "def _rows(resource, resolve, suffix):")
         src.emit(1, "out = []")
         _emit_selects(src, [(view.select, "resource")], [], 1, _emit_early_exits(src, view.select))
         src.emit(1, "return out")
-        namespace: dict[str, Any] = dict(src.constants)
-        try:
-            exec(compile("\n".join(src.lines), f"<view {view.name}>", "exec"), namespace)
-        except SyntaxError as error:  # nesting too deep for Python
-            raise ViewDefinitionError(f"view {view.name} cannot be compiled: {error.msg}") from None
-        self._rows: Callable[[Any, Resolver, tuple], list[tuple]] = namespace["_rows"]
+        self._rows: Callable[[Any, Resolver, tuple], list[tuple]] = src.function("_rows", f"view {view.name}")
 
     def rows(self, resource: dict, resolve: Resolver, suffix: tuple = ()) -> list[tuple]:
         """The table rows of one resource, each followed by `suffix`.

@@ -125,6 +125,10 @@ class StrictReader:
         starts, ends = _line_bounds(data)
         lengths = ends - starts
         view = np.frombuffer(data, np.uint8)
+
+        def line_at(index: int) -> bytes:
+            return data[int(starts[index]) : int(ends[index])]
+
         nonempty = lengths > 0
         first = np.zeros(len(starts), np.uint8)
         first[nonempty] = view[starts[nonempty]]
@@ -133,8 +137,7 @@ class StrictReader:
         # Lines ending in a second carriage return are left to the row-by-row reader, which strips them all.
         candidate = nonempty & (first == _OPEN_BRACE) & (last != _RETURN) & (lengths <= limit)
         for index in np.flatnonzero(nonempty & ~candidate).tolist():
-            start, end = int(starts[index]), int(ends[index])
-            yield first_line + index, (data[start:end] if end - start <= limit else None)
+            yield first_line + index, (line_at(index) if lengths[index] <= limit else None)
         # Every line with the line end after it as the next item: one Arrow array over the block as it is.
         offsets = np.empty(2 * len(starts) + 1, np.int64)
         offsets[0 : 2 * len(starts) : 2], offsets[1 : 2 * len(starts) : 2] = starts, ends
@@ -154,17 +157,17 @@ class StrictReader:
             valid = []
             for index in candidates:
                 try:
-                    data[int(starts[index]) : int(ends[index])].decode()
+                    line_at(index).decode()
                     valid.append(index)
                 except UnicodeDecodeError:
-                    yield first_line + index, data[int(starts[index]) : int(ends[index])]
+                    yield first_line + index, line_at(index)
             candidates = valid
 
         def flush(reader: _TypeReader) -> None:
             self._flush_type(reader, lines, path, first_line, seq_base)
 
         for index in self._read_lines(data, starts, ends, candidates, first_line, seq_base, flush):
-            yield first_line + index, data[int(starts[index]) : int(ends[index])]
+            yield first_line + index, line_at(index)
         self._flush(lines, path, first_line, seq_base)
 
     def _read_lines(
