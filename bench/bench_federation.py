@@ -27,9 +27,9 @@ from pathlib import Path
 
 import psutil
 
-from datenraum.demo import DEMO_QUERY, DemoSite, prepare_sites
-from datenraum.local_federation import ChildProcess, LocalFederation, Researcher
-from datenraum.local_postgres import LocalPostgres
+from datenraum.devtools.demo import DEMO_QUERY, DemoSite, prepare_sites
+from datenraum.devtools.federation import ChildProcess, LocalFederation, Researcher
+from datenraum.devtools.postgres import LocalPostgres
 from datenraum.query.model import query_to_json
 
 HUB_SETTINGS = {

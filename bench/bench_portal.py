@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from datenraum.local_federation import LocalFederation
+from datenraum.devtools.federation import LocalFederation
 
 SEARCHES = [
     "d", "di", "dia", "diab", "diabetes", "Diabetes Typ 2", "typ 2 diab", "E11", "e11.9", "E1", "C00-C97",

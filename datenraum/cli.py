@@ -8,13 +8,18 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
 
 from datenraum.hub.cli import hub_cli
-from datenraum.site.ingest import IngestError, LoadReport, ingest
-from datenraum.site.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from datenraum.site.ingest import LoadReport
+
+# The site's commands import the site stack (DuckDB, pyarrow, msgspec) inside the command, so that
+# `datenraum hub ...` and `datenraum --help` start without it (bench/bench_startup.py).
 
 
 def _fail(message: str) -> None:
@@ -73,6 +78,9 @@ def ingest_command(
     paths: tuple[Path],
 ) -> None:
     """Load FHIR R4 NDJSON (.ndjson, .ndjson.gz) and Bundles (.json), or folders of them, into a store."""
+    from datenraum.site.ingest import IngestError, ingest
+    from datenraum.site.store import StoreError
+
     try:
         report = ingest(store_path, paths, workers=workers, strict_reader=not row_by_row)
     except (IngestError, StoreError) as error:
@@ -90,6 +98,7 @@ def ingest_command(
 def compact_command(store_path: Path) -> None:
     """Merge a store's segments into one, each table sorted for fast queries (run after big loads)."""
     from datenraum.site.compact import compact
+    from datenraum.site.store import StoreError
 
     try:
         report = compact(store_path)
@@ -105,6 +114,8 @@ def compact_command(store_path: Path) -> None:
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path))
 def stats_command(store_path: Path) -> None:
     """Row counts of every table of a site store."""
+    from datenraum.site.store import Store, StoreError
+
     try:
         with Store(store_path).snapshot() as snapshot:
             click.echo(f"generation {snapshot.generation}")
@@ -127,6 +138,7 @@ def count_command(
     """Count the patients of a structured query (CCDL JSON) at this site: exact, site-local."""
     from datenraum.query.model import QueryError, parse_query
     from datenraum.site import feasibility
+    from datenraum.site.store import Store, StoreError
 
     if store_path is None and not explain:
         raise click.UsageError("--store is required (unless --explain)")
@@ -200,6 +212,7 @@ def site_serve_command(
     from datenraum.site.agent import serve
     from datenraum.site.agent_config import load_config
     from datenraum.site.agent_state import StateError
+    from datenraum.site.store import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the state changes
@@ -231,7 +244,7 @@ def site_serve_command(
 @click.option("--once", is_flag=True, help="Stop after the example query instead of running until Ctrl-C.")
 def demo_command(workdir: Path, port: int, once: bool) -> None:
     """Synthetic hospitals with their own stores and site agents, a hub, and a federated feasibility query."""
-    from datenraum import demo
+    from datenraum.devtools import demo
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the hub and agents as on Ctrl-C
     try:

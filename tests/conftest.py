@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from datenraum.local_postgres import LocalPostgres, PostgresUnavailable
+from datenraum.devtools.postgres import LocalPostgres, PostgresUnavailable
 from datenraum.site.store import Store
 
 SHARED_DATA = Path(os.environ.get("DATENRAUM_SHARED_DATA", "/work/shared/data"))

@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from datenraum.demo import DEMO_QUERY
+from datenraum.devtools.demo import DEMO_QUERY
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import API_PREFIX, TaskResult, TaskState
 from datenraum.query.model import query_to_json

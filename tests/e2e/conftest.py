@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from datenraum.local_federation import LocalFederation, Researcher
+from datenraum.devtools.federation import LocalFederation, Researcher
 from datenraum.site.ingest import ingest
 from datenraum.synth import generate
 

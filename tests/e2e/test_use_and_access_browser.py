@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
-from datenraum.local_federation import Researcher
+from datenraum.devtools.federation import Researcher
 
 from .conftest import ADMIN, Portal
 from .test_portal_browser import sign_in

@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from datenraum.demo import DEMO_QUERY
+from datenraum.devtools.demo import DEMO_QUERY
+from datenraum.devtools.federation import LocalFederation, Researcher
 from datenraum.hub.accounts import Accounts, Role
 from datenraum.hub.db import create_hub_engine
-from datenraum.local_federation import LocalFederation, Researcher
 from datenraum.query.model import query_to_json
 from datenraum.site.agent_config import TEST_DELAY_VARIABLE
 from datenraum.site.ingest import ingest

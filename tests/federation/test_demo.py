@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datenraum import demo
-from datenraum.local_federation import free_port
+from datenraum.devtools import demo
+from datenraum.devtools.ports import free_port
 
 SMALL_SITES = (
     demo.DemoSite("nord", "Klinikum Nord", 300, 1, 0),

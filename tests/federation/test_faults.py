@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from datenraum.demo import DEMO_QUERY
+from datenraum.devtools.demo import DEMO_QUERY
 from datenraum.query.model import query_to_json
 
 QUERY = query_to_json(DEMO_QUERY)

@@ -1,6 +1,6 @@
 """Fixtures for the hub's tests: every test runs on SQLite and on a real PostgreSQL server.
 
-The PostgreSQL server is a throwaway cluster (`datenraum.local_postgres`), started once per test session
+The PostgreSQL server is a throwaway cluster (`datenraum.devtools.postgres`), started once per test session
 without durability (it is thrown away), and stopped at the end (or, if the tests are killed, by its
 watchdog). Each test gets an empty database: the PostgreSQL one truncated, or a copy of a migrated SQLite file
 (much faster than migrating each time).
@@ -16,11 +16,11 @@ import argon2
 import pytest
 from sqlalchemy.orm import sessionmaker
 
+from datenraum.devtools.postgres import LocalPostgres
 from datenraum.hub import passwords
 from datenraum.hub.accounts import Accounts
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Base, create_hub_engine, migrate
-from datenraum.local_postgres import LocalPostgres
 
 from .helpers import FakeClock, HubFixture
 from .portal_helpers import People

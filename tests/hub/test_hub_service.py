@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from datenraum.devtools.postgres import LocalPostgres
 from datenraum.hub import db
 from datenraum.hub.accounts import Role, User
 from datenraum.hub.db import Base, create_hub_engine, migrate
 from datenraum.hub.service import Federation
-from datenraum.local_postgres import LocalPostgres
 from datenraum.privacy.aggregation import QuotaExceeded
 
 from .helpers import HubFixture, newest_revision, older_than

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from datenraum.local_federation import free_port
+from datenraum.devtools.ports import free_port
 
 __all__ = ["LocalPostgres", "PostgresUnavailable"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from datenraum.local_federation import FederationError, LocalFederation, Researcher
+from datenraum.devtools.federation import FederationError, LocalFederation, Researcher
 from datenraum.query.model import StructuredQuery, parse_query, query_to_json
 
 __all__ = ["DEMO_PORT", "DEMO_QUERY", "DEMO_SITES", "DemoError", "DemoSite", "prepare_sites", "run"]

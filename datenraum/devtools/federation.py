@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,13 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ChildProcess", "FederationError", "LocalFederation", "Researcher", "free_port"]
+from datenraum.devtools.ports import free_port
+
+__all__ = ["ChildProcess", "FederationError", "LocalFederation", "Researcher"]
 
 
 class FederationError(RuntimeError):
     """A child process did not start or a command failed; the text points to its log."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _slug(name: str) -> str:
