@@ -19,13 +19,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datenraum.fhir import fhirpath
-from datenraum.fhir.fhirpath import Exists, Extension, First, Member, OfType, ReferenceKey, Where
 from datenraum.fhir.primitives import ElementTypeError, parse_date, parse_datetime
 from datenraum.fhir.references import resolve_reference
-from datenraum.fhir.shapes import resource_shapes, shape_for
-from datenraum.fhir.structviews import NeedsRowReader, compile_for_shape
-from datenraum.fhir.viewdef import CompiledView, ViewDefinitionError, load_view, standard_views
+from datenraum.fhir.viewdef import fhirpath
+from datenraum.fhir.viewdef.compile_json import CompiledView, standard_views
+from datenraum.fhir.viewdef.compile_shaped import NeedsRowReader, compile_for_shape
+from datenraum.fhir.viewdef.fhirpath import Exists, Extension, First, Member, OfType, ReferenceKey, Where
+from datenraum.fhir.viewdef.model import ViewDefinitionError, load_view
+from datenraum.fhir.viewdef.shapes import resource_shapes, shape_for
 
 
 def compile_view(*selects: dict, resource: str = "Observation") -> CompiledView:
