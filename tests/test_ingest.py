@@ -24,7 +24,7 @@ from fhir_resources import (
     put,
 )
 
-from datenraum.fhir.viewdef import standard_views
+from datenraum.fhir.viewdef.compile_json import standard_views
 from datenraum.site.allocation import WORKER_ENVIRONMENT, worker_environment
 from datenraum.site.ingest import ingest
 from datenraum.site.store import SORT_KEYS, Store

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_ingest import table_contents
 
-from datenraum.fhir.shapes import resource_shapes, shape_for, walk
-from datenraum.fhir.viewdef import CompiledView, ViewDefinitionError, load_view
+from datenraum.fhir.viewdef.compile_json import CompiledView
+from datenraum.fhir.viewdef.model import ViewDefinitionError, load_view
+from datenraum.fhir.viewdef.shapes import resource_shapes, shape_for, walk
 from datenraum.site import loader
 from datenraum.site.ingest import ingest
 from datenraum.site.store import Store

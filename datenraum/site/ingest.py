@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_patient_references
-from datenraum.fhir.viewdef import standard_views
+from datenraum.fhir.viewdef.compile_json import standard_views
 from datenraum.site.allocation import worker_environment
 from datenraum.site.loader import (
     MAX_REPORTED_REJECTS,

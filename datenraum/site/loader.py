@@ -27,7 +27,8 @@ from datenraum.fhir.bundle import BundleEntryError, read_bundle
 from datenraum.fhir.primitives import ID_CHARACTERS, MAX_ID_LENGTH
 from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_reference
 from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
-from datenraum.fhir.viewdef import CompiledView, Resolver, standard_views
+from datenraum.fhir.viewdef.compile_json import CompiledView, patient_of, standard_views
+from datenraum.fhir.viewdef.steps import PATIENT_ELEMENTS, Resolver
 from datenraum.site.store import RAW_TABLE, table_schemas
 from datenraum.site.strict_reader import StrictReader
 
@@ -53,8 +54,6 @@ MAX_REPORTED_REJECTS = 1000
 _BOM = b"\xef\xbb\xbf"  # editors on Windows start UTF-8 files with it; JSON parsers refuse it
 # The resource types stored, each mapped to one canonical str object; Bundles are read as files only.
 _RESOURCE_TYPES = {name: name for name in R4_RESOURCE_TYPES if name != "Bundle"}
-# Where resources of the patient compartment name their patient.
-_PATIENT_ELEMENTS = ("subject", "patient")
 # Unique per row, so dictionary pages and min/max statistics would only cost time.
 _PLAIN_COLUMNS = frozenset({"json"})
 # Unique or nearly so: a dictionary would be as big as the values, and costs time until Parquet gives up on it.
@@ -237,22 +236,7 @@ class _TaskWriter:
             return
         seq = self.seq_base + line
         try:
-            if resource_type == "Patient":
-                patient_id = resource_id
-            else:
-                reference = resource.get("subject")  # the _PATIENT_ELEMENTS, spelt out on this hot path
-                if reference is None:
-                    reference = resource.get("patient")
-                text = reference.get("reference") if type(reference) is dict else None
-                # A relative `Patient/id` means the same to every resolver: read it here, leave the rest to it.
-                if not (
-                    type(text) is str
-                    and text.startswith("Patient/")
-                    and (patient_id := text[8:])
-                    and "/" not in patient_id
-                    and "?" not in patient_id
-                ):
-                    patient_id = None if reference is None else resolve(reference, "Patient")
+            patient_id = resource_id if resource_type == "Patient" else patient_of(resource, resolve)
             flattened = [
                 (buffer, view.rows(resource, resolve, (seq,)))
                 for view, buffer in self.views.get(resource_type, ())
@@ -292,7 +276,7 @@ class _TaskWriter:
         self.reject(self.piece.location(line), reason, raw, resource_type)
 
     def _explain(self, resource: dict, resolve: Resolver) -> str:
-        for element in _PATIENT_ELEMENTS:
+        for element in PATIENT_ELEMENTS:
             value = resource.get(element)
             if value is not None:
                 try:

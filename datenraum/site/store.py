@@ -34,7 +34,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from datenraum.fhir.viewdef import standard_views
+from datenraum.fhir.viewdef.compile_json import standard_views
 
 __all__ = [
     "RAW_SCHEMA",

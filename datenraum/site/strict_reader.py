@@ -1,8 +1,8 @@
 """The strict reader: NDJSON lines decoded by msgspec into their shape and flattened column by column.
 
 This is the fast path of the ingest. msgspec decodes each line into structs of exactly the shape the
-views read (fhir/shapes.py), skipping everything else, and refuses any line whose elements are not of
-the JSON type FHIR gives them. The views, compiled for that shape (fhir/structviews.py), append plain
+views read (fhir/viewdef/shapes.py), skipping everything else, and refuses any line whose elements are not of
+the JSON type FHIR gives them. The views, compiled for that shape (fhir/viewdef/compile_shaped.py), append plain
 tuples, which go to Arrow a column at a time every BATCH_RESOURCES resources; the raw JSON column is cut
 from the block as it was read, without a copy per line. What the strict reader cannot vouch for goes back to the caller, line by line, for the
 row-by-row reader (loader.py), which is the reference: it rejects with a reason, or reads what FHIR
@@ -22,9 +22,9 @@ import pyarrow as pa
 
 from datenraum.fhir.primitives import ID_CHARACTERS, MAX_ID_LENGTH
 from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
-from datenraum.fhir.shapes import ResourceShape, resource_shapes, shape_for
-from datenraum.fhir.structviews import RowsFunction, compile_for_shape, compile_patient
-from datenraum.fhir.viewdef import standard_views
+from datenraum.fhir.viewdef.compile_json import standard_views
+from datenraum.fhir.viewdef.compile_shaped import RowsFunction, compile_for_shape, compile_patient
+from datenraum.fhir.viewdef.shapes import ResourceShape, resource_shapes, shape_for
 from datenraum.site.store import RAW_SCHEMA, RAW_TABLE, table_schemas
 
 __all__ = ["StrictReader"]
@@ -76,7 +76,7 @@ def _compiled(resource_type: str) -> tuple[ResourceShape, list[tuple[str, RowsFu
 
 
 def _array(values: tuple, arrow_type: pa.DataType) -> pa.Array:
-    """Dates and times come as the integers Arrow stores them as (structviews.py)."""
+    """Dates and times come as the integers Arrow stores them as (compile_shaped.py)."""
     if pa.types.is_timestamp(arrow_type):
         return pa.array(values, pa.int64()).view(arrow_type)
     if pa.types.is_date32(arrow_type):

@@ -1,4 +1,4 @@
-"""The small subset of FHIRPath that our ViewDefinitions use, parsed into frozen dataclasses.
+"""The small subset of FHIRPath that our ViewDefinitions use, parsed into frozen dataclasses (the steps).
 
 SQL-on-FHIR v2 ViewDefinitions name their columns with FHIRPath. We support just enough of it for
 flattening: member navigation, `first()`, `ofType(T)` for choice elements, `where(elem = 'literal')`,

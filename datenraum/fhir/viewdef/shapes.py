@@ -3,7 +3,7 @@
 The strict reader (site/strict_reader.py) decodes NDJSON lines with msgspec into structs of exactly
 this shape: a line passes only if every element the views read has the JSON type FHIR gives it (an
 array where the element repeats, an object, a string, a number). Because the shape is known, the views
-compiled for it (fhir/structviews.py) need none of the checks the row-by-row reader makes at every
+compiled for it (compile_shaped.py) need none of the checks the row-by-row reader makes at every
 step; lines that do not pass go to that reader, which explains what is wrong or reads what FHIR JSON
 tolerates. The shape is built from the views' paths and `elements.json` (FHIR's types and
 cardinalities for those elements), so a new column in a view needs at most a new line there.
@@ -20,8 +20,10 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 
-from datenraum.fhir.fhirpath import Exists, Extension, First, Member, OfType, ReferenceKey, Where
-from datenraum.fhir.viewdef import CompiledView, Select, ViewDefinitionError, standard_views
+from datenraum.fhir.viewdef.compile_json import CompiledView, standard_views
+from datenraum.fhir.viewdef.fhirpath import Extension, Member, ReferenceKey, Step, Where
+from datenraum.fhir.viewdef.model import Select, ViewDefinitionError
+from datenraum.fhir.viewdef.steps import PATIENT_ELEMENTS, StepVisitor
 
 __all__ = ["STRING_TYPES", "Element", "ResourceShape", "resource_shapes", "shape_for", "walk"]
 
@@ -78,7 +80,9 @@ class ResourceShape:
 
 @functools.cache
 def _element_types() -> dict:
-    raw = orjson.loads(importlib.resources.files("datenraum.fhir").joinpath("elements.json").read_bytes())
+    raw = orjson.loads(
+        importlib.resources.files("datenraum.fhir.viewdef").joinpath("elements.json").read_bytes()
+    )
     resources = raw["resources"]
     common = resources.pop("*")
     datatypes = dict(raw["datatypes"])
@@ -90,16 +94,15 @@ def _element_types() -> dict:
 
 def shape_for(resource_type: str, views: list[CompiledView]) -> ResourceShape:
     """The shape of `resource_type` that `views` read, plus what every load reads: type, id, and the
-    `subject` or `patient` reference that names a resource's patient. Type and id come first, so that a
-    decoded resource holds them as `f0` and `f1`."""
+    PATIENT_ELEMENTS that name a resource's patient. Type and id come first, so that a decoded resource
+    holds them as `f0` and `f1`."""
     known = resource_type in _element_types()["datatypes"]
     root = Element(resource_type if known else "*")
-    for name in (
-        ("resourceType", "id") if resource_type == "Patient" else ("resourceType", "id", "subject", "patient")
-    ):
-        element = root.child(name, resource_type)
-        if name in ("subject", "patient"):
-            _reference_children(element, resource_type)
+    root.child("resourceType", resource_type)
+    root.child("id", resource_type)
+    if resource_type != "Patient":
+        for name in PATIENT_ELEMENTS:
+            _reference_children(root.child(name, resource_type), resource_type)
     for view in views:
         _add_select(root, view.view.select, f"view {view.name}")
     return ResourceShape(resource_type, root)
@@ -115,33 +118,43 @@ def _reference_children(element: Element, where: str) -> None:
 
 
 def _add_select(focus: Element, select: Select, where: str) -> None:
+    add = _AddPath(where)
     if select.for_each is not None:
-        foci = [_add_path(focus, path.steps, where) for path in select.for_each.alternatives]
+        foci = [add.walk(path.steps, focus) for path in select.for_each.alternatives]
     else:
         foci = [focus]
     for element in foci:
         for column in select.columns:
             for path in column.path.alternatives:
-                _add_path(element, path.steps, where)
+                add.walk(path.steps, element)
         for child in select.selects:
             _add_select(element, child, where)
 
 
-def _add_path(element: Element, steps: tuple, where: str) -> Element:
-    """Add a path's elements to the shape; the element it ends at."""
-    for step in steps:
-        if isinstance(step, Member):
-            element = element.child(step.name, where)
-        elif isinstance(step, Extension):
-            element = element.child("extension", where)
-            element.child("url", where)
-        elif isinstance(step, Where):
-            element.child(step.element, where)
-        elif isinstance(step, ReferenceKey):
-            _reference_children(element, where)
-        elif not isinstance(step, (First, Exists, OfType)):  # pragma: no cover - the parser admits no others
-            raise ViewDefinitionError(f"{where}: cannot read step {step!r}")
-    return element
+class _AddPath(StepVisitor[Element, Element]):
+    """Adds a path's elements to the shape; the walk gives the element the path ends at."""
+
+    def __init__(self, where: str) -> None:
+        self.label = where
+
+    def end(self, at: Element) -> Element:
+        return at
+
+    def member(self, step: Member, rest: tuple[Step, ...], at: Element) -> Element:
+        return self.walk(rest, at.child(step.name, self.label))
+
+    def extension(self, step: Extension, rest: tuple[Step, ...], at: Element) -> Element:
+        extensions = at.child("extension", self.label)
+        extensions.child("url", self.label)
+        return self.walk(rest, extensions)
+
+    def where(self, step: Where, rest: tuple[Step, ...], at: Element) -> Element:
+        at.child(step.element, self.label)
+        return self.walk(rest, at)
+
+    def reference_key(self, step: ReferenceKey, rest: tuple[Step, ...], at: Element) -> Element:
+        _reference_children(at, self.label)
+        return self.walk(rest, at)
 
 
 def _msgspec_type(element: Element, name: str) -> Any:
