@@ -196,7 +196,7 @@ def site_group() -> None:
     "config_file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="The operator's settings (TOML; see datenraum/site/agent_config.py). Defaults without.",
+    help="The operator's settings (TOML; see datenraum/site/agent/config.py). Defaults without.",
 )
 @click.option(
     "--state",
@@ -210,8 +210,8 @@ def site_serve_command(
 ) -> None:
     """Answer the hub's tasks from this site's store, connecting only outward, until stopped."""
     from datenraum.site.agent import serve
-    from datenraum.site.agent_config import load_config
-    from datenraum.site.agent_state import StateError
+    from datenraum.site.agent.config import load_config
+    from datenraum.site.agent.state import StateError
     from datenraum.site.store import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

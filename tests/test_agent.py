@@ -22,9 +22,9 @@ from datenraum.devtools.demo import DEMO_QUERY
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import API_PREFIX, TaskResult, TaskState
 from datenraum.query.model import query_to_json
-from datenraum.site.agent import Agent, Backoff
-from datenraum.site.agent_config import AgentConfig, ConfigError, load_config, parse_config
-from datenraum.site.agent_state import Journal, StateError, load_or_create_secret, state_lock
+from datenraum.site.agent.config import AgentConfig, ConfigError, load_config, parse_config
+from datenraum.site.agent.loop import Agent, Backoff
+from datenraum.site.agent.state import Journal, StateError, load_or_create_secret, state_lock
 from datenraum.site.feasibility import count
 from datenraum.site.ingest import ingest
 

@@ -25,8 +25,8 @@ from fhir_resources import (
 )
 
 from datenraum.fhir.viewdef import standard_views
-from datenraum.site.allocation import WORKER_ENVIRONMENT, worker_environment
 from datenraum.site.ingest import ingest
+from datenraum.site.ingest.allocation import WORKER_ENVIRONMENT, worker_environment
 from datenraum.site.store import SORT_KEYS, Store
 
 

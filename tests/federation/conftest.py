@@ -24,7 +24,7 @@ from datenraum.devtools.federation import LocalFederation, Researcher
 from datenraum.hub.accounts import Accounts, Role
 from datenraum.hub.db import create_hub_engine
 from datenraum.query.model import query_to_json
-from datenraum.site.agent_config import TEST_DELAY_VARIABLE
+from datenraum.site.agent.config import TEST_DELAY_VARIABLE
 from datenraum.site.ingest import ingest
 from datenraum.synth import generate
 

@@ -43,13 +43,13 @@ from datenraum.protocol.messages import (
 )
 from datenraum.query.model import QueryError, StructuredQuery, canonical_json, parse_query
 from datenraum.site import feasibility
-from datenraum.site.agent_config import AgentConfig
-from datenraum.site.agent_state import Journal, load_or_create_secret, state_lock
+from datenraum.site.agent.config import AgentConfig
+from datenraum.site.agent.state import Journal, load_or_create_secret, state_lock
 from datenraum.site.store import Snapshot, Store, StoreError
 
 __all__ = ["Agent", "Backoff", "Counter", "LatestSnapshot", "read_credential", "serve"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("datenraum.site.agent")  # the name operators configure, as before the package
 
 Counter = Callable[[Snapshot, StructuredQuery], int]
 HEARTBEAT_EVERY = 60.0  # seconds; the hub shows operators when each site was last seen

@@ -28,8 +28,8 @@ from datenraum.fhir.primitives import ID_CHARACTERS, MAX_ID_LENGTH
 from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_reference
 from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
 from datenraum.fhir.viewdef import CompiledView, Resolver, standard_views
+from datenraum.site.ingest.strict import StrictReader
 from datenraum.site.store import RAW_TABLE, table_schemas
-from datenraum.site.strict_reader import StrictReader
 
 __all__ = [
     "MAX_BUNDLE_BYTES",

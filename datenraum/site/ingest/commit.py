@@ -34,8 +34,8 @@ import pyarrow.parquet as pq
 
 from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_patient_references
 from datenraum.fhir.viewdef import standard_views
-from datenraum.site.allocation import worker_environment
-from datenraum.site.loader import (
+from datenraum.site.ingest.allocation import worker_environment
+from datenraum.site.ingest.worker import (
     MAX_REPORTED_REJECTS,
     MAX_RESOURCE_BYTES,
     Piece,
