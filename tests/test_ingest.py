@@ -23,6 +23,7 @@ from fhir_resources import (
     post,
     put,
 )
+from store_contents import table_contents
 
 from datenraum.fhir.viewdef import standard_views
 from datenraum.site.ingest import ingest
@@ -47,14 +48,6 @@ def bundle_resources(*files: Path) -> dict[tuple[str, str], dict]:
 
 def table_ids(store: Store, table: str) -> set[str]:
     return {row[0] for row in query(store, f"SELECT DISTINCT id FROM {table}")}
-
-
-def table_contents(store: Store) -> dict[str, list[tuple]]:
-    with store.snapshot() as snapshot:
-        return {
-            table: sorted(snapshot.connection.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in snapshot.row_counts()
-        }
 
 
 def items(node: object, path: str) -> list:

@@ -17,11 +17,11 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_ingest import table_contents
+from store_contents import table_contents
 
 from datenraum.fhir.shapes import resource_shapes, shape_for, walk
 from datenraum.fhir.viewdef import CompiledView, ViewDefinitionError, load_view
-from datenraum.site.ingest import ingest, worker
+from datenraum.site.ingest import ingest, rules, worker
 from datenraum.site.ingest.strict import StrictReader
 from datenraum.site.store import Store
 from datenraum.synth import generate
@@ -51,7 +51,7 @@ def strict_share(paths: list[Path]) -> float:
     for path in paths:
         data = path.read_bytes()
         lines += data.count(b"\n")
-        left += sum(1 for _ in reader.read(data, 1, str(path), 1 << 32, worker.MAX_RESOURCE_BYTES))
+        left += sum(1 for _ in reader.read(data, 1, str(path), 1 << 32, rules.MAX_RESOURCE_BYTES))
     return 1 - left / lines
 
 
