@@ -325,8 +325,6 @@ class Agent:
             query = parse_query(task.payload.get("query"))
         except QueryError as error:
             return self._fail(task, f"query not supported: {error}", ran=False)
-        if self.config.test_task_delay:
-            time.sleep(self.config.test_task_delay)
         started = time.perf_counter()
         try:
             snapshot = self._snapshot.get()
@@ -358,8 +356,12 @@ def serve(
     config: AgentConfig,
     state_dir: Path,
     stop: threading.Event,
+    counter: Counter = feasibility.count,
 ) -> None:
-    """Run the agent of one site until `stop` is set (or KeyboardInterrupt, which is how signals arrive)."""
+    """Run the agent of one site until `stop` is set (or KeyboardInterrupt, which is how signals arrive).
+
+    `counter` computes a task's exact count; another one is for development tools only
+    (datenraum/devtools/slow_agent.py makes a site slow for the federation's fault tests)."""
     if not store.is_dir():
         raise StoreError(f"{store} is not a site store (no such folder)")
     read_credential(credential_file)  # before anything is created: a typo should leave no trace
@@ -371,7 +373,7 @@ def serve(
             config=config,
             journal=journal,
             secret=load_or_create_secret(state_dir),
-            counter=feasibility.count,
+            counter=counter,
         )
         log.info("site agent started: store %s, hub %s, state in %s", store, hub_url, state_dir)
         try:
