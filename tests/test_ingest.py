@@ -670,7 +670,7 @@ def test_a_load_in_many_staging_files_leaves_what_a_load_in_one_leaves(tmp_path,
         assert report_many.to_dict() | same == report_one.to_dict() | same
         assert table_contents(many) == table_contents(one)
     with many.snapshot() as snapshot:
-        first_segment = snapshot.manifest.segments[0]["files"]["resource"]
+        first_segment = snapshot.manifest.segments[0].files["resource"]
         assert (
             len(first_segment) > 4 and sum(".t0" in name for name in first_segment) >= len(first_segment) - 2
         )

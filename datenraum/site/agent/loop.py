@@ -8,7 +8,7 @@ each one on the store and posts the result. How it stays correct when things bre
   when the connection state changes (connected, unreachable, credential rejected, hub error), not one per
   retry. A rejected credential (401) is re-read from its file before each retry, so an operator who
   writes the rotated credential there needs no restart.
-- **A task is never run twice**: its result is written to the journal (`agent_state.Journal`) before it
+- **A task is never run twice**: its result is written to the journal (`state.Journal`) before it
   is posted. A task offered again (its lease ran out at the hub because the answer was lost) gets the
   recorded result; results not yet taken by the hub are posted again after a restart.
 - **A task that cannot be answered** (malformed or unsupported query, store error, task type not allowed

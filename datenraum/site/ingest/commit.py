@@ -33,6 +33,7 @@ from datenraum.site.store import (
     RAW_TABLE,
     ROW_GROUP_ROWS,
     Manifest,
+    Segment,
     Snapshot,
     Store,
     layout_connection,
@@ -383,7 +384,7 @@ class Commit:
             SELECT DISTINCT resource_type, id FROM history WHERE kind = 'present' AND NOT last
         """)
 
-    def _write_new_segment(self, mapping: dict[str, str]) -> dict | None:
+    def _write_new_segment(self, mapping: dict[str, str]) -> Segment | None:
         """This load's rows that survive, as a new segment: staging files moved as they are where possible."""
         if not self.staged:
             return None
@@ -418,7 +419,7 @@ class Commit:
             if self._copy_filtered(table, staged, target, condition, bool(mapping)):
                 files.setdefault(table, []).append(str(target.relative_to(self.store.path)))
         files = {table: written for table, written in files.items() if written}
-        return {"id": self.load_id, "files": files} if files else None
+        return Segment(self.load_id, files) if files else None
 
     def _touched_raw_files(self, staged: list[str], dropped: set[str], mapping: dict[str, str]) -> set[str]:
         """The raw staging files with a row that does not survive or names a patient by placeholder."""
@@ -506,14 +507,12 @@ class Commit:
             writer.close()
         return writer is not None
 
-    def _supersede_old(self, new_segment: dict | None) -> list[dict]:
+    def _supersede_old(self, new_segment: Segment | None) -> list[Segment]:
         """Rewrite the earlier segments that hold rows this load replaces or deletes."""
         old_segments = list(self.snapshot.manifest.segments)
         affected: set[str] = set()
         if old_segments and self.db.execute("SELECT count(*) FROM gone").fetchone()[0]:
-            raw_files = [
-                str(self.store.path / f) for s in old_segments for f in s["files"].get(RAW_TABLE, [])
-            ]
+            raw_files = [str(self.store.path / f) for s in old_segments for f in s.files.get(RAW_TABLE, ())]
             affected = {
                 row[0]
                 for row in self.db.execute(f"""
@@ -523,9 +522,9 @@ class Commit:
             }
         segments = []
         for segment in old_segments:
-            if affected & {str(self.store.path / f) for f in segment["files"].get(RAW_TABLE, [])}:
+            if affected & {str(self.store.path / f) for f in segment.files.get(RAW_TABLE, ())}:
                 rewritten = self._rewrite_segment(segment, affected)
-                if rewritten["files"]:
+                if rewritten.files:
                     segments.append(rewritten)
             else:
                 segments.append(segment)
@@ -533,25 +532,25 @@ class Commit:
             segments.append(new_segment)
         return segments
 
-    def _rewrite_segment(self, segment: dict, affected: set[str]) -> dict:
+    def _rewrite_segment(self, segment: Segment, affected: set[str]) -> Segment:
         """The segment without the rows of `gone`: tables that cannot hold any keep their files, and so do
         the raw files not `affected` (most of a segment's bytes, where a load replaces a few resources)."""
         generation = self.snapshot.generation + 1
         gone_types = {row[0] for row in self.db.execute("SELECT DISTINCT resource_type FROM gone").fetchall()}
         files: dict[str, list[str]] = {}
-        for table, sources in segment["files"].items():
+        for table, sources in segment.files.items():
             if self._untouched(table, gone_types):
-                files[table] = sources
+                files[table] = list(sources)
                 continue
             paths = [str(self.store.path / f) for f in sources]
             if table == RAW_TABLE:
                 files[table] = [f for f, path in zip(sources, paths, strict=True) if path not in affected]
                 paths = [path for path in paths if path in affected]
             condition = f"NOT EXISTS (SELECT 1 FROM gone g WHERE g.resource_type = {self._type_of(table)} AND g.id = t.id)"
-            target = self.store.segments / segment["id"] / f"{table}.g{generation:08d}.parquet"
+            target = self.store.segments / segment.id / f"{table}.g{generation:08d}.parquet"
             if self._copy_filtered(table, paths, target, condition):
                 files.setdefault(table, []).append(str(target.relative_to(self.store.path)))
-        return {"id": segment["id"], "files": {table: f for table, f in files.items() if f}}
+        return Segment(segment.id, {table: f for table, f in files.items() if f})
 
     def _write_rejects(self) -> None:
         parts = sorted(self.staging.glob("rejects.*.ndjson"))
