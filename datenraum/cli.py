@@ -7,8 +7,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -179,39 +180,63 @@ def site_group() -> None:
     """The site node's services."""
 
 
+def site_serve_options(command: Callable) -> Callable:
+    """The options of `datenraum site serve` (shared with datenraum/devtools/slow_agent.py)."""
+    options = [
+        click.option(
+            "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
+        ),
+        click.option(
+            "--hub", "hub_url", required=True, help="The hub's base URL, e.g. https://hub.example.org."
+        ),
+        click.option(
+            "--credential",
+            "credential_file",
+            required=True,
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="File holding this site's credential (issued by `datenraum hub add-site`).",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=None,
+            help="The operator's settings (TOML; see datenraum/site/agent/config.py). Defaults without.",
+        ),
+        click.option(
+            "--state",
+            "state_dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=None,
+            help="Folder for the journal and the site secret (default: <store>/agent).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @site_group.command("serve")
-@click.option(
-    "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
-)
-@click.option("--hub", "hub_url", required=True, help="The hub's base URL, e.g. https://hub.example.org.")
-@click.option(
-    "--credential",
-    "credential_file",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding this site's credential (issued by `datenraum hub add-site`).",
-)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="The operator's settings (TOML; see datenraum/site/agent_config.py). Defaults without.",
-)
-@click.option(
-    "--state",
-    "state_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Folder for the journal and the site secret (default: <store>/agent).",
-)
+@site_serve_options
 def site_serve_command(
     store_path: Path, hub_url: str, credential_file: Path, config_file: Path | None, state_dir: Path | None
 ) -> None:
     """Answer the hub's tasks from this site's store, connecting only outward, until stopped."""
+    serve_site(store_path, hub_url, credential_file, config_file, state_dir)
+
+
+def serve_site(
+    store_path: Path,
+    hub_url: str,
+    credential_file: Path,
+    config_file: Path | None,
+    state_dir: Path | None,
+    **agent: Any,
+) -> None:
+    """What `datenraum site serve` does; `agent`: further arguments of the agent's `serve` (for dev tools)."""
     from datenraum.site.agent import serve
-    from datenraum.site.agent_config import load_config
-    from datenraum.site.agent_state import StateError
+    from datenraum.site.agent.config import load_config
+    from datenraum.site.agent.state import StateError
     from datenraum.site.store import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -225,6 +250,7 @@ def site_serve_command(
             config=load_config(config_file),
             state_dir=state_dir or store_path / "agent",
             stop=threading.Event(),
+            **agent,
         )
     except (ValueError, OSError, StateError, StoreError) as error:
         _fail(str(error))

@@ -22,9 +22,9 @@ from datenraum.devtools.demo import DEMO_QUERY
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import API_PREFIX, TaskResult, TaskState
 from datenraum.query.model import query_to_json
-from datenraum.site.agent import Agent, Backoff
-from datenraum.site.agent_config import AgentConfig, ConfigError, load_config, parse_config
-from datenraum.site.agent_state import Journal, StateError, load_or_create_secret, state_lock
+from datenraum.site.agent.config import AgentConfig, ConfigError, load_config, parse_config
+from datenraum.site.agent.loop import Agent, Backoff
+from datenraum.site.agent.state import Journal, StateError, load_or_create_secret, state_lock
 from datenraum.site.feasibility import count
 from datenraum.site.ingest import ingest
 
@@ -403,7 +403,7 @@ def test_two_agents_cannot_share_a_state_folder(tmp_path):
 
 
 def test_no_config_file_means_the_documented_defaults():
-    config = load_config(None, environ={})
+    config = load_config(None)
     assert config == AgentConfig()
     assert (config.policy.threshold, config.policy.noise, config.policy.rounding) == (10, 5, 10)
     assert (config.daily_limit, config.wait, config.backoff_initial, config.backoff_cap) == (
@@ -421,7 +421,7 @@ def test_a_config_file_sets_every_setting(tmp_path):
         "[tasks]\nallowed = []\ndaily_limit = 50\n[obfuscation]\nthreshold = 20\nnoise = 0\nrounding = 5\n"
         "[hub]\nwait = 10\nbackoff_initial = 1\nbackoff_cap = 60\n[store]\nthreads = 1\n"
     )
-    config = load_config(path, environ={})
+    config = load_config(path)
     assert config.allowed_tasks == frozenset()
     assert config.daily_limit == 50
     assert (config.policy.threshold, config.policy.noise, config.policy.rounding) == (20, 0, 5)
@@ -449,20 +449,14 @@ def test_a_config_file_sets_every_setting(tmp_path):
 )
 def test_a_bad_setting_is_an_error_naming_the_key(document, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        parse_config(document, environ={})
+        parse_config(document)
 
 
 def test_a_config_error_names_the_file(tmp_path):
     path = tmp_path / "agent.toml"
     path.write_text("[hub]\nwait = 0\n")
     with pytest.raises(ConfigError, match=f"^{path}: hub.wait"):
-        load_config(path, environ={})
+        load_config(path)
     path.write_text("[hub\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        load_config(path, environ={})
-
-
-def test_the_test_task_delay_comes_only_from_the_environment():
-    assert parse_config({}, environ={"DATENRAUM_AGENT_TEST_TASK_DELAY": "2.5"}).test_task_delay == 2.5
-    with pytest.raises(ConfigError, match="DATENRAUM_AGENT_TEST_TASK_DELAY"):
-        parse_config({}, environ={"DATENRAUM_AGENT_TEST_TASK_DELAY": "soon"})
+        load_config(path)

@@ -23,10 +23,11 @@ from fhir_resources import (
     post,
     put,
 )
+from store_contents import table_contents
 
 from datenraum.fhir.viewdef.compile_json import standard_views
-from datenraum.site.allocation import WORKER_ENVIRONMENT, worker_environment
 from datenraum.site.ingest import ingest
+from datenraum.site.ingest.allocation import WORKER_ENVIRONMENT, worker_environment
 from datenraum.site.store import SORT_KEYS, Store
 
 
@@ -47,14 +48,6 @@ def bundle_resources(*files: Path) -> dict[tuple[str, str], dict]:
 
 def table_ids(store: Store, table: str) -> set[str]:
     return {row[0] for row in query(store, f"SELECT DISTINCT id FROM {table}")}
-
-
-def table_contents(store: Store) -> dict[str, list[tuple]]:
-    with store.snapshot() as snapshot:
-        return {
-            table: sorted(snapshot.connection.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in snapshot.row_counts()
-        }
 
 
 def items(node: object, path: str) -> list:
@@ -677,7 +670,7 @@ def test_a_load_in_many_staging_files_leaves_what_a_load_in_one_leaves(tmp_path,
         assert report_many.to_dict() | same == report_one.to_dict() | same
         assert table_contents(many) == table_contents(one)
     with many.snapshot() as snapshot:
-        first_segment = snapshot.manifest.segments[0]["files"]["resource"]
+        first_segment = snapshot.manifest.segments[0].files["resource"]
         assert (
             len(first_segment) > 4 and sum(".t0" in name for name in first_segment) >= len(first_segment) - 2
         )

@@ -12,8 +12,7 @@ import pytest
 from conftest import query
 from fhir_resources import bundle, delete, observation, patient, post, put
 
-from datenraum.site import loader
-from datenraum.site.ingest import IngestError, LoadReport, ingest
+from datenraum.site.ingest import IngestError, LoadReport, ingest, worker
 from datenraum.site.store import Store
 
 
@@ -250,7 +249,7 @@ def test_a_line_over_the_size_limit_in_a_gzip_file_is_rejected_too(store, write_
 def test_a_gzip_stream_skips_an_over_long_line_without_holding_it_and_counts_lines_on(
     store, write_ndjson, monkeypatch
 ):
-    monkeypatch.setattr(loader, "BLOCK_BYTES", 1024)  # the long line spans several blocks, and is dropped
+    monkeypatch.setattr(worker, "BLOCK_BYTES", 1024)  # the long line spans several blocks, and is dropped
     huge = observation("o1", "Patient/p1", note=[{"text": "x" * 20_000}])
     file = write_ndjson("a.ndjson.gz", [patient("p1"), huge, observation("o2", "Patient/p1"), "{broken"])
     report = load(store, file, max_resource_bytes=4096)

@@ -42,9 +42,7 @@ def read_state(snapshot) -> tuple:
 def debris(store: Store) -> list[str]:
     """Files and folders of the store that the current generation does not need."""
     with store.snapshot() as snapshot:
-        needed = {
-            str(store.path / f) for s in snapshot.manifest.segments for fs in s["files"].values() for f in fs
-        }
+        needed = {str(store.path / f) for s in snapshot.manifest.segments for f in s.all_files()}
         generation = snapshot.generation
     found = [str(p) for p in store.staging.iterdir()]
     found += [str(p) for p in store.manifests.iterdir() if p.name != f"manifest-{generation:08d}.json"]

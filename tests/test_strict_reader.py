@@ -17,15 +17,14 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_ingest import table_contents
+from store_contents import table_contents
 
 from datenraum.fhir.viewdef.compile_json import CompiledView
 from datenraum.fhir.viewdef.model import ViewDefinitionError, load_view
 from datenraum.fhir.viewdef.shapes import resource_shapes, shape_for, walk
-from datenraum.site import loader
-from datenraum.site.ingest import ingest
+from datenraum.site.ingest import ingest, rules, worker
+from datenraum.site.ingest.strict import StrictReader
 from datenraum.site.store import Store
-from datenraum.site.strict_reader import StrictReader
 from datenraum.synth import generate
 
 
@@ -53,7 +52,7 @@ def strict_share(paths: list[Path]) -> float:
     for path in paths:
         data = path.read_bytes()
         lines += data.count(b"\n")
-        left += sum(1 for _ in reader.read(data, 1, str(path), 1 << 32, loader.MAX_RESOURCE_BYTES))
+        left += sum(1 for _ in reader.read(data, 1, str(path), 1 << 32, rules.MAX_RESOURCE_BYTES))
     return 1 - left / lines
 
 
@@ -87,7 +86,7 @@ def test_synthetic_data_is_stored_the_same_by_both_readers(tmp_path, site_profil
 
 
 def test_gzip_input_is_read_in_blocks_with_line_numbers_across_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(loader, "BLOCK_BYTES", 1000)  # many blocks, lines cut across their edges
+    monkeypatch.setattr(worker, "BLOCK_BYTES", 1000)  # many blocks, lines cut across their edges
     generate(tmp_path / "in", 30, seed=3, workers=1)
     plain = sorted((tmp_path / "in").glob("*.ndjson"))
     lines = b"".join(path.read_bytes() for path in plain).splitlines()

@@ -194,15 +194,21 @@ class LocalFederation:
         state: Path | None = None,
         config: Path | None = None,
         env: dict[str, str] | None = None,
+        delay: float = 0,
     ) -> ChildProcess:
         """Start the site agent of `name`. Its state folder (site secret, journal) is `state`, by default
-        one per site in the workdir, so that several agents may share one store."""
+        one per site in the workdir, so that several agents may share one store. With a `delay`, the
+        agent pauses that many seconds before each count (devtools/slow_agent.py)."""
         state = state or self.workdir / "agents" / _slug(name)
-        args = ["site", "serve", "--store", str(store), "--hub", self.url, "--credential", str(credential)]
+        args = ["--store", str(store), "--hub", self.url, "--credential", str(credential)]
         args += ["--state", str(state)]
         if config is not None:
             args += ["--config", str(config)]
-        self.agents[name] = self._spawn(f"agent-{name}", _datenraum(*args), env or {})
+        if delay:
+            command = [sys.executable, "-m", "datenraum.devtools.slow_agent", "--delay", str(delay), *args]
+        else:
+            command = _datenraum("site", "serve", *args)
+        self.agents[name] = self._spawn(f"agent-{name}", command, env or {})
         return self.agents[name]
 
     def close(self, *, kill: bool = False) -> None:

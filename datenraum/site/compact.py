@@ -17,6 +17,7 @@ from pathlib import Path
 
 from datenraum.site.store import (
     Manifest,
+    Segment,
     Store,
     StoreError,
     aligned_columns,
@@ -66,10 +67,10 @@ def compact(store: Store | Path | str) -> CompactReport:
             shutil.rmtree(spill, ignore_errors=True)
             before = (
                 len(manifest.segments),
-                sum(len(f) for s in manifest.segments for f in s["files"].values()),
+                sum(len(f) for s in manifest.segments for f in s.files.values()),
             )
             generation = manifest.generation + 1
-            segments = ({"id": segment_id, "files": files},) if files else ()
+            segments = (Segment(segment_id, files),) if files else ()
             new_manifest = Manifest(generation, segments, manifest.last_load)
         store.publish(new_manifest)
     return CompactReport(generation, before[0], before[1], time.perf_counter() - started)

@@ -25,9 +25,10 @@ import functools
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 import duckdb
@@ -41,6 +42,8 @@ __all__ = [
     "RAW_TABLE",
     "ROW_GROUP_ROWS",
     "SORT_KEYS",
+    "Manifest",
+    "Segment",
     "Snapshot",
     "Store",
     "StoreError",
@@ -167,16 +170,45 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """The files of one segment (a load's rows, or a compaction's): by table, each a list of Parquet files
+    relative to the store folder. In a manifest: `{"id": ..., "files": {table: [file, ...]}}`."""
+
+    id: str
+    files: Mapping[str, tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        files = MappingProxyType({table: tuple(names) for table, names in self.files.items()})
+        object.__setattr__(self, "files", files)
+
+    def all_files(self) -> Iterator[str]:
+        """Every file of the segment, table by table."""
+        for names in self.files.values():
+            yield from names
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "files": {table: list(names) for table, names in self.files.items()}}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Segment:
+        return cls(body["id"], body["files"])
+
+
+@dataclass(frozen=True)
 class Manifest:
     generation: int
-    segments: tuple[dict[str, Any], ...]
+    segments: tuple[Segment, ...]
     last_load: dict[str, Any] | None = None
 
     def files(self, table: str) -> list[str]:
-        return [file for segment in self.segments for file in segment["files"].get(table, [])]
+        return [file for segment in self.segments for file in segment.files.get(table, ())]
 
     def to_json(self) -> bytes:
-        body = {"format": 1, "generation": self.generation, "segments": list(self.segments)}
+        body = {
+            "format": 1,
+            "generation": self.generation,
+            "segments": [segment.to_json() for segment in self.segments],
+        }
         if self.last_load is not None:
             body["last_load"] = self.last_load
         return orjson.dumps(body, option=orjson.OPT_INDENT_2)
@@ -184,7 +216,8 @@ class Manifest:
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
         body = orjson.loads(data)
-        return cls(body["generation"], tuple(body["segments"]), body.get("last_load"))
+        segments = tuple(Segment.from_json(segment) for segment in body["segments"])
+        return cls(body["generation"], segments, body.get("last_load"))
 
 
 EMPTY_MANIFEST = Manifest(0, ())
@@ -326,8 +359,8 @@ class Store:
         files were still only in the page cache.
         """
         previous = self.read_manifest(self.current_generation())
-        new_files = {self.path / f for s in manifest.segments for fs in s["files"].values() for f in fs}
-        new_files -= {self.path / f for s in previous.segments for fs in s["files"].values() for f in fs}
+        new_files = {self.path / f for s in manifest.segments for f in s.all_files()}
+        new_files -= {self.path / f for s in previous.segments for f in s.all_files()}
         for file in new_files:
             _fsync(file)
         for folder in {file.parent for file in new_files} | ({self.segments} if new_files else set()):
@@ -344,8 +377,7 @@ class Store:
         for generation in generations:
             with contextlib.suppress(FileNotFoundError):
                 for segment in self.read_manifest(generation).segments:
-                    for files in segment["files"].values():
-                        referenced.update(files)
+                    referenced.update(segment.all_files())
         return referenced
 
     def _collect_old_generations(self, current: int) -> None:
@@ -444,12 +476,6 @@ class Snapshot:
             table: self.connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in table_schemas()
         }
-
-    def resource_counts(self) -> dict[str, int]:
-        rows = self.connection.execute(
-            f"SELECT resource_type, count(*) FROM {RAW_TABLE} GROUP BY 1 ORDER BY 1"
-        ).fetchall()
-        return dict(rows)
 
     def close(self) -> None:
         if self._connection is not None:

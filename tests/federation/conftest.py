@@ -24,7 +24,6 @@ from datenraum.devtools.federation import LocalFederation, Researcher
 from datenraum.hub.accounts import Accounts, Role
 from datenraum.hub.db import create_hub_engine
 from datenraum.query.model import query_to_json
-from datenraum.site.agent_config import TEST_DELAY_VARIABLE
 from datenraum.site.ingest import ingest
 from datenraum.synth import generate
 
@@ -81,9 +80,8 @@ class Federation:
         return self.credentials[name]
 
     def start_agent(self, name: str, *, delay: float = 0, credential: Path | None = None) -> None:
-        env = {TEST_DELAY_VARIABLE: str(delay)} if delay else {}
         self.processes.start_agent(
-            name, self.store, credential or self.credentials[name], config=self.agent_config, env=env
+            name, self.store, credential or self.credentials[name], config=self.agent_config, delay=delay
         )
 
     def add_sites_with_agents(self, *names: str, delays: dict[str, float] | None = None) -> None:

@@ -1,7 +1,7 @@
 """What the federation does when a site, the hub or a client misbehaves, with real processes on loopback.
 
-The hub's deadline here is 4 s (conftest.HUB_SETTINGS); slow sites are made slow by the agents' test-only
-task delay (DATENRAUM_AGENT_TEST_TASK_DELAY).
+The hub's deadline here is 4 s (conftest.HUB_SETTINGS); slow sites are made slow by starting them as
+datenraum.devtools.slow_agent, the real agent with a count that pauses first.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ The engines, each a StepVisitor:
     interpret.py       the checked walk over parsed JSON, the reference: `explain` says which element
                        a compiled view cannot read, and why
     compile_json.py    codegen over parsed JSON dicts: `CompiledView`, `standard_views`, `patient_of`;
-                       run by the row-by-row reader (site/loader.py)
+                       run by the row-by-row reader (site/ingest/rows.py)
     compile_shaped.py  codegen over resources decoded by msgspec into their shape, without checks;
                        `NeedsRowReader` hands back what only the row-by-row reader can read. The ingest's
-                       hot path, run by the strict reader (site/strict_reader.py)
+                       hot path, run by the strict reader (site/ingest/strict.py)
     shapes.py          the msgspec shape of each resource type, built from the views' paths and
                        `elements.json` (FHIR's types and cardinalities of the elements they read)
 

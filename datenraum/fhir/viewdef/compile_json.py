@@ -1,6 +1,6 @@
 """The dict compiler: a ViewDefinition compiled into Python that flattens a resource parsed from JSON.
 
-This is what the row-by-row reader (site/loader.py) runs: it works on any parsed JSON. A view is
+This is what the row-by-row reader (site/ingest/rows.py) runs: it works on any parsed JSON. A view is
 compiled once into Python source, because flattening runs for every one of tens of millions of
 resources and an interpreter walking the path objects would be several times slower. The compiled
 code navigates without checks; when it fails (an element of the wrong JSON type), `explain` asks the

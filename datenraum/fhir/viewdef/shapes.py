@@ -1,6 +1,6 @@
 """The shape of a resource as the views read it: which elements, of which type, repeating or not.
 
-The strict reader (site/strict_reader.py) decodes NDJSON lines with msgspec into structs of exactly
+The strict reader (site/ingest/strict.py) decodes NDJSON lines with msgspec into structs of exactly
 this shape: a line passes only if every element the views read has the JSON type FHIR gives it (an
 array where the element repeats, an object, a string, a number). Because the shape is known, the views
 compiled for it (compile_shaped.py) need none of the checks the row-by-row reader makes at every

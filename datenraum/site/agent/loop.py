@@ -8,7 +8,7 @@ each one on the store and posts the result. How it stays correct when things bre
   when the connection state changes (connected, unreachable, credential rejected, hub error), not one per
   retry. A rejected credential (401) is re-read from its file before each retry, so an operator who
   writes the rotated credential there needs no restart.
-- **A task is never run twice**: its result is written to the journal (`agent_state.Journal`) before it
+- **A task is never run twice**: its result is written to the journal (`state.Journal`) before it
   is posted. A task offered again (its lease ran out at the hub because the answer was lost) gets the
   recorded result; results not yet taken by the hub are posted again after a restart.
 - **A task that cannot be answered** (malformed or unsupported query, store error, task type not allowed
@@ -43,13 +43,13 @@ from datenraum.protocol.messages import (
 )
 from datenraum.query.model import QueryError, StructuredQuery, canonical_json, parse_query
 from datenraum.site import feasibility
-from datenraum.site.agent_config import AgentConfig
-from datenraum.site.agent_state import Journal, load_or_create_secret, state_lock
+from datenraum.site.agent.config import AgentConfig
+from datenraum.site.agent.state import Journal, load_or_create_secret, state_lock
 from datenraum.site.store import Snapshot, Store, StoreError
 
 __all__ = ["Agent", "Backoff", "Counter", "LatestSnapshot", "read_credential", "serve"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("datenraum.site.agent")  # the name operators configure, as before the package
 
 Counter = Callable[[Snapshot, StructuredQuery], int]
 HEARTBEAT_EVERY = 60.0  # seconds; the hub shows operators when each site was last seen
@@ -325,8 +325,6 @@ class Agent:
             query = parse_query(task.payload.get("query"))
         except QueryError as error:
             return self._fail(task, f"query not supported: {error}", ran=False)
-        if self.config.test_task_delay:
-            time.sleep(self.config.test_task_delay)
         started = time.perf_counter()
         try:
             snapshot = self._snapshot.get()
@@ -358,8 +356,12 @@ def serve(
     config: AgentConfig,
     state_dir: Path,
     stop: threading.Event,
+    counter: Counter = feasibility.count,
 ) -> None:
-    """Run the agent of one site until `stop` is set (or KeyboardInterrupt, which is how signals arrive)."""
+    """Run the agent of one site until `stop` is set (or KeyboardInterrupt, which is how signals arrive).
+
+    `counter` computes a task's exact count; another one is for development tools only
+    (datenraum/devtools/slow_agent.py makes a site slow for the federation's fault tests)."""
     if not store.is_dir():
         raise StoreError(f"{store} is not a site store (no such folder)")
     read_credential(credential_file)  # before anything is created: a typo should leave no trace
@@ -371,7 +373,7 @@ def serve(
             config=config,
             journal=journal,
             secret=load_or_create_secret(state_dir),
-            counter=feasibility.count,
+            counter=counter,
         )
         log.info("site agent started: store %s, hub %s, state in %s", store, hub_url, state_dir)
         try:

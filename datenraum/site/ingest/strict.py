@@ -4,10 +4,11 @@ This is the fast path of the ingest. msgspec decodes each line into structs of e
 views read (fhir/viewdef/shapes.py), skipping everything else, and refuses any line whose elements are not of
 the JSON type FHIR gives them. The views, compiled for that shape (fhir/viewdef/compile_shaped.py), append plain
 tuples, which go to Arrow a column at a time every BATCH_RESOURCES resources; the raw JSON column is cut
-from the block as it was read, without a copy per line. What the strict reader cannot vouch for goes back to the caller, line by line, for the
-row-by-row reader (loader.py), which is the reference: it rejects with a reason, or reads what FHIR
-JSON allows but the strict shape does not (a single object where an array belongs, references to
-resolve). A line is read by exactly one of the two, so counts and rows add up.
+from the block as it was read, without a copy per line. What the strict reader cannot vouch for goes
+back to the caller, line by line, for the row-by-row reader (rows.py), which is the reference: it
+rejects with a reason, or reads what FHIR JSON allows but the strict shape does not (a single object
+where an array belongs, references to resolve). A line is read by exactly one of the two, so counts and
+rows add up; both check ids and batch rows by the same rules (rules.py).
 """
 
 from __future__ import annotations
@@ -20,19 +21,16 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from datenraum.fhir.primitives import ID_CHARACTERS, MAX_ID_LENGTH
-from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
 from datenraum.fhir.viewdef.compile_json import standard_views
 from datenraum.fhir.viewdef.compile_shaped import RowsFunction, compile_for_shape, compile_patient
 from datenraum.fhir.viewdef.shapes import ResourceShape, resource_shapes, shape_for
+from datenraum.site.ingest.rules import BATCH_RESOURCES, STORED_TYPES, is_valid_id
 from datenraum.site.store import RAW_SCHEMA, RAW_TABLE, table_schemas
 
 __all__ = ["StrictReader"]
 
 _NEWLINE, _RETURN, _OPEN_BRACE = 10, 13, 123
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
-# Rows go to Arrow this many resources at a time: small enough that their memory is reused while hot.
-BATCH_RESOURCES = 4096
 
 
 class _Probe(msgspec.Struct):
@@ -110,7 +108,7 @@ class StrictReader:
         if resource_type in self.types:
             return self.types[resource_type]
         reader = None
-        if resource_type is not None and resource_type in R4_RESOURCE_TYPES and resource_type != "Bundle":
+        if resource_type in STORED_TYPES:
             shape, functions, patient = _compiled(resource_type)
             tables = [(rows, _Table(name, table_schemas()[name])) for name, rows in functions]
             reader = _TypeReader(shape, tables, patient)
@@ -214,11 +212,7 @@ class StrictReader:
                     reader.indices.append,
                 )
             resource_id = decoded.f1
-            if (
-                resource_id is None
-                or resource_id.strip(ID_CHARACTERS)
-                or not 0 < len(resource_id) <= MAX_ID_LENGTH
-            ):
+            if not is_valid_id(resource_id):
                 left.append(index)
                 continue
             seq = seq_of_index + index

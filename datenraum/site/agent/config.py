@@ -21,15 +21,10 @@ Every key is optional; a missing file section means its defaults. The defaults:
 
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
-
-One setting is not in the file because no operator should use it: `DATENRAUM_AGENT_TEST_TASK_DELAY`
-(seconds, in the environment) makes the agent pause before each task. The fault tests use it to kill a
-site deterministically while it works or to make it answer after the deadline.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,9 +34,7 @@ from typing import Any
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import TaskType
 
-__all__ = ["TEST_DELAY_VARIABLE", "AgentConfig", "ConfigError", "load_config", "parse_config"]
-
-TEST_DELAY_VARIABLE = "DATENRAUM_AGENT_TEST_TASK_DELAY"
+__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
 
 
 class ConfigError(ValueError):
@@ -57,7 +50,6 @@ class AgentConfig:
     backoff_initial: float = 0.5
     backoff_cap: float = 30.0
     threads: int = 0
-    test_task_delay: float = 0.0  # only from the environment, for fault tests
 
 
 def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
@@ -109,20 +101,7 @@ def _check_keys(document: Mapping[str, Any]) -> None:
                 )
 
 
-def _test_delay(environ: Mapping[str, str]) -> float:
-    raw = environ.get(TEST_DELAY_VARIABLE)
-    if not raw:
-        return 0.0
-    try:
-        delay = float(raw)
-    except ValueError:
-        delay = -1.0
-    if not delay >= 0:
-        raise ConfigError(f"{TEST_DELAY_VARIABLE}: expected a number of seconds, got {raw!r}")
-    return delay
-
-
-def parse_config(document: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> AgentConfig:
+def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     """The configuration a parsed TOML document describes (defaults for what it leaves out)."""
     _check_keys(document)
     tasks = document.get("tasks", {})
@@ -151,14 +130,13 @@ def parse_config(document: Mapping[str, Any], environ: Mapping[str, str] = os.en
         backoff_initial=backoff_initial,
         backoff_cap=backoff_cap,
         threads=_integer(store.get("threads", defaults.threads), "store.threads", 0),
-        test_task_delay=_test_delay(environ),
     )
 
 
-def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> AgentConfig:
+def load_config(path: Path | None) -> AgentConfig:
     """Read the operator's TOML file (None: all defaults); a ConfigError names the file and the key."""
     if path is None:
-        return parse_config({}, environ)
+        return parse_config({})
     try:
         document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
@@ -166,6 +144,6 @@ def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> A
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
     try:
-        return parse_config(document, environ)
+        return parse_config(document)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None

@@ -1,12 +1,9 @@
-"""`datenraum ingest`: load FHIR NDJSON and Bundles into a site store, all or nothing per load.
+"""The commit of a load: with the whole load in view, settle what the workers could not know alone.
 
-A load runs in three steps:
-1. plan: split the input into tasks (byte ranges of NDJSON files, whole gzip and JSON files);
-2. read: worker processes parse, validate and flatten each task into staging Parquet (see loader.py);
-3. commit: with the whole load in view, settle what the workers could not know alone: which of two
-   versions of a resource wins (the later one), which references point to no patient (rejected), which
-   conditional references name which patient, and which rows of earlier loads are replaced or deleted.
-   Then one manifest swap publishes it all (see store.py).
+Which of two versions of a resource wins (the later one), which references point to no patient
+(rejected), which conditional references name which patient, and which rows of earlier loads are
+replaced or deleted. The result is the manifest of the next generation (see store.py), which the caller
+publishes in one swap.
 
 How the commit counts: every resource read is added (its type and id were not in the store, or had
 been deleted earlier in the load), replaced (they were, whether stored before or read earlier in this
@@ -16,15 +13,9 @@ that patient's resources (the store holds no resources of patients it does not h
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import os
 import shutil
-import time
-import uuid
-from collections.abc import Iterator, Sequence
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -34,21 +25,15 @@ import pyarrow.parquet as pq
 
 from datenraum.fhir.references import CONDITIONAL_PREFIX, resolve_patient_references
 from datenraum.fhir.viewdef.compile_json import standard_views
-from datenraum.site.allocation import worker_environment
-from datenraum.site.loader import (
-    MAX_REPORTED_REJECTS,
-    MAX_RESOURCE_BYTES,
-    Piece,
-    Reject,
-    Task,
-    TaskResult,
-    run_task,
-)
+from datenraum.site.ingest.plan import ReadResult, kind_of
+from datenraum.site.ingest.plan import location as input_location
+from datenraum.site.ingest.report import MAX_REPORTED_REJECTS, LoadReport, Reject, reject_line
 from datenraum.site.store import (
     RAW_SCHEMA,
     RAW_TABLE,
     ROW_GROUP_ROWS,
     Manifest,
+    Segment,
     Snapshot,
     Store,
     layout_connection,
@@ -57,165 +42,12 @@ from datenraum.site.store import (
     write_in_layout,
 )
 
-__all__ = ["CHUNK_BYTES", "IngestError", "LoadReport", "ingest"]
-
-CHUNK_BYTES = 32 * 1024 * 1024
-# Below this much input, starting worker processes costs more than it saves.
-PARALLEL_THRESHOLD_BYTES = 16 * 1024 * 1024
-_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".json")
-# FHIR NDJSON shrinks about this much under gzip; used to size tasks.
-_GZIP_RATIO = 8
-
-
-class IngestError(RuntimeError):
-    pass
-
-
-@dataclass
-class LoadReport:
-    load_id: str
-    generation: int = 0
-    added: dict[str, int] = field(default_factory=dict)
-    replaced: dict[str, int] = field(default_factory=dict)
-    deleted: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
-    rejects: list[Reject] = field(default_factory=list)
-    rejects_file: str | None = None
-    resources_read: int = 0
-    seconds: float = 0.0
-
-    def total(self, kind: str) -> int:
-        return sum(getattr(self, kind).values())
-
-    def to_dict(self) -> dict:
-        return {
-            "load_id": self.load_id,
-            "generation": self.generation,
-            "seconds": round(self.seconds, 3),
-            "resources_read": self.resources_read,
-            "added": self.added,
-            "replaced": self.replaced,
-            "deleted": self.deleted,
-            "rejected": self.rejected,
-            "rejects_file": self.rejects_file,
-            "rejects": [{"location": r.location, "reason": r.reason} for r in self.rejects],
-        }
+__all__ = ["Commit"]
 
 
 def _count(counter: dict[str, int], key: str, amount: int = 1) -> None:
     if amount:
         counter[key] = counter.get(key, 0) + amount
-
-
-# --- plan ------------------------------------------------------------------------------------------
-
-
-def discover(paths: Sequence[Path]) -> list[Path]:
-    """The input files named by `paths` (files, or folders searched recursively), in a stable order."""
-    files: list[Path] = []
-    seen: set[Path] = set()
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES))
-            if not found:
-                raise IngestError(f"{path}: folder holds no .ndjson, .ndjson.gz or .json files")
-        elif path.is_file():
-            found = [path]
-        else:
-            raise IngestError(f"{path}: no such file or folder")
-        for file in found:
-            if file.resolve() not in seen:  # a file named twice is read once
-                seen.add(file.resolve())
-                files.append(file)
-    for file in files:
-        if not os.access(file, os.R_OK):
-            raise IngestError(f"{file}: not readable")
-    return files
-
-
-def _kind(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        return "ndjson.gz"
-    if name.endswith((".ndjson", ".jsonl")):
-        return "ndjson"
-    return "json"
-
-
-def plan(
-    files: Sequence[Path],
-    staging: Path,
-    chunk_bytes: int = CHUNK_BYTES,
-    max_resource_bytes: int = MAX_RESOURCE_BYTES,
-    strict_reader: bool = True,
-) -> Iterator[Task]:
-    """Tasks of about chunk_bytes each, in input order: big NDJSON files cut at line ends, small files grouped."""
-    pieces: list[Piece] = []
-    pending = 0
-    index = 0
-    for piece, size in _pieces(files, chunk_bytes):
-        pieces.append(piece)
-        pending += size
-        if pending >= chunk_bytes:
-            index += 1
-            yield Task(index, tuple(pieces), str(staging), max_resource_bytes, strict_reader)
-            pieces, pending = [], 0
-    if pieces:
-        yield Task(index + 1, tuple(pieces), str(staging), max_resource_bytes, strict_reader)
-
-
-def _pieces(files: Sequence[Path], chunk_bytes: int) -> Iterator[tuple[Piece, int]]:
-    """The pieces of the input in order, each with about how many bytes of JSON it holds."""
-    index = 0
-    for path in files:
-        kind = _kind(path)
-        size = path.stat().st_size
-        if kind != "ndjson":
-            index += 1
-            yield Piece(index, str(path), kind), size * (_GZIP_RATIO if kind == "ndjson.gz" else 1)
-            continue
-        offset, line = 0, 1
-        with open(path, "rb") as handle:
-            while offset < size:
-                handle.seek(offset)
-                block = handle.read(chunk_bytes)
-                length, lines = len(block), block.count(b"\n")
-                if offset + length < size and not block.endswith(b"\n"):
-                    rest = _rest_of_line(handle)
-                    length, lines = length + rest, lines + 1
-                index += 1
-                yield Piece(index, str(path), kind, offset, length, line), length
-                line += lines
-                offset += length
-
-
-def _rest_of_line(handle) -> int:
-    """How many bytes up to and including the next line end, read in pieces: a line may be huge."""
-    length = 0
-    while piece := handle.read(1 << 20):
-        end = piece.find(b"\n")
-        if end >= 0:
-            return length + end + 1
-        length += len(piece)
-    return length
-
-
-def _read_all(tasks: Iterator[Task], workers: int) -> list[TaskResult]:
-    if workers <= 1:
-        return [run_task(task) for task in tasks]
-    # spawn, not fork: the parent may hold DuckDB threads, which fork would copy in an unknown state
-    context = multiprocessing.get_context("spawn")
-    try:
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            with worker_environment():  # the workers start as the tasks are submitted
-                futures = [pool.submit(run_task, task) for task in tasks]
-            return [future.result() for future in futures]
-    except BrokenProcessPool:
-        raise IngestError("a worker process died (out of memory?); nothing was loaded") from None
-
-
-# --- commit ----------------------------------------------------------------------------------------
 
 
 def _from_parquet(files: Sequence[str | Path], columns: str, empty: str) -> str:
@@ -240,10 +72,10 @@ def _resolved_json(text: str, ids: dict[str, str]) -> str:
     return orjson.dumps(resource).decode() if changed else text
 
 
-class _Commit:
+class Commit:
     """Settles one load against the store's current state into the manifest that publishes it."""
 
-    def __init__(self, store: Store, snapshot: Snapshot, load_id: str, results: list[TaskResult]) -> None:
+    def __init__(self, store: Store, snapshot: Snapshot, load_id: str, results: list[ReadResult]) -> None:
         self.store = store
         self.snapshot = snapshot
         self.load_id = load_id
@@ -296,7 +128,7 @@ class _Commit:
     def _reject(self, resource_type: str, location: str, reason: str, text: str = "") -> None:
         self.report.rejects.append(Reject(location, reason))
         _count(self.report.rejected, resource_type)
-        self.extra_rejects.append(orjson.dumps({"location": location, "reason": reason, "resource": text}))
+        self.extra_rejects.append(reject_line(location, reason, text))
 
     def _identifiers(self) -> str | None:
         """SQL for the patient identifiers of the store and of this load (`recent`), None if there are none."""
@@ -475,7 +307,7 @@ class _Commit:
                   ON r._seq = d._seq ORDER BY d._seq
             """).fetchall()
         for resource_type, patient, file, line, text in found:
-            where = Piece(0, file, _kind(Path(file))).location(line)
+            where = input_location(file, kind_of(Path(file)), line)
             if patient.startswith(CONDITIONAL_PREFIX):
                 reason = f"references a patient by identifier ({patient[1:]}) that is not in the store or this load"
             else:
@@ -552,7 +384,7 @@ class _Commit:
             SELECT DISTINCT resource_type, id FROM history WHERE kind = 'present' AND NOT last
         """)
 
-    def _write_new_segment(self, mapping: dict[str, str]) -> dict | None:
+    def _write_new_segment(self, mapping: dict[str, str]) -> Segment | None:
         """This load's rows that survive, as a new segment: staging files moved as they are where possible."""
         if not self.staged:
             return None
@@ -587,7 +419,7 @@ class _Commit:
             if self._copy_filtered(table, staged, target, condition, bool(mapping)):
                 files.setdefault(table, []).append(str(target.relative_to(self.store.path)))
         files = {table: written for table, written in files.items() if written}
-        return {"id": self.load_id, "files": files} if files else None
+        return Segment(self.load_id, files) if files else None
 
     def _touched_raw_files(self, staged: list[str], dropped: set[str], mapping: dict[str, str]) -> set[str]:
         """The raw staging files with a row that does not survive or names a patient by placeholder."""
@@ -675,14 +507,12 @@ class _Commit:
             writer.close()
         return writer is not None
 
-    def _supersede_old(self, new_segment: dict | None) -> list[dict]:
+    def _supersede_old(self, new_segment: Segment | None) -> list[Segment]:
         """Rewrite the earlier segments that hold rows this load replaces or deletes."""
         old_segments = list(self.snapshot.manifest.segments)
         affected: set[str] = set()
         if old_segments and self.db.execute("SELECT count(*) FROM gone").fetchone()[0]:
-            raw_files = [
-                str(self.store.path / f) for s in old_segments for f in s["files"].get(RAW_TABLE, [])
-            ]
+            raw_files = [str(self.store.path / f) for s in old_segments for f in s.files.get(RAW_TABLE, ())]
             affected = {
                 row[0]
                 for row in self.db.execute(f"""
@@ -692,9 +522,9 @@ class _Commit:
             }
         segments = []
         for segment in old_segments:
-            if affected & {str(self.store.path / f) for f in segment["files"].get(RAW_TABLE, [])}:
+            if affected & {str(self.store.path / f) for f in segment.files.get(RAW_TABLE, ())}:
                 rewritten = self._rewrite_segment(segment, affected)
-                if rewritten["files"]:
+                if rewritten.files:
                     segments.append(rewritten)
             else:
                 segments.append(segment)
@@ -702,25 +532,25 @@ class _Commit:
             segments.append(new_segment)
         return segments
 
-    def _rewrite_segment(self, segment: dict, affected: set[str]) -> dict:
+    def _rewrite_segment(self, segment: Segment, affected: set[str]) -> Segment:
         """The segment without the rows of `gone`: tables that cannot hold any keep their files, and so do
         the raw files not `affected` (most of a segment's bytes, where a load replaces a few resources)."""
         generation = self.snapshot.generation + 1
         gone_types = {row[0] for row in self.db.execute("SELECT DISTINCT resource_type FROM gone").fetchall()}
         files: dict[str, list[str]] = {}
-        for table, sources in segment["files"].items():
+        for table, sources in segment.files.items():
             if self._untouched(table, gone_types):
-                files[table] = sources
+                files[table] = list(sources)
                 continue
             paths = [str(self.store.path / f) for f in sources]
             if table == RAW_TABLE:
                 files[table] = [f for f, path in zip(sources, paths, strict=True) if path not in affected]
                 paths = [path for path in paths if path in affected]
             condition = f"NOT EXISTS (SELECT 1 FROM gone g WHERE g.resource_type = {self._type_of(table)} AND g.id = t.id)"
-            target = self.store.segments / segment["id"] / f"{table}.g{generation:08d}.parquet"
+            target = self.store.segments / segment.id / f"{table}.g{generation:08d}.parquet"
             if self._copy_filtered(table, paths, target, condition):
                 files.setdefault(table, []).append(str(target.relative_to(self.store.path)))
-        return {"id": segment["id"], "files": {table: f for table, f in files.items() if f}}
+        return Segment(segment.id, {table: f for table, f in files.items() if f})
 
     def _write_rejects(self) -> None:
         parts = sorted(self.staging.glob("rejects.*.ndjson"))
@@ -732,47 +562,5 @@ class _Commit:
                 with open(part, "rb") as source:
                     shutil.copyfileobj(source, out)
             for line in self.extra_rejects:
-                out.write(line + b"\n")
+                out.write(line)
         self.report.rejects_file = str(target)
-
-
-def ingest(
-    store: Store | Path | str,
-    paths: Sequence[Path | str],
-    *,
-    workers: int | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
-    max_resource_bytes: int = MAX_RESOURCE_BYTES,
-    wait_seconds: float = 0,
-    strict_reader: bool = True,
-) -> LoadReport:
-    """Load FHIR input into the store as one atomic load and report what changed.
-
-    `workers` defaults to one per core for big input, `chunk_bytes` is how much NDJSON one task reads,
-    `max_resource_bytes` the longest NDJSON line accepted, and `wait_seconds` how long to wait for a
-    load that is already running on the same store. Without `strict_reader`, every NDJSON line is read
-    by the row-by-row reader: the same result, more slowly (to compare, or to rule the strict reader out).
-    """
-    store = store if isinstance(store, Store) else Store(store)
-    started = time.perf_counter()
-    files = discover([Path(p) for p in paths])
-    total_bytes = sum(f.stat().st_size for f in files)
-    if workers is None:
-        workers = 1 if total_bytes < PARALLEL_THRESHOLD_BYTES else os.cpu_count() or 1
-    with store.writer_lock(wait_seconds):
-        store.sweep_debris()
-        load_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        staging = store.staging / load_id
-        staging.mkdir(parents=True)
-        try:
-            tasks = plan(files, staging, chunk_bytes, max_resource_bytes, strict_reader)
-            results = _read_all(tasks, workers)
-            with store.snapshot() as snapshot:
-                manifest, report = _Commit(store, snapshot, load_id, results).run()
-            # Published after the snapshot is released, so that the generation it read can be collected;
-            # its files stay put meanwhile, because only a load (and this one holds the lock) deletes files.
-            store.publish(manifest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    report.seconds = time.perf_counter() - started
-    return report

@@ -1,0 +1,49 @@
+"""A site agent that pauses before each count: the real agent process, made slow from outside.
+
+    python -m datenraum.devtools.slow_agent --delay SECONDS <the options of `datenraum site serve`>
+
+The federation's fault tests start it (through `LocalFederation.start_agent(..., delay=...)`) to kill a
+site deterministically while it works, or to make it answer after the deadline. The agent itself has no
+such setting: the delay is a counter of this tool's, handed to the agent's `serve(counter=...)`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from datenraum.cli import serve_site, site_serve_options
+
+if TYPE_CHECKING:
+    from datenraum.query.model import StructuredQuery
+    from datenraum.site.store import Snapshot
+
+
+@click.command()
+@click.option(
+    "--delay", type=click.FloatRange(min=0), required=True, help="Seconds to pause before each count."
+)
+@site_serve_options
+def main(
+    delay: float,
+    store_path: Path,
+    hub_url: str,
+    credential_file: Path,
+    config_file: Path | None,
+    state_dir: Path | None,
+) -> None:
+    """Answer the hub's tasks like `datenraum site serve`, pausing `--delay` seconds before each count."""
+    from datenraum.site import feasibility
+
+    def slow_count(snapshot: Snapshot, query: StructuredQuery) -> int:
+        time.sleep(delay)
+        return feasibility.count(snapshot, query)
+
+    serve_site(store_path, hub_url, credential_file, config_file, state_dir, counter=slow_count)
+
+
+if __name__ == "__main__":
+    main()
