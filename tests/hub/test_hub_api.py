@@ -661,3 +661,35 @@ async def test_a_database_outage_is_a_503_to_retry_later(caplog: pytest.LogCaptu
     assert "database is unavailable" in response.json()["error"]
     assert "drs_some-credential" not in caplog.text
     assert "secret" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        (
+            {"inclusionCriteria": [older_than(50)["inclusionCriteria"][0]] * 3000},
+            "$.inclusionCriteria[100]: a query may have at most 100 groups (inclusion and exclusion)",
+        ),
+        (
+            {"inclusionCriteria": [older_than(50)["inclusionCriteria"][0] * 900]},
+            "$.inclusionCriteria[0][200]: a query may have at most 200 criteria",
+        ),
+    ],
+)
+async def test_a_query_over_the_size_limits_is_refused_with_422(
+    hub: HubFixture, query: dict[str, Any], error: str
+) -> None:
+    hub.sites(*SITES)
+    async with serving(hub.app()) as client:
+        researcher = Researcher(client, hub.user())
+        response = await researcher.submit(query)
+        assert response.status_code == 422
+        assert response.json()["error"] == error
+        saved = await client.post(
+            f"{RESEARCHER_API}/saved-queries",
+            json={"name": "big", "query": query},
+            headers=researcher.headers,
+        )
+        assert saved.status_code == 422
+        assert saved.json()["error"] == "query" + error.removeprefix("$")
+    assert hub.count("queries") == hub.count("saved_queries") == 0
