@@ -96,13 +96,16 @@ def test_quotas_hold_per_hour_and_per_day(hub: HubFixture) -> None:
     federation.submit(user, older_than(next(years)), None)
 
 
-def test_reused_queries_do_not_count_against_the_quota(hub: HubFixture) -> None:
+def test_reused_queries_count_against_the_quota_too(hub: HubFixture) -> None:
+    # issue 12, P-1: every submission counts, also one answered from the stored result
     hub.sites("uk-a")
-    federation = hub.federation(quota_per_minute=1)
+    federation = hub.federation(quota_per_minute=3)
     user = _user(hub)
     first = federation.submit(user, older_than(50), None)
-    for _ in range(3):
+    for _ in range(2):
         assert federation.submit(user, older_than(50), None).query_id == first.query_id
+    with pytest.raises(QuotaExceeded):
+        federation.submit(user, older_than(50), None)
     with pytest.raises(QuotaExceeded):
         federation.submit(user, older_than(51), None)
 
