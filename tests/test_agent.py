@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from datenraum.query.model import query_to_json
 from datenraum.site.agent.config import AgentConfig, ConfigError, load_config, parse_config
 from datenraum.site.agent.loop import Agent, Backoff
 from datenraum.site.agent.state import Journal, StateError, load_or_create_secret, state_lock
-from datenraum.site.feasibility import count
+from datenraum.site.feasibility import iter_patient_ids
 from datenraum.site.ingest import ingest
 
 CREDENTIAL = "site-credential-1"
@@ -93,13 +93,15 @@ def site(tmp_path: Path) -> dict[str, Path]:
 
 
 class Counter:
+    """A cohort of `exact` patients, whatever the query."""
+
     def __init__(self, exact: int = EXACT) -> None:
         self.exact = exact
         self.calls = 0
 
-    def __call__(self, snapshot: Any, query: Any) -> int:
+    def __call__(self, snapshot: Any, query: Any) -> list[str]:
         self.calls += 1
-        return self.exact
+        return [f"p{i:06d}" for i in range(self.exact)]
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ def make_agent(site: dict[str, Path]) -> Iterator[Callable[..., Agent]]:
         hub: FakeHub,
         *,
         config: AgentConfig = FAST,
-        counter: Counter | Callable[..., int] | None = None,
+        counter: Counter | Callable[..., Iterable[str]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: NOW,
     ) -> Agent:
         made.append(
@@ -122,7 +124,7 @@ def make_agent(site: dict[str, Path]) -> Iterator[Callable[..., Agent]]:
                 config=config,
                 journal=Journal(site["state"] / "journal.ndjson", clock()),
                 secret=b"s" * 32,
-                counter=counter or Counter(),
+                cohort=counter or Counter(),
                 clock=clock,
                 transport=httpx.MockTransport(hub),
             )
@@ -370,7 +372,7 @@ def test_a_count_after_a_load_sees_the_new_data(site, make_agent, write_ndjson):
     agent = make_agent(
         FakeHub(),
         config=AgentConfig(policy=ObfuscationPolicy(noise=0, rounding=1), threads=1),
-        counter=count,
+        counter=iter_patient_ids,
     )
     assert agent.answer(task("t1", query=everyone)).count.obfuscated == 20
     ingest(site["store"], [write_ndjson("second.ndjson", women[20:])])
@@ -460,3 +462,38 @@ def test_a_config_error_names_the_file(tmp_path):
     path.write_text("[hub\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+# -- noise keyed on the cohort (issue 12, P-1)
+
+
+def _diagnosis(code: str) -> dict[str, Any]:
+    return {
+        "context": {"system": "fdpg.mii.cds", "code": "Diagnose"},
+        "termCodes": [{"system": "http://fhir.de/CodeSystem/bfarm/icd-10-gm", "code": code}],
+    }
+
+
+def test_every_way_of_writing_one_cohort_gets_the_same_answer(site, make_agent, write_ndjson):
+    # 60 patients with E11, 20 of them also with C50: E11 and not C50 is 40 patients however it is written
+    resources = [fhir_resources.patient(f"p{i}", birthDate="1960-01-01") for i in range(80)]
+    resources += [fhir_resources.condition(f"d{i}", f"Patient/p{i}", "E11.9") for i in range(60)]
+    resources += [fhir_resources.condition(f"c{i}", f"Patient/p{i}", "C50.1") for i in range(40, 80)]
+    ingest(site["store"], [write_ndjson("cohort.ndjson", resources)])
+    agent = make_agent(
+        FakeHub(),
+        config=AgentConfig(policy=ObfuscationPolicy(noise=20, rounding=1), threads=1),
+        counter=iter_patient_ids,
+    )
+    e11, c50, c00 = _diagnosis("E11"), _diagnosis("C50"), _diagnosis("C00-C97")
+    variants = [
+        {"inclusionCriteria": [[e11]], "exclusionCriteria": [[c50]]},
+        {"inclusionCriteria": [[e11, e11]], "exclusionCriteria": [[c50], [c50]]},
+        {"inclusionCriteria": [[e11], [e11]], "exclusionCriteria": [[c00]]},  # another query, same patients
+        {"inclusionCriteria": [[e11]], "exclusionCriteria": [[c50], [c50, e11]]},
+        {"inclusionCriteria": [[e11], [e11, c50]], "exclusionCriteria": [[c00, c50]]},
+    ]
+    answers = {agent.answer(task(f"t{i}", query=q)).count.obfuscated for i, q in enumerate(variants)}
+    assert len(answers) == 1, answers
+    (answer,) = answers
+    assert 20 <= answer <= 60  # 40 and noise within ±20

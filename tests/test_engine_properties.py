@@ -14,6 +14,7 @@ is generated and ingested once per module.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 from collections import defaultdict
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from datenraum.query import reference
+from datenraum.query.canonical import canonical_query
 from datenraum.query.mapping import load_mapping
 from datenraum.query.model import (
     AttributeFilter,
@@ -623,3 +625,47 @@ def test_the_random_criteria_find_patients(site):
     ]:
         structured_query = StructuredQuery(((Criterion(_context(name), (TermCode(system, code),)),),))
         assert reference.patient_ids(site.resources, structured_query, today=DAYS[0]), name
+
+
+# --- the semantic canonical form (issue 12, P-1) ----------------------------------------------------
+
+
+@st.composite
+def rewritings(draw, query: StructuredQuery) -> StructuredQuery:
+    """The same question written differently: groups, criteria and term codes reordered and repeated, and
+    groups added that others absorb (inclusion: a group plus another criterion; exclusion: likewise)."""
+    everything = query.criteria()
+
+    def criterion(c: Criterion) -> Criterion:
+        codes = list(c.term_codes) + draw(st.lists(st.sampled_from(c.term_codes), max_size=2))
+        return dataclasses.replace(c, term_codes=tuple(draw(st.permutations(codes))))
+
+    def side(groups: tuple[tuple[Criterion, ...], ...]) -> tuple[tuple[Criterion, ...], ...]:
+        if not groups:
+            return ()
+        written = [
+            tuple(
+                criterion(c)
+                for c in draw(st.permutations(list(g) + draw(st.lists(st.sampled_from(g), max_size=2))))
+            )
+            for g in groups
+        ]
+        written += draw(st.lists(st.sampled_from(written), max_size=2))  # repeated groups
+        for g in draw(st.lists(st.sampled_from(groups), max_size=2)):  # absorbed supersets
+            written.append((*g, draw(st.sampled_from(everything))))
+        return tuple(draw(st.permutations(written)))
+
+    return StructuredQuery(side(query.inclusion), side(query.exclusion))
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(data=st.data())
+def test_a_question_written_differently_has_one_canonical_form_and_finds_the_same_patients(site, data):
+    site, feasibility = site
+    original = data.draw(queries(site.vocabulary), label="query")
+    rewritten = data.draw(rewritings(original), label="rewritten")
+    assert canonical_query(rewritten) == canonical_query(original)
+    today = data.draw(st.sampled_from(DAYS), label="today")
+    assert feasibility.patient_ids(site.snapshot, rewritten, today=today) == feasibility.patient_ids(
+        site.snapshot, original, today=today
+    )

@@ -13,6 +13,10 @@ from hypothesis import strategies as st
 from datenraum.query.check import check_query
 from datenraum.query.mapping import load_mapping
 from datenraum.query.model import (
+    MAX_CODES,
+    MAX_CRITERIA,
+    MAX_DEPTH,
+    MAX_GROUPS,
     ComparatorFilter,
     ConceptFilter,
     Criterion,
@@ -464,3 +468,56 @@ def test_the_combined_consent_codes_require_the_provisions_of_every_answer():
     assert set(short.values()) == {"9", "47", "49", "10", "37", "26", "27", "28", "29", "30", "31"}
     assert {c.rsplit(".", 1)[1] for c in combined.provisions("yes-yes-no-no")} == {"8", "46"}
     assert combined.required_provisions(TermCode(PROVISION, f"{PROVISION[8:]}.8")) == (f"{PROVISION[8:]}.8",)
+
+
+# --- size limits (issue 12, P-2): what one query may cost a site ----------------------------------------
+
+
+def test_a_query_at_the_limits_parses():
+    groups = [[diagnosis(f"E{i:02d}")] for i in range(MAX_GROUPS - 1)] + [
+        [diagnosis("C50")] * (MAX_CRITERIA - MAX_GROUPS + 1)
+    ]
+    assert len(parse_query({"inclusionCriteria": groups}).criteria()) == MAX_CRITERIA
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "limit"),
+    [
+        # the probe's shapes: 3,000 AND groups, 900 OR criteria
+        ({"inclusionCriteria": [[diagnosis()]] * 3000}, "$.inclusionCriteria[100]", "at most 100 groups"),
+        (wrap(*[diagnosis()] * 900), "$.inclusionCriteria[0][200]", "at most 200 criteria"),
+        # inclusion and exclusion together
+        (
+            {"inclusionCriteria": [[diagnosis()]] * 60, "exclusionCriteria": [[diagnosis()]] * 41},
+            "$.exclusionCriteria[40]",
+            "at most 100 groups",
+        ),
+        (
+            {"inclusionCriteria": [[diagnosis()] * 150], "exclusionCriteria": [[diagnosis()] * 51]},
+            "$.exclusionCriteria[0][50]",
+            "at most 200 criteria",
+        ),
+        (
+            wrap(criterion("Diagnose", *[(ICD, f"E{i % 100:02d}") for i in range(MAX_CODES + 1)])),
+            f"$.inclusionCriteria[0][0].termCodes[{MAX_CODES}]",
+            f"at most {MAX_CODES} codes",
+        ),
+        (
+            {**wrap(diagnosis()), "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            "$.x",
+            "deeper",
+        ),
+    ],
+)
+def test_a_query_over_a_size_limit_is_refused_naming_the_path_and_the_limit(data, path, limit):
+    error = rejected(data)
+    assert error.path.startswith(path)
+    assert limit in error.problem
+
+
+def test_the_depth_limit_is_checked_without_recursion():
+    deep: Any = 1
+    for _ in range(100_000):
+        deep = [deep]
+    error = rejected({**wrap(diagnosis()), "x": deep})
+    assert f"nested deeper than {MAX_DEPTH}" in error.problem

@@ -4,12 +4,13 @@
 
 The federation's fault tests start it (through `LocalFederation.start_agent(..., delay=...)`) to kill a
 site deterministically while it works, or to make it answer after the deadline. The agent itself has no
-such setting: the delay is a counter of this tool's, handed to the agent's `serve(counter=...)`.
+such setting: the delay is a cohort function of this tool's, handed to the agent's `serve(cohort=...)`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,11 +39,11 @@ def main(
     """Answer the hub's tasks like `datenraum site serve`, pausing `--delay` seconds before each count."""
     from datenraum.site import feasibility
 
-    def slow_count(snapshot: Snapshot, query: StructuredQuery) -> int:
+    def slow_cohort(snapshot: Snapshot, query: StructuredQuery) -> Iterator[str]:
         time.sleep(delay)
-        return feasibility.count(snapshot, query)
+        yield from feasibility.iter_patient_ids(snapshot, query)
 
-    serve_site(store_path, hub_url, credential_file, config_file, state_dir, counter=slow_count)
+    serve_site(store_path, hub_url, credential_file, config_file, state_dir, cohort=slow_cohort)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ line options. Durations are in seconds.
 | sweep_interval_seconds | 1 | how often the hub marks overdue tasks timed-out and re-offers expired leases |
 | max_body_bytes | 1048576 | larger request bodies are refused with 413 |
 | min_sites | 3 | a total is shown only when at least this many sites contributed a count |
-| quota_per_minute / _per_hour / _per_day | 10 / 100 / 500 | new queries a user may submit |
+| quota_per_minute / _per_hour / _per_day | 10 / 100 / 500 | submissions a user may make (reused ones too; a near-duplicate counts twice) |
 | reuse_window_seconds | 86400 | an identical query (same sites) within this gets the stored query |
 | public_url | http://127.0.0.1:8700 | where people reach the portal (links in messages) |
 | secure_cookies | false | mark session cookies Secure (set true behind HTTPS) |

@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from datenraum.hub.accounts import Role, Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, UtcDateTime, utcnow
-from datenraum.privacy.aggregation import Total, check_quota, query_fingerprint, total
+from datenraum.privacy.aggregation import Total, check_submission, query_fingerprint, total
 from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
+from datenraum.query.canonical import canonical_query
 from datenraum.query.check import check_query
 from datenraum.query.mapping import Mapping, load_mapping
 from datenraum.query.model import QueryError, StructuredQuery, canonical_json, parse_query
@@ -319,13 +320,14 @@ class Federation:
         privacy.QuotaExceeded (nothing is stored then)."""
         query = answerable_query(query_json, self._mapping)
         canonical = canonical_json(query)
+        question = canonical_query(query)  # the same for every way of writing the question
         now = self._clock()
         policy = self._config.policy
         with self._sessions.begin() as session:
             # Lock the user's row, so that one user's concurrent submissions are counted one after the other.
             session.execute(sa.select(UserRow.id).where(UserRow.id == user.id).with_for_update())
             sites = self._chosen_sites(session, site_names)
-            fingerprint = query_fingerprint(canonical, [site.name for site in sites])
+            fingerprint = query_fingerprint(question.to_json(), [site.name for site in sites])
             earlier = session.scalar(
                 sa.select(QueryRow.id)
                 .where(QueryRow.fingerprint == fingerprint, QueryRow.created > now - policy.reuse_window)
@@ -335,15 +337,19 @@ class Federation:
             if earlier is not None:
                 session.add(QueryRequest(query_id=earlier, user_id=user.id, created=now, reused=True))
                 return Submission(earlier, True, ())
-            # Only new queries count against the quota: a reused one asks no site and reveals nothing new.
-            previous = session.scalars(
-                sa.select(QueryRequest.created).where(
+            # Only new questions count against the quota: a reused one asks no site and reveals nothing new.
+            # Near-duplicates of the user's recent questions count more (privacy.aggregation).
+            asked = session.execute(
+                sa.select(QueryRequest.created, QueryRow.query)
+                .join(QueryRow, QueryRow.id == QueryRequest.query_id)
+                .where(
                     QueryRequest.user_id == user.id,
                     QueryRequest.reused.is_(False),
-                    QueryRequest.created > now - dt.timedelta(days=1),
+                    QueryRequest.created > now - dt.timedelta(days=1) - policy.near_duplicate_window,
                 )
+                .order_by(QueryRequest.created, QueryRequest.id)
             ).all()
-            check_quota(previous, now, policy)
+            check_submission(asked, question, now, policy)
             query_id = str(uuid.uuid4())
             session.add(
                 QueryRow(id=query_id, fingerprint=fingerprint, query=canonical, created=now, version=1)

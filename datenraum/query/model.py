@@ -25,6 +25,10 @@ import orjson
 
 __all__ = [
     "COMPARATORS",
+    "MAX_CODES",
+    "MAX_CRITERIA",
+    "MAX_DEPTH",
+    "MAX_GROUPS",
     "AttributeFilter",
     "ComparatorFilter",
     "ConceptFilter",
@@ -43,6 +47,14 @@ __all__ = [
 ]
 
 COMPARATORS = ("gt", "ge", "lt", "le", "eq", "ne")
+
+# What one query may cost a site (issue 12, P-2). The national portal's builder writes at most about 100
+# criteria; each criterion becomes a subquery at the site, each group a join, and a long OR of criteria
+# or codes a nested SQL expression (DuckDB refuses expressions more than 1000 deep). So:
+MAX_CRITERIA = 200  # criteria in the whole query, referenced ones included: twice what the portal needs
+MAX_GROUPS = 100  # inclusion and exclusion groups together: every group of the largest portal query
+MAX_CODES = 500  # term codes and selected concepts in the whole query: far from DuckDB's depth limit
+MAX_DEPTH = 32  # JSON nesting, unknown keys included: a CCDL query is at most about 12 deep
 
 
 class QueryError(ValueError):
@@ -331,6 +343,64 @@ def _groups(value: Any, path: str) -> tuple[tuple[Criterion, ...], ...]:
     )
 
 
+def _check_depth(data: Any) -> None:
+    """Refuse JSON nested deeper than MAX_DEPTH anywhere (without recursion, so any depth is safe)."""
+    stack: list[tuple[Any, str, int]] = [(data, "$", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, dict):
+            children = [(v, f"{path}.{k}") for k, v in node.items()]
+        elif isinstance(node, list):
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise QueryError(path, f"is nested deeper than {MAX_DEPTH} levels, more than any query needs")
+        stack.extend((value, child, depth + 1) for value, child in children)
+
+
+def _check_size(node: dict) -> None:
+    """Refuse a query with more groups, criteria or codes than the limits above, naming the first element
+    over a limit. Only counts: the shapes are checked when the query is read."""
+    groups = criteria = codes = 0
+
+    def count_codes(values: Any, path: str) -> None:
+        nonlocal codes
+        for i, _ in enumerate(values if isinstance(values, list) else ()):
+            codes += 1
+            if codes > MAX_CODES:
+                raise QueryError(f"{path}[{i}]", f"a query may have at most {MAX_CODES} codes")
+
+    def count_criterion(value: Any, path: str) -> None:
+        nonlocal criteria
+        criteria += 1
+        if criteria > MAX_CRITERIA:
+            raise QueryError(path, f"a query may have at most {MAX_CRITERIA} criteria")
+        if not isinstance(value, dict):
+            return
+        count_codes(value.get("termCodes"), f"{path}.termCodes")
+        if isinstance(value.get("valueFilter"), dict):
+            count_codes(value["valueFilter"].get("selectedConcepts"), f"{path}.valueFilter.selectedConcepts")
+        filters = value.get("attributeFilters")
+        for i, item in enumerate(filters if isinstance(filters, list) else ()):
+            if isinstance(item, dict):
+                count_codes(item.get("selectedConcepts"), f"{path}.attributeFilters[{i}].selectedConcepts")
+                referenced = item.get("criteria")
+                for j, nested in enumerate(referenced if isinstance(referenced, list) else ()):
+                    count_criterion(nested, f"{path}.attributeFilters[{i}].criteria[{j}]")
+
+    for key in ("inclusionCriteria", "exclusionCriteria"):
+        value = node.get(key)
+        for i, group in enumerate(value if isinstance(value, list) else ()):
+            groups += 1
+            if groups > MAX_GROUPS:
+                raise QueryError(
+                    f"$.{key}[{i}]", f"a query may have at most {MAX_GROUPS} groups (inclusion and exclusion)"
+                )
+            for j, item in enumerate(group if isinstance(group, list) else ()):
+                count_criterion(item, f"$.{key}[{i}][{j}]")
+
+
 def parse_query(data: Any) -> StructuredQuery:
     """A StructuredQuery from parsed JSON, or from JSON text/bytes; raises QueryError."""
     if isinstance(data, str | bytes):
@@ -340,7 +410,9 @@ def parse_query(data: Any) -> StructuredQuery:
             raise QueryError(
                 "$", f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
             ) from None
+    _check_depth(data)
     node = _object(data, "$")
+    _check_size(node)
     if node.get("inclusionCriteria") is None:
         if "queryMetadata" in node:
             raise QueryError("$", "the 2021 draft format ('queryMetadata' and 'query') is not supported")

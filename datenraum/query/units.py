@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ComparableUnit", "UnknownUnit", "comparable_units", "to_years_factor"]
+__all__ = ["ComparableUnit", "UnknownUnit", "canonical_unit", "comparable_units", "to_years_factor"]
 
 
 class UnknownUnit(ValueError):
@@ -102,3 +102,14 @@ def to_years_factor(unit: str | None) -> float:
     if unit not in _DIMENSIONS["time"]:
         raise UnknownUnit(f"an age must be given in a, mo, wk or d, not {unit!r}")
     return _DIMENSIONS["time"][unit] / _DIMENSIONS["time"]["a"]
+
+
+def canonical_unit(unit: str) -> tuple[str, float] | None:
+    """The unit that every unit of `unit`'s dimension converts into (the first of factor 1), and the factor
+    from `unit` to it; None for a unit this site does not know."""
+    known = _BY_UNIT.get(unit)
+    if known is None:
+        return None
+    dimension, factor = known
+    base = next(name for name, f in _DIMENSIONS[dimension].items() if f == 1.0)
+    return base, factor

@@ -8,12 +8,15 @@ snapshot's DuckDB connection, so a count sees one consistent generation of the s
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 from datenraum.query.model import StructuredQuery
 from datenraum.query.sql import compile_count, compile_query
 from datenraum.site.store import Snapshot
 
-__all__ = ["count", "explain", "patient_ids"]
+__all__ = ["count", "explain", "iter_patient_ids", "patient_ids"]
+
+_FETCH = 65536  # ids fetched from DuckDB at a time
 
 
 def _today(today: dt.date | None) -> dt.date:
@@ -22,8 +25,24 @@ def _today(today: dt.date | None) -> dt.date:
 
 def patient_ids(snapshot: Snapshot, query: StructuredQuery, *, today: dt.date | None = None) -> list[str]:
     """The ids of the cohort's patients, sorted; raises QueryError for a query the site cannot answer."""
+    return list(iter_patient_ids(snapshot, query, today=today))
+
+
+def iter_patient_ids(
+    snapshot: Snapshot, query: StructuredQuery, *, today: dt.date | None = None
+) -> Iterator[str]:
+    """The ids of `patient_ids` as they come from the database, a portion at a time (a cohort of a million
+    patients is not held as one list). The query is compiled at once, so QueryError is raised by this call;
+    the snapshot must stay open until the iterator is exhausted."""
     sql = compile_query(query, today=_today(today))
-    return [row[0] for row in snapshot.connection.execute(sql).fetchall()]
+    result = snapshot.connection.execute(sql)
+
+    def rows() -> Iterator[str]:
+        while batch := result.fetchmany(_FETCH):
+            for (patient_id,) in batch:
+                yield patient_id
+
+    return rows()
 
 
 def count(snapshot: Snapshot, query: StructuredQuery, *, today: dt.date | None = None) -> int:

@@ -661,3 +661,83 @@ async def test_a_database_outage_is_a_503_to_retry_later(caplog: pytest.LogCaptu
     assert "database is unavailable" in response.json()["error"]
     assert "drs_some-credential" not in caplog.text
     assert "secret" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        (
+            {"inclusionCriteria": [older_than(50)["inclusionCriteria"][0]] * 3000},
+            "$.inclusionCriteria[100]: a query may have at most 100 groups (inclusion and exclusion)",
+        ),
+        (
+            {"inclusionCriteria": [older_than(50)["inclusionCriteria"][0] * 900]},
+            "$.inclusionCriteria[0][200]: a query may have at most 200 criteria",
+        ),
+    ],
+)
+async def test_a_query_over_the_size_limits_is_refused_with_422(
+    hub: HubFixture, query: dict[str, Any], error: str
+) -> None:
+    hub.sites(*SITES)
+    async with serving(hub.app()) as client:
+        researcher = Researcher(client, hub.user())
+        response = await researcher.submit(query)
+        assert response.status_code == 422
+        assert response.json()["error"] == error
+        saved = await client.post(
+            f"{RESEARCHER_API}/saved-queries",
+            json={"name": "big", "query": query},
+            headers=researcher.headers,
+        )
+        assert saved.status_code == 422
+        assert saved.json()["error"] == "query" + error.removeprefix("$")
+    assert hub.count("queries") == hub.count("saved_queries") == 0
+
+
+def _diagnosis(code: str) -> dict[str, Any]:
+    return {
+        "context": {"system": "fdpg.mii.cds", "code": "Diagnose"},
+        "termCodes": [{"system": "http://fhir.de/CodeSystem/bfarm/icd-10-gm", "code": code}],
+    }
+
+
+async def test_a_question_written_differently_is_reused_and_costs_no_quota(
+    hub: HubFixture,
+) -> None:
+    # issue 12, P-1: the probe's averaging variants of [[E11], [C00-C97]] are one question
+    hub.sites(*SITES)
+    e11, cancer = _diagnosis("E11"), _diagnosis("C00-C97")
+    variants = [
+        {"inclusionCriteria": [[e11], [cancer]]},
+        {"inclusionCriteria": [[cancer], [e11]]},
+        {"inclusionCriteria": [[e11, e11], [cancer, cancer, cancer]]},
+        {"inclusionCriteria": [[cancer], [e11], [e11, cancer], [e11]]},
+    ]
+    async with serving(hub.app(quota_per_minute=1)) as client:
+        researcher = Researcher(client, hub.user())
+        first, *others = [await researcher.submit(q) for q in variants]
+        assert first.status_code == 201
+        assert [r.json() for r in others] == [{"id": first.json()["id"], "reused": True}] * 3
+        assert hub.count("queries") == 1
+        # the three rewrites asked no site, so they cost nothing: the quota of one a minute still
+        # answers a fifth
+        assert (await researcher.submit({"inclusionCriteria": [[cancer, cancer], [e11]]})).json()["reused"]
+
+
+async def test_a_near_duplicate_of_an_own_recent_question_counts_twice(hub: HubFixture) -> None:
+    # issue 12, P-1: a differencing pair (E11, and E11 without C00-C97) costs three submissions, not two
+    hub.sites(*SITES)
+    e11, cancer = _diagnosis("E11"), _diagnosis("C00-C97")
+    async with serving(hub.app(quota_per_minute=3)) as client:
+        researcher = Researcher(client, hub.user())
+        assert (await researcher.submit({"inclusionCriteria": [[e11]]})).status_code == 201
+        narrower = {"inclusionCriteria": [[e11]], "exclusionCriteria": [[cancer]]}
+        assert (await researcher.submit(narrower)).status_code == 201
+        refused = await researcher.submit({"inclusionCriteria": [[_diagnosis("I10")]]})
+        assert refused.status_code == 429
+        # after the hour the pair is no longer near: a new variant counts once again
+        hub.clock.advance(3600)
+        assert (await researcher.submit({"inclusionCriteria": [[e11], [cancer]]})).status_code == 201
+        assert (await researcher.submit({"inclusionCriteria": [[_diagnosis("I10")]]})).status_code == 201
+        assert (await researcher.submit({"inclusionCriteria": [[_diagnosis("I11")]]})).status_code == 201

@@ -14,8 +14,9 @@ each one on the store and posts the result. How it stays correct when things bre
 - **A task that cannot be answered** (malformed or unsupported query, store error, task type not allowed
   here, daily limit reached) gets a `failed` result with a reason the researcher can read; the agent
   goes on with the next task.
-- **Counts leave only obfuscated** (`datenraum.privacy.counts`), with noise keyed by the site secret, the
-  canonical query and the store generation. Exact counts are never logged.
+- **Counts leave only obfuscated** (`datenraum.privacy.counts`), with noise keyed by the site secret and
+  the cohort (the sorted ids of the patients the query selects), so every way of writing a question about
+  the same patients gets the same answer. Exact counts and patient ids are never logged or sent.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from datenraum.privacy.counts import noise_key, obfuscate
+from datenraum.privacy.counts import cohort_key, obfuscate
 from datenraum.protocol.messages import (
     API_PREFIX,
     ProtocolError,
@@ -41,17 +42,18 @@ from datenraum.protocol.messages import (
     TaskResult,
     TaskState,
 )
-from datenraum.query.model import QueryError, StructuredQuery, canonical_json, parse_query
+from datenraum.query.model import QueryError, StructuredQuery, parse_query
 from datenraum.site import feasibility
 from datenraum.site.agent.config import AgentConfig
 from datenraum.site.agent.state import Journal, load_or_create_secret, state_lock
 from datenraum.site.store import Snapshot, Store, StoreError
 
-__all__ = ["Agent", "Backoff", "Counter", "LatestSnapshot", "read_credential", "serve"]
+__all__ = ["Agent", "Backoff", "Cohort", "LatestSnapshot", "read_credential", "serve"]
 
 log = logging.getLogger("datenraum.site.agent")  # the name operators configure, as before the package
 
-Counter = Callable[[Snapshot, StructuredQuery], int]
+# The sorted ids of the patients a query selects (`feasibility.iter_patient_ids`); the agent counts them.
+Cohort = Callable[[Snapshot, StructuredQuery], Iterable[str]]
 HEARTBEAT_EVERY = 60.0  # seconds; the hub shows operators when each site was last seen
 
 
@@ -148,7 +150,7 @@ class Agent:
         config: AgentConfig,
         journal: Journal,
         secret: bytes,
-        counter: Counter,
+        cohort: Cohort,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -157,7 +159,7 @@ class Agent:
         self.config = config
         self.journal = journal
         self._secret = secret
-        self._counter = counter
+        self._cohort = cohort
         self._clock = clock
         self._credential_file = credential_file
         self._client = httpx.Client(
@@ -328,8 +330,8 @@ class Agent:
         started = time.perf_counter()
         try:
             snapshot = self._snapshot.get()
-            exact = self._counter(snapshot, query)
-            key = noise_key(self._secret, canonical_json(query), snapshot.generation)
+            # One pass over the cohort's ids gives both its exact size and its noise key.
+            exact, key = cohort_key(self._secret, self._cohort(snapshot, query))
         except QueryError as error:
             return self._fail(task, f"query not supported: {error}", ran=True)
         except StoreError as error:
@@ -356,11 +358,11 @@ def serve(
     config: AgentConfig,
     state_dir: Path,
     stop: threading.Event,
-    counter: Counter = feasibility.count,
+    cohort: Cohort = feasibility.iter_patient_ids,
 ) -> None:
     """Run the agent of one site until `stop` is set (or KeyboardInterrupt, which is how signals arrive).
 
-    `counter` computes a task's exact count; another one is for development tools only
+    `cohort` selects a task's patients; another one is for development tools only
     (datenraum/devtools/slow_agent.py makes a site slow for the federation's fault tests)."""
     if not store.is_dir():
         raise StoreError(f"{store} is not a site store (no such folder)")
@@ -373,7 +375,7 @@ def serve(
             config=config,
             journal=journal,
             secret=load_or_create_secret(state_dir),
-            counter=counter,
+            cohort=cohort,
         )
         log.info("site agent started: store %s, hub %s, state in %s", store, hub_url, state_dir)
         try:
