@@ -12,7 +12,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from datenraum.query import reference
 from datenraum.query.check import check_query
 from datenraum.query.concepts import (
     KINDS,
@@ -30,6 +29,7 @@ from datenraum.query.concepts import (
     criterion_json,
     load_catalogue,
 )
+from datenraum.query.engines import reference
 from datenraum.query.mapping import load_mapping
 from datenraum.query.model import (
     AttributeFilter,

@@ -1,7 +1,7 @@
 """Feasibility on a site store: how many patients, and which, meet a structured query.
 
 The library API that the CLI, the federation and later extraction and analysis use (they select
-their cohort through `patient_ids`). Queries are compiled by `datenraum.query.sql` and run on the
+their cohort through `patient_ids`). Queries are compiled by `datenraum.query.engines.sql` and run on the
 snapshot's DuckDB connection, so a count sees one consistent generation of the store.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from datenraum.query.engines.sql import compile_count, compile_query
 from datenraum.query.model import StructuredQuery
-from datenraum.query.sql import compile_count, compile_query
 from datenraum.site.store import Snapshot
 
 __all__ = ["count", "explain", "patient_ids"]

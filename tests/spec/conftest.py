@@ -1,7 +1,7 @@
 """One spec suite, every engine: each spec test states data, a query and the expected patients, and the
 `spec_test` fixture runs it on each engine in turn.
 
-The engines are the reference evaluator (`datenraum.query.reference`, over the raw FHIR dicts) and the
+The engines are the reference evaluator (`datenraum.query.engines.reference`, over the raw FHIR dicts) and the
 SQL engine (`datenraum.site.feasibility`, over a site store the data is ingested into). A test that
 passes on one engine and fails on the other is a disagreement about the contract
 (`docs/feasibility-semantics.md`); the test names the behaviour, so the contract says who is wrong.
@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from datenraum.query import reference
+from datenraum.query.engines import reference
 from datenraum.query.model import QueryError, StructuredQuery
 
 # Every spec test runs "today" on this day unless it says otherwise, so that ages and consent periods
