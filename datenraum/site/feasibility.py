@@ -2,37 +2,50 @@
 
 The library API that the CLI, the federation and later extraction and analysis use (they select
 their cohort through `patient_ids`). Queries are compiled by `datenraum.query.engines.sql` and run on the
-snapshot's DuckDB connection, so a count sees one consistent generation of the store.
+snapshot's DuckDB connection, so a count sees one consistent generation of the store. `StoreEngine`
+is the store's `Engine` (`datenraum.query.engines.base`); the functions are it, called once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+from datenraum.query.engines.base import resolve_today
 from datenraum.query.engines.sql import compile_count, compile_query
 from datenraum.query.model import StructuredQuery
 from datenraum.site.store import Snapshot
 
-__all__ = ["count", "explain", "patient_ids"]
+__all__ = ["StoreEngine", "count", "explain", "patient_ids"]
 
 
-def _today(today: dt.date | None) -> dt.date:
-    return today if today is not None else dt.datetime.now(dt.UTC).date()
+class StoreEngine:
+    """The compiled SQL run on one snapshot of a site store, as an `Engine`."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def patient_ids(self, query: StructuredQuery, *, today: dt.date | None = None) -> list[str]:
+        """The ids of the cohort's patients, sorted; raises QueryError for a query the site cannot answer."""
+        sql = compile_query(query, today=resolve_today(today))
+        return [row[0] for row in self.snapshot.connection.execute(sql).fetchall()]
+
+    def count(self, query: StructuredQuery, *, today: dt.date | None = None) -> int:
+        """The exact number of the cohort's patients at this site (no obfuscation: that is the hub's job)."""
+        sql = compile_count(query, today=resolve_today(today))
+        (row,) = self.snapshot.connection.execute(sql).fetchall()
+        return row[0]
 
 
 def patient_ids(snapshot: Snapshot, query: StructuredQuery, *, today: dt.date | None = None) -> list[str]:
     """The ids of the cohort's patients, sorted; raises QueryError for a query the site cannot answer."""
-    sql = compile_query(query, today=_today(today))
-    return [row[0] for row in snapshot.connection.execute(sql).fetchall()]
+    return StoreEngine(snapshot).patient_ids(query, today=today)
 
 
 def count(snapshot: Snapshot, query: StructuredQuery, *, today: dt.date | None = None) -> int:
     """The exact number of the cohort's patients at this site (no obfuscation: that is the hub's job)."""
-    sql = compile_count(query, today=_today(today))
-    (row,) = snapshot.connection.execute(sql).fetchall()
-    return row[0]
+    return StoreEngine(snapshot).count(query, today=today)
 
 
 def explain(query: StructuredQuery, *, dialect: str = "duckdb", today: dt.date | None = None) -> str:
     """The SQL that `patient_ids` runs, formatted for reading, in the given dialect."""
-    return compile_query(query, today=_today(today), dialect=dialect, pretty=True)
+    return compile_query(query, today=resolve_today(today), dialect=dialect, pretty=True)
