@@ -16,17 +16,16 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from datenraum.hub.runtime import QueryUser
-from datenraum.query.concepts import (
+from datenraum.query.catalogue.load import (
     LANGUAGES,
-    MAX_SEARCH_LENGTH,
     AgeOption,
     Concept,
     ConceptOption,
     QuantityOption,
     ValueConcept,
-    concept_index,
     load_catalogue,
 )
+from datenraum.query.catalogue.search import MAX_SEARCH_LENGTH, concept_index
 from datenraum.query.model import TermCode
 
 __all__ = ["concept_json", "router"]
