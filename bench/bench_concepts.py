@@ -25,7 +25,8 @@ import random
 import statistics
 import time
 
-from datenraum.query.concepts import MAX_SEARCH_LENGTH, Concept, ConceptIndex, load_catalogue
+from datenraum.query.catalogue.load import Concept, load_catalogue
+from datenraum.query.catalogue.search import MAX_SEARCH_LENGTH, ConceptIndex
 
 SYLLABLES = (
     "ka",

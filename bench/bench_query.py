@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import orjson
 from stores import ROOT, build_info, get_or_create
 
-from datenraum.query import reference
+from datenraum.query.engines import reference
 from datenraum.query.model import (
     AttributeFilter,
     ComparatorFilter,

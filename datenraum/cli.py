@@ -129,7 +129,7 @@ def stats_command(store_path: Path) -> None:
 @main.command("count")
 @click.option("--store", "store_path", type=click.Path(path_type=Path), help="Site store folder.")
 @click.option("--explain", is_flag=True, help="Print the SQL instead of running it (needs no store).")
-# The dialects of datenraum.query.sql.DIALECTS, not imported here: sqlglot makes every command slower.
+# The dialects of datenraum.query.engines.sql.DIALECTS, not imported here: sqlglot makes every command slower.
 @click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres"]), default="duckdb")
 @click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="Evaluate on this day (default: UTC today).")
 @click.argument("query_file", type=click.Path(path_type=Path))

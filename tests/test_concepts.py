@@ -12,24 +12,21 @@ from pathlib import Path
 import orjson
 import pytest
 
-from datenraum.query import reference
-from datenraum.query.check import check_query
-from datenraum.query.concepts import (
+from datenraum.query.catalogue.build import build_criterion, criterion_json
+from datenraum.query.catalogue.load import (
     KINDS,
-    MAX_SEARCH_LENGTH,
     SHIPPED,
     AgeOption,
     CatalogueError,
     Concept,
     ConceptChoiceError,
-    ConceptIndex,
     ConceptOption,
     QuantityOption,
-    build_criterion,
-    concept_index,
-    criterion_json,
     load_catalogue,
 )
+from datenraum.query.catalogue.search import MAX_SEARCH_LENGTH, ConceptIndex, concept_index
+from datenraum.query.check import check_query
+from datenraum.query.engines import reference
 from datenraum.query.mapping import load_mapping
 from datenraum.query.model import (
     AttributeFilter,

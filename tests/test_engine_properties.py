@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from datenraum.query import reference
 from datenraum.query.canonical import canonical_query
+from datenraum.query.engines import reference
 from datenraum.query.mapping import load_mapping
 from datenraum.query.model import (
     AttributeFilter,

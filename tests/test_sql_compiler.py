@@ -18,9 +18,9 @@ import pyarrow as pa
 import pytest
 import sqlglot
 
+from datenraum.query.engines.sql import DIALECTS, compile_count, compile_query
 from datenraum.query.mapping import load_mapping
 from datenraum.query.model import QueryError, StructuredQuery, parse_query
-from datenraum.query.sql import DIALECTS, compile_count, compile_query
 from datenraum.site.store import SEQ_COLUMN, table_schemas
 
 TODAY = dt.date(2024, 6, 15)

@@ -1,5 +1,5 @@
 """Criteria search for the query builder (`/api/v1/concepts`), over the concept catalogue of
-`datenraum.query.concepts`.
+`datenraum.query.catalogue`.
 
 A concept goes to the builder with everything it needs to offer its filters: the term code and the
 context as the structured query writes them, displays in the reader's language, and the value filter,
@@ -16,17 +16,16 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from datenraum.hub.runtime import QueryUser
-from datenraum.query.concepts import (
+from datenraum.query.catalogue.load import (
     LANGUAGES,
-    MAX_SEARCH_LENGTH,
     AgeOption,
     Concept,
     ConceptOption,
     QuantityOption,
     ValueConcept,
-    concept_index,
     load_catalogue,
 )
+from datenraum.query.catalogue.search import MAX_SEARCH_LENGTH, concept_index
 from datenraum.query.model import TermCode
 
 __all__ = ["concept_json", "router"]

@@ -1,48 +1,46 @@
 """One spec suite, every engine: each spec test states data, a query and the expected patients, and the
 `spec_test` fixture runs it on each engine in turn.
 
-The engines are the reference evaluator (`datenraum.query.reference`, over the raw FHIR dicts) and the
-SQL engine (`datenraum.site.feasibility`, over a site store the data is ingested into). A test that
-passes on one engine and fails on the other is a disagreement about the contract
+An engine is anything with the `Engine` interface (`datenraum.query.engines.base`), bound to its data
+when it is built: the reference evaluator (`ReferenceEngine`, over the raw FHIR dicts) and the store
+engine (`datenraum.site.feasibility.StoreEngine`, over a site store the data is ingested into). A test
+that passes on one engine and fails on the other is a disagreement about the contract
 (`docs/feasibility-semantics.md`); the test names the behaviour, so the contract says who is wrong.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
 import pytest
 
-from datenraum.query import reference
+from datenraum.query.engines.base import Engine
+from datenraum.query.engines.reference import ReferenceEngine
 from datenraum.query.model import QueryError, StructuredQuery
 
 # Every spec test runs "today" on this day unless it says otherwise, so that ages and consent periods
 # are exact.
 TODAY = dt.date(2024, 6, 15)
 
-
-class ReferenceEngine:
-    name = "reference"
-
-    def patient_ids(self, resources: list[dict], query: StructuredQuery, today: dt.date) -> set[str]:
-        return reference.patient_ids(resources, query, today=today)
+#: Builds an engine over a spec dataset (a flat list of FHIR resources).
+EngineFactory = Callable[[list[dict]], Engine]
 
 
-class SqlEngine:
-    """Ingests the resources as NDJSON into a fresh store, then asks the site's feasibility module."""
+class _StoreEngines:
+    """Ingests each dataset as NDJSON into a fresh store and opens a `StoreEngine` on its snapshot; the
+    snapshots stay open until the test ends."""
 
-    name = "sql"
-
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, snapshots: ExitStack) -> None:
         self.folder = folder
+        self.snapshots = snapshots
         self.runs = 0
 
-    def patient_ids(self, resources: list[dict], query: StructuredQuery, today: dt.date) -> set[str]:
-        from datenraum.site import feasibility
+    def __call__(self, resources: list[dict]) -> Engine:
+        from datenraum.site.feasibility import StoreEngine
         from datenraum.site.ingest import ingest
         from datenraum.site.store import Store
 
@@ -57,8 +55,7 @@ class SqlEngine:
         # other reject means the builders wrote something the store does not take, and the engines
         # would not see the same data.
         assert report.total("rejected") == _of_unknown_patients(resources), report.rejects
-        with store.snapshot() as snapshot:
-            return set(feasibility.patient_ids(snapshot, query, today=today))
+        return StoreEngine(self.snapshots.enter_context(store.snapshot()))
 
 
 def _of_unknown_patients(resources: list[dict]) -> int:
@@ -68,17 +65,14 @@ def _of_unknown_patients(resources: list[dict]) -> int:
     return sum(1 for ref in named if ref and ref["reference"].removeprefix("Patient/") not in patients)
 
 
-def _sql_engine_missing() -> bool:
-    return importlib.util.find_spec("datenraum.site.feasibility") is None
-
-
-@pytest.fixture(params=["reference", "sql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> ReferenceEngine | SqlEngine:
+@pytest.fixture(params=["reference", "store"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EngineFactory]:
+    """A factory of the engine under test: `engine(resources)` is an `Engine` over those resources."""
     if request.param == "reference":
-        return ReferenceEngine()
-    if _sql_engine_missing():
-        pytest.skip("the SQL engine (datenraum/site/feasibility.py) does not exist yet")
-    return SqlEngine(tmp_path)
+        yield ReferenceEngine
+        return
+    with ExitStack() as snapshots:
+        yield _StoreEngines(tmp_path, snapshots)
 
 
 SpecTest = Callable[..., None]
@@ -92,28 +86,33 @@ def flatten(resources: Iterable) -> list[dict]:
 
 
 @pytest.fixture
-def spec_test(engine: ReferenceEngine | SqlEngine) -> SpecTest:
+def spec_test(request: pytest.FixtureRequest, engine: EngineFactory) -> SpecTest:
     """`spec_test(resources, query, expected_ids, today=TODAY)`: the engine must find exactly those.
 
     `resources` may group a patient's resources in a list of their own, for readability.
     """
+    name = request.node.callspec.params["engine"]
 
     def run(resources: Iterable, query: StructuredQuery, expected: Iterable[str], *, today=TODAY) -> None:
-        found = engine.patient_ids(flatten(resources), query, today)
-        assert found == set(expected), (
-            f"{engine.name} engine: found {sorted(found)}, expected {sorted(expected)}"
+        bound = engine(flatten(resources))
+        found = bound.patient_ids(query, today=today)
+        assert set(found) == set(expected), (
+            f"{name} engine: found {sorted(found)}, expected {sorted(expected)}"
         )
+        # The interface itself: ids come sorted and once each, and the count is theirs.
+        assert found == sorted(set(found)), f"{name} engine: ids not sorted and distinct: {found}"
+        assert bound.count(query, today=today) == len(found), f"{name} engine: count is not len(ids)"
 
     return run
 
 
 @pytest.fixture
-def rejects(engine: ReferenceEngine | SqlEngine) -> Callable[..., QueryError]:
+def rejects(engine: EngineFactory) -> Callable[..., QueryError]:
     """`rejects(query, resources=())`: the engine must raise QueryError; returns it for the path check."""
 
     def run(query: StructuredQuery, resources: Iterable = ()) -> QueryError:
         with pytest.raises(QueryError) as raised:
-            engine.patient_ids(flatten(resources), query, TODAY)
+            engine(flatten(resources)).patient_ids(query, today=TODAY)
         return raised.value
 
     return run

@@ -14,6 +14,9 @@ on purpose.
 
 Speed: the whole input is held in memory and every criterion is evaluated patient by patient, resource
 by resource. That is fine for test datasets and for a baseline measurement; the site uses SQL.
+
+`patient_ids(resources, query, today=...)` answers one query; `ReferenceEngine(resources)` indexes the
+resources once and answers any number of them as an `Engine` (`engines/base.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from datenraum.query.check import check_query
+from datenraum.query.engines.base import resolve_today
 from datenraum.query.mapping import AttributeMapping, ContextMapping, Mapping, PatientTerm, load_mapping
 from datenraum.query.model import (
     ComparatorFilter,
@@ -42,7 +46,7 @@ from datenraum.query.model import (
 from datenraum.query.terminology import code_match
 from datenraum.query.units import comparable_units, to_years_factor
 
-__all__ = ["patient_ids"]
+__all__ = ["ReferenceEngine", "patient_ids"]
 
 # Where resources of the patient compartment name their patient (Consent uses `patient`).
 _PATIENT_ELEMENTS = ("subject", "patient")
@@ -68,7 +72,29 @@ def patient_ids(
     """
     mapping = mapping if mapping is not None else load_mapping()
     check_query(query, mapping)
-    data = _Dataset(resources)
+    return _cohort(_Dataset(resources), query, mapping, today)
+
+
+class ReferenceEngine:
+    """The reference evaluator bound to `resources` (indexed once), as an `Engine`."""
+
+    def __init__(self, resources: Iterable[dict], *, mapping: Mapping | None = None) -> None:
+        self._mapping = mapping if mapping is not None else load_mapping()
+        self._data = _Dataset(resources)
+
+    def patient_ids(self, query: StructuredQuery, *, today: dt.date | None = None) -> list[str]:
+        """The ids of the cohort's patients, sorted; raises QueryError for a query it cannot answer."""
+        check_query(query, self._mapping)
+        return sorted(_cohort(self._data, query, self._mapping, resolve_today(today)))
+
+    def count(self, query: StructuredQuery, *, today: dt.date | None = None) -> int:
+        """The number of the cohort's patients."""
+        return len(self.patient_ids(query, today=today))
+
+
+def _cohort(data: _Dataset, query: StructuredQuery, mapping: Mapping, today: dt.date) -> set[str]:
+    """The cohort of a checked `query`: the patients who meet every inclusion group (any of its
+    criteria) and no exclusion group (all of its criteria)."""
     evaluator = _Evaluator(data, mapping, today)
     cohort = set()
     for patient_id in data.patients:
