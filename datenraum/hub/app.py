@@ -27,24 +27,24 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException
 
-from datenraum.hub import concepts_api, researcher_api, site_api, workspace_api
-from datenraum.hub.accounts import Accounts, PortalRoleHolders
+from datenraum.hub.accounts.outbox import Outbox, SmtpSettings
+from datenraum.hub.accounts.service import Accounts, PortalRoleHolders
+from datenraum.hub.accounts.users import Users
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
 from datenraum.hub.directory.service import Directory, NotAdministrator
+from datenraum.hub.feasibility import concepts_api, researcher_api, site_api, workspace_api
+from datenraum.hub.feasibility.notify import Notifier, close_on_exit_signal, query_key, site_key
+from datenraum.hub.feasibility.saved_queries import SavedQueries
+from datenraum.hub.feasibility.service import Conflict, Federation, Invalid, NotFound
+from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
-from datenraum.hub.notify import Notifier, close_on_exit_signal, query_key, site_key
-from datenraum.hub.outbox import Outbox, SmtpSettings
 from datenraum.hub.portal import directory_pages, pages, proposals_pages, sso
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
 from datenraum.hub.proposals.uploads import UploadPolicy, UploadRejected
 from datenraum.hub.proposals.workflow import TransitionError
 from datenraum.hub.runtime import Hub
-from datenraum.hub.saved_queries import SavedQueries
-from datenraum.hub.service import Conflict, Federation, Invalid, NotFound
-from datenraum.hub.site_overview import SiteOverview
-from datenraum.hub.users import Users
 from datenraum.privacy.aggregation import QuotaExceeded
 
 __all__ = ["create_app"]

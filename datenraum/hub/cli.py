@@ -78,7 +78,7 @@ def _database(config: HubConfig) -> Iterator[tuple[Any, str]]:
 def _accounts(config: HubConfig) -> Iterator[Any]:
     from sqlalchemy.orm import sessionmaker
 
-    from datenraum.hub.accounts import AccountError, Accounts
+    from datenraum.hub.accounts.service import AccountError, Accounts
 
     with _database(config) as (engine, _revision):
         try:
@@ -217,7 +217,7 @@ def create_user_command(
     config: HubConfig, email: str, role: str, name: str, password_file: Any, token_file: Path | None
 ) -> None:
     """Create an approved user and issue their API token (e.g. the first coordination-office admin)."""
-    from datenraum.hub.accounts import Role
+    from datenraum.hub.accounts.service import Role
 
     password = password_file.readline().rstrip("\r\n") if password_file is not None else None
     with _accounts(config) as accounts:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import sessionmaker
 
 from datenraum.devtools.demo import DEMO_QUERY
 from datenraum.devtools.federation import LocalFederation, Researcher
-from datenraum.hub.accounts import Accounts, Role
+from datenraum.hub.accounts.service import Accounts, Role
 from datenraum.hub.db import create_hub_engine
 from datenraum.query.model import query_to_json
 from datenraum.site.agent_config import TEST_DELAY_VARIABLE

@@ -17,12 +17,13 @@ import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from datenraum.hub.accounts import PortalRoleHolders, Role
-from datenraum.hub.audit import Actor, AuditEntry, search
-from datenraum.hub.auth import hash_secret, new_secret
+from datenraum.hub.accounts.audit import Actor, AuditEntry, search
+from datenraum.hub.accounts.outbox import Message, Outbox
+from datenraum.hub.accounts.secrets import hash_secret, new_secret
+from datenraum.hub.accounts.service import PortalRoleHolders, Role
+from datenraum.hub.accounts.users import Registration, Status, Users
 from datenraum.hub.db import Base, SiteRow, UserRow, WebSessionRow
 from datenraum.hub.directory.service import Directory, Entry, EntryKind, Site
-from datenraum.hub.outbox import Message, Outbox
 from datenraum.hub.portal.web import workflow_actor
 from datenraum.hub.proposals import workflow
 from datenraum.hub.proposals.service import (
@@ -36,7 +37,6 @@ from datenraum.hub.proposals.service import (
 from datenraum.hub.proposals.uploads import UploadPolicy
 from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.runtime import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
-from datenraum.hub.users import Registration, Status, Users
 
 from .helpers import HubFixture, older_than
 from .proposals_helpers import ETHICS_VOTE

@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from datenraum.hub.accounts import Role
+from datenraum.hub.accounts.service import Role
 from datenraum.hub.db import SiteRow
 from datenraum.hub.proposals.service import (
     Analysis,

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from datenraum.hub.accounts import Role
+from datenraum.hub.accounts.service import Role
 from datenraum.hub.app import create_app
 from datenraum.hub.config import HubConfig
 

@@ -36,13 +36,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from datenraum.hub.audit import Actor
+from datenraum.hub.accounts.audit import Actor
+from datenraum.hub.accounts.outbox import Outbox
+from datenraum.hub.accounts.users import Registration, Status, Users
 from datenraum.hub.config import ConfigError, HubConfig
 from datenraum.hub.db import UserRow
-from datenraum.hub.outbox import Outbox
 from datenraum.hub.portal.i18n import texts_for
 from datenraum.hub.runtime import SESSION_COOKIE
-from datenraum.hub.users import Registration, Status, Users
 
 from .helpers import FakeClock, HubFixture, serving
 

@@ -17,15 +17,15 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from datenraum.cli import main
-from datenraum.hub.accounts import PortalRoleHolders, Role
-from datenraum.hub.audit import Actor as AuditActor
+from datenraum.hub.accounts.audit import Actor as AuditActor
+from datenraum.hub.accounts.outbox import Outbox
+from datenraum.hub.accounts.service import PortalRoleHolders, Role
+from datenraum.hub.accounts.users import Status, Users
 from datenraum.hub.db import SiteRow
 from datenraum.hub.directory.service import EntryKind, load_seed
-from datenraum.hub.outbox import Outbox
 from datenraum.hub.portal import i18n
 from datenraum.hub.proposals.service import Analysis, DocumentKind, ProjectRole
 from datenraum.hub.proposals.workflow import Action, State
-from datenraum.hub.users import Status, Users
 
 from .helpers import HubFixture, older_than, serving
 

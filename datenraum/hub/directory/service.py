@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.directory.tables import DirectoryEntryRow, DirectorySiteRow, ParticipationRow
+from datenraum.hub.feasibility.service import Invalid, NotFound
 from datenraum.hub.proposals.workflow import ADMIN, Actor
-from datenraum.hub.service import Invalid, NotFound
 
 __all__ = [
     "DEFAULT_CONTACT",

@@ -22,7 +22,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from datenraum.hub.accounts import Role, User
+from datenraum.hub.accounts.service import Role, User
+from datenraum.hub.feasibility.service import Invalid, NotFound
 from datenraum.hub.portal.web import (
     checked_form,
     form_text,
@@ -46,7 +47,6 @@ from datenraum.hub.proposals.service import (
 from datenraum.hub.proposals.uploads import UploadRejected
 from datenraum.hub.proposals.workflow import TRANSITIONS, Action, Forbidden, State, TransitionError
 from datenraum.hub.runtime import Hub
-from datenraum.hub.service import Invalid, NotFound
 
 __all__ = ["UPLOAD_PATHS", "router"]
 

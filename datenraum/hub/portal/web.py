@@ -20,8 +20,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from datenraum.hub.accounts import Role, User
-from datenraum.hub.audit import Actor
+from datenraum.hub.accounts.audit import Actor
+from datenraum.hub.accounts.service import Role, User
 from datenraum.hub.portal.i18n import LANGUAGES, choose_language, script_texts, texts_for
 from datenraum.hub.proposals import workflow
 from datenraum.hub.runtime import CSRF_COOKIE, SESSION_COOKIE, Hub, client_ip, csrf_matches

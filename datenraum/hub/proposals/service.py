@@ -1,6 +1,6 @@
 """Use & Access proposals: the domain logic below the portal's pages.
 
-Every public method is one database transaction (like `datenraum.hub.service`), so a request happens
+Every public method is one database transaction (like `datenraum.hub.feasibility.service`), so a request happens
 entirely or not at all. Whether an action is allowed is never decided here but by
 `workflow.decide`; this module reads the facts it needs, records what it allows (with who, when and
 why, as an event of the proposal's timeline) and notifies whoever the proposal now waits for.
@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.db import Clock, SiteRow, UserRow, utcnow
+from datenraum.hub.feasibility.service import Invalid, NotFound
 from datenraum.hub.proposals import export
 from datenraum.hub.proposals.tables import (
     CohortRow,
@@ -54,7 +55,6 @@ from datenraum.hub.proposals.workflow import (
     may_read,
     waiting_roles,
 )
-from datenraum.hub.service import Invalid, NotFound
 from datenraum.query.model import QueryError, parse_query
 
 __all__ = [

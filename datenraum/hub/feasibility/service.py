@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.accounts import Role, Site, User
+from datenraum.hub.accounts.service import Role, Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, UtcDateTime, utcnow
 from datenraum.privacy.aggregation import Total, check_quota, query_fingerprint, total

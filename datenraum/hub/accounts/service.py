@@ -14,10 +14,17 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.audit import Actor, record
-from datenraum.hub.auth import SITE_PREFIX, USER_PREFIX, AccountError, hash_secret, new_secret, secret_matches
+from datenraum.hub.accounts.audit import Actor, record
+from datenraum.hub.accounts.passwords import check_password, hash_password
+from datenraum.hub.accounts.secrets import (
+    SITE_PREFIX,
+    USER_PREFIX,
+    AccountError,
+    hash_secret,
+    new_secret,
+    secret_matches,
+)
 from datenraum.hub.db import Clock, SiteRow, UserRoleRow, UserRow, utcnow
-from datenraum.hub.passwords import check_password, hash_password
 
 __all__ = ["AccountError", "Accounts", "PortalRoleHolders", "Role", "Site", "User", "load_user"]
 

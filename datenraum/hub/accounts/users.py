@@ -18,9 +18,17 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.accounts import AccountError, Role, User, load_user
-from datenraum.hub.audit import Actor, record
-from datenraum.hub.auth import USER_PREFIX, hash_secret, new_secret
+from datenraum.hub.accounts.audit import Actor, record
+from datenraum.hub.accounts.outbox import Outbox
+from datenraum.hub.accounts.passwords import (
+    MIN_PASSWORD_LENGTH,
+    check_password,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from datenraum.hub.accounts.secrets import USER_PREFIX, hash_secret, new_secret
+from datenraum.hub.accounts.service import AccountError, Role, User, load_user
 from datenraum.hub.db import (
     Clock,
     LoginAttemptRow,
@@ -30,14 +38,6 @@ from datenraum.hub.db import (
     UserRow,
     WebSessionRow,
     utcnow,
-)
-from datenraum.hub.outbox import Outbox
-from datenraum.hub.passwords import (
-    MIN_PASSWORD_LENGTH,
-    check_password,
-    hash_password,
-    needs_rehash,
-    verify_password,
 )
 
 __all__ = [

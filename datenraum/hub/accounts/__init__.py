@@ -1,0 +1,1 @@
+"""Accounts: sites, users, secrets, passwords, single sign-on, audit log, mail outbox."""

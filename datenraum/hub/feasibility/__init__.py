@@ -1,0 +1,1 @@
+"""Feasibility: queries, the tasks they become, the sites' results."""
