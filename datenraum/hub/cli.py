@@ -78,7 +78,8 @@ def _database(config: HubConfig) -> Iterator[tuple[Any, str]]:
 def _accounts(config: HubConfig) -> Iterator[Any]:
     from sqlalchemy.orm import sessionmaker
 
-    from datenraum.hub.accounts.service import AccountError, Accounts
+    from datenraum.hub.accounts.service import Accounts
+    from datenraum.hub.errors import AccountError
 
     with _database(config) as (engine, _revision):
         try:

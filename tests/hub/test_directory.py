@@ -21,7 +21,7 @@ from datenraum.hub.directory.service import (
     Site,
     load_seed,
 )
-from datenraum.hub.feasibility.service import Invalid, NotFound
+from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.proposals.workflow import Actor
 
 from .helpers import HubFixture

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from datenraum.hub.errors import Forbidden
 from datenraum.hub.proposals.workflow import (
     ROLES,
     TRANSITIONS,
     Action,
     Actor,
-    Forbidden,
     ProposalFacts,
     Refused,
     State,

@@ -19,14 +19,14 @@ from datenraum.hub.accounts.passwords import check_password, hash_password
 from datenraum.hub.accounts.secrets import (
     SITE_PREFIX,
     USER_PREFIX,
-    AccountError,
     hash_secret,
     new_secret,
     secret_matches,
 )
 from datenraum.hub.db import Clock, SiteRow, UserRoleRow, UserRow, utcnow
+from datenraum.hub.errors import AccountError
 
-__all__ = ["AccountError", "Accounts", "PortalRoleHolders", "Role", "Site", "User", "load_user"]
+__all__ = ["Accounts", "PortalRoleHolders", "Role", "Site", "User", "load_user"]
 
 COMMAND_LINE = Actor(None, "command line")
 _SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

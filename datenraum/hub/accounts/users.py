@@ -28,7 +28,7 @@ from datenraum.hub.accounts.passwords import (
     verify_password,
 )
 from datenraum.hub.accounts.secrets import USER_PREFIX, hash_secret, new_secret
-from datenraum.hub.accounts.service import AccountError, Role, User, load_user
+from datenraum.hub.accounts.service import Role, User, load_user
 from datenraum.hub.db import (
     Clock,
     LoginAttemptRow,
@@ -39,6 +39,7 @@ from datenraum.hub.db import (
     WebSessionRow,
     utcnow,
 )
+from datenraum.hub.errors import AccountError, TooMany
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
@@ -66,12 +67,11 @@ class AccountPending(AccountError):
     """The account exists but waits for approval; a sign-in by single sign-on says so on its own page."""
 
 
-class LoginThrottled(Exception):
+class LoginThrottled(TooMany):
     """Too many failed sign-ins recently; `retry_after` says when to try again."""
 
     def __init__(self, retry_after: dt.timedelta) -> None:
-        super().__init__("too many failed sign-ins; try again later")
-        self.retry_after = retry_after
+        super().__init__("too many failed sign-ins; try again later", retry_after)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.directory.tables import DirectoryEntryRow, DirectorySiteRow, ParticipationRow
-from datenraum.hub.feasibility.service import Invalid, NotFound
+from datenraum.hub.errors import Forbidden, Invalid, NotFound
 from datenraum.hub.proposals.workflow import ADMIN, Actor
 
 __all__ = [
@@ -46,7 +46,7 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,59}")
 _FOLDS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 
 
-class NotAdministrator(PermissionError):
+class NotAdministrator(Forbidden):
     """Only the coordination office changes the directory."""
 
 

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.accounts.service import User
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SavedQueryRow, utcnow
-from datenraum.hub.feasibility.service import Invalid, NotFound, answerable_query
+from datenraum.hub.errors import Invalid, NotFound
+from datenraum.hub.feasibility.service import answerable_query
 from datenraum.query.mapping import load_mapping
 
 __all__ = ["HistoryEntry", "SavedQueries", "SavedQuery"]

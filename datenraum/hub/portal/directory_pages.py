@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from datenraum.hub.accounts.service import Role, User
 from datenraum.hub.directory.service import Entry, EntryKind, NotAdministrator, Participation, Site
-from datenraum.hub.feasibility.service import Invalid, NotFound
+from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.portal.web import (
     checked_form,
     form_text,

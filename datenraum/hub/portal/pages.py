@@ -17,8 +17,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from datenraum.hub.accounts.audit import search as search_audit
-from datenraum.hub.accounts.service import AccountError, Role, User
+from datenraum.hub.accounts.service import Role, User
 from datenraum.hub.accounts.users import MIN_PASSWORD_LENGTH, LoginThrottled, Registration, Status
+from datenraum.hub.errors import AccountError
 from datenraum.hub.portal.i18n import LANGUAGES
 from datenraum.hub.portal.web import (
     LANGUAGE_COOKIE,

@@ -28,10 +28,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from datenraum.hub.accounts.oidc import OidcSettings, PendingSignIn, Reason, RelyingParty, SignInFailed
-from datenraum.hub.accounts.service import AccountError
 from datenraum.hub.accounts.users import AccountPending
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock
+from datenraum.hub.errors import AccountError
 from datenraum.hub.portal.web import hub_of, local_path, render, set_session
 from datenraum.hub.runtime import client_ip
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.db import Clock, SiteRow, UserRow, utcnow
-from datenraum.hub.feasibility.service import Invalid, NotFound
+from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.proposals import export
 from datenraum.hub.proposals.tables import (
     CohortRow,

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from datenraum.hub.errors import Conflict, Forbidden, HubError
+
 __all__ = [
     "ADMIN",
     "COMMITTEE",
@@ -28,8 +30,8 @@ __all__ = [
     "SITE_ADMIN",
     "TRANSITIONS",
     "Action",
+    "ActionForbidden",
     "Actor",
-    "Forbidden",
     "ProposalFacts",
     "Refused",
     "State",
@@ -155,16 +157,22 @@ _BY_ACTION = {transition.action: transition for transition in TRANSITIONS}
 _OPTIONAL = frozenset({Action.EDIT, Action.WITHDRAW, Action.ADD_PUBLICATION})
 
 
-class TransitionError(Exception):
+class TransitionError(HubError):
     """An action that `decide` does not allow; the text says why."""
 
+    status = 409
 
-class Forbidden(TransitionError):
+
+class ActionForbidden(TransitionError, Forbidden):
     """The actor may not take this action on this proposal (role, ownership, site)."""
 
+    status = 403
 
-class Refused(TransitionError):
+
+class Refused(TransitionError, Conflict):
     """The action is not possible now (state, a missing reason, a guard)."""
+
+    status = 409
 
 
 def decide(
@@ -179,11 +187,11 @@ def decide(
     all but the last site decision); raises Forbidden or Refused."""
     transition = _BY_ACTION[action]
     if transition.role not in actor.roles:
-        raise Forbidden(f"{action}: only the role {transition.role!r} may do this")
+        raise ActionForbidden(f"{action}: only the role {transition.role!r} may do this")
     if facts.state not in transition.sources:
         raise Refused(f"{action}: not possible while the proposal is {facts.state}")
     if transition.role == RESEARCHER and actor.user_id not in facts.editor_ids | {facts.owner_id}:
-        raise Forbidden(f"{action}: only the proposal's owner or a team member who edits may do this")
+        raise ActionForbidden(f"{action}: only the proposal's owner or a team member who edits may do this")
     if transition.reason_required and not (reason and reason.strip()):
         raise Refused(f"{action}: a reason is required")
     if action is Action.SUBMIT and facts.missing_for_submission:
@@ -215,7 +223,7 @@ def allowed_actions(facts: ProposalFacts, actor: Actor, site_ids: Iterable[int] 
 
 def _after_vote(facts: ProposalFacts, actor: Actor, *, in_favour: bool) -> State:
     if actor.user_id in facts.team_ids | {facts.owner_id}:
-        raise Forbidden("vote: members of the proposal's team do not vote on it")
+        raise ActionForbidden("vote: members of the proposal's team do not vote on it")
     if actor.user_id in facts.votes_for | facts.votes_against:
         raise Refused("vote: this committee member has voted already")
     votes_for = len(facts.votes_for) + in_favour
@@ -227,7 +235,7 @@ def _after_vote(facts: ProposalFacts, actor: Actor, *, in_favour: bool) -> State
 
 def _after_site_decision(facts: ProposalFacts, actor: Actor, site_id: int | None, *, agreed: bool) -> State:
     if site_id is None or site_id not in actor.site_ids:
-        raise Forbidden(f"site decision: the actor does not administer site {site_id}")
+        raise ActionForbidden(f"site decision: the actor does not administer site {site_id}")
     if site_id not in facts.selected_site_ids:
         raise Refused(f"site decision: site {site_id} does not take part in this proposal")
     if site_id not in facts.pending_site_ids:
