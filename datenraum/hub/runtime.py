@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from datenraum.hub.accounts.outbox import Outbox
-from datenraum.hub.accounts.service import Accounts, Role, Site, User
+from datenraum.hub.accounts.service import Accounts, Site, User
 from datenraum.hub.accounts.users import Users
 from datenraum.hub.config import HubConfig
 from datenraum.hub.directory.service import Directory
@@ -36,6 +36,7 @@ from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.proposals.service import Proposals
+from datenraum.hub.roles import Role
 
 __all__ = [
     "CSRF_COOKIE",

@@ -22,7 +22,7 @@ from datenraum.hub.directory.service import (
     load_seed,
 )
 from datenraum.hub.errors import Invalid, NotFound
-from datenraum.hub.proposals.workflow import Actor
+from datenraum.hub.roles import Actor
 
 from .helpers import HubFixture
 

@@ -19,8 +19,8 @@ from click.testing import CliRunner, Result
 
 from datenraum.cli import main
 from datenraum.hub.accounts.secrets import hash_secret
-from datenraum.hub.accounts.service import Role
 from datenraum.hub.config import ConfigError, HubConfig, load_config
+from datenraum.hub.roles import Role
 
 from .helpers import HubFixture, newest_revision
 

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from datenraum.hub.accounts.audit import Actor
+from datenraum.hub.accounts.audit import AuditSource
 from datenraum.hub.accounts.outbox import Outbox
 from datenraum.hub.accounts.users import Registration, Status, Users
 from datenraum.hub.config import ConfigError, HubConfig
@@ -316,7 +316,7 @@ def assert_refused(response: httpx.Response, status: int, text_key: str) -> None
 
 def approve(users: Users, email: str) -> None:
     (account,) = [account for account in users.accounts() if account.email == email]
-    users.set_status(Actor(None, "office@example.org", "127.0.0.1"), account.id, Status.APPROVED)
+    users.set_status(AuditSource(None, "office@example.org", "127.0.0.1"), account.id, Status.APPROVED)
 
 
 # --- accounts ----------------------------------------------------------------------------------------

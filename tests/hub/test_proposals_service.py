@@ -12,7 +12,8 @@ import pytest
 from datenraum.hub.errors import Forbidden, Invalid, NotFound
 from datenraum.hub.proposals.service import CohortQuery, DocumentKind, ProjectRole, TeamMember
 from datenraum.hub.proposals.uploads import UploadRejected
-from datenraum.hub.proposals.workflow import Action, Actor, Refused, State
+from datenraum.hub.proposals.workflow import Action, Refused, State
+from datenraum.hub.roles import Actor
 
 from .helpers import HubFixture, older_than
 from .proposals_helpers import ETHICS_VOTE, World, make_world

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.directory.tables import DirectoryEntryRow, DirectorySiteRow, ParticipationRow
 from datenraum.hub.errors import Forbidden, Invalid, NotFound
-from datenraum.hub.proposals.workflow import ADMIN, Actor
+from datenraum.hub.roles import Actor, Role
 
 __all__ = [
     "DEFAULT_CONTACT",
@@ -246,7 +246,7 @@ def load_seed(sessions: sessionmaker[Session], path: Path = SEED) -> SeedLoaded:
 
 
 def _require_admin(actor: Actor) -> None:
-    if ADMIN not in actor.roles:
+    if Role.ADMIN not in actor.roles:
         raise NotAdministrator("directory: only the coordination office (role 'admin') changes it")
 
 

@@ -25,10 +25,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.accounts.service import Role, Site, User
+from datenraum.hub.accounts.service import Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, UtcDateTime, utcnow
 from datenraum.hub.errors import Conflict, Invalid, NotFound
+from datenraum.hub.roles import Role
 from datenraum.privacy.aggregation import Total, check_quota, query_fingerprint, total
 from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
 from datenraum.query.check import check_query

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from datenraum.hub.accounts.service import Role, User
+from datenraum.hub.accounts.service import User
 from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.portal.web import (
     checked_form,
@@ -46,6 +46,7 @@ from datenraum.hub.proposals.service import (
 )
 from datenraum.hub.proposals.uploads import UploadRejected
 from datenraum.hub.proposals.workflow import TRANSITIONS, Action, State, TransitionError
+from datenraum.hub.roles import Role
 from datenraum.hub.runtime import Hub
 
 __all__ = ["UPLOAD_PATHS", "router"]
