@@ -1,13 +1,20 @@
-"""The hub: HTTP API, accounts, task distribution and aggregation (federation issue; the portal comes later).
+"""The hub: the federation's centre. Sites fetch tasks and return counts; people use the portal and the API.
 
 The hub never imports `datenraum.site`: it talks to sites only through `datenraum.protocol` messages,
 and shares the query model (`datenraum.query`) and privacy rules (`datenraum.privacy`) with them.
 
+Contexts, each a package of the same anatomy (service, tables, api or pages):
+- `feasibility/`: queries, the tasks they become and the sites' results (`Federation`), the site and
+  researcher APIs, saved queries and the workspace, the concept search
+- `accounts/`: sites and users (`Accounts`, `Users`), secrets, passwords, single sign-on, audit log, mail
+- `proposals/`: Use & Access, from a project proposal to site-by-site approval (`Proposals`, `workflow`)
+- `directory/`: the network directory of hospitals, infrastructures and projects (`Directory`)
+- `portal/`: the web pages for people, of every context (Jinja2 templates, texts, two scripts)
+
+Shared by them:
+- `errors`: the one error tree (`HubError` and its HTTP status); `roles`: `Role` and `Actor`
 - `config`: settings (`HubConfig`) from defaults, TOML and environment
 - `db`: tables, engine, migrations (`migrations/`, Alembic)
-- `auth`: secrets issued once and stored as hashes; `accounts`: sites and users
-- `service`: queries, tasks, results, deadlines, privacy rules (`Federation`)
-- `notify`: waking long-polls within the hub process
-- `app`, `runtime`, `site_api`, `researcher_api`, `limits`: the FastAPI application
-- `cli`: `datenraum hub serve|migrate|add-site|rotate-site|revoke-site|create-user`
+- `app`, `runtime`, `limits`: the FastAPI application, its services and request limits
+- `cli`: `datenraum hub serve|migrate|add-site|rotate-site|revoke-site|create-user|seed-directory`
 """

@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import math
 import shlex
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,24 +27,24 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException
 
-from datenraum.hub import concepts_api, researcher_api, site_api, workspace_api
-from datenraum.hub.accounts import Accounts, PortalRoleHolders
+from datenraum.hub.accounts.outbox import Outbox, SmtpSettings
+from datenraum.hub.accounts.service import Accounts, PortalRoleHolders
+from datenraum.hub.accounts.users import Users
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
-from datenraum.hub.directory.service import Directory, NotAdministrator
+from datenraum.hub.directory.service import Directory
+from datenraum.hub.errors import HubError
+from datenraum.hub.feasibility import concepts_api, researcher_api, site_api, workspace_api
+from datenraum.hub.feasibility.notify import Notifier, close_on_exit_signal, query_key, site_key
+from datenraum.hub.feasibility.saved_queries import SavedQueries
+from datenraum.hub.feasibility.service import Federation
+from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
-from datenraum.hub.notify import Notifier, close_on_exit_signal, query_key, site_key
-from datenraum.hub.outbox import Outbox, SmtpSettings
 from datenraum.hub.portal import directory_pages, pages, proposals_pages, sso
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
-from datenraum.hub.proposals.uploads import UploadPolicy, UploadRejected
-from datenraum.hub.proposals.workflow import TransitionError
+from datenraum.hub.proposals.uploads import UploadPolicy
 from datenraum.hub.runtime import Hub
-from datenraum.hub.saved_queries import SavedQueries
-from datenraum.hub.service import Conflict, Federation, Invalid, NotFound
-from datenraum.hub.site_overview import SiteOverview
-from datenraum.hub.users import Users
 from datenraum.privacy.aggregation import QuotaExceeded
 
 __all__ = ["create_app"]
@@ -104,13 +104,12 @@ async def _quota_exceeded(_request: Request, error: Exception) -> JSONResponse:
     return _error(429, str(error), {"Retry-After": str(retry_after)})
 
 
-def _status_error(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
-    async def handler(request: Request, error: Exception) -> Response:
-        if _wants_page(request):
-            return await error_page(request, status, str(error))
-        return _error(status, str(error))
-
-    return handler
+async def _hub_error(request: Request, error: Exception) -> Response:
+    """Every service error (see `errors`): its status, with its text on the error page or as JSON."""
+    assert isinstance(error, HubError)
+    if _wants_page(request):
+        return await error_page(request, error.status, str(error))
+    return _error(error.status, str(error), error.headers() or None)
 
 
 async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
@@ -223,13 +222,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(QuotaExceeded, _quota_exceeded)
-    app.add_exception_handler(Invalid, _status_error(422))
-    app.add_exception_handler(NotFound, _status_error(404))
-    app.add_exception_handler(Conflict, _status_error(409))
-    # The pages answer these on the form they came from; these are for anything that reaches here.
-    app.add_exception_handler(TransitionError, _status_error(409))
-    app.add_exception_handler(UploadRejected, _status_error(422))
-    app.add_exception_handler(NotAdministrator, _status_error(403))
+    # The pages answer most of these on the form they came from; this is for anything that reaches here.
+    app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(sa.exc.OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _internal_error)
     return app

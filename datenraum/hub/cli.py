@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from datenraum.hub.config import ConfigError, HubConfig, load_config
+from datenraum.hub.roles import Role
 
 __all__ = ["hub_cli"]
 
@@ -78,7 +79,8 @@ def _database(config: HubConfig) -> Iterator[tuple[Any, str]]:
 def _accounts(config: HubConfig) -> Iterator[Any]:
     from sqlalchemy.orm import sessionmaker
 
-    from datenraum.hub.accounts import AccountError, Accounts
+    from datenraum.hub.accounts.service import Accounts
+    from datenraum.hub.errors import AccountError
 
     with _database(config) as (engine, _revision):
         try:
@@ -197,7 +199,8 @@ def revoke_site_command(config: HubConfig, name: str) -> None:
 @click.argument("email")
 @click.option(
     "--role",
-    type=click.Choice(["researcher", "committee", "admin"]),
+    # site-admin is not offered: it needs a site, which the portal's administration gives.
+    type=click.Choice([role.value for role in Role if role is not Role.SITE_ADMIN]),
     default="researcher",
     show_default=True,
     help="admin is the coordination office (approves accounts, manages sites and roles).",
@@ -217,7 +220,6 @@ def create_user_command(
     config: HubConfig, email: str, role: str, name: str, password_file: Any, token_file: Path | None
 ) -> None:
     """Create an approved user and issue their API token (e.g. the first coordination-office admin)."""
-    from datenraum.hub.accounts import Role
 
     password = password_file.readline().rstrip("\r\n") if password_file is not None else None
     with _accounts(config) as accounts:

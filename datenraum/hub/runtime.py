@@ -26,16 +26,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from datenraum.hub.accounts import Accounts, Role, Site, User
+from datenraum.hub.accounts.outbox import Outbox
+from datenraum.hub.accounts.service import Accounts, Site, User
+from datenraum.hub.accounts.users import Users
 from datenraum.hub.config import HubConfig
 from datenraum.hub.directory.service import Directory
-from datenraum.hub.notify import Notifier
-from datenraum.hub.outbox import Outbox
+from datenraum.hub.feasibility.notify import Notifier
+from datenraum.hub.feasibility.saved_queries import SavedQueries
+from datenraum.hub.feasibility.service import Federation
+from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.proposals.service import Proposals
-from datenraum.hub.saved_queries import SavedQueries
-from datenraum.hub.service import Federation
-from datenraum.hub.site_overview import SiteOverview
-from datenraum.hub.users import Users
+from datenraum.hub.roles import Role
 
 __all__ = [
     "CSRF_COOKIE",

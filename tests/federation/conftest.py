@@ -21,8 +21,9 @@ from sqlalchemy.orm import sessionmaker
 
 from datenraum.devtools.demo import DEMO_QUERY
 from datenraum.devtools.federation import LocalFederation, Researcher
-from datenraum.hub.accounts import Accounts, Role
+from datenraum.hub.accounts.service import Accounts
 from datenraum.hub.db import create_hub_engine
+from datenraum.hub.roles import Role
 from datenraum.query.model import query_to_json
 from datenraum.site.ingest import ingest
 from datenraum.synth import generate

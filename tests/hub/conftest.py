@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from datenraum.devtools.postgres import LocalPostgres
-from datenraum.hub import passwords
-from datenraum.hub.accounts import Accounts
+from datenraum.hub.accounts import passwords
+from datenraum.hub.accounts.service import Accounts
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Base, create_hub_engine, migrate
 

@@ -17,11 +17,12 @@ from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.accounts import Accounts, Role
+from datenraum.hub.accounts.service import Accounts
 from datenraum.hub.app import create_app
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import MIGRATIONS
-from datenraum.hub.service import Federation
+from datenraum.hub.feasibility.service import Federation
+from datenraum.hub.roles import Role
 from datenraum.protocol.messages import API_PREFIX
 
 START = dt.datetime(2025, 3, 4, 12, 0, tzinfo=dt.UTC)

@@ -17,14 +17,14 @@ import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from datenraum.hub.accounts import PortalRoleHolders, Role
-from datenraum.hub.audit import Actor, AuditEntry, search
-from datenraum.hub.auth import hash_secret, new_secret
+from datenraum.hub.accounts.audit import AuditEntry, AuditSource, search
+from datenraum.hub.accounts.outbox import Message, Outbox
+from datenraum.hub.accounts.secrets import hash_secret, new_secret
+from datenraum.hub.accounts.service import PortalRoleHolders
+from datenraum.hub.accounts.users import Registration, Status, Users
 from datenraum.hub.db import Base, SiteRow, UserRow, WebSessionRow
 from datenraum.hub.directory.service import Directory, Entry, EntryKind, Site
-from datenraum.hub.outbox import Message, Outbox
 from datenraum.hub.portal.web import workflow_actor
-from datenraum.hub.proposals import workflow
 from datenraum.hub.proposals.service import (
     Analysis,
     CohortQuery,
@@ -35,14 +35,14 @@ from datenraum.hub.proposals.service import (
 )
 from datenraum.hub.proposals.uploads import UploadPolicy
 from datenraum.hub.proposals.workflow import Action
+from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
-from datenraum.hub.users import Registration, Status, Users
 
 from .helpers import HubFixture, older_than
 from .proposals_helpers import ETHICS_VOTE
 
 PASSWORD = "a long enough passphrase"
-OFFICE = Actor(None, "test setup")
+OFFICE = AuditSource(None, "test setup")
 
 
 class Browser:
@@ -143,7 +143,7 @@ class People:
             )
         return token
 
-    def acting(self, user_id: int) -> workflow.Actor:
+    def acting(self, user_id: int) -> Actor:
         """The person as the Use & Access rules see them, with the roles and sites the portal gives them."""
         user = self.users.session_user(self.session_for(user_id))
         assert user is not None, f"user {user_id} cannot sign in"
@@ -183,7 +183,7 @@ class UseAndAccess:
             site_id,
         )
 
-    def draft(self, owner: workflow.Actor) -> int:
+    def draft(self, owner: Actor) -> int:
         """A draft that lacks only its ethics vote to be submitted."""
         draft = Draft(
             title="Diabetes und Niere",
@@ -196,7 +196,7 @@ class UseAndAccess:
         )
         return self.proposals.create(owner, draft)
 
-    def submitted(self, owner: workflow.Actor) -> tuple[int, int]:
+    def submitted(self, owner: Actor) -> tuple[int, int]:
         """A submitted proposal and the id of its ethics vote."""
         proposal_id = self.draft(owner)
         vote = self.proposals.upload(owner, proposal_id, DocumentKind.ETHICS_VOTE, "votum.pdf", ETHICS_VOTE)
@@ -205,10 +205,10 @@ class UseAndAccess:
 
     def delivered(
         self,
-        owner: workflow.Actor,
-        office: workflow.Actor,
-        committee: workflow.Actor,
-        site_admin: workflow.Actor,
+        owner: Actor,
+        office: Actor,
+        committee: Actor,
+        site_admin: Actor,
     ) -> int:
         proposal_id, _ = self.submitted(owner)
         steps = [
@@ -223,12 +223,12 @@ class UseAndAccess:
             self.proposals.apply(actor, proposal_id, action, site_id=self.site_id)
         return proposal_id
 
-    def directory_site(self, office: workflow.Actor) -> str:
+    def directory_site(self, office: Actor) -> str:
         slug = f"uk-test-{next(self.numbers)}"
         self.directory.save_site(office, Site(slug, "Uniklinik Test", "Teststadt"))
         return slug
 
-    def directory_entry(self, office: workflow.Actor) -> str:
+    def directory_entry(self, office: Actor) -> str:
         slug = f"projekt-{next(self.numbers)}"
         self.directory.save_entry(office, Entry(slug, EntryKind.PROJECT, slug.upper(), "Ein Projekt"))
         return slug

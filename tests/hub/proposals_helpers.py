@@ -10,7 +10,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from datenraum.hub.accounts import Role
 from datenraum.hub.db import SiteRow
 from datenraum.hub.proposals.service import (
     Analysis,
@@ -23,7 +22,8 @@ from datenraum.hub.proposals.service import (
     TeamMember,
 )
 from datenraum.hub.proposals.uploads import UploadPolicy
-from datenraum.hub.proposals.workflow import Action, Actor
+from datenraum.hub.proposals.workflow import Action
+from datenraum.hub.roles import Actor, Role
 
 from .helpers import HubFixture, older_than
 

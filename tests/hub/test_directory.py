@@ -21,8 +21,8 @@ from datenraum.hub.directory.service import (
     Site,
     load_seed,
 )
-from datenraum.hub.proposals.workflow import Actor
-from datenraum.hub.service import Invalid, NotFound
+from datenraum.hub.errors import Invalid, NotFound
+from datenraum.hub.roles import Actor
 
 from .helpers import HubFixture
 

@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
-from datenraum.hub.accounts import Role
 from datenraum.hub.app import create_app
 from datenraum.hub.config import HubConfig
+from datenraum.hub.roles import Role
 
 from .helpers import (
     RESEARCHER_API,

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from datenraum.cli import main
-from datenraum.hub.accounts import Role
-from datenraum.hub.auth import hash_secret
+from datenraum.hub.accounts.secrets import hash_secret
 from datenraum.hub.config import ConfigError, HubConfig, load_config
+from datenraum.hub.roles import Role
 
 from .helpers import HubFixture, newest_revision
 

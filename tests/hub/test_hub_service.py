@@ -15,9 +15,10 @@ from alembic.migration import MigrationContext
 
 from datenraum.devtools.postgres import LocalPostgres
 from datenraum.hub import db
-from datenraum.hub.accounts import Role, User
+from datenraum.hub.accounts.service import User
 from datenraum.hub.db import Base, create_hub_engine, migrate
-from datenraum.hub.service import Federation
+from datenraum.hub.feasibility.service import Federation
+from datenraum.hub.roles import Role
 from datenraum.privacy.aggregation import QuotaExceeded
 
 from .helpers import HubFixture, newest_revision, older_than

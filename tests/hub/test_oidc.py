@@ -36,13 +36,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from datenraum.hub.audit import Actor
+from datenraum.hub.accounts.audit import AuditSource
+from datenraum.hub.accounts.outbox import Outbox
+from datenraum.hub.accounts.users import Registration, Status, Users
 from datenraum.hub.config import ConfigError, HubConfig
 from datenraum.hub.db import UserRow
-from datenraum.hub.outbox import Outbox
 from datenraum.hub.portal.i18n import texts_for
 from datenraum.hub.runtime import SESSION_COOKIE
-from datenraum.hub.users import Registration, Status, Users
 
 from .helpers import FakeClock, HubFixture, serving
 
@@ -316,7 +316,7 @@ def assert_refused(response: httpx.Response, status: int, text_key: str) -> None
 
 def approve(users: Users, email: str) -> None:
     (account,) = [account for account in users.accounts() if account.email == email]
-    users.set_status(Actor(None, "office@example.org", "127.0.0.1"), account.id, Status.APPROVED)
+    users.set_status(AuditSource(None, "office@example.org", "127.0.0.1"), account.id, Status.APPROVED)
 
 
 # --- accounts ----------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from datenraum.hub.accounts import Role
-from datenraum.hub.users import Status
+from datenraum.hub.accounts.users import Status
+from datenraum.hub.roles import Role
 
 from .helpers import HubFixture, bearer, serving
 from .portal_helpers import PASSWORD, People, alert, browser, link_in

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from datenraum.hub.accounts import Role
+from datenraum.hub.roles import Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 
 from .helpers import HubFixture, bearer, older_than, serving

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from datenraum.hub.accounts import Role
+from datenraum.hub.roles import Role
 
 from .helpers import RESEARCHER_API, HubFixture, Researcher, bearer, older_than, serving
 from .portal_helpers import People, browser, database_contents

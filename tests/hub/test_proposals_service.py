@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from datenraum.hub.errors import Forbidden, Invalid, NotFound
 from datenraum.hub.proposals.service import CohortQuery, DocumentKind, ProjectRole, TeamMember
 from datenraum.hub.proposals.uploads import UploadRejected
-from datenraum.hub.proposals.workflow import Action, Actor, Forbidden, Refused, State
-from datenraum.hub.service import Invalid, NotFound
+from datenraum.hub.proposals.workflow import Action, Refused, State
+from datenraum.hub.roles import Actor
 
 from .helpers import HubFixture, older_than
 from .proposals_helpers import ETHICS_VOTE, World, make_world

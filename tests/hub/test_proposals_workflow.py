@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from datenraum.hub.errors import Forbidden
 from datenraum.hub.proposals.workflow import (
-    ROLES,
     TRANSITIONS,
     Action,
-    Actor,
-    Forbidden,
     ProposalFacts,
     Refused,
     State,
@@ -23,6 +21,8 @@ from datenraum.hub.proposals.workflow import (
     may_read,
     waiting_roles,
 )
+from datenraum.hub.roles import Actor
+from datenraum.hub.roles import Role as ROLES
 
 OWNER = 1
 SITE = 10

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from datenraum.hub.accounts import Role, User
+from datenraum.hub.accounts.service import User
+from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.proposals.service import DocumentKind
-from datenraum.hub.proposals.workflow import Actor
+from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
-from datenraum.hub.saved_queries import SavedQueries
 
 from .helpers import HubFixture, older_than, serving
 from .portal_helpers import PASSWORD, People, UseAndAccess, browser, link_in, routes

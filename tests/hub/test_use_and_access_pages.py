@@ -17,15 +17,16 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from datenraum.cli import main
-from datenraum.hub.accounts import PortalRoleHolders, Role
-from datenraum.hub.audit import Actor as AuditActor
+from datenraum.hub.accounts.audit import AuditSource
+from datenraum.hub.accounts.outbox import Outbox
+from datenraum.hub.accounts.service import PortalRoleHolders
+from datenraum.hub.accounts.users import Status, Users
 from datenraum.hub.db import SiteRow
 from datenraum.hub.directory.service import EntryKind, load_seed
-from datenraum.hub.outbox import Outbox
 from datenraum.hub.portal import i18n
 from datenraum.hub.proposals.service import Analysis, DocumentKind, ProjectRole
 from datenraum.hub.proposals.workflow import Action, State
-from datenraum.hub.users import Status, Users
+from datenraum.hub.roles import Role
 
 from .helpers import HubFixture, older_than, serving
 
@@ -104,7 +105,7 @@ def people(hub: HubFixture) -> dict[str, int]:
         hub.accounts.create_user(email, role, password=PASSWORD)
     users = Users(hub.sessions, Outbox(hub.sessions, None))
     ids = users.approved_ids([email for email, _ in emails.values()])
-    office = AuditActor(ids["office@example.org"], "office@example.org")
+    office = AuditSource(ids["office@example.org"], "office@example.org")
     users.grant(office, ids["dic@example.org"], Role.SITE_ADMIN, "uk-a")
     return {name: ids[email] for name, (email, _) in emails.items()}
 
@@ -149,7 +150,7 @@ def test_role_holders_are_the_approved_accounts_with_the_role_for_the_site(hub: 
         assert holders.user_ids(session, "site-admin", uk_a) == [ids["site-admin"]]
         assert holders.user_ids(session, "site-admin", uk_b) == []
         assert holders.user_ids(session, "site-admin") == []
-    users.set_status(AuditActor(ids["admin"], "office@example.org"), ids["committee"], Status.DISABLED)
+    users.set_status(AuditSource(ids["admin"], "office@example.org"), ids["committee"], Status.DISABLED)
     with hub.sessions() as session:
         assert holders.user_ids(session, "committee") == []
 

@@ -1,4 +1,4 @@
-"""The network directory (issue 6): the university hospitals of the network, research infrastructures and
+"""The network directory: the university hospitals of the network, research infrastructures and
 projects, and who takes part in what.
 
 - `tables`: the database models (migration 0003)

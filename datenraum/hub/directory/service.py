@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.directory.tables import DirectoryEntryRow, DirectorySiteRow, ParticipationRow
-from datenraum.hub.proposals.workflow import ADMIN, Actor
-from datenraum.hub.service import Invalid, NotFound
+from datenraum.hub.errors import Forbidden, Invalid, NotFound
+from datenraum.hub.roles import Actor, Role
 
 __all__ = [
     "DEFAULT_CONTACT",
@@ -46,7 +46,7 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,59}")
 _FOLDS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 
 
-class NotAdministrator(PermissionError):
+class NotAdministrator(Forbidden):
     """Only the coordination office changes the directory."""
 
 
@@ -246,7 +246,7 @@ def load_seed(sessions: sessionmaker[Session], path: Path = SEED) -> SeedLoaded:
 
 
 def _require_admin(actor: Actor) -> None:
-    if ADMIN not in actor.roles:
+    if Role.ADMIN not in actor.roles:
         raise NotAdministrator("directory: only the coordination office (role 'admin') changes it")
 
 

@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from datenraum.hub.accounts import Role, User
+from datenraum.hub.accounts.service import User
 from datenraum.hub.directory.service import Entry, EntryKind, NotAdministrator, Participation, Site
+from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.portal.web import (
     checked_form,
     form_text,
@@ -26,7 +27,7 @@ from datenraum.hub.portal.web import (
     require,
     workflow_actor,
 )
-from datenraum.hub.service import Invalid, NotFound
+from datenraum.hub.roles import Role
 
 __all__ = ["api", "router"]
 

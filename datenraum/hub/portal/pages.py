@@ -16,8 +16,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from datenraum.hub.accounts import AccountError, Role, User
-from datenraum.hub.audit import search as search_audit
+from datenraum.hub.accounts.audit import search as search_audit
+from datenraum.hub.accounts.service import User
+from datenraum.hub.accounts.users import MIN_PASSWORD_LENGTH, LoginThrottled, Registration, Status
+from datenraum.hub.errors import AccountError
 from datenraum.hub.portal.i18n import LANGUAGES
 from datenraum.hub.portal.web import (
     LANGUAGE_COOKIE,
@@ -33,8 +35,8 @@ from datenraum.hub.portal.web import (
     require,
     set_session,
 )
+from datenraum.hub.roles import Role
 from datenraum.hub.runtime import SESSION_COOKIE, RowId, client_ip
-from datenraum.hub.users import MIN_PASSWORD_LENGTH, LoginThrottled, Registration, Status
 
 __all__ = ["router"]
 

@@ -22,7 +22,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from datenraum.hub.accounts import Role, User
+from datenraum.hub.accounts.service import User
+from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.portal.web import (
     checked_form,
     form_text,
@@ -44,9 +45,9 @@ from datenraum.hub.proposals.service import (
     TeamMember,
 )
 from datenraum.hub.proposals.uploads import UploadRejected
-from datenraum.hub.proposals.workflow import TRANSITIONS, Action, Forbidden, State, TransitionError
+from datenraum.hub.proposals.workflow import TRANSITIONS, Action, State, TransitionError
+from datenraum.hub.roles import Role
 from datenraum.hub.runtime import Hub
-from datenraum.hub.service import Invalid, NotFound
 
 __all__ = ["UPLOAD_PATHS", "router"]
 
@@ -159,7 +160,7 @@ async def edit(request: Request, user: Researcher, proposal_id: int) -> Response
     except Invalid as error:
         return await _form_page(request, user, proposal_id, draft, 400, str(error), **again)
     except TransitionError as error:
-        return await _proposal_page(request, user, proposal_id, _status(error), str(error))
+        return await _proposal_page(request, user, proposal_id, error.status, str(error))
     problem = await _upload_ethics_vote(hub, user, proposal_id, form)
     if problem:
         return await _form_page(request, user, proposal_id, draft, 400, problem)
@@ -384,10 +385,6 @@ def _people(proposal: Proposal) -> set[int]:
     }
 
 
-def _status(error: Exception) -> int:
-    return 403 if isinstance(error, Forbidden) else 409
-
-
 @router.post("/proposals/{proposal_id}/actions/{name}", response_class=HTMLResponse)
 async def take_action(request: Request, user: AnyUser, proposal_id: int, name: str) -> Response:
     form = await checked_form(request)
@@ -407,7 +404,7 @@ async def take_action(request: Request, user: AnyUser, proposal_id: int, name: s
     try:
         await hub.run(apply)
     except TransitionError as error:
-        return await _proposal_page(request, user, proposal_id, _status(error), str(error))
+        return await _proposal_page(request, user, proposal_id, error.status, str(error))
     except Invalid as error:
         return await _proposal_page(request, user, proposal_id, 400, str(error))
     return redirect(f"/proposals/{proposal_id}", "proposal-action-done")
@@ -473,7 +470,7 @@ async def add_publication(request: Request, user: AnyUser, proposal_id: int) -> 
     try:
         await hub.run(add)
     except TransitionError as error:
-        return await _proposal_page(request, user, proposal_id, _status(error), str(error))
+        return await _proposal_page(request, user, proposal_id, error.status, str(error))
     except Invalid as error:
         return await _proposal_page(request, user, proposal_id, 400, str(error))
     return redirect(f"/proposals/{proposal_id}", "proposal-published")

@@ -27,13 +27,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from datenraum.hub.accounts import AccountError
+from datenraum.hub.accounts.oidc import OidcSettings, PendingSignIn, Reason, RelyingParty, SignInFailed
+from datenraum.hub.accounts.users import AccountPending
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock
-from datenraum.hub.oidc import OidcSettings, PendingSignIn, Reason, RelyingParty, SignInFailed
+from datenraum.hub.errors import AccountError
 from datenraum.hub.portal.web import hub_of, local_path, render, set_session
 from datenraum.hub.runtime import client_ip
-from datenraum.hub.users import AccountPending
 
 __all__ = ["CALLBACK_PATH", "FLOW_COOKIE", "routes"]
 

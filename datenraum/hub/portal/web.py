@@ -20,10 +20,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from datenraum.hub.accounts import Role, User
-from datenraum.hub.audit import Actor
+from datenraum.hub.accounts.audit import AuditSource
+from datenraum.hub.accounts.service import User
 from datenraum.hub.portal.i18n import LANGUAGES, choose_language, script_texts, texts_for
-from datenraum.hub.proposals import workflow
+from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_COOKIE, SESSION_COOKIE, Hub, client_ip, csrf_matches
 
 __all__ = [
@@ -148,9 +148,9 @@ async def optional_user(request: Request) -> User | None:
     return user
 
 
-def workflow_actor(user: User) -> workflow.Actor:
+def workflow_actor(user: User) -> Actor:
     """The user as the Use & Access rules see them."""
-    return workflow.Actor(user.id, frozenset(role.value for role in user.roles), user.site_ids)
+    return Actor(user.id, user.roles, user.site_ids)
 
 
 def _attention(hub: Hub, user: User) -> tuple[int, int]:
@@ -196,10 +196,10 @@ def form_text(form: FormData, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def actor(request: Request, user: User | None) -> Actor:
+def actor(request: Request, user: User | None) -> AuditSource:
     if user is None:
-        return Actor(None, "anonymous", client_ip(request))
-    return Actor(user.id, user.email, client_ip(request))
+        return AuditSource(None, "anonymous", client_ip(request))
+    return AuditSource(user.id, user.email, client_ip(request))
 
 
 def language(request: Request, user: User | None) -> str:

@@ -1,4 +1,4 @@
-"""Use & Access: from a project proposal to approved, site-by-site data use (issue 6).
+"""Use & Access: from a project proposal to approved, site-by-site data use.
 
 - `workflow`: the state machine, as a table and one pure function (`decide`)
 - `tables`: the database models; `service`: proposals, votes, site decisions, comments, documents,

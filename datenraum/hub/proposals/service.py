@@ -1,6 +1,6 @@
 """Use & Access proposals: the domain logic below the portal's pages.
 
-Every public method is one database transaction (like `datenraum.hub.service`), so a request happens
+Every public method is one database transaction (like `datenraum.hub.feasibility.service`), so a request happens
 entirely or not at all. Whether an action is allowed is never decided here but by
 `workflow.decide`; this module reads the facts it needs, records what it allows (with who, when and
 why, as an event of the proposal's timeline) and notifies whoever the proposal now waits for.
@@ -9,7 +9,7 @@ Transitions lock the proposal's row first, so that two committee members voting 
 one after the other and exactly one of them reaches the quorum.
 
 Errors: `NotFound` (no such proposal, or one the actor may not see: the two look the same),
-`Invalid` (a value that cannot be stored; the text starts with the field), `workflow.Forbidden` and
+`Invalid` (a value that cannot be stored; the text starts with the field), `workflow.ActionForbidden` and
 `workflow.Refused` (an action the rules do not allow), `uploads.UploadRejected`.
 """
 
@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.db import Clock, SiteRow, UserRow, utcnow
+from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.proposals import export
 from datenraum.hub.proposals.tables import (
     CohortRow,
@@ -39,13 +40,8 @@ from datenraum.hub.proposals.tables import (
 )
 from datenraum.hub.proposals.uploads import UploadPolicy, read_stored, store_upload
 from datenraum.hub.proposals.workflow import (
-    ADMIN,
-    COMMITTEE,
-    RESEARCHER,
-    SITE_ADMIN,
     Action,
-    Actor,
-    Forbidden,
+    ActionForbidden,
     ProposalFacts,
     State,
     allowed_actions,
@@ -54,7 +50,7 @@ from datenraum.hub.proposals.workflow import (
     may_read,
     waiting_roles,
 )
-from datenraum.hub.service import Invalid, NotFound
+from datenraum.hub.roles import Actor, Role
 from datenraum.query.model import QueryError, parse_query
 
 __all__ = [
@@ -283,8 +279,8 @@ class Proposals:
 
     def create(self, actor: Actor, draft: Draft) -> int:
         """A new draft owned by `actor`; returns its id."""
-        if RESEARCHER not in actor.roles:
-            raise Forbidden("create: only the role 'researcher' may write proposals")
+        if Role.RESEARCHER not in actor.roles:
+            raise ActionForbidden("create: only the role 'researcher' may write proposals")
         now = self._clock()
         with self._sessions.begin() as session:
             _check_draft(session, draft)
@@ -466,7 +462,7 @@ class Proposals:
             # A superset of what may_read allows, to spare reading every proposal; may_read decides.
             others = (
                 ProposalRow.state != State.DRAFT.value
-                if actor.roles & {ADMIN, COMMITTEE, SITE_ADMIN}
+                if actor.roles & {Role.ADMIN, Role.COMMITTEE, Role.SITE_ADMIN}
                 else sa.false()
             )
             query = sa.select(ProposalRow).where(sa.or_(own, others)).order_by(ProposalRow.updated.desc())
@@ -591,22 +587,24 @@ class Proposals:
             role: [state.value for state in State if role in waiting_roles(state)] for role in actor.roles
         }
         conditions = []
-        if RESEARCHER in actor.roles:
+        if Role.RESEARCHER in actor.roles:
             team = sa.select(TeamMemberRow.proposal_id).where(TeamMemberRow.user_id == actor.user_id)
             conditions.append(
                 sa.and_(
-                    ProposalRow.state.in_(states[RESEARCHER]),
+                    ProposalRow.state.in_(states[Role.RESEARCHER]),
                     sa.or_(ProposalRow.owner_id == actor.user_id, ProposalRow.id.in_(team)),
                 )
             )
-        for role in (ADMIN, COMMITTEE):
+        for role in (Role.ADMIN, Role.COMMITTEE):
             if role in actor.roles:
                 conditions.append(ProposalRow.state.in_(states[role]))
-        if SITE_ADMIN in actor.roles:
+        if Role.SITE_ADMIN in actor.roles:
             pending = sa.select(ProposalSiteRow.proposal_id).where(
                 ProposalSiteRow.site_id.in_(actor.site_ids), ProposalSiteRow.agreed.is_(None)
             )
-            conditions.append(sa.and_(ProposalRow.state.in_(states[SITE_ADMIN]), ProposalRow.id.in_(pending)))
+            conditions.append(
+                sa.and_(ProposalRow.state.in_(states[Role.SITE_ADMIN]), ProposalRow.id.in_(pending))
+            )
         return sa.select(ProposalRow.id).where(sa.or_(sa.false(), *conditions))
 
     def _notify(
@@ -615,16 +613,16 @@ class Proposals:
         """Ask whoever the proposal now waits for, and tell its team what happened to it."""
         due: set[int] = set()
         for role in waiting_roles(after):
-            if role == RESEARCHER:
+            if role == Role.RESEARCHER:
                 due |= facts.editor_ids | {facts.owner_id}
-            elif role == SITE_ADMIN:
+            elif role == Role.SITE_ADMIN:
                 for site_id in sorted(
                     facts.selected_site_ids - facts.agreed_site_ids - facts.declined_site_ids
                 ):
                     due |= set(self._holders.user_ids(session, role, site_id))
             else:
                 due |= set(self._holders.user_ids(session, role))
-        if COMMITTEE in waiting_roles(after):
+        if Role.COMMITTEE in waiting_roles(after):
             due -= facts.team_ids | {facts.owner_id}  # they do not vote on their own proposal
         informed = (facts.team_ids | {facts.owner_id}) - due
         now = self._clock()
@@ -674,7 +672,7 @@ class Proposals:
             .order_by(SiteRow.name)
         ).all()
         votes: list[VoteRow] = []
-        if actor.roles & {ADMIN, COMMITTEE}:
+        if actor.roles & {Role.ADMIN, Role.COMMITTEE}:
             votes = list(
                 session.scalars(
                     sa.select(VoteRow).where(VoteRow.proposal_id == pid).order_by(VoteRow.created)

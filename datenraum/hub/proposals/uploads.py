@@ -25,6 +25,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from datenraum.hub.errors import Invalid
+
 __all__ = [
     "MEDIA_TYPES",
     "StoredFile",
@@ -62,7 +64,7 @@ MAX_NAME_BYTES = 200
 _FALLBACK_NAME = "document"
 
 
-class UploadRejected(ValueError):
+class UploadRejected(Invalid):
     """An upload that is not stored; the text names the file and the rule it broke."""
 
 

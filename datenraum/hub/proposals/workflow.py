@@ -20,16 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from datenraum.hub.errors import Conflict, Forbidden, HubError
+from datenraum.hub.roles import Actor, Role
+
 __all__ = [
-    "ADMIN",
-    "COMMITTEE",
-    "RESEARCHER",
-    "ROLES",
-    "SITE_ADMIN",
     "TRANSITIONS",
     "Action",
-    "Actor",
-    "Forbidden",
+    "ActionForbidden",
     "ProposalFacts",
     "Refused",
     "State",
@@ -41,12 +38,6 @@ __all__ = [
     "may_read",
     "waiting_roles",
 ]
-
-RESEARCHER = "researcher"
-ADMIN = "admin"  # the coordination office
-COMMITTEE = "committee"  # a member of the use-and-access committee
-SITE_ADMIN = "site-admin"  # the administrator of the sites in Actor.site_ids
-ROLES = frozenset({RESEARCHER, ADMIN, COMMITTEE, SITE_ADMIN})
 
 
 class State(StrEnum):
@@ -83,13 +74,6 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
-class Actor:
-    user_id: int
-    roles: frozenset[str]
-    site_ids: frozenset[int] = frozenset()
-
-
-@dataclass(frozen=True)
 class ProposalFacts:
     """What the rules need to know of one proposal; the service reads it from the database."""
 
@@ -114,7 +98,7 @@ class ProposalFacts:
 class Transition:
     action: Action
     sources: frozenset[State]
-    role: str
+    role: Role
     target: State | None  # None: decided by the votes or the sites' decisions
     reason_required: bool = False
 
@@ -128,26 +112,26 @@ BEFORE_APPROVAL = _from(
 )
 
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition(Action.EDIT, _from(State.DRAFT, State.REVISION_REQUESTED), RESEARCHER, None),
-    Transition(Action.SUBMIT, _from(State.DRAFT, State.REVISION_REQUESTED), RESEARCHER, State.SUBMITTED),
-    Transition(Action.WITHDRAW, BEFORE_APPROVAL, RESEARCHER, State.WITHDRAWN),
-    Transition(Action.START_FORMAL_CHECK, _from(State.SUBMITTED), ADMIN, State.FORMAL_CHECK),
+    Transition(Action.EDIT, _from(State.DRAFT, State.REVISION_REQUESTED), Role.RESEARCHER, None),
+    Transition(Action.SUBMIT, _from(State.DRAFT, State.REVISION_REQUESTED), Role.RESEARCHER, State.SUBMITTED),
+    Transition(Action.WITHDRAW, BEFORE_APPROVAL, Role.RESEARCHER, State.WITHDRAWN),
+    Transition(Action.START_FORMAL_CHECK, _from(State.SUBMITTED), Role.ADMIN, State.FORMAL_CHECK),
     Transition(
         Action.REQUEST_REVISION,
         _from(State.FORMAL_CHECK),
-        ADMIN,
+        Role.ADMIN,
         State.REVISION_REQUESTED,
         reason_required=True,
     ),
-    Transition(Action.FORWARD_TO_COMMITTEE, _from(State.FORMAL_CHECK), ADMIN, State.COMMITTEE_REVIEW),
-    Transition(Action.VOTE_APPROVE, _from(State.COMMITTEE_REVIEW), COMMITTEE, None),
-    Transition(Action.VOTE_REJECT, _from(State.COMMITTEE_REVIEW), COMMITTEE, None, reason_required=True),
-    Transition(Action.REQUEST_SITE_DECISIONS, _from(State.APPROVED), ADMIN, State.SITE_DECISIONS),
-    Transition(Action.SITE_AGREE, _from(State.SITE_DECISIONS), SITE_ADMIN, None),
-    Transition(Action.SITE_DECLINE, _from(State.SITE_DECISIONS), SITE_ADMIN, None, reason_required=True),
-    Transition(Action.MARK_DELIVERED, _from(State.READY_FOR_DELIVERY), ADMIN, State.DELIVERED),
-    Transition(Action.ADD_PUBLICATION, _from(State.DELIVERED, State.FINISHED), RESEARCHER, None),
-    Transition(Action.FINISH, _from(State.DELIVERED), RESEARCHER, State.FINISHED),
+    Transition(Action.FORWARD_TO_COMMITTEE, _from(State.FORMAL_CHECK), Role.ADMIN, State.COMMITTEE_REVIEW),
+    Transition(Action.VOTE_APPROVE, _from(State.COMMITTEE_REVIEW), Role.COMMITTEE, None),
+    Transition(Action.VOTE_REJECT, _from(State.COMMITTEE_REVIEW), Role.COMMITTEE, None, reason_required=True),
+    Transition(Action.REQUEST_SITE_DECISIONS, _from(State.APPROVED), Role.ADMIN, State.SITE_DECISIONS),
+    Transition(Action.SITE_AGREE, _from(State.SITE_DECISIONS), Role.SITE_ADMIN, None),
+    Transition(Action.SITE_DECLINE, _from(State.SITE_DECISIONS), Role.SITE_ADMIN, None, reason_required=True),
+    Transition(Action.MARK_DELIVERED, _from(State.READY_FOR_DELIVERY), Role.ADMIN, State.DELIVERED),
+    Transition(Action.ADD_PUBLICATION, _from(State.DELIVERED, State.FINISHED), Role.RESEARCHER, None),
+    Transition(Action.FINISH, _from(State.DELIVERED), Role.RESEARCHER, State.FINISHED),
 )
 
 _BY_ACTION = {transition.action: transition for transition in TRANSITIONS}
@@ -155,16 +139,22 @@ _BY_ACTION = {transition.action: transition for transition in TRANSITIONS}
 _OPTIONAL = frozenset({Action.EDIT, Action.WITHDRAW, Action.ADD_PUBLICATION})
 
 
-class TransitionError(Exception):
+class TransitionError(HubError):
     """An action that `decide` does not allow; the text says why."""
 
+    status = 409
 
-class Forbidden(TransitionError):
+
+class ActionForbidden(TransitionError, Forbidden):
     """The actor may not take this action on this proposal (role, ownership, site)."""
 
+    status = 403
 
-class Refused(TransitionError):
+
+class Refused(TransitionError, Conflict):
     """The action is not possible now (state, a missing reason, a guard)."""
+
+    status = 409
 
 
 def decide(
@@ -179,11 +169,11 @@ def decide(
     all but the last site decision); raises Forbidden or Refused."""
     transition = _BY_ACTION[action]
     if transition.role not in actor.roles:
-        raise Forbidden(f"{action}: only the role {transition.role!r} may do this")
+        raise ActionForbidden(f"{action}: only the role '{transition.role}' may do this")
     if facts.state not in transition.sources:
         raise Refused(f"{action}: not possible while the proposal is {facts.state}")
-    if transition.role == RESEARCHER and actor.user_id not in facts.editor_ids | {facts.owner_id}:
-        raise Forbidden(f"{action}: only the proposal's owner or a team member who edits may do this")
+    if transition.role == Role.RESEARCHER and actor.user_id not in facts.editor_ids | {facts.owner_id}:
+        raise ActionForbidden(f"{action}: only the proposal's owner or a team member who edits may do this")
     if transition.reason_required and not (reason and reason.strip()):
         raise Refused(f"{action}: a reason is required")
     if action is Action.SUBMIT and facts.missing_for_submission:
@@ -202,7 +192,7 @@ def allowed_actions(facts: ProposalFacts, actor: Actor, site_ids: Iterable[int] 
     `site_ids`. Actions that need a reason are listed: the page asks for it."""
     allowed = []
     for action in Action:
-        sites: Iterable[int | None] = site_ids if _BY_ACTION[action].role == SITE_ADMIN else (None,)
+        sites: Iterable[int | None] = site_ids if _BY_ACTION[action].role == Role.SITE_ADMIN else (None,)
         for site_id in sites:
             try:
                 decide(facts, actor, action, reason="(asked for by the page)", site_id=site_id)
@@ -215,7 +205,7 @@ def allowed_actions(facts: ProposalFacts, actor: Actor, site_ids: Iterable[int] 
 
 def _after_vote(facts: ProposalFacts, actor: Actor, *, in_favour: bool) -> State:
     if actor.user_id in facts.team_ids | {facts.owner_id}:
-        raise Forbidden("vote: members of the proposal's team do not vote on it")
+        raise ActionForbidden("vote: members of the proposal's team do not vote on it")
     if actor.user_id in facts.votes_for | facts.votes_against:
         raise Refused("vote: this committee member has voted already")
     votes_for = len(facts.votes_for) + in_favour
@@ -227,7 +217,7 @@ def _after_vote(facts: ProposalFacts, actor: Actor, *, in_favour: bool) -> State
 
 def _after_site_decision(facts: ProposalFacts, actor: Actor, site_id: int | None, *, agreed: bool) -> State:
     if site_id is None or site_id not in actor.site_ids:
-        raise Forbidden(f"site decision: the actor does not administer site {site_id}")
+        raise ActionForbidden(f"site decision: the actor does not administer site {site_id}")
     if site_id not in facts.selected_site_ids:
         raise Refused(f"site decision: site {site_id} does not take part in this proposal")
     if site_id not in facts.pending_site_ids:
@@ -244,7 +234,7 @@ def due_actions(facts: ProposalFacts, actor: Actor) -> list[Action]:
     return [action for action in allowed_actions(complete, actor, actor.site_ids) if action not in _OPTIONAL]
 
 
-def waiting_roles(state: State) -> frozenset[str]:
+def waiting_roles(state: State) -> frozenset[Role]:
     """The roles a proposal in `state` waits for: who is notified when it gets there."""
     return frozenset(t.role for t in TRANSITIONS if state in t.sources and t.action not in _OPTIONAL)
 
@@ -256,6 +246,6 @@ def may_read(facts: ProposalFacts, actor: Actor) -> bool:
         return True
     if facts.state is State.DRAFT:
         return False
-    return bool(actor.roles & {ADMIN, COMMITTEE}) or (
-        SITE_ADMIN in actor.roles and bool(actor.site_ids & facts.selected_site_ids)
+    return bool(actor.roles & {Role.ADMIN, Role.COMMITTEE}) or (
+        Role.SITE_ADMIN in actor.roles and bool(actor.site_ids & facts.selected_site_ids)
     )

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from datenraum.hub.notify import query_key, site_key, wait_for
+from datenraum.hub.errors import Conflict, Invalid
+from datenraum.hub.feasibility.notify import query_key, site_key, wait_for
 from datenraum.hub.runtime import CurrentSite, HubDep
-from datenraum.hub.service import Conflict, Invalid
 from datenraum.protocol.messages import API_PREFIX, ProtocolError, TaskResult, TaskState
 
 __all__ = ["router"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argon2
 
-from datenraum.hub.auth import AccountError
+from datenraum.hub.errors import AccountError
 
 __all__ = ["MIN_PASSWORD_LENGTH", "check_password", "hash_password", "needs_rehash", "verify_password"]
 

@@ -9,30 +9,28 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.audit import Actor, record
-from datenraum.hub.auth import SITE_PREFIX, USER_PREFIX, AccountError, hash_secret, new_secret, secret_matches
+from datenraum.hub.accounts.audit import AuditSource, record
+from datenraum.hub.accounts.passwords import check_password, hash_password
+from datenraum.hub.accounts.secrets import (
+    SITE_PREFIX,
+    USER_PREFIX,
+    hash_secret,
+    new_secret,
+    secret_matches,
+)
 from datenraum.hub.db import Clock, SiteRow, UserRoleRow, UserRow, utcnow
-from datenraum.hub.passwords import check_password, hash_password
+from datenraum.hub.errors import AccountError
+from datenraum.hub.roles import Role
 
-__all__ = ["AccountError", "Accounts", "PortalRoleHolders", "Role", "Site", "User", "load_user"]
+__all__ = ["Accounts", "PortalRoleHolders", "Site", "User", "load_user"]
 
-COMMAND_LINE = Actor(None, "command line")
+COMMAND_LINE = AuditSource(None, "command line")
 _SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-
-
-class Role(StrEnum):
-    """What a user may do; one user may hold several roles (see the role matrix in the README)."""
-
-    RESEARCHER = "researcher"  # asks feasibility queries, writes proposals
-    SITE_ADMIN = "site-admin"  # manages one site's agent credential and reads its task log
-    COMMITTEE = "committee"  # member of the use-and-access committee
-    ADMIN = "admin"  # coordination office: approves accounts, manages sites and roles, reads every query
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ class PortalRoleHolders:
     to whoever the coordination office has given the role. Accounts that are not approved are left out:
     they could not act on what they were told."""
 
-    def user_ids(self, session: Session, role: str, site_id: int | None = None) -> list[int]:
+    def user_ids(self, session: Session, role: Role, site_id: int | None = None) -> list[int]:
         query = (
             sa.select(UserRoleRow.user_id)
             .join(UserRow, UserRow.id == UserRoleRow.user_id)
@@ -93,7 +91,7 @@ class Accounts:
         self._sessions = sessions
         self._clock = clock
 
-    def add_site(self, name: str, actor: Actor = COMMAND_LINE) -> str:
+    def add_site(self, name: str, actor: AuditSource = COMMAND_LINE) -> str:
         """Register a site; returns its credential, which is not stored and cannot be shown again."""
         if not _SITE_NAME.fullmatch(name):
             raise AccountError(
@@ -107,7 +105,7 @@ class Accounts:
             record(session, self._clock(), actor, "site.add", name)
         return credential
 
-    def rotate_site(self, name: str, actor: Actor = COMMAND_LINE) -> str:
+    def rotate_site(self, name: str, actor: AuditSource = COMMAND_LINE) -> str:
         """Replace a site's credential (and re-activate it if it was revoked); returns the new one."""
         credential = new_secret(SITE_PREFIX)
         with self._sessions.begin() as session:
@@ -117,7 +115,7 @@ class Accounts:
             record(session, self._clock(), actor, "site.rotate", name)
         return credential
 
-    def revoke_site(self, name: str, actor: Actor = COMMAND_LINE) -> None:
+    def revoke_site(self, name: str, actor: AuditSource = COMMAND_LINE) -> None:
         """Stop accepting the site's credential; its unanswered tasks run into their deadlines."""
         with self._sessions.begin() as session:
             self._site_row(session, name).active = False

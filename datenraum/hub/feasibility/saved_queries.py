@@ -15,9 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.accounts import User
+from datenraum.hub.accounts.service import User
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SavedQueryRow, utcnow
-from datenraum.hub.service import Invalid, NotFound, answerable_query
+from datenraum.hub.errors import Invalid, NotFound
+from datenraum.hub.feasibility.service import answerable_query
 from datenraum.query.mapping import load_mapping
 
 __all__ = ["HistoryEntry", "SavedQueries", "SavedQuery"]

@@ -29,6 +29,7 @@ import httpx
 import jwt
 
 from datenraum.hub.db import Clock, utcnow
+from datenraum.hub.errors import HubError
 
 __all__ = ["Identity", "OidcSettings", "PendingSignIn", "Reason", "RelyingParty", "SignInFailed"]
 
@@ -50,7 +51,9 @@ class Reason(StrEnum):
     EMAIL_UNVERIFIED = "email_unverified"
 
 
-class SignInFailed(Exception):
+class SignInFailed(HubError):
+    """Single sign-on did not succeed; `reason` says why (the sign-in pages answer with their own status)."""
+
     def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason

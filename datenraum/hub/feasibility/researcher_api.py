@@ -11,10 +11,10 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from datenraum.hub.accounts import User
-from datenraum.hub.notify import query_key, site_key, wait_for
+from datenraum.hub.accounts.service import User
+from datenraum.hub.feasibility.notify import query_key, site_key, wait_for
+from datenraum.hub.feasibility.service import QueryResult
 from datenraum.hub.runtime import CurrentUser, Hub, HubDep, QueryUser
-from datenraum.hub.service import QueryResult
 
 __all__ = ["router"]
 

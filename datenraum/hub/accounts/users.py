@@ -18,9 +18,17 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.accounts import AccountError, Role, User, load_user
-from datenraum.hub.audit import Actor, record
-from datenraum.hub.auth import USER_PREFIX, hash_secret, new_secret
+from datenraum.hub.accounts.audit import AuditSource, record
+from datenraum.hub.accounts.outbox import Outbox
+from datenraum.hub.accounts.passwords import (
+    MIN_PASSWORD_LENGTH,
+    check_password,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from datenraum.hub.accounts.secrets import USER_PREFIX, hash_secret, new_secret
+from datenraum.hub.accounts.service import User, load_user
 from datenraum.hub.db import (
     Clock,
     LoginAttemptRow,
@@ -31,14 +39,8 @@ from datenraum.hub.db import (
     WebSessionRow,
     utcnow,
 )
-from datenraum.hub.outbox import Outbox
-from datenraum.hub.passwords import (
-    MIN_PASSWORD_LENGTH,
-    check_password,
-    hash_password,
-    needs_rehash,
-    verify_password,
-)
+from datenraum.hub.errors import AccountError, TooMany
+from datenraum.hub.roles import Role
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
@@ -66,12 +68,11 @@ class AccountPending(AccountError):
     """The account exists but waits for approval; a sign-in by single sign-on says so on its own page."""
 
 
-class LoginThrottled(Exception):
+class LoginThrottled(TooMany):
     """Too many failed sign-ins recently; `retry_after` says when to try again."""
 
     def __init__(self, retry_after: dt.timedelta) -> None:
-        super().__init__("too many failed sign-ins; try again later")
-        self.retry_after = retry_after
+        super().__init__("too many failed sign-ins; try again later", retry_after)
 
 
 @dataclass(frozen=True)
@@ -159,10 +160,10 @@ class Users:
                 # The same address registered at the same moment, and that transaction came first.
                 raise AccountError("email: an account with this address exists already") from None
             session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
-            record(session, self._clock(), Actor(row.id, email, ip), "account.register", email)
+            record(session, self._clock(), AuditSource(row.id, email, ip), "account.register", email)
             return row.id
 
-    def set_status(self, actor: Actor, user_id: int, status: Status) -> None:
+    def set_status(self, actor: AuditSource, user_id: int, status: Status) -> None:
         """Approve, reject, disable or re-enable an account; the person is told by message."""
         with self._sessions.begin() as session:
             row = self._user_row(session, user_id)
@@ -180,7 +181,7 @@ class Users:
                     f"Hello {row.name},\n\nyour Datenraum account has been approved; you can sign in now.",
                 )
 
-    def grant(self, actor: Actor, user_id: int, role: Role, site: str | None = None) -> None:
+    def grant(self, actor: AuditSource, user_id: int, role: Role, site: str | None = None) -> None:
         with self._sessions.begin() as session:
             row = self._user_row(session, user_id)
             site_id = self._site_for_role(session, role, site)
@@ -195,7 +196,7 @@ class Users:
                 session.add(UserRoleRow(user_id=user_id, role=role.value, site_id=site_id))
                 record(session, self._clock(), actor, "role.grant", row.email, _role_text(role, site))
 
-    def revoke(self, actor: Actor, user_id: int, role: Role, site: str | None = None) -> None:
+    def revoke(self, actor: AuditSource, user_id: int, role: Role, site: str | None = None) -> None:
         with self._sessions.begin() as session:
             row = self._user_row(session, user_id)
             if row.id == actor.user_id and role == Role.ADMIN:
@@ -253,13 +254,13 @@ class Users:
         with self._sessions.begin() as session:
             throttled = self._throttled(session, email, ip, now)
             if throttled is not None:
-                record(session, now, Actor(None, email, ip), "login.throttled", email)
+                record(session, now, AuditSource(None, email, ip), "login.throttled", email)
         if throttled is not None:
             raise throttled
         with self._sessions.begin() as session:
             row = session.scalar(sa.select(UserRow).where(UserRow.email == email))
             verified = verify_password(row.password_hash if row else None, password)
-            actor = Actor(row.id if row else None, email, ip)
+            actor = AuditSource(row.id if row else None, email, ip)
             if not verified or row is None:
                 session.add(LoginAttemptRow(at=now, email=email[:320], ip=ip[:64]))
                 record(session, now, actor, "login.failed", email, "wrong e-mail or password")
@@ -301,11 +302,16 @@ class Users:
                     session.flush()
                     session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
                     record(
-                        session, now, Actor(row.id, email, ip), "account.register", email, "single sign-on"
+                        session,
+                        now,
+                        AuditSource(row.id, email, ip),
+                        "account.register",
+                        email,
+                        "single sign-on",
                     )
                 else:
                     raise AccountError("this e-mail address belongs to another single sign-on identity")
-            actor = Actor(row.id, row.email, ip)
+            actor = AuditSource(row.id, row.email, ip)
             if row.status == Status.APPROVED:
                 record(session, now, actor, "login", row.email, "single sign-on")
                 return self._new_session(session, row.id, now)
@@ -328,14 +334,14 @@ class Users:
             )
             return None if row is None else load_user(session, row)
 
-    def logout(self, token: str, actor: Actor) -> None:
+    def logout(self, token: str, actor: AuditSource) -> None:
         with self._sessions.begin() as session:
             session.execute(sa.delete(WebSessionRow).where(WebSessionRow.token_hash == hash_secret(token)))
             record(session, self._clock(), actor, "logout", actor.label)
 
     # Passwords and tokens
 
-    def change_password(self, actor: Actor, current: str, new: str) -> None:
+    def change_password(self, actor: AuditSource, current: str, new: str) -> None:
         """Set a new password after checking the current one; other sessions of the user end."""
         with self._sessions.begin() as session:
             row = self._user_row(session, actor.user_id)
@@ -357,7 +363,9 @@ class Users:
         now = self._clock()
         with self._sessions.begin() as session:
             row = session.scalar(sa.select(UserRow).where(UserRow.email == email))
-            record(session, now, Actor(row.id if row else None, email, ip), "password.reset-request", email)
+            record(
+                session, now, AuditSource(row.id if row else None, email, ip), "password.reset-request", email
+            )
             if row is None or row.status in (Status.REJECTED, Status.DISABLED):
                 return
             token = new_secret(RESET_PREFIX)
@@ -390,9 +398,9 @@ class Users:
             row.password_hash = hash_password(new)
             reset.used = now
             session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
-            record(session, now, Actor(row.id, row.email, ip), "password.reset", row.email)
+            record(session, now, AuditSource(row.id, row.email, ip), "password.reset", row.email)
 
-    def issue_token(self, actor: Actor) -> str:
+    def issue_token(self, actor: AuditSource) -> str:
         """A new API token for the user (shown once); the previous one stops working."""
         token = new_secret(USER_PREFIX)
         with self._sessions.begin() as session:

@@ -25,9 +25,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.hub.accounts import Role, Site, User
+from datenraum.hub.accounts.service import Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, UtcDateTime, utcnow
+from datenraum.hub.errors import Conflict, Invalid, NotFound
+from datenraum.hub.roles import Role
 from datenraum.privacy.aggregation import Total, check_submission, query_fingerprint, total
 from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
 from datenraum.query.canonical import canonical_query
@@ -40,10 +42,7 @@ __all__ = [
     "MAX_TASKS_PER_POLL",
     "Changes",
     "Claim",
-    "Conflict",
     "Federation",
-    "Invalid",
-    "NotFound",
     "QueryResult",
     "Recorded",
     "SiteAnswer",
@@ -59,18 +58,6 @@ _OPEN = (TaskState.PENDING.value, TaskState.RUNNING.value)
 # Larger than any count a hospital can have, and the largest integer every JSON reader keeps exact.
 MAX_COUNT = 2**53 - 1
 _TIMED_OUT_REASON = "no result before the deadline"
-
-
-class NotFound(LookupError):
-    """Nothing the caller may see has this id (another site's task, another user's query)."""
-
-
-class Conflict(Exception):
-    """The request contradicts what is recorded (a different result for an answered task)."""
-
-
-class Invalid(ValueError):
-    """The request is well-formed JSON but not acceptable; the text starts with the offending field."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.db import AuditRow
 
-__all__ = ["Actor", "AuditEntry", "record", "search"]
+__all__ = ["AuditEntry", "AuditSource", "record", "search"]
 
 
 @dataclass(frozen=True)
-class Actor:
+class AuditSource:
     """Who acts: a user (by id, with their e-mail as a label that outlives the account) from an address."""
 
     user_id: int | None
@@ -37,7 +37,7 @@ class AuditEntry:
 
 
 def record(
-    session: Session, at: dt.datetime, actor: Actor, action: str, target: str = "", detail: str = ""
+    session: Session, at: dt.datetime, actor: AuditSource, action: str, target: str = "", detail: str = ""
 ) -> None:
     session.add(
         AuditRow(

@@ -10,15 +10,11 @@ import hashlib
 import hmac
 import secrets
 
-__all__ = ["SITE_PREFIX", "USER_PREFIX", "AccountError", "hash_secret", "new_secret", "secret_matches"]
+__all__ = ["SITE_PREFIX", "USER_PREFIX", "hash_secret", "new_secret", "secret_matches"]
 
 # Prefixes make a leaked secret recognisable (by people and secret scanners) and say what it opens.
 SITE_PREFIX = "drs_"
 USER_PREFIX = "dru_"
-
-
-class AccountError(ValueError):
-    """An account request that cannot be done (unknown or duplicate name, bad value); the text says why."""
 
 
 def new_secret(prefix: str) -> str:
