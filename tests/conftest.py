@@ -7,37 +7,28 @@ project can build on them; a test module's own helpers belong in that module.
 from __future__ import annotations
 
 import gzip
-import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from shared_data import shared_data_folder
 
 from datenraum.devtools.postgres import LocalPostgres, PostgresUnavailable
 from datenraum.site.store import Store
-
-SHARED_DATA = Path(os.environ.get("DATENRAUM_SHARED_DATA", "/work/shared/data"))
-
-
-def _data_folder(name: str) -> Path:
-    folder = SHARED_DATA / name
-    if not folder.is_dir():
-        pytest.skip(f"reference data {folder} is not available (set DATENRAUM_SHARED_DATA)")
-    return folder
 
 
 @pytest.fixture(scope="session")
 def mii_kds_testdata() -> Path:
     """The MII core data set test Bundles (22 transaction Bundles, one folder)."""
-    return _data_folder("mii-kds-testdata")
+    return shared_data_folder("mii-kds-testdata")
 
 
 @pytest.fixture(scope="session")
 def sq2cql_testdata() -> Path:
     """The sq2cql test resources (structured queries and the Bundles they run against)."""
-    return _data_folder("sq2cql-testdata")
+    return shared_data_folder("sq2cql-testdata")
 
 
 @pytest.fixture(scope="session")

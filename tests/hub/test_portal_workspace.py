@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from shared_data import SHARED_DATA
 
 from datenraum.hub.roles import Role
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 SAVED = f"{RESEARCHER_API}/saved-queries"
 # The national portal's example queries, as its query translator sq2cql tests them: in the shared data
 # next to the repository (../shared/data), read-only.
-SQ2CQL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sq2cql-testdata"
+SQ2CQL = SHARED_DATA / "sq2cql-testdata"
 
 
 def _sq2cql_examples() -> list[str]:
