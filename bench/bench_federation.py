@@ -36,6 +36,7 @@ HUB_SETTINGS = {
     "DATENRAUM_HUB_QUOTA_PER_MINUTE": "100000",
     "DATENRAUM_HUB_QUOTA_PER_HOUR": "100000",
     "DATENRAUM_HUB_QUOTA_PER_DAY": "100000",
+    "DATENRAUM_HUB_SITE_DAILY_TASKS": "1000000",
 }
 # One DuckDB thread per agent: dozens of agents share this machine's few cores, where a real site has its own.
 AGENT_CONFIG = "[tasks]\ndaily_limit = 100000\n[store]\nthreads = 1\n"

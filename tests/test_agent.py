@@ -5,28 +5,34 @@ The end-to-end behaviour with a real hub and real processes is in tests/federati
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import fhir_resources
 import httpx
 import orjson
 import pytest
 
 from datenraum.devtools.demo import DEMO_QUERY
+from datenraum.hub.config import HubConfig
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import API_PREFIX, TaskResult, TaskState
 from datenraum.query.model import query_to_json
 from datenraum.site.agent.config import AgentConfig, ConfigError, load_config, parse_config
-from datenraum.site.agent.loop import Agent, Backoff
+from datenraum.site.agent.loop import Agent, Backoff, TimeLimit
 from datenraum.site.agent.state import Journal, StateError, load_or_create_secret, state_lock
 from datenraum.site.feasibility import iter_patient_ids
 from datenraum.site.ingest import ingest
+from datenraum.site.store import Store
 
 CREDENTIAL = "site-credential-1"
 EXACT = 4817  # an exact count no log line may contain
@@ -55,6 +61,15 @@ class FakeHub:
         self.refuse_posts = 0
         self.polls = 0
         self.on_poll: Callable[[], None] = lambda: None
+        self.on_post: Callable[[], None] = lambda: None
+        # Like the hub's long-poll, a poll without tasks to hand out waits while a task handed out has not
+        # been answered yet (an agent that answers tasks side by side polls meanwhile), or `wait` passes.
+        self._changed = threading.Condition()
+        self._handed: set[str] = set()
+        self._answered: set[str] = set()
+
+    def _idle(self) -> bool:
+        return bool(self.pending) or not (self._handed - self._answered)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if self.outage:
@@ -66,15 +81,22 @@ class FakeHub:
         if path == "/heartbeat":
             return httpx.Response(200, json={})
         if path == "/tasks":
+            with self._changed:
+                self._changed.wait_for(self._idle, timeout=float(request.url.params["wait"]))
             self.polls += 1
             self.on_poll()
             tasks, self.pending = self.pending, []
+            self._handed.update(t["id"] for t in tasks if isinstance(t.get("id"), str))
             return httpx.Response(200, json={"tasks": tasks})
         if path.endswith("/result"):
+            with self._changed:
+                self._answered.add(path.split("/")[-2])
+                self._changed.notify_all()
             if self.refuse_posts:
                 self.refuse_posts -= 1
                 raise httpx.ConnectError("connection refused", request=request)
             self.posted.append(orjson.loads(request.content))
+            self.on_post()
             if self.lose_post_responses:
                 self.lose_post_responses -= 1
                 raise httpx.ReadTimeout("response lost", request=request)
@@ -497,3 +519,107 @@ def test_every_way_of_writing_one_cohort_gets_the_same_answer(site, make_agent, 
     assert len(answers) == 1, answers
     (answer,) = answers
     assert 20 <= answer <= 60  # 40 and noise within ±20
+
+
+# -- a time limit per task, and tasks side by side (issue 12, P-2)
+
+ENDLESS = "SELECT count(*) FROM range(1000000000000000)"  # hours of work for DuckDB, unless interrupted
+
+
+def _endless(snapshot: Any, query: Any) -> list[str]:
+    """A cohort whose query runs on the task's DuckDB cursor until it is interrupted."""
+    snapshot.connection.execute(ENDLESS).fetchall()
+    return []
+
+
+def test_a_query_over_the_time_limit_is_interrupted_and_failed_and_the_agent_goes_on(make_agent, caplog):
+    calls = []
+
+    def cohort(snapshot: Any, query: Any) -> Iterable[str]:
+        calls.append(query)
+        return _endless(snapshot, query) if len(calls) == 1 else Counter()(snapshot, query)
+
+    config = AgentConfig(time_limit=0.2, threads=1)
+    agent = make_agent(FakeHub(), config=config, counter=cohort)
+    with caplog.at_level(logging.INFO, logger="datenraum.site.agent"):
+        started = time.monotonic()
+        result = agent.answer(task("endless"))
+        took = time.monotonic() - started
+    assert (result.state, result.reason) == (TaskState.FAILED, "time limit of 0.2 s exceeded")
+    assert took < 10  # interrupted, not run out
+    assert "internal error" not in caplog.text and "Traceback" not in caplog.text
+    assert agent.answer(task("next")).state == TaskState.ANSWERED  # the same snapshot still answers
+    assert agent.journal.runs_on(NOW.astimezone().date()) == 2  # the interrupted one cost the site too
+
+
+def test_a_time_limit_that_expires_before_the_query_starts_still_interrupts_it(site):
+    # the time may run out while the query is compiled: an interrupt while nothing runs is lost in DuckDB
+    with Store(site["store"]).snapshot() as snapshot, contextlib.closing(snapshot.cursor()) as view:
+        with TimeLimit(view.connection, 3600) as limit:
+            limit.expire()
+            with pytest.raises(duckdb.InterruptException):
+                view.connection.execute(ENDLESS).fetchall()
+        assert limit.exceeded
+
+
+def test_a_snapshot_cursor_sees_every_table_also_of_an_empty_store(site):
+    with Store(site["store"]).snapshot() as snapshot, contextlib.closing(snapshot.cursor()) as view:
+        assert view.connection is not snapshot.connection
+        assert view.connection.execute("SELECT count(*) FROM patient").fetchone() == (0,)
+        assert view.generation == snapshot.generation
+
+
+def _slow_query() -> dict[str, Any]:
+    return {"inclusionCriteria": [[_diagnosis("C50")]]}
+
+
+def test_one_slow_task_does_not_hold_up_the_others(make_agent):
+    hub = FakeHub([task("slow", query=_slow_query()), task("fast-1"), task("fast-2")])
+    release = threading.Event()
+    released_by_the_fast_ones = []
+
+    def cohort(snapshot: Any, query: Any) -> Iterable[str]:
+        if "C50" in repr(query):
+            released_by_the_fast_ones.append(release.wait(timeout=5))
+        return Counter()(snapshot, query)
+
+    def on_post() -> None:
+        if {"fast-1", "fast-2"} <= {p["task_id"] for p in hub.posted}:
+            release.set()
+
+    hub.on_post = on_post
+    agent = make_agent(hub, config=replace(FAST, concurrency=2), counter=cohort)
+    run_until(agent, hub, lambda: len(hub.posted) == 3)
+    assert released_by_the_fast_ones == [True]
+    assert [p["task_id"] for p in hub.posted][-1] == "slow"
+
+
+def test_tasks_side_by_side_never_exceed_the_daily_limit(make_agent):
+    hub = FakeHub([task(f"t{i}") for i in range(6)])
+    agent = make_agent(hub, config=replace(FAST, concurrency=3, daily_limit=2))
+    run_until(agent, hub, lambda: len(hub.posted) == 6)
+    states = sorted(p["state"] for p in hub.posted)
+    assert states == ["answered"] * 2 + ["failed"] * 4
+    assert agent.journal.runs_on(NOW.astimezone().date()) == 2
+
+
+def test_a_task_offered_twice_at_once_runs_once(make_agent):
+    hub = FakeHub([task("t1"), task("t1")])
+    counter = Counter()
+    agent = make_agent(hub, config=replace(FAST, concurrency=2), counter=counter)
+    run_until(agent, hub, lambda: bool(hub.posted) and hub.polls >= 3)
+    assert counter.calls == 1
+    assert all(p == hub.posted[0] for p in hub.posted)
+
+
+def test_the_time_limit_and_the_pool_have_defaults_below_the_hub_deadline_and_can_be_set(tmp_path):
+    config = load_config(None)
+    assert (config.time_limit, config.concurrency) == (20.0, 2)
+    assert config.time_limit < HubConfig().task_deadline_seconds
+    path = tmp_path / "agent.toml"
+    path.write_text("[tasks]\ntime_limit = 5.5\nconcurrency = 4\n")
+    assert (load_config(path).time_limit, load_config(path).concurrency) == (5.5, 4)
+    with pytest.raises(ConfigError, match=r"tasks\.time_limit: expected a positive number"):
+        parse_config({"tasks": {"time_limit": 0}})
+    with pytest.raises(ConfigError, match=r"tasks\.concurrency: expected an integer from 1 to 16"):
+        parse_config({"tasks": {"concurrency": 0}})

@@ -14,6 +14,8 @@ line options. Durations are in seconds.
 | max_body_bytes | 1048576 | larger request bodies are refused with 413 |
 | min_sites | 3 | a total is shown only when at least this many sites contributed a count |
 | quota_per_minute / _per_hour / _per_day | 10 / 100 / 500 | submissions a user may make (reused ones too; a near-duplicate counts twice) |
+| site_daily_tasks | 1000 | tasks the hub sends one site in 24 hours (keep it at most the sites' `tasks.daily_limit`); beyond, a query that asks the site is refused with 429 naming it |
+| researcher_site_share | 0.1 | the part of `site_daily_tasks` one researcher's queries may take at a site in 24 hours (0.1: exhausting a site takes ten accounts) |
 | reuse_window_seconds | 86400 | an identical query (same sites) within this gets the stored query |
 | public_url | http://127.0.0.1:8700 | where people reach the portal (links in messages) |
 | secure_cookies | false | mark session cookies Secure (set true behind HTTPS) |
@@ -61,6 +63,8 @@ class HubConfig:
     quota_per_minute: int = 10
     quota_per_hour: int = 100
     quota_per_day: int = 500
+    site_daily_tasks: int = 1000
+    researcher_site_share: float = 0.1
     reuse_window_seconds: float = 24 * 3600.0
     public_url: str = "http://127.0.0.1:8700"
     secure_cookies: bool = False
@@ -83,6 +87,8 @@ class HubConfig:
             value = getattr(self, field.name)
             if field.type in ("int", "float") and not value > 0:
                 raise ConfigError(f"{field.name}: must be positive, got {value}")
+        if self.researcher_site_share > 1:
+            raise ConfigError(f"researcher_site_share: must be at most 1, got {self.researcher_site_share}")
         if not self.database_url:
             raise ConfigError("database_url: must not be empty")
         if self.oidc_issuer and not self.oidc_client_id:
@@ -97,6 +103,12 @@ class HubConfig:
             per_day=self.quota_per_day,
             reuse_window=dt.timedelta(seconds=self.reuse_window_seconds),
         )
+
+    @property
+    def researcher_site_tasks(self) -> int:
+        """Tasks one researcher's queries may give one site in 24 hours (at least one)."""
+        # (the small addition keeps 100 * 0.29 at 29, not 28.999...)
+        return max(1, int(self.site_daily_tasks * self.researcher_site_share + 1e-9))
 
     @property
     def task_deadline(self) -> dt.timedelta:

@@ -465,11 +465,22 @@ class Snapshot:
                         f"CREATE VIEW {table} AS SELECT {aligned_columns(visible, stored)} FROM {source}"
                     )
                 else:
+                    # A table, not a view of the registered Arrow table: what is registered is seen only
+                    # by this connection, not by its cursors (`cursor`).
                     empty = schema.empty_table().drop_columns([SEQ_COLUMN])
                     connection.register(f"_empty_{table}", empty)
-                    connection.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
+                    connection.execute(f"CREATE TABLE {table} AS SELECT * FROM _empty_{table}")
+                    connection.unregister(f"_empty_{table}")
             self._connection = connection
         return self._connection
+
+    def cursor(self) -> Snapshot:
+        """The same generation on a cursor of this snapshot's connection, for one thread: a DuckDB
+        connection must not be used by several threads at once, its cursors may (one each). Closing it
+        closes only the cursor; this snapshot must stay open while it is used."""
+        view = Snapshot(self.store, self.manifest)
+        view._connection = self.connection.cursor()
+        return view
 
     def row_counts(self) -> dict[str, int]:
         return {

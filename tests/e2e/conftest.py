@@ -40,6 +40,7 @@ HUB_SETTINGS = {
     "DATENRAUM_HUB_QUOTA_PER_MINUTE": "1000",
     "DATENRAUM_HUB_QUOTA_PER_HOUR": "10000",
     "DATENRAUM_HUB_QUOTA_PER_DAY": "100000",
+    "DATENRAUM_HUB_SITE_DAILY_TASKS": "1000000",
     "DATENRAUM_HUB_UPLOAD_MAX_BYTES": str(256 * 1024),  # small, so that an oversized upload is quick
 }
 AGENT_CONFIG = "[hub]\nwait = 5\nbackoff_initial = 0.1\nbackoff_cap = 0.5\n"

@@ -36,6 +36,7 @@ HUB_SETTINGS = {
     "DATENRAUM_HUB_QUOTA_PER_MINUTE": "1000",
     "DATENRAUM_HUB_QUOTA_PER_HOUR": "10000",
     "DATENRAUM_HUB_QUOTA_PER_DAY": "100000",
+    "DATENRAUM_HUB_SITE_DAILY_TASKS": "1000000",
 }
 # Agents that come back quickly after an outage and notice a revocation soon.
 AGENT_CONFIG = "[hub]\nwait = 2\nbackoff_initial = 0.1\nbackoff_cap = 0.5\n"

@@ -741,3 +741,58 @@ async def test_a_near_duplicate_of_an_own_recent_question_counts_twice(hub: HubF
         assert (await researcher.submit({"inclusionCriteria": [[e11], [cancer]]})).status_code == 201
         assert (await researcher.submit({"inclusionCriteria": [[_diagnosis("I10")]]})).status_code == 201
         assert (await researcher.submit({"inclusionCriteria": [[_diagnosis("I11")]]})).status_code == 201
+
+
+# -- daily limits per site and per researcher (issue 12, P-2) ----------------------------------------
+
+
+async def test_a_researcher_gets_at_most_a_share_of_a_sites_daily_tasks(hub: HubFixture) -> None:
+    # a share of 1/10 of a site's 20 tasks a day: 2 per researcher and site (two accounts cannot exhaust it)
+    hub.sites(*SITES)
+    async with serving(hub.app(site_daily_tasks=20, researcher_site_share=0.1)) as client:
+        alice = Researcher(client, hub.user())
+        assert [(await alice.submit(older_than(y), ["uk-a"])).status_code for y in (40, 41)] == [201] * 2
+        refused = await alice.submit(older_than(42), ["uk-a", "uk-b"])
+        assert refused.status_code == 429
+        assert "uk-a" in refused.json()["error"] and "uk-b" not in refused.json()["error"]
+        assert "2 tasks a day" in refused.json()["error"]
+        assert 1 <= int(refused.headers["Retry-After"]) <= 24 * 3600
+        assert hub.count("queries") == 2  # nothing stored for the refused one
+        # a question asked before is reused: it asks no site and costs nothing
+        assert (await alice.submit(older_than(40), ["uk-a"])).json()["reused"] is True
+        # her other sites, and other researchers at uk-a, are not affected
+        assert (await alice.submit(older_than(42), ["uk-b"])).status_code == 201
+        bob = Researcher(client, hub.user("bob@example.org"))
+        assert (await bob.submit(older_than(50), ["uk-a"])).status_code == 201
+        # a day later her share is hers again
+        hub.clock.advance(24 * 3600)
+        assert (await alice.submit(older_than(43), ["uk-a"])).status_code == 201
+
+
+async def test_a_site_at_its_daily_limit_gets_no_more_tasks_and_the_researcher_is_told(
+    hub: HubFixture,
+) -> None:
+    hub.sites(*SITES)
+    async with serving(hub.app(site_daily_tasks=4, researcher_site_share=0.5)) as client:
+        for i, email in enumerate(("a@example.org", "b@example.org")):
+            researcher = Researcher(client, hub.user(email))
+            for years in (40 + 2 * i, 41 + 2 * i):
+                assert (await researcher.submit(older_than(years), ["uk-a"])).status_code == 201
+        carol = Researcher(client, hub.user("carol@example.org"))
+        refused = await carol.submit(older_than(60))  # every site, uk-a among them
+        assert refused.status_code == 429
+        error = refused.json()["error"]
+        assert "uk-a" in error and "daily limit of 4 tasks" in error
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert hub.count("tasks") == 4  # uk-a's four, nothing more was sent
+        # the other sites still answer her
+        assert (await carol.submit(older_than(60), ["uk-b", "uk-c"])).status_code == 201
+        hub.clock.advance(24 * 3600)
+        assert (await carol.submit(older_than(61))).status_code == 201
+
+
+def test_the_share_of_a_site_is_a_fraction_of_at_most_one() -> None:
+    assert HubConfig().researcher_site_share == 0.1
+    assert HubConfig().site_daily_tasks == 1000
+    with pytest.raises(ValueError, match="researcher_site_share: must be at most 1"):
+        HubConfig(researcher_site_share=1.5)

@@ -3,9 +3,15 @@
 Every public method is one database transaction, so a request either happens entirely or not at all,
 and everything lives in the database: a restarted hub still delivers pending tasks and shows results.
 Methods are synchronous (the HTTP layer runs them in a thread pool) and return what changed, so that the
-caller can wake whoever waits for it (see `notify`). Transactions lock rows in one order (a user or
-site, then tasks, then queries, sorted by id), so that concurrent requests may wait for each other but
+caller can wake whoever waits for it (see `notify`). Transactions lock rows in one order (a user, then
+sites, then tasks, then queries, sorted by id), so that concurrent requests may wait for each other but
 never deadlock.
+
+A site answers only so many tasks a day (`site_daily_tasks`, 24 hours back from now), and one
+researcher's queries may take only a share of that at each site (`researcher_site_share`), so that
+exhausting a site for everyone takes many approved accounts. A query that would go beyond either at one
+of its sites is refused with 429 naming the site (`SiteLimitReached`), before anything is stored: the
+site is not sent tasks it would refuse or let time out.
 
 A task's life: `pending` (created) -> `running` (fetched by its site, leased for `lease_seconds`; offered
 again when the lease runs out without a result) -> `answered` or `failed` (the site's result), or
@@ -28,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from datenraum.hub.accounts.service import Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, UtcDateTime, utcnow
-from datenraum.hub.errors import Conflict, Invalid, NotFound
+from datenraum.hub.errors import Conflict, Invalid, NotFound, TooMany
 from datenraum.hub.roles import Role
 from datenraum.privacy.aggregation import Total, check_submission, query_fingerprint, total
 from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
@@ -46,6 +52,7 @@ __all__ = [
     "QueryResult",
     "Recorded",
     "SiteAnswer",
+    "SiteLimitReached",
     "SiteStatus",
     "Submission",
     "answerable_query",
@@ -58,6 +65,13 @@ _OPEN = (TaskState.PENDING.value, TaskState.RUNNING.value)
 # Larger than any count a hospital can have, and the largest integer every JSON reader keeps exact.
 MAX_COUNT = 2**53 - 1
 _TIMED_OUT_REASON = "no result before the deadline"
+
+
+DAY = dt.timedelta(days=1)
+
+
+class SiteLimitReached(TooMany):
+    """A site asked by the query has had its tasks for the day, or the researcher's share of them."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +267,20 @@ def answerable_query(query_json: Any, mapping: Mapping, *, field: str = "$") -> 
     return query
 
 
+def _recent_tasks(site_ids: Sequence[int], user_id: int | None, now: dt.datetime) -> sa.Select:
+    """The tasks of `site_ids` of the day before `now` (of queries `user_id` asked, unless None)."""
+    tasks = (
+        sa.select(TaskRow.id)
+        .join(QueryRow, QueryRow.id == TaskRow.query_id)
+        .where(TaskRow.site_id.in_(site_ids), QueryRow.created > now - DAY)
+    )
+    if user_id is None:
+        return tasks
+    return tasks.join(QueryRequest, QueryRequest.query_id == TaskRow.query_id).where(
+        QueryRequest.user_id == user_id, QueryRequest.reused.is_(False)
+    )
+
+
 def _bump(session: Session, query_ids: Iterable[str]) -> None:
     """Tell readers that these queries changed (see QueryResult.version)."""
     ids = sorted(set(query_ids))  # a fixed order, so concurrent bumps cannot deadlock
@@ -337,6 +365,7 @@ class Federation:
                 .order_by(QueryRequest.created, QueryRequest.id)
             ).all()
             check_submission(asked, question, now, policy)
+            self._check_site_limits(session, user, sites, now)
             query_id = str(uuid.uuid4())
             session.add(
                 QueryRow(id=query_id, fingerprint=fingerprint, query=canonical, created=now, version=1)
@@ -477,6 +506,52 @@ class Federation:
             return Changes(frozenset(query_ids), frozenset(site_ids))
 
     # -- helpers
+
+    def _check_site_limits(
+        self, session: Session, user: User, sites: Sequence[SiteRow], now: dt.datetime
+    ) -> None:
+        """Raise SiteLimitReached if a task more for one of `sites` would exceed its daily tasks, or the
+        user's share of them (counting the tasks of queries created in the 24 hours before `now`)."""
+        site_ids = [site.id for site in sites]
+        # Lock the sites (in id order), so that concurrent submissions of several users are counted one
+        # after the other against a site's limit.
+        session.execute(
+            sa.select(SiteRow.id).where(SiteRow.id.in_(site_ids)).order_by(SiteRow.id).with_for_update()
+        )
+        limits = (
+            (None, self._config.site_daily_tasks, "{site!r} has reached its daily limit of {limit} tasks"),
+            (
+                user.id,
+                self._config.researcher_site_tasks,
+                "your queries have had their share of {limit} tasks a day at {site!r}",
+            ),
+        )
+        for user_id, limit, text in limits:
+            counts = dict(
+                session.execute(
+                    _recent_tasks(site_ids, user_id, now)
+                    .with_only_columns(TaskRow.site_id, sa.func.count())
+                    .group_by(TaskRow.site_id)
+                ).all()
+            )
+            for site in sites:  # sorted by name, so the text names the same site each time
+                over = counts.get(site.id, 0) - limit + 1
+                if over > 0:
+                    # once this many of the oldest have left the day, a task more fits
+                    oldest = session.scalar(
+                        _recent_tasks([site.id], user_id, now)
+                        .with_only_columns(QueryRow.created)
+                        .order_by(QueryRow.created)
+                        .offset(over - 1)
+                        .limit(1)
+                    )
+                    wait = oldest + DAY - now
+                    raise SiteLimitReached(
+                        "sites: "
+                        + text.format(site=site.name, limit=limit)
+                        + f"; leave it out or try again in {int(wait.total_seconds()) + 1} s",
+                        wait,
+                    )
 
     @staticmethod
     def _chosen_sites(session: Session, names: Sequence[str] | None) -> list[SiteRow]:

@@ -5,6 +5,9 @@ Every key is optional; a missing file section means its defaults. The defaults:
     [tasks]
     allowed = ["feasibility-count"]  # task types this site answers; others get a "failed" result
     daily_limit = 1000               # tasks run on the store per calendar day (the agent's local time)
+    time_limit = 20                  # seconds one task may take; its query is then interrupted and the
+                                     # task failed (below the hub's task deadline, 30 s by default)
+    concurrency = 2                  # tasks run side by side (one slow query does not hold up the rest)
 
     [obfuscation]                    # how a count is disguised before it leaves (datenraum.privacy.counts)
     threshold = 10                   # a count below this leaves only as "below threshold"
@@ -37,6 +40,10 @@ from datenraum.protocol.messages import TaskType
 __all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
 
 
+# More tasks side by side than this would only make each slower: they share the site's cores.
+MAX_CONCURRENCY = 16
+
+
 class ConfigError(ValueError):
     """The agent's configuration cannot be used; the text names the file and key."""
 
@@ -45,6 +52,8 @@ class ConfigError(ValueError):
 class AgentConfig:
     allowed_tasks: frozenset[TaskType] = frozenset({TaskType.FEASIBILITY_COUNT})
     daily_limit: int = 1000
+    time_limit: float = 20.0
+    concurrency: int = 2
     policy: ObfuscationPolicy = field(default_factory=ObfuscationPolicy)
     wait: int = 25
     backoff_initial: float = 0.5
@@ -81,7 +90,7 @@ def _task_types(value: Any, key: str) -> frozenset[TaskType]:
 
 
 _SCHEMA: dict[str, tuple[str, ...]] = {
-    "tasks": ("allowed", "daily_limit"),
+    "tasks": ("allowed", "daily_limit", "time_limit", "concurrency"),
     "obfuscation": ("threshold", "noise", "rounding"),
     "hub": ("wait", "backoff_initial", "backoff_cap"),
     "store": ("threads",),
@@ -125,6 +134,10 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
             tasks.get("allowed", [t.value for t in defaults.allowed_tasks]), "tasks.allowed"
         ),
         daily_limit=_integer(tasks.get("daily_limit", defaults.daily_limit), "tasks.daily_limit", 0),
+        time_limit=_seconds(tasks.get("time_limit", defaults.time_limit), "tasks.time_limit"),
+        concurrency=_integer(
+            tasks.get("concurrency", defaults.concurrency), "tasks.concurrency", 1, MAX_CONCURRENCY
+        ),
         policy=policy,
         wait=_integer(hub.get("wait", defaults.wait), "hub.wait", 1, 60),
         backoff_initial=backoff_initial,

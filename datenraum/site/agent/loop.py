@@ -14,6 +14,12 @@ each one on the store and posts the result. How it stays correct when things bre
 - **A task that cannot be answered** (malformed or unsupported query, store error, task type not allowed
   here, daily limit reached) gets a `failed` result with a reason the researcher can read; the agent
   goes on with the next task.
+- **A task takes too long**: after `tasks.time_limit` seconds its DuckDB query is interrupted
+  (`TimeLimit`) and the task fails with "time limit of N s exceeded"; it counts against the daily limit.
+- **One slow task does not hold up the others**: up to `tasks.concurrency` tasks run side by side, each
+  on its own DuckDB cursor of the current snapshot (a connection must not be shared by threads); the
+  loop polls for more while a worker is free. Each worker journals its result, then posts it; results a
+  worker could not post are posted by the loop once the hub is back. A task is never run twice at once.
 - **Counts leave only obfuscated** (`datenraum.privacy.counts`), with noise keyed by the site secret and
   the cohort (the sorted ids of the patients the query selects), so every way of writing a question about
   the same patients gets the same answer. Exact counts and patient ids are never logged or sent.
@@ -24,14 +30,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 
 from datenraum.privacy.counts import cohort_key, obfuscate
@@ -48,7 +56,7 @@ from datenraum.site.agent.config import AgentConfig
 from datenraum.site.agent.state import Journal, load_or_create_secret, state_lock
 from datenraum.site.store import Snapshot, Store, StoreError
 
-__all__ = ["Agent", "Backoff", "Cohort", "LatestSnapshot", "read_credential", "serve"]
+__all__ = ["Agent", "Backoff", "Cohort", "LatestSnapshot", "TimeLimit", "read_credential", "serve"]
 
 log = logging.getLogger("datenraum.site.agent")  # the name operators configure, as before the package
 
@@ -99,34 +107,126 @@ class Backoff:
 
 class LatestSnapshot:
     """The store's current snapshot, kept open from one task to the next until a load publishes a new
-    generation.
+    generation; each task gets a cursor of it (`task_view`).
 
     Opening a snapshot binds a DuckDB view to every Parquet file of the store, which on a store of 20,000
     patients costs about as much as the count itself. Holding it open keeps that generation's files from
-    being collected; it is released at the first task after a load (or when the agent stops), so at most
-    one superseded generation stays on disk meanwhile.
+    being collected; it is released once a load published a newer one and no task uses it any more (or
+    when the agent stops), so at most one superseded generation stays on disk meanwhile.
     """
 
     def __init__(self, store: Store, threads: int = 0) -> None:
         self._store = store
         self._threads = threads  # 0: DuckDB's default, one per core
-        self._open: contextlib.ExitStack | None = None
-        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+        self._current: _OpenSnapshot | None = None
+        self._retired: list[_OpenSnapshot] = []
+
+    def _latest(self) -> _OpenSnapshot:
+        """The current generation's snapshot, opened if need be (call with the lock held)."""
+        if self._current is None or self._current.snapshot.generation != self._store.current_generation():
+            self._retire()
+            with contextlib.ExitStack() as stack:
+                snapshot = stack.enter_context(self._store.snapshot())
+                if self._threads:
+                    snapshot.connection.execute(f"SET threads = {self._threads}")
+                snapshot.connection  # noqa: B018 (binds the views now, not in the first task)
+                self._current = _OpenSnapshot(snapshot, stack.pop_all())
+        return self._current
+
+    def _retire(self) -> None:
+        if self._current is not None:
+            if self._current.users:
+                self._retired.append(self._current)  # closed by the last task that uses it
+            else:
+                self._current.resources.close()
+        self._current = None
 
     def get(self) -> Snapshot:
-        if self._snapshot is None or self._snapshot.generation != self._store.current_generation():
-            self.close()
-            with contextlib.ExitStack() as stack:
-                self._snapshot = stack.enter_context(self._store.snapshot())
-                if self._threads:
-                    self._snapshot.connection.execute(f"SET threads = {self._threads}")
-                self._open = stack.pop_all()
-        return self._snapshot
+        """The current snapshot (for this thread only; tasks use `task_view`)."""
+        with self._lock:
+            return self._latest().snapshot
+
+    @contextlib.contextmanager
+    def task_view(self) -> Iterator[Snapshot]:
+        """The current generation on a cursor of its own, for one task in one thread."""
+        with self._lock:
+            opened = self._latest()
+            view = opened.snapshot.cursor()
+            opened.users += 1
+        try:
+            yield view
+        finally:
+            view.close()
+            with self._lock:
+                opened.users -= 1
+                if opened in self._retired and not opened.users:
+                    self._retired.remove(opened)
+                    opened.resources.close()
+
+    def invalidate(self) -> None:
+        """Open the store afresh for the next task (after an error that may have come from this snapshot)."""
+        with self._lock:
+            self._retire()
 
     def close(self) -> None:
-        if self._open is not None:
-            self._open.close()
-        self._open = self._snapshot = None
+        with self._lock:
+            self._retire()
+            for opened in self._retired:
+                opened.resources.close()
+            self._retired.clear()
+
+
+class _OpenSnapshot:
+    def __init__(self, snapshot: Snapshot, resources: contextlib.ExitStack) -> None:
+        self.snapshot = snapshot
+        self.resources = resources
+        self.users = 0  # tasks running on a cursor of it
+
+
+class TimeLimit:
+    """Interrupts the DuckDB work on `cursor` once `seconds` have passed (`exceeded` then says so), or at
+    once when `expire` is called.
+
+    An interrupt reaches only a query that is running: one that arrives while nothing runs (the query is
+    still being compiled) is lost, and the query that starts next runs to its end. So once the time is
+    up, the cursor is interrupted again every RETRY seconds until the task's block is left.
+    """
+
+    RETRY = 0.05
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, seconds: float) -> None:
+        self.seconds = seconds
+        self.exceeded = False
+        self._cursor = cursor
+        self._done = threading.Event()
+        self._timer = threading.Timer(seconds, self._keep_interrupting, kwargs={"exceeded": True})
+        self._timer.daemon = True
+
+    def __enter__(self) -> TimeLimit:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._timer.cancel()
+
+    def expire(self, *, exceeded: bool = True) -> None:
+        """Stop the task's query now (`exceeded`: because its time is up, else because the agent stops)."""
+        threading.Thread(target=self._keep_interrupting, kwargs={"exceeded": exceeded}, daemon=True).start()
+
+    def _keep_interrupting(self, *, exceeded: bool) -> None:
+        self.exceeded = self.exceeded or exceeded
+        while not self._done.is_set():
+            try:
+                self._cursor.interrupt()
+            except duckdb.Error:  # closed meanwhile: the task is over
+                return
+            self._done.wait(self.RETRY)
+
+
+class _Stopping(Exception):
+    """The agent stops while the task runs: it gets no result here, and the hub offers it again."""
 
 
 class _HubUnavailable(Exception):
@@ -170,7 +270,19 @@ class Agent:
         )
         self._credential = read_credential(credential_file)
         self._state: str | None = None
+        self._state_lock = threading.Lock()
         self._last_heartbeat = float("-inf")
+        # Tasks side by side: the loop hands task bodies to the workers through `_queue`; `_in_flight`
+        # holds the ids of those handed over and not finished (queued, running or being posted).
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._in_flight: set[str] = set()
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._limits: set[TimeLimit] = set()  # of the tasks running now
+        # Tasks admitted to run on the store and not yet journaled, for the daily limit.
+        self._admission = threading.Lock()
+        self._admitted = 0
 
     # -- the loop
     def run(self, stop: threading.Event) -> None:
@@ -178,25 +290,109 @@ class Agent:
         backoff = Backoff(self.config.backoff_initial, self.config.backoff_cap)
         with contextlib.suppress(StoreError):  # open the store now, so the first task is as quick as the rest
             self._snapshot.get()
-        while not stop.is_set():
-            try:
-                self._post_unposted()
-                self._heartbeat_if_due()
-                tasks = self._poll()
-                backoff.reset()
-                self._answer_all(tasks)
-            except _HubUnavailable as unavailable:
-                self._set_state(unavailable.state, unavailable.message, unavailable.level)
-                stop.wait(backoff.next_delay())
+        self._start_workers()
+        try:
+            while not stop.is_set():
+                try:
+                    self._post_unposted()
+                    self._heartbeat_if_due()
+                    if not self._wait_for_a_free_worker(stop):
+                        break
+                    tasks = self._poll()
+                    backoff.reset()
+                    self._dispatch(tasks)
+                except _HubUnavailable as unavailable:
+                    self._set_state(unavailable.state, unavailable.message, unavailable.level)
+                    stop.wait(backoff.next_delay())
+        finally:
+            self._stop_workers()
 
     def close(self) -> None:
+        self._stop_workers()
         self._client.close()
         self._snapshot.close()
 
     def _set_state(self, state: str, message: str, level: int) -> None:
-        if state != self._state:
-            log.log(level, "%s", message)
-            self._state = state
+        with self._state_lock:
+            if state != self._state:
+                log.log(level, "%s", message)
+                self._state = state
+
+    # -- the workers
+    STOP_WAIT = 0.2  # seconds; how soon a loop waiting for a free worker notices that it should stop
+    JOIN_WAIT = 5.0  # seconds the agent waits at its end for the workers to leave their tasks
+
+    def _start_workers(self) -> None:
+        self._stopping = False
+        # Daemon threads: a task stuck outside DuckDB (which an interrupt cannot reach) must not keep the
+        # process from ending; its task has no journal line yet and is offered again after the restart.
+        self._workers = [
+            threading.Thread(target=self._work, name=f"datenraum-task-{i}", daemon=True)
+            for i in range(self.config.concurrency)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def _stop_workers(self) -> None:
+        """Drop the tasks not started (the hub offers them again), stop the running ones (they get no
+        result, see `_Stopping`), and wait a little for the workers to leave."""
+        if not self._workers:
+            return
+        with self._changed:
+            self._stopping = True
+            for limit in self._limits:
+                limit.expire(exceeded=False)
+        for _worker in self._workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + self.JOIN_WAIT
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        self._workers = []
+        with self._changed:
+            self._in_flight.clear()
+
+    def _wait_for_a_free_worker(self, stop: threading.Event) -> bool:
+        """Poll only for tasks a worker can start now; False if `stop` was set meanwhile."""
+        with self._changed:
+            while len(self._in_flight) >= self.config.concurrency:
+                if stop.is_set():
+                    return False
+                self._changed.wait(self.STOP_WAIT)
+        return not stop.is_set()
+
+    def _dispatch(self, tasks: list[Any]) -> None:
+        for body in tasks:
+            task_id = body.get("id") if isinstance(body, dict) else None
+            if not isinstance(task_id, str) or not task_id:
+                self.answer(body)  # malformed: answered at once, without the store
+                continue
+            with self._changed:
+                if task_id in self._in_flight:
+                    log.info("task %s: offered again while it runs; its result follows", task_id)
+                    continue
+                self._in_flight.add(task_id)
+            self._queue.put(body)
+
+    def _work(self) -> None:
+        while (body := self._queue.get()) is not None:
+            task_id = body["id"]
+            try:
+                if self._stopping:
+                    continue  # not started: the hub offers it again
+                result = self.answer(body)
+                if result is not None:
+                    try:
+                        self._post(result)
+                    except _HubUnavailable as unavailable:  # the loop posts it once the hub is back
+                        self._set_state(unavailable.state, unavailable.message, unavailable.level)
+            except _Stopping:
+                log.info("task %s: stopped with the agent; the hub will offer it again", task_id)
+            except Exception:
+                log.exception("task %s: unexpected error", task_id)  # a worker must not die of a task
+            finally:
+                with self._changed:
+                    self._in_flight.discard(task_id)
+                    self._changed.notify_all()
 
     # -- talking to the hub
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -264,23 +460,13 @@ class Agent:
             )
         self.journal.mark_posted(result.task_id)
 
-    def _answer_all(self, tasks: list[Any]) -> None:
-        """Answer the tasks of one poll, posting each result at once; if the hub goes away meanwhile, the
-        rest are still answered (and journaled), to be posted when it is back."""
-        lost: _HubUnavailable | None = None
-        for body in tasks:
-            result = self.answer(body)
-            if result is not None and lost is None:
-                try:
-                    self._post(result)
-                except _HubUnavailable as unavailable:
-                    lost = unavailable
-        if lost is not None:
-            raise lost
-
     def _post_unposted(self) -> None:
+        """Post the journaled results no worker is posting (the hub was away when they were ready)."""
+        with self._changed:
+            busy = set(self._in_flight)
         for result in self.journal.unposted():
-            self._post(result)
+            if result.task_id not in busy:
+                self._post(result)
 
     # -- answering tasks
     def answer(self, body: Any) -> TaskResult | None:
@@ -303,8 +489,12 @@ class Agent:
         return self._execute(task)
 
     def _fail(self, task: Task, reason: str, *, ran: bool) -> TaskResult:
+        return self._record(self._failed(task, reason), ran=ran)
+
+    @staticmethod
+    def _failed(task: Task, reason: str) -> TaskResult:
         log.warning("task %s: failed: %s", task.id, reason)
-        return self._record(TaskResult(task.id, TaskState.FAILED, reason=reason), ran=ran)
+        return TaskResult(task.id, TaskState.FAILED, reason=reason)
 
     def _record(self, result: TaskResult, *, ran: bool) -> TaskResult:
         self.journal.record(result, ran=ran, now=self._clock())
@@ -314,40 +504,69 @@ class Agent:
         if task.type not in self.config.allowed_tasks:
             return self._fail(task, f"this site does not answer {task.type.value} tasks", ran=False)
         today = self._clock().astimezone().date()
-        if self.journal.runs_on(today) >= self.config.daily_limit:
-            return self._fail(
-                task,
-                f"this site's daily limit of {self.config.daily_limit} queries is reached; try again tomorrow",
-                ran=False,
-            )
-        return self._count(task)  # the only task type so far
+        with self._admission:  # tasks side by side: the ones admitted and not journaled count too
+            if self.journal.runs_on(today) + self._admitted >= self.config.daily_limit:
+                return self._fail(
+                    task,
+                    f"this site's daily limit of {self.config.daily_limit} queries is reached; "
+                    "try again tomorrow",
+                    ran=False,
+                )
+            self._admitted += 1
+        result, ran = None, False
+        try:
+            result, ran = self._count(task)  # the only task type so far
+        finally:
+            with self._admission:
+                if result is not None:
+                    self._record(result, ran=ran)
+                self._admitted -= 1
+        return result
 
-    def _count(self, task: Task) -> TaskResult:
+    def _count(self, task: Task) -> tuple[TaskResult, bool]:
+        """The task's result (not journaled yet) and whether it ran on the store."""
         try:
             query = parse_query(task.payload.get("query"))
         except QueryError as error:
-            return self._fail(task, f"query not supported: {error}", ran=False)
+            return self._failed(task, f"query not supported: {error}"), False
         started = time.perf_counter()
+        limit: TimeLimit | None = None
         try:
-            snapshot = self._snapshot.get()
-            # One pass over the cohort's ids gives both its exact size and its noise key.
-            exact, key = cohort_key(self._secret, self._cohort(snapshot, query))
-        except QueryError as error:
-            return self._fail(task, f"query not supported: {error}", ran=True)
-        except StoreError as error:
-            self._snapshot.close()
-            return self._fail(task, f"the site store is unavailable: {error}", ran=True)
-        except Exception:
+            with (
+                self._snapshot.task_view() as snapshot,
+                TimeLimit(snapshot.connection, self.config.time_limit) as limit,
+            ):
+                with self._changed:
+                    if self._stopping:
+                        raise _Stopping
+                    self._limits.add(limit)
+                try:
+                    # One pass over the cohort's ids gives both its exact size and its noise key.
+                    exact, key = cohort_key(self._secret, self._cohort(snapshot, query))
+                finally:
+                    with self._changed:
+                        self._limits.discard(limit)
+        except _Stopping:
+            raise
+        except Exception as error:
+            if limit is not None and limit.exceeded:
+                return self._failed(task, f"time limit of {limit.seconds:g} s exceeded"), True
+            if self._stopping:
+                raise _Stopping from None
+            if isinstance(error, QueryError):
+                return self._failed(task, f"query not supported: {error}"), True
+            self._snapshot.invalidate()
+            if isinstance(error, StoreError):
+                return self._failed(task, f"the site store is unavailable: {error}"), True
             # One task must not stop the agent; the details stay in the site's log, not the researcher's view.
             log.exception("task %s: unexpected error", task.id)
-            self._snapshot.close()
-            return self._fail(
-                task, "the site could not run the query (internal error, see the site's log)", ran=True
-            )
+            return self._failed(
+                task, "the site could not run the query (internal error, see the site's log)"
+            ), True
         site_count = obfuscate(exact, self.config.policy, key)
         shown = "below threshold" if site_count.below_threshold else f"{site_count.obfuscated} (obfuscated)"
         log.info("task %s: answered %s in %.2f s", task.id, shown, time.perf_counter() - started)
-        return self._record(TaskResult(task.id, TaskState.ANSWERED, count=site_count), ran=True)
+        return TaskResult(task.id, TaskState.ANSWERED, count=site_count), True
 
 
 def serve(

@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -92,10 +93,12 @@ class JournalEntry:
 
 
 class Journal:
-    """Answered tasks by id, durable before their results are posted."""
+    """Answered tasks by id, durable before their results are posted. Safe to use from several threads
+    (the agent's workers record and post side by side): each method holds the journal's lock."""
 
     def __init__(self, path: Path, now: dt.datetime) -> None:
         self.path = path
+        self._lock = threading.Lock()
         self._entries: dict[str, JournalEntry] = {}
         self._read(now - RETENTION)
         self._next_pruning = now + PRUNE_EVERY
@@ -147,41 +150,50 @@ class Journal:
             os.fsync(self._handle.fileno())
 
     def get(self, task_id: str) -> TaskResult | None:
-        entry = self._entries.get(task_id)
+        with self._lock:
+            entry = self._entries.get(task_id)
         return entry.result if entry else None
 
     def record(self, result: TaskResult, *, ran: bool, now: dt.datetime) -> None:
         """Make the result durable; call before posting it."""
         entry = JournalEntry(result, now, ran)
-        self._append(self._line(entry))
-        self._entries[result.task_id] = entry
-        if now >= self._next_pruning:
-            oldest = now - RETENTION
-            self._entries = {
-                task_id: kept
-                for task_id, kept in self._entries.items()
-                if kept.recorded >= oldest or not kept.posted
-            }
-            self._next_pruning = now + PRUNE_EVERY
+        with self._lock:
+            self._append(self._line(entry))
+            self._entries[result.task_id] = entry
+            if now >= self._next_pruning:
+                oldest = now - RETENTION
+                self._entries = {
+                    task_id: kept
+                    for task_id, kept in self._entries.items()
+                    if kept.recorded >= oldest or not kept.posted
+                }
+                self._next_pruning = now + PRUNE_EVERY
 
     def mark_posted(self, task_id: str) -> None:
         """The hub has the result (or has definitely refused it): no need to post it after a restart."""
-        entry = self._entries[task_id]
-        if not entry.posted:
-            # Not worth waiting for the disk (an fsync costs as much as a count): should the machine lose
-            # this line, the result is posted once more after a restart, which the hub takes as a replay.
-            self._append(orjson.dumps({"posted": task_id}, option=orjson.OPT_APPEND_NEWLINE), durable=False)
-            self._entries[task_id] = replace(entry, posted=True)
+        with self._lock:
+            entry = self._entries[task_id]
+            if not entry.posted:
+                # Not worth waiting for the disk (an fsync costs as much as a count): should the machine
+                # lose this line, the result is posted once more after a restart, which the hub takes as a
+                # replay.
+                line = orjson.dumps({"posted": task_id}, option=orjson.OPT_APPEND_NEWLINE)
+                self._append(line, durable=False)
+                self._entries[task_id] = replace(entry, posted=True)
 
     def unposted(self) -> list[TaskResult]:
-        return [entry.result for entry in self._entries.values() if not entry.posted]
+        with self._lock:
+            return [entry.result for entry in self._entries.values() if not entry.posted]
 
     def runs_on(self, day: dt.date) -> int:
         """How many tasks ran on the store on `day` (local time of this machine)."""
-        return sum(1 for e in self._entries.values() if e.ran and e.recorded.astimezone().date() == day)
+        with self._lock:
+            entries = list(self._entries.values())
+        return sum(1 for e in entries if e.ran and e.recorded.astimezone().date() == day)
 
     def close(self) -> None:
-        self._handle.close()
+        with self._lock:
+            self._handle.close()
 
     def __enter__(self) -> Journal:
         return self
