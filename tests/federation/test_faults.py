@@ -125,8 +125,13 @@ def test_a_hub_restart_mid_query_loses_no_task_and_no_result(start_federation, h
 
     fed.processes.stop_hub(kill=True)  # the slow site's result and the late site's task are in flight
     fed.start_agent("late")  # and finds no hub: starting it again takes seconds
-    # The hub stays down until the slow site has tried to post its result, however fast it restarts.
-    fed.wait_for(lambda: "hub unreachable" in fed.agent_log("slow"), "the slow site to find the hub gone")
+    # The hub stays down until the slow site has its result (answered while the hub is gone, so its post
+    # fails) and has found the hub unreachable, however fast it restarts. "Unreachable" alone could come
+    # from the agent's concurrent poll before the result is ready.
+    fed.wait_for(
+        lambda: ": answered " in fed.agent_log("slow") and "hub unreachable" in fed.agent_log("slow"),
+        "the slow site to answer while the hub is gone",
+    )
     fed.processes.start_hub()
 
     result = fed.researcher.result(query_id, timeout=20)
