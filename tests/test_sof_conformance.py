@@ -190,3 +190,36 @@ def _bundle_resources(folder: Path) -> Any:
                     yield entry["resource"]
         elif "resourceType" in document:
             yield document
+
+
+# --- datenraum view run ---------------------------------------------------------------------------------
+
+
+def test_view_run_flattens_the_suites_resources_and_the_mii_kds_bundles(
+    tmp_path: Path, mii_kds_testdata: Path
+):
+    from click.testing import CliRunner
+
+    from datenraum.cli import main
+
+    suite = json.loads((SUITE / "foreach.json").read_text())
+    (tmp_path / "in.ndjson").write_text("".join(json.dumps(r) + "\n" for r in suite["resources"]))
+    (tmp_path / "v.json").write_text(json.dumps(suite["tests"][0]["view"]))
+    result = CliRunner().invoke(
+        main, ["view", "run", "--view", str(tmp_path / "v.json"), str(tmp_path / "in.ndjson")]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, suite["tests"][0]["expect"]))
+
+    import importlib.resources
+
+    views = importlib.resources.files("datenraum.fhir.views")
+    args = ["view", "run", "--format", "csv", "--out", str(tmp_path / "out")]
+    for name in ("patient.json", "condition.json", "observation.json"):
+        args += ["--view", str(views / name)]
+    result = CliRunner().invoke(main, [*args, str(mii_kds_testdata)])
+    assert result.exit_code == 0, result.output
+    patients = (tmp_path / "out" / "patient.csv").read_text().splitlines()
+    assert patients[0].startswith('"id","patient_id","gender"') and len(patients) > 10
+    assert len((tmp_path / "out" / "condition.csv").read_text().splitlines()) > 10

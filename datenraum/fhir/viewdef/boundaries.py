@@ -19,20 +19,19 @@ _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _TIME = re.compile(r"^(\d{2})(?::(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
 
 
-def boundary(value: Any, low: bool, precision: Any = None) -> Any:
+def boundary(value: Any, low: bool, precision: Any = None, timed: bool = False) -> Any:
+    """The boundary of a value; `timed` says a string is a dateTime even without a time ('2010-10-10')."""
     if type(value) in (int, float):
         return _decimal(value, low, precision)
     if type(value) is not str:
         return None
-    if "T" in value:
+    if "T" in value or (timed and _DATE.match(value)):
         day, _, time = value.partition("T")
         return _datetime(day, time, low)
     if _DATE.match(value):
         return _date(value, low)
     if _TIME.match(value):
         return _time(value, low)
-    if _DATE.match(value[:10] if len(value) > 10 else value):
-        return None
     return None
 
 

@@ -271,7 +271,9 @@ def _call(expr: Call, focus: list, env: Env) -> list:
         from datenraum.fhir.viewdef.boundaries import boundary  # the optional part, kept apart
 
         precision = _singleton(evaluate(args[0], focus, env), name) if args else None
-        found = (boundary(value, name == "lowBoundary", precision) for value in values)
+        source = expr.source
+        timed = isinstance(source, Child) and source.name.endswith(("DateTime", "Instant"))
+        found = (boundary(value, name == "lowBoundary", precision, timed) for value in values)
         return [value for value in found if value is not None]
     raise EvaluationError(f"function {name}() cannot be evaluated")  # pragma: no cover
 
