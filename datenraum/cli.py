@@ -280,3 +280,63 @@ def demo_command(workdir: Path, port: int, once: bool) -> None:
 
 
 main.add_command(hub_cli, "hub")
+
+
+@main.group("view")
+def view_group() -> None:
+    """Standard SQL-on-FHIR v2 ViewDefinitions: run them over FHIR data."""
+
+
+@view_group.command("run")
+@click.option(
+    "--view", "view_paths", multiple=True, required=True, type=click.Path(exists=True, path_type=Path)
+)
+@click.option("--store", "store_path", type=click.Path(path_type=Path), help="Read a site store's resources.")
+@click.option("--format", "file_format", type=click.Choice(["ndjson", "csv", "parquet"]), default="ndjson")
+@click.option(
+    "--out", "out_path", type=click.Path(path_type=Path), help="File (one view) or folder (several)."
+)
+@click.option("--lenient", is_flag=True, help="A column takes its first value instead of refusing several.")
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def view_run_command(
+    view_paths: tuple[Path, ...],
+    store_path: Path | None,
+    file_format: str,
+    out_path: Path | None,
+    lenient: bool,
+    inputs: tuple[Path, ...],
+) -> None:
+    """Run ViewDefinitions over FHIR NDJSON / Bundles (INPUTS) or a store's raw resources (--store)."""
+    from datenraum.fhir.viewdef.model import ViewDefinitionError
+    from datenraum.fhir.viewdef.runner import read_resources, read_view_file, run_views, write_table
+
+    if bool(inputs) == bool(store_path):
+        _fail("give either input files or --store")
+    try:
+        views = [read_view_file(path) for path in view_paths]
+        if store_path is not None:
+            from datenraum.site.store import Store
+
+            with Store(store_path).snapshot() as snapshot:
+                types = sorted({view.resource for view in views})
+                found = snapshot.connection.execute(
+                    "SELECT json FROM resource WHERE resource_type IN (SELECT unnest(?))", [types]
+                ).fetchall()
+            resources = ((orjson.loads(text), text.encode()) for (text,) in found)
+        else:
+            resources = read_resources(inputs)
+        tables = run_views(views, resources, strict=not lenient)
+    except (ViewDefinitionError, OSError, orjson.JSONDecodeError) as error:
+        _fail(str(error))
+    suffix = {"ndjson": ".ndjson", "csv": ".csv", "parquet": ".parquet"}[file_format]
+    for name, table in tables.items():
+        if out_path is None:
+            if file_format == "parquet":
+                _fail("--format parquet needs --out")
+            write_table(table, sys.stdout.buffer, file_format)
+            continue
+        target = out_path / f"{name}{suffix}" if len(tables) > 1 or out_path.is_dir() else out_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            write_table(table, out, file_format)
+        click.echo(f"{name}: {table.num_rows} rows -> {target}", err=True)

@@ -23,7 +23,16 @@ from datenraum.fhir.references import resolve_reference
 from datenraum.fhir.viewdef import fhirpath
 from datenraum.fhir.viewdef.compile_json import CompiledView, standard_views
 from datenraum.fhir.viewdef.compile_shaped import NeedsRowReader, compile_for_shape
-from datenraum.fhir.viewdef.fhirpath import Exists, Extension, First, Member, OfType, ReferenceKey, Where
+from datenraum.fhir.viewdef.fhirpath import (
+    Evaluate,
+    Exists,
+    Extension,
+    First,
+    Member,
+    OfType,
+    ReferenceKey,
+    Where,
+)
 from datenraum.fhir.viewdef.model import ViewDefinitionError, load_view
 from datenraum.fhir.viewdef.shapes import resource_shapes, shape_for
 
@@ -106,16 +115,25 @@ def test_a_dotted_path_parses_into_member_steps():
 
 
 def test_every_supported_function_parses_into_its_step():
-    path = "a.ofType(Quantity).where(system = 'x\\'y').extension('http://e').first().getReferenceKey(Patient)"
+    path = "a.ofType(Quantity).where(system = 'x\\'y').extension('http://e').getReferenceKey(Patient).first()"
     assert fhirpath.parse(path).alternatives[0].steps == (
         Member("a"),
         OfType("Quantity"),
         Where("system", "x'y"),
         Extension("http://e"),
-        First(),
         ReferenceKey("Patient"),
+        First(),
     )
     assert fhirpath.parse("deceased.exists()").alternatives[0].steps == (Member("deceased"), Exists())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["code.coding.count()", "where(system = 1)", "code + 1", "name.first().given", "name[0].family", "'A'"],
+)
+def test_fhirpath_beyond_the_steps_is_one_evaluate_step(text):
+    (path,) = fhirpath.parse(text).alternatives
+    assert len(path.steps) == 1 and isinstance(path.steps[0], Evaluate)
 
 
 def test_the_union_operator_gives_alternatives_in_order():
@@ -126,11 +144,12 @@ def test_the_union_operator_gives_alternatives_in_order():
 @pytest.mark.parametrize(
     "text",
     [
-        "code.coding.count()",  # unsupported function
+        "code.coding.nonsense()",  # unknown function
         "code..coding",  # empty step
         "code.coding)",  # trailing garbage
-        "where(system = 1)",  # where() compares to string literals only
-        "code + 1",  # operators other than | and =
+        "first(1)",  # too many arguments
+        "ofType('x')",  # a type name, not a string
+        "@@",
         "",
     ],
 )
@@ -142,9 +161,9 @@ def test_fhirpath_outside_the_subset_is_rejected_when_parsed(text):
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        ("ofType(Quantity)", "ofType() must follow a choice element name"),
-        ("deceased.exists().value", "exists() must end a path"),
-        ("code.nonsense(", "not supported"),
+        ("code.nonsense()", "not supported"),
+        ("code.nonsense(", "expected an expression"),
+        ("%undefined", "constant %undefined is not defined"),
     ],
 )
 def test_a_view_with_an_unusable_path_fails_to_load_and_names_the_column(path, message):

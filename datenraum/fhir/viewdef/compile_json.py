@@ -22,14 +22,17 @@ from typing import Any
 import pyarrow as pa
 
 from datenraum.fhir.primitives import ARROW_TYPES, CONVERTERS
-from datenraum.fhir.viewdef.fhirpath import Extension, Member, ReferenceKey, Step, Union, Where
+from datenraum.fhir.viewdef.evaluate import dedupe, run, where_test
+from datenraum.fhir.viewdef.fhirpath import Evaluate, Extension, Member, ReferenceKey, Step, Union, Where
 from datenraum.fhir.viewdef.interpret import explain
 from datenraum.fhir.viewdef.model import (
+    CardinalityError,
     Column,
     Select,
     ViewDefinition,
     columns_of,
     ends_in_exists,
+    is_row_index,
     standard_view_definitions,
     takes_first,
 )
@@ -41,7 +44,7 @@ from datenraum.fhir.viewdef.steps import (
     plain_reference_test,
 )
 
-__all__ = ["CompiledView", "patient_of", "standard_views"]
+__all__ = ["CompiledView", "arrow_type", "patient_of", "standard_views", "uses_row_index"]
 
 
 @functools.cache
@@ -50,19 +53,42 @@ def standard_views() -> dict[str, CompiledView]:
     return {view.name: CompiledView(view) for view in standard_view_definitions()}
 
 
-class CompiledView:
-    """A ViewDefinition turned into a fast function from a resource to its rows."""
+def arrow_type(column: Column) -> pa.DataType:
+    """The Arrow type of a column: a list of its type for a collection."""
+    return pa.list_(ARROW_TYPES[column.type]) if column.collection else ARROW_TYPES[column.type]
 
-    def __init__(self, view: ViewDefinition) -> None:
+
+def uses_row_index(view: ViewDefinition) -> bool:
+    """Whether any path of the view reads %rowIndex (only then do the loops count their items)."""
+    return "RowIndex()" in repr(view)
+
+
+class CompiledView:
+    """A ViewDefinition turned into a fast function from a resource to its rows.
+
+    `strict` reads columns as the specification does: all values, more than one an error unless the
+    column is a collection (CardinalityError). Without, a column takes the first value (the ingest's
+    reading of our views, which say first() where they mean it).
+    """
+
+    def __init__(self, view: ViewDefinition, strict: bool = False) -> None:
         self.view = view
         self.name = view.name
         self.resource = view.resource
         self.columns = view.columns
-        self.schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in self.columns])
-        src = CodeSource()
+        self.strict = strict
+        self.schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in self.columns])
+        src = CodeSource(
+            {"_run": run, "_where_test": where_test, "_dedupe": dedupe, "CardinalityError": CardinalityError}
+        )
         src.emit(0, "def _rows(resource, resolve, suffix):")
         src.emit(1, "out = []")
-        _emit_selects(src, [(view.select, "resource")], [], 1, _emit_early_exits(src, view.select))
+        for expr in view.where:
+            src.emit(1, f"if not _where_test(_run({src.constant(expr)}, resource, resource, 0, resolve)):")
+            src.emit(2, "return out")
+        context = _Context(strict, uses_row_index(view), view.name)
+        collected = _emit_early_exits(src, context, view.select)
+        _emit_selects(src, context, [(view.select, "resource", "0")], [], 1, collected)
         src.emit(1, "return out")
         self._rows: Callable[[Any, Resolver, tuple], list[tuple]] = src.function("_rows", f"view {view.name}")
 
@@ -196,11 +222,19 @@ class _Navigate(StepVisitor[_At, None]):
     soon as it is set. Without, every value is visited.
     """
 
-    def __init__(self, src: CodeSource, leaf: _Leaf, found: str | None) -> None:
-        self.src, self.leaf, self.found = src, leaf, found
+    def __init__(self, src: CodeSource, leaf: _Leaf, found: str | None, row_index: str = "0") -> None:
+        self.src, self.leaf, self.found, self.row_index = src, leaf, found, row_index
 
     def end(self, at: _At) -> None:
         self.leaf.value(*at)
+
+    def evaluate(self, step: Evaluate, rest: tuple[Step, ...], at: _At) -> None:
+        src, (var, indent) = self.src, at
+        item = src.name("_v")
+        expr = src.constant(step.expr)
+        src.emit(indent, f"for {item} in _run({expr}, {var}, resource, {self.row_index}, resolve):")
+        self.walk(rest, (item, indent + 1))
+        self._break_if_found(indent + 1)
 
     def member(self, step: Member, rest: tuple[Step, ...], at: _At) -> None:
         src, (var, indent) = self.src, at
@@ -245,8 +279,19 @@ class _Navigate(StepVisitor[_At, None]):
             self.src.emit(indent + 1, "break")
 
 
-def _emit_column(src: CodeSource, column: Column, focus: str, indent: int) -> str:
+class _Context:
+    """What the code of every select of a view depends on."""
+
+    def __init__(self, strict: bool, row_index: bool, name: str) -> None:
+        self.strict, self.row_index, self.name = strict, row_index, name
+
+
+def _emit_column(
+    src: CodeSource, context: _Context, column: Column, focus: str, indent: int, row_index: str
+) -> str:
     """Code that sets a variable to the column's value at `focus`; returns the variable's name."""
+    if context.strict or column.collection:
+        return _emit_column_values(src, context, column, focus, indent, row_index)
     target = src.name("_c")
     src.emit(indent, f"{target} = None")
     for position, path in enumerate(column.path.alternatives):
@@ -255,14 +300,47 @@ def _emit_column(src: CodeSource, column: Column, focus: str, indent: int) -> st
             src.emit(indent, f"if {target} is None:")
             at = indent + 1
         leaf = _ColumnExists(src, target) if ends_in_exists(path) else _ColumnValue(src, target, column.type)
-        _Navigate(src, leaf, target).walk(path.steps, (focus, at))
+        _Navigate(src, leaf, target, row_index).walk(path.steps, (focus, at))
     if ends_in_exists(column.path.alternatives[-1]):
         src.emit(indent, f"if {target} is None:")
         src.emit(indent + 1, f"{target} = False")  # exists() answers false, not nothing
     return target
 
 
-def _emit_foci(src: CodeSource, union: Union, focus: str, indent: int) -> str:
+def _emit_column_values(
+    src: CodeSource, context: _Context, column: Column, focus: str, indent: int, row_index: str
+) -> str:
+    """Code for a column read as the specification reads it: every value of the union of its
+    alternatives, converted; a list for a collection, else at most one value (CardinalityError)."""
+    values, target = src.name("_l"), src.name("_c")
+    src.emit(indent, f"{values} = []")
+    for path in column.path.alternatives:
+        if ends_in_exists(path):
+            flag = src.name("_b")
+            src.emit(indent, f"{flag} = None")
+            _Navigate(src, _ColumnExists(src, flag), flag, row_index).walk(path.steps, (focus, indent))
+            src.emit(indent, f"{values}.append({flag} is not None)")
+        elif takes_first(path):
+            found = src.name("_l")
+            src.emit(indent, f"{found} = []")
+            _Navigate(src, _Collect(src, found), None, row_index).walk(path.steps, (focus, indent))
+            src.emit(indent, f"{values} += {found}[:1]")
+        else:
+            _Navigate(src, _Collect(src, values), None, row_index).walk(path.steps, (focus, indent))
+    if len(column.path.alternatives) > 1:
+        src.emit(indent, f"{values} = _dedupe({values})")
+    convert = src.constant(CONVERTERS[column.type])
+    if column.collection:
+        src.emit(indent, f"{target} = [{convert}(_v) for _v in {values}]")
+        return target
+    message = f"view {context.name}, column {column.name}: more than one value (it is not a collection)"
+    src.emit(indent, f"if len({values}) > 1:")
+    src.emit(indent + 1, f"raise CardinalityError({message!r})")
+    src.emit(indent, f"{target} = {convert}({values}[0]) if {values} else None")
+    return target
+
+
+def _emit_foci(src: CodeSource, union: Union, focus: str, indent: int, row_index: str) -> str:
     """Code that collects every value of a forEach path into a list; returns the list's name."""
     foci = src.name("_f")
     src.emit(indent, f"{foci} = []")
@@ -271,43 +349,101 @@ def _emit_foci(src: CodeSource, union: Union, focus: str, indent: int) -> str:
         if position:
             src.emit(indent, f"if not {foci}:")
             at = indent + 1
-        _Navigate(src, _Collect(src, foci), None).walk(path.steps, (focus, at))
+        _Navigate(src, _Collect(src, foci), None, row_index).walk(path.steps, (focus, at))
         if takes_first(path):
             src.emit(at, f"del {foci}[1:]")
     return foci
 
 
+class _Repeat(_Leaf):
+    """Each value of a repeat path appended to the list, then the paths followed from it in turn."""
+
+    def __init__(self, src: CodeSource, target: str, function: str) -> None:
+        self.src, self.target, self.function = src, target, function
+
+    def value(self, var: str, indent: int) -> None:
+        self.src.emit(indent, f"{self.target}.append({var})")
+        self.src.emit(indent, f"{self.function}({var})")
+
+
+def _emit_repeat(src: CodeSource, paths: tuple[Union, ...], focus: str, indent: int, row_index: str) -> str:
+    """Code that collects the values of a repeat: its paths from the focus, and from every value they
+    reach, recursively (depth first, each value before those reached from it)."""
+    foci, function, node = src.name("_f"), src.name("_repeat"), src.name("_n")
+    src.emit(indent, f"{foci} = []")
+    src.emit(indent, f"def {function}({node}):")
+    for union in paths:
+        for path in union.alternatives:
+            leaf = _Repeat(src, foci, function)
+            _Navigate(src, leaf, None, row_index).walk(path.steps, (node, indent + 1))
+    src.emit(indent + 1, "return None")
+    src.emit(indent, f"{function}({focus})")
+    return foci
+
+
+class _UnionAll:
+    """A work item of _emit_selects: the rows of each branch in turn, each with the work after it."""
+
+    def __init__(self, branches: tuple[Select, ...], focus: str, row_index: str) -> None:
+        self.branches, self.focus, self.row_index = branches, focus, row_index
+
+
 def _emit_selects(
-    src: CodeSource, work: list[tuple[Select, str]], values: list[str], indent: int, collected: dict[int, str]
+    src: CodeSource,
+    context: _Context,
+    work: list,
+    values: list[str],
+    indent: int,
+    collected: dict[int, str],
 ) -> None:
-    """Code for the rows of the selects in `work` (each with its focus variable), cross-multiplied.
+    """Code for the rows of the selects in `work` (each with its focus variable and row index),
+    cross-multiplied; a `_UnionAll` adds the rows of each of its branches.
 
     `collected` names the foci lists already collected, by id of their select.
     """
     if not work:
         src.emit(indent, f"out.append(({''.join(f'{v}, ' for v in values)}) + suffix)")
         return
-    (select, focus), rest = work[0], work[1:]
-    if select.for_each is None:
-        columns = [_emit_column(src, column, focus, indent) for column in select.columns]
-        _emit_selects(
-            src, [(child, focus) for child in select.selects] + rest, values + columns, indent, collected
-        )
+    item, rest = work[0], work[1:]
+    if isinstance(item, _UnionAll):
+        for branch in item.branches:
+            _emit_selects(
+                src, context, [(branch, item.focus, item.row_index), *rest], values, indent, collected
+            )
         return
-    foci = collected.get(id(select)) or _emit_foci(src, select.for_each, focus, indent)
-    item = src.name("_x")
-    src.emit(indent, f"for {item} in {foci}:")
-    columns = [_emit_column(src, column, item, indent + 1) for column in select.columns]
-    _emit_selects(
-        src, [(child, item) for child in select.selects] + rest, values + columns, indent + 1, collected
-    )
+    select, focus, row_index = item
+
+    def children(focus: str, row_index: str) -> list:
+        inner: list = [(child, focus, row_index) for child in select.selects]
+        if select.union_all:
+            inner.append(_UnionAll(select.union_all, focus, row_index))
+        return inner
+
+    if select.for_each is None and not select.repeat:
+        columns = [_emit_column(src, context, column, focus, indent, row_index) for column in select.columns]
+        _emit_selects(src, context, children(focus, row_index) + rest, values + columns, indent, collected)
+        return
+    foci = collected.get(id(select))
+    if foci is None and select.repeat:
+        foci = _emit_repeat(src, select.repeat, focus, indent, row_index)
+    elif foci is None:
+        foci = _emit_foci(src, select.for_each, focus, indent, row_index)
+    element = src.name("_x")
+    if context.row_index:
+        index = src.name("_i")
+        src.emit(indent, f"for {index}, {element} in enumerate({foci}):")
+    else:
+        index = "0"
+        src.emit(indent, f"for {element} in {foci}:")
+    columns = [_emit_column(src, context, column, element, indent + 1, index) for column in select.columns]
+    _emit_selects(src, context, children(element, index) + rest, values + columns, indent + 1, collected)
     if select.or_null:
         src.emit(indent, f"if not {foci}:")
-        nulls = ["None"] * sum(1 for _column in columns_of(select))
-        _emit_selects(src, rest, values + nulls, indent + 1, collected)
+        nulls = ["0" if is_row_index(column) else "None" for column in columns_of(select)]
+        _emit_selects(src, context, rest, values + nulls, indent + 1, collected)
 
 
-def _emit_early_exits(src: CodeSource, root: Select) -> dict[int, str]:
+def _emit_early_exits(src: CodeSource, context: _Context, root: Select) -> dict[int, str]:
     """Collect the foci of the resource's plain forEach selects first: with none, it has no rows at all.
 
     Most Observations have no components: their observation_component rows cost one lookup this way.
@@ -315,7 +451,7 @@ def _emit_early_exits(src: CodeSource, root: Select) -> dict[int, str]:
     collected = {}
     for select in root.selects:
         if select.for_each is not None and not select.or_null:
-            collected[id(select)] = foci = _emit_foci(src, select.for_each, "resource", 1)
+            collected[id(select)] = foci = _emit_foci(src, select.for_each, "resource", 1, "0")
             src.emit(1, f"if not {foci}:")
             src.emit(2, "return out")
     return collected

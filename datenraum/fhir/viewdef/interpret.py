@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from datenraum.fhir.primitives import CONVERTERS, ElementTypeError
-from datenraum.fhir.viewdef.fhirpath import Extension, Member, ReferenceKey, Step, Union, Where
+from datenraum.fhir.viewdef.evaluate import run
+from datenraum.fhir.viewdef.fhirpath import Evaluate, Extension, Member, ReferenceKey, Step, Union, Where
 from datenraum.fhir.viewdef.model import Select, ViewDefinition, ends_in_exists, takes_first
 from datenraum.fhir.viewdef.steps import Resolver, StepVisitor
 
@@ -51,7 +52,7 @@ def _check_select(select: Select, node: Any, json_path: str, resolve: Resolver) 
                         error.json_path = found[0]
                         raise
                 break
-        for child in select.selects:
+        for child in (*select.selects, *select.union_all):
             _check_select(child, focus, focus_path, resolve)
 
 
@@ -72,6 +73,11 @@ class _Values(StepVisitor[_At, Iterator[_At]]):
 
     def end(self, at: _At) -> Iterator[_At]:
         yield at
+
+    def evaluate(self, step: Evaluate, rest: tuple[Step, ...], at: _At) -> Iterator[_At]:
+        json_path, node = at
+        for value in run(step.expr, node, node, 0, self.resolve):
+            yield from self.walk(rest, (json_path, value))
 
     def member(self, step: Member, rest: tuple[Step, ...], at: _At) -> Iterator[_At]:
         return self._items(step.name, None, rest, at)

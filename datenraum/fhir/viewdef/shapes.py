@@ -21,11 +21,24 @@ import msgspec
 import orjson
 
 from datenraum.fhir.viewdef.compile_json import CompiledView, standard_views
-from datenraum.fhir.viewdef.fhirpath import Extension, Member, ReferenceKey, Step, Where
+from datenraum.fhir.viewdef.fhirpath import (
+    Binary,
+    Call,
+    Child,
+    Evaluate,
+    Expr,
+    Extension,
+    Index,
+    Member,
+    ReferenceKey,
+    Step,
+    This,
+    Where,
+)
 from datenraum.fhir.viewdef.model import Select, ViewDefinitionError
 from datenraum.fhir.viewdef.steps import PATIENT_ELEMENTS, StepVisitor
 
-__all__ = ["STRING_TYPES", "Element", "ResourceShape", "resource_shapes", "shape_for", "walk"]
+__all__ = ["STRING_TYPES", "Element", "ResourceShape", "expr_element", "resource_shapes", "shape_for", "walk"]
 
 # FHIR primitive types by the JSON type that carries them.
 STRING_TYPES = frozenset(
@@ -104,6 +117,8 @@ def shape_for(resource_type: str, views: list[CompiledView]) -> ResourceShape:
         for name in PATIENT_ELEMENTS:
             _reference_children(root.child(name, resource_type), resource_type)
     for view in views:
+        for expr in view.view.where:
+            expr_element(expr, root, f"view {view.name}, where")
         _add_select(root, view.view.select, f"view {view.name}")
     return ResourceShape(resource_type, root)
 
@@ -119,6 +134,8 @@ def _reference_children(element: Element, where: str) -> None:
 
 def _add_select(focus: Element, select: Select, where: str) -> None:
     add = _AddPath(where)
+    if select.repeat:
+        raise ViewDefinitionError(f"{where}: repeat would need a recursive shape")
     if select.for_each is not None:
         foci = [add.walk(path.steps, focus) for path in select.for_each.alternatives]
     else:
@@ -127,7 +144,7 @@ def _add_select(focus: Element, select: Select, where: str) -> None:
         for column in select.columns:
             for path in column.path.alternatives:
                 add.walk(path.steps, element)
-        for child in select.selects:
+        for child in (*select.selects, *select.union_all):
             _add_select(element, child, where)
 
 
@@ -155,6 +172,60 @@ class _AddPath(StepVisitor[Element, Element]):
     def reference_key(self, step: ReferenceKey, rest: tuple[Step, ...], at: Element) -> Element:
         _reference_children(at, self.label)
         return self.walk(rest, at)
+
+    def evaluate(self, step: Evaluate, rest: tuple[Step, ...], at: Element) -> Element:
+        reached = expr_element(step.expr, at, self.label)
+        if reached is None:  # a computed value: what is read from it is not in the shape
+            if rest:
+                raise ViewDefinitionError(f"{self.label}: a path continues after a computed value")
+            return Element("string")
+        return self.walk(rest, reached)
+
+
+def expr_element(expr: Expr, focus: Element | None, where: str) -> Element | None:
+    """Add what an expression reads from `focus` to the shape; the element its values are of, or None
+    for computed values (booleans of comparisons, numbers of arithmetic, keys, strings of join())."""
+    if focus is None:
+        return None
+    if isinstance(expr, This):
+        return focus
+    if isinstance(expr, Child):
+        source = expr_element(expr.source, focus, where)
+        if source is None or source.primitive:
+            return None
+        return source.child(expr.name, where)
+    if isinstance(expr, Index):
+        expr_element(expr.index, focus, where)
+        return expr_element(expr.source, focus, where)
+    if isinstance(expr, Binary):
+        expr_element(expr.left, focus, where)
+        expr_element(expr.right, focus, where)
+        return None
+    if not isinstance(expr, Call):
+        return None
+    if expr.name == "iif":
+        for arg in expr.args:
+            expr_element(arg, focus, where)
+        return None
+    source = expr_element(expr.source, focus, where)
+    if source is None:
+        return None
+    if expr.name in ("where", "exists") and expr.args:
+        expr_element(expr.args[0], source, where)
+    if expr.name in ("first", "last", "where", "ofType"):
+        return source
+    if expr.name == "extension":
+        extensions = source.child("extension", where)
+        extensions.child("url", where)
+        return extensions
+    if expr.name == "getReferenceKey":
+        _reference_children(source, where)
+    if expr.name == "getResourceKey":
+        source.child("id", where)
+    if expr.name == "join":
+        for arg in expr.args:
+            expr_element(arg, focus, where)
+    return None
 
 
 def _msgspec_type(element: Element, name: str) -> Any:

@@ -1,7 +1,7 @@
 """The one walk over a path's steps, shared by every engine, and what the engines share besides.
 
 A normalised path (model.py) is a tuple of steps: Member, Extension, Where, ReferenceKey, First,
-Exists. Each engine does something different at each step: the interpreter reads a parsed resource
+Exists, and Evaluate (an expression beyond the other steps, which every engine hands to evaluate.py). Each engine does something different at each step: the interpreter reads a parsed resource
 with checks, the two code generators emit Python that reads a dict or a decoded struct, the shape
 builder adds elements to a msgspec shape. `StepVisitor` is the part they share: `walk(steps, at)`
 hands the first step, the steps after it and the engine's position `at` to the method named for the
@@ -18,7 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from datenraum.fhir.viewdef.fhirpath import Exists, Extension, First, Member, ReferenceKey, Step, Where
+from datenraum.fhir.viewdef.fhirpath import (
+    Evaluate,
+    Exists,
+    Extension,
+    First,
+    Member,
+    ReferenceKey,
+    Step,
+    Where,
+)
 from datenraum.fhir.viewdef.model import ViewDefinitionError
 
 __all__ = [
@@ -46,6 +55,7 @@ _METHODS: dict[type, str] = {
     ReferenceKey: "reference_key",
     First: "first",
     Exists: "exists",
+    Evaluate: "evaluate",
 }
 # Steps whose meaning is the same in every engine; StepVisitor implements them once.
 _DEFAULTS = frozenset({"first", "exists"})
@@ -84,6 +94,9 @@ class StepVisitor(Generic[At, R]):
         raise NotImplementedError
 
     def reference_key(self, step: ReferenceKey, rest: tuple[Step, ...], at: At) -> R:
+        raise NotImplementedError
+
+    def evaluate(self, step: Evaluate, rest: tuple[Step, ...], at: At) -> R:
         raise NotImplementedError
 
     def first(self, step: First, rest: tuple[Step, ...], at: At) -> R:
