@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_data import SHARED_DATA
 
 from datenraum.fhir.primitives import CONVERTERS
 from datenraum.fhir.viewdef.model import (
@@ -27,7 +28,6 @@ from datenraum.fhir.viewdef.model import (
     standard_view_definitions,
 )
 from datenraum.fhir.viewdef.runner import DictRunner, ShapedRunner
-from tests.conftest import SHARED_DATA
 
 SUITE = SHARED_DATA / "sql-on-fhir-v2" / "tests"
 REPORT = Path(__file__).resolve().parent.parent / "test-artifacts" / "sof-conformance-report.json"
