@@ -252,13 +252,13 @@ def _cross_field_violations(data: Any, *, names_required: bool = True) -> list[V
             if not isinstance(filt, dict):
                 continue
             start, end = filt.get("start"), filt.get("end")
-            if _is_date(start) and _is_date(end) and isinstance(start, str) and isinstance(end, str):
-                if end < start:
-                    found.append(
-                        Violation(
-                            f"{path}.filter[{f_index}].end", f"end {end} lies before start {start}", 2000007
-                        )
+            dated = isinstance(start, str) and isinstance(end, str) and _is_date(start) and _is_date(end)
+            if dated and end < start:
+                found.append(
+                    Violation(
+                        f"{path}.filter[{f_index}].end", f"end {end} lies before start {start}", 2000007
                     )
+                )
     known = {g.get("id") for _, g in groups}
     for index, group in groups:
         for a_index, attribute in enumerate(group.get("attributes") or []):

@@ -52,10 +52,8 @@ class Selection:
                     continue
                 for key in step.keys:
                     entries = node.children.setdefault(key, [])
-                    for where, child in entries:
-                        if where == step.where:
-                            break
-                    else:
+                    child = next((c for where, c in entries if where == step.where), None)
+                    if child is None:
                         child = Selection()
                         entries.append((step.where, child))
                         for discriminator, _ in step.where:
