@@ -43,9 +43,7 @@ __all__ = [
 ]
 
 POLICY_SYSTEM = "urn:oid:2.16.840.1.113883.3.1937.777.24.5.3"
-EINWILLIGUNG_PROFILE = (
-    "https://www.medizininformatik-initiative.de/fhir/modul-consent/StructureDefinition/mii-pr-consent-einwilligung"
-)
+EINWILLIGUNG_PROFILE = "https://www.medizininformatik-initiative.de/fhir/modul-consent/StructureDefinition/mii-pr-consent-einwilligung"
 Interval = tuple[dt.date, dt.date]
 
 
@@ -75,7 +73,10 @@ def requested_consent_codes(cohort: dict[str, Any]) -> list[tuple[str, str]]:
                     continue
                 path = f"$.cohortDefinition.inclusionCriteria[{g_index}][{c_index}].termCodes[{t_index}]"
                 system = term.get("system")
-                if context.get("code") != "Einwilligung" and system not in (POLICY_SYSTEM, "fdpg.consent.combined"):
+                if context.get("code") != "Einwilligung" and system not in (
+                    POLICY_SYSTEM,
+                    "fdpg.consent.combined",
+                ):
                     continue
                 if system == "fdpg.consent.combined":
                     mapping = mapping or load_mapping()
@@ -204,7 +205,11 @@ def _field_values(resource: dict[str, Any], field_path: str) -> list[Any]:
         for node in current:
             if not isinstance(node, dict):
                 continue
-            keys = [part] if part in node else [k for k in node if k.startswith(part) and k[len(part) : len(part) + 1].isupper()]
+            keys = (
+                [part]
+                if part in node
+                else [k for k in node if k.startswith(part) and k[len(part) : len(part) + 1].isupper()]
+            )
             for key in keys:
                 value = node[key]
                 following.extend(value if isinstance(value, list) else [value])
@@ -224,13 +229,21 @@ class ConsentRules:
         encounter_shift: bool = True,
     ) -> None:
         data = resources.files(__package__).joinpath("data")
-        self.config = config if config is not None else orjson.loads(data.joinpath("consent-code-config.json").read_bytes())
+        self.config = (
+            config
+            if config is not None
+            else orjson.loads(data.joinpath("consent-code-config.json").read_bytes())
+        )
         self.type_to_consent = (
-            type_to_consent if type_to_consent is not None else orjson.loads(data.joinpath("type_to_consent.json").read_bytes())
+            type_to_consent
+            if type_to_consent is not None
+            else orjson.loads(data.joinpath("type_to_consent.json").read_bytes())
         )
         self.encounter_shift = encounter_shift
         self.by_code = {entry["code"]: entry for entry in self.config}
-        self.retro = {m["code"]: entry["code"] for entry in self.config for m in entry.get("retroModifiers", [])}
+        self.retro = {
+            m["code"]: entry["code"] for entry in self.config for m in entry.get("retroModifiers", [])
+        }
 
     def field_for(self, resource_type: str) -> str | None:
         return self.type_to_consent.get(resource_type)
@@ -250,7 +263,9 @@ class ConsentRules:
         for code in sorted(present & set(self.by_code)):
             missing = [r for r in self.by_code[code].get("required", []) if r not in present]
             if missing:
-                raise ConsentConfigError(f"consent code {code} requires {', '.join(missing)} in the same CRTDL")
+                raise ConsentConfigError(
+                    f"consent code {code} requires {', '.join(missing)} in the same CRTDL"
+                )
         return sorted(present)
 
     def evaluate(
@@ -262,7 +277,9 @@ class ConsentRules:
         today: dt.date,
     ) -> PatientConsent:
         if not requested:
-            return PatientConsent(patient_id, enforced=False, record={"patient": patient_id, "enforced": False})
+            return PatientConsent(
+                patient_id, enforced=False, record={"patient": patient_id, "enforced": False}
+            )
         main = [c for c in requested if c in self.by_code]
         retro_requested = [c for c in requested if c in self.retro]
         record: dict[str, Any] = {
@@ -279,7 +296,9 @@ class ConsentRules:
             ref = f"Consent/{consent.get('id')}"
             profiles = [p.split("|")[0] for p in (consent.get("meta") or {}).get("profile", [])]
             if EINWILLIGUNG_PROFILE not in profiles:
-                record["ignoredConsents"].append({"consent": ref, "reason": "does not claim the MII Einwilligung profile"})
+                record["ignoredConsents"].append(
+                    {"consent": ref, "reason": "does not claim the MII Einwilligung profile"}
+                )
                 continue
             if consent.get("status") != "active" or not consent.get("dateTime"):
                 record["ignoredConsents"].append({"consent": ref, "reason": "not active or without dateTime"})
@@ -298,7 +317,7 @@ class ConsentRules:
                                 "consent": ref,
                                 "code": code,
                                 "type": kind,
-                                "period": _iso([interval]) [0] if interval else None,
+                                "period": _iso([interval])[0] if interval else None,
                             }
                         )
                         if interval is not None:
@@ -310,7 +329,9 @@ class ConsentRules:
             for code in main:
                 periods = list(found["permit"][code])
                 entry = self.by_code[code]
-                modifiers = [m["code"] for m in entry.get("retroModifiers", []) if m["code"] in retro_requested]
+                modifiers = [
+                    m["code"] for m in entry.get("retroModifiers", []) if m["code"] in retro_requested
+                ]
                 retro = [i for m in modifiers for i in found["permit"].get(m, [])]
                 if retro and entry.get("lookbackDate"):
                     lookback = dt.date.fromisoformat(entry["lookbackDate"])
@@ -318,7 +339,9 @@ class ConsentRules:
                         (lookback, end) if any(r[0] <= end and start <= r[1] for r in retro) else (start, end)
                         for start, end in periods
                     ]
-                    record.setdefault("retro", []).append({"consent": ref, "code": code, "modifiers": modifiers})
+                    record.setdefault("retro", []).append(
+                        {"consent": ref, "code": code, "modifiers": modifiers}
+                    )
                     denies[code].extend(i for m in modifiers for i in found["deny"].get(m, []))
                 permits[code].extend(periods)
         gates = [c for c in main if self.by_code[c].get("validityGate")]
@@ -338,7 +361,10 @@ class ConsentRules:
             if self.encounter_shift:
                 shifted = []
                 for start, end in periods:
-                    earliest = min((s for s, e in encounter_periods if s < start and e >= start and s <= end), default=None)
+                    earliest = min(
+                        (s for s, e in encounter_periods if s < start and e >= start and s <= end),
+                        default=None,
+                    )
                     if earliest is not None:
                         record.setdefault("encounterStretch", []).append(
                             {"code": code, "from": start.isoformat(), "to": earliest.isoformat()}

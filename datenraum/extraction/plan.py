@@ -60,7 +60,11 @@ def values_at(resource: dict[str, Any], dotted: str) -> list[Any]:
         for node in current:
             if not isinstance(node, dict):
                 continue
-            keys = [part] if part in node else [k for k in node if k.startswith(part) and k[len(part) : len(part) + 1].isupper()]
+            keys = (
+                [part]
+                if part in node
+                else [k for k in node if k.startswith(part) and k[len(part) : len(part) + 1].isupper()]
+            )
             for key in keys:
                 value = node[key]
                 following.extend(value if isinstance(value, list) else [value])
@@ -158,7 +162,9 @@ class GroupPlan:
                 covered = date_range(value)
                 if covered is None:
                     continue
-                if (self.start is None or covered[1] >= self.start) and (self.end is None or covered[0] <= self.end):
+                if (self.start is None or covered[1] >= self.start) and (
+                    self.end is None or covered[0] <= self.end
+                ):
                     ok = True
                     break
             if not ok:
@@ -231,7 +237,10 @@ def compile_plan(crtdl: Crtdl, profiles: Profiles) -> Plan:
             a_path = f"{path}.attributes[{a_index}]"
             if attribute.ref in seen:
                 violations.append(
-                    Violation(f"{a_path}.attributeRef", f"{attribute.ref!r} appears twice in the group (first at attributes[{seen[attribute.ref]}])")
+                    Violation(
+                        f"{a_path}.attributeRef",
+                        f"{attribute.ref!r} appears twice in the group (first at attributes[{seen[attribute.ref]}])",
+                    )
                 )
                 continue
             seen[attribute.ref] = a_index
@@ -243,18 +252,27 @@ def compile_plan(crtdl: Crtdl, profiles: Profiles) -> Plan:
             if attribute.ref in standard:
                 if attribute.must_have:
                     violations.append(
-                        Violation(f"{a_path}.mustHave", f"{attribute.ref} is a standard attribute: it cannot be mustHave")
+                        Violation(
+                            f"{a_path}.mustHave",
+                            f"{attribute.ref} is a standard attribute: it cannot be mustHave",
+                        )
                     )
                 else:
                     warnings.append(f"{a_path}: {attribute.ref} is a standard attribute, added anyway")
                 continue
             if compiled.is_reference and not attribute.linked_groups and compiled.types == ("Reference",):
                 violations.append(
-                    Violation(f"{a_path}.linkedGroups", f"{attribute.ref} is a Reference: it needs linkedGroups", 2000005)
+                    Violation(
+                        f"{a_path}.linkedGroups",
+                        f"{attribute.ref} is a Reference: it needs linkedGroups",
+                        2000005,
+                    )
                 )
                 continue
             attributes.append((compiled, attribute))
-        selection = Selection.of([profile.compile(ref) for ref in profile.standard_refs()] + [p for p, _ in attributes])
+        selection = Selection.of(
+            [profile.compile(ref) for ref in profile.standard_refs()] + [p for p, _ in attributes]
+        )
         codes: list[CodeMatch] = []
         token_fields: tuple[str, ...] = ()
         date_field = None
@@ -267,7 +285,13 @@ def compile_plan(crtdl: Crtdl, profiles: Profiles) -> Plan:
             if filt.type == "token":
                 fields = TOKEN_FIELDS.get(profile.type, ("code",)) if filt.name == "code" else (filt.name,)
                 if filt.name != "code" and not _known_element(profile, filt.name):
-                    violations.append(Violation(f"{f_path}.name", f"{profile.type} has no token search parameter {filt.name!r}", 2000004))
+                    violations.append(
+                        Violation(
+                            f"{f_path}.name",
+                            f"{profile.type} has no token search parameter {filt.name!r}",
+                            2000004,
+                        )
+                    )
                     continue
                 token_fields = tuple(dict.fromkeys([*token_fields, *fields]))
                 codes.extend(code_match(c.system, c.code, hierarchies) for c in filt.codes)
@@ -275,16 +299,31 @@ def compile_plan(crtdl: Crtdl, profiles: Profiles) -> Plan:
                 if filt.name == "date":
                     date_field = DATE_FIELDS.get(profile.type)
                 else:
-                    date_field = SEARCH_DATE_PARAMETERS.get(filt.name) or (filt.name if _known_element(profile, filt.name) else None)
+                    date_field = SEARCH_DATE_PARAMETERS.get(filt.name) or (
+                        filt.name if _known_element(profile, filt.name) else None
+                    )
                 if date_field is None:
-                    violations.append(Violation(f"{f_path}.name", f"{profile.type} has no date search parameter {filt.name!r}", 2000007))
+                    violations.append(
+                        Violation(
+                            f"{f_path}.name",
+                            f"{profile.type} has no date search parameter {filt.name!r}",
+                            2000007,
+                        )
+                    )
                     continue
                 start, end = filt.start, filt.end
-        plans.append(GroupPlan(group, profile, index, attributes, selection, codes, token_fields, date_field, start, end))
+        plans.append(
+            GroupPlan(
+                group, profile, index, attributes, selection, codes, token_fields, date_field, start, end
+            )
+        )
     patient_groups = [g for g in plans if g.is_patient]
     if len(patient_groups) != 1 and not any(v.code == 2000001 for v in violations):
         violations.append(
-            Violation("$.dataExtraction.attributeGroups", f"exactly one Patient group is required, found {len(patient_groups)}")
+            Violation(
+                "$.dataExtraction.attributeGroups",
+                f"exactly one Patient group is required, found {len(patient_groups)}",
+            )
         )
     if violations:
         raise CrtdlError(violations)

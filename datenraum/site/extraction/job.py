@@ -27,7 +27,7 @@ import hashlib
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +258,9 @@ class Extractor:
                     reason = "MUST_HAVE"
                     if ok:
                         for attribute, linked, refs in self._links(group, resource):
-                            if attribute.must_have and not any(t in alive_in(lg) for t in refs for lg in linked):
+                            if attribute.must_have and not any(
+                                t in alive_in(lg) for t in refs for lg in linked
+                            ):
                                 ok, reason = False, "CASCADING_DELETE" if refs else "MUST_HAVE"
                                 break
                     if not ok and ref != patient_ref:
@@ -270,7 +272,9 @@ class Extractor:
                     if group.is_patient:
                         if patient_ref not in members[group.id]:
                             break
-                    elif not group.is_core and not members[group.id] and not group.group.include_reference_only:
+                    elif (
+                        not group.is_core and not members[group.id] and not group.group.include_reference_only
+                    ):
                         result.patient_exclusions.append(("MUST_HAVE", patient))
                         return None
         patient_group = plan.patient_group
@@ -289,7 +293,11 @@ class Extractor:
         entries = []
         for ref in sorted(selected, key=lambda r: (r.split("/", 1)[1], r)):
             entries.append(self._extract(resources[ref], selected[ref], final))
-        provenances = [self._provenance(g, sorted(r for r in selected if g in selected[r]), patient) for g in plan.groups if not g.is_core and any(g in gs for gs in selected.values())]
+        provenances = [
+            self._provenance(g, sorted(r for r in selected if g in selected[r]), patient)
+            for g in plan.groups
+            if not g.is_core and any(g in gs for gs in selected.values())
+        ]
         bundle = self._bundle(entries + provenances, f"patient/{patient}")
         # referenced core resources (only those a surviving patient resource references)
         referenced = self._referenced_core(selected, resources, core_members)
@@ -332,7 +340,10 @@ class Extractor:
             "agent": [{"who": {"identifier": {"system": PROGRAM_SYSTEM, "value": "torch"}}}],
             "entity": [
                 {"role": "source", "what": {"identifier": {"system": GROUP_SYSTEM, "value": group.id}}},
-                {"role": "source", "what": {"identifier": {"system": EXTRACTION_SYSTEM, "value": self.job_id}}},
+                {
+                    "role": "source",
+                    "what": {"identifier": {"system": EXTRACTION_SYSTEM, "value": self.job_id}},
+                },
             ],
         }
 
@@ -359,7 +370,9 @@ class Extractor:
                 keep = ("id", "meta", "subject", "period")
             else:
                 continue
-            minimal.append({"resourceType": resource["resourceType"], **{k: resource[k] for k in keep if k in resource}})
+            minimal.append(
+                {"resourceType": resource["resourceType"], **{k: resource[k] for k in keep if k in resource}}
+            )
         return self._bundle(sorted(minimal, key=_ref), f"consent/{patient}", kind="collection")
 
     def core_bundle(self, referenced: set[str]) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
@@ -371,7 +384,12 @@ class Extractor:
             members[group_id] |= refs
         for ref in referenced:
             for group in plan.groups:
-                if group.is_core and ref in self.core and group.claims(self.core[ref]) and group.passes_filters(self.core[ref]):
+                if (
+                    group.is_core
+                    and ref in self.core
+                    and group.claims(self.core[ref])
+                    and group.passes_filters(self.core[ref])
+                ):
                     members[group.id].add(ref)
         queue = [(g, r) for g, refs in members.items() for r in refs]
         while queue:
@@ -392,24 +410,42 @@ class Extractor:
         if not selected:
             return None, {}
         final = set(selected)
-        entries = [self._extract(self.core[ref], selected[ref], final) for ref in sorted(selected, key=lambda r: (r.split("/", 1)[1], r))]
+        entries = [
+            self._extract(self.core[ref], selected[ref], final)
+            for ref in sorted(selected, key=lambda r: (r.split("/", 1)[1], r))
+        ]
         groups_used = [g for g in plan.groups if g.is_core and members.get(g.id)]
         provenances = [self._provenance(g, sorted(members[g.id]), "core") for g in groups_used]
-        rows = {g.id: [next(e for e in entries if _ref(e) == r) for r in sorted(members[g.id])] for g in groups_used}
+        rows = {
+            g.id: [next(e for e in entries if _ref(e) == r) for r in sorted(members[g.id])]
+            for g in groups_used
+        }
         return self._bundle(entries + provenances, "core"), rows
 
 
 def job_identity(crtdl: Crtdl, patients: list[str] | None, today: dt.date, generation: int) -> str:
     digest = hashlib.sha256(
         orjson.dumps(
-            {"crtdl": crtdl_to_json(crtdl), "patients": patients, "today": today.isoformat(), "generation": generation},
+            {
+                "crtdl": crtdl_to_json(crtdl),
+                "patients": patients,
+                "today": today.isoformat(),
+                "generation": generation,
+            },
             option=orjson.OPT_SORT_KEYS,
         )
     ).hexdigest()
     return str(uuid.UUID(digest[:32]))
 
 
-def run_extraction(store_path: Path | str, crtdl_json: Any, out_dir: Path | str, options: JobOptions | None = None, *, progress=None) -> dict[str, Any]:
+def run_extraction(
+    store_path: Path | str,
+    crtdl_json: Any,
+    out_dir: Path | str,
+    options: JobOptions | None = None,
+    *,
+    progress=None,
+) -> dict[str, Any]:
     """Run (or resume) a job; returns the job summary. Raises ExtractionError for bad input."""
     from datenraum.query.model import QueryError, parse_query
     from datenraum.site.extraction.output import JobFolder
@@ -429,12 +465,14 @@ def run_extraction(store_path: Path | str, crtdl_json: Any, out_dir: Path | str,
                 query = parse_query(prepared.crtdl.cohort)
                 cohort = StoreEngine(snapshot).patient_ids(query, today=prepared.today)
             except QueryError as error:
-                raise ExtractionError([Violation(f"$.cohortDefinition{error.path.removeprefix('$')}", error.problem)]) from None
+                raise ExtractionError(
+                    [Violation(f"$.cohortDefinition{error.path.removeprefix('$')}", error.problem)]
+                ) from None
         cohort_ms = int((time.monotonic() - started) * 1000)
         generation = store.current_generation()
         job_id = options.job_id or job_identity(prepared.crtdl, options.patients, prepared.today, generation)
         folder = JobFolder(Path(out_dir))
-        job = folder.open(job_id, prepared, cohort, options)
+        job = folder.open(job_id, prepared, cohort, options, cohort_ms)
         source = StoreSource.of_snapshot(snapshot)
         extractor = Extractor(prepared, source, job_id, job["recorded"])
         extractor.load_core()

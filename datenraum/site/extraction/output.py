@@ -61,7 +61,9 @@ class JobFolder:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def open(self, job_id: str, prepared: Any, cohort: list[str], options: Any) -> dict[str, Any]:
+    def open(
+        self, job_id: str, prepared: Any, cohort: list[str], options: Any, cohort_ms: int = 0
+    ) -> dict[str, Any]:
         import datetime as dt
 
         job_file = self.path / "job.json"
@@ -78,6 +80,7 @@ class JobFolder:
             "today": prepared.today.isoformat(),
             "recorded": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "batchSize": options.batch_size,
+            "cohortQueryMs": cohort_ms,
             "consentCodes": prepared.consent_codes,
             "warnings": prepared.plan.warnings,
             "crtdl": crtdl_to_json(prepared.crtdl),
@@ -112,14 +115,21 @@ class JobFolder:
         reports = []
         for index in range(len(batches)):
             batch_id = self.batch_id(job_id, index)
-            reports.append((batch_id, orjson.loads((self.path / "batches" / f"{batch_id}.json").read_bytes())))
+            reports.append(
+                (batch_id, orjson.loads((self.path / "batches" / f"{batch_id}.json").read_bytes()))
+            )
         referenced = {ref for _, r in reports for ref in r["coreRefs"]}
         core, _ = extractor.core_bundle(referenced)
         if core is not None:
             _write(self.path / "core.ndjson", _ndjson([core]))
         patient_rows = [[b, stage, patient] for b, r in reports for stage, patient in r["patientExclusions"]]
-        resource_rows = [[b, *row[:2], row[2], row[3], row[4]] for b, r in reports for row in r["resourceExclusions"]]
-        _write(self.path / "reports" / "patient-exclusions.csv", _csv(["Batch-ID", "Stage", "Patient-ID"], patient_rows))
+        resource_rows = [
+            [b, *row[:2], row[2], row[3], row[4]] for b, r in reports for row in r["resourceExclusions"]
+        ]
+        _write(
+            self.path / "reports" / "patient-exclusions.csv",
+            _csv(["Batch-ID", "Stage", "Patient-ID"], patient_rows),
+        )
         _write(
             self.path / "reports" / "resource-exclusions.csv",
             _csv(["Batch-ID", "Reason", "Group", "Attribute", "Resource-ID", "Patient-ID"], resource_rows),
@@ -130,12 +140,19 @@ class JobFolder:
         )
         cohort_size = sum(len(b) for b in batches)
         final = sum(r["patients"] for _, r in reports)
-        exclusions = Counter(stage for _, _, stage in ((b, s, st) for b, s, st in ((row[0], row[2], row[1]) for row in patient_rows)))
+        exclusions = Counter(
+            stage
+            for _, _, stage in ((b, s, st) for b, s, st in ((row[0], row[2], row[1]) for row in patient_rows))
+        )
         resource_exclusions: dict[str, Counter] = {}
         for row in resource_rows:
             resource_exclusions.setdefault(row[2], Counter())[row[1]] += 1
         inclusions = Counter()
-        bundle_files = sorted(p for p in self.path.glob("*.ndjson") if not p.name.endswith("_consent.ndjson") and p.name != "core.ndjson")
+        bundle_files = sorted(
+            p
+            for p in self.path.glob("*.ndjson")
+            if not p.name.endswith("_consent.ndjson") and p.name != "core.ndjson"
+        )
         for bundle in _bundles(bundle_files + ([self.path / "core.ndjson"] if core else [])):
             for entry in bundle["entry"]:
                 inclusions[entry["resource"]["resourceType"]] += 1
@@ -144,9 +161,13 @@ class JobFolder:
             "Today": orjson.loads((self.path / "job.json").read_bytes())["today"],
             "Num-Cohort-Patients": cohort_size,
             "Num-Final-Patients": final,
-            "Cohort-Query-Duration-Ms": cohort_ms,
+            "Cohort-Query-Duration-Ms": orjson.loads((self.path / "job.json").read_bytes()).get(
+                "cohortQueryMs", cohort_ms
+            ),
             "Patient-Exclusions": dict(sorted(exclusions.items())),
-            "Resource-Exclusions": {g: dict(sorted(c.items())) for g, c in sorted(resource_exclusions.items())},
+            "Resource-Exclusions": {
+                g: dict(sorted(c.items())) for g, c in sorted(resource_exclusions.items())
+            },
             "Resource-Inclusions": dict(sorted(inclusions.items())),
         }
         _write(self.path / "reports" / "job-summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
@@ -166,7 +187,10 @@ class JobFolder:
                 {"url": "torch-job-diagnostics-summary", "valueString": "reports/job-summary.json"},
                 {"url": "torch-resource-exclusions", "valueString": "reports/resource-exclusions.csv"},
                 {"url": "torch-patient-exclusions", "valueString": "reports/patient-exclusions.csv"},
-                {"url": "datenraum-consent-explanations", "valueString": "reports/consent-explanations.ndjson"},
+                {
+                    "url": "datenraum-consent-explanations",
+                    "valueString": "reports/consent-explanations.ndjson",
+                },
                 {"url": "datenraum-tables", "valueString": "tables/data-dictionary.csv"},
             ],
         }
@@ -198,16 +222,27 @@ def _columns(path: Any) -> list[tuple[str, str, Any]]:
         return values[0] if values else None
 
     if kind == "CodeableConcept":
+
         def coding(v, k):
             c = first((v or {}).get("coding", [])) if isinstance(v, dict) else None
             return c.get(k) if isinstance(c, dict) else None
+
         return [(s, "string", (lambda k: lambda v: coding(v, k))(s)) for s in ("system", "code", "display")]
     if kind == "Coding":
-        return [(s, "string", (lambda k: lambda v: v.get(k) if isinstance(v, dict) else None)(s)) for s in ("system", "code", "display")]
+        return [
+            (s, "string", (lambda k: lambda v: v.get(k) if isinstance(v, dict) else None)(s))
+            for s in ("system", "code", "display")
+        ]
     if kind in ("Quantity", "Age", "Duration"):
-        return [(s, "string", (lambda k: lambda v: v.get(k) if isinstance(v, dict) else None)(s)) for s in ("value", "unit", "code")]
+        return [
+            (s, "string", (lambda k: lambda v: v.get(k) if isinstance(v, dict) else None)(s))
+            for s in ("value", "unit", "code")
+        ]
     if kind == "Period":
-        return [(s, "string", (lambda k: lambda v: v.get(k) if isinstance(v, dict) else None)(s)) for s in ("start", "end")]
+        return [
+            (s, "string", (lambda k: lambda v: v.get(k) if isinstance(v, dict) else None)(s))
+            for s in ("start", "end")
+        ]
     if kind == "Reference":
         return [("reference", "string", lambda v: v.get("reference") if isinstance(v, dict) else None)]
     if kind[:1].islower() and kind != "choice":
@@ -226,13 +261,19 @@ def write_tables(folder: Path, plan: Any, bundle_files: list[Path]) -> None:
     slugs = file_slugs(plan.crtdl)
     members: dict[str, list[tuple[str | None, dict[str, Any]]]] = {g.id: [] for g in plan.groups}
     for bundle in _bundles(bundle_files):
-        resources = {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in bundle["entry"]}
+        resources = {
+            f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in bundle["entry"]
+        }
         patient = next((r["id"] for r in resources.values() if r["resourceType"] == "Patient"), None)
         for resource in resources.values():
             if resource["resourceType"] != "Provenance":
                 continue
             group_id = next(
-                (e["what"]["identifier"]["value"] for e in resource.get("entity", []) if e["what"]["identifier"]["system"].endswith("attribute_group")),
+                (
+                    e["what"]["identifier"]["value"]
+                    for e in resource.get("entity", [])
+                    if e["what"]["identifier"]["system"].endswith("attribute_group")
+                ),
                 None,
             )
             for target in resource.get("target", []):
@@ -255,7 +296,9 @@ def write_tables(folder: Path, plan: Any, bundle_files: list[Path]) -> None:
                 described.append((name, kind, attribute.ref, f"{suffix or 'value'} of {attribute.ref}"))
         for patient, resource in sorted(members[group.id], key=lambda m: (m[0] or "", m[1]["id"])):
             columns["id"].append(resource["id"])
-            columns["patient_id"].append(patient if group.profile.patient_reference or group.is_patient else None)
+            columns["patient_id"].append(
+                patient if group.profile.patient_reference or group.is_patient else None
+            )
             for name, path, getter in specs:
                 values = path_values(resource, path)
                 value = getter(values[0]) if values else None
