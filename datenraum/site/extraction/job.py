@@ -399,10 +399,14 @@ class Extractor:
                 for target in targets:
                     for linked_id in linked:
                         lg = plan.group(linked_id)
-                        if lg.is_core and target in self.core and target not in members[linked_id]:
-                            if lg.claims(self.core[target]) and lg.passes_filters(self.core[target]):
-                                members[linked_id].add(target)
-                                queue.append((linked_id, target))
+                        resolvable = lg.is_core and target in self.core and target not in members[linked_id]
+                        if (
+                            resolvable
+                            and lg.claims(self.core[target])
+                            and lg.passes_filters(self.core[target])
+                        ):
+                            members[linked_id].add(target)
+                            queue.append((linked_id, target))
         selected: dict[str, list[GroupPlan]] = defaultdict(list)
         for group in plan.groups:
             for ref in members.get(group.id, ()):
