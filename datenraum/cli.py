@@ -160,6 +160,81 @@ def count_command(
     click.echo(orjson.dumps({"count": count}))
 
 
+@main.command("extract")
+@click.option(
+    "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Job folder (new, or a job to resume).",
+)
+@click.option(
+    "--patients",
+    "patients_file",
+    type=click.Path(path_type=Path),
+    help="Patient ids, one a line (instead of the cohort).",
+)
+@click.option(
+    "--today",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The job's day for consent (default: today, recorded in job.json).",
+)
+@click.option("--strict", is_flag=True, help="Accept CRTDL v1 only (the schema with format assertion).")
+@click.option(
+    "--profiles",
+    "profile_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A folder of further profiles (digests or StructureDefinitions).",
+)
+@click.option("--batch-size", default=500, show_default=True, type=int)
+@click.option(
+    "--no-encounter-shift", is_flag=True, help="Do not stretch the consent window to overlapping encounters."
+)
+@click.argument("crtdl_file", type=click.Path(path_type=Path))
+def extract_command(
+    store_path: Path,
+    out_dir: Path,
+    patients_file: Path | None,
+    today: dt.datetime | None,
+    strict: bool,
+    profile_dirs: tuple[Path, ...],
+    batch_size: int,
+    no_encounter_shift: bool,
+    crtdl_file: Path,
+) -> None:
+    """Extract the data a CRTDL selects: TORCH-compatible NDJSON, reports and per-group tables in --out."""
+    from datenraum.site.extraction import ExtractionError, JobOptions, run_extraction
+
+    if not crtdl_file.is_file():
+        _fail(f"{crtdl_file}: no such file")
+    if not (store_path / "CURRENT").exists():
+        _fail(f"{store_path}: not a site store (run datenraum ingest first)")
+    patients = None
+    if patients_file is not None:
+        patients = [line.strip() for line in patients_file.read_text().splitlines() if line.strip()]
+    options = JobOptions(
+        today=today.date() if today else None,
+        patients=patients,
+        batch_size=batch_size,
+        mode="strict" if strict else "legacy",
+        profile_dirs=profile_dirs,
+        encounter_shift=not no_encounter_shift,
+    )
+    try:
+        summary = run_extraction(store_path, crtdl_file.read_bytes(), out_dir, options)
+    except ExtractionError as error:
+        for violation in error.violations:
+            click.echo(f"error: {violation}", err=True)
+        sys.exit(2)
+    except FileExistsError as error:
+        _fail(str(error))
+    click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+
+
 @main.command("synth")
 @click.option("--patients", type=int, required=True)
 @click.option("--seed", type=int, default=1, show_default=True)

@@ -110,3 +110,9 @@ def query(store: Store, sql: str) -> list[tuple]:
 def sql(store: Store) -> Callable[[str], list[tuple]]:
     """Run SQL against a fresh snapshot of the test's `store`."""
     return lambda text: query(store, text)
+
+
+@pytest.fixture(scope="session")
+def extraction_data() -> Path:
+    """The extraction fixtures: CRTDL schemas and examples, TORCH's cases, consent samples, redaction."""
+    return shared_data_folder("extraction")

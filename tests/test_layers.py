@@ -26,11 +26,16 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "query": frozenset({"fhir"}),
     "privacy": frozenset({"query", "protocol"}),
     "synth": frozenset({"fhir"}),
-    "site": frozenset({"fhir", "query", "privacy", "protocol"}),
+    "extraction": frozenset({"fhir", "query"}),
+    "site": frozenset({"fhir", "query", "privacy", "protocol", "extraction"}),
     "hub": frozenset({"query", "privacy", "protocol"}),
     # The slow agent of the fault tests is `datenraum site serve` with a slower counter: it reuses the CLI's.
-    "devtools": frozenset({"fhir", "query", "privacy", "protocol", "synth", "site", "hub", "cli"}),
-    "cli": frozenset({"fhir", "query", "privacy", "protocol", "synth", "site", "hub", "devtools"}),
+    "devtools": frozenset(
+        {"fhir", "query", "privacy", "protocol", "synth", "extraction", "site", "hub", "cli"}
+    ),
+    "cli": frozenset(
+        {"fhir", "query", "privacy", "protocol", "synth", "extraction", "site", "hub", "devtools"}
+    ),
     "__main__": frozenset({"cli"}),
 }
 

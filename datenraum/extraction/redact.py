@@ -1,0 +1,309 @@
+"""Copy the selected elements of a resource, then redact the copy to its profile (TORCH's semantics,
+`torch:docs/implementation/redaction.md`, brief §3.3).
+
+- `Selection`: the union of a group's element paths as a trie. Selecting an element selects its subtree;
+  a slice selects only the list items its discriminator matches, and selecting below a slice copies the
+  discriminator too (so the output still says which slice an item is).
+- `select(resource, selection)`: the selected part of `resource` (`resourceType` and `id` always).
+- `redact(resource, profile, ...)`: keep only elements FHIR R4 defines for the type, only extensions the
+  profile declares (and data-absent-reason), drop references to resources outside the extraction (when
+  `known` is given) and references to types that are not FHIR resources (masked), drop empty elements,
+  and give every required element that ended up empty a data-absent-reason extension, code `masked`
+  (`_recordedDate` for a primitive, `subject.extension` for a complex element).
+
+Both functions build new objects and never modify their input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from datenraum.extraction.profiles import DAR_URL, ElementPath, Profile, element_model, is_primitive
+
+__all__ = ["MASKED", "Selection", "redact", "select"]
+
+MASKED = {"extension": [{"url": DAR_URL, "valueCode": "masked"}]}
+
+
+def _masked() -> dict[str, Any]:
+    return {"extension": [{"url": DAR_URL, "valueCode": "masked"}]}
+
+
+@dataclass
+class Selection:
+    full: bool = False
+    children: dict[str, list[tuple[tuple[tuple[str, str], ...], Selection]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, paths: Iterable[ElementPath]) -> Selection:
+        root = cls()
+        for path in paths:
+            root.add(path)
+        return root
+
+    def add(self, path: ElementPath) -> None:
+        nodes = [self]
+        for step in path.steps:
+            following = []
+            for node in nodes:
+                if node.full:
+                    continue
+                for key in step.keys:
+                    entries = node.children.setdefault(key, [])
+                    child = next((c for where, c in entries if where == step.where), None)
+                    if child is None:
+                        child = Selection()
+                        entries.append((step.where, child))
+                        for discriminator, _ in step.where:
+                            child._add_dotted(discriminator)
+                    following.append(child)
+            nodes = following
+        for node in nodes:
+            node.full = True
+            node.children = {}
+
+    def _add_dotted(self, dotted: str) -> None:
+        node = self
+        for part in dotted.split("."):
+            if node.full:
+                return
+            entries = node.children.setdefault(part, [])
+            if not entries:
+                entries.append(((), Selection()))
+            node = entries[0][1]
+        node.full = True
+        node.children = {}
+
+    def merged(self, other: Selection) -> Selection:
+        if self.full or other.full:
+            return Selection(full=True)
+        children = {k: list(v) for k, v in self.children.items()}
+        for key, entries in other.children.items():
+            children.setdefault(key, []).extend(entries)
+        return Selection(children=children)
+
+
+def _values(node: Any, dotted: str) -> list[Any]:
+    current = [node]
+    for part in dotted.split("."):
+        following = []
+        for value in current:
+            if isinstance(value, dict) and part in value:
+                item = value[part]
+                following.extend(item if isinstance(item, list) else [item])
+        current = following
+    return current
+
+
+def _matches(item: Any, where: tuple[tuple[str, str], ...]) -> bool:
+    return all(value in _values(item, path) for path, value in where)
+
+
+def _copy(value: Any, node: Selection) -> Any:
+    if node.full:
+        return value
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, Any] = {}
+    for key, entries in node.children.items():
+        if key not in value:
+            if f"_{key}" in value and any(child.full for _, child in entries):
+                out[f"_{key}"] = value[f"_{key}"]
+            continue
+        item = value[key]
+        if isinstance(item, list):
+            copied = [c for c in (_copy_item(i, entries) for i in item) if c not in (None, {}, [])]
+            if copied:
+                out[key] = copied
+        else:
+            copied = _copy_item(item, entries)
+            if copied not in (None, {}, []):
+                out[key] = copied
+        if f"_{key}" in value and any(child.full for _, child in entries):
+            out[f"_{key}"] = value[f"_{key}"]
+    return out
+
+
+def _copy_item(item: Any, entries: list[tuple[tuple[tuple[str, str], ...], Selection]]) -> Any:
+    matching = [child for where, child in entries if _matches(item, where)]
+    if not matching:
+        return None
+    node = matching[0]
+    for other in matching[1:]:
+        node = node.merged(other)
+    return _copy(item, node)
+
+
+def select(resource: dict[str, Any], selection: Selection) -> dict[str, Any]:
+    """The selected elements of `resource` (shared with it, not copied: `redact` builds the new object)."""
+    out = {"resourceType": resource["resourceType"]}
+    if "id" in resource:
+        out["id"] = resource["id"]
+    copied = _copy(resource, selection)
+    if isinstance(copied, dict):
+        for key, value in copied.items():
+            out.setdefault(key, value)
+    return out
+
+
+# --- redaction -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Redactor:
+    allowed_extensions: frozenset[str]
+    reference_allowed: Callable[[str], bool] | None
+    resource_types: frozenset[str]
+
+    def element(self, value: Any, type_name: str) -> Any:
+        if type_name == "Extension":
+            return value
+        if is_primitive(type_name):
+            return value
+        if not isinstance(value, dict):
+            return None
+        model = element_model()
+        children = model.children(type_name)
+        if children is None:  # a complex type we do not model (Timing.repeat, ...): kept as selected
+            return self.extensions_only(value)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "resourceType":
+                continue
+            if key.startswith("_"):
+                spec = _spec(children, key[1:])
+                if spec is None:
+                    continue
+                repeats, _ = spec
+                cleaned = (
+                    [self.primitive_element(x) for x in item]
+                    if repeats and isinstance(item, list)
+                    else self.primitive_element(item)
+                )
+                if cleaned not in (None, {}, []) and (
+                    not isinstance(cleaned, list) or any(c for c in cleaned)
+                ):
+                    out[key] = cleaned
+                continue
+            if key in ("extension", "modifierExtension"):
+                kept = (
+                    [e for e in item if isinstance(e, dict) and e.get("url") in self.allowed_extensions]
+                    if isinstance(item, list)
+                    else []
+                )
+                if kept:
+                    out[key] = kept
+                continue
+            spec = _spec(children, key)
+            if spec is None:
+                continue
+            repeats, item_type = spec
+            if repeats:
+                items = item if isinstance(item, list) else [item]
+                cleaned = [c for c in (self.element(i, item_type) for i in items) if c not in (None, {}, [])]
+                if cleaned:
+                    out[key] = cleaned
+            else:
+                if isinstance(item, list):
+                    item = item[0] if item else None
+                cleaned = self.element(item, item_type)
+                if cleaned not in (None, {}, []):
+                    out[key] = cleaned
+        if type_name == "Reference":
+            self.reference(out)
+        return out
+
+    def primitive_element(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return None
+        return self.extensions_only(value)
+
+    def extensions_only(self, value: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in value.items() if k not in ("extension", "modifierExtension")}
+        for key in ("extension", "modifierExtension"):
+            kept = [
+                e
+                for e in value.get(key, [])
+                if isinstance(e, dict) and e.get("url") in self.allowed_extensions
+            ]
+            if kept:
+                out[key] = kept
+        return out
+
+    def reference(self, ref: dict[str, Any]) -> None:
+        target = ref.get("reference")
+        if not isinstance(target, str):
+            return
+        kind, _, ident = target.partition("/")
+        if ident and "/" not in ident and ":" not in kind and kind not in self.resource_types:
+            # not a FHIR resource type at all: TORCH masks the reference
+            del ref["reference"]
+            ref["_reference"] = _masked()
+        elif self.reference_allowed is not None and not self.reference_allowed(target):
+            del ref["reference"]
+
+
+def _spec(children: dict[str, str], key: str) -> tuple[bool, str] | None:
+    spec = children.get(key)
+    if spec is None:
+        for name, choice in children.items():
+            if name.endswith("[x]") and key.startswith(name[:-3]):
+                suffix = key[len(name) - 3 :]
+                for t in choice.removesuffix("[]").split("|"):
+                    if t == "*" or (t[0].upper() + t[1:]) == suffix:
+                        return choice.endswith("[]"), (t if t != "*" else "Element")
+        return None
+    return spec.endswith("[]"), spec.removesuffix("[]").split("|")[0]
+
+
+def redact(
+    resource: dict[str, Any],
+    profile: Profile,
+    *,
+    profiles: Iterable[Profile] = (),
+    reference_allowed: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
+    """`resource` redacted to `profile` (and the other matched `profiles`, whose extensions and required
+    elements count too): see the module docstring. `reference_allowed(Type/id)` says whether a reference
+    target is part of the extraction; None keeps every well-formed reference."""
+    from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
+
+    matched = [profile, *[p for p in profiles if p.url != profile.url]]
+    allowed = frozenset().union(*(p.extension_urls for p in matched))
+    redactor = _Redactor(allowed, reference_allowed, R4_RESOURCE_TYPES)
+    type_name = resource["resourceType"]
+    body = redactor.element(resource, type_name) or {}
+    out: dict[str, Any] = {"resourceType": type_name, **body}
+    children = element_model().children(type_name) or {}
+    for p in matched:
+        for element_id in p.required:
+            parts = element_id.split(".")
+            if len(parts) != 2 or parts[0] != type_name:
+                continue
+            _mask_if_absent(out, parts[1], children)
+    return out
+
+
+def _mask_if_absent(out: dict[str, Any], name: str, children: dict[str, str]) -> None:
+    spec = children.get(name)
+    if spec is None:
+        return
+    types = spec.removesuffix("[]").split("|")
+    if name.endswith("[x]"):
+        base = name[:-3]
+        keys = [base + t[0].upper() + t[1:] for t in types]
+        if any(k in out or f"_{k}" in out for k in keys):
+            return
+        key, type_name = keys[0], types[0]
+    else:
+        if name in out or f"_{name}" in out:
+            return
+        key, type_name = name, types[0]
+    if is_primitive(type_name):
+        out[f"_{key}"] = _masked()
+    elif spec.endswith("[]"):
+        out[key] = [_masked()]
+    else:
+        out[key] = _masked()
