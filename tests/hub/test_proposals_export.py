@@ -9,7 +9,7 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from datenraum.hub.proposals.service import DocumentKind
+from datenraum.hub.proposals.values import DocumentKind
 from datenraum.hub.proposals.workflow import Action
 
 from .helpers import HubFixture

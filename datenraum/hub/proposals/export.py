@@ -11,12 +11,11 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fpdf import FPDF
 
-if TYPE_CHECKING:
-    from datenraum.hub.proposals.service import Event, Proposal
+from datenraum.hub.proposals.values import Event, Proposal
 
 __all__ = ["to_json", "to_pdf"]
 
