@@ -15,6 +15,6 @@ Shared by them:
 - `errors`: the one error tree (`HubError` and its HTTP status); `roles`: `Role` and `Actor`
 - `config`: settings (`HubConfig`) from defaults, TOML and environment
 - `db`: tables, engine, migrations (`migrations/`, Alembic)
-- `app`, `runtime`, `limits`: the FastAPI application, its services and request limits
+- `app`, `runtime`, `limits`: the FastAPI application, its services, request limits and `MAX_COUNT`
 - `cli`: `datenraum hub serve|migrate|add-site|rotate-site|revoke-site|create-user|seed-directory`
 """

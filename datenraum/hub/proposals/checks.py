@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from datenraum.hub.db import SiteRow, UserRow
 from datenraum.hub.errors import Invalid
+from datenraum.hub.limits import MAX_COUNT
 from datenraum.hub.proposals.values import (
     KDS_MODULES,
-    MAX_COUNT,
     MAX_TEXT,
     Analysis,
     CohortQuery,

@@ -18,7 +18,6 @@ from datenraum.hub.proposals.workflow import Action, State
 __all__ = [
     "EDITING_ROLES",
     "KDS_MODULES",
-    "MAX_COUNT",
     "MAX_TEXT",
     "Analysis",
     "CohortQuery",
@@ -57,7 +56,6 @@ KDS_MODULES = frozenset(
     }
 )
 MAX_TEXT = 20_000
-MAX_COUNT = 2**53 - 1
 
 
 class Analysis(StrEnum):
