@@ -13,6 +13,7 @@ Contexts, each a package of the same anatomy (service, tables, api or pages):
 
 Shared by them:
 - `errors`: the one error tree (`HubError` and its HTTP status); `roles`: `Role` and `Actor`
+- `text`: the one check of the free text people write (`clean_text`)
 - `config`: settings (`HubConfig`) from defaults, TOML and environment
 - `db`: tables, engine, migrations (`migrations/`, Alembic)
 - `app`, `runtime`, `limits`: the FastAPI application, its services, request limits and `MAX_COUNT`

@@ -1,4 +1,4 @@
-"""What a proposal's values must be before they are stored: `check_draft` and the text checks.
+"""What a proposal's values must be before they are stored: `check_draft`.
 
 Each check raises `Invalid` with a text that starts with the offending field.
 """
@@ -21,18 +21,19 @@ from datenraum.hub.proposals.values import (
     Draft,
     ProjectRole,
 )
+from datenraum.hub.text import clean_text
 from datenraum.query.model import QueryError, parse_query
 
-__all__ = ["check_draft", "check_text", "optional_text"]
+__all__ = ["check_draft"]
 
 
 def check_draft(session: Session, draft: Draft) -> None:
     """Raise Invalid, naming the field, for anything that cannot be stored as it is."""
-    check_text("title", draft.title, 300, required=False)
-    check_text("abstract", draft.abstract, MAX_TEXT, required=False)
-    check_text("biosamples", draft.biosamples, MAX_TEXT, required=False)
+    clean_text(draft.title, "title", max_length=300, required=False)
+    clean_text(draft.abstract, "abstract", max_length=MAX_TEXT, required=False)
+    clean_text(draft.biosamples, "biosamples", max_length=MAX_TEXT, required=False)
     for index, question in enumerate(draft.questions):
-        check_text(f"questions[{index}]", question, MAX_TEXT)
+        clean_text(question, f"questions[{index}]", max_length=MAX_TEXT)
     for index, cohort in enumerate(draft.cohort):
         _check_cohort(f"cohort[{index}]", cohort)
     if len(set(draft.modules)) != len(draft.modules):
@@ -58,7 +59,7 @@ def check_draft(session: Session, draft: Draft) -> None:
 
 
 def _check_cohort(where: str, cohort: CohortQuery) -> None:
-    check_text(f"{where}.name", cohort.name, 200)
+    clean_text(cohort.name, f"{where}.name", max_length=200)
     try:
         parse_query(dict(cohort.query))
     except QueryError as error:
@@ -83,19 +84,3 @@ def _check_ids(session: Session, name: str, table: type[SiteRow] | type[UserRow]
     unknown = sorted(set(ids) - known)
     if unknown:
         raise Invalid(f"{name}: unknown id {', '.join(map(str, unknown))}")
-
-
-def check_text(name: str, value: str, limit: int, *, required: bool = True) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"{name}: must be text")
-    if required and not value.strip():
-        raise Invalid(f"{name}: must not be empty")
-    if len(value) > limit:
-        raise Invalid(f"{name}: at most {limit} characters, got {len(value)}")
-    if "\x00" in value:
-        raise Invalid(f"{name}: must not contain NUL characters")
-    return value
-
-
-def optional_text(name: str, value: str | None) -> str | None:
-    return None if value is None else check_text(name, value, MAX_TEXT, required=False)

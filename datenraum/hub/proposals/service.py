@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from datenraum.hub.db import Clock, SiteRow, UserRow, utcnow
 from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.proposals import export
-from datenraum.hub.proposals.checks import check_draft, check_text, optional_text
+from datenraum.hub.proposals.checks import check_draft
 from datenraum.hub.proposals.tables import (
     CohortRow,
     DocumentRow,
@@ -68,6 +68,7 @@ from datenraum.hub.proposals.workflow import (
     waiting_roles,
 )
 from datenraum.hub.roles import Actor, Role
+from datenraum.hub.text import clean_text
 
 __all__ = ["ProposalSettings", "Proposals", "RoleHolders"]
 
@@ -149,7 +150,7 @@ class Proposals:
         """Take a workflow action (votes and site decisions included); returns the state that follows."""
         if action in (Action.EDIT, Action.ADD_PUBLICATION):
             raise Invalid(f"action: {action} has its own method (edit, add_publication)")
-        reason = optional_text("reason", reason)
+        reason = None if reason is None else clean_text(reason, "reason", max_length=MAX_TEXT, required=False)
         now = self._clock()
         with self._sessions.begin() as session:
             row, facts = self._locked(session, actor, proposal_id)
@@ -184,8 +185,8 @@ class Proposals:
 
     def add_publication(self, actor: Actor, proposal_id: int, title: str, reference: str) -> Publication:
         """Link a publication of the project (a DOI or URL) once its data has been delivered."""
-        title = check_text("title", title, 500)
-        reference = check_text("reference", reference, 500)
+        title = clean_text(title, "title", max_length=500)
+        reference = clean_text(reference, "reference", max_length=500)
         with self._sessions.begin() as session:
             _, facts = self._locked(session, actor, proposal_id)
             decide(facts, actor, Action.ADD_PUBLICATION)
@@ -207,7 +208,7 @@ class Proposals:
 
     def comment(self, actor: Actor, proposal_id: int, text: str) -> None:
         """A comment on the timeline, by anyone who may see the proposal."""
-        text = check_text("text", text, MAX_TEXT)
+        text = clean_text(text, "text", max_length=MAX_TEXT)
         with self._sessions.begin() as session:
             _, facts = self._readable(session, actor, proposal_id)
             self._event(session, proposal_id, actor, "comment", facts.state, facts.state, text)
