@@ -5,6 +5,9 @@ entirely or not at all. Whether an action is allowed is never decided here but b
 `workflow.decide`; this module reads the facts it needs, records what it allows (with who, when and
 why, as an event of the proposal's timeline) and notifies whoever the proposal now waits for.
 
+What it returns are the values of `values`; a draft is checked by `checks.check_draft` before it is
+stored, and texts by `datenraum.hub.text.clean_text`.
+
 Transitions lock the proposal's row first, so that two committee members voting at once are counted
 one after the other and exactly one of them reaches the quorum.
 
