@@ -32,6 +32,7 @@ from datenraum.hub.accounts.service import Accounts, PortalRoleHolders
 from datenraum.hub.accounts.users import Users
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
+from datenraum.hub.directory import api as directory_api
 from datenraum.hub.directory.service import Directory
 from datenraum.hub.errors import HubError
 from datenraum.hub.feasibility import concepts_api, researcher_api, site_api, workspace_api
@@ -203,7 +204,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.include_router(researcher_api.router)
     app.include_router(workspace_api.router)
     app.include_router(concepts_api.router)
-    app.include_router(directory_pages.api)
+    app.include_router(directory_api.router)
     app.include_router(pages.router)
     app.include_router(sso.routes(config, clock))
     app.include_router(proposals_pages.router)

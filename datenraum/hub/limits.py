@@ -1,6 +1,10 @@
-"""A cap on request body size, checked before a route reads the body into memory.
+"""Limits on what the hub accepts: the largest count it stores, and a cap on request body size.
 
-Sites and researchers send small JSON documents; anything bigger than `max_bytes` is refused with 413,
+`MAX_COUNT` bounds every count the hub stores, a site's result as much as the counts a proposal's
+cohort records; both contexts import it from here.
+
+The body cap (`BodySizeLimit`) is checked before a route reads the body into memory. Sites and
+researchers send small JSON documents; anything bigger than `max_bytes` is refused with 413,
 whether it announces its size (Content-Length) or streams it (chunked transfer). Paths that take
 uploads (proposal documents) may have a larger limit of their own, so that a document just over the
 upload limit reaches the upload check and its clear message instead of a bare 413.
@@ -15,7 +19,10 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodySizeLimit"]
+__all__ = ["MAX_COUNT", "BodySizeLimit"]
+
+# Larger than any count a hospital can have, and the largest integer every JSON reader keeps exact.
+MAX_COUNT = 2**53 - 1
 
 
 class BodySizeLimit:

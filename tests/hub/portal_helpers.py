@@ -25,15 +25,9 @@ from datenraum.hub.accounts.users import Registration, Status, Users
 from datenraum.hub.db import Base, SiteRow, UserRow, WebSessionRow
 from datenraum.hub.directory.service import Directory, Entry, EntryKind, Site
 from datenraum.hub.portal.web import workflow_actor
-from datenraum.hub.proposals.service import (
-    Analysis,
-    CohortQuery,
-    DocumentKind,
-    Draft,
-    Proposals,
-    ProposalSettings,
-)
+from datenraum.hub.proposals.service import Proposals, ProposalSettings
 from datenraum.hub.proposals.uploads import UploadPolicy
+from datenraum.hub.proposals.values import Analysis, CohortQuery, DocumentKind, Draft
 from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE

@@ -11,17 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from datenraum.hub.db import SiteRow
-from datenraum.hub.proposals.service import (
-    Analysis,
-    CohortQuery,
-    DocumentKind,
-    Draft,
-    ProjectRole,
-    Proposals,
-    ProposalSettings,
-    TeamMember,
-)
+from datenraum.hub.proposals.service import Proposals, ProposalSettings
 from datenraum.hub.proposals.uploads import UploadPolicy
+from datenraum.hub.proposals.values import Analysis, CohortQuery, DocumentKind, Draft, ProjectRole, TeamMember
 from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.roles import Actor, Role
 

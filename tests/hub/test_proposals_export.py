@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pypdf
 import pytest
 
-from datenraum.hub.proposals.service import DocumentKind
+from datenraum.hub.proposals.values import DocumentKind
 from datenraum.hub.proposals.workflow import Action
 
 from .helpers import HubFixture
@@ -101,3 +103,14 @@ def test_the_pdf_export_has_the_title_the_state_and_the_decision_history(world: 
     assert "vote-approve by committee-2@example.org" in text
     assert "uk-b: declined (Keine Kapazität im Quartal)" in text
     assert "interner Hinweis" not in text  # comments are no decisions
+
+
+def test_the_hub_starts_without_the_pdf_library() -> None:
+    """fpdf (with fontTools and numpy) is imported when a PDF is made, not when the hub starts."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, datenraum.hub.app; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert [m for m in ("fpdf", "fontTools", "numpy") if m in loaded] == []

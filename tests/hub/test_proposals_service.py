@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from datenraum.hub.errors import Forbidden, Invalid, NotFound
-from datenraum.hub.proposals.service import CohortQuery, DocumentKind, ProjectRole, TeamMember
 from datenraum.hub.proposals.uploads import UploadRejected
+from datenraum.hub.proposals.values import CohortQuery, DocumentKind, ProjectRole, TeamMember
 from datenraum.hub.proposals.workflow import Action, Refused, State
 from datenraum.hub.roles import Actor
 

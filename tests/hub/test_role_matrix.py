@@ -20,7 +20,7 @@ import pytest
 
 from datenraum.hub.accounts.service import User
 from datenraum.hub.feasibility.saved_queries import SavedQueries
-from datenraum.hub.proposals.service import DocumentKind
+from datenraum.hub.proposals.values import DocumentKind
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 

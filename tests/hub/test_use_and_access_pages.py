@@ -24,7 +24,7 @@ from datenraum.hub.accounts.users import Status, Users
 from datenraum.hub.db import SiteRow
 from datenraum.hub.directory.service import EntryKind, load_seed
 from datenraum.hub.portal import i18n
-from datenraum.hub.proposals.service import Analysis, DocumentKind, ProjectRole
+from datenraum.hub.proposals.values import Analysis, DocumentKind, ProjectRole
 from datenraum.hub.proposals.workflow import Action, State
 from datenraum.hub.roles import Role
 

@@ -41,6 +41,7 @@ from datenraum.hub.db import (
 )
 from datenraum.hub.errors import AccountError, TooMany
 from datenraum.hub.roles import Role
+from datenraum.hub.text import clean_text
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
@@ -105,13 +106,9 @@ def _normal_email(email: str) -> str:
     return email
 
 
-def _text(value: str, field: str, limit: int = 200) -> str:
-    value = " ".join(value.split())
-    if not value:
-        raise AccountError(f"{field}: must not be empty")
-    if len(value) > limit:
-        raise AccountError(f"{field}: at most {limit} characters")
-    return value
+def _name(value: str, field: str) -> str:
+    """A name of one line, as stored (see `clean_text`)."""
+    return clean_text(value, field, max_length=200, collapse_spaces=True, error=AccountError)
 
 
 class Users:
@@ -139,8 +136,8 @@ class Users:
     def register(self, registration: Registration, ip: str = "") -> int:
         """A new pending account; the coordination office is told that one waits."""
         email = _normal_email(registration.email)
-        name = _text(registration.name, "name")
-        institution = _text(registration.institution, "institution")
+        name = _name(registration.name, "name")
+        institution = _name(registration.institution, "institution")
         check_password(registration.password, email)
         with self._sessions.begin() as session:
             if session.scalar(sa.select(UserRow.id).where(UserRow.email == email)) is not None:
@@ -292,7 +289,7 @@ class Users:
                 elif row is None:
                     row = UserRow(
                         email=email,
-                        name=_text(name or email, "name"),
+                        name=_name(name or email, "name"),
                         institution="",
                         status=Status.PENDING.value,
                         oidc_subject=subject,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from datenraum.hub.directory.tables import DirectoryEntryRow, DirectorySiteRow, ParticipationRow
 from datenraum.hub.errors import Forbidden, Invalid, NotFound
 from datenraum.hub.roles import Actor, Role
+from datenraum.hub.text import clean_text
 
 __all__ = [
     "DEFAULT_CONTACT",
@@ -190,7 +191,9 @@ class Directory:
     def set_participation(self, actor: Actor, participation: Participation) -> None:
         """Record that a site takes part in an entry (or change its role there)."""
         _require_admin(actor)
-        role = _optional(participation.role, "role", 200)
+        role = participation.role
+        if role is not None:
+            clean_text(role, "role", max_length=200, required=False)
         with self._sessions.begin() as session:
             site_id = _site_row(session, participation.site).id
             entry_id = _entry_row(session, participation.entry).id
@@ -299,11 +302,15 @@ def _check_slug(slug: str) -> None:
 def _check_site(site: Site) -> None:
     _check_slug(site.slug)
     where = f"site {site.slug}"
-    _required(site.name, f"{where}: name", 200)
-    _required(site.city, f"{where}: city", 100)
-    _required(site.contact, f"{where}: contact", 300)
-    _optional(site.consortium, f"{where}: consortium", 40)
-    _optional(site.data_integration_centre, f"{where}: data_integration_centre", 200)
+    clean_text(site.name, f"{where}: name", max_length=200)
+    clean_text(site.city, f"{where}: city", max_length=100)
+    clean_text(site.contact, f"{where}: contact", max_length=300)
+    for value, name, limit in (
+        (site.consortium, "consortium", 40),
+        (site.data_integration_centre, "data_integration_centre", 200),
+    ):
+        if value is not None:  # not given
+            clean_text(value, f"{where}: {name}", max_length=limit, required=False)
 
 
 def _check_entry(entry: Entry) -> None:
@@ -313,27 +320,10 @@ def _check_entry(entry: Entry) -> None:
         EntryKind(entry.kind)
     except ValueError:
         raise Invalid(f"{where}: kind must be one of {', '.join(EntryKind)}") from None
-    _required(entry.acronym, f"{where}: acronym", 40)
-    _required(entry.name, f"{where}: name", 300)
-    _optional(entry.description, f"{where}: description", 5000)
-
-
-def _required(value: str, where: str, limit: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise Invalid(f"{where}: must not be empty")
-    return _optional(value, where, limit) or value
-
-
-def _optional(value: str | None, where: str, limit: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise Invalid(f"{where}: must be text")
-    if len(value) > limit:
-        raise Invalid(f"{where}: at most {limit} characters, got {len(value)}")
-    if "\x00" in value:
-        raise Invalid(f"{where}: must not contain NUL characters")
-    return value
+    clean_text(entry.acronym, f"{where}: acronym", max_length=40)
+    clean_text(entry.name, f"{where}: name", max_length=300)
+    if entry.description is not None:
+        clean_text(entry.description, f"{where}: description", max_length=5000, required=False)
 
 
 def _save_by_slug(

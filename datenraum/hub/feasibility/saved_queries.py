@@ -19,6 +19,7 @@ from datenraum.hub.accounts.service import User
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SavedQueryRow, utcnow
 from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.feasibility.service import answerable_query
+from datenraum.hub.text import clean_text
 from datenraum.query.mapping import load_mapping
 
 __all__ = ["HistoryEntry", "SavedQueries", "SavedQuery"]
@@ -63,12 +64,7 @@ class HistoryEntry:
 
 
 def _valid_name(name: str) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise Invalid("name: must not be empty")
-    if len(name) > 200:
-        raise Invalid("name: at most 200 characters")
-    return name
+    return clean_text(name, "name", max_length=200, collapse_spaces=True)
 
 
 def _valid_query(query: Any) -> dict[str, Any]:

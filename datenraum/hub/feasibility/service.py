@@ -35,6 +35,7 @@ from datenraum.hub.accounts.service import Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, UtcDateTime, utcnow
 from datenraum.hub.errors import Conflict, Invalid, NotFound, TooMany
+from datenraum.hub.limits import MAX_COUNT
 from datenraum.hub.roles import Role
 from datenraum.privacy.aggregation import Total, check_submission, query_fingerprint, total
 from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
@@ -44,7 +45,6 @@ from datenraum.query.mapping import Mapping, load_mapping
 from datenraum.query.model import QueryError, StructuredQuery, canonical_json, parse_query
 
 __all__ = [
-    "MAX_COUNT",
     "MAX_TASKS_PER_POLL",
     "Changes",
     "Claim",
@@ -62,8 +62,6 @@ __all__ = [
 MAX_TASKS_PER_POLL = 100
 
 _OPEN = (TaskState.PENDING.value, TaskState.RUNNING.value)
-# Larger than any count a hospital can have, and the largest integer every JSON reader keeps exact.
-MAX_COUNT = 2**53 - 1
 _TIMED_OUT_REASON = "no result before the deadline"
 
 

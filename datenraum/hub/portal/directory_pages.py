@@ -1,6 +1,6 @@
 """The network directory in the portal: a public listing with search, a page per site (with what it
-takes part in) and per infrastructure or project (with who takes part), its JSON API, and the forms
-with which the coordination office maintains it.
+takes part in) and per infrastructure or project (with who takes part), and the forms with which the
+coordination office maintains it. Its JSON form is `directory.api`.
 
 Reading needs no sign-in: the directory is how the network is found. The forms are shown to the
 coordination office only, and the directory service refuses changes by anyone else whatever a form
@@ -9,7 +9,7 @@ says; a refused or invalid change comes back as the page with the message.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -29,20 +29,15 @@ from datenraum.hub.portal.web import (
 )
 from datenraum.hub.roles import Role
 
-__all__ = ["api", "router"]
+__all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-api = APIRouter(prefix="/api/v1/directory", tags=["directory"])
 
 MaybeUser = Annotated[User | None, Depends(optional_user)]
 Admin = Annotated[User, Depends(require(Role.ADMIN))]
 
 _SITE_FIELDS = ("slug", "name", "city", "consortium", "data_integration_centre", "contact")
 _ENTRY_FIELDS = ("slug", "kind", "acronym", "name", "description")
-
-
-def _values(value: Site | Entry) -> dict[str, Any]:
-    return {name: getattr(value, name) for name in vars(value)}
 
 
 # --- public pages ------------------------------------------------------------------------------------
@@ -124,51 +119,6 @@ async def _entry(
         kinds=EntryKind,
         error=error,
     )
-
-
-# --- the JSON API ------------------------------------------------------------------------------------
-
-
-@api.get("")
-async def whole_directory(request: Request) -> dict[str, Any]:
-    """Every site with its participations, and every infrastructure and project."""
-    hub = hub_of(request)
-    return await hub.run(hub.directory.to_json)
-
-
-@api.get("/sites")
-async def api_sites(request: Request, q: str = "") -> dict[str, Any]:
-    """Sites whose name, city, consortium or slug contain every word of `q` (case and umlauts folded)."""
-    hub = hub_of(request)
-    return {"sites": [_values(site) for site in await hub.run(hub.directory.sites, q)]}
-
-
-@api.get("/sites/{slug}")
-async def api_site(request: Request, slug: str) -> dict[str, Any]:
-    hub = hub_of(request)
-    site, taking_part = await hub.run(hub.directory.site, slug)
-    return {
-        **_values(site),
-        "participations": [{"entry": entry.slug, "role": role} for entry, role in taking_part],
-    }
-
-
-@api.get("/entries")
-async def api_entries(request: Request, kind: EntryKind | None = None, q: str = "") -> dict[str, Any]:
-    hub = hub_of(request)
-    entries = await hub.run(hub.directory.entries, kind, q)
-    return {"entries": [{**_values(entry), "kind": entry.kind.value} for entry in entries]}
-
-
-@api.get("/entries/{slug}")
-async def api_entry(request: Request, slug: str) -> dict[str, Any]:
-    hub = hub_of(request)
-    entry, participants = await hub.run(hub.directory.entry, slug)
-    return {
-        **_values(entry),
-        "kind": entry.kind.value,
-        "participants": [{"site": site.slug, "role": role} for site, role in participants],
-    }
 
 
 # --- the coordination office's forms ----------------------------------------------------------------

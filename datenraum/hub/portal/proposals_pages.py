@@ -33,7 +33,8 @@ from datenraum.hub.portal.web import (
     require,
     workflow_actor,
 )
-from datenraum.hub.proposals.service import (
+from datenraum.hub.proposals.uploads import UploadRejected
+from datenraum.hub.proposals.values import (
     KDS_MODULES,
     Analysis,
     CohortQuery,
@@ -44,7 +45,6 @@ from datenraum.hub.proposals.service import (
     Summary,
     TeamMember,
 )
-from datenraum.hub.proposals.uploads import UploadRejected
 from datenraum.hub.proposals.workflow import TRANSITIONS, Action, State, TransitionError
 from datenraum.hub.roles import Role
 from datenraum.hub.runtime import Hub

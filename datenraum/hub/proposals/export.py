@@ -2,7 +2,8 @@
 
 The PDF uses the standard PDF fonts, which every reader has and which need no font file on the hub;
 they cover Windows-1252 (German text, typographic quotes and dashes). Other characters are printed as
-"?" there; the JSON export is the complete record.
+"?" there; the JSON export is the complete record. `fpdf` is imported only when a PDF is made, so that
+the hub starts without it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from fpdf import FPDF
+from datenraum.hub.proposals.values import Event, Proposal
 
 if TYPE_CHECKING:
-    from datenraum.hub.proposals.service import Event, Proposal
+    from fpdf import FPDF
 
 __all__ = ["to_json", "to_pdf"]
 
@@ -45,6 +46,9 @@ def _plain(value: Any) -> Any:
 
 
 def to_pdf(proposal: Proposal, events: Sequence[Event]) -> bytes:
+    # Imported here: fpdf brings fontTools and numpy, which the hub needs only when it makes a PDF.
+    from fpdf import FPDF
+
     draft = proposal.draft
     pdf = FPDF(format="A4")
     pdf.core_fonts_encoding = _ENCODING

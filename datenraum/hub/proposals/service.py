@@ -5,6 +5,9 @@ entirely or not at all. Whether an action is allowed is never decided here but b
 `workflow.decide`; this module reads the facts it needs, records what it allows (with who, when and
 why, as an event of the proposal's timeline) and notifies whoever the proposal now waits for.
 
+What it returns are the values of `values`; a draft is checked by `checks.check_draft` before it is
+stored, and texts by `datenraum.hub.text.clean_text`.
+
 Transitions lock the proposal's row first, so that two committee members voting at once are counted
 one after the other and exactly one of them reaches the quorum.
 
@@ -15,10 +18,8 @@ Errors: `NotFound` (no such proposal, or one the actor may not see: the two look
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from datenraum.hub.db import Clock, SiteRow, UserRow, utcnow
 from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.proposals import export
+from datenraum.hub.proposals.checks import check_draft
 from datenraum.hub.proposals.tables import (
     CohortRow,
     DocumentRow,
@@ -39,6 +41,24 @@ from datenraum.hub.proposals.tables import (
     VoteRow,
 )
 from datenraum.hub.proposals.uploads import UploadPolicy, read_stored, store_upload
+from datenraum.hub.proposals.values import (
+    EDITING_ROLES,
+    MAX_TEXT,
+    Analysis,
+    CohortQuery,
+    Document,
+    DocumentKind,
+    Draft,
+    Event,
+    Notification,
+    ProjectRole,
+    Proposal,
+    Publication,
+    SiteDecision,
+    Summary,
+    TeamMember,
+    Vote,
+)
 from datenraum.hub.proposals.workflow import (
     Action,
     ActionForbidden,
@@ -51,111 +71,9 @@ from datenraum.hub.proposals.workflow import (
     waiting_roles,
 )
 from datenraum.hub.roles import Actor, Role
-from datenraum.query.model import QueryError, parse_query
+from datenraum.hub.text import clean_text
 
-__all__ = [
-    "KDS_MODULES",
-    "Analysis",
-    "CohortQuery",
-    "Document",
-    "DocumentKind",
-    "Draft",
-    "Event",
-    "Notification",
-    "ProjectRole",
-    "Proposal",
-    "ProposalSettings",
-    "Proposals",
-    "Publication",
-    "RoleHolders",
-    "SiteDecision",
-    "Summary",
-    "TeamMember",
-    "Vote",
-]
-
-# The modules of the MII core data set a proposal may request (base and extension modules).
-KDS_MODULES = frozenset(
-    {
-        "Person",
-        "Fall",
-        "Diagnose",
-        "Prozedur",
-        "Laborbefund",
-        "Medikation",
-        "Bioprobe",
-        "Consent",
-        "Bildgebung",
-        "Intensivmedizin",
-        "Mikrobiologie",
-        "Molekulargenetischer Befundbericht",
-        "Onkologie",
-        "Pathologie-Befund",
-        "Studie",
-    }
-)
-MAX_TEXT = 20_000
-MAX_COUNT = 2**53 - 1
-
-
-class Analysis(StrEnum):
-    DATA_DELIVERY = "data-delivery"  # the sites deliver the approved data to the project
-    FEDERATED_ANALYSIS = "federated-analysis"  # the analysis runs at the sites; only results leave
-
-
-class ProjectRole(StrEnum):
-    PRINCIPAL_INVESTIGATOR = "principal-investigator"
-    CO_INVESTIGATOR = "co-investigator"
-    PROJECT_MANAGER = "project-manager"
-    DATA_SCIENTIST = "data-scientist"
-    OBSERVER = "observer"
-
-
-# The project roles that may edit the proposal and act for it as its owner does.
-EDITING_ROLES = frozenset(
-    {ProjectRole.PRINCIPAL_INVESTIGATOR, ProjectRole.CO_INVESTIGATOR, ProjectRole.PROJECT_MANAGER}
-)
-
-
-class DocumentKind(StrEnum):
-    ETHICS_VOTE = "ethics-vote"
-    DATA_USE_AGREEMENT = "data-use-agreement"
-    OTHER = "other"
-
-
-@dataclass(frozen=True)
-class CohortQuery:
-    """A saved feasibility query and the counts it had when the researcher chose it."""
-
-    name: str
-    query: Mapping[str, Any]  # MII structured query (CCDL JSON)
-    total: int | None = None  # None: no total was shown (too few sites)
-    site_counts: Mapping[str, int | None] = field(default_factory=dict)  # None: below threshold
-
-
-@dataclass(frozen=True)
-class TeamMember:
-    user_id: int
-    project_role: ProjectRole
-
-
-@dataclass(frozen=True)
-class Draft:
-    """Everything a researcher writes into a proposal; every field may stay empty until submission."""
-
-    title: str = ""
-    abstract: str = ""
-    questions: tuple[str, ...] = ()
-    cohort: tuple[CohortQuery, ...] = ()
-    modules: tuple[str, ...] = ()
-    data_from: dt.date | None = None
-    data_to: dt.date | None = None
-    biosamples: str = ""
-    analysis: Analysis | None = None
-    site_ids: tuple[int, ...] = ()
-    start: dt.date | None = None
-    end: dt.date | None = None
-    team: tuple[TeamMember, ...] = ()
+__all__ = ["ProposalSettings", "Proposals", "RoleHolders"]
 
 
 @dataclass(frozen=True)
@@ -174,92 +92,6 @@ class RoleHolders(Protocol):
     def user_ids(self, session: Session, role: str, site_id: int | None = None) -> Iterable[int]:
         """The users with `role`; for "site-admin", those who administer `site_id`."""
         ...
-
-
-@dataclass(frozen=True)
-class SiteDecision:
-    site_id: int
-    site_name: str
-    agreed: bool | None  # None: not decided (yet)
-    reason: str | None
-    decided_by: int | None
-    decided: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class Vote:
-    user_id: int
-    in_favour: bool
-    reason: str | None
-    created: dt.datetime
-
-
-@dataclass(frozen=True)
-class Document:
-    id: int
-    kind: DocumentKind
-    file_name: str
-    media_type: str
-    size: int
-    uploaded_by: int
-    created: dt.datetime
-
-
-@dataclass(frozen=True)
-class Publication:
-    id: int
-    title: str
-    reference: str
-    added_by: int
-    created: dt.datetime
-
-
-@dataclass(frozen=True)
-class Event:
-    id: int
-    kind: str  # a workflow action, "create", "comment" or "upload"
-    actor_id: int
-    actor_email: str
-    from_state: State
-    to_state: State
-    text: str | None
-    site_id: int | None
-    created: dt.datetime
-
-
-@dataclass(frozen=True)
-class Proposal:
-    id: int
-    owner_id: int
-    state: State
-    draft: Draft
-    created: dt.datetime
-    updated: dt.datetime
-    submitted: dt.datetime | None
-    sites: tuple[SiteDecision, ...]
-    votes: tuple[Vote, ...]  # only for the coordination office and the committee
-    documents: tuple[Document, ...]
-    publications: tuple[Publication, ...]
-    allowed: tuple[Action, ...]  # what the reading actor may do now
-
-
-@dataclass(frozen=True)
-class Summary:
-    id: int
-    title: str
-    state: State
-    owner_id: int
-    updated: dt.datetime
-    due: tuple[Action, ...]
-
-
-@dataclass(frozen=True)
-class Notification:
-    id: int
-    proposal_id: int
-    text: str
-    created: dt.datetime
-    read: dt.datetime | None
 
 
 class Proposals:
@@ -283,7 +115,7 @@ class Proposals:
             raise ActionForbidden("create: only the role 'researcher' may write proposals")
         now = self._clock()
         with self._sessions.begin() as session:
-            _check_draft(session, draft)
+            check_draft(session, draft)
             row = ProposalRow(
                 owner_id=actor.user_id, state=State.DRAFT.value, created=now, updated=now, **_columns(draft)
             )
@@ -298,7 +130,7 @@ class Proposals:
         with self._sessions.begin() as session:
             row, facts = self._locked(session, actor, proposal_id)
             decide(facts, actor, Action.EDIT)
-            _check_draft(session, draft)
+            check_draft(session, draft)
             for name, value in _columns(draft).items():
                 setattr(row, name, value)
             row.updated = self._clock()
@@ -321,7 +153,7 @@ class Proposals:
         """Take a workflow action (votes and site decisions included); returns the state that follows."""
         if action in (Action.EDIT, Action.ADD_PUBLICATION):
             raise Invalid(f"action: {action} has its own method (edit, add_publication)")
-        reason = _optional_text("reason", reason)
+        reason = None if reason is None else clean_text(reason, "reason", max_length=MAX_TEXT, required=False)
         now = self._clock()
         with self._sessions.begin() as session:
             row, facts = self._locked(session, actor, proposal_id)
@@ -356,8 +188,8 @@ class Proposals:
 
     def add_publication(self, actor: Actor, proposal_id: int, title: str, reference: str) -> Publication:
         """Link a publication of the project (a DOI or URL) once its data has been delivered."""
-        title = _text("title", title, 500)
-        reference = _text("reference", reference, 500)
+        title = clean_text(title, "title", max_length=500)
+        reference = clean_text(reference, "reference", max_length=500)
         with self._sessions.begin() as session:
             _, facts = self._locked(session, actor, proposal_id)
             decide(facts, actor, Action.ADD_PUBLICATION)
@@ -379,7 +211,7 @@ class Proposals:
 
     def comment(self, actor: Actor, proposal_id: int, text: str) -> None:
         """A comment on the timeline, by anyone who may see the proposal."""
-        text = _text("text", text, MAX_TEXT)
+        text = clean_text(text, "text", max_length=MAX_TEXT)
         with self._sessions.begin() as session:
             _, facts = self._readable(session, actor, proposal_id)
             self._event(session, proposal_id, actor, "comment", facts.state, facts.state, text)
@@ -616,9 +448,7 @@ class Proposals:
             if role == Role.RESEARCHER:
                 due |= facts.editor_ids | {facts.owner_id}
             elif role == Role.SITE_ADMIN:
-                for site_id in sorted(
-                    facts.selected_site_ids - facts.agreed_site_ids - facts.declined_site_ids
-                ):
+                for site_id in sorted(facts.pending_site_ids):
                     due |= set(self._holders.user_ids(session, role, site_id))
             else:
                 due |= set(self._holders.user_ids(session, role))
@@ -793,76 +623,71 @@ def _write_children(session: Session, proposal_id: int, draft: Draft) -> None:
         )
 
 
-def _check_draft(session: Session, draft: Draft) -> None:
-    """Raise Invalid, naming the field, for anything that cannot be stored as it is."""
-    _text("title", draft.title, 300, required=False)
-    _text("abstract", draft.abstract, MAX_TEXT, required=False)
-    _text("biosamples", draft.biosamples, MAX_TEXT, required=False)
-    for index, question in enumerate(draft.questions):
-        _text(f"questions[{index}]", question, MAX_TEXT)
-    for index, cohort in enumerate(draft.cohort):
-        _check_cohort(f"cohort[{index}]", cohort)
-    if len(set(draft.modules)) != len(draft.modules):
-        raise Invalid("modules: lists a module twice")
-    unknown = sorted(set(draft.modules) - KDS_MODULES)
-    if unknown:
-        raise Invalid(f"modules: not a module of the core data set: {', '.join(unknown)}")
-    for first, last, name in ((draft.data_from, draft.data_to, "data_to"), (draft.start, draft.end, "end")):
-        if first is not None and last is not None and last < first:
-            raise Invalid(f"{name}: {last} is before {first}")
-    if draft.analysis is not None:
-        try:
-            Analysis(draft.analysis)
-        except ValueError:
-            raise Invalid(f"analysis: must be one of {', '.join(Analysis)}") from None
-    _check_ids(session, "site_ids", SiteRow, draft.site_ids)
-    _check_ids(session, "team", UserRow, [member.user_id for member in draft.team])
-    for index, member in enumerate(draft.team):
-        try:
-            ProjectRole(member.project_role)
-        except ValueError:
-            raise Invalid(f"team[{index}].project_role: must be one of {', '.join(ProjectRole)}") from None
+def _events(session: Session, proposal_id: int) -> list[Event]:
+    rows = session.execute(
+        sa.select(EventRow, UserRow.email)
+        .join(UserRow, UserRow.id == EventRow.actor_id)
+        .where(EventRow.proposal_id == proposal_id)
+        .order_by(EventRow.id)
+    ).all()
+    return [
+        Event(
+            event.id,
+            event.kind,
+            event.actor_id,
+            email,
+            State(event.from_state),
+            State(event.to_state),
+            event.text,
+            event.site_id,
+            event.created,
+        )
+        for event, email in rows
+    ]
 
 
-def _check_cohort(where: str, cohort: CohortQuery) -> None:
-    _text(f"{where}.name", cohort.name, 200)
-    try:
-        parse_query(dict(cohort.query))
-    except QueryError as error:
-        raise Invalid(f"{where}.query: {error}") from None
-    except (TypeError, ValueError):
-        raise Invalid(f"{where}.query: not a structured query object") from None
-    counts = {
-        "total": cohort.total,
-        **{f"site_counts[{name!r}]": n for name, n in cohort.site_counts.items()},
+def _document(row: DocumentRow) -> Document:
+    return Document(
+        row.id, DocumentKind(row.kind), row.file_name, row.media_type, row.size, row.uploaded_by, row.created
+    )
+
+
+def _publication(row: PublicationRow) -> Publication:
+    return Publication(row.id, row.title, row.reference, row.added_by, row.created)
+
+
+def _columns(draft: Draft) -> dict[str, Any]:
+    return {
+        "title": draft.title,
+        "abstract": draft.abstract,
+        "questions": list(draft.questions),
+        "modules": list(draft.modules),
+        "data_from": draft.data_from,
+        "data_to": draft.data_to,
+        "biosamples": draft.biosamples,
+        "analysis": None if draft.analysis is None else Analysis(draft.analysis).value,
+        "start": draft.start,
+        "end": draft.end,
     }
-    for name, count in counts.items():
-        if count is not None and (
-            isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT
-        ):
-            raise Invalid(f"{where}.{name}: must be a count from 0 to {MAX_COUNT} or empty")
 
 
-def _check_ids(session: Session, name: str, table: type[SiteRow] | type[UserRow], ids: Sequence[int]) -> None:
-    if len(set(ids)) != len(ids):
-        raise Invalid(f"{name}: lists an entry twice")
-    known = set(session.scalars(sa.select(table.id).where(table.id.in_(list(ids))))) if ids else set()
-    unknown = sorted(set(ids) - known)
-    if unknown:
-        raise Invalid(f"{name}: unknown id {', '.join(map(str, unknown))}")
-
-
-def _text(name: str, value: str, limit: int, *, required: bool = True) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"{name}: must be text")
-    if required and not value.strip():
-        raise Invalid(f"{name}: must not be empty")
-    if len(value) > limit:
-        raise Invalid(f"{name}: at most {limit} characters, got {len(value)}")
-    if "\x00" in value:
-        raise Invalid(f"{name}: must not contain NUL characters")
-    return value
-
-
-def _optional_text(name: str, value: str | None) -> str | None:
-    return None if value is None else _text(name, value, MAX_TEXT, required=False)
+def _write_children(session: Session, proposal_id: int, draft: Draft) -> None:
+    for position, cohort in enumerate(draft.cohort):
+        session.add(
+            CohortRow(
+                proposal_id=proposal_id,
+                position=position,
+                name=cohort.name,
+                query=dict(cohort.query),
+                total=cohort.total,
+                site_counts=dict(cohort.site_counts),
+            )
+        )
+    for site_id in draft.site_ids:
+        session.add(ProposalSiteRow(proposal_id=proposal_id, site_id=site_id))
+    for member in draft.team:
+        session.add(
+            TeamMemberRow(
+                proposal_id=proposal_id, user_id=member.user_id, project_role=member.project_role.value
+            )
+        )
