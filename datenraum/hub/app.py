@@ -157,18 +157,19 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     engine = create_hub_engine(config.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     smtp = SmtpSettings(config.smtp_host, config.smtp_port, config.smtp_sender) if config.smtp_host else None
-    outbox = Outbox(sessions, smtp, clock)
+    outbox = Outbox(sessions, smtp, clock, Path(config.mail_folder) if config.mail_folder else None)
     hub = Hub(
         config=config,
         engine=engine,
         sessions=sessions,
-        accounts=Accounts(sessions, clock),
+        accounts=Accounts(sessions, clock, config.token_lifetime),
         users=Users(
             sessions,
             outbox,
             clock=clock,
             session_lifetime=dt.timedelta(hours=config.session_hours),
             max_failed_logins=config.max_failed_logins,
+            token_lifetime=config.token_lifetime,
         ),
         outbox=outbox,
         saved_queries=SavedQueries(sessions, clock),

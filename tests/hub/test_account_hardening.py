@@ -50,6 +50,10 @@ async def _reset(browser_: Any, people: People, email: str, password: str = NEW_
     return await browser_.submit("/password/reset", form)
 
 
+def _resets(people: People, email: str) -> list[Any]:
+    return [message for message in people.messages(email) if "new password" in message.subject]
+
+
 async def _api_token(browser_: Any) -> str:
     page = await browser_.submit("/account/token")
     assert page.status_code == 200
@@ -81,7 +85,7 @@ async def test_p3_a_reset_link_is_mailed_but_neither_logged_nor_stored_nor_shown
         assert "set a new password" in page.text
         assert "drp_" not in page.text
 
-        [mail] = people.messages("erika@example.org")
+        [mail] = _resets(people, "erika@example.org")
         assert mail.body.count("https://datenraum.example/password/reset?token=drp_") == 1
         token = link_in(mail).split("token=")[1]
         form = {"token": token, "password": NEW_PASSWORD, "password_repeat": NEW_PASSWORD}
@@ -199,7 +203,9 @@ def _serve(monkeypatch: pytest.MonkeyPatch, config: HubConfig) -> dict[str, Any]
     return started
 
 
-@pytest.mark.parametrize(("trusted", "forwarded", "recorded"), [("", False, "127.0.0.1"), ("127.0.0.1", True, "198.51.100.40")])
+@pytest.mark.parametrize(
+    ("trusted", "forwarded", "recorded"), [("", False, "127.0.0.1"), ("127.0.0.1", True, "198.51.100.40")]
+)
 async def test_p7_the_client_address_comes_from_x_forwarded_for_only_behind_a_trusted_proxy(
     hub: HubFixture,
     people: People,
@@ -211,7 +217,7 @@ async def test_p7_the_client_address_comes_from_x_forwarded_for_only_behind_a_tr
     config = HubConfig(database_url=hub.config.database_url, trusted_proxies=trusted)
     started = _serve(monkeypatch, config)
     assert started["proxy_headers"] is forwarded
-    assert started["forwarded_allow_ips"] == (trusted or None) or not forwarded
+    assert started["forwarded_allow_ips"] == (trusted or None)
     # The application uvicorn serves with these options, as it wraps it.
     options = {key: started[key] for key in ("proxy_headers", "forwarded_allow_ips")}
     served = uvicorn.Config(started["app"], lifespan="off", **options)
@@ -242,7 +248,7 @@ async def test_p8_reset_requests_are_limited_per_address_alike_for_known_and_unk
         assert known.status_code == unknown.status_code == 429
         assert known.headers["Retry-After"] == unknown.headers["Retry-After"]
         assert known.text == unknown.text
-        assert len(people.messages("erika@example.org")) == 3
+        assert len(_resets(people, "erika@example.org")) == 3
         hub.clock.advance(3600)
         assert (await other.submit("/password/forgot", {"email": "erika@example.org"})).status_code == 200
 
@@ -278,11 +284,11 @@ async def test_p9_registering_an_existing_address_answers_as_a_new_one_and_tells
         new = await someone.submit("/register", _registration("Max@example.org"))
         assert taken.status_code == new.status_code == 200
         assert taken.text.replace("Erika", "X") == new.text.replace("Max", "X")
-        [mail] = people.messages("erika@example.org")
+        [mail] = [m for m in people.messages("erika@example.org") if "approved" not in m.subject]
         assert "someone tried to register" in mail.subject
         assert people.messages("max@example.org") == []
         assert people.status("erika@example.org") == Status.APPROVED
-        assert [a.action for a in people.audit(actor="erika@example.org")][0] == "account.register-existing"
+        assert next(a.action for a in people.audit(actor="erika@example.org")) == "account.register-existing"
 
 
 async def test_p9_the_team_field_does_not_tell_which_addresses_have_approved_accounts(

@@ -86,6 +86,19 @@ class TeamMemberRow(Base):
     project_role: Mapped[str] = mapped_column(sa.String(40))
 
 
+class InvitationRow(Base):
+    """A team member named by an address that has no approved account (yet): it becomes a member (a
+    `TeamMemberRow`) when an account with that address is approved. The pages show both alike, so that the
+    team field does not tell which addresses have accounts."""
+
+    __tablename__ = "proposal_invitations"
+    __table_args__ = (sa.Index("ix_proposal_invitations_email", "email"),)
+
+    proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id"), primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), primary_key=True)
+    project_role: Mapped[str] = mapped_column(sa.String(40))
+
+
 class VoteRow(Base):
     """A committee member's one vote on a proposal (the key makes a second vote impossible)."""
 
