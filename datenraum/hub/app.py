@@ -42,6 +42,7 @@ from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
 from datenraum.hub.portal import directory_pages, pages, proposals_pages, sso
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
+from datenraum.hub.proposals import invitations
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
 from datenraum.hub.proposals.uploads import UploadPolicy
 from datenraum.hub.runtime import Hub
@@ -170,6 +171,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
             session_lifetime=dt.timedelta(hours=config.session_hours),
             max_failed_logins=config.max_failed_logins,
             token_lifetime=config.token_lifetime,
+            on_approved=invitations.resolve,
         ),
         outbox=outbox,
         saved_queries=SavedQueries(sessions, clock),
@@ -178,6 +180,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         notifier=Notifier(),
         proposals=Proposals(sessions, _proposal_settings(config), PortalRoleHolders(), clock),
         directory=Directory(sessions),
+        invitations=invitations.Invitations(sessions),
     )
 
     @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ from datenraum.hub.db import OutboxRow
 from datenraum.hub.roles import Role
 
 from .helpers import HubFixture, bearer, serving
-from .portal_helpers import OFFICE, PASSWORD, People, alert, browser, link_in
+from .portal_helpers import PASSWORD, People, alert, browser, link_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
@@ -295,10 +295,11 @@ async def test_p9_the_team_field_does_not_tell_which_addresses_have_approved_acc
     hub: HubFixture, people: People
 ) -> None:
     people.approved("forscherin@example.org")
+    people.approved("office@example.org", Role.ADMIN)
     max_id = people.approved("max@example.org")
     people.register("pending@example.org")
     app = hub.app()
-    async with serving(app), browser(app) as researcher:
+    async with serving(app), browser(app) as researcher, browser(app) as office:
         await researcher.login("forscherin@example.org")
         form = {
             "title": "Team",
@@ -317,7 +318,9 @@ async def test_p9_the_team_field_does_not_tell_which_addresses_have_approved_acc
         # become members when an account with their address is approved.
         proposal = response.headers["location"]
         pending_id = next(a.id for a in people.users.accounts() if a.email == "pending@example.org")
-        people.users.set_status(OFFICE, pending_id, Status.APPROVED)
+        await office.login("office@example.org")
+        approval = await office.submit(f"/admin/accounts/{pending_id}/status", {"status": "approved"})
+        assert approval.status_code == 303
         for user_id in (max_id, pending_id):
             async with browser(app) as member:
                 member.client.cookies.set("dr_session", people.session_for(user_id))

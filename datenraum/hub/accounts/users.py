@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -171,6 +171,7 @@ class Users:
         resets_per_client: int = 10,
         registrations_per_client: int = 5,
         request_window: dt.timedelta = dt.timedelta(hours=1),
+        on_approved: Callable[[Session, int, str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._outbox = outbox
@@ -188,6 +189,8 @@ class Users:
             "register-client": registrations_per_client,
         }
         self._request_window = request_window
+        # What else happens in the transaction that approves an account (proposals' team invitations).
+        self._on_approved = on_approved
 
     # Registration and approval
 
@@ -258,6 +261,8 @@ class Users:
                 session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
             record(session, self._clock(), actor, f"account.{status.value}", row.email)
             if status == Status.APPROVED:
+                if self._on_approved is not None:
+                    self._on_approved(session, row.id, row.email)
                 self._outbox.queue(
                     session,
                     row.email,

@@ -1,4 +1,4 @@
-"""The database tables of Use & Access proposals; created by migration 0003.
+"""The database tables of Use & Access proposals; created by migration 0003 (invitations: 0004).
 
 A proposal's own fields are one row; what it has several of (cohort queries, sites, team members,
 votes, documents, publications, events) are rows of their own, so that each can be added, decided or
@@ -18,6 +18,7 @@ __all__ = [
     "CohortRow",
     "DocumentRow",
     "EventRow",
+    "InvitationRow",
     "NotificationRow",
     "ProposalRow",
     "ProposalSiteRow",
