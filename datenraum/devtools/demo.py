@@ -221,6 +221,7 @@ def _print_directions(
     )
     say(f"  curl -s {auth} '{fed.url}/api/v1/queries/<id>?wait=30'")
     say(f"Logs of the hub and the site agents: {fed.logs}/")
+    say(f"Messages the hub sends (approvals, password-reset links): {fed.workdir / 'mail'}/")
 
 
 def _watch(fed: LocalFederation, say: Callable[[str], None]) -> None:

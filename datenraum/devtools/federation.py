@@ -78,6 +78,9 @@ class LocalFederation:
         self.url = f"http://127.0.0.1:{self.port}"
         self.hub_env = {
             "DATENRAUM_HUB_DATABASE_URL": database_url or f"sqlite:///{workdir / 'hub.db'}",
+            # Links in the hub's messages lead to this hub; without SMTP, the messages are files here.
+            "DATENRAUM_HUB_PUBLIC_URL": self.url,
+            "DATENRAUM_HUB_MAIL_FOLDER": str(workdir / "mail"),
             **(hub_env or {}),
         }
         self.hub: ChildProcess | None = None

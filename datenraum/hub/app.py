@@ -43,6 +43,7 @@ from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
 from datenraum.hub.portal import directory_pages, pages, proposals_pages, sso
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
+from datenraum.hub.proposals import invitations
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
 from datenraum.hub.proposals.uploads import UploadPolicy
 from datenraum.hub.runtime import Hub
@@ -158,18 +159,20 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     engine = create_hub_engine(config.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     smtp = SmtpSettings(config.smtp_host, config.smtp_port, config.smtp_sender) if config.smtp_host else None
-    outbox = Outbox(sessions, smtp, clock)
+    outbox = Outbox(sessions, smtp, clock, Path(config.mail_folder) if config.mail_folder else None)
     hub = Hub(
         config=config,
         engine=engine,
         sessions=sessions,
-        accounts=Accounts(sessions, clock),
+        accounts=Accounts(sessions, clock, config.token_lifetime),
         users=Users(
             sessions,
             outbox,
             clock=clock,
             session_lifetime=dt.timedelta(hours=config.session_hours),
             max_failed_logins=config.max_failed_logins,
+            token_lifetime=config.token_lifetime,
+            on_approved=invitations.resolve,
         ),
         outbox=outbox,
         saved_queries=SavedQueries(sessions, clock),
@@ -178,6 +181,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         notifier=Notifier(),
         proposals=Proposals(sessions, _proposal_settings(config), PortalRoleHolders(), clock),
         directory=Directory(sessions),
+        invitations=invitations.Invitations(sessions),
     )
 
     @contextlib.asynccontextmanager

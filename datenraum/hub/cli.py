@@ -84,7 +84,7 @@ def _accounts(config: HubConfig) -> Iterator[Any]:
 
     with _database(config) as (engine, _revision):
         try:
-            yield Accounts(sessionmaker(engine))
+            yield Accounts(sessionmaker(engine), token_lifetime=config.token_lifetime)
         except AccountError as error:
             raise click.ClickException(str(error)) from None
 
@@ -122,7 +122,17 @@ def serve_command(config: HubConfig, host: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Long-polls last up to a minute; on shutdown they are cut short, and the tasks they were about to
     # hand out are offered again when their lease runs out.
-    uvicorn.run(create_app(config), host=host, port=port, timeout_graceful_shutdown=5)
+    # X-Forwarded-For is believed only from the proxies configured (uvicorn would trust 127.0.0.1 by
+    # default, so that anyone reaching the hub over loopback could choose their address).
+    trusted = config.trusted_proxies.strip()
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=5,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+    )
 
 
 @hub_cli.command("migrate")

@@ -20,8 +20,11 @@ line options. Durations are in seconds.
 | public_url | http://127.0.0.1:8700 | where people reach the portal (links in messages) |
 | secure_cookies | false | mark session cookies Secure (set true behind HTTPS) |
 | session_hours | 12 | a portal sign-in lasts this long |
-| max_failed_logins | 5 | failed sign-ins per e-mail address in 15 minutes before sign-in pauses |
-| smtp_host / smtp_port / smtp_sender | "" / 25 / datenraum@localhost | send messages by SMTP; empty host: outbox and log only |
+| max_failed_logins | 5 | failed sign-ins per e-mail address before sign-in pauses (1 minute, doubling with each further failure, at most 15); a password reset ends the pause |
+| token_days | 90 | an API token works this many days after it was issued (and until a password change or reset) |
+| trusted_proxies | "" | addresses of reverse proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips, comma-separated); empty: none, the peer's address counts |
+| smtp_host / smtp_port / smtp_sender | "" / 25 / datenraum@localhost | send messages by SMTP; empty host: stored in the outbox, with their links masked |
+| mail_folder | "" | without SMTP, write each message in full to this folder (one .eml file each, readable by the owner only; for development and the demo) |
 | oidc_issuer / oidc_client_id / oidc_client_secret | "" | single sign-on by OpenID Connect (e.g. Keycloak); empty issuer: local accounts only |
 | upload_folder | var/hub/uploads | where documents uploaded to proposals are stored (by content hash) |
 | upload_max_bytes | 20971520 | larger documents are refused (the upload page's body may be this much larger than max_body_bytes) |
@@ -70,9 +73,12 @@ class HubConfig:
     secure_cookies: bool = False
     session_hours: float = 12.0
     max_failed_logins: int = 5
+    token_days: float = 90.0
+    trusted_proxies: str = ""
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_sender: str = "datenraum@localhost"
+    mail_folder: str = ""
     oidc_issuer: str = ""
     oidc_client_id: str = ""
     oidc_client_secret: str = ""
@@ -109,6 +115,10 @@ class HubConfig:
         """Tasks one researcher's queries may give one site in 24 hours (at least one)."""
         # (the small addition keeps 100 * 0.29 at 29, not 28.999...)
         return max(1, int(self.site_daily_tasks * self.researcher_site_share + 1e-9))
+
+    @property
+    def token_lifetime(self) -> dt.timedelta:
+        return dt.timedelta(days=self.token_days)
 
     @property
     def task_deadline(self) -> dt.timedelta:

@@ -97,6 +97,7 @@ class UserRow(Base):
     status: Mapped[str] = mapped_column(sa.String(20), default="approved")
     password_hash: Mapped[str | None] = mapped_column(sa.String(200))
     token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    token_expires: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     oidc_subject: Mapped[str | None] = mapped_column(sa.String(300), unique=True)
     # None: follow the browser's Accept-Language
     language: Mapped[str | None] = mapped_column(sa.String(5))

@@ -35,6 +35,7 @@ from datenraum.hub.feasibility.notify import Notifier
 from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
+from datenraum.hub.proposals.invitations import Invitations
 from datenraum.hub.proposals.service import Proposals
 from datenraum.hub.roles import Role
 
@@ -83,6 +84,7 @@ class Hub:
     notifier: Notifier
     proposals: Proposals
     directory: Directory
+    invitations: Invitations
     _turns: contextlib.AbstractContextManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -377,7 +377,9 @@ async def test_a_draft_form_with_a_mistake_comes_back_with_what_was_entered_and_
     )
     assert again.status_code == 400
     assert "data_from: &#39;31.12.2020&#39; is not a date (YYYY-MM-DD)" in again.text
-    assert "team[0]: no approved account with the address niemand@example.org" in again.text
+    # An address without an account is invited, not refused: the form does not tell who has one.
+    assert "team[0]" not in again.text
+    assert 'value="niemand@example.org"' in again.text
     assert 'value="Kohorten, geändert"' in again.text
     assert re.search(r'value="kept:0"\s*>', again.text)  # shown, not ticked
     assert re.search(rf'value="saved:{saved[1]}"\s*checked', again.text)

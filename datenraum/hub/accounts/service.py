@@ -1,12 +1,14 @@
 """Who may talk to the hub: sites with their credentials, users with their API tokens and roles.
 
 Secrets are returned once, to the administrator who issues them, and stored only as hashes (see
-`auth`). A revoked site's credential stops working at once; rotating issues a new credential (and
+`auth`). A user's API token works for `token_lifetime` after it was issued (see `users` for what else
+ends it). A revoked site's credential stops working at once; rotating issues a new credential (and
 re-activates a revoked site), after which the old one no longer works.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
@@ -47,6 +49,7 @@ class User:
     site_ids: frozenset[int] = frozenset()  # the sites a site administrator is responsible for
     name: str = ""
     language: str | None = None  # None: the browser's choice
+    token_expires: dt.datetime | None = None  # when the API token stops working; None: no token
 
     def has(self, role: Role) -> bool:
         return role in self.roles
@@ -64,6 +67,7 @@ def load_user(session: Session, row: UserRow) -> User:
         frozenset(site for role, site in grants if role == Role.SITE_ADMIN and site is not None),
         row.name,
         row.language,
+        row.token_expires if row.token_hash is not None else None,
     )
 
 
@@ -87,9 +91,15 @@ class PortalRoleHolders:
 
 
 class Accounts:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock = utcnow,
+        token_lifetime: dt.timedelta = dt.timedelta(days=90),
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._token_lifetime = token_lifetime
 
     def add_site(self, name: str, actor: AuditSource = COMMAND_LINE) -> str:
         """Register a site; returns its credential, which is not stored and cannot be shown again."""
@@ -141,6 +151,7 @@ class Accounts:
                 name=name,
                 status="approved",
                 token_hash=hash_secret(token),
+                token_expires=self._clock() + self._token_lifetime,
                 password_hash=None if password is None else hash_password(password),
                 created=self._clock(),
             )
@@ -163,11 +174,13 @@ class Accounts:
             return Site(row.id, row.name)
 
     def user_for(self, token: str) -> User | None:
-        """The approved user this API token belongs to, or None."""
+        """The approved user this API token belongs to, while it lasts; or None."""
         with self._sessions() as session:
             row = session.scalar(
                 sa.select(UserRow).where(
-                    UserRow.token_hash == hash_secret(token), UserRow.status == "approved"
+                    UserRow.token_hash == hash_secret(token),
+                    UserRow.status == "approved",
+                    UserRow.token_expires > self._clock(),
                 )
             )
             if row is None or row.token_hash is None or not secret_matches(token, row.token_hash):

@@ -2,16 +2,28 @@
 
 A person registers (name, institution, e-mail, password) and can do nothing until the coordination
 office approves the account. Passwords are hashed with argon2id; session and reset tokens are random
-and stored only as SHA-256 hashes, like the API tokens (see `auth`). Failed sign-ins are counted per
-e-mail address and per client address, so that guessing is slowed down whether it aims at one account
-or at many. Every method is one transaction and records what it did in the audit log.
+and stored only as SHA-256 hashes, like the API tokens (see `auth`); the reset mail holds the token, the
+outbox keeps it masked. An API token lasts `token_lifetime` and ends with a password change or reset.
+
+Failed sign-ins are counted per e-mail address and per client address, so that guessing is slowed down
+whether it aims at one account or at many. For an address the pause grows (1 minute after
+`max_failed_logins` failures, doubling with each further one, at most `login_window`), so nobody can keep
+an account locked for long, and the owner's password reset ends it at once. Reset requests (per address
+and per client) and registrations (per client) are limited too, counted in the audit log; an address is
+counted alike whether or not it has an account, and a registration with an address that has one answers
+as any other (its owner is told by mail), so that no form reveals which addresses have accounts.
+
+Names, institutions and addresses must not hold invisible or direction-changing characters (Unicode's
+control and format characters, e.g. U+202E or U+200B), which would make the coordination office read a
+name other than the one stored. Every method is one transaction and records what it did in the audit log.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,6 +42,7 @@ from datenraum.hub.accounts.passwords import (
 from datenraum.hub.accounts.secrets import USER_PREFIX, hash_secret, new_secret
 from datenraum.hub.accounts.service import User, load_user
 from datenraum.hub.db import (
+    AuditRow,
     Clock,
     LoginAttemptRow,
     PasswordResetRow,
@@ -49,6 +62,7 @@ __all__ = [
     "AccountPending",
     "LoginThrottled",
     "Registration",
+    "RequestsThrottled",
     "Status",
     "Users",
 ]
@@ -76,6 +90,13 @@ class LoginThrottled(TooMany):
         super().__init__("too many failed sign-ins; try again later", retry_after)
 
 
+class RequestsThrottled(TooMany):
+    """Too many reset requests or registrations recently; `retry_after` says when to try again."""
+
+    def __init__(self, retry_after: dt.timedelta) -> None:
+        super().__init__("too many requests; try again later", retry_after)
+
+
 @dataclass(frozen=True)
 class Registration:
     name: str
@@ -101,14 +122,35 @@ class Account:
 
 def _normal_email(email: str) -> str:
     email = email.strip().lower()
+    _visible(email, "email")
     if len(email) > 320 or not _EMAIL.fullmatch(email):
         raise AccountError("email: not an e-mail address")
     return email
 
 
+# Unicode's control (Cc), format (Cf: bidi overrides and isolates, zero-width characters, the BOM, the soft
+# hyphen) and surrogate (Cs) characters: none belongs in a name, and they change how one is displayed.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
+
+
+def _visible(value: str, field: str) -> None:
+    for character in value:
+        if unicodedata.category(character) in _INVISIBLE:
+            raise AccountError(
+                f"{field}: must not contain invisible or direction-changing characters "
+                f"(found U+{ord(character):04X})"
+            )
+
+
+def _without_invisible(value: str) -> str:
+    return "".join(c for c in value if unicodedata.category(c) not in _INVISIBLE)
+
+
 def _name(value: str, field: str) -> str:
-    """A name of one line, as stored (see `clean_text`)."""
-    return clean_text(value, field, max_length=200, collapse_spaces=True, error=AccountError)
+    """A name of one line, as stored (see `clean_text`), without invisible characters."""
+    name = clean_text(value, field, max_length=200, collapse_spaces=True, error=AccountError)
+    _visible(name, field)
+    return name
 
 
 class Users:
@@ -122,6 +164,12 @@ class Users:
         reset_lifetime: dt.timedelta = dt.timedelta(hours=1),
         max_failed_logins: int = 5,
         login_window: dt.timedelta = dt.timedelta(minutes=15),
+        token_lifetime: dt.timedelta = dt.timedelta(days=90),
+        resets_per_address: int = 3,
+        resets_per_client: int = 10,
+        registrations_per_client: int = 5,
+        request_window: dt.timedelta = dt.timedelta(hours=1),
+        on_approved: Callable[[Session, int, str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._outbox = outbox
@@ -130,35 +178,75 @@ class Users:
         self._reset_lifetime = reset_lifetime
         self._max_failed = max_failed_logins
         self._login_window = login_window
+        # Failures are remembered longer than the longest pause, so that the pauses keep growing.
+        self._failure_memory = 4 * login_window
+        self._token_lifetime = token_lifetime
+        self._limits = {
+            "reset-address": resets_per_address,
+            "reset-client": resets_per_client,
+            "register-client": registrations_per_client,
+        }
+        self._request_window = request_window
+        # What else happens in the transaction that approves an account (proposals' team invitations).
+        self._on_approved = on_approved
 
     # Registration and approval
 
-    def register(self, registration: Registration, ip: str = "") -> int:
-        """A new pending account; the coordination office is told that one waits."""
+    def register(self, registration: Registration, ip: str = "") -> int | None:
+        """A new pending account (its id); the coordination office is told that one waits.
+
+        An address that has an account already is answered alike (None, after the same work), and its
+        owner is told by mail that someone tried, so that registering does not reveal who has an account.
+        """
         email = _normal_email(registration.email)
         name = _name(registration.name, "name")
         institution = _name(registration.institution, "institution")
         check_password(registration.password, email)
+        password_hash = hash_password(registration.password)
+        now = self._clock()
         with self._sessions.begin() as session:
-            if session.scalar(sa.select(UserRow.id).where(UserRow.email == email)) is not None:
-                raise AccountError("email: an account with this address exists already")
-            row = UserRow(
-                email=email,
-                name=name,
-                institution=institution,
-                status=Status.PENDING.value,
-                password_hash=hash_password(registration.password),
-                created=self._clock(),
+            throttled = self._limit(
+                session, now, "register-client", ip, ("account.register", "account.register-existing"), ip
             )
-            session.add(row)
-            try:
-                session.flush()
-            except sa.exc.IntegrityError:
-                # The same address registered at the same moment, and that transaction came first.
-                raise AccountError("email: an account with this address exists already") from None
-            session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
-            record(session, self._clock(), AuditSource(row.id, email, ip), "account.register", email)
-            return row.id
+        if throttled is not None:
+            raise throttled
+        try:
+            with self._sessions.begin() as session:
+                existing = session.scalar(sa.select(UserRow).where(UserRow.email == email))
+                if existing is None:
+                    row = UserRow(
+                        email=email,
+                        name=name,
+                        institution=institution,
+                        status=Status.PENDING.value,
+                        password_hash=password_hash,
+                        created=now,
+                    )
+                    session.add(row)
+                    session.flush()
+                    session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
+                    record(session, now, AuditSource(row.id, email, ip), "account.register", email)
+                    return row.id
+                self._tell_of_registration(session, existing, now, ip)
+                return None
+        except sa.exc.IntegrityError:
+            # The same address registered at the same moment, and that transaction came first.
+            with self._sessions.begin() as session:
+                existing = session.scalar(sa.select(UserRow).where(UserRow.email == email))
+                if existing is not None:
+                    self._tell_of_registration(session, existing, now, ip)
+            return None
+
+    def _tell_of_registration(self, session: Session, row: UserRow, now: dt.datetime, ip: str) -> None:
+        record(session, now, AuditSource(row.id, row.email, ip), "account.register-existing", row.email)
+        self._outbox.queue(
+            session,
+            row.email,
+            "Datenraum: someone tried to register with your address",
+            f"Hello {row.name},\n\nsomeone tried to register a new Datenraum account with your e-mail address, "
+            "which has an account already. Nothing was changed. If it was you, sign in as before, or ask "
+            "for a new password on the sign-in page; if not, ignore this message.",
+        )
 
     def set_status(self, actor: AuditSource, user_id: int, status: Status) -> None:
         """Approve, reject, disable or re-enable an account; the person is told by message."""
@@ -171,6 +259,8 @@ class Users:
                 session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
             record(session, self._clock(), actor, f"account.{status.value}", row.email)
             if status == Status.APPROVED:
+                if self._on_approved is not None:
+                    self._on_approved(session, row.id, row.email)
                 self._outbox.queue(
                     session,
                     row.email,
@@ -289,7 +379,7 @@ class Users:
                 elif row is None:
                     row = UserRow(
                         email=email,
-                        name=_name(name or email, "name"),
+                        name=_name(_without_invisible(name) or email, "name"),
                         institution="",
                         status=Status.PENDING.value,
                         oidc_subject=subject,
@@ -348,7 +438,7 @@ class Users:
             else:
                 check_password(new, row.email)
                 row.password_hash = hash_password(new)
-                session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
+                self._end_credentials(session, row)
                 record(session, self._clock(), actor, "password.change", row.email)
                 return
         raise failure
@@ -359,9 +449,21 @@ class Users:
         email = email.strip().lower()
         now = self._clock()
         with self._sessions.begin() as session:
+            # Counted by the address asked for, whether or not it has an account, and by the client.
+            requests = ("password.reset-request",)
+            throttled = self._limit(session, now, "reset-address", email, requests, ip) or self._limit(
+                session, now, "reset-client", ip, requests, ip
+            )
+        if throttled is not None:
+            raise throttled
+        with self._sessions.begin() as session:
             row = session.scalar(sa.select(UserRow).where(UserRow.email == email))
             record(
-                session, now, AuditSource(row.id if row else None, email, ip), "password.reset-request", email
+                session,
+                now,
+                AuditSource(row.id if row else None, email, ip),
+                "password.reset-request",
+                email[:320],
             )
             if row is None or row.status in (Status.REJECTED, Status.DISABLED):
                 return
@@ -381,6 +483,7 @@ class Users:
                 "Datenraum: set a new password",
                 f"Hello {row.name},\n\nto set a new password for Datenraum, open this link within {minutes} "
                 f"minutes:\n\n{link_base}?token={token}\n\nIf you did not ask for this, ignore this message.",
+                secret=token,
             )
 
     def reset_password(self, token: str, new: str, ip: str) -> None:
@@ -394,16 +497,18 @@ class Users:
             check_password(new, row.email)
             row.password_hash = hash_password(new)
             reset.used = now
-            session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
+            self._end_credentials(session, row)
             record(session, now, AuditSource(row.id, row.email, ip), "password.reset", row.email)
 
     def issue_token(self, actor: AuditSource) -> str:
         """A new API token for the user (shown once); the previous one stops working."""
         token = new_secret(USER_PREFIX)
+        now = self._clock()
         with self._sessions.begin() as session:
             row = self._user_row(session, actor.user_id)
             row.token_hash = hash_secret(token)
-            record(session, self._clock(), actor, "token.issue", row.email)
+            row.token_expires = now + self._token_lifetime
+            record(session, now, actor, "token.issue", row.email)
         return token
 
     def emails(self, user_ids: Iterable[int]) -> dict[int, str]:
@@ -451,20 +556,56 @@ class Users:
         )
         return token
 
+    def _end_credentials(self, session: Session, row: UserRow) -> None:
+        """After a new password: other sessions and the API token end, and a sign-in pause for the address
+        is lifted (whoever set the password owns the account)."""
+        session.execute(sa.delete(WebSessionRow).where(WebSessionRow.user_id == row.id))
+        session.execute(sa.delete(LoginAttemptRow).where(LoginAttemptRow.email == row.email))
+        row.token_hash = None
+        row.token_expires = None
+
     def _throttled(self, session: Session, email: str, ip: str, now: dt.datetime) -> LoginThrottled | None:
+        session.execute(sa.delete(LoginAttemptRow).where(LoginAttemptRow.at <= now - self._failure_memory))
+        # The address: a pause after `max_failed` failures, of a minute, doubling with each further failure
+        # (only failures count, and a paused attempt is not one), at most the window.
+        failures = session.scalars(
+            sa.select(LoginAttemptRow.at).where(
+                LoginAttemptRow.email == email, LoginAttemptRow.at > now - self._failure_memory
+            )
+        ).all()
+        if len(failures) >= self._max_failed:
+            excess = min(len(failures) - self._max_failed, 16)
+            pause = min(dt.timedelta(minutes=2**excess), self._login_window)
+            until = max(failures) + pause
+            if until > now:
+                return LoginThrottled(until - now)
+        # The client: one address may serve many people (a hospital's proxy), so it gets more room.
         since = now - self._login_window
-        session.execute(sa.delete(LoginAttemptRow).where(LoginAttemptRow.at <= since))
-        for column, value, limit in (
-            (LoginAttemptRow.email, email, self._max_failed),
-            # One address may serve many people (a hospital's proxy), so it gets more room than an account.
-            (LoginAttemptRow.ip, ip, self._max_failed * 4),
-        ):
-            attempts = session.scalars(
-                sa.select(LoginAttemptRow.at).where(column == value, LoginAttemptRow.at > since)
-            ).all()
-            if len(attempts) >= limit:
-                return LoginThrottled(min(attempts) + self._login_window - now)
+        attempts = session.scalars(
+            sa.select(LoginAttemptRow.at).where(LoginAttemptRow.ip == ip, LoginAttemptRow.at > since)
+        ).all()
+        if len(attempts) >= self._max_failed * 4:
+            return LoginThrottled(min(attempts) + self._login_window - now)
         return None
+
+    def _limit(
+        self, session: Session, now: dt.datetime, kind: str, key: str, actions: tuple[str, ...], ip: str
+    ) -> RequestsThrottled | None:
+        """RequestsThrottled (recorded) when `key` (an e-mail address or a client) made its limit of these
+        requests within the request window; the audit log, which records each request, is what counts."""
+        if not key:
+            return None  # no client address known (a command, a test): nothing to count by
+        column = AuditRow.ip if kind.endswith("-client") else AuditRow.target
+        since = now - self._request_window
+        times = session.scalars(
+            sa.select(AuditRow.at).where(
+                AuditRow.action.in_(actions), AuditRow.at > since, column == key[:320]
+            )
+        ).all()
+        if len(times) < self._limits[kind]:
+            return None
+        record(session, now, AuditSource(None, "anonymous", ip), "request.throttled", key[:320], kind)
+        return RequestsThrottled(min(times) + self._request_window - now)
 
     @staticmethod
     def _user_row(session: Session, user_id: int | None) -> UserRow:

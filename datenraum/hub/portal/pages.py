@@ -18,15 +18,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from datenraum.hub.accounts.audit import search as search_audit
 from datenraum.hub.accounts.service import User
-from datenraum.hub.accounts.users import MIN_PASSWORD_LENGTH, LoginThrottled, Registration, Status
-from datenraum.hub.errors import AccountError
-from datenraum.hub.portal.i18n import LANGUAGES
+from datenraum.hub.accounts.users import (
+    MIN_PASSWORD_LENGTH,
+    LoginThrottled,
+    Registration,
+    RequestsThrottled,
+    Status,
+)
+from datenraum.hub.errors import AccountError, TooMany
+from datenraum.hub.portal.i18n import LANGUAGES, texts_for
 from datenraum.hub.portal.web import (
     LANGUAGE_COOKIE,
     actor,
     checked_form,
     form_text,
     hub_of,
+    language,
     local_path,
     optional_user,
     redirect,
@@ -108,19 +115,35 @@ async def register(request: Request) -> Response:
     form = await checked_form(request)
     values = {name: form_text(form, name) for name in ("name", "institution", "email")}
     password = form_text(form, "password")
+    status, throttled = 400, None
     if password != form_text(form, "password_repeat"):
         error = "password_repeat: the two passwords differ"
     else:
         hub = hub_of(request)
         try:
+            # An address that has an account already is answered as a new one (its owner gets a mail).
             await hub.run(hub.users.register, Registration(password=password, **values), client_ip(request))
+        except RequestsThrottled as failure:
+            status, error, throttled = 429, _wait_text(request, failure), failure
         except AccountError as failure:
             error = str(failure)
         else:
             return render(request, "registered.html", None, email=values["email"])
-    return render(
-        request, "register.html", None, 400, error=error, values=values, min_length=MIN_PASSWORD_LENGTH
+    response = render(
+        request, "register.html", None, status, error=error, values=values, min_length=MIN_PASSWORD_LENGTH
     )
+    return _with_retry_after(response, throttled)
+
+
+def _wait_text(request: Request, error: TooMany) -> str:
+    minutes = max(1, math.ceil(error.retry_after.total_seconds() / 60))
+    return texts_for(language(request, None))["requests.throttled"].format(minutes=minutes)
+
+
+def _with_retry_after(response: Response, error: TooMany | None) -> Response:
+    if error is not None:
+        response.headers.update(error.headers())
+    return response
 
 
 @router.get("/password/forgot", response_class=HTMLResponse)
@@ -133,7 +156,12 @@ async def forgot(request: Request) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     link = f"{hub.config.public_url.rstrip('/')}/password/reset"
-    await hub.run(hub.users.request_reset, form_text(form, "email"), link, client_ip(request))
+    try:
+        await hub.run(hub.users.request_reset, form_text(form, "email"), link, client_ip(request))
+    except RequestsThrottled as error:
+        # Counted alike for addresses with and without an account, so the pause tells nothing either.
+        page = render(request, "forgot.html", None, 429, error=_wait_text(request, error))
+        return _with_retry_after(page, error)
     return render(request, "forgot.html", None, sent=True)
 
 

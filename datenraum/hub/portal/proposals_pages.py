@@ -121,14 +121,15 @@ async def new_page(request: Request, user: Researcher) -> Response:
 async def create(request: Request, user: Researcher) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
-    draft, problem = await _read_draft(hub, user, form, Draft())
-    again = {"stored": Draft(), "chosen": _texts(form, "cohort")}
+    draft, problem, invited = await _read_draft(hub, user, form, Draft())
+    again = {"stored": Draft(), "chosen": _texts(form, "cohort"), "invited": invited}
     if problem:
         return await _form_page(request, user, None, draft, 400, problem, **again)
     try:
         proposal_id = await hub.run(hub.proposals.create, workflow_actor(user), draft)
     except (Invalid, TransitionError) as error:
         return await _form_page(request, user, None, draft, 400, str(error), **again)
+    await hub.run(hub.invitations.replace, proposal_id, invited)
     problem = await _upload_ethics_vote(hub, user, proposal_id, form)
     if problem:
         return await _form_page(request, user, proposal_id, draft, 400, problem)
@@ -151,8 +152,8 @@ async def edit(request: Request, user: Researcher, proposal_id: int) -> Response
     form = await checked_form(request)
     hub = hub_of(request)
     current = await hub.run(hub.proposals.get, workflow_actor(user), proposal_id)
-    draft, problem = await _read_draft(hub, user, form, current.draft)
-    again = {"stored": current.draft, "chosen": _texts(form, "cohort")}
+    draft, problem, invited = await _read_draft(hub, user, form, current.draft)
+    again = {"stored": current.draft, "chosen": _texts(form, "cohort"), "invited": invited}
     if problem:
         return await _form_page(request, user, proposal_id, draft, 400, problem, **again)
     try:
@@ -161,6 +162,7 @@ async def edit(request: Request, user: Researcher, proposal_id: int) -> Response
         return await _form_page(request, user, proposal_id, draft, 400, str(error), **again)
     except TransitionError as error:
         return await _proposal_page(request, user, proposal_id, error.status, str(error))
+    await hub.run(hub.invitations.replace, proposal_id, invited)
     problem = await _upload_ethics_vote(hub, user, proposal_id, form)
     if problem:
         return await _form_page(request, user, proposal_id, draft, 400, problem)
@@ -176,6 +178,7 @@ async def _form_page(
     error: str | None = None,
     *,
     stored: Draft | None = None,
+    invited: list[tuple[str, str]] | None = None,
     chosen: Iterable[str] | None = None,
 ) -> Response:
     """The draft form. Its cohort lists the entries the proposal has now (`stored`, by position) and the
@@ -187,8 +190,9 @@ async def _form_page(
     present = {(entry.name, _canonical(entry.query)) for entry in stored.cohort}
     offered = [query for query in saved if (query.name, _canonical(query.query)) not in present]
     sites = await hub.run(hub.sites.sites)
-    members = await hub.run(hub.users.emails, [member.user_id for member in draft.team])
-    team = [(members.get(member.user_id, ""), member.project_role.value) for member in draft.team]
+    if invited is None:
+        invited = [] if proposal_id is None else await hub.run(hub.invitations.of, proposal_id)
+    team = await _team_rows(hub, draft, invited)
     return render(
         request,
         "proposal_form.html",
@@ -209,10 +213,20 @@ async def _form_page(
     )
 
 
-async def _read_draft(hub: Hub, user: User, form: FormData, current: Draft) -> tuple[Draft, str | None]:
-    """The draft the form describes, and what is wrong with it (one message naming each field), so that
-    the form can come back with everything entered still in it."""
+async def _team_rows(hub: Hub, draft: Draft, invited: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The team as (address, project role), members and invitations alike, by address (see `invitations`)."""
+    members = await hub.run(hub.users.emails, [member.user_id for member in draft.team])
+    rows = [(members.get(member.user_id, ""), member.project_role.value) for member in draft.team]
+    return sorted(rows + list(invited))
+
+
+async def _read_draft(
+    hub: Hub, user: User, form: FormData, current: Draft
+) -> tuple[Draft, str | None, list[tuple[str, str]]]:
+    """The draft the form describes, what is wrong with it (one message naming each field), so that the
+    form can come back with everything entered still in it, and the addresses invited to the team."""
     problems: list[str] = []
+    invited: list[tuple[str, str]] = []
     cohort = await _cohort(hub, user, _texts(form, "cohort"), current, problems)
     analysis = form_text(form, "analysis")
     if analysis and analysis not in {a.value for a in Analysis}:
@@ -236,9 +250,11 @@ async def _read_draft(hub: Hub, user: User, form: FormData, current: Draft) -> t
         site_ids=tuple(site_ids),
         start=_date(form, "start", problems),
         end=_date(form, "end", problems),
-        team=tuple(await _team(hub, _texts(form, "team_email"), _texts(form, "team_role"), problems)),
+        team=tuple(
+            await _team(hub, _texts(form, "team_email"), _texts(form, "team_role"), problems, invited)
+        ),
     )
-    return draft, "; ".join(problems) or None
+    return draft, "; ".join(problems) or None, invited
 
 
 async def _cohort(
@@ -281,17 +297,32 @@ async def _latest_counts(
     return (None if result.total is None else result.total.value), site_counts
 
 
-async def _team(hub: Hub, emails: list[str], roles: list[str], problems: list[str]) -> list[TeamMember]:
-    rows = [(email.strip(), role) for email, role in zip(emails, roles, strict=False) if email.strip()]
+_TEAM_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+
+
+async def _team(
+    hub: Hub,
+    emails: list[str],
+    roles: list[str],
+    problems: list[str],
+    invited: list[tuple[str, str]],
+) -> list[TeamMember]:
+    """The members among the addresses entered (those with approved accounts); the others are added to
+    `invited`. Nothing said here depends on whether an address has an account (see `invitations`)."""
+    rows = [
+        (email.strip().lower(), role) for email, role in zip(emails, roles, strict=False) if email.strip()
+    ]
     known = await hub.run(hub.users.approved_ids, [email for email, _ in rows])
     team = []
     for index, (email, role) in enumerate(rows):
-        if email not in known:
-            problems.append(f"team[{index}]: no approved account with the address {email}")
+        if len(email) > 320 or not _TEAM_EMAIL.fullmatch(email) or not email.isprintable():
+            problems.append(f"team[{index}]: not an e-mail address")
         elif role not in {r.value for r in ProjectRole}:
             problems.append(f"team[{index}].project_role: must be one of {', '.join(ProjectRole)}")
-        else:
+        elif email in known:
             team.append(TeamMember(known[email], ProjectRole(role)))
+        else:
+            invited.append((email, role))
     return team
 
 
@@ -351,6 +382,7 @@ async def _proposal_page(
     proposal = await hub.run(hub.proposals.get, acting, proposal_id)
     timeline = await hub.run(hub.proposals.timeline, acting, proposal_id)
     people = await hub.run(hub.users.emails, _people(proposal))
+    team = await _team_rows(hub, proposal.draft, await hub.run(hub.invitations.of, proposal_id))
     decidable = [site for site in proposal.sites if site.site_id in user.site_ids and site.agreed is None]
     return render(
         request,
@@ -361,6 +393,7 @@ async def _proposal_page(
         draft=proposal.draft,
         timeline=timeline,
         people=people,
+        team=team,
         actions=[action for action in proposal.allowed if action not in _OWN_FORMS],
         may_edit=Action.EDIT in proposal.allowed,
         may_publish=Action.ADD_PUBLICATION in proposal.allowed,

@@ -1,4 +1,4 @@
-"""The database tables of Use & Access proposals; created by migration 0003.
+"""The database tables of Use & Access proposals; created by migration 0003 (invitations: 0004).
 
 A proposal's own fields are one row; what it has several of (cohort queries, sites, team members,
 votes, documents, publications, events) are rows of their own, so that each can be added, decided or
@@ -18,6 +18,7 @@ __all__ = [
     "CohortRow",
     "DocumentRow",
     "EventRow",
+    "InvitationRow",
     "NotificationRow",
     "ProposalRow",
     "ProposalSiteRow",
@@ -83,6 +84,19 @@ class TeamMemberRow(Base):
 
     proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id"), primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+    project_role: Mapped[str] = mapped_column(sa.String(40))
+
+
+class InvitationRow(Base):
+    """A team member named by an address that has no approved account (yet): it becomes a member (a
+    `TeamMemberRow`) when an account with that address is approved. The pages show both alike, so that the
+    team field does not tell which addresses have accounts."""
+
+    __tablename__ = "proposal_invitations"
+    __table_args__ = (sa.Index("ix_proposal_invitations_email", "email"),)
+
+    proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id"), primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), primary_key=True)
     project_role: Mapped[str] = mapped_column(sa.String(40))
 
 
