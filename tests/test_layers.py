@@ -25,12 +25,17 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "protocol": frozenset(),
     "query": frozenset({"fhir"}),
     "privacy": frozenset({"query", "protocol"}),
+    "analysis": frozenset({"query", "privacy", "protocol"}),
     "synth": frozenset({"fhir"}),
-    "site": frozenset({"fhir", "query", "privacy", "protocol"}),
-    "hub": frozenset({"query", "privacy", "protocol"}),
+    "site": frozenset({"fhir", "query", "privacy", "protocol", "analysis"}),
+    "hub": frozenset({"query", "privacy", "protocol", "analysis"}),
     # The slow agent of the fault tests is `datenraum site serve` with a slower counter: it reuses the CLI's.
-    "devtools": frozenset({"fhir", "query", "privacy", "protocol", "synth", "site", "hub", "cli"}),
-    "cli": frozenset({"fhir", "query", "privacy", "protocol", "synth", "site", "hub", "devtools"}),
+    "devtools": frozenset(
+        {"fhir", "query", "privacy", "protocol", "analysis", "synth", "site", "hub", "cli"}
+    ),
+    "cli": frozenset(
+        {"fhir", "query", "privacy", "protocol", "analysis", "synth", "site", "hub", "devtools"}
+    ),
     "__main__": frozenset({"cli"}),
 }
 
