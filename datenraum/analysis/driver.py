@@ -30,7 +30,9 @@ from datenraum.analysis.formula import ModelSpec, Var, parse_formula, parse_vari
 from datenraum.analysis.messages import VERSION
 from datenraum.privacy.analysis import AnalysisPolicy, Refused, check_min_sites, suppress
 
-__all__ = ["Analysis", "AnalysisError", "GlmResult", "Sites"]
+__all__ = ["STEP_TOL", "Analysis", "AnalysisError", "GlmResult", "Sites"]
+
+STEP_TOL = 1e-10  # the last Newton step, relative to max(|beta|, SE), below which a fit has converged
 
 
 class Sites(Protocol):
@@ -336,9 +338,16 @@ class Analysis:
         names = column_names(spec, levels)
         p = len(names)
         beta = np.zeros(p)
-        if fam.link.name == "inverse" and spec.intercept:
+        if rounds and spec.intercept and not (fam.name == "gaussian" and fam.link.name == "identity"):
+            # start at the intercept-only fit (no offset) the prepare round gives for free, as R's
+            # mustart does; the inverse link cannot start at zero at all
             sum_w = sum(r["sum_w"] for r in prepared.values())
-            beta[0] = float(fam.link(np.array([sum(r["sum_wy"] for r in prepared.values()) / sum_w]))[0])
+            mean = sum(r["sum_wy"] for r in prepared.values()) / sum_w
+            beta[0] = (
+                float(fam.link(np.array([mean]))[0])
+                if spec.offset is None or fam.link.name == "inverse"
+                else 0.0
+            )
 
         def step(beta: np.ndarray, null_eta: float | None) -> dict[str, Any]:
             nonlocal rounds
@@ -393,9 +402,10 @@ class Analysis:
                 beta, pooled = candidate, new
                 dev = pooled["deviance"]
                 next_step = _solve(pooled["info"], pooled["score"], names)
-                small = np.all(
-                    np.abs(next_step) <= 1e-6 * np.sqrt(np.diag(np.linalg.inv(pooled["info"]))) + 1e-12
-                )
+                # the reported beta is the one this round was evaluated at: stop only when the next
+                # Newton step would not move it (relative to the coefficient or its standard error)
+                scale = np.maximum(np.abs(beta), np.sqrt(np.diag(np.linalg.inv(pooled["info"]))))
+                small = bool(np.all(np.abs(next_step) <= STEP_TOL * scale))
                 if abs(dev - dev_old) / (abs(dev) + 0.1) < tol and small and null_done:
                     converged = True
                     break
