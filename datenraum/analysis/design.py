@@ -25,13 +25,13 @@ Column = Callable[[str], np.ndarray]
 def level_strings(values: np.ndarray) -> np.ndarray:
     """A column as level labels (object array, None for missing): 1.0 -> "1", "a" -> "a"."""
     if values.dtype != object:
-        out = np.empty(values.shape, dtype=object)
-        finite = ~np.isnan(values)
-        integral = finite & (values == np.round(values))
-        out[integral] = [str(int(v)) for v in values[integral]]
-        rest = finite & ~integral
-        out[rest] = [repr(float(v)) for v in values[rest]]
-        return out
+        distinct, inverse = np.unique(values, return_inverse=True)  # NaN sorts last
+        labels = np.array(
+            [None if np.isnan(v) else str(int(v)) if v == round(v) else repr(float(v)) for v in distinct]
+            + [None],
+            dtype=object,
+        )
+        return labels[inverse.reshape(values.shape)] if len(values) else np.empty(0, dtype=object)
     return values
 
 

@@ -123,6 +123,8 @@ class Family:
                 case "mu":
                     return 2.0 * (_xlogy(y, y / mu) - (y - mu))
                 case "mu(1-mu)":
+                    if np.all((y == 0) | (y == 1)):  # 0/1 response: the common case, quicker
+                        return -2.0 * np.log(np.where(y == 1, mu, 1.0 - mu))
                     return 2.0 * (_xlogy(y, y / mu) + _xlogy(1.0 - y, (1.0 - y) / (1.0 - mu)))
                 case _:
                     return 2.0 * ((y - mu) / mu - np.log(y / mu))

@@ -386,7 +386,8 @@ class SiteExecutor:
         var = fam.variance(mu)
         residual = y - mu
         working = w * d / var
-        info = (x * (working * d)[:, None]).T @ x
+        root = x * np.sqrt(working * d)[:, None]  # W = w mu'^2 / V >= 0
+        info = root.T @ root
         score = x.T @ (working * residual)
         finite = bool(np.all(np.isfinite(info)) and np.all(np.isfinite(score)))
         result: dict[str, Any] = {
