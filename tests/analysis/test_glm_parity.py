@@ -74,9 +74,9 @@ def pooled_fit(case: str, frame: pd.DataFrame):
         kwargs["offset"] = np.log(rows.t.to_numpy())
     if weighted:
         kwargs["var_weights"] = rows.w.to_numpy()
-    model = sm.GLM(rows[response].to_numpy(), design(rows), family=family, **kwargs)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # Gamma's inverse link "does not respect the domain": it is fine here
         warnings.simplefilter("ignore")
+        model = sm.GLM(rows[response].to_numpy(), design(rows), family=family, **kwargs)
         return model.fit(scale=scale, tol=1e-14, maxiter=300), len(rows)
 
 
