@@ -333,6 +333,106 @@ def serve_site(
         logging.getLogger("datenraum.site.agent").info("site agent stopped")
 
 
+@main.group("analysis")
+def analysis_group() -> None:
+    """Federated analysis; with --local-sites, over one table file per site, in-process (local mode)."""
+
+
+def _local_options(command: Callable) -> Callable:
+    command = click.option(
+        "--local-sites",
+        "local_sites",
+        required=True,
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Folder with one CSV or Parquet file per site.",
+    )(command)
+    command = click.option(
+        "--project", default="local", show_default=True, help="Project (differencing ledger)."
+    )(command)
+    return click.option("--json", "as_json", is_flag=True, help="Print the pooled result as JSON.")(command)
+
+
+def _run_local(local_sites: Path, project: str, as_json: bool, run: Callable[[Any], Any]) -> None:
+    from datenraum.analysis import Analysis, AnalysisError, FormulaError
+    from datenraum.site.analysis.local import LocalSites
+    from datenraum.site.analysis.tables import TableError
+
+    try:
+        result = run(Analysis(LocalSites.from_folder(local_sites), project=project))
+    except AnalysisError as error:
+        click.echo(orjson.dumps(error.to_json(), option=orjson.OPT_INDENT_2).decode())
+        sys.exit(1)
+    except (FormulaError, TableError, ValueError) as error:
+        _fail(str(error))
+    body = result.to_json() if hasattr(result, "to_json") else result
+    if as_json:
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+    elif hasattr(result, "coefficients") or hasattr(result, "names"):
+        click.echo(
+            f"{result.formula}  ({result.family}/{result.link}; n={result.n}, {len(result.sites)} sites)"
+        )
+        for name, b, se, p in zip(result.names, result.coef, result.se, result.p_values, strict=True):
+            click.echo(f"  {name:<30} {b:>12.6g} {se:>12.6g}  p={p:.3g}")
+        click.echo(
+            f"  deviance {result.deviance:.6f} on {result.df_resid} df; {result.iterations} iterations"
+        )
+    else:
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+
+
+@analysis_group.command("glm")
+@_local_options
+@click.option("--formula", required=True, help="e.g. 'y ~ x1 + factor(x2) + x1:x3 + offset(log(t))'.")
+@click.option("--family", default="gaussian", show_default=True)
+@click.option("--link", default=None, help="Link (default: the family's).")
+@click.option("--weights", default=None, help="Prior weights: a variable.")
+def analysis_glm_command(
+    local_sites: Path,
+    project: str,
+    as_json: bool,
+    formula: str,
+    family: str,
+    link: str | None,
+    weights: str | None,
+) -> None:
+    """A pooled GLM (Fisher scoring over the sites' sums)."""
+    _run_local(local_sites, project, as_json, lambda a: a.glm(formula, family, link=link, weights=weights))
+
+
+@analysis_group.command("summary")
+@_local_options
+@click.option(
+    "--variable", "variables", multiple=True, required=True, help="A numeric variable (repeatable)."
+)
+def analysis_summary_command(
+    local_sites: Path, project: str, as_json: bool, variables: tuple[str, ...]
+) -> None:
+    """Exact pooled n, mean, variance."""
+    _run_local(local_sites, project, as_json, lambda a: a.summary(list(variables)))
+
+
+@analysis_group.command("quantiles")
+@_local_options
+@click.option("--variable", required=True)
+@click.option("--probs", default="0.25,0.5,0.75", show_default=True, help="Probabilities, comma-separated.")
+def analysis_quantiles_command(
+    local_sites: Path, project: str, as_json: bool, variable: str, probs: str
+) -> None:
+    """Pooled quantiles from the sites' binned distributions (never an observed value)."""
+    values = [float(p) for p in probs.split(",")]
+    _run_local(local_sites, project, as_json, lambda a: a.quantiles(variable, values))
+
+
+@analysis_group.command("table")
+@_local_options
+@click.option("--variable", "variables", multiple=True, required=True, help="1 to 3 variables.")
+def analysis_table_command(
+    local_sites: Path, project: str, as_json: bool, variables: tuple[str, ...]
+) -> None:
+    """A pooled 1- to 3-way table with suppression of small cells and what would reveal them."""
+    _run_local(local_sites, project, as_json, lambda a: a.table(list(variables)))
+
+
 @main.command("demo")
 @click.option(
     "--workdir",

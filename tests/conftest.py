@@ -32,6 +32,13 @@ def sq2cql_testdata() -> Path:
 
 
 @pytest.fixture(scope="session")
+def analysis_testdata() -> Path:
+    """DataSHIELD's test data (CNSIM 1-3, SURVIVAL expand-with-missing 1-3; GPL-3: read at test time,
+    never copied into the repository) with DataSHIELD's expected results (`reference_results.json`)."""
+    return shared_data_folder("analysis")
+
+
+@pytest.fixture(scope="session")
 def postgres_server() -> Iterator[LocalPostgres]:
     """A throwaway PostgreSQL cluster for the tests of the hub (which runs on PostgreSQL in production),
     started once per test session."""

@@ -1,0 +1,529 @@
+"""Pooled analyses over a set of sites: the rounds, the aggregation and the solvers.
+
+The same code runs on the hub (sites reached over the long-poll channel) and in local mode (sites run
+in-process, `datenraum.site.analysis.local`): both give a `Sites`, which sends one request to a fixed set
+of sites and returns every site's answer (one round trip). Checks happen inside each operation at the
+site; nothing here makes an extra call for them.
+
+- A site that refuses, fails or does not answer in time stops the analysis with an `AnalysisError`
+  naming it (and the rule); a GLM never changes its set of sites between iterations.
+- A pooled result needs at least `min_sites` sites (`datenraum.privacy.analysis`, rule `min_sites`).
+- GLM: Fisher scoring on the sums of the sites' X'WX and scores; gaussian-identity in one round (closed
+  form from X'X, X'y, y'y); stop when |dev_t - dev_t-1| / (|dev_t| + 0.1) < tol (R's and DataSHIELD's
+  criterion) and the next Newton step is negligible; the reported beta is the one the last round was
+  evaluated at, so the standard errors are those of the information at the reported beta.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from scipy import linalg, stats
+
+from datenraum.analysis.design import column_names
+from datenraum.analysis.families import family as make_family
+from datenraum.analysis.formula import ModelSpec, Var, parse_formula, parse_variable
+from datenraum.analysis.messages import VERSION
+from datenraum.privacy.analysis import AnalysisPolicy, Refused, check_min_sites, suppress
+
+__all__ = ["STEP_TOL", "Analysis", "AnalysisError", "GlmResult", "Sites"]
+
+STEP_TOL = 1e-10  # the last Newton step, relative to max(|beta|, SE), below which a fit has converged
+
+
+class Sites(Protocol):
+    """A fixed set of sites that answers one request per round trip."""
+
+    def names(self) -> list[str]: ...
+
+    def ask(self, request: dict[str, Any], sites: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """Every named site's answer to `request` (None: no answer in time)."""
+        ...
+
+
+class AnalysisError(Exception):
+    """The analysis cannot give a pooled result: `errors` are the sites' structured errors."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.get('site') or 'hub'}: {e.get('message_en')}" for e in errors))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": False, "errors": self.errors}
+
+
+def _timeout(site: str) -> dict[str, Any]:
+    return {
+        "code": "no_answer",
+        "rule": None,
+        "threshold": None,
+        "site": site,
+        "message_en": f"site {site} did not answer in time",
+        "message_de": f"Standort {site} hat nicht rechtzeitig geantwortet",
+    }
+
+
+@dataclass
+class GlmResult:
+    formula: str
+    family: str
+    link: str
+    names: list[str]
+    coef: list[float]
+    se: list[float]
+    stat: list[float]
+    p_values: list[float]
+    ci_low: list[float]
+    ci_high: list[float]
+    deviance: float
+    null_deviance: float
+    pearson_chi2: float
+    dispersion: float
+    df_resid: int
+    df_model: int
+    n: int
+    n_missing: int
+    n_total: int
+    iterations: int
+    rounds: int
+    converged: bool
+    use_t: bool
+    sites: list[str]
+    cov: list[list[float]] = field(repr=False, default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {k: v for k, v in self.__dict__.items() if k != "cov"}
+        body["coefficients"] = {
+            name: {"estimate": b, "se": s, "stat": z, "p": p, "ci": [lo, hi]}
+            for name, b, s, z, p, lo, hi in zip(
+                self.names,
+                self.coef,
+                self.se,
+                self.stat,
+                self.p_values,
+                self.ci_low,
+                self.ci_high,
+                strict=True,
+            )
+        }
+        return body
+
+
+class Analysis:
+    """Pooled analyses of `data` (a table name, or a cohort with variable definitions) at `sites`."""
+
+    def __init__(
+        self,
+        sites: Sites,
+        *,
+        project: str = "local",
+        analyst: str = "local",
+        data: Mapping[str, Any] | None = None,
+        policy: AnalysisPolicy | None = None,
+    ) -> None:
+        self.sites = sites
+        self.project = project
+        self.analyst = analyst
+        self.data = dict(data) if data is not None else {"table": "data"}
+        self.policy = policy or AnalysisPolicy()
+
+    # -- rounds
+    def _request(self, op: str, where: Sequence[Mapping] | None, **fields: Any) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "op": op,
+            "project": self.project,
+            "analyst": self.analyst,
+            "data": self.data,
+            "where": [dict(c) for c in where or ()],
+            **fields,
+        }
+
+    def _round(self, request: dict[str, Any], sites: Sequence[str]) -> dict[str, dict[str, Any]]:
+        answers = self.sites.ask(request, sites)
+        errors, results = [], {}
+        for site in sites:
+            answer = answers.get(site)
+            if answer is None:
+                errors.append(_timeout(site))
+            elif not answer.get("ok"):
+                errors.append({**answer.get("error", {}), "site": site})
+            else:
+                results[site] = answer["result"]
+        if errors:
+            raise AnalysisError(errors)
+        return results
+
+    def _site_set(self, sites: Sequence[str] | None) -> list[str]:
+        chosen = list(sites) if sites is not None else self.sites.names()
+        try:
+            check_min_sites(len(chosen), self.policy, "pooled result")
+        except Refused as refused:
+            raise AnalysisError([refused.to_json()]) from None
+        return chosen
+
+    # -- moments
+    def summary(
+        self, variables: Sequence[str] | str, *, where=None, sites=None, by_site: bool = False
+    ) -> dict:
+        names = [variables] if isinstance(variables, str) else list(variables)
+        chosen = self._site_set(sites)
+        results = self._round(self._request("summary", where, variables=names), chosen)
+        out = {}
+        for name in names:
+            parts = [results[s][name] for s in chosen]
+            n = sum(p["n"] for p in parts)
+            total = math.fsum(p["sum"] for p in parts)
+            mean = total / n
+            # Chan et al.: M2 = sum of M2_j + n_j (mean_j - mean)^2
+            m2 = math.fsum(p["m2"] + p["n"] * (p["sum"] / p["n"] - mean) ** 2 for p in parts)
+            var = m2 / (n - 1)
+            entry = {
+                "n": n,
+                "n_missing": sum(p["n_missing"] for p in parts),
+                "mean": mean,
+                "var": var,
+                "sd": math.sqrt(var),
+                "sites": len(chosen),
+            }
+            if by_site:
+                entry["by_site"] = {
+                    s: {"n": p["n"], "mean": p["sum"] / p["n"], "var": p["m2"] / (p["n"] - 1)}
+                    for s, p in zip(chosen, parts, strict=True)
+                }
+            out[name] = entry
+        return out
+
+    def cor(self, variables: Sequence[str], *, where=None, sites=None) -> dict:
+        chosen = self._site_set(sites)
+        results = self._round(self._request("cor", where, variables=list(variables)), chosen)
+        n = sum(r["n"] for r in results.values())
+        mean = sum(np.asarray(r["mean"]) * r["n"] for r in results.values()) / n
+        sscp = sum(
+            np.asarray(r["sscp"])
+            + r["n"] * np.outer(np.asarray(r["mean"]) - mean, np.asarray(r["mean"]) - mean)
+            for r in results.values()
+        )
+        cov = sscp / (n - 1)
+        sd = np.sqrt(np.diag(cov))
+        return {
+            "variables": list(variables),
+            "n": n,
+            "mean": mean.tolist(),
+            "cov": cov.tolist(),
+            "cor": (cov / np.outer(sd, sd)).tolist(),
+            "sites": len(chosen),
+        }
+
+    def quantiles(
+        self, variable: str, probs: Sequence[float] = (0.25, 0.5, 0.75), *, where=None, sites=None
+    ) -> dict:
+        chosen = self._site_set(sites)
+        results = self._round(self._request("quantiles", where, variable=variable, probs=list(probs)), chosen)
+        n = sum(r["n"] for r in results.values())
+        pieces = []  # (edges, cumulative counts, rows below the first edge) per site
+        for r in results.values():
+            below = r["below"] if r["below"] is not None else math.nan
+            cumulative = np.concatenate([[0.0], np.cumsum(r["counts"])])
+            pieces.append((np.asarray(r["edges"]), cumulative, below))
+
+        def cdf(t: float) -> float:
+            total = 0.0
+            for edges, cumulative, below in pieces:
+                if t < edges[0]:
+                    return math.nan if (below != 0) else total
+                total += (0.0 if math.isnan(below) else below) + np.interp(t, edges, cumulative)
+                if math.isnan(below):
+                    return math.nan
+            return total
+
+        knots = np.unique(np.concatenate([edges for edges, _, _ in pieces]))
+        values = np.array([cdf(t) for t in knots])
+        out = {}
+        for p in probs:
+            target = p * n
+            i = int(np.searchsorted(values, target, side="left"))
+            if np.isnan(values).any() or i == 0 or i >= len(knots):
+                raise AnalysisError(
+                    [Refused("quantile_bins", self.policy.min_cell, f"quantile {p} of {variable}").to_json()]
+                )
+            lo, hi = knots[i - 1], knots[i]
+            flo, fhi = values[i - 1], values[i]
+            out[str(p)] = float(lo + (hi - lo) * (target - flo) / (fhi - flo)) if fhi > flo else float(lo)
+        widths = {str(p): None for p in probs}
+        for p in probs:
+            q = out[str(p)]
+            j = int(np.searchsorted(knots, q))
+            widths[str(p)] = float(knots[min(j, len(knots) - 1)] - knots[max(j - 1, 0)])
+        return {"variable": variable, "n": n, "quantiles": out, "bin_width": widths, "sites": len(chosen)}
+
+    def table(self, variables: Sequence[str] | str, *, where=None, sites=None) -> dict:
+        names = [variables] if isinstance(variables, str) else list(variables)
+        chosen = self._site_set(sites)
+        results = self._round(self._request("table", where, variables=names), chosen)
+        levels = [sorted(set().union(*(r["levels"][i] for r in results.values()))) for i in range(len(names))]
+        shape = tuple(len(level) for level in levels)
+        counts = np.zeros(shape, dtype=np.int64)
+        hidden = np.zeros(shape, dtype=bool)
+        for r in results.values():
+            site_counts = np.array(r["counts"], dtype=object).reshape([len(level) for level in r["levels"]])
+            index = np.ix_(*[[levels[i].index(v) for v in r["levels"][i]] for i in range(len(names))])
+            values = np.where(site_counts == None, 0, site_counts).astype(np.int64)  # noqa: E711
+            counts[index] += values
+            hidden[index] |= site_counts == None  # noqa: E711
+        # margins pooled from the sites' own (suppressed ones hide the pooled margin)
+        cells, margins = suppress(counts, self.policy.min_cell, hidden)
+        for axis in range(len(names)):
+            for r in results.values():
+                idx = [[levels[i].index(v) for v in r["levels"][i]] for i in range(len(names)) if i != axis]
+                site_margin = np.array(r["margins"][axis], dtype=object)
+                if idx:
+                    margins[axis][np.ix_(*idx)] |= site_margin == None  # noqa: E711
+                elif site_margin.item() is None:
+                    margins[axis][...] = True
+        if any(r["total"] is None for r in results.values()):
+            margins[-1] = np.ones((), dtype=bool)
+
+        def shown(values: np.ndarray, mask: np.ndarray) -> Any:
+            if values.ndim == 0:
+                return None if bool(mask) else int(values)
+            return [shown(v, m) for v, m in zip(values, mask, strict=True)]
+
+        return {
+            "variables": names,
+            "levels": levels,
+            "counts": shown(counts, cells),
+            "margins": [shown(counts.sum(axis=a), margins[a]) for a in range(len(names))],
+            "total": shown(np.array(counts.sum()), margins[-1]),
+            "sites": len(chosen),
+            "suppressed": int(cells.sum()),
+        }
+
+    # -- GLM
+    def glm(
+        self,
+        formula: str | ModelSpec,
+        family: str = "gaussian",
+        *,
+        link: str | None = None,
+        weights: str | Var | None = None,
+        where=None,
+        sites=None,
+        tol: float = 1e-8,
+        max_iter: int = 25,
+    ) -> GlmResult:
+        spec = parse_formula(formula) if isinstance(formula, str) else formula
+        fam = make_family(family, link)
+        weights_var = parse_variable(weights) if isinstance(weights, str) else weights
+        chosen = self._site_set(sites)  # fixed for the whole fit
+        base = {
+            "model": spec.to_json(),
+            "family": fam.name,
+            "link": fam.link.name,
+            "weights": weights_var.to_json() if weights_var else None,
+        }
+        rounds = 0
+        levels: dict[str, list[str]] = {}
+        if spec.factors() or fam.link.name == "inverse":
+            prepared = self._round(self._request("glm.prepare", where, **base), chosen)
+            rounds += 1
+            for name in spec.factors():
+                levels[name] = sorted(
+                    set().union(*(r["levels"][name] for r in prepared.values())), key=_level_key
+                )
+        names = column_names(spec, levels)
+        p = len(names)
+        beta = np.zeros(p)
+        if rounds and spec.intercept and not (fam.name == "gaussian" and fam.link.name == "identity"):
+            # start at the intercept-only fit (no offset) the prepare round gives for free, as R's
+            # mustart does; the inverse link cannot start at zero at all
+            sum_w = sum(r["sum_w"] for r in prepared.values())
+            mean = sum(r["sum_wy"] for r in prepared.values()) / sum_w
+            beta[0] = (
+                float(fam.link(np.array([mean]))[0])
+                if spec.offset is None or fam.link.name == "inverse"
+                else 0.0
+            )
+
+        def step(beta: np.ndarray, null_eta: float | None) -> dict[str, Any]:
+            nonlocal rounds
+            request = self._request(
+                "glm.step", where, **base, levels=levels, beta=beta.tolist(), null_eta=null_eta
+            )
+            results = self._round(request, chosen)
+            rounds += 1
+            return _pool(results, p)
+
+        gaussian_identity = fam.name == "gaussian" and fam.link.name == "identity"
+        pooled = step(beta, None)
+        if pooled["info"] is None:
+            raise AnalysisError([_numeric_error("the starting values give invalid fitted values")])
+        iterations = 1
+        sum_w, sum_wy, sum_woff = pooled["sum_w"], pooled["sum_wy"], pooled["sum_woffset"]
+        null_eta = float(fam.link(np.array([sum_wy / sum_w]))[0]) if not gaussian_identity else None
+        if gaussian_identity:
+            info, score = pooled["info"], pooled["score"]
+            coef = _solve(info, score, names)
+            # at beta = 0 the deviance is sum w (y - offset)^2 and the score X'W(y - offset)
+            deviance = pooled["deviance"] - float(coef @ score)
+            pearson = deviance
+            mean_z = (sum_wy - sum_woff) / sum_w
+            null_deviance = pooled["deviance"] - sum_w * mean_z * mean_z
+            converged = True
+            beta = coef
+        else:
+            dev_old = pooled["deviance"]
+            converged = False
+            null_done = False
+            null_deviance = math.nan
+            while iterations < max_iter:
+                delta = _solve(pooled["info"], pooled["score"], names)
+                candidate = beta + delta
+                new = step(candidate, null_eta if not null_done else None)
+                iterations += 1
+                halvings = 0
+                while new["info"] is None or not math.isfinite(new["deviance"]):
+                    halvings += 1
+                    if halvings > 10:
+                        raise AnalysisError([_numeric_error("the fit diverged (no finite deviance)")])
+                    candidate = (beta + candidate) / 2
+                    new = step(candidate, null_eta if not null_done else None)
+                    iterations += 1
+                if "null" in new:
+                    nul = new["null"]
+                    null_step = nul["score"] / nul["info"]
+                    null_deviance = nul["deviance"]
+                    null_done = abs(null_step) <= 1e-10 * (abs(null_eta) + 1e-3)
+                    null_eta += null_step
+                beta, pooled = candidate, new
+                dev = pooled["deviance"]
+                next_step = _solve(pooled["info"], pooled["score"], names)
+                # the reported beta is the one this round was evaluated at: stop only when the next
+                # Newton step would not move it (relative to the coefficient or its standard error)
+                scale = np.maximum(np.abs(beta), np.sqrt(np.diag(np.linalg.inv(pooled["info"]))))
+                small = bool(np.all(np.abs(next_step) <= STEP_TOL * scale))
+                if abs(dev - dev_old) / (abs(dev) + 0.1) < tol and small and null_done:
+                    converged = True
+                    break
+                dev_old = dev
+            while not null_done:  # the null model with an offset may need a few more rounds
+                pooled_null = step(beta, null_eta)
+                nul = pooled_null["null"]
+                null_step = nul["score"] / nul["info"]
+                null_deviance = nul["deviance"]
+                null_done = abs(null_step) <= 1e-10 * (abs(null_eta) + 1e-3)
+                null_eta += null_step
+            deviance = pooled["deviance"]
+            pearson = pooled["pearson"]
+        n = pooled["n"]
+        df_resid = n - p
+        dispersion = pearson / df_resid if fam.estimated_dispersion else 1.0
+        cov = linalg.inv(pooled["info"]) * dispersion
+        se = np.sqrt(np.diag(cov))
+        stat = beta / se
+        use_t = fam.estimated_dispersion
+        if use_t:
+            p_values = 2 * stats.t.sf(np.abs(stat), df_resid)
+            q = stats.t.ppf(0.975, df_resid)
+        else:
+            p_values = 2 * stats.norm.sf(np.abs(stat))
+            q = stats.norm.ppf(0.975)
+        return GlmResult(
+            formula=spec.formula(),
+            family=fam.name,
+            link=fam.link.name,
+            names=names,
+            coef=beta.tolist(),
+            se=se.tolist(),
+            stat=stat.tolist(),
+            p_values=p_values.tolist(),
+            ci_low=(beta - q * se).tolist(),
+            ci_high=(beta + q * se).tolist(),
+            deviance=float(deviance),
+            null_deviance=float(null_deviance),
+            pearson_chi2=float(pearson),
+            dispersion=float(dispersion),
+            df_resid=df_resid,
+            df_model=p - (1 if spec.intercept else 0),
+            n=n,
+            n_missing=pooled["n_total"] - n,
+            n_total=pooled["n_total"],
+            iterations=iterations,
+            rounds=rounds,
+            converged=converged,
+            use_t=use_t,
+            sites=list(chosen),
+            cov=cov.tolist(),
+        )
+
+
+def _level_key(level: str) -> tuple:
+    try:
+        return (0, float(level), level)
+    except ValueError:
+        return (1, 0.0, level)
+
+
+def _numeric_error(text: str) -> dict[str, Any]:
+    return {
+        "code": "numeric",
+        "rule": None,
+        "threshold": None,
+        "site": None,
+        "message_en": text,
+        "message_de": text,
+    }
+
+
+def _pool(results: Mapping[str, Mapping[str, Any]], p: int) -> dict[str, Any]:
+    upper = np.triu_indices(p)
+    info = np.zeros((p, p))
+    score = np.zeros(p)
+    out: dict[str, Any] = {"n": 0, "n_total": 0, "sum_w": 0.0, "sum_wy": 0.0, "sum_woffset": 0.0}
+    deviance = pearson = 0.0
+    valid = True
+    null = {"deviance": 0.0, "score": 0.0, "info": 0.0}
+    has_null = False
+    for r in results.values():
+        for key in ("n", "n_total", "sum_w", "sum_wy", "sum_woffset"):
+            out[key] += r[key]
+        if r["info"] is None:
+            valid = False
+            continue
+        block = np.zeros((p, p))
+        block[upper] = r["info"]
+        info += block
+        score += np.asarray(r["score"])
+        deviance += r["deviance"]
+        pearson += r["pearson"]
+        if "null" in r:
+            has_null = True
+            for key in null:
+                null[key] += r["null"][key]
+    info = info + np.triu(info, 1).T
+    out.update(
+        info=info if valid else None, score=score, deviance=deviance if valid else math.nan, pearson=pearson
+    )
+    if has_null:
+        out["null"] = null
+    return out
+
+
+def _solve(info: np.ndarray, score: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    try:
+        factor = linalg.cho_factor(info)
+        return linalg.cho_solve(factor, score)
+    except linalg.LinAlgError:
+        rank = np.linalg.matrix_rank(info)
+        raise AnalysisError(
+            [
+                _numeric_error(
+                    f"the design matrix is singular (rank {rank} of {len(names)} columns: "
+                    f"{', '.join(names)}); drop aliased terms"
+                )
+            ]
+        ) from None

@@ -1,0 +1,335 @@
+"""Disclosure control for federated analysis, applied by each site to its own rows before anything
+leaves it (authoritative: a site never trusts the hub's or the client's checks), and by the hub for the
+rules that need every site's answer (minimum sites).
+
+The rules and defaults (brief "federated analysis" table 9.3; a site may tighten them, never loosen them
+below the network floors in `FLOORS`):
+
+| rule | default | what is refused |
+|---|---|---|
+| `min_rows` | 10 | any statistic over fewer rows at this site; a subset smaller than that |
+| `min_cell` | k = 5 | a non-zero count below k: a table cell (suppressed with the margins that would reveal it), a factor level, a class of a binary variable (response, design column, weight, offset), the events of a binomial/poisson model |
+| `sparse_column` | k | a design column or summarised variable with fewer than k non-zero values (x times an indicator) |
+| `dominance` | 0.9 | a sum or mean (or a gaussian response, a design column) where one row holds more than 0.9 of the absolute total |
+| `glm_saturation` | 0.10 | a model with more parameters than 0.10 x rows at this site |
+| `levels` | 40, 0.33 | a factor with more than 40 levels or more than 0.33 x rows |
+| `differencing` | k | a release whose row set differs from an earlier release of the project by 1 to k-1 rows (blocked, not warned) |
+| `min_sites` | 3 | a pooled result of fewer sites |
+| `no_extremes` | - | min and max are never released; p5/p95 only with n >= 20 k (`tail_factor`) |
+| `quantile_bins` | k | quantiles come from a binned CDF, each bin holding at least k rows, never an observed value |
+| `budget` | 2000 | released statistics per project and site per day |
+
+A refusal names the rule and the threshold, never the value that broke it (`Refused.to_json`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FLOORS",
+    "AnalysisPolicy",
+    "Budget",
+    "Refused",
+    "ReleaseLedger",
+    "check_binary",
+    "check_dominance",
+    "check_levels",
+    "check_min_sites",
+    "check_rows",
+    "check_saturation",
+    "check_sparse",
+    "round_count",
+    "suppress",
+]
+
+_TEXTS: dict[str, tuple[str, str]] = {
+    "min_rows": (
+        "{what}: fewer than {threshold} rows at this site",
+        "{what}: weniger als {threshold} Zeilen an diesem Standort",
+    ),
+    "min_cell": (
+        "{what}: a count between 1 and {threshold_minus} (minimum {threshold})",
+        "{what}: eine Anzahl zwischen 1 und {threshold_minus} (Minimum {threshold})",
+    ),
+    "sparse_column": (
+        "{what}: fewer than {threshold} non-zero values",
+        "{what}: weniger als {threshold} von null verschiedene Werte",
+    ),
+    "dominance": (
+        "{what}: one row holds more than {threshold} of the total",
+        "{what}: eine Zeile trägt mehr als {threshold} der Summe",
+    ),
+    "glm_saturation": (
+        "{what}: more parameters than {threshold} x rows at this site",
+        "{what}: mehr Parameter als {threshold} x Zeilen an diesem Standort",
+    ),
+    "levels": (
+        "{what}: too many levels (at most {threshold})",
+        "{what}: zu viele Ausprägungen (höchstens {threshold})",
+    ),
+    "differencing": (
+        "{what}: its rows differ from an earlier release of this project by fewer than {threshold} rows",
+        "{what}: die Zeilen unterscheiden sich von einer früheren Freigabe dieses Projekts um weniger als {threshold}",
+    ),
+    "min_sites": (
+        "{what}: a pooled result needs at least {threshold} sites",
+        "{what}: ein gepooltes Ergebnis braucht mindestens {threshold} Standorte",
+    ),
+    "no_extremes": (
+        "{what}: minimum and maximum are never released; tail quantiles need at least {threshold} rows",
+        "{what}: Minimum und Maximum werden nie herausgegeben; Randquantile brauchen mindestens {threshold} Zeilen",
+    ),
+    "quantile_bins": (
+        "{what}: the quantile lies where fewer than {threshold} rows are",
+        "{what}: das Quantil liegt, wo weniger als {threshold} Zeilen sind",
+    ),
+    "budget": (
+        "{what}: this project's daily budget of {threshold} released statistics at this site is used up",
+        "{what}: das Tagesbudget von {threshold} Freigaben dieses Projekts an diesem Standort ist aufgebraucht",
+    ),
+}
+
+
+class Refused(Exception):
+    """A site (or the hub) refuses to release a statistic; `rule` and `threshold` say why."""
+
+    def __init__(self, rule: str, threshold: float | int, what: str, site: str | None = None) -> None:
+        self.rule = rule
+        self.threshold = threshold
+        self.what = what
+        self.site = site
+        en, de = _TEXTS[rule]
+        values = {"what": what, "threshold": threshold, "threshold_minus": _minus(threshold)}
+        self.message_en = en.format(**values)
+        self.message_de = de.format(**values)
+        super().__init__(self.message_en)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": "disclosure",
+            "rule": self.rule,
+            "threshold": self.threshold,
+            "site": self.site,
+            "message_en": self.message_en,
+            "message_de": self.message_de,
+        }
+
+
+def _minus(threshold: float | int) -> float | int:
+    return threshold - 1 if isinstance(threshold, int) else threshold
+
+
+@dataclass(frozen=True)
+class AnalysisPolicy:
+    min_rows: int = 10
+    min_cell: int = 5
+    dominance: float = 0.9
+    glm_saturation: float = 0.10
+    levels_max: int = 40
+    levels_density: float = 0.33
+    min_sites: int = 3
+    tail_factor: int = 20
+    rounding: int = 5  # table counts are rounded to a multiple of this (1: exact)
+    daily_budget: int = 2000
+
+    def __post_init__(self) -> None:
+        for name, (floor, loosest) in FLOORS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"analysis.{name}: expected a number")
+            if (loosest == "min" and value < floor) or (loosest == "max" and value > floor):
+                bound = "at least" if loosest == "min" else "at most"
+                raise ValueError(
+                    f"analysis.{name}: must be {bound} {floor} (the network's floor), got {value}"
+                )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AnalysisPolicy:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(
+                f"analysis: unknown keys {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})"
+            )
+        return cls(**dict(values))
+
+
+# name -> (floor, which side is looser): a site may only move away from the floor towards safety.
+FLOORS: dict[str, tuple[float, str]] = {
+    "min_rows": (5, "min"),
+    "min_cell": (3, "min"),
+    "dominance": (0.9, "max"),
+    "glm_saturation": (0.33, "max"),
+    "levels_max": (40, "max"),
+    "levels_density": (0.33, "max"),
+    "min_sites": (2, "min"),
+    "tail_factor": (10, "min"),
+    "rounding": (1, "min"),
+    "daily_budget": (1, "min"),
+}
+
+
+def check_rows(n: int, policy: AnalysisPolicy, what: str) -> None:
+    if n < policy.min_rows:
+        raise Refused("min_rows", policy.min_rows, what)
+
+
+def check_binary(values: np.ndarray, policy: AnalysisPolicy, what: str) -> None:
+    """A column with exactly two distinct values: each must occur at least k times."""
+    distinct, counts = np.unique(values, return_counts=True)
+    if len(distinct) == 2 and counts.min() < policy.min_cell:
+        raise Refused("min_cell", policy.min_cell, what)
+
+
+def check_sparse(values: np.ndarray, policy: AnalysisPolicy, what: str) -> None:
+    nonzero = int(np.count_nonzero(values))
+    if 0 < nonzero < policy.min_cell:
+        raise Refused("sparse_column", policy.min_cell, what)
+
+
+def check_dominance(values: np.ndarray, policy: AnalysisPolicy, what: str) -> None:
+    absolute = np.abs(values)
+    total = float(absolute.sum())
+    if total > 0 and float(absolute.max()) > policy.dominance * total:
+        raise Refused("dominance", policy.dominance, what)
+
+
+def check_levels(counts: Mapping[str, int], n: int, policy: AnalysisPolicy, what: str) -> None:
+    if len(counts) > policy.levels_max or len(counts) > policy.levels_density * n:
+        raise Refused("levels", min(policy.levels_max, int(policy.levels_density * n)), what)
+    if any(0 < c < policy.min_cell for c in counts.values()):
+        raise Refused("min_cell", policy.min_cell, what)
+
+
+def check_saturation(p: int, n: int, policy: AnalysisPolicy, what: str) -> None:
+    if p > policy.glm_saturation * n:
+        raise Refused("glm_saturation", policy.glm_saturation, what)
+
+
+def check_min_sites(sites: int, policy: AnalysisPolicy, what: str) -> None:
+    if sites < policy.min_sites:
+        raise Refused("min_sites", policy.min_sites, what)
+
+
+def round_count(value: int, rounding: int) -> int:
+    """Round to the nearest multiple of `rounding` (a non-zero count never to zero)."""
+    if rounding <= 1 or value == 0:
+        return value
+    return max(rounding, (value + rounding // 2) // rounding * rounding)
+
+
+def suppress(
+    counts: np.ndarray, k: int, hidden: np.ndarray | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Primary and secondary suppression of a 1- to 3-way table whose margins are released too.
+
+    Returns the mask of suppressed cells and, per axis, the mask of suppressed margins (the sums over
+    that axis), then the grand total's (a 0-d mask). Primary: every cell with 0 < n < k (NA is a level
+    like any other, so NA cells are checked too). Secondary, to a fixed point: a line of cells (along any
+    axis) with exactly one suppressed cell would give it away as margin minus the visible cells, so a
+    second cell of that line is suppressed (the smallest visible one); where the line has no other cell,
+    its margin is suppressed, and with it every margin of that axis and the grand total.
+    """
+    cells = (counts > 0) & (counts < k)
+    if hidden is not None:  # cells already hidden (at a site, when the hub pools the sites' tables)
+        cells |= hidden
+    margins = [np.zeros(np.delete(counts.shape, axis), dtype=bool) for axis in range(counts.ndim)]
+    total = np.zeros((), dtype=bool)
+    changed = True
+    while changed:
+        changed = False
+        for axis in range(counts.ndim):
+            moved_cells = np.moveaxis(cells, axis, -1)
+            moved_counts = np.moveaxis(counts, axis, -1)
+            single = moved_cells.sum(axis=-1) == 1
+            for index in zip(*np.nonzero(single), strict=True) if single.ndim else [()]:
+                line = moved_cells[index]
+                if line.sum() != 1:
+                    continue
+                candidates = np.where(~line)[0]
+                if candidates.size == 0:
+                    margins[axis][...] = True
+                    total = np.ones((), dtype=bool)
+                    continue
+                values = moved_counts[index][candidates]
+                # the smallest visible non-zero cell; a zero cell only if there is none
+                order = np.where(values > 0, values, np.iinfo(np.int64).max)
+                pick = candidates[int(np.argmin(order))]
+                moved_cells[(*index, pick)] = True  # a view: writes through to `cells`
+                changed = True
+    # Margins are counts as well: one below k is suppressed, and so (one being recoverable from the
+    # grand total minus the others) is a second margin of that axis, or all of them in a 3-way table.
+    if counts.ndim > 1:
+        for axis in range(counts.ndim):
+            sums = counts.sum(axis=axis)
+            margins[axis] |= (sums > 0) & (sums < k)
+            n_hidden = int(margins[axis].sum())
+            if n_hidden and counts.ndim == 3:
+                margins[axis][...] = True
+            elif n_hidden == 1:
+                visible = np.where(~margins[axis], sums, np.iinfo(np.int64).max)
+                if visible.min() == np.iinfo(np.int64).max:
+                    total = np.ones((), dtype=bool)
+                else:
+                    margins[axis][np.unravel_index(int(np.argmin(visible)), sums.shape)] = True
+    grand = int(counts.sum())
+    if 0 < grand < k:
+        total = np.ones((), dtype=bool)
+    return cells, [*margins, total]
+
+
+class ReleaseLedger:
+    """The row sets of every statistic a project has had released from this site, to block differencing.
+
+    A row set is a boolean mask over one analysis table (its source key names the table and its
+    version). A new release is refused when its rows differ from an earlier one of the same project and
+    source by 1 to k-1 rows (symmetric difference): the two answers would isolate those few rows. Equal
+    row sets are fine (the same rows again). In memory, per site process.
+    """
+
+    def __init__(self) -> None:
+        self._sets: dict[tuple[str, str], dict[bytes, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def check_and_record(
+        self, project: str, source: str, mask: np.ndarray, policy: AnalysisPolicy, what: str
+    ) -> None:
+        packed = np.packbits(mask)
+        digest = hashlib.sha256(packed.tobytes() + len(mask).to_bytes(8, "big")).digest()
+        with self._lock:
+            known = self._sets.setdefault((project, source), {})
+            if digest in known:
+                return
+            for earlier in known.values():
+                if earlier.shape != packed.shape:
+                    continue
+                differ = int(np.bitwise_count(np.bitwise_xor(earlier, packed)).sum())
+                if 0 < differ < policy.min_cell:
+                    raise Refused("differencing", policy.min_cell, what)
+            known[digest] = packed
+
+
+class Budget:
+    """Released statistics per project per day at this site."""
+
+    def __init__(self) -> None:
+        self._spent: dict[tuple[str, dt.date], int] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, project: str, today: dt.date, policy: AnalysisPolicy, what: str, amount: int = 1) -> None:
+        with self._lock:
+            spent = self._spent.get((project, today), 0)
+            if spent + amount > policy.daily_budget:
+                raise Refused("budget", policy.daily_budget, what)
+            self._spent[(project, today)] = spent + amount
+
+    def spent(self, project: str, today: dt.date) -> int:
+        return self._spent.get((project, today), 0)

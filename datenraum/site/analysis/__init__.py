@@ -1,0 +1,7 @@
+"""Federated analysis at the site: the executor that answers analysis requests with disclosure control.
+
+- `executor`: `SiteExecutor`, one request in, one answer out (authoritative checks from
+  `datenraum.privacy.analysis` with the site's own policy);
+- `tables`: analysis tables from CSV/Parquet files (`read_table`) and the `AnalysisTable` the executor reads;
+- `local`: `LocalSites`, one in-process executor per table file (local mode, tests).
+"""

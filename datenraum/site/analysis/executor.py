@@ -1,0 +1,447 @@
+"""The site's analysis executor: one request in, one answer out, disclosure control applied here.
+
+`SiteExecutor.handle(body)` parses the request (`datenraum.analysis.messages`), resolves its rows (a
+table, or a cohort of the store with variable definitions), applies the subset (`where`), computes the
+operation's aggregates and checks every rule of `datenraum.privacy.analysis` with this site's own
+`AnalysisPolicy` before anything leaves. It never raises: a refusal or a bad request is an error answer
+naming the rule and threshold (or the field), never a value. A refused request returns nothing else: no
+information matrix, no score vector (DataSHIELD's glmDS2 returned the score after a failed check).
+
+Released row sets are recorded per project (`ReleaseLedger`) so that two releases differing by fewer
+than k rows are refused, and each answer spends one unit of the project's daily budget.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from datenraum.analysis.design import column_names, design_matrix, level_strings, model_frame
+from datenraum.analysis.families import family as make_family
+from datenraum.analysis.formula import FormulaError
+from datenraum.analysis.messages import (
+    Condition,
+    Cor,
+    GlmPrepare,
+    GlmStep,
+    MessageError,
+    Quantiles,
+    Request,
+    Summary,
+    Table,
+    error_result,
+    ok_result,
+    parse_request,
+)
+from datenraum.privacy.analysis import (
+    AnalysisPolicy,
+    Budget,
+    Refused,
+    ReleaseLedger,
+    check_binary,
+    check_dominance,
+    check_levels,
+    check_rows,
+    check_saturation,
+    check_sparse,
+    round_count,
+    suppress,
+)
+from datenraum.site.analysis.tables import AnalysisTable, TableError
+
+__all__ = ["QUANTILE_BINS", "SiteExecutor"]
+
+log = logging.getLogger("datenraum.site.analysis")
+
+QUANTILE_BINS = 400  # grid bins over mean +- 6 sd before merging to >= k rows per bin
+RARE = "(rare)"  # the level that table levels with fewer than k rows are merged into
+NA = "NA"
+
+Resolver = Callable[[Request], AnalysisTable]
+
+
+def _error(code: str, en: str, de: str, **extra: Any) -> dict[str, Any]:
+    return error_result(
+        {"code": code, "rule": None, "threshold": None, "message_en": en, "message_de": de, **extra}
+    )
+
+
+class SiteExecutor:
+    def __init__(
+        self,
+        resolve: Resolver | Mapping[str, AnalysisTable],
+        policy: AnalysisPolicy | None = None,
+        *,
+        site: str | None = None,
+        ledger: ReleaseLedger | None = None,
+        budget: Budget | None = None,
+        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+    ) -> None:
+        if isinstance(resolve, Mapping):
+            tables = dict(resolve)
+
+            def by_name(request: Request) -> AnalysisTable:
+                if request.data.table is None:
+                    raise TableError("this site has no store: only tables can be analysed")
+                if request.data.table not in tables:
+                    raise TableError(f"unknown table {request.data.table!r}")
+                return tables[request.data.table]
+
+            self._resolve: Resolver = by_name
+        else:
+            self._resolve = resolve
+        self.policy = policy or AnalysisPolicy()
+        self.site = site
+        self.ledger = ledger or ReleaseLedger()
+        self.budget = budget or Budget()
+        self._today = today
+        self._designs: OrderedDict[bytes, Any] = OrderedDict()
+
+    # -- the one entry point
+    def handle(self, body: Any) -> dict[str, Any]:
+        try:
+            request = parse_request(body)
+        except MessageError as error:
+            return error_result({**error.to_json(), "site": self.site})
+        try:
+            table = self._resolve(request)
+            rows = self._subset(request, table)
+            result, used = self._run(request, table, rows)
+            what = request.op
+            self.ledger.check_and_record(request.project, table.key, used, self.policy, what)
+            self.budget.spend(request.project, self._today(), self.policy, what)
+            return ok_result(result)
+        except Refused as refused:
+            refused.site = self.site
+            return error_result(refused.to_json())
+        except (TableError, FormulaError) as error:
+            return _error(
+                "bad_request",
+                f"cannot analyse: {error}",
+                f"Analyse nicht möglich: {error}",
+                site=self.site,
+            )
+        except Exception:
+            log.exception("analysis %s: unexpected error", body.get("op") if isinstance(body, dict) else None)
+            return _error(
+                "internal",
+                "the site could not run the analysis (internal error, see the site's log)",
+                "der Standort konnte die Analyse nicht ausführen (interner Fehler, siehe Protokoll des Standorts)",
+                site=self.site,
+            )
+
+    def _subset(self, request: Request, table: AnalysisTable) -> np.ndarray:
+        mask = np.ones(table.n_rows, dtype=bool)
+        for condition in request.where:
+            mask &= _condition(table.column(condition.variable), condition)
+        if request.where:
+            check_rows(int(mask.sum()), self.policy, "subset")
+        return mask
+
+    def _run(self, request: Request, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        match request:
+            case GlmStep():
+                return self._glm_step(request, table, rows)
+            case GlmPrepare():
+                return self._glm_prepare(request, table, rows)
+            case Summary():
+                return self._summary(request, table, rows)
+            case Quantiles():
+                return self._quantiles(request, table, rows)
+            case Table():
+                return self._table(request, table, rows)
+            case Cor():
+                return self._cor(request, table, rows)
+        raise MessageError("op", "not supported")
+
+    # -- moments
+    def _numeric(self, table: AnalysisTable, name: str) -> np.ndarray:
+        values = table.column(name)
+        if values.dtype == object:
+            raise TableError(f"variable {name} is categorical; use a table")
+        return values
+
+    def _summary(self, request: Summary, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        out, used = {}, np.zeros(table.n_rows, dtype=bool)
+        for name in request.variables:
+            values = self._numeric(table, name)
+            valid = rows & ~np.isnan(values)
+            x = values[valid]
+            check_rows(len(x), self.policy, f"summary of {name}")
+            check_sparse(x, self.policy, f"summary of {name}")
+            check_dominance(x, self.policy, f"summary of {name}")
+            mean = float(x.mean())
+            out[name] = {
+                "n": len(x),
+                "n_missing": int(rows.sum()) - len(x),
+                "sum": float(x.sum()),
+                "m2": float(((x - mean) ** 2).sum()),
+            }
+            used |= valid
+        return out, used
+
+    def _cor(self, request: Cor, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        columns = [self._numeric(table, name) for name in request.variables]
+        valid = rows.copy()
+        for values in columns:
+            valid &= ~np.isnan(values)
+        x = np.column_stack([values[valid] for values in columns])
+        n = len(x)
+        check_rows(n, self.policy, "correlation")
+        check_saturation(x.shape[1], n, self.policy, "correlation")
+        for name, column in zip(request.variables, x.T, strict=True):
+            check_binary(column, self.policy, f"correlation: {name}")
+            check_sparse(column, self.policy, f"correlation: {name}")
+            check_dominance(column, self.policy, f"correlation: {name}")
+        mean = x.mean(axis=0)
+        centred = x - mean
+        return {"n": n, "mean": mean.tolist(), "sscp": (centred.T @ centred).tolist()}, valid
+
+    def _quantiles(
+        self, request: Quantiles, table: AnalysisTable, rows: np.ndarray
+    ) -> tuple[dict, np.ndarray]:
+        values = self._numeric(table, request.variable)
+        valid = rows & ~np.isnan(values)
+        x = np.sort(values[valid])
+        n = len(x)
+        what = f"quantiles of {request.variable}"
+        check_rows(n, self.policy, what)
+        check_dominance(x, self.policy, what)
+        k = self.policy.min_cell
+        for p in request.probs:
+            if min(p, 1 - p) * n < k:
+                raise Refused("no_extremes", int(np.ceil(k / min(p, 1 - p))), what)
+        mean, sd = float(x.mean()), float(x.std())
+        if sd == 0:
+            raise Refused("quantile_bins", k, what)
+        grid = np.linspace(mean - 6 * sd, mean + 6 * sd, QUANTILE_BINS + 1)
+        # cumulative counts at each grid edge: #(x <= edge)
+        cumulative = np.searchsorted(x, grid, side="right")
+        below, above = int(cumulative[0]), n - int(cumulative[-1])
+        # merge bins left to right until each holds >= k rows; the edges kept are grid points only
+        edges, counts = [0], []
+        start = 0
+        for i in range(1, len(grid)):
+            if cumulative[i] - cumulative[start] >= k:
+                counts.append(int(cumulative[i] - cumulative[start]))
+                edges.append(i)
+                start = i
+        rest = int(cumulative[-1] - cumulative[start])
+        if rest and counts:
+            counts[-1] += rest
+            edges[-1] = len(grid) - 1
+        elif rest:
+            raise Refused("quantile_bins", k, what)
+        return {
+            "n": n,
+            "edges": [float(grid[i]) for i in edges],
+            "counts": counts,
+            # rows outside the grid: released only as "some" (>= k) or merged into an open bin
+            "below": below if below >= k else (None if below else 0),
+            "above": above if above >= k else (None if above else 0),
+        }, valid
+
+    # -- tables
+    def _table(self, request: Table, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        k = self.policy.min_cell
+        labels, levels = [], []
+        for name in request.variables:
+            column = level_strings(table.column(name))[rows]
+            column = np.where(column == None, NA, column)  # noqa: E711 (NA is a level, checked like any)
+            distinct, counts = np.unique(column.astype(str), return_counts=True)
+            rare = set(distinct[counts < k].tolist())
+            if rare:
+                column = np.where(np.isin(column.astype(str), list(rare)), RARE, column)
+            kept = sorted(set(column.astype(str).tolist()))
+            if len(kept) > self.policy.levels_max:
+                raise Refused("levels", self.policy.levels_max, f"table of {name}")
+            labels.append(column.astype(str))
+            levels.append(kept)
+        n = int(rows.sum())
+        check_rows(n, self.policy, "table")
+        shape = tuple(len(level) for level in levels)
+        index = [
+            np.searchsorted(np.array(level), column) for level, column in zip(levels, labels, strict=True)
+        ]
+        counts = np.zeros(shape, dtype=np.int64)
+        np.add.at(counts, tuple(index), 1)
+        cells, margins = suppress(counts, k)
+        r = self.policy.rounding
+
+        def shown(values: np.ndarray, hidden: np.ndarray) -> Any:
+            if values.ndim == 0:
+                return None if bool(hidden) else round_count(int(values), r)
+            return [shown(v, h) for v, h in zip(values, hidden, strict=True)]
+
+        margin_values = [counts.sum(axis=axis) for axis in range(counts.ndim)]
+        return {
+            "variables": list(request.variables),
+            "levels": levels,
+            "counts": shown(counts, cells),
+            "margins": [shown(m, h) for m, h in zip(margin_values, margins[:-1], strict=True)],
+            "total": shown(np.array(n), margins[-1]),
+        }, rows
+
+    # -- GLM
+    def _design(self, request: GlmPrepare, table: AnalysisTable, rows: np.ndarray, levels: Mapping | None):
+        key = orjson.dumps(
+            [table.key, request.model_json(), [c.to_json() for c in request.where], levels, request.project],
+            option=orjson.OPT_SORT_KEYS,
+        )
+        cached = self._designs.get(key)
+        if cached is not None:
+            self._designs.move_to_end(key)
+            return cached
+        spec = request.model
+        fam = make_family(request.family, request.link)
+        frame = model_frame(spec, table.column, request.weights, rows)
+        n = frame.n
+        what = "glm"
+        check_rows(n, self.policy, what)
+        local_levels = {}
+        for name, labels in frame.factors.items():
+            distinct, counts = np.unique(labels.astype(str), return_counts=True)
+            check_levels(
+                dict(zip(distinct.tolist(), counts.tolist(), strict=True)),
+                n,
+                self.policy,
+                f"glm: factor {name}",
+            )
+            local_levels[name] = distinct.tolist()
+        y = frame.numeric[spec.response]
+        if not fam.valid_response(y):
+            raise TableError(
+                f"the response {spec.response.label} is outside the range of the {fam.name} family"
+            )
+        if fam.binary_response or fam.count_response:
+            events = int(np.count_nonzero(y))
+            if events < self.policy.min_cell or (
+                fam.binary_response and n - int(np.count_nonzero(y == 1)) < self.policy.min_cell
+            ):
+                raise Refused("min_cell", self.policy.min_cell, "glm: events of the response")
+        else:
+            check_dominance(y, self.policy, "glm: response")
+        check_binary(y, self.policy, "glm: response")
+        weights = frame.numeric[request.weights] if request.weights else np.ones(n)
+        if request.weights is not None:
+            if np.any(weights < 0):
+                raise TableError("weights must not be negative")
+            check_binary(weights, self.policy, "glm: weights")
+        offset = frame.numeric[spec.offset] if spec.offset is not None else np.zeros(n)
+        if spec.offset is not None:
+            check_binary(offset, self.policy, "glm: offset")
+        design = None
+        if levels is not None:
+            for name, known in local_levels.items():
+                if set(known) - set(levels[name]):
+                    raise TableError(f"factor {name}: a level of this site is not among the global levels")
+            x = design_matrix(spec, frame, levels)
+            names = column_names(spec, levels)
+            check_saturation(x.shape[1], n, self.policy, what)
+            for j, name in enumerate(names):
+                if name == "(Intercept)":
+                    continue
+                column = x[:, j]
+                check_binary(column, self.policy, f"glm: column {name}")
+                check_sparse(column, self.policy, f"glm: column {name}")
+                if len(np.unique(column[:50])) > 2:
+                    check_dominance(column, self.policy, f"glm: column {name}")
+            design = (x, y, weights, offset)
+        cached = (frame, fam, local_levels, design)
+        self._designs[key] = cached
+        while len(self._designs) > 16:
+            self._designs.popitem(last=False)
+        return cached
+
+    def _glm_prepare(
+        self, request: GlmPrepare, table: AnalysisTable, rows: np.ndarray
+    ) -> tuple[dict, np.ndarray]:
+        frame, _, local_levels, _ = self._design(request, table, rows, None)
+        y = frame.numeric[request.model.response]
+        weights = frame.numeric[request.weights] if request.weights else np.ones(frame.n)
+        return {
+            "n_total": int(rows.sum()),
+            "n": frame.n,
+            "levels": local_levels,
+            "sum_w": float(weights.sum()),
+            "sum_wy": float((weights * y).sum()),
+        }, frame.mask
+
+    def _glm_step(self, request: GlmStep, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        frame, fam, _, design = self._design(request, table, rows, request.levels)
+        x, y, w, offset = design
+        p = x.shape[1]
+        if len(request.beta) != p:
+            raise MessageError("beta", f"expected {p} coefficients for this model")
+        beta = np.asarray(request.beta)
+        eta = x @ beta + offset
+        mu = fam.clean_mu(fam.link.inverse(eta))
+        d = fam.link.mu_eta(eta)
+        var = fam.variance(mu)
+        residual = y - mu
+        working = w * d / var
+        root = x * np.sqrt(working * d)[:, None]  # W = w mu'^2 / V >= 0
+        info = root.T @ root
+        score = x.T @ (working * residual)
+        finite = bool(np.all(np.isfinite(info)) and np.all(np.isfinite(score)))
+        result: dict[str, Any] = {
+            "n_total": int(rows.sum()),
+            "n": frame.n,
+            "p": p,
+            "sum_w": float(w.sum()),
+            "sum_wy": float((w * y).sum()),
+            "sum_woffset": float((w * offset).sum()),
+            "info": info[np.triu_indices(p)].tolist() if finite else None,
+            "score": score.tolist() if finite else None,
+            "deviance": float((w * fam.unit_deviance(y, mu)).sum()) if finite else None,
+            "pearson": float((w * residual * residual / var).sum()) if finite else None,
+        }
+        if request.null_eta is not None:
+            eta0 = request.null_eta + offset
+            mu0 = fam.clean_mu(fam.link.inverse(eta0))
+            d0 = fam.link.mu_eta(eta0)
+            var0 = fam.variance(mu0)
+            result["null"] = {
+                "deviance": float((w * fam.unit_deviance(y, mu0)).sum()),
+                "score": float((w * d0 * (y - mu0) / var0).sum()),
+                "info": float((w * d0 * d0 / var0).sum()),
+            }
+        return result, frame.mask
+
+
+def _condition(values: np.ndarray, condition: Condition) -> np.ndarray:
+    c, v = condition.comparator, condition.value
+    if c == "not_null":
+        return ~np.isnan(values) if values.dtype != object else values != None  # noqa: E711
+    if values.dtype == object:
+        labels = values
+        if c == "in":
+            return np.isin(labels, [str(x) for x in v])
+        if c in ("eq", "ne"):
+            hit = labels == str(v)
+            return hit if c == "eq" else ~hit & (labels != None)  # noqa: E711
+        raise TableError(f"{condition.variable} is categorical: only eq, ne, in, not_null apply")
+    if isinstance(v, str) or (c == "in" and any(isinstance(x, str) for x in v)):
+        raise TableError(f"{condition.variable} is numeric: compare it with numbers")
+    with np.errstate(invalid="ignore"):
+        match c:
+            case "eq":
+                return values == v
+            case "ne":
+                return (values != v) & ~np.isnan(values)
+            case "lt":
+                return values < v
+            case "le":
+                return values <= v
+            case "gt":
+                return values > v
+            case "ge":
+                return values >= v
+            case _:
+                return np.isin(values, v)
