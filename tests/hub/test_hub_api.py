@@ -351,6 +351,7 @@ async def test_a_running_task_whose_lease_ran_out_is_offered_again(hub: HubFixtu
         researcher = Researcher(client, hub.user())
         site = SiteClient(client, credentials["uk-a"])
         await researcher.ask(older_than(50))
+        await researcher.ask(older_than(60))
         [task] = await site.poll()
         polling = asyncio.create_task(site.poll(wait=10))
         await asyncio.sleep(0.1)
@@ -536,8 +537,11 @@ async def test_input_the_database_could_not_store_is_refused_not_crashed_on(hub:
                 [{"termCodes": [{"system": "http://fhir.de/CodeSystem/bfarm/icd-10-gm", "code": "E1\x001"}]}]
             ]
         }
-        assert (await researcher.submit(diagnosis)).status_code == 201
-        await researcher.ask(older_than(50, display="\x00"))
+        # NUL in any string of a query, codes and display texts alike (issue 12 P-10).
+        assert (await researcher.submit(diagnosis)).status_code == 422
+        assert (await researcher.submit(older_than(50, display="\x00"))).status_code == 422
+        await researcher.ask(older_than(50))
+        await researcher.ask(older_than(60))
         assert (
             await client.get(f"{RESEARCHER_API}/queries/%00", headers=researcher.headers)
         ).status_code == 404
