@@ -142,7 +142,9 @@ def _plain_page(request: Request, status: int, message: str) -> Response:
         return render(request, "error.html", None, status, message=message, status=status)
     except Exception:  # the page itself failed: the text alone
         log.exception("the error page could not be made")
-        return HTMLResponse(f"<!doctype html><title>{status}</title><p>{html.escape(message)}</p>", status_code=status)
+        return HTMLResponse(
+            f"<!doctype html><title>{status}</title><p>{html.escape(message)}</p>", status_code=status
+        )
 
 
 async def _internal_error(request: Request, _exception: Exception | None = None) -> Response:

@@ -351,7 +351,6 @@ async def test_a_running_task_whose_lease_ran_out_is_offered_again(hub: HubFixtu
         researcher = Researcher(client, hub.user())
         site = SiteClient(client, credentials["uk-a"])
         await researcher.ask(older_than(50))
-        await researcher.ask(older_than(60))
         [task] = await site.poll()
         polling = asyncio.create_task(site.poll(wait=10))
         await asyncio.sleep(0.1)
