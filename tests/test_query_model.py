@@ -243,9 +243,9 @@ def test_the_2021_draft_with_term_code_singular_is_refused_as_such():
 # --- round trip ----------------------------------------------------------------------------------------
 
 codes = st.text(alphabet="ABCEIJKZ0123456789.-", min_size=1, max_size=8).filter(str.strip)
-terms = st.builds(
-    TermCode, st.sampled_from([ICD, LOINC, SNOMED]), codes, st.text(max_size=5), st.none() | codes
-)
+# Any text a query may hold: every character but NUL and lone surrogates, which the parser refuses.
+texts = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=5)
+terms = st.builds(TermCode, st.sampled_from([ICD, LOINC, SNOMED]), codes, texts, st.none() | codes)
 numbers = st.floats(allow_nan=False, allow_infinity=False, width=32)
 days = st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2100, 1, 1))
 
@@ -283,9 +283,37 @@ groups = st.lists(st.lists(criteria, min_size=1, max_size=3).map(tuple), min_siz
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.builds(StructuredQuery, groups, st.just(()) | groups, st.text(max_size=10), st.just("v3")))
+@given(st.builds(StructuredQuery, groups, st.just(()) | groups, texts, st.just("v3")))
 def test_writing_and_parsing_a_query_gives_the_same_query(query):
     assert parse_query(query_to_json(query)) == query
+
+
+@pytest.mark.parametrize("text", ["E11\x00", "\ud800", "a\udfffb"])
+@pytest.mark.parametrize("where", ["code", "display", "system"])
+def test_nul_and_lone_surrogates_are_refused_in_any_string_naming_it(where, text):
+    """Issue 12 P-5, P-10: PostgreSQL cannot store NUL, and a lone surrogate cannot be written as UTF-8."""
+    term = {"system": ICD, "code": "E11", where: text}
+    with pytest.raises(QueryError) as raised:
+        parse_query({"inclusionCriteria": [[{"termCodes": [term]}]]})
+    assert raised.value.path == f"$.inclusionCriteria[0][0].termCodes[0].{where}"
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"])
+def test_an_integer_beyond_any_float_is_refused_naming_it(value):
+    """Issue 12 P-5: 10**400 made math.isfinite raise OverflowError."""
+    criterion = {
+        "context": {"system": "fdpg.mii.cds", "code": "Patient"},
+        "termCodes": [{"system": SNOMED, "code": "424144002"}],
+        "valueFilter": {
+            "type": "quantity-comparator",
+            "comparator": "gt",
+            "value": value,
+            "unit": {"code": "a"},
+        },
+    }
+    with pytest.raises(QueryError) as raised:
+        parse_query({"inclusionCriteria": [[criterion]]})
+    assert raised.value.path == "$.inclusionCriteria[0][0].valueFilter.value"
 
 
 # --- check_query: what the mapping cannot answer -----------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import html
 import logging
 import math
 import shlex
@@ -22,10 +23,11 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datenraum.hub.accounts.outbox import Outbox, SmtpSettings
 from datenraum.hub.accounts.service import Accounts, PortalRoleHolders
@@ -42,7 +44,7 @@ from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
 from datenraum.hub.portal import directory_pages, pages, proposals_pages, sso
-from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
+from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page, render
 from datenraum.hub.proposals import invitations
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
 from datenraum.hub.proposals.uploads import UploadPolicy
@@ -73,8 +75,26 @@ def _field(location: Sequence[str | int]) -> str:
 
 
 def _wants_page(request: Request) -> bool:
-    """Whether the error is for a person's browser (a portal page) rather than an API client."""
-    return not request.url.path.startswith(("/api/", "/static/")) and request.url.path != "/openapi.json"
+    """Whether the error is for a person's browser rather than an API client: a portal page, or any path
+    asked for by a browser that prefers HTML (Accept: text/html, as it sends when it navigates)."""
+    path = request.url.path
+    if path.startswith("/static/"):
+        return False
+    if not path.startswith("/api/") and path != "/openapi.json":
+        return True
+    accepted = [part.split(";")[0].strip().lower() for part in request.headers.get("accept", "").split(",")]
+    return "text/html" in accepted and "application/json" not in accepted
+
+
+async def _answer(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """An error as the error page for a person's browser, or as JSON for an API client."""
+    if not _wants_page(request):
+        return _error(status, message, headers)
+    response = await error_page(request, status, message)
+    response.headers.update(headers or {})
+    return response
 
 
 async def _invalid_request(request: Request, error: Exception) -> Response:
@@ -84,16 +104,12 @@ async def _invalid_request(request: Request, error: Exception) -> Response:
         status, message = 400, f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}"
     else:
         status, message = 422, f"{_field(first['loc'])}: {first['msg']}"
-    if _wants_page(request):
-        return await error_page(request, status, message)
-    return _error(status, message)
+    return await _answer(request, status, message)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    if _wants_page(request):
-        return await error_page(request, error.status_code, str(error.detail))
-    return _error(error.status_code, str(error.detail), dict(error.headers or {}))
+    return await _answer(request, error.status_code, str(error.detail), dict(error.headers or {}))
 
 
 async def _not_signed_in(request: Request, _exception: Exception) -> Response:
@@ -109,20 +125,63 @@ async def _quota_exceeded(_request: Request, error: Exception) -> JSONResponse:
 async def _hub_error(request: Request, error: Exception) -> Response:
     """Every service error (see `errors`): its status, with its text on the error page or as JSON."""
     assert isinstance(error, HubError)
-    if _wants_page(request):
-        return await error_page(request, error.status, str(error))
-    return _error(error.status, str(error), error.headers() or None)
+    return await _answer(request, error.status, str(error), error.headers() or None)
 
 
-async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, error: Exception) -> Response:
     # Clients retry on 503; the operator learns why, in one line.
     log.error("database unavailable: %s", str(getattr(error, "orig", error)).splitlines()[0])
-    return _error(503, "the hub's database is unavailable; try again later", {"Retry-After": "5"})
+    message = "the hub's database is unavailable; try again later"
+    if not _wants_page(request):
+        return _error(503, message, {"Retry-After": "5"})
+    return _plain_page(request, 503, message)
 
 
-async def _internal_error(_request: Request, _exception: Exception) -> JSONResponse:
+def _plain_page(request: Request, status: int, message: str) -> Response:
+    """The error page without the signed-in person (whose account the database may not give now)."""
+    request.state.csrf = getattr(request.state, "csrf", "")
+    try:
+        return render(request, "error.html", None, status, message=message, status=status)
+    except Exception:  # the page itself failed: the text alone
+        log.exception("the error page could not be made")
+        return HTMLResponse(
+            f"<!doctype html><title>{status}</title><p>{html.escape(message)}</p>", status_code=status
+        )
+
+
+async def _internal_error(request: Request, _exception: Exception | None = None) -> Response:
     # The traceback goes to the server log (uvicorn logs it); the client learns nothing about internals.
-    return _error(500, "internal error")
+    if not _wants_page(request):
+        return _error(500, "internal error")
+    return _plain_page(request, 500, "internal error")
+
+
+class UnexpectedErrors:
+    """Answer an exception that no handler took with a 500 from inside `SecurityHeaders`, so that it has
+    the security headers like every answer (Starlette's last-resort handler sits outside all middleware).
+    The exception goes on, for the server to log its traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if not started:
+                response = await _internal_error(Request(scope))
+                await response(scope, receive, send)
+            raise
 
 
 async def _sweep_forever(hub: Hub) -> None:
@@ -222,6 +281,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         larger=[(proposals_pages.UPLOAD_PATHS, upload_body)],
     )
     app.add_middleware(CsrfCookie, secure=config.secure_cookies)
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(NotSignedIn, _not_signed_in)
     app.add_exception_handler(RequestValidationError, _invalid_request)

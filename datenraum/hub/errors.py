@@ -17,7 +17,9 @@ the offending field or say what is missing.
     ├── Conflict                  409  contradicts what is recorded
     │   └── proposals.workflow.Refused    the action is not possible now (state, reason, guard)
     ├── TooMany                   429  too many attempts; `retry_after` says when to try again
-    │   └── accounts.users.LoginThrottled
+    │   ├── accounts.users.LoginThrottled      sign-in paused for an address or a client
+    │   ├── accounts.users.RequestsThrottled   too many reset requests or registrations
+    │   └── feasibility.service.SiteLimitReached   a site has had its daily tasks (or the researcher's share)
     └── accounts.oidc.SignInFailed   400  single sign-on did not succeed (the page says why)
 
 `proposals.workflow.TransitionError` is the base of `ActionForbidden` and `Refused`: what `decide`

@@ -23,6 +23,7 @@ from typing import Annotated, TypeVar
 import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -42,6 +43,7 @@ from datenraum.hub.roles import Role
 __all__ = [
     "CSRF_COOKIE",
     "CSRF_HEADER",
+    "MAX_ROW_ID",
     "SESSION_COOKIE",
     "CurrentSite",
     "CurrentUser",
@@ -51,6 +53,7 @@ __all__ = [
     "RowId",
     "client_ip",
     "csrf_matches",
+    "row_id",
 ]
 
 # The portal signs a browser in with a session cookie; a script uses an API token instead. Requests
@@ -63,9 +66,27 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 T = TypeVar("T")
 
-# The id of a row in a path: the hub's id columns are 32-bit on PostgreSQL, so a bigger number is refused
-# as a bad path rather than failing in the database.
-RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# The id of a row, in a path or a form: the hub's id columns are INTEGER, 32-bit on PostgreSQL (and within
+# SQLite's 64-bit range), so a bigger number is refused as a bad path or form rather than failing in the
+# database. Only ASCII digits: `int` also reads "²"-like digits of other scripts, " 1", "1_0" and "1.0".
+MAX_ROW_ID = 2**31 - 1
+
+
+def row_id(text: str) -> int | None:
+    """The row id `text` spells (ASCII digits, 1 to MAX_ROW_ID), or None if it spells none."""
+    if not (text.isascii() and text.isdecimal()) or len(text) > len(str(MAX_ROW_ID)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ROW_ID else None
+
+
+def _row_id_text(value: object) -> object:
+    if isinstance(value, str) and not (value.isascii() and value.isdecimal()):
+        raise ValueError("must be a row id, written in the digits 0-9")
+    return value
+
+
+RowId = Annotated[int, BeforeValidator(_row_id_text), Path(ge=1, le=MAX_ROW_ID)]
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,22 @@ def _string(node: dict, key: str, path: str, *, required: bool = True) -> str | 
         return None
     if not isinstance(value, str):
         raise QueryError(f"{path}.{key}", f"expected a string, got {_kind(value)}")
+    return _text(value, f"{path}.{key}")
+
+
+def _text(value: str, path: str) -> str:
+    """A string that can be stored and written back: no NUL (PostgreSQL cannot store it) and no lone
+    surrogate (half of a UTF-16 pair, which is no character and cannot be written as UTF-8)."""
+    if "\x00" in value:
+        raise QueryError(path, "must not contain the character NUL")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            character = f"\\u{ord(value[error.start]):04x}"
+            raise QueryError(
+                path, f"contains {character}, half of a UTF-16 surrogate pair, not a character"
+            ) from None
     return value
 
 
@@ -194,13 +210,21 @@ def _number(node: dict, key: str, path: str) -> float:
     value = node.get(key)
     if value is None:
         raise QueryError(f"{path}.{key}", "is required")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise QueryError(f"{path}.{key}", f"expected a number, got {_kind(value)}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float, such as 10**400
+        raise QueryError(f"{path}.{key}", "is too large a number") from None
+    if not math.isfinite(number):
+        raise QueryError(f"{path}.{key}", f"expected a number, got {_kind(value)}")
+    return number
 
 
 def _kind(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "an integer too large to write out"  # str() of a huge one is slow, or refused
     if isinstance(value, int | float) and not isinstance(value, bool):
         return f"the number {value}"
     return names.get(type(value), type(value).__name__)
@@ -422,7 +446,7 @@ def parse_query(data: Any) -> StructuredQuery:
         inclusion=_groups(node["inclusionCriteria"], "$.inclusionCriteria"),
         exclusion=_groups(exclusion, "$.exclusionCriteria") if exclusion else (),
         display=_string(node, "display", "$", required=False) or "",
-        version=str(node.get("version") or ""),
+        version=_string(node, "version", "$", required=False) or "",
     )
 
 

@@ -536,8 +536,11 @@ async def test_input_the_database_could_not_store_is_refused_not_crashed_on(hub:
                 [{"termCodes": [{"system": "http://fhir.de/CodeSystem/bfarm/icd-10-gm", "code": "E1\x001"}]}]
             ]
         }
-        assert (await researcher.submit(diagnosis)).status_code == 201
-        await researcher.ask(older_than(50, display="\x00"))
+        # NUL in any string of a query, codes and display texts alike (issue 12 P-10).
+        assert (await researcher.submit(diagnosis)).status_code == 422
+        assert (await researcher.submit(older_than(50, display="\x00"))).status_code == 422
+        await researcher.ask(older_than(50))
+        await researcher.ask(older_than(60))
         assert (
             await client.get(f"{RESEARCHER_API}/queries/%00", headers=researcher.headers)
         ).status_code == 404

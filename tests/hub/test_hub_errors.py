@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from datenraum.hub.accounts.oidc import Reason, SignInFailed
-from datenraum.hub.accounts.users import LoginThrottled
+from datenraum.hub.accounts.users import LoginThrottled, RequestsThrottled
 from datenraum.hub.errors import HubError, TooMany
 
 from .helpers import HubFixture, bearer
@@ -42,7 +42,7 @@ def _subclasses(cls: type[HubError]) -> list[type[HubError]]:
 
 def _example(cls: type[HubError]) -> HubError:
     """One instance of `cls`; the classes whose constructor takes more than a text are listed here."""
-    if issubclass(cls, LoginThrottled):
+    if issubclass(cls, (LoginThrottled, RequestsThrottled)):
         return cls(dt.timedelta(seconds=90))
     if issubclass(cls, TooMany):
         return cls(f"{cls.__name__}: too many", dt.timedelta(seconds=90))
@@ -67,7 +67,9 @@ async def test_every_hub_error_from_a_route_answers_its_status_not_500(hub: HubF
         "NotAdministrator",
         "NotFound",
         "Refused",
+        "RequestsThrottled",
         "SignInFailed",
+        "SiteLimitReached",
         "TooMany",
         "TransitionError",
         "UploadRejected",

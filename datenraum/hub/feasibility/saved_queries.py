@@ -1,9 +1,11 @@
 """A researcher's saved feasibility queries and the history of what they asked.
 
-A saved query keeps the structured query as the researcher built or imported it, display texts
-included, so that an export is what the national portal would write and can be imported there
-unchanged. It is checked like a submitted query (parse and site mapping) before it is stored, so a
-saved query can always be run. Each researcher sees only their own.
+A saved query keeps the structured query as the model reads it: checked like a submitted query (parse
+and site mapping), then written back from the parsed query, display texts included, so that an export
+is a query the national portal reads. What the model does not read (unknown keys) is not stored, so
+nothing is stored that cannot be written back. A row that an older version stored exactly as given
+and that cannot be written back (nested too deep, a lone surrogate) is listed as unreadable, to be
+deleted, instead of failing the whole list. Each researcher sees only their own.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.hub.accounts.service import User
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SavedQueryRow, utcnow
-from datenraum.hub.errors import Invalid, NotFound
+from datenraum.hub.errors import Conflict, Invalid, NotFound
 from datenraum.hub.feasibility.service import answerable_query
 from datenraum.hub.text import clean_text
 from datenraum.query.mapping import load_mapping
+from datenraum.query.model import query_to_json
 
 __all__ = ["HistoryEntry", "SavedQueries", "SavedQuery"]
 
@@ -31,10 +35,11 @@ MAX_SAVED_PER_USER = 1000
 class SavedQuery:
     id: int
     name: str
-    query: dict[str, Any]
+    query: dict[str, Any] | None  # None when the stored query cannot be read (see `unreadable`)
     created: dt.datetime
     updated: dt.datetime
     last_query_id: str | None
+    unreadable: str | None = None  # why the stored query cannot be read back, and what to do
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,7 +49,14 @@ class SavedQuery:
             "created": self.created.isoformat(),
             "updated": self.updated.isoformat(),
             "last_query_id": self.last_query_id,
+            "unreadable": self.unreadable,
         }
+
+    def readable_query(self) -> dict[str, Any]:
+        """The query, or Conflict when the stored one cannot be read."""
+        if self.query is None:
+            raise Conflict(f"saved query {self.id}: {self.unreadable}")
+        return self.query
 
 
 @dataclass(frozen=True)
@@ -68,17 +80,43 @@ def _valid_name(name: str) -> str:
 
 
 def _valid_query(query: Any) -> dict[str, Any]:
-    """The query as stored: exactly as given, once it parses and this hub's mapping can answer it.
+    """The query as stored: written back from the parsed query, once this hub's mapping can answer it.
 
-    Not the parsed model's JSON: that adds defaults (`display`, `version`) and drops what the model does
-    not keep (empty `attributeFilters`), so an export would differ from what the national portal wrote.
+    The parser refuses what cannot be written back (nesting deeper than a query needs, NUL, lone
+    surrogates), and keys it does not read are dropped, so the stored JSON can always be sent again.
     """
-    answerable_query(query, load_mapping(), field="query")
-    return query
+    return query_to_json(answerable_query(query, load_mapping(), field="query"))
+
+
+# Deeper than this, a JSON answer fails to serialise (orjson and pydantic stop at 255 levels).
+_MAX_READABLE_DEPTH = 128
+
+
+def _unreadable(name: str, query: Any) -> str | None:
+    """Why a stored row cannot be sent back as JSON (rows stored exactly as given by older versions)."""
+    stack = [(query, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_READABLE_DEPTH:
+            return "the stored query is nested too deep to be read back; delete it"
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+    try:
+        orjson.dumps({"name": name, "query": query})
+    except (TypeError, orjson.JSONEncodeError) as error:
+        return f"the stored query cannot be read back ({error}); delete it"
+    return None
 
 
 def _saved(row: SavedQueryRow) -> SavedQuery:
-    return SavedQuery(row.id, row.name, row.query, row.created, row.updated, row.last_query_id)
+    problem = _unreadable(row.name, row.query)
+    if problem is None:
+        return SavedQuery(row.id, row.name, row.query, row.created, row.updated, row.last_query_id)
+    # The name may be what cannot be written (a lone surrogate): shown as its escape.
+    name = row.name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return SavedQuery(row.id, name, None, row.created, row.updated, row.last_query_id, problem)
 
 
 class SavedQueries:
@@ -116,7 +154,7 @@ class SavedQueries:
         with self._sessions() as session:
             original = _saved(self._own(session, user, saved_id))
         copy_name = f"{original.name} (copy)"[:200]
-        return self.save(user, copy_name, original.query)
+        return self.save(user, copy_name, original.readable_query())
 
     def delete(self, user: User, saved_id: int) -> None:
         with self._sessions.begin() as session:

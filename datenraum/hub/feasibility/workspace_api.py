@@ -58,7 +58,7 @@ async def export_saved(hub: HubDep, user: QueryUser, saved_id: RowId) -> Respons
     fallback = "".join(c if c.isascii() else "-" for c in filename)
     disposition = f"attachment; filename=\"{fallback}.json\"; filename*=UTF-8''{quote(filename)}.json"
     return Response(
-        orjson.dumps(saved.query, option=orjson.OPT_INDENT_2),
+        orjson.dumps(saved.readable_query(), option=orjson.OPT_INDENT_2),
         media_type="application/json",
         headers={"Content-Disposition": disposition},
     )

@@ -246,6 +246,7 @@ async def builder_page(request: Request, user: QueryingUser) -> Response:
 async def saved_page(request: Request, user: QueryingUser, saved_id: RowId) -> Response:
     hub = hub_of(request)
     saved = await hub.run(hub.saved_queries.get, user, saved_id)
+    saved.readable_query()  # one that cannot be read is refused here, not in the builder
     return render(request, "builder.html", user, saved_id=saved.id)
 
 

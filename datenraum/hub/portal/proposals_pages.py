@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from datenraum.hub.accounts.service import User
-from datenraum.hub.errors import Invalid, NotFound
+from datenraum.hub.errors import Conflict, Invalid, NotFound
 from datenraum.hub.portal.web import (
     checked_form,
     form_text,
@@ -47,7 +47,7 @@ from datenraum.hub.proposals.values import (
 )
 from datenraum.hub.proposals.workflow import TRANSITIONS, Action, State, TransitionError
 from datenraum.hub.roles import Role
-from datenraum.hub.runtime import Hub
+from datenraum.hub.runtime import Hub, RowId, row_id
 
 __all__ = ["UPLOAD_PATHS", "router"]
 
@@ -137,7 +137,7 @@ async def create(request: Request, user: Researcher) -> Response:
 
 
 @router.get("/proposals/{proposal_id}/edit", response_class=HTMLResponse)
-async def edit_page(request: Request, user: Researcher, proposal_id: int) -> Response:
+async def edit_page(request: Request, user: Researcher, proposal_id: RowId) -> Response:
     hub = hub_of(request)
     proposal = await hub.run(hub.proposals.get, workflow_actor(user), proposal_id)
     if Action.EDIT not in proposal.allowed:
@@ -148,7 +148,7 @@ async def edit_page(request: Request, user: Researcher, proposal_id: int) -> Res
 
 
 @router.post("/proposals/{proposal_id}/edit", response_class=HTMLResponse)
-async def edit(request: Request, user: Researcher, proposal_id: int) -> Response:
+async def edit(request: Request, user: Researcher, proposal_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     current = await hub.run(hub.proposals.get, workflow_actor(user), proposal_id)
@@ -188,7 +188,11 @@ async def _form_page(
     chosen = {f"kept:{i}" for i in range(len(stored.cohort))} if chosen is None else set(chosen)
     saved = await hub.run(hub.saved_queries.list, user)
     present = {(entry.name, _canonical(entry.query)) for entry in stored.cohort}
-    offered = [query for query in saved if (query.name, _canonical(query.query)) not in present]
+    offered = [
+        query
+        for query in saved
+        if query.query is not None and (query.name, _canonical(query.query)) not in present
+    ]
     sites = await hub.run(hub.sites.sites)
     if invited is None:
         invited = [] if proposal_id is None else await hub.run(hub.invitations.of, proposal_id)
@@ -233,8 +237,9 @@ async def _read_draft(
         problems.append(f"analysis: must be one of {', '.join(Analysis)}")
     site_ids = []
     for value in _texts(form, "site_ids"):
-        if value.isdigit():
-            site_ids.append(int(value))
+        site_id = row_id(value)
+        if site_id is not None:
+            site_ids.append(site_id)
         else:
             problems.append(f"site_ids: {value!r} is not a site")
     draft = Draft(
@@ -265,19 +270,26 @@ async def _cohort(
     cohort = []
     for value in chosen:
         kind, _, number = value.partition(":")
-        if kind == "kept" and number.isdigit() and int(number) < len(current.cohort):
-            cohort.append(current.cohort[int(number)])
-        elif kind == "saved" and number.isdigit():
+        position = _position(number)
+        if kind == "kept" and position is not None and position < len(current.cohort):
+            cohort.append(current.cohort[position])
+        elif kind == "saved" and (saved_id := row_id(number)) is not None:
             try:
-                saved = await hub.run(hub.saved_queries.get, user, int(number))
-            except NotFound:
-                problems.append(f"cohort: no saved query {number}")
+                saved = await hub.run(hub.saved_queries.get, user, saved_id)
+                query = saved.readable_query()
+            except (NotFound, Conflict) as error:
+                problems.append(f"cohort: {error}")
                 continue
             total, site_counts = await _latest_counts(hub, user, saved.last_query_id)
-            cohort.append(CohortQuery(saved.name, saved.query, total, site_counts))
+            cohort.append(CohortQuery(saved.name, query, total, site_counts))
         else:
             problems.append(f"cohort: {value!r} is not a saved query")
     return cohort
+
+
+def _position(text: str) -> int | None:
+    """A position in a list (0, 1, ...), written in ASCII digits; None for anything else."""
+    return int(text) if text.isascii() and text.isdecimal() and len(text) <= 6 else None
 
 
 async def _latest_counts(
@@ -370,7 +382,7 @@ async def _store_document(
 
 
 @router.get("/proposals/{proposal_id}", response_class=HTMLResponse)
-async def proposal_page(request: Request, user: AnyUser, proposal_id: int) -> Response:
+async def proposal_page(request: Request, user: AnyUser, proposal_id: RowId) -> Response:
     return await _proposal_page(request, user, proposal_id)
 
 
@@ -419,20 +431,23 @@ def _people(proposal: Proposal) -> set[int]:
 
 
 @router.post("/proposals/{proposal_id}/actions/{name}", response_class=HTMLResponse)
-async def take_action(request: Request, user: AnyUser, proposal_id: int, name: str) -> Response:
+async def take_action(request: Request, user: AnyUser, proposal_id: RowId, name: str) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     if name not in {action.value for action in Action} or Action(name) in _OWN_FORMS:
         return await _proposal_page(request, user, proposal_id, 404, f"action: no action {name!r} here")
     action = Action(name)
     site = form_text(form, "site_id")
+    site_id = row_id(site) if site else None
+    if site and site_id is None:
+        return await _proposal_page(request, user, proposal_id, 400, f"site_id: {site!r} is not a site")
     apply = functools.partial(
         hub.proposals.apply,
         workflow_actor(user),
         proposal_id,
         action,
         reason=form_text(form, "reason").strip() or None,
-        site_id=int(site) if site.isdigit() else None,
+        site_id=site_id,
     )
     try:
         await hub.run(apply)
@@ -444,7 +459,7 @@ async def take_action(request: Request, user: AnyUser, proposal_id: int, name: s
 
 
 @router.post("/proposals/{proposal_id}/comments", response_class=HTMLResponse)
-async def comment(request: Request, user: AnyUser, proposal_id: int) -> Response:
+async def comment(request: Request, user: AnyUser, proposal_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     try:
@@ -457,7 +472,7 @@ async def comment(request: Request, user: AnyUser, proposal_id: int) -> Response
 
 
 @router.post("/proposals/{proposal_id}/documents", response_class=HTMLResponse)
-async def upload(request: Request, user: AnyUser, proposal_id: int) -> Response:
+async def upload(request: Request, user: AnyUser, proposal_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     file = form.get("file")
@@ -471,7 +486,7 @@ async def upload(request: Request, user: AnyUser, proposal_id: int) -> Response:
 
 
 @router.get("/proposals/{proposal_id}/documents/{document_id}")
-async def download(request: Request, user: AnyUser, proposal_id: int, document_id: int) -> Response:
+async def download(request: Request, user: AnyUser, proposal_id: RowId, document_id: RowId) -> Response:
     hub = hub_of(request)
     document, content = await hub.run(hub.proposals.document, workflow_actor(user), proposal_id, document_id)
     media_type = f"{document.media_type}; charset=utf-8" if document.media_type == "text/plain" else None
@@ -490,7 +505,7 @@ def _attachment(file_name: str) -> str:
 
 
 @router.post("/proposals/{proposal_id}/publications", response_class=HTMLResponse)
-async def add_publication(request: Request, user: AnyUser, proposal_id: int) -> Response:
+async def add_publication(request: Request, user: AnyUser, proposal_id: RowId) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     add = functools.partial(
@@ -510,7 +525,7 @@ async def add_publication(request: Request, user: AnyUser, proposal_id: int) -> 
 
 
 @router.get("/proposals/{proposal_id}/export.json")
-async def export_json(request: Request, user: AnyUser, proposal_id: int) -> Response:
+async def export_json(request: Request, user: AnyUser, proposal_id: RowId) -> Response:
     hub = hub_of(request)
     document = await hub.run(hub.proposals.export_json, workflow_actor(user), proposal_id)
     return JSONResponse(
@@ -519,7 +534,7 @@ async def export_json(request: Request, user: AnyUser, proposal_id: int) -> Resp
 
 
 @router.get("/proposals/{proposal_id}/export.pdf")
-async def export_pdf(request: Request, user: AnyUser, proposal_id: int) -> Response:
+async def export_pdf(request: Request, user: AnyUser, proposal_id: RowId) -> Response:
     hub = hub_of(request)
     content = await hub.run(hub.proposals.export_pdf, workflow_actor(user), proposal_id)
     return Response(
@@ -550,6 +565,9 @@ async def mark_read(request: Request, user: AnyUser) -> Response:
             for n in await hub.run(functools.partial(hub.proposals.notifications, acting, unread_only=True))
         ]
     else:
-        ids = [int(value) for value in _texts(form, "id") if value.isdigit()]
+        values = _texts(form, "id")
+        ids = [number for number in map(row_id, values) if number is not None]
+        if len(ids) < len(values):
+            raise HTTPException(400, "id: not the id of a notification")
     await hub.run(hub.proposals.mark_read, acting, ids)
     return redirect("/notifications", "notifications-read")

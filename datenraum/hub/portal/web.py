@@ -114,7 +114,23 @@ class CsrfCookie:
         await self.app(scope, receive, send_with_cookie)
 
 
+_NO_STORE = (b"cache-control", b"no-store")
+_SESSION_SET = f"{SESSION_COOKIE}=".encode()
+
+
+def _signed_in(scope: Scope) -> bool:
+    """Whether the request comes with credentials: an API token, a site credential or a session cookie."""
+    for name, value in scope["headers"]:
+        if name == b"authorization" or (name == b"cookie" and _SESSION_SET in value):
+            return True
+    return False
+
+
 class SecurityHeaders:
+    """The security headers on every answer, and `Cache-Control: no-store` on every answer to a request
+    with credentials (or one that signs in), so that no cache keeps what only that person may see. The
+    hub's static files are the same for everyone and may be cached."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -124,10 +140,15 @@ class SecurityHeaders:
             return
 
         headers = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else _SECURITY_HEADERS
+        personal = _signed_in(scope) and not scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *headers]
+                given = message.get("headers", [])
+                signs_in = any(n == b"set-cookie" and v.startswith(_SESSION_SET) for n, v in given)
+                if personal or signs_in:
+                    given = [*(header for header in given if header[0] != b"cache-control"), _NO_STORE]
+                message["headers"] = [*given, *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
