@@ -21,19 +21,20 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from datenraum.query.model import StructuredQuery
 from datenraum.site.engines.base import EngineSettings, EngineUnavailable
 from datenraum.site.store import SEQ_COLUMN, Snapshot, table_schemas
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["SparkEngine", "spark_log", "spark_session", "stop_spark_session"]
+__all__ = ["SparkEngine", "spark_cohort", "spark_log", "spark_session", "stop_spark_session"]
 
 # Settings that suit a site: Datenraum's timestamps are naive UTC (TIMESTAMP_NTZ), Spark's UI and progress
 # bars are of no use to an agent, and the driver binds to loopback in local mode.
@@ -141,6 +142,8 @@ def _start(settings: EngineSettings) -> SparkSession:
     output = open(log_file, "ab")  # noqa: SIM115 - the JVM writes to it for as long as it runs
     if settings.spark_master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no warning about the host's name
+    # The RDD tasks' Python (the ingest's) comes from the environment, not from spark.pyspark.python.
+    os.environ.setdefault("PYSPARK_PYTHON", conf.get("spark.pyspark.python"))
     gateway = None
     try:
         gateway = launch_gateway(conf, popen_kwargs={"stdout": output, "stderr": subprocess.STDOUT})
@@ -246,3 +249,20 @@ def _read_tables(statement: str) -> set[str]:
     from sqlglot import exp, parse_one
 
     return {table.name for table in parse_one(statement, dialect="spark").find_all(exp.Table)}
+
+
+def spark_cohort(settings: EngineSettings) -> Callable[[Snapshot, StructuredQuery], Iterator[str]]:
+    """The site agent's cohort (`datenraum.site.agent.loop.Cohort`) on Spark: a task's patient ids,
+    sorted. The session starts here, so that a Spark that cannot start stops the agent at once."""
+    from datenraum.site.engines.base import feasibility_engine
+
+    session = spark_session(settings)
+
+    def cohort(snapshot: Snapshot, query: StructuredQuery) -> Iterator[str]:
+        engine = SparkEngine(snapshot, session)
+        try:
+            return iter(feasibility_engine(engine).patient_ids(query))
+        finally:
+            engine.close()
+
+    return cohort
