@@ -50,6 +50,31 @@ def _print_load_report(report: LoadReport, limit: int) -> None:
         click.echo(f"rejected resources are in {report.rejects_file}", err=True)
 
 
+def engine_options(command: Callable) -> Callable:
+    """`--engine` and `--spark-master`: which engine a site command runs the store on (see
+    datenraum/site/engines; the agent reads the same from its config's [engine] section)."""
+    command = click.option(
+        "--spark-master",
+        default="local[*]",
+        show_default=True,
+        help="Spark master URL with --engine spark (spark://HOST:7077, k8s://https://HOST:443, ...).",
+    )(command)
+    # The engines of datenraum.site.engines.ENGINES, not imported here (see the note on --dialect).
+    return click.option(
+        "--engine",
+        type=click.Choice(["duckdb", "spark"]),
+        default="duckdb",
+        show_default=True,
+        help="Engine the store is read and loaded with: embedded DuckDB or Apache Spark.",
+    )(command)
+
+
+def _engine_settings(engine: str, spark_master: str) -> Any:
+    from datenraum.site.engines import EngineSettings
+
+    return EngineSettings(engine, spark_master)
+
+
 @click.group()
 def main() -> None:
     """Datenraum: a federated study and data space for clinical research."""
@@ -69,6 +94,7 @@ def main() -> None:
     is_flag=True,
     help="Read every NDJSON line with the row-by-row reader: same result, slower (to compare or diagnose).",
 )
+@engine_options
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def ingest_command(
     store_path: Path,
@@ -76,15 +102,19 @@ def ingest_command(
     as_json: bool,
     show_rejects: int,
     row_by_row: bool,
+    engine: str,
+    spark_master: str,
     paths: tuple[Path],
 ) -> None:
     """Load FHIR R4 NDJSON (.ndjson, .ndjson.gz) and Bundles (.json), or folders of them, into a store."""
+    from datenraum.site.engines import EngineUnavailable
     from datenraum.site.ingest import IngestError, ingest
     from datenraum.site.store import StoreError
 
     try:
-        report = ingest(store_path, paths, workers=workers, strict_reader=not row_by_row)
-    except (IngestError, StoreError) as error:
+        settings = _engine_settings(engine, spark_master)
+        report = ingest(store_path, paths, workers=workers, strict_reader=not row_by_row, engine=settings)
+    except (IngestError, StoreError, EngineUnavailable) as error:
         _fail(str(error))
     if as_json:
         click.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
@@ -132,13 +162,21 @@ def stats_command(store_path: Path) -> None:
 # The dialects of datenraum.query.engines.sql.DIALECTS, not imported here: sqlglot makes every command slower.
 @click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres"]), default="duckdb")
 @click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="Evaluate on this day (default: UTC today).")
+@engine_options
 @click.argument("query_file", type=click.Path(path_type=Path))
 def count_command(
-    store_path: Path | None, explain: bool, dialect: str, today: dt.datetime | None, query_file: Path
+    store_path: Path | None,
+    explain: bool,
+    dialect: str,
+    today: dt.datetime | None,
+    engine: str,
+    spark_master: str,
+    query_file: Path,
 ) -> None:
     """Count the patients of a structured query (CCDL JSON) at this site: exact, site-local."""
     from datenraum.query.model import QueryError, parse_query
     from datenraum.site import feasibility
+    from datenraum.site.engines import EngineUnavailable, feasibility_engine, open_engine
     from datenraum.site.store import Store, StoreError
 
     if store_path is None and not explain:
@@ -150,12 +188,16 @@ def count_command(
             click.echo(feasibility.explain(query, dialect=dialect, today=day))
             return
         with Store(store_path).snapshot() as snapshot:
-            count = feasibility.count(snapshot, query, today=day)
+            if engine == "duckdb":
+                count = feasibility.count(snapshot, query, today=day)
+            else:
+                with open_engine(snapshot, _engine_settings(engine, spark_master)) as site_engine:
+                    count = feasibility_engine(site_engine).count(query, today=day)
     except OSError as error:
         _fail(f"{query_file}: {error.strerror}")
     except QueryError as error:
         _fail(f"{query_file}: {error}")
-    except StoreError as error:
+    except (StoreError, EngineUnavailable) as error:
         _fail(str(error))
     click.echo(orjson.dumps({"count": count}))
 
@@ -318,16 +360,21 @@ def serve_site(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the state changes
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop on SIGTERM as on Ctrl-C
     try:
+        config = load_config(config_file)
+        if config.engine == "spark" and "cohort" not in agent:
+            from datenraum.site.engines.spark import spark_cohort
+
+            agent["cohort"] = spark_cohort(_engine_settings(config.engine, config.spark_master))
         serve(
             store=store_path,
             hub_url=hub_url,
             credential_file=credential_file,
-            config=load_config(config_file),
+            config=config,
             state_dir=state_dir or store_path / "agent",
             stop=threading.Event(),
             **agent,
         )
-    except (ValueError, OSError, StateError, StoreError) as error:
+    except (ValueError, OSError, StateError, StoreError, RuntimeError) as error:
         _fail(str(error))
     except KeyboardInterrupt:
         logging.getLogger("datenraum.site.agent").info("site agent stopped")

@@ -49,6 +49,45 @@ def postgres_server() -> Iterator[LocalPostgres]:
         pytest.fail(str(error))
 
 
+# The one Spark session of a test run (local mode on two cores), tuned for tiny data: one shuffle
+# partition, every join a broadcast, no adaptive re-planning (each costs more than the data takes).
+SPARK_TEST_CONF = {
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "2",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.autoBroadcastJoinThreshold": "100MB",
+    "spark.driver.memory": "1g",
+}
+
+
+@pytest.fixture(scope="session")
+def spark_settings():
+    """The engine setting of the tests that run on Spark (`local[2]`)."""
+    from datenraum.site.engines import EngineSettings
+
+    return EngineSettings("spark", "local[2]", SPARK_TEST_CONF)
+
+
+@pytest.fixture(scope="session")
+def spark(spark_settings):
+    """The test run's one Spark session, started on first use, stopped at the end."""
+    from datenraum.site.engines.spark import spark_session, stop_spark_session
+
+    yield spark_session(spark_settings)
+    stop_spark_session()
+
+
+@pytest.fixture(scope="session")
+def postgres_spec_database(postgres_server: LocalPostgres):
+    """A psycopg connection to one database of the test cluster, for engines that load tables into it
+    (one schema per use)."""
+    import psycopg
+
+    url = postgres_server.new_database().replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as connection:
+        yield connection
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     """An empty site store in a fresh folder."""

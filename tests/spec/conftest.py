@@ -2,8 +2,10 @@
 `spec_test` fixture runs it on each engine in turn.
 
 An engine is anything with the `Engine` interface (`datenraum.query.engines.base`), bound to its data
-when it is built: the reference evaluator (`ReferenceEngine`, over the raw FHIR dicts) and the store
-engine (`datenraum.site.feasibility.StoreEngine`, over a site store the data is ingested into). A test
+when it is built: the reference evaluator (`ReferenceEngine`, over the raw FHIR dicts); the store
+engine (`datenraum.site.feasibility.StoreEngine`, DuckDB over a site store the data is ingested into);
+the same store on Spark local mode (`datenraum.site.engines.spark.SparkEngine`, the Spark dialect); and
+its tables copied into the tests' PostgreSQL, one schema per case (the PostgreSQL dialect). A test
 that passes on one engine and fails on the other is a disagreement about the contract
 (`docs/feasibility-semantics.md`); the test names the behaviour, so the contract says who is wrong.
 """
@@ -11,9 +13,11 @@ that passes on one engine and fails on the other is a disagreement about the con
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -34,10 +38,11 @@ class _StoreEngines:
     """Ingests each dataset as NDJSON into a fresh store and opens a `StoreEngine` on its snapshot; the
     snapshots stay open until the test ends."""
 
-    def __init__(self, folder: Path, snapshots: ExitStack) -> None:
+    def __init__(self, folder: Path, snapshots: ExitStack, on: Callable[[Any], Engine] | None = None) -> None:
         self.folder = folder
         self.snapshots = snapshots
         self.runs = 0
+        self.on = on  # the engine over the snapshot (default: StoreEngine, DuckDB)
 
     def __call__(self, resources: list[dict]) -> Engine:
         from datenraum.site.feasibility import StoreEngine
@@ -55,7 +60,8 @@ class _StoreEngines:
         # other reject means the builders wrote something the store does not take, and the engines
         # would not see the same data.
         assert report.total("rejected") == _of_unknown_patients(resources), report.rejects
-        return StoreEngine(self.snapshots.enter_context(store.snapshot()))
+        snapshot = self.snapshots.enter_context(store.snapshot())
+        return StoreEngine(snapshot) if self.on is None else self.on(snapshot)
 
 
 def _of_unknown_patients(resources: list[dict]) -> int:
@@ -65,14 +71,56 @@ def _of_unknown_patients(resources: list[dict]) -> int:
     return sum(1 for ref in named if ref and ref["reference"].removeprefix("Patient/") not in patients)
 
 
-@pytest.fixture(params=["reference", "store"])
+def _on_spark(spark: Any, snapshots: ExitStack) -> Callable[[Any], Engine]:
+    from datenraum.site.engines.base import feasibility_engine
+    from datenraum.site.engines.spark import SparkEngine
+
+    def on(snapshot: Any) -> Engine:
+        engine = SparkEngine(snapshot, spark)
+        snapshots.callback(engine.close)
+        return feasibility_engine(engine)
+
+    return on
+
+
+def _on_postgres(connection: Any, snapshots: ExitStack) -> Callable[[Any], Engine]:
+    from datenraum.site.engines.base import feasibility_engine
+    from datenraum.site.engines.postgres import PostgresEngine, load_snapshot
+
+    def on(snapshot: Any) -> Engine:
+        schema = f"case_{next(_schemas)}"
+        load_snapshot(snapshot, connection, schema)
+        snapshots.callback(_drop_schema, connection, schema)
+        return feasibility_engine(PostgresEngine(connection, schema))
+
+    return on
+
+
+_schemas = itertools.count(1)
+
+
+def _drop_schema(connection: Any, schema: str) -> None:
+    connection.rollback()
+    connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    connection.commit()
+
+
+ENGINES = ["reference", "store", "spark", "postgres"]
+
+
+@pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EngineFactory]:
     """A factory of the engine under test: `engine(resources)` is an `Engine` over those resources."""
     if request.param == "reference":
         yield ReferenceEngine
         return
     with ExitStack() as snapshots:
-        yield _StoreEngines(tmp_path, snapshots)
+        on = None
+        if request.param == "spark":
+            on = _on_spark(request.getfixturevalue("spark"), snapshots)
+        elif request.param == "postgres":
+            on = _on_postgres(request.getfixturevalue("postgres_spec_database"), snapshots)
+        yield _StoreEngines(tmp_path, snapshots, on)
 
 
 SpecTest = Callable[..., None]

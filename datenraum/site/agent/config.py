@@ -22,6 +22,10 @@ Every key is optional; a missing file section means its defaults. The defaults:
     [store]
     threads = 0                      # cores one query may use; 0: all (set it lower on a shared server)
 
+    [engine]                         # what runs the store's queries (datenraum.site.engines)
+    name = "duckdb"                  # "duckdb" (embedded) or "spark"
+    spark_master = "local[*]"        # with "spark": the master URL (spark://HOST:7077, k8s://https://...)
+
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
 """
@@ -59,6 +63,8 @@ class AgentConfig:
     backoff_initial: float = 0.5
     backoff_cap: float = 30.0
     threads: int = 0
+    engine: str = "duckdb"
+    spark_master: str = "local[*]"
 
 
 def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
@@ -94,6 +100,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "obfuscation": ("threshold", "noise", "rounding"),
     "hub": ("wait", "backoff_initial", "backoff_cap"),
     "store": ("threads",),
+    "engine": ("name", "spark_master"),
 }
 
 
@@ -117,6 +124,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     obfuscation = document.get("obfuscation", {})
     hub = document.get("hub", {})
     store = document.get("store", {})
+    engine = document.get("engine", {})
     defaults = AgentConfig()
     policy = ObfuscationPolicy(
         threshold=_integer(
@@ -143,7 +151,21 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         backoff_initial=backoff_initial,
         backoff_cap=backoff_cap,
         threads=_integer(store.get("threads", defaults.threads), "store.threads", 0),
+        engine=_choice(engine.get("name", defaults.engine), "engine.name", ("duckdb", "spark")),
+        spark_master=_text(engine.get("spark_master", defaults.spark_master), "engine.spark_master"),
     )
+
+
+def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+    return value
 
 
 def load_config(path: Path | None) -> AgentConfig:

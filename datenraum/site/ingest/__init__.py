@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datenraum.site.ingest.allocation import worker_environment
 from datenraum.site.ingest.commit import Commit
@@ -35,6 +36,9 @@ from datenraum.site.ingest.report import IngestError, LoadReport, Reject
 from datenraum.site.ingest.rules import MAX_RESOURCE_BYTES
 from datenraum.site.ingest.worker import run_task
 from datenraum.site.store import Store
+
+if TYPE_CHECKING:
+    from datenraum.site.engines.base import EngineSettings
 
 __all__ = ["CHUNK_BYTES", "MAX_RESOURCE_BYTES", "IngestError", "LoadReport", "Reject", "ingest"]
 
@@ -65,6 +69,7 @@ def ingest(
     max_resource_bytes: int = MAX_RESOURCE_BYTES,
     wait_seconds: float = 0,
     strict_reader: bool = True,
+    engine: EngineSettings | None = None,
 ) -> LoadReport:
     """Load FHIR input into the store as one atomic load and report what changed.
 
@@ -72,6 +77,8 @@ def ingest(
     `max_resource_bytes` the longest NDJSON line accepted, and `wait_seconds` how long to wait for a
     load that is already running on the same store. Without `strict_reader`, every NDJSON line is read
     by the row-by-row reader: the same result, more slowly (to compare, or to rule the strict reader out).
+    `engine` (`[engine]` of the site's settings): on Spark, the read tasks run as Spark tasks
+    (`datenraum.site.engines.spark_ingest`) and `workers` does not apply; the store is the same.
     """
     store = store if isinstance(store, Store) else Store(store)
     started = time.perf_counter()
@@ -86,7 +93,12 @@ def ingest(
         staging.mkdir(parents=True)
         try:
             tasks = plan(files, staging, chunk_bytes, max_resource_bytes, strict_reader)
-            results = _read_all(tasks, workers)
+            if engine is not None and engine.name == "spark":
+                from datenraum.site.engines.spark_ingest import read_on_spark
+
+                results = read_on_spark(tasks, engine)
+            else:
+                results = _read_all(tasks, workers)
             with store.snapshot() as snapshot:
                 manifest, report = Commit(store, snapshot, load_id, results).run()
             # Published after the snapshot is released, so that the generation it read can be collected;
