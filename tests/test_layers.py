@@ -27,14 +27,26 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "privacy": frozenset({"query", "protocol"}),
     "synth": frozenset({"fhir"}),
     "extraction": frozenset({"fhir", "query"}),
-    "site": frozenset({"fhir", "query", "privacy", "protocol", "extraction"}),
+    "deidentify": frozenset(),
+    "site": frozenset({"fhir", "query", "privacy", "protocol", "extraction", "deidentify"}),
     "hub": frozenset({"query", "privacy", "protocol"}),
     # The slow agent of the fault tests is `datenraum site serve` with a slower counter: it reuses the CLI's.
     "devtools": frozenset(
-        {"fhir", "query", "privacy", "protocol", "synth", "extraction", "site", "hub", "cli"}
+        {"fhir", "query", "privacy", "protocol", "synth", "extraction", "deidentify", "site", "hub", "cli"}
     ),
     "cli": frozenset(
-        {"fhir", "query", "privacy", "protocol", "synth", "extraction", "site", "hub", "devtools"}
+        {
+            "fhir",
+            "query",
+            "privacy",
+            "protocol",
+            "synth",
+            "extraction",
+            "deidentify",
+            "site",
+            "hub",
+            "devtools",
+        }
     ),
     "__main__": frozenset({"cli"}),
 }
