@@ -79,8 +79,9 @@ def shift_date(value: str, shift: dt.timedelta) -> str | None:
     if day is None:
         moved = dt.datetime(int(year), int(month), 15) + shift
         return f"{moved.year:04d}-{moved.month:02d}"
-    if time is None:
-        moved = dt.datetime(int(year), int(month), int(day)) + shift
+    if time is None:  # whole days, away from zero: a shift of hours must not leave the day as it was
+        days = int(shift / dt.timedelta(days=1)) or (1 if shift > dt.timedelta(0) else -1 if shift else 0)
+        moved = dt.datetime(int(year), int(month), int(day)) + dt.timedelta(days=days)
         return moved.date().isoformat()
     try:
         parsed = dt.datetime.fromisoformat(value)
@@ -294,17 +295,20 @@ class Deidentifier:
 
     def shift_for(self, patient: str) -> dt.timedelta:
         """The patient's date shift: derived from the project key, the same in every run; within
-        [-max, +max] days (whole weeks under WEEKDAY, whole days under DAYTIME, seconds under NONE)."""
+        [-max, +max] days (whole weeks under WEEKDAY, whole days under DAYTIME, seconds under NONE),
+        never less than one day (one week under WEEKDAY): a shift of zero would leave the exact dates,
+        the birth date among them."""
         shift = self.date_shift
         assert shift is not None
         seed = self.keys.shift_seed(f"{shift.label}|{patient}")
+        sign = 1 if seed & 1 else -1
+        seed >>= 1
         if shift.preserve == "WEEKDAY":
-            weeks = shift.max_days // 7
-            return dt.timedelta(days=7 * (seed % (2 * weeks + 1) - weeks))
+            return dt.timedelta(days=sign * 7 * (1 + seed % (shift.max_days // 7)))
         if shift.preserve == "DAYTIME":
-            return dt.timedelta(days=seed % (2 * shift.max_days + 1) - shift.max_days)
+            return dt.timedelta(days=sign * (1 + seed % shift.max_days))
         span = shift.max_days * 86400
-        return dt.timedelta(seconds=seed % (2 * span) - span)
+        return dt.timedelta(seconds=sign * (86400 + seed % (span - 86400 + 1)))
 
     # --- Bundles -------------------------------------------------------------------------------
 

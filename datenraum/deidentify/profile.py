@@ -162,6 +162,8 @@ def _date_shift(data: Any, where: str) -> DateShift | None:
     if preserve not in PRESERVE:
         raise ProfileError(f"{where}: preserve must be one of {sorted(PRESERVE)}")
     days = parse_duration(data.get("max", ""))
+    if days < 1:
+        raise ProfileError(f"{where}: the maximum date shift must be at least one day")
     if preserve == "WEEKDAY" and days < 7:
         raise ProfileError(f"{where}: WEEKDAY needs a maximum shift of at least 7 days")
     return DateShift(days, preserve, bool(data.get("allDates", False)))

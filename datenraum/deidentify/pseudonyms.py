@@ -164,7 +164,8 @@ class PseudonymService:
             row = self._db.execute(
                 "select original from mapping where domain = ? and pseudonym = ?", (domain, pseudonym)
             ).fetchone()
-        outcome = "refused" if not allowed else "unknown" if row is None else "done"
+        unknown = row is None or (operation == "$de-pseudonymize" and row[0] is None)
+        outcome = "refused" if not allowed else "unknown" if unknown else "done"
         with self._lock:
             self._db.execute(
                 "insert into audit values (?, ?, ?, ?, ?, ?, ?, ?)",
