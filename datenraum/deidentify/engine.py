@@ -115,15 +115,39 @@ class _Node:
 _KEEP_ALL = object()
 
 
-class _Compiled:
-    __slots__ = ("age", "catch", "keep", "narrative", "trie")
+_CATCH, _AGE, _IDENTIFIER, _DATEKEY, _SKIP = 1, 2, 4, 8, 16
+# elements that hold no reference, identifier, name or date (codes, quantities): not walked unless a
+# path rule names something inside them
+_NOTHING_INSIDE = frozenset({"coding", "valueQuantity", "quantity", "class", "valueCodeableConcept"})
 
-    def __init__(self, trie: _Node, catch: frozenset[str], age: bool, narrative: bool, keep: Any) -> None:
+
+class _Compiled:
+    __slots__ = ("age", "all_dates", "catch", "classes", "keep", "narrative", "trie")
+
+    def __init__(
+        self, trie: _Node, catch: frozenset[str], age: bool, narrative: bool, keep: Any, all_dates: bool
+    ) -> None:
         self.trie = trie
         self.catch = catch
         self.age = age
         self.narrative = narrative
         self.keep = keep
+        self.all_dates = all_dates
+        self.classes: dict[str, int] = {}
+
+    def classify(self, key: str) -> int:
+        code = 0
+        if key in self.catch:
+            code |= _CATCH
+        if self.age and key.endswith("Age"):
+            code |= _AGE
+        if key == "identifier":
+            code |= _IDENTIFIER
+        if self.all_dates and _is_date_key(key):
+            code |= _DATEKEY
+        if key in _NOTHING_INSIDE:
+            code |= _SKIP
+        return code
 
 
 def _keep_trie(paths: list[str]) -> dict[str, Any]:
@@ -281,9 +305,9 @@ class Deidentifier:
             catch.update(TYPE_KEYS.get(kind, ()))
         if "HumanName" in self._type_rules and resource_type in PERSON_TYPES:
             catch.add("name")
-        return _Compiled(
-            trie, frozenset(catch), "Age" in self._type_rules, "Narrative" in self._type_rules, keep
-        )
+        all_dates = bool(self.date_shift and self.date_shift.all_dates)
+        age, narrative = "Age" in self._type_rules, "Narrative" in self._type_rules
+        return _Compiled(trie, frozenset(catch), age, narrative, keep, all_dates)
 
     def compiled(self, resource: dict[str, Any]) -> _Compiled | None:
         meta = resource.get("meta")
@@ -398,15 +422,21 @@ class Deidentifier:
             obj["reference"] = new
             obj.pop("display", None)
         remove = None
-        catch = compiled.catch
+        classes = compiled.classes
         for key, value in obj.items():
+            code = classes.get(key)
+            if code is None:
+                code = classes[key] = compiled.classify(key)
             child = node.kids.get(key) if node is not None else None
-            if child is not None and child.rule is not None:
-                if not self._apply(obj, key, value, child.rule, ctx):
-                    remove = [*(remove or ()), key]
-                    continue
-                value = obj[key]
-            if key in catch or (compiled.age and key.endswith("Age") and type(value) is dict):
+            if child is not None:
+                if child.rule is not None:
+                    if not self._apply(obj, key, value, child.rule, ctx):
+                        remove = [*(remove or ()), key]
+                        continue
+                    value = obj[key]
+            elif code & _SKIP:
+                continue
+            if code & _CATCH or (code & _AGE and type(value) is dict):
                 keep = child.keep_kids if child is not None else ()
                 if not keep:
                     remove = [*(remove or ()), key]
@@ -416,7 +446,7 @@ class Deidentifier:
                     if type(item) is dict:
                         for k in [k for k in item if k not in keep]:
                             del item[k]
-            if key == "identifier":
+            if code & _IDENTIFIER:
                 value = self._identifiers(value, obj, ctx)
                 if value is None:
                     remove = [*(remove or ()), key]
@@ -434,7 +464,7 @@ class Deidentifier:
                             obj[key] = kept
                         else:
                             remove = [*(remove or ()), key]
-            elif kind is str and ctx.shift is not None and self.date_shift.all_dates and _is_date_key(key):
+            elif code & _DATEKEY and kind is str and ctx.shift is not None:
                 moved = shift_date(value, ctx.shift)
                 if moved is None:
                     remove = [*(remove or ()), key]
