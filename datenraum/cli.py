@@ -141,6 +141,74 @@ def compact_command(store_path: Path) -> None:
     )
 
 
+@main.command("deidentify")
+@click.option("--profile", "profile_name", required=True, help="fdpg, fts, or a profile JSON file.")
+@click.option("--project", required=True, help="The project (its own keys and pseudonym namespace).")
+@click.option(
+    "--key-file", required=True, type=click.Path(path_type=Path), help="The site secret (64 hex characters)."
+)
+@click.option(
+    "--pseudonyms",
+    "pseudonym_db",
+    type=click.Path(path_type=Path),
+    help="The site's pseudonym database (default: next to the key file). Never inside OUT_DIR.",
+)
+@click.option("--fts-config", type=click.Path(path_type=Path), help="A DeidentiFHIR folder (fts profile).")
+@click.option("--max-date-shift", help="The project's maximum date shift, e.g. P14D.")
+@click.option("--date-shift-preserve", type=click.Choice(["NONE", "WEEKDAY", "DAYTIME"]))
+@click.argument("in_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+def deidentify_command(
+    profile_name: str,
+    project: str,
+    key_file: Path,
+    pseudonym_db: Path | None,
+    fts_config: Path | None,
+    max_date_shift: str | None,
+    date_shift_preserve: str | None,
+    in_dir: Path,
+    out_dir: Path,
+) -> None:
+    """De-identify an extraction job folder into OUT_DIR and run the leak gate: exit 0 when it passes,
+    1 when it blocks the package (reports/leak-gate.json says why), 2 for bad input."""
+    from datenraum.deidentify.folder import DeidentifyError, deidentify_folder
+    from datenraum.deidentify.keys import KeyFileError, ProjectKeys, read_secret
+    from datenraum.deidentify.profile import ProfileError, load_profile
+    from datenraum.deidentify.pseudonyms import PseudonymService
+    from datenraum.site.extraction.deidentified import rebuild_tables
+
+    try:
+        secret = read_secret(key_file)
+        keys = ProjectKeys.derive(secret, project)
+        profile = load_profile(
+            profile_name,
+            fts_config=fts_config,
+            max_date_shift=max_date_shift,
+            date_shift_preserve=date_shift_preserve,
+        )
+        database = pseudonym_db or key_file.with_name(key_file.name + ".pseudonyms.sqlite")
+        if out_dir.resolve() in database.resolve().parents:
+            raise DeidentifyError("the pseudonym database must not be inside the output folder")
+        service = PseudonymService(secret, database)
+        try:
+            report = deidentify_folder(in_dir, out_dir, profile, keys, service, tables=rebuild_tables)
+        finally:
+            service.close()
+    except (KeyFileError, ProfileError, DeidentifyError) as error:
+        _fail(str(error))
+    gate = report["leakGate"]
+    summary = {k: report[k] for k in ("project", "profile", "bundles", "resourcesOut", "droppedNoModule")}
+    summary["leakGate"] = {k: gate[k] for k in ("verdict", "findingsTotal", "resources", "references")}
+    click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    for finding in gate["findings"][:20]:
+        click.echo(
+            f"leak: {finding['kind']} in {finding['file']} at {finding['where']} ({finding['hint']})",
+            err=True,
+        )
+    if gate["verdict"] != "pass":
+        sys.exit(1)
+
+
 @main.command("stats")
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path))
 def stats_command(store_path: Path) -> None:
