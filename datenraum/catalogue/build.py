@@ -82,7 +82,7 @@ _KEY = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def new_graph() -> Graph:
-    graph = Graph(bind_namespaces="none")
+    graph = Graph(bind_namespaces="core")
     for prefix, namespace in PREFIXES.items():
         graph.bind(prefix, namespace)
     return graph
@@ -403,6 +403,7 @@ def _site(graph: Graph, network: Network, record: Record, node: URIRef, site: Si
         service=_service_iri(network, "feasibility"),
     )
     graph.add((node, HEALTH.analytics, feasibility))
+    services_graph(network, [record], graph)  # the services the analytics name, described here too
     if network.dashboard:
         dashboard = _distribution(
             graph,
