@@ -60,6 +60,7 @@ class FakeHub:
         self.lose_post_responses = 0
         self.refuse_posts = 0
         self.polls = 0
+        self.metadata_tasks: list[dict[str, Any]] = []
         self.on_poll: Callable[[], None] = lambda: None
         self.on_post: Callable[[], None] = lambda: None
         # Like the hub's long-poll, a poll without tasks to hand out waits while a task handed out has not
@@ -80,6 +81,9 @@ class FakeHub:
         path = request.url.path.removeprefix(API_PREFIX)
         if path == "/heartbeat":
             return httpx.Response(200, json={})
+        if path == "/metadata-tasks":
+            tasks, self.metadata_tasks = self.metadata_tasks, []
+            return httpx.Response(200, json={"tasks": tasks})
         if path == "/tasks":
             with self._changed:
                 self._changed.wait_for(self._idle, timeout=float(request.url.params["wait"]))
@@ -378,6 +382,19 @@ def test_the_daily_limit_refuses_further_tasks_until_the_next_day(make_agent):
     assert "daily limit of 2 queries" in agent.journal.get("t2").reason
     now[0] = NOW + dt.timedelta(days=1)
     assert agent.answer(task("t3")).state == TaskState.ANSWERED
+
+
+def test_the_agent_reports_the_catalogues_figures_rounded(site, make_agent, write_ndjson):
+    women = [fhir_resources.patient(f"p{i}", gender="female", birthDate="1960-01-01") for i in range(23)]
+    ingest(site["store"], [write_ndjson("women.ndjson", women)])
+    hub = FakeHub()
+    hub.metadata_tasks = [{**task("m1", type_="site-metadata"), "payload": {}}]
+    agent = make_agent(hub, config=AgentConfig(threads=1))
+    run_until(agent, hub, lambda: bool(hub.posted))
+    (posted,) = hub.posted
+    assert posted["task_id"] == "m1" and posted["state"] == "answered"
+    assert posted["metadata"]["patients"] == {"obfuscated": 20}  # 23, rounded as feasibility counts are
+    assert "count" not in posted and posted["metadata"]["tables"]
 
 
 def test_refused_tasks_do_not_count_against_the_daily_limit(make_agent):

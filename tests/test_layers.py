@@ -31,7 +31,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "extraction": frozenset({"fhir", "query"}),
     "deidentify": frozenset(),
     "site": frozenset({"fhir", "query", "privacy", "protocol", "extraction", "analysis", "deidentify"}),
-    "hub": frozenset({"query", "privacy", "protocol", "analysis"}),
+    "catalogue": frozenset({"query", "privacy"}),
+    "hub": frozenset({"query", "privacy", "protocol", "analysis", "catalogue"}),
     # The slow agent of the fault tests is `datenraum site serve` with a slower counter: it reuses the CLI's.
     "devtools": EVERYTHING,
     "cli": EVERYTHING,
@@ -113,7 +114,8 @@ def test_a_planted_forbidden_import_is_found(tmp_path: Path) -> None:
     (planted / "__init__.py").write_text("")
     (planted / "leak.py").write_text("def f():\n    from datenraum.site.store import Store\n")
     assert forbidden_imports(tmp_path / "datenraum") == [
-        "datenraum/hub/leak.py:2: hub imports datenraum.site.store (hub may import only analysis, privacy, protocol, query)"
+        "datenraum/hub/leak.py:2: hub imports datenraum.site.store "
+        "(hub may import only analysis, catalogue, privacy, protocol, query)"
     ]
 
 

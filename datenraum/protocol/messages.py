@@ -19,6 +19,8 @@ __all__ = [
     "API_PREFIX",
     "ProtocolError",
     "SiteCount",
+    "SiteMetadata",
+    "TableDescription",
     "Task",
     "TaskResult",
     "TaskState",
@@ -34,6 +36,8 @@ class ProtocolError(ValueError):
 
 class TaskType(StrEnum):
     FEASIBILITY_COUNT = "feasibility-count"
+    # The figures of the site's data for the FAIR catalogue (`SiteMetadata`); the hub asks on a schedule.
+    SITE_METADATA = "site-metadata"
 
 
 class TaskState(StrEnum):
@@ -72,11 +76,121 @@ class SiteCount:
         return cls(value)
 
 
+def _figure(body: Any, name: str) -> SiteCount | None:
+    value = body.get(name)
+    return None if value is None else SiteCount.from_json(value)
+
+
+def _small_int(value: Any, name: str, maximum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise ProtocolError(f"metadata.{name}: expected an integer from 0 to {maximum}")
+    return value
+
+
+def _text(value: Any, name: str, limit: int = 2000) -> str:
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise ProtocolError(f"{name}: expected a string of at most {limit} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class TableDescription:
+    """A table of the site store as the catalogue lists it: its columns' names, types and meaning.
+
+    `columns` are (name, datatype, description) triples; nothing in it comes from a patient's data."""
+
+    name: str
+    description: str
+    columns: tuple[tuple[str, str, str], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "columns": [list(column) for column in self.columns],
+        }
+
+    @classmethod
+    def from_json(cls, body: Any) -> TableDescription:
+        if not isinstance(body, dict) or not isinstance(body.get("columns"), list):
+            raise ProtocolError("metadata.tables[]: expected an object with columns")
+        columns = []
+        for column in body["columns"][:500]:
+            if not isinstance(column, list) or len(column) != 3:
+                raise ProtocolError("metadata.tables[].columns[]: expected [name, datatype, description]")
+            columns.append(tuple(_text(part, "metadata.tables[].columns[]", 500) for part in column))
+        return cls(
+            _text(body.get("name"), "metadata.tables[].name", 100),
+            _text(body.get("description", ""), "metadata.tables[].description"),
+            tuple(columns),
+        )
+
+
+@dataclass(frozen=True)
+class SiteMetadata:
+    """What a site tells the catalogue about its data: figures under the same disclosure rules as
+    feasibility counts (`privacy.metadata`), and descriptions; nothing about any one patient.
+
+    - `patients`, `records`: distinct patients and stored resources, each rounded, or below threshold
+    - `min_age`, `max_age`: the typical ages (5-year bins around the 5th and 95th percentile), if any
+    - `first_year`, `last_year`: the first and last calendar year with encounters of enough patients
+    - `coding_systems`: the code system URIs the store's data use; `tables`: the store's tables
+    """
+
+    generation: int
+    patients: SiteCount | None
+    records: SiteCount | None
+    min_age: int | None = None
+    max_age: int | None = None
+    first_year: int | None = None
+    last_year: int | None = None
+    coding_systems: tuple[str, ...] = ()
+    tables: tuple[TableDescription, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "patients": None if self.patients is None else self.patients.to_json(),
+            "records": None if self.records is None else self.records.to_json(),
+            "min_age": self.min_age,
+            "max_age": self.max_age,
+            "first_year": self.first_year,
+            "last_year": self.last_year,
+            "coding_systems": list(self.coding_systems),
+            "tables": [table.to_json() for table in self.tables],
+        }
+
+    @classmethod
+    def from_json(cls, body: Any) -> SiteMetadata:
+        if not isinstance(body, dict):
+            raise ProtocolError("metadata: expected an object")
+        generation = body.get("generation")
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+            raise ProtocolError("metadata.generation: expected a non-negative integer")
+        systems = body.get("coding_systems", [])
+        tables = body.get("tables", [])
+        if not isinstance(systems, list) or not isinstance(tables, list):
+            raise ProtocolError("metadata: coding_systems and tables must be lists")
+        return cls(
+            generation,
+            _figure(body, "patients"),
+            _figure(body, "records"),
+            _small_int(body.get("min_age"), "min_age", 150),
+            _small_int(body.get("max_age"), "max_age", 150),
+            _small_int(body.get("first_year"), "first_year", 9999),
+            _small_int(body.get("last_year"), "last_year", 9999),
+            tuple(_text(system, "metadata.coding_systems[]", 300) for system in systems[:100]),
+            tuple(TableDescription.from_json(table) for table in tables[:100]),
+        )
+
+
 @dataclass(frozen=True)
 class Task:
     id: str
     type: TaskType
-    payload: dict[str, Any]  # for feasibility-count: {"query": <structured query JSON>}
+    payload: dict[str, Any]  # feasibility-count: {"query": <structured query JSON>}; site-metadata: {}
     deadline: dt.datetime
 
     def to_json(self) -> dict[str, Any]:
@@ -102,16 +216,18 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A site's answer to a task: a count, or a failure with a reason the researcher may read."""
+    """A site's answer to a task: a count (or, for site-metadata, the metadata), or a failure with a
+    reason the researcher may read."""
 
     task_id: str
     state: TaskState
     count: SiteCount | None = None
     reason: str | None = None
+    metadata: SiteMetadata | None = None
 
     def __post_init__(self) -> None:
-        if self.state == TaskState.ANSWERED and self.count is None:
-            raise ProtocolError("an answered task needs a count")
+        if self.state == TaskState.ANSWERED and (self.count is None) == (self.metadata is None):
+            raise ProtocolError("an answered task needs a count or metadata")
         if self.state == TaskState.FAILED and not self.reason:
             raise ProtocolError("a failed task needs a reason")
         if self.state not in (TaskState.ANSWERED, TaskState.FAILED):
@@ -123,6 +239,8 @@ class TaskResult:
             body["count"] = self.count.to_json()
         if self.reason is not None:
             body["reason"] = self.reason
+        if self.metadata is not None:
+            body["metadata"] = self.metadata.to_json()
         return body
 
     @classmethod
@@ -137,4 +255,5 @@ class TaskResult:
         reason = body.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise ProtocolError("result.reason: expected a string of at most 2000 characters")
-        return cls(str(body.get("task_id", "")), state, count, reason)
+        metadata = SiteMetadata.from_json(body["metadata"]) if body.get("metadata") is not None else None
+        return cls(str(body.get("task_id", "")), state, count, reason, metadata)

@@ -133,7 +133,19 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/admin/directory/entries"): OFFICE,
     ("POST", "/admin/directory/entries/{slug}/delete"): OFFICE,
     ("POST", "/admin/directory/participations"): OFFICE,
+    # the FAIR catalogue: public documents and pages
+    ("GET", "/catalog"): PUBLIC_API,
+    ("GET", "/catalog.{suffix}"): PUBLIC_API,
+    ("GET", "/catalog/validation"): PUBLIC_API,
+    ("GET", "/catalog/public"): PUBLIC_API,
+    ("GET", "/catalog/public.{suffix}"): PUBLIC_API,
+    ("GET", "/catalog/datasets/{name}"): PUBLIC_API,
+    ("GET", "/catalog/harvested/{name}"): (E404,) * 6,  # none harvested in this world
+    ("GET", "/catalogue"): ANYONE,
+    ("GET", "/catalogue/datasets/{dataset_id}"): ANYONE,
     # the site API
+    ("GET", "/api/site/v1/metadata-tasks"): SITES_ONLY,
+    ("POST", "/api/site/v1/metadata-tasks/{task_id}/result"): SITES_ONLY,
     ("GET", "/api/site/v1/tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/tasks/{task_id}/result"): SITES_ONLY,
     ("POST", "/api/site/v1/heartbeat"): SITES_ONLY,
@@ -345,6 +357,20 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("POST", "/admin/directory/participations"): lambda w: Call(
         "/admin/directory/participations",
         {"site": w.directory_site(), "entry": w.directory_entry(), "role": "Partner"},
+    ),
+    ("GET", "/catalog"): lambda w: Call("/catalog?page_size=10"),
+    ("GET", "/catalog.{suffix}"): lambda w: Call("/catalog.jsonld"),
+    ("GET", "/catalog/validation"): lambda w: Call("/catalog/validation"),
+    ("GET", "/catalog/public"): lambda w: Call("/catalog/public"),
+    ("GET", "/catalog/public.{suffix}"): lambda w: Call("/catalog/public.rdf"),
+    ("GET", "/catalog/datasets/{name}"): lambda w: Call("/catalog/datasets/site-uk-a.ttl"),
+    ("GET", "/catalog/harvested/{name}"): lambda w: Call("/catalog/harvested/1.ttl"),
+    ("GET", "/catalogue"): lambda w: Call("/catalogue?type=site"),
+    ("GET", "/catalogue/datasets/{dataset_id}"): lambda w: Call("/catalogue/datasets/site-uk-a"),
+    ("GET", "/api/site/v1/metadata-tasks"): lambda w: Call("/api/site/v1/metadata-tasks"),
+    ("POST", "/api/site/v1/metadata-tasks/{task_id}/result"): lambda w: Call(
+        "/api/site/v1/metadata-tasks/some-task/result",
+        json={"task_id": "some-task", "state": "failed", "reason": "no"},
     ),
     ("GET", "/api/site/v1/tasks"): lambda w: Call("/api/site/v1/tasks?wait=0"),
     ("POST", "/api/site/v1/tasks/{task_id}/result"): lambda w: Call(

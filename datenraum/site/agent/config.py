@@ -54,7 +54,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AgentConfig:
-    allowed_tasks: frozenset[TaskType] = frozenset({TaskType.FEASIBILITY_COUNT})
+    allowed_tasks: frozenset[TaskType] = frozenset({TaskType.FEASIBILITY_COUNT, TaskType.SITE_METADATA})
     daily_limit: int = 1000
     time_limit: float = 20.0
     concurrency: int = 2

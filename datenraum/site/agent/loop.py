@@ -20,6 +20,10 @@ each one on the store and posts the result. How it stays correct when things bre
   on its own DuckDB cursor of the current snapshot (a connection must not be shared by threads); the
   loop polls for more while a worker is free. Each worker journals its result, then posts it; results a
   worker could not post are posted by the loop once the hub is back. A task is never run twice at once.
+- **The catalogue's figures** (`site-metadata` tasks, `datenraum.site.metadata`): every
+  `METADATA_EVERY` seconds the agent asks the hub whether it wants them (the hub decides when: daily, and
+  after a new load); they are computed on the current snapshot and leave rounded, never below threshold.
+  They are not journaled (the same snapshot gives the same figures) and do not count as queries.
 - **Counts leave only obfuscated** (`datenraum.privacy.counts`), with noise keyed by the site secret and
   the cohort (the sorted ids of the patients the query selects), so every way of writing a question about
   the same patients gets the same answer. Exact counts and patient ids are never logged or sent.
@@ -49,11 +53,13 @@ from datenraum.protocol.messages import (
     Task,
     TaskResult,
     TaskState,
+    TaskType,
 )
 from datenraum.query.model import QueryError, StructuredQuery, parse_query
 from datenraum.site import feasibility
 from datenraum.site.agent.config import AgentConfig
 from datenraum.site.agent.state import Journal, load_or_create_secret, state_lock
+from datenraum.site.metadata import site_metadata
 from datenraum.site.store import Snapshot, Store, StoreError
 
 __all__ = ["Agent", "Backoff", "Cohort", "LatestSnapshot", "TimeLimit", "read_credential", "serve"]
@@ -63,6 +69,7 @@ log = logging.getLogger("datenraum.site.agent")  # the name operators configure,
 # The sorted ids of the patients a query selects (`feasibility.iter_patient_ids`); the agent counts them.
 Cohort = Callable[[Snapshot, StructuredQuery], Iterable[str]]
 HEARTBEAT_EVERY = 60.0  # seconds; the hub shows operators when each site was last seen
+METADATA_EVERY = 300.0  # seconds between asking the hub whether it wants the catalogue's figures
 
 
 def _agent_version() -> str:
@@ -272,6 +279,7 @@ class Agent:
         self._state: str | None = None
         self._state_lock = threading.Lock()
         self._last_heartbeat = float("-inf")
+        self._last_metadata_check = float("-inf")
         # Tasks side by side: the loop hands task bodies to the workers through `_queue`; `_in_flight`
         # holds the ids of those handed over and not finished (queued, running or being posted).
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -296,6 +304,7 @@ class Agent:
                 try:
                     self._post_unposted()
                     self._heartbeat_if_due()
+                    self._metadata_if_due()
                     if not self._wait_for_a_free_worker(stop):
                         break
                     tasks = self._poll()
@@ -432,6 +441,52 @@ class Agent:
             log.warning("heartbeat refused (%d): %s", response.status_code, response.text[:200])
         self._last_heartbeat = time.monotonic()
 
+    def _metadata_if_due(self) -> None:
+        """Answer the hub's site-metadata tasks, if it has any (asked every METADATA_EVERY seconds)."""
+        if TaskType.SITE_METADATA not in self.config.allowed_tasks:
+            return
+        if time.monotonic() - self._last_metadata_check < METADATA_EVERY:
+            return
+        self._last_metadata_check = time.monotonic()
+        response = self._request("GET", "/metadata-tasks")
+        if response.status_code != 200:
+            log.warning("metadata task poll refused (%d): %s", response.status_code, response.text[:200])
+            return
+        try:
+            bodies = response.json()["tasks"]
+        except (ValueError, KeyError, TypeError):
+            bodies = None
+        if not isinstance(bodies, list):
+            log.warning("the hub sent a malformed metadata task list")
+            return
+        for body in bodies:
+            try:
+                task = Task.from_json(body)
+            except ProtocolError as error:
+                log.warning("ignoring a malformed metadata task: %s", error)
+                continue
+            result = self.describe(task)
+            posted = self._request("POST", f"/metadata-tasks/{task.id}/result", json=result.to_json())
+            if posted.status_code != 200:
+                log.warning(
+                    "metadata task %s: refused (%d): %s", task.id, posted.status_code, posted.text[:200]
+                )
+
+    def describe(self, task: Task) -> TaskResult:
+        """The result of a site-metadata task: this store's catalogue figures, under the disclosure rules."""
+        if task.type != TaskType.SITE_METADATA:
+            return self._failed(task, f"not a {TaskType.SITE_METADATA.value} task")
+        try:
+            with self._snapshot.task_view() as snapshot:
+                metadata = site_metadata(snapshot, self.config.policy, self._clock().astimezone().date())
+        except Exception as error:
+            self._snapshot.invalidate()
+            if not isinstance(error, StoreError):
+                log.exception("metadata task %s: unexpected error", task.id)
+            return self._failed(task, "the site could not describe its store (see the site's log)")
+        log.info("metadata task %s: answered for generation %d", task.id, metadata.generation)
+        return TaskResult(task.id, TaskState.ANSWERED, metadata=metadata)
+
     def _poll(self) -> list[Any]:
         response = self._request("GET", "/tasks", params={"wait": self.config.wait})
         if response.status_code != 200:
@@ -515,7 +570,10 @@ class Agent:
             self._admitted += 1
         result, ran = None, False
         try:
-            result, ran = self._count(task)  # the only task type so far
+            if task.type == TaskType.SITE_METADATA:  # offered on the task list by a hub of the future
+                result, ran = self.describe(task), True
+            else:
+                result, ran = self._count(task)
         finally:
             with self._admission:
                 if result is not None:
