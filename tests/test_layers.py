@@ -26,15 +26,27 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "query": frozenset({"fhir"}),
     "privacy": frozenset({"query", "protocol"}),
     "synth": frozenset({"fhir"}),
+    "indicators": frozenset({"privacy"}),
     "extraction": frozenset({"fhir", "query"}),
-    "site": frozenset({"fhir", "query", "privacy", "protocol", "extraction"}),
-    "hub": frozenset({"query", "privacy", "protocol"}),
+    "site": frozenset({"fhir", "query", "privacy", "protocol", "extraction", "indicators"}),
+    "hub": frozenset({"query", "privacy", "protocol", "indicators"}),
     # The slow agent of the fault tests is `datenraum site serve` with a slower counter: it reuses the CLI's.
     "devtools": frozenset(
-        {"fhir", "query", "privacy", "protocol", "synth", "extraction", "site", "hub", "cli"}
+        {"fhir", "query", "privacy", "protocol", "synth", "indicators", "extraction", "site", "hub", "cli"}
     ),
     "cli": frozenset(
-        {"fhir", "query", "privacy", "protocol", "synth", "extraction", "site", "hub", "devtools"}
+        {
+            "fhir",
+            "query",
+            "privacy",
+            "protocol",
+            "synth",
+            "indicators",
+            "extraction",
+            "site",
+            "hub",
+            "devtools",
+        }
     ),
     "__main__": frozenset({"cli"}),
 }
@@ -112,7 +124,7 @@ def test_a_planted_forbidden_import_is_found(tmp_path: Path) -> None:
     (planted / "__init__.py").write_text("")
     (planted / "leak.py").write_text("def f():\n    from datenraum.site.store import Store\n")
     assert forbidden_imports(tmp_path / "datenraum") == [
-        "datenraum/hub/leak.py:2: hub imports datenraum.site.store (hub may import only privacy, protocol, query)"
+        "datenraum/hub/leak.py:2: hub imports datenraum.site.store (hub may import only indicators, privacy, protocol, query)"
     ]
 
 
