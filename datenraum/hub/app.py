@@ -31,6 +31,8 @@ from datenraum.hub.accounts.outbox import Outbox, SmtpSettings
 from datenraum.hub.accounts.service import Accounts, PortalRoleHolders
 from datenraum.hub.accounts.users import Users
 from datenraum.hub.config import HubConfig
+from datenraum.hub.dashboard import api as dashboard_api
+from datenraum.hub.dashboard.service import Dashboard
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
 from datenraum.hub.directory import api as directory_api
 from datenraum.hub.directory.service import Directory
@@ -41,7 +43,7 @@ from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
-from datenraum.hub.portal import directory_pages, pages, proposals_pages, sso
+from datenraum.hub.portal import dashboard_pages, directory_pages, pages, proposals_pages, sso
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page
 from datenraum.hub.proposals import invitations
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
@@ -182,6 +184,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         proposals=Proposals(sessions, _proposal_settings(config), PortalRoleHolders(), clock),
         directory=Directory(sessions),
         invitations=invitations.Invitations(sessions),
+        dashboard=Dashboard(sessions, config, clock),
     )
 
     @contextlib.asynccontextmanager
@@ -213,6 +216,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.include_router(sso.routes(config, clock))
     app.include_router(proposals_pages.router)
     app.include_router(directory_pages.router)
+    app.include_router(dashboard_api.router)
+    app.include_router(dashboard_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # A document as large as the upload limit, with the form around it, reaches the upload check.
     upload_body = config.upload_max_bytes + config.max_body_bytes

@@ -5,7 +5,10 @@ exchange is a site's request: it long-polls for tasks and posts results. Task id
 and are the idempotency key: a site posts at most one result per task, and posting the same result again
 (after a lost response, a restart) is accepted as a no-op.
 
-Results carry only obfuscated counts (see `datenraum.privacy`); an exact count has no field to travel in.
+Feasibility results carry only obfuscated counts (see `datenraum.privacy`); an exact count has no field
+to travel in. Dashboard results (`indicators` tasks) carry a cube of aggregates per day or week and stratum
+(`datenraum.indicators.cube`), never a per-patient row; the hub applies its release rules to them
+before anything is shown (as the NUM dashboard's sites deliver their aggregates).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class ProtocolError(ValueError):
 
 class TaskType(StrEnum):
     FEASIBILITY_COUNT = "feasibility-count"
+    INDICATORS = "indicators"  # payload: {"definitions": <registry JSON>, "as_of": "YYYY-MM-DD"}
 
 
 class TaskState(StrEnum):
@@ -102,16 +106,20 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A site's answer to a task: a count, or a failure with a reason the researcher may read."""
+    """A site's answer to a task: a count (or, for indicators, a cube), or a failure with a reason the
+    researcher may read."""
 
     task_id: str
     state: TaskState
     count: SiteCount | None = None
     reason: str | None = None
+    cube: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.state == TaskState.ANSWERED and self.count is None:
-            raise ProtocolError("an answered task needs a count")
+        if self.state == TaskState.ANSWERED and self.count is None and self.cube is None:
+            raise ProtocolError("an answered task needs a count or a cube")
+        if self.count is not None and self.cube is not None:
+            raise ProtocolError("a result has a count or a cube, not both")
         if self.state == TaskState.FAILED and not self.reason:
             raise ProtocolError("a failed task needs a reason")
         if self.state not in (TaskState.ANSWERED, TaskState.FAILED):
@@ -123,6 +131,8 @@ class TaskResult:
             body["count"] = self.count.to_json()
         if self.reason is not None:
             body["reason"] = self.reason
+        if self.cube is not None:
+            body["cube"] = self.cube
         return body
 
     @classmethod
@@ -137,4 +147,7 @@ class TaskResult:
         reason = body.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise ProtocolError("result.reason: expected a string of at most 2000 characters")
-        return cls(str(body.get("task_id", "")), state, count, reason)
+        cube = body.get("cube")
+        if cube is not None and not isinstance(cube, dict):
+            raise ProtocolError("result.cube: expected an object")
+        return cls(str(body.get("task_id", "")), state, count, reason, cube)
