@@ -351,13 +351,63 @@ def extract_command(
 @click.option("--site-profile", type=int, default=0, show_default=True, help="Case-mix variant of the site.")
 @click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
-def synth_command(patients: int, seed: int, site_profile: int, workers: int, out_dir: Path) -> None:
+@click.option(
+    "--waves", is_flag=True, help="Add epidemic waves (COVID-19, influenza, RSV stays with ICU care)."
+)
+def synth_command(
+    patients: int, seed: int, site_profile: int, workers: int, out_dir: Path, waves: bool
+) -> None:
     """Generate realistic synthetic MII KDS data as NDJSON, reproducibly from a seed."""
     from datenraum.synth import generate
 
-    summary = generate(out_dir, patients, seed, site_profile=site_profile, workers=workers)
+    summary = generate(out_dir, patients, seed, site_profile=site_profile, workers=workers, waves=waves)
     total = sum(summary.resources.values())
     click.echo(f"{summary.patients} patients, {total} resources in {summary.seconds:.1f} s -> {out_dir}")
+
+
+@main.command("indicators")
+@click.option(
+    "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
+)
+@click.option("--disease", "diseases", multiple=True, help="Only this disease (repeatable; default: all).")
+@click.option("--indicator", "indicators", multiple=True, help="Only this indicator (repeatable).")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Data as of the end of this day (default: yesterday).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole cube as JSON (default: a summary).")
+def indicators_command(
+    store_path: Path, diseases: tuple[str, ...], indicators: tuple[str, ...], as_of: Any, as_json: bool
+) -> None:
+    """The site's dashboard cube: every indicator over the store, exact (before the hub's privacy rules)."""
+    import orjson
+
+    from datenraum.indicators.registry import DefinitionError, default_registry
+    from datenraum.site.indicators import compute_cube, open_snapshot_engine
+
+    try:
+        registry = default_registry().select(diseases or None, indicators or None)
+    except DefinitionError as error:
+        _fail(str(error))
+    day = as_of.date() if as_of is not None else dt.date.today() - dt.timedelta(days=1)
+    if not (store_path / "CURRENT").exists():
+        _fail(f"{store_path} is not a site store")
+    with open_snapshot_engine(store_path) as engine:
+        cube = compute_cube(engine, registry, day)
+    if as_json:
+        click.echo(orjson.dumps(cube).decode())
+        return
+    click.echo(
+        f"data as of {cube['data_as_of']}, definitions {cube['definitions_version']}, "
+        f"{cube['seconds']:.2f} s, completeness {cube['completeness']}"
+    )
+    for entry in cube["series"]:
+        totals = [row[-1] for row in entry["rows"] if all(v is None for v in row[1:-1])]
+        click.echo(
+            f"{entry['disease']:>10} {entry['indicator']:<28} {len(entry['rows']):>7} rows, total {sum(totals)}"
+        )
 
 
 @main.group("site")

@@ -28,11 +28,14 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "privacy": frozenset({"query", "protocol"}),
     "analysis": frozenset({"query", "privacy", "protocol"}),
     "synth": frozenset({"fhir"}),
+    "indicators": frozenset({"privacy"}),
     "extraction": frozenset({"fhir", "query"}),
     "deidentify": frozenset(),
-    "site": frozenset({"fhir", "query", "privacy", "protocol", "extraction", "analysis", "deidentify"}),
+    "site": frozenset(
+        {"fhir", "query", "privacy", "protocol", "extraction", "analysis", "deidentify", "indicators"}
+    ),
     "catalogue": frozenset({"query", "privacy"}),
-    "hub": frozenset({"query", "privacy", "protocol", "analysis", "catalogue"}),
+    "hub": frozenset({"query", "privacy", "protocol", "analysis", "catalogue", "indicators"}),
     # The slow agent of the fault tests is `datenraum site serve` with a slower counter: it reuses the CLI's.
     "devtools": EVERYTHING,
     "cli": EVERYTHING,
@@ -115,7 +118,7 @@ def test_a_planted_forbidden_import_is_found(tmp_path: Path) -> None:
     (planted / "leak.py").write_text("def f():\n    from datenraum.site.store import Store\n")
     assert forbidden_imports(tmp_path / "datenraum") == [
         "datenraum/hub/leak.py:2: hub imports datenraum.site.store "
-        "(hub may import only analysis, catalogue, privacy, protocol, query)"
+        "(hub may import only analysis, catalogue, indicators, privacy, protocol, query)"
     ]
 
 

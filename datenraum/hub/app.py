@@ -35,6 +35,8 @@ from datenraum.hub.accounts.users import Users
 from datenraum.hub.catalogue import api as catalogue_api
 from datenraum.hub.catalogue import site_api as catalogue_site_api
 from datenraum.hub.config import HubConfig
+from datenraum.hub.dashboard import api as dashboard_api
+from datenraum.hub.dashboard.service import Dashboard
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
 from datenraum.hub.directory import api as directory_api
 from datenraum.hub.directory.service import Directory
@@ -45,7 +47,14 @@ from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
-from datenraum.hub.portal import catalogue_pages, directory_pages, pages, proposals_pages, sso
+from datenraum.hub.portal import (
+    catalogue_pages,
+    dashboard_pages,
+    directory_pages,
+    pages,
+    proposals_pages,
+    sso,
+)
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page, render
 from datenraum.hub.proposals import invitations
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
@@ -243,6 +252,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         proposals=Proposals(sessions, _proposal_settings(config), PortalRoleHolders(), clock),
         directory=Directory(sessions),
         invitations=invitations.Invitations(sessions),
+        dashboard=Dashboard(sessions, config, clock),
     )
 
     @contextlib.asynccontextmanager
@@ -277,6 +287,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.include_router(catalogue_api.router)
     app.include_router(catalogue_site_api.router)
     app.include_router(catalogue_pages.router)
+    app.include_router(dashboard_api.router)
+    app.include_router(dashboard_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # A document as large as the upload limit, with the form around it, reaches the upload check.
     upload_body = config.upload_max_bytes + config.max_body_bytes

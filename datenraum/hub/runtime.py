@@ -31,6 +31,7 @@ from datenraum.hub.accounts.outbox import Outbox
 from datenraum.hub.accounts.service import Accounts, Site, User
 from datenraum.hub.accounts.users import Users
 from datenraum.hub.config import HubConfig
+from datenraum.hub.dashboard.service import Dashboard
 from datenraum.hub.directory.service import Directory
 from datenraum.hub.feasibility.notify import Notifier
 from datenraum.hub.feasibility.saved_queries import SavedQueries
@@ -106,6 +107,7 @@ class Hub:
     proposals: Proposals
     directory: Directory
     invitations: Invitations
+    dashboard: Dashboard
     _turns: contextlib.AbstractContextManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -5,7 +5,10 @@ exchange is a site's request: it long-polls for tasks and posts results. Task id
 and are the idempotency key: a site posts at most one result per task, and posting the same result again
 (after a lost response, a restart) is accepted as a no-op.
 
-Results carry only obfuscated counts (see `datenraum.privacy`); an exact count has no field to travel in.
+Feasibility results carry only obfuscated counts (see `datenraum.privacy`); an exact count has no field
+to travel in. Dashboard results (`indicators` tasks) carry a cube of aggregates per day or week and stratum
+(`datenraum.indicators.cube`), never a per-patient row; the hub applies its release rules to them
+before anything is shown (as the NUM dashboard's sites deliver their aggregates).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class TaskType(StrEnum):
     FEASIBILITY_COUNT = "feasibility-count"
     # The figures of the site's data for the FAIR catalogue (`SiteMetadata`); the hub asks on a schedule.
     SITE_METADATA = "site-metadata"
+    INDICATORS = "indicators"  # payload: {"definitions": <registry JSON>, "as_of": "YYYY-MM-DD"}
 
 
 class TaskState(StrEnum):
@@ -216,18 +220,22 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A site's answer to a task: a count (or, for site-metadata, the metadata), or a failure with a
-    reason the researcher may read."""
+    """A site's answer to a task: a count (or, for site-metadata, the metadata; for indicators, a cube),
+    or a failure with a reason the researcher may read."""
 
     task_id: str
     state: TaskState
     count: SiteCount | None = None
     reason: str | None = None
     metadata: SiteMetadata | None = None
+    cube: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.state == TaskState.ANSWERED and (self.count is None) == (self.metadata is None):
-            raise ProtocolError("an answered task needs a count or metadata")
+        answers = sum(value is not None for value in (self.count, self.metadata, self.cube))
+        if self.state == TaskState.ANSWERED and answers != 1:
+            raise ProtocolError("an answered task needs one of a count, metadata or a cube")
+        if answers > 1:
+            raise ProtocolError("a result has a count, metadata or a cube, not more than one")
         if self.state == TaskState.FAILED and not self.reason:
             raise ProtocolError("a failed task needs a reason")
         if self.state not in (TaskState.ANSWERED, TaskState.FAILED):
@@ -241,6 +249,8 @@ class TaskResult:
             body["reason"] = self.reason
         if self.metadata is not None:
             body["metadata"] = self.metadata.to_json()
+        if self.cube is not None:
+            body["cube"] = self.cube
         return body
 
     @classmethod
@@ -256,4 +266,7 @@ class TaskResult:
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise ProtocolError("result.reason: expected a string of at most 2000 characters")
         metadata = SiteMetadata.from_json(body["metadata"]) if body.get("metadata") is not None else None
-        return cls(str(body.get("task_id", "")), state, count, reason, metadata)
+        cube = body.get("cube")
+        if cube is not None and not isinstance(cube, dict):
+            raise ProtocolError("result.cube: expected an object")
+        return cls(str(body.get("task_id", "")), state, count, reason, metadata=metadata, cube=cube)

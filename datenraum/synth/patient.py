@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import NamedTuple
 
-from . import codes
+from . import codes, waves
 from . import resources as fhir
 from .codes import Diagnosis
 from .labs import LabModel, egfr, hba1c_ifcc, lognormal
@@ -123,7 +123,7 @@ class _Consent:
 class Site:
     """The fixed context of one generated site: seed, profile, id prefix and prepared tables."""
 
-    def __init__(self, seed: int, profile_index: int) -> None:
+    def __init__(self, seed: int, profile_index: int, *, waves: bool = False) -> None:
         if seed < 0 or seed >= 2**63:
             raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
         self.profile: SiteProfile = site_profile(profile_index)
@@ -140,6 +140,8 @@ class Site:
         self.options = tuple(self._option(d) for d in (*codes.CHRONIC, *codes.ACUTE))
         self.blood_table = _table([w for _, _, w in codes.BLOOD_SPECIMENS])
         self.egfr_test = codes.LAB_TESTS[self.profile.egfr_test]
+        #: Epidemic waves (``waves.py``): off by default, so that the output of a seed stays the same.
+        self.waves = waves
 
     def _option(self, diagnosis: Diagnosis) -> _Option:
         factor = self.profile.prevalence.get(diagnosis.key, 1.0)
@@ -207,8 +209,12 @@ class _Patient:
             last = contacts[-1]
             contacts[-1] = last._replace(end_minute=death[1])
         consent = self._draw_consent(contacts)
+        episodes: list[waves.Episode] = []
+        postal_code = None
+        if site.waves:
+            episodes, death, contacts, consent, postal_code = waves.plan(self, contacts, death, consent)
 
-        self._emit_patient(gender, death)
+        self._emit_patient(gender, death, postal_code)
         if consent is not None:
             self._emit_consent(consent)
         chronic_at = self._schedule_chronic(len(contacts))
@@ -217,6 +223,8 @@ class _Patient:
             self._emit_contact(contact, chronic_at.get(number, ()), known)
         if consent is not None and consent.permit:
             self._emit_specimens(contacts, consent)
+        if episodes:
+            waves.emit(self, episodes)
 
     def _draw_diagnoses(self, band: int) -> list[tuple[Diagnosis, tuple[str, str]]]:
         """Draw chronic diagnoses into ``self.diagnoses`` and return the acute events."""
@@ -342,7 +350,9 @@ class _Patient:
 
     # --- emitting resources --------------------------------------------------------------------------
 
-    def _emit_patient(self, gender: str, death: tuple[int, int] | None) -> None:
+    def _emit_patient(
+        self, gender: str, death: tuple[int, int] | None, postal_code: str | None = None
+    ) -> None:
         rng = self.rng
         deceased: tuple[str, bool | str] | None = None
         if death is not None:
@@ -354,7 +364,10 @@ class _Patient:
         elif rng.random() < 0.25:
             deceased = ("deceasedBoolean", False)
         identifier = [{"system": self.site.patient_system, "value": f"{self.index:08d}"}]
-        self.emit("Patient", fhir.patient(self.id, identifier, gender, DAYS[self.birth], deceased))
+        resource = fhir.patient(self.id, identifier, gender, DAYS[self.birth], deceased)
+        if postal_code is not None:
+            resource["address"] = [{"type": "both", "postalCode": postal_code, "country": "DE"}]
+        self.emit("Patient", resource)
 
     def _emit_consent(self, consent: _Consent) -> None:
         rng = self.rng

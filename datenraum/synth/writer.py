@@ -56,6 +56,7 @@ class _Shard:
     number: int
     start: int
     stop: int
+    waves: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +74,13 @@ def generate(
     site_profile: int = 0,
     workers: int = 2,
     shard_size: int = SHARD_SIZE,
+    waves: bool = False,
 ) -> GenerationSummary:
     """Generate ``patients`` synthetic patients of one site as MII core data set NDJSON in ``out_dir``.
 
     The same (patients, seed, site_profile) always give byte-identical files, whatever ``workers`` is;
-    ``shard_size`` only changes how the same lines are split into files. Shard files and the medication
+    ``shard_size`` only changes how the same lines are split into files. ``waves`` adds epidemic stays
+    (COVID-19, influenza, RSV; see ``waves``) without changing anything else a patient has. Shard files and the medication
     catalogue left in ``out_dir`` by an earlier run are removed first, so that a smaller run into the same
     directory does not leave stale shards behind; other files are not touched.
     """
@@ -105,7 +108,7 @@ def generate(
     bytes_written = len(lines)
 
     shards = [
-        _Shard(out_dir, seed, site_profile, number, start, min(start + shard_size, patients))
+        _Shard(out_dir, seed, site_profile, number, start, min(start + shard_size, patients), waves)
         for number, start in enumerate(range(0, patients, shard_size))
     ]
     for result in _run(shards, workers):
@@ -136,7 +139,7 @@ def _run(shards: list[_Shard], workers: int) -> list[_ShardResult]:
 
 
 def _write_shard(shard: _Shard) -> _ShardResult:
-    site = Site(shard.seed, shard.site_profile)
+    site = Site(shard.seed, shard.site_profile, waves=shard.waves)
     batches: dict[str, list[bytes]] = {t: [] for t in PATIENT_RESOURCE_TYPES}
     counts = dict.fromkeys(PATIENT_RESOURCE_TYPES, 0)
     paths: dict[str, Path] = {}

@@ -146,6 +146,16 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     # the site API
     ("GET", "/api/site/v1/metadata-tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/metadata-tasks/{task_id}/result"): SITES_ONLY,
+    # the crisis dashboard: public pages and downloads, a site's own view, the office's crisis mode
+    ("GET", "/dashboard"): ANYONE,
+    ("GET", "/dashboard/{disease}"): ANYONE,
+    ("GET", "/dashboard/sites/{name}"): (LOGIN, LOGIN, E404, OK, E404, E404),
+    ("GET", "/admin/dashboard"): OFFICE,
+    ("POST", "/admin/dashboard/definitions"): OFFICE,
+    ("POST", "/admin/dashboard/run"): OFFICE,
+    ("GET", "/api/v1/dashboard"): PUBLIC_API,
+    ("GET", "/api/v1/dashboard/{disease}/{indicator}.json"): PUBLIC_API,
+    ("GET", "/api/v1/dashboard/{disease}/{indicator}.csv"): PUBLIC_API,
     ("GET", "/api/site/v1/tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/tasks/{task_id}/result"): SITES_ONLY,
     ("POST", "/api/site/v1/heartbeat"): SITES_ONLY,
@@ -372,6 +382,23 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
         "/api/site/v1/metadata-tasks/some-task/result",
         json={"task_id": "some-task", "state": "failed", "reason": "no"},
     ),
+    ("GET", "/dashboard"): lambda w: Call("/dashboard"),
+    ("GET", "/dashboard/{disease}"): lambda w: Call("/dashboard/influenza"),
+    ("GET", "/dashboard/sites/{name}"): lambda w: Call("/dashboard/sites/uk-a"),
+    ("GET", "/admin/dashboard"): lambda w: Call("/admin/dashboard"),
+    ("POST", "/admin/dashboard/definitions"): lambda w: Call(
+        "/admin/dashboard/definitions",
+        {
+            "kind": "disease",
+            "body": '{"id": "mpox", "title": "Mpox", "start": "2022-05-01", "marker": {"icd10gm": ["B04"]}}',
+        },
+    ),
+    ("POST", "/admin/dashboard/run"): lambda w: Call("/admin/dashboard/run", {}),
+    ("GET", "/api/v1/dashboard"): lambda w: Call("/api/v1/dashboard"),
+    ("GET", "/api/v1/dashboard/{disease}/{indicator}.json"): lambda w: Call(
+        "/api/v1/dashboard/covid19/new_inpatient_cases.json"
+    ),
+    ("GET", "/api/v1/dashboard/{disease}/{indicator}.csv"): lambda w: Call("/api/v1/dashboard/rsv/tests.csv"),
     ("GET", "/api/site/v1/tasks"): lambda w: Call("/api/site/v1/tasks?wait=0"),
     ("POST", "/api/site/v1/tasks/{task_id}/result"): lambda w: Call(
         "/api/site/v1/tasks/some-task/result",

@@ -299,6 +299,8 @@ def _check_result(result: TaskResult) -> None:
     """What the protocol allows but the database could not store."""
     if result.state == TaskState.ANSWERED and result.count is None:
         raise Invalid("count: a feasibility task is answered with a count")
+    if result.cube is not None:
+        raise Invalid("cube: a feasibility task is answered with a count, not a cube")
     if result.count is not None and (result.count.obfuscated or 0) > MAX_COUNT:
         raise Invalid(f"count.obfuscated: must be at most {MAX_COUNT}")
     if result.reason is not None and "\x00" in result.reason:

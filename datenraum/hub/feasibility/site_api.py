@@ -42,8 +42,10 @@ async def fetch_tasks(
             claim = await hub.run(hub.federation.claim, site)
             # A task that starts running is news to a researcher, but never the end of the query.
             hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
-            if claim.tasks or loop.time() >= until or hub.notifier.closed:
-                return {"tasks": [task.to_json() for task in claim.tasks]}
+            # The crisis dashboard's indicators tasks travel on the same channel (hub/dashboard).
+            tasks = [*claim.tasks, *await hub.run(hub.dashboard.claim, site)]
+            if tasks or loop.time() >= until or hub.notifier.closed:
+                return {"tasks": [task.to_json() for task in tasks]}
             await wait_for(signal.changed, until - loop.time())
 
 
@@ -54,6 +56,13 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
         result = TaskResult.from_json(body)
     except ProtocolError as error:
         raise Invalid(str(error)) from None
+    if await hub.run(hub.dashboard.owns, task_id):
+        delivered = await hub.run(hub.dashboard.record, site, task_id, result)
+        return {
+            "state": delivered.state.value,
+            "accepted": delivered.accepted,
+            "problems": list(delivered.problems),
+        }
     recorded = await hub.run(hub.federation.record, site, task_id, result)
     if recorded.changed:
         hub.notifier.notify([query_key(recorded.query_id)], partial=not recorded.query_complete)

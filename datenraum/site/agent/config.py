@@ -3,7 +3,7 @@
 Every key is optional; a missing file section means its defaults. The defaults:
 
     [tasks]
-    allowed = ["feasibility-count"]  # task types this site answers; others get a "failed" result
+    allowed = ["feasibility-count", "indicators"]  # task types this site answers; others get a "failed" result
     daily_limit = 1000               # tasks run on the store per calendar day (the agent's local time)
     time_limit = 20                  # seconds one task may take; its query is then interrupted and the
                                      # task failed (below the hub's task deadline, 30 s by default)
@@ -54,7 +54,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AgentConfig:
-    allowed_tasks: frozenset[TaskType] = frozenset({TaskType.FEASIBILITY_COUNT, TaskType.SITE_METADATA})
+    allowed_tasks: frozenset[TaskType] = frozenset(
+        {TaskType.FEASIBILITY_COUNT, TaskType.SITE_METADATA, TaskType.INDICATORS}
+    )
     daily_limit: int = 1000
     time_limit: float = 20.0
     concurrency: int = 2

@@ -558,6 +558,10 @@ class Agent:
     def _execute(self, task: Task) -> TaskResult:
         if task.type not in self.config.allowed_tasks:
             return self._fail(task, f"this site does not answer {task.type.value} tasks", ran=False)
+        if task.type == TaskType.INDICATORS:
+            # The dashboard's daily job is not a researcher's query: it does not count against the limit.
+            result, ran = self._indicators(task)
+            return self._record(result, ran=ran)
         today = self._clock().astimezone().date()
         with self._admission:  # tasks side by side: the ones admitted and not journaled count too
             if self.journal.runs_on(today) + self._admitted >= self.config.daily_limit:
@@ -580,6 +584,23 @@ class Agent:
                     self._record(result, ran=ran)
                 self._admitted -= 1
         return result
+
+    def _indicators(self, task: Task) -> tuple[TaskResult, bool]:
+        """The dashboard's cube for the task's definitions: aggregates only (see `datenraum.site.indicators`)."""
+        started = time.perf_counter()
+        try:
+            with self._snapshot.task_view() as snapshot:
+                cube = _indicator_cube(snapshot, task.payload)
+        except ValueError as error:  # DefinitionError is one
+            return self._failed(task, f"definitions not usable: {error}"), False
+        except StoreError as error:
+            self._snapshot.invalidate()
+            return self._failed(task, f"the site store is unavailable: {error}"), True
+        except Exception:
+            log.exception("task %s: unexpected error", task.id)
+            return self._failed(task, "the site could not compute the indicators (see the site's log)"), True
+        log.info("task %s: indicators computed in %.2f s", task.id, time.perf_counter() - started)
+        return TaskResult(task.id, TaskState.ANSWERED, cube=cube), True
 
     def _count(self, task: Task) -> tuple[TaskResult, bool]:
         """The task's result (not journaled yet) and whether it ran on the store."""
@@ -625,6 +646,16 @@ class Agent:
         shown = "below threshold" if site_count.below_threshold else f"{site_count.obfuscated} (obfuscated)"
         log.info("task %s: answered %s in %.2f s", task.id, shown, time.perf_counter() - started)
         return TaskResult(task.id, TaskState.ANSWERED, count=site_count), True
+
+
+def _indicator_cube(snapshot: Snapshot, payload: dict[str, Any]) -> dict[str, Any]:
+    """The cube an indicators task asks for (raises DefinitionError or ValueError for a bad payload)."""
+    from datenraum.indicators.registry import Registry
+    from datenraum.site.indicators import SnapshotEngine, compute_cube
+
+    registry = Registry.from_json(payload.get("definitions"))
+    as_of = dt.date.fromisoformat(str(payload.get("as_of")))
+    return compute_cube(SnapshotEngine(snapshot), registry, as_of)
 
 
 def serve(

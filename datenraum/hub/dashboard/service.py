@@ -1,0 +1,425 @@
+"""The crisis dashboard's domain logic at the hub: runs of indicators tasks, deliveries, pooled series.
+
+- `start_run(as_of)`: one `indicators` task per active site, with the registry's definitions (shipped
+  plus crisis-mode ones) in the payload; the sites compute their cubes and post them as results.
+- `record(site, task_id, result)`: a delivery is checked (`datenraum.indicators.quality`); a good one is
+  kept as the site's state (full-state replace: the latest accepted delivery counts), a bad one is kept
+  too, rejected, and the task fails with the problems as its reason, which the site's log shows.
+- `series(disease, indicator)`: the pooled series over the sites with an accepted delivery in the last
+  48 hours (`STALE_AFTER`; a silent site drops out and `n_sites` drops), released under the disclosure
+  rules (`datenraum.indicators.release`), with each total's value "as first published" beside it.
+  `site_series` is one site's own series for that site's members (exact: the site has the data anyway).
+- `define(user, body)`: crisis mode. A new disease (codes, window, start) or indicator (a kind, bucket,
+  strata) is checked by the same rules as the registry's files, stored, and pushed to every site at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from datenraum.hub.accounts.service import Site, User
+from datenraum.hub.config import HubConfig
+from datenraum.hub.dashboard.tables import DashboardTaskRow, DefinitionRow, DeliveryRow, PublishedRow
+from datenraum.hub.db import Clock, SiteRow, utcnow
+from datenraum.hub.errors import Invalid, NotFound
+from datenraum.hub.roles import Role
+from datenraum.indicators.quality import check_cube
+from datenraum.indicators.registry import (
+    DefinitionError,
+    Registry,
+    default_registry,
+    parse_disease,
+    parse_indicator,
+)
+from datenraum.indicators.release import DEFAULT_MIN_SITES, Delivery, moving_average, pool, release
+from datenraum.privacy.cells import DEFAULT_K
+from datenraum.protocol.messages import Task, TaskResult, TaskState, TaskType
+
+__all__ = ["STALE_AFTER", "Dashboard", "Recorded", "Series"]
+
+#: A site's data are used for 48 hours after its last accepted delivery (the NUM dashboard's validity).
+STALE_AFTER = dt.timedelta(hours=48)
+#: A site has this long to compute and deliver its cube.
+TASK_DEADLINE = dt.timedelta(hours=6)
+LICENCE = "CC BY 4.0"
+_OPEN = (TaskState.PENDING.value, TaskState.RUNNING.value)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    state: TaskState
+    changed: bool
+    accepted: bool
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Series:
+    disease: str
+    indicator: str
+    title: str
+    bucket: str
+    rows: list[dict[str, Any]]
+    data_as_of: str | None
+    definitions_version: str | None
+    sites: int
+    k: int
+    min_sites: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "disease": self.disease,
+            "indicator": self.indicator,
+            "title": self.title,
+            "bucket": self.bucket,
+            "licence": LICENCE,
+            "data_as_of": self.data_as_of,
+            "definitions_version": self.definitions_version,
+            "sites": self.sites,
+            "k": self.k,
+            "min_sites": self.min_sites,
+            "rows": self.rows,
+        }
+
+
+class Dashboard:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        config: HubConfig,
+        clock: Clock = utcnow,
+        *,
+        k: int = DEFAULT_K,
+        min_sites: int = DEFAULT_MIN_SITES,
+    ) -> None:
+        self._sessions = sessions
+        self._config = config
+        self._clock = clock
+        self.k = k
+        self.min_sites = min_sites
+
+    # -- definitions
+
+    def registry(self) -> Registry:
+        """The shipped registry with the coordination office's crisis-mode definitions."""
+        with self._sessions() as session:
+            rows = session.scalars(sa.select(DefinitionRow).order_by(DefinitionRow.id)).all()
+        diseases = [parse_disease(r.body) for r in rows if r.kind == "disease"]
+        indicators = [parse_indicator(r.body) for r in rows if r.kind == "indicator"]
+        return default_registry().with_definitions(diseases, indicators)
+
+    def define(self, user: User, kind: str, body: Any) -> tuple[str, frozenset[int]]:
+        """Crisis mode: store a new (or changed) disease or indicator and push it to every site at once.
+        Returns the run id and the sites to wake; raises Invalid naming the field."""
+        if not user.has(Role.ADMIN):
+            raise Invalid("only the coordination office defines indicators")
+        try:
+            parsed = parse_disease(body) if kind == "disease" else parse_indicator(body)
+        except DefinitionError as error:
+            raise Invalid(str(error)) from None
+        if kind not in ("disease", "indicator"):
+            raise Invalid("kind: expected disease or indicator")
+        normal = parsed.to_json()
+        with self._sessions.begin() as session:
+            row = session.scalar(
+                sa.select(DefinitionRow).where(DefinitionRow.kind == kind, DefinitionRow.ident == parsed.id)
+            )
+            if row is None:
+                session.add(
+                    DefinitionRow(
+                        kind=kind, ident=parsed.id, body=normal, created=self._clock(), created_by=user.id
+                    )
+                )
+            else:
+                row.body = normal
+        return self.start_run()
+
+    # -- runs and tasks
+
+    def default_as_of(self) -> dt.date:
+        """Data "as of yesterday 24:00"."""
+        return self._clock().date() - dt.timedelta(days=1)
+
+    def start_run(self, as_of: dt.date | None = None) -> tuple[str, frozenset[int]]:
+        """One indicators task per active site; returns the run id and the site ids to wake."""
+        registry = self.registry()
+        definitions = registry.to_json()
+        as_of = as_of or self.default_as_of()
+        now = self._clock()
+        run_id = str(uuid.uuid4())
+        with self._sessions.begin() as session:
+            sites = session.scalars(
+                sa.select(SiteRow.id).where(SiteRow.active.is_(True)).order_by(SiteRow.id)
+            ).all()
+            for site_id in sites:
+                session.add(
+                    DashboardTaskRow(
+                        id=str(uuid.uuid4()),
+                        run_id=run_id,
+                        site_id=site_id,
+                        state=TaskState.PENDING.value,
+                        as_of=as_of.isoformat(),
+                        definitions=definitions,
+                        created=now,
+                        deadline=now + TASK_DEADLINE,
+                    )
+                )
+        return run_id, frozenset(sites)
+
+    def claim(self, site: Site) -> list[Task]:
+        """The site's pending indicators tasks and those whose lease ran out, now running."""
+        now = self._clock()
+        with self._sessions.begin() as session:
+            rows = session.scalars(
+                sa.select(DashboardTaskRow)
+                .where(
+                    DashboardTaskRow.site_id == site.id,
+                    DashboardTaskRow.deadline > now,
+                    sa.or_(
+                        DashboardTaskRow.state == TaskState.PENDING.value,
+                        sa.and_(
+                            DashboardTaskRow.state == TaskState.RUNNING.value,
+                            DashboardTaskRow.leased_until <= now,
+                        ),
+                    ),
+                )
+                .order_by(DashboardTaskRow.created)
+                .limit(10)
+                .with_for_update()
+            ).all()
+            tasks = []
+            for row in rows:
+                row.state = TaskState.RUNNING.value
+                row.leased_until = now + max(self._config.lease, dt.timedelta(minutes=10))
+                payload = {"definitions": row.definitions, "as_of": row.as_of}
+                tasks.append(Task(row.id, TaskType.INDICATORS, payload, row.deadline))
+            return tasks
+
+    def owns(self, task_id: str) -> bool:
+        with self._sessions() as session:
+            return session.get(DashboardTaskRow, task_id) is not None
+
+    def record(self, site: Site, task_id: str, result: TaskResult) -> Recorded:
+        """Take a site's delivery for its task: checked, kept, accepted or rejected. A replay is a no-op."""
+        now = self._clock()
+        with self._sessions.begin() as session:
+            task = session.get(DashboardTaskRow, task_id, with_for_update=True)
+            if task is None or task.site_id != site.id:
+                raise NotFound(f"no task {task_id!r}")
+            if task.state not in _OPEN:
+                return Recorded(
+                    TaskState(task.state), changed=False, accepted=task.state == TaskState.ANSWERED.value
+                )
+            if result.state == TaskState.FAILED:
+                task.state, task.reason, task.finished = TaskState.FAILED.value, result.reason, now
+                return Recorded(TaskState.FAILED, changed=True, accepted=False)
+            cube = result.cube
+            try:
+                registry = Registry.from_json(task.definitions)
+            except DefinitionError as error:  # cannot happen for definitions this hub wrote
+                raise Invalid(str(error)) from None
+            problems = check_cube(cube, registry, dt.date.fromisoformat(task.as_of))
+            accepted = not problems
+            session.add(
+                DeliveryRow(
+                    site_id=site.id,
+                    task_id=task_id,
+                    received=now,
+                    data_as_of=str((cube or {}).get("data_as_of", ""))[:10],
+                    definitions_version=str((cube or {}).get("definitions_version", ""))[:40],
+                    accepted=accepted,
+                    problems="\n".join(problems) or None,
+                    cube=cube if accepted else None,
+                )
+            )
+            task.finished = now
+            if accepted:
+                task.state = TaskState.ANSWERED.value
+            else:
+                task.state = TaskState.FAILED.value
+                task.reason = "delivery rejected: " + "; ".join(problems)
+            return Recorded(TaskState(task.state), changed=True, accepted=accepted, problems=tuple(problems))
+
+    def sweep(self) -> None:
+        now = self._clock()
+        with self._sessions.begin() as session:
+            session.execute(
+                sa.update(DashboardTaskRow)
+                .where(DashboardTaskRow.state.in_(_OPEN), DashboardTaskRow.deadline <= now)
+                .values(state=TaskState.TIMED_OUT.value, finished=now)
+            )
+
+    # -- reading
+
+    def _fresh(self, session: Session, site_ids: Sequence[int] | None = None) -> list[Delivery]:
+        """Each site's latest accepted delivery of the last 48 hours."""
+        since = self._clock() - STALE_AFTER
+        latest = (
+            sa.select(DeliveryRow.site_id, sa.func.max(DeliveryRow.id).label("id"))
+            .where(DeliveryRow.accepted.is_(True), DeliveryRow.received > since)
+            .group_by(DeliveryRow.site_id)
+        )
+        if site_ids is not None:
+            latest = latest.where(DeliveryRow.site_id.in_(site_ids))
+        ids = [row.id for row in session.execute(latest)]
+        rows = session.execute(
+            sa.select(SiteRow.name, DeliveryRow.cube)
+            .join(SiteRow, SiteRow.id == DeliveryRow.site_id)
+            .where(DeliveryRow.id.in_(ids))
+            .order_by(SiteRow.name)
+        ).all()
+        return [Delivery(name, cube) for name, cube in rows]
+
+    def catalogue(self) -> dict[str, Any]:
+        """Every series the public API serves, with its URLs (the catalogue's datasets point here)."""
+        registry = self.registry()
+        return {
+            "licence": LICENCE,
+            "definitions_version": registry.version,
+            "diseases": [
+                {
+                    "id": d.id,
+                    "title": d.title,
+                    "start": d.start.isoformat(),
+                    "series": [
+                        {
+                            "indicator": i.id,
+                            "code": i.code,
+                            "title": i.title,
+                            "bucket": i.bucket,
+                            "json": f"/api/v1/dashboard/{d.id}/{i.id}.json",
+                            "csv": f"/api/v1/dashboard/{d.id}/{i.id}.csv",
+                        }
+                        for i in registry.indicators.values()
+                        if i.public
+                    ],
+                }
+                for d in registry.diseases.values()
+            ],
+        }
+
+    def series(self, disease: str, indicator: str) -> Series:
+        """The public pooled series; raises NotFound for an unknown one."""
+        registry = self.registry()
+        d, i = registry.diseases.get(disease), registry.indicators.get(indicator)
+        if d is None or i is None or not i.public:
+            raise NotFound(f"no series {disease}/{indicator}")
+        with self._sessions.begin() as session:
+            deliveries = self._fresh(session)
+            pooled = pool(deliveries, d.id, i, d.start)
+            rows = release(pooled, i, k=self.k, min_sites=self.min_sites)
+            self._first_published(session, d.id, i.id, rows)
+        _add_averages(rows, i.bucket)
+        return Series(
+            d.id, i.id, i.title, i.bucket, rows, pooled.data_as_of, pooled.definitions_version,
+            len(pooled.sites), self.k, self.min_sites,
+        )  # fmt: skip
+
+    def site_series(self, user: User, site_name: str, disease: str, indicator: str) -> Series:
+        """One site's own series, for that site's members only; raises NotFound otherwise."""
+        registry = self.registry()
+        d, i = registry.diseases.get(disease), registry.indicators.get(indicator)
+        with self._sessions() as session:
+            site_id = session.scalar(sa.select(SiteRow.id).where(SiteRow.name == site_name))
+            if site_id is None or site_id not in user.site_ids or d is None or i is None:
+                raise NotFound(f"no series {site_name}/{disease}/{indicator}")
+            deliveries = self._fresh(session, [site_id])
+        pooled = pool(deliveries, d.id, i, d.start)
+        rows = release(pooled, i, k=1, min_sites=1)
+        _add_averages(rows, i.bucket)
+        return Series(
+            d.id,
+            i.id,
+            i.title,
+            i.bucket,
+            rows,
+            pooled.data_as_of,
+            pooled.definitions_version,
+            len(pooled.sites),
+            1,
+            1,
+        )
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per site: its last delivery, whether it was accepted, and whether it still counts."""
+        since = self._clock() - STALE_AFTER
+        with self._sessions() as session:
+            sites = session.execute(sa.select(SiteRow.id, SiteRow.name).order_by(SiteRow.name)).all()
+            out = []
+            for site_id, name in sites:
+                last = session.scalar(
+                    sa.select(DeliveryRow)
+                    .where(DeliveryRow.site_id == site_id)
+                    .order_by(DeliveryRow.id.desc())
+                    .limit(1)
+                )
+                good = session.scalar(
+                    sa.select(sa.func.max(DeliveryRow.received)).where(
+                        DeliveryRow.site_id == site_id, DeliveryRow.accepted.is_(True)
+                    )
+                )
+                out.append(
+                    {
+                        "site": name,
+                        "last_delivery": last.received.isoformat() if last else None,
+                        "accepted": last.accepted if last else None,
+                        "problems": last.problems if last else None,
+                        "data_as_of": last.data_as_of if last else None,
+                        "counts": good is not None and good > since,
+                    }
+                )
+            return out
+
+    def _first_published(
+        self, session: Session, disease: str, indicator: str, rows: list[dict[str, Any]]
+    ) -> None:
+        """Record each released total the first time it is shown; attach the first value to every row."""
+        totals = [
+            r
+            for r in rows
+            if all(r[name] is None for name in ("level", "sex", "age_rki", "state", "los_bin"))
+        ]
+        known = {
+            row.period: row
+            for row in session.scalars(
+                sa.select(PublishedRow).where(
+                    PublishedRow.disease == disease, PublishedRow.indicator == indicator
+                )
+            )
+        }
+        now = self._clock()
+        for row in totals:
+            if row.get("withheld"):
+                continue
+            first = known.get(row["period"])
+            if first is None:
+                first = PublishedRow(
+                    disease=disease,
+                    indicator=indicator,
+                    period=row["period"],
+                    value=row["value"],
+                    suppressed=row["suppressed"],
+                    n_sites=row["n_sites"],
+                    published=now,
+                )
+                session.add(first)
+                known[row["period"]] = first
+        for row in totals:
+            first = known.get(row["period"])
+            row["first_published"] = None if first is None else first.value
+
+
+def _add_averages(rows: list[dict[str, Any]], bucket: str) -> None:
+    """7-day averages of released daily totals (only from released values, see `release`)."""
+    if bucket != "day":
+        return
+    totals = [r for r in rows if all(r[n] is None for n in ("level", "sex", "age_rki", "state", "los_bin"))]
+    for row, average in zip(totals, moving_average([r["value"] for r in totals]), strict=True):
+        row["average_7d"] = average
