@@ -6,6 +6,11 @@ and are the idempotency key: a site posts at most one result per task, and posti
 (after a lost response, a restart) is accepted as a no-op.
 
 Results carry only obfuscated counts (see `datenraum.privacy`); an exact count has no field to travel in.
+
+An `analysis` task (federated analysis, `datenraum.analysis.messages`) carries one versioned analysis
+request as its payload, `{"v": 1, "request": {...}}`, and is answered with the site's analysis answer
+(`{"v": 1, "ok": ..., "result" | "error": ...}`, aggregates that passed the site's disclosure control) in
+`TaskResult.analysis`; nothing in either is evaluated.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class ProtocolError(ValueError):
 
 class TaskType(StrEnum):
     FEASIBILITY_COUNT = "feasibility-count"
+    ANALYSIS = "analysis"
 
 
 class TaskState(StrEnum):
@@ -76,7 +82,7 @@ class SiteCount:
 class Task:
     id: str
     type: TaskType
-    payload: dict[str, Any]  # for feasibility-count: {"query": <structured query JSON>}
+    payload: dict[str, Any]  # feasibility-count: {"query": <structured query>}; analysis: {"v", "request"}
     deadline: dt.datetime
 
     def to_json(self) -> dict[str, Any]:
@@ -102,16 +108,18 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A site's answer to a task: a count, or a failure with a reason the researcher may read."""
+    """A site's answer to a task: a count (or an analysis answer), or a failure with a reason the
+    researcher may read."""
 
     task_id: str
     state: TaskState
     count: SiteCount | None = None
     reason: str | None = None
+    analysis: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.state == TaskState.ANSWERED and self.count is None:
-            raise ProtocolError("an answered task needs a count")
+        if self.state == TaskState.ANSWERED and (self.count is None) == (self.analysis is None):
+            raise ProtocolError("an answered task needs a count or an analysis answer")
         if self.state == TaskState.FAILED and not self.reason:
             raise ProtocolError("a failed task needs a reason")
         if self.state not in (TaskState.ANSWERED, TaskState.FAILED):
@@ -123,6 +131,8 @@ class TaskResult:
             body["count"] = self.count.to_json()
         if self.reason is not None:
             body["reason"] = self.reason
+        if self.analysis is not None:
+            body["analysis"] = self.analysis
         return body
 
     @classmethod
@@ -137,4 +147,7 @@ class TaskResult:
         reason = body.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise ProtocolError("result.reason: expected a string of at most 2000 characters")
-        return cls(str(body.get("task_id", "")), state, count, reason)
+        analysis = body.get("analysis")
+        if analysis is not None and (not isinstance(analysis, dict) or analysis.get("v") != 1):
+            raise ProtocolError("result.analysis: expected an analysis answer of protocol version 1")
+        return cls(str(body.get("task_id", "")), state, count, reason, analysis)

@@ -22,6 +22,12 @@ Every key is optional; a missing file section means its defaults. The defaults:
     [store]
     threads = 0                      # cores one query may use; 0: all (set it lower on a shared server)
 
+    [analysis]                       # federated analysis (only with "analysis" in tasks.allowed); the
+    min_rows = 10                    # disclosure rules of datenraum.privacy.analysis, each may only be
+    min_cell = 5                     # tightened (min_rows, min_cell, dominance, glm_saturation,
+    workspace_ttl = 3600             # levels_max, levels_density, min_sites, tail_factor, rounding,
+                                     # daily_budget); workspace_ttl: seconds a derived variable lives
+
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
 """
@@ -30,10 +36,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from datenraum.privacy.analysis import AnalysisPolicy
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import TaskType
 
@@ -59,6 +66,11 @@ class AgentConfig:
     backoff_initial: float = 0.5
     backoff_cap: float = 30.0
     threads: int = 0
+    analysis: AnalysisPolicy = field(default_factory=AnalysisPolicy)
+    workspace_ttl: float = 3600.0
+
+
+_ANALYSIS_KEYS = (*(f.name for f in fields(AnalysisPolicy)), "workspace_ttl")
 
 
 def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
@@ -94,6 +106,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "obfuscation": ("threshold", "noise", "rounding"),
     "hub": ("wait", "backoff_initial", "backoff_cap"),
     "store": ("threads",),
+    "analysis": _ANALYSIS_KEYS,
 }
 
 
@@ -117,7 +130,13 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     obfuscation = document.get("obfuscation", {})
     hub = document.get("hub", {})
     store = document.get("store", {})
+    analysis = dict(document.get("analysis", {}))
     defaults = AgentConfig()
+    workspace_ttl = _seconds(analysis.pop("workspace_ttl", defaults.workspace_ttl), "analysis.workspace_ttl")
+    try:
+        analysis_policy = AnalysisPolicy.from_mapping(analysis)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     policy = ObfuscationPolicy(
         threshold=_integer(
             obfuscation.get("threshold", defaults.policy.threshold), "obfuscation.threshold", 1
@@ -143,6 +162,8 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         backoff_initial=backoff_initial,
         backoff_cap=backoff_cap,
         threads=_integer(store.get("threads", defaults.threads), "store.threads", 0),
+        analysis=analysis_policy,
+        workspace_ttl=workspace_ttl,
     )
 
 
