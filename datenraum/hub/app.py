@@ -30,6 +30,8 @@ from starlette.exceptions import HTTPException
 from datenraum.hub.accounts.outbox import Outbox, SmtpSettings
 from datenraum.hub.accounts.service import Accounts, PortalRoleHolders
 from datenraum.hub.accounts.users import Users
+from datenraum.hub.analysis import api as analysis_api
+from datenraum.hub.analysis.service import Analyses
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
 from datenraum.hub.directory import api as directory_api
@@ -182,11 +184,16 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         proposals=Proposals(sessions, _proposal_settings(config), PortalRoleHolders(), clock),
         directory=Directory(sessions),
         invitations=invitations.Invitations(sessions),
+        analysis=Analyses(sessions, config, clock),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_forever(hub))
+        loop = asyncio.get_running_loop()
+        hub.analysis.rounds.bind(
+            lambda ids: loop.call_soon_threadsafe(hub.notifier.notify, [site_key(i) for i in ids])
+        )
         try:
             with close_on_exit_signal(hub.notifier):
                 yield
@@ -209,6 +216,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.include_router(workspace_api.router)
     app.include_router(concepts_api.router)
     app.include_router(directory_api.router)
+    app.include_router(analysis_api.router)
     app.include_router(pages.router)
     app.include_router(sso.routes(config, clock))
     app.include_router(proposals_pages.router)

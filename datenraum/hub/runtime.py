@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from datenraum.hub.accounts.outbox import Outbox
 from datenraum.hub.accounts.service import Accounts, Site, User
 from datenraum.hub.accounts.users import Users
+from datenraum.hub.analysis.service import Analyses
 from datenraum.hub.config import HubConfig
 from datenraum.hub.directory.service import Directory
 from datenraum.hub.feasibility.notify import Notifier
@@ -85,6 +86,7 @@ class Hub:
     proposals: Proposals
     directory: Directory
     invitations: Invitations
+    analysis: Analyses
     _turns: contextlib.AbstractContextManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from alembic import context
 
 # Models outside db.py join Base.metadata when their module is imported; autogenerate (and the test that
 # compares the migrated schema with the models) must see every table the migrations create.
+import datenraum.hub.analysis.tables
 import datenraum.hub.directory.tables
 import datenraum.hub.proposals.tables  # noqa: F401
 from datenraum.hub.db import Base, create_hub_engine
