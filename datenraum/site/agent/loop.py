@@ -301,6 +301,8 @@ class Agent:
         backoff = Backoff(self.config.backoff_initial, self.config.backoff_cap)
         with contextlib.suppress(StoreError):  # open the store now, so the first task is as quick as the rest
             self._snapshot.get()
+        if TaskType.ANALYSIS in self.config.allowed_tasks:
+            self._analysis_executor()  # imports numpy, scipy and the executor now, not in the first round
         self._start_workers()
         try:
             while not stop.is_set():
