@@ -7,6 +7,7 @@ The library shared by hub, sites and researchers (imports only `query`, `privacy
 - `design`: model frame and design matrix from a spec (what a site runs);
 - `families`: GLM families and links;
 - `driver`: `Analysis`, the rounds, pooling and solvers over any `Sites` (the hub's, or local ones);
+- `variables`: the typed definitions of analysis variables from a site store ("HbA1c latest in 2023");
 - `client`: `Client`, the researcher's typed client of the hub's analysis API.
 
     from datenraum.analysis import Analysis
@@ -14,7 +15,17 @@ The library shared by hub, sites and researchers (imports only `query`, `privacy
     fit = Analysis(LocalSites.from_folder("sites")).glm("y ~ x1 + factor(x2)", family="binomial")
 """
 
+from datenraum.analysis.client import Client
 from datenraum.analysis.driver import Analysis, AnalysisError, GlmResult, Sites
 from datenraum.analysis.formula import FormulaError, ModelSpec, parse_formula
 
-__all__ = ["Analysis", "AnalysisError", "FormulaError", "GlmResult", "ModelSpec", "Sites", "parse_formula"]
+__all__ = [
+    "Analysis",
+    "AnalysisError",
+    "Client",
+    "FormulaError",
+    "GlmResult",
+    "ModelSpec",
+    "Sites",
+    "parse_formula",
+]

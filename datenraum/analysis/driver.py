@@ -198,6 +198,88 @@ class Analysis:
             out[name] = entry
         return out
 
+    def describe(self, variables: Sequence[str] | str, *, where=None, sites=None) -> dict:
+        """Per variable: numeric ones n, missing, mean, variance, sd, skewness and excess kurtosis (the
+        biased, population forms of scipy.stats.skew/kurtosis) pooled exactly from the sites' central
+        moments; categorical ones their pooled level counts (suppressed at a site: hidden pooled)."""
+        names = [variables] if isinstance(variables, str) else list(variables)
+        chosen = self._site_set(sites)
+        results = self._round(self._request("describe", where, variables=names), chosen)
+        out = {}
+        for name in names:
+            parts = [results[s][name] for s in chosen]
+            if any(p["type"] != parts[0]["type"] for p in parts):
+                raise AnalysisError(
+                    [_numeric_error(f"{name} is numeric at some sites and categorical at others")]
+                )
+            if parts[0]["type"] == "categorical":
+                levels = sorted(set().union(*(p["levels"] for p in parts)))
+                counts: dict[str, int | None] = dict.fromkeys(levels, 0)
+                for p in parts:
+                    for level, count in zip(p["levels"], p["counts"], strict=True):
+                        counts[level] = (
+                            None if count is None or counts[level] is None else counts[level] + count
+                        )
+                total = None if any(p["n"] is None for p in parts) else sum(p["n"] for p in parts)
+                out[name] = {
+                    "type": "categorical",
+                    "levels": levels,
+                    "counts": [counts[v] for v in levels],
+                    "n": total,
+                    "sites": len(chosen),
+                }
+                continue
+            n, mean, m2, m3, m4 = _pool_moments(parts)
+            var = m2 / (n - 1)
+            out[name] = {
+                "type": "numeric",
+                "n": n,
+                "n_missing": sum(p["n_missing"] for p in parts),
+                "mean": mean,
+                "var": var,
+                "sd": math.sqrt(var),
+                "skewness": math.sqrt(n) * m3 / m2**1.5 if m2 > 0 else math.nan,
+                "kurtosis": n * m4 / (m2 * m2) - 3 if m2 > 0 else math.nan,
+                "sites": len(chosen),
+            }
+        return out
+
+    def by_group(self, variables: Sequence[str] | str, group: str, *, where=None, sites=None) -> dict:
+        """n, mean, variance and sd of each variable per level of `group`, pooled exactly; a group too
+        small at any site is shown as None (its numbers there are not released, so none are pooled)."""
+        names = [variables] if isinstance(variables, str) else list(variables)
+        chosen = self._site_set(sites)
+        results = self._round(self._request("by_group", where, variables=names, group=group), chosen)
+        levels = sorted(set().union(*(r["groups"] for r in results.values())), key=_level_key)
+        out: dict[str, Any] = {}
+        for level in levels:
+            parts = [r["groups"].get(level, {}) for r in results.values()]
+            if any(part is None for part in parts):
+                out[level] = None
+                continue
+            entry = {}
+            for name in names:
+                pieces = [part[name] for part in parts if part]
+                n = sum(p["n"] for p in pieces)
+                mean = math.fsum(p["sum"] for p in pieces) / n
+                m2 = math.fsum(p["m2"] + p["n"] * (p["sum"] / p["n"] - mean) ** 2 for p in pieces)
+                var = m2 / (n - 1)
+                entry[name] = {"n": n, "mean": mean, "var": var, "sd": math.sqrt(var)}
+            out[level] = entry
+        return {"group": group, "variables": names, "groups": out, "sites": len(chosen)}
+
+    def assign(self, name: str, *, derive: str | Var | None = None, subset=None, sites=None) -> dict:
+        """Keep a derived variable (`derive="log(bmi)"`) or a subset (`subset=[conditions]`) under
+        `name` in this analyst's workspace at every site (for the sites' time to live)."""
+        chosen = self._site_set(sites)
+        fields: dict[str, Any] = {"name": name}
+        if derive is not None:
+            fields["derive"] = (parse_variable(derive) if isinstance(derive, str) else derive).to_json()
+        if subset is not None:
+            fields["subset"] = [dict(c) for c in subset]
+        results = self._round(self._request("assign", None, **fields), chosen)
+        return {"name": name, "sites": len(chosen), "ttl": min(r["ttl"] for r in results.values())}
+
     def cor(self, variables: Sequence[str], *, where=None, sites=None) -> dict:
         chosen = self._site_set(sites)
         results = self._round(self._request("cor", where, variables=list(variables)), chosen)
@@ -301,6 +383,55 @@ class Analysis:
             "total": shown(np.array(counts.sum()), margins[-1]),
             "sites": len(chosen),
             "suppressed": int(cells.sum()),
+        }
+
+    # -- study-level meta-analysis
+    def glm_slma(
+        self,
+        formula: str | ModelSpec,
+        family: str = "gaussian",
+        *,
+        link: str | None = None,
+        weights: str | Var | None = None,
+        where=None,
+        sites=None,
+    ) -> dict:
+        """Each site fits the model on its own rows (`glm.local`); the coefficients are pooled by
+        inverse-variance fixed effects and DerSimonian–Laird random effects, with Cochran's Q, I² and
+        tau² per coefficient (as statsmodels' `combine_effects(..., method_re="chi2")`). Two rounds with
+        factors (their global levels first), one without."""
+        spec = parse_formula(formula) if isinstance(formula, str) else formula
+        fam = make_family(family, link)
+        weights_var = parse_variable(weights) if isinstance(weights, str) else weights
+        chosen = self._site_set(sites)
+        base = {
+            "model": spec.to_json(),
+            "family": fam.name,
+            "link": fam.link.name,
+            "weights": weights_var.to_json() if weights_var else None,
+        }
+        levels: dict[str, list[str]] = {}
+        if spec.factors():
+            prepared = self._round(self._request("glm.prepare", where, **base), chosen)
+            for name in spec.factors():
+                levels[name] = sorted(
+                    set().union(*(r["levels"][name] for r in prepared.values())), key=_level_key
+                )
+        results = self._round(self._request("glm.local", where, **base, levels=levels), chosen)
+        names = column_names(spec, levels)
+        effects = np.array([results[s]["coef"] for s in chosen])
+        variances = np.array([np.diag(results[s]["cov"]) for s in chosen])
+        coefficients = {}
+        for j, name in enumerate(names):
+            coefficients[name] = _meta(effects[:, j], variances[:, j])
+        return {
+            "formula": spec.formula(),
+            "family": fam.name,
+            "link": fam.link.name,
+            "names": names,
+            "coefficients": coefficients,
+            "n": sum(results[s]["n"] for s in chosen),
+            "sites": list(chosen),
         }
 
     # -- GLM
@@ -459,6 +590,62 @@ class Analysis:
             sites=list(chosen),
             cov=cov.tolist(),
         )
+
+
+def _meta(effect: np.ndarray, variance: np.ndarray) -> dict[str, Any]:
+    """Fixed-effect (inverse variance) and DerSimonian–Laird random-effects pooling of one effect."""
+    w = 1.0 / variance
+    fixed = float((w * effect).sum() / w.sum())
+    fixed_se = float(math.sqrt(1.0 / w.sum()))
+    q = float((w * (effect - fixed) ** 2).sum())
+    df = len(effect) - 1
+    tau2 = max(0.0, (q - df) / float(w.sum() - (w * w).sum() / w.sum())) if df > 0 else 0.0
+    w_re = 1.0 / (variance + tau2)
+    random = float((w_re * effect).sum() / w_re.sum())
+    random_se = float(math.sqrt(1.0 / w_re.sum()))
+    z = stats.norm.ppf(0.975)
+    return {
+        "fixed": {"estimate": fixed, "se": fixed_se, "ci": [fixed - z * fixed_se, fixed + z * fixed_se]},
+        "random": {
+            "estimate": random,
+            "se": random_se,
+            "ci": [random - z * random_se, random + z * random_se],
+        },
+        "q": q,
+        "df": df,
+        "p_q": float(stats.chi2.sf(q, df)) if df > 0 else math.nan,
+        "i2": max(0.0, (q - df) / q) if q > 0 else 0.0,
+        "tau2": tau2,
+    }
+
+
+def _pool_moments(parts: Sequence[Mapping[str, Any]]) -> tuple[int, float, float, float, float]:
+    """n, mean and the central moment sums M2, M3, M4 of the union of the parts (Pébay 2008)."""
+    n, mean, m2, m3, m4 = 0, 0.0, 0.0, 0.0, 0.0
+    for p in parts:
+        nb = p["n"]
+        if nb == 0:
+            continue
+        mb = p["sum"] / nb
+        na, total = n, n + nb
+        delta = mb - mean
+        m4 = (
+            m4
+            + p["m4"]
+            + delta**4 * na * nb * (na * na - na * nb + nb * nb) / total**3
+            + 6 * delta**2 * (na * na * p["m2"] + nb * nb * m2) / total**2
+            + 4 * delta * (na * p["m3"] - nb * m3) / total
+        )
+        m3 = (
+            m3
+            + p["m3"]
+            + delta**3 * na * nb * (na - nb) / total**2
+            + 3 * delta * (na * p["m2"] - nb * m2) / total
+        )
+        m2 = m2 + p["m2"] + delta * delta * na * nb / total
+        mean = mean + delta * nb / total
+        n = total
+    return n, mean, m2, m3, m4
 
 
 def _level_key(level: str) -> tuple:

@@ -16,13 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datenraum.analysis.formula import FormulaError, ModelSpec, Var
+from datenraum.analysis.variables import VariableError, parse_definitions
 
 __all__ = [
     "OPERATIONS",
     "VERSION",
+    "Assign",
+    "ByGroup",
     "Condition",
     "Cor",
     "DataRef",
+    "Describe",
+    "GlmLocal",
     "GlmPrepare",
     "GlmStep",
     "MessageError",
@@ -103,26 +108,40 @@ class DataRef:
     table: str | None = None
     cohort: dict | None = None
     variables: dict | None = None
+    subset: str | None = None  # a subset of the analyst's workspace at the site (op "assign")
 
     def to_json(self) -> dict[str, Any]:
         return {
             k: v
-            for k, v in (("table", self.table), ("cohort", self.cohort), ("variables", self.variables))
+            for k, v in (
+                ("table", self.table),
+                ("cohort", self.cohort),
+                ("variables", self.variables),
+                ("subset", self.subset),
+            )
             if v is not None
         }
 
     @classmethod
     def from_json(cls, body: Any) -> DataRef:
-        if not isinstance(body, dict) or set(body) - {"table", "cohort", "variables"}:
-            raise MessageError("data", "expected {table} or {cohort, variables}")
+        if not isinstance(body, dict) or set(body) - {"table", "cohort", "variables", "subset"}:
+            raise MessageError("data", "expected {table} or {cohort, variables}, and optionally a subset")
+        subset = None
+        if "subset" in body:
+            subset = _text(body, "subset", "data", maximum=40)
+            body = {k: v for k, v in body.items() if k != "subset"}
         if "table" in body:
             if set(body) != {"table"}:
                 raise MessageError("data", "a table needs no cohort or variables")
-            return cls(table=_text(body, "table", "data"))
+            return cls(table=_text(body, "table", "data"), subset=subset)
         cohort, variables = body.get("cohort"), body.get("variables")
         if not isinstance(cohort, dict) or not isinstance(variables, dict) or not variables:
             raise MessageError("data", "expected {cohort: <CCDL query>, variables: {name: definition}}")
-        return cls(cohort=cohort, variables=variables)
+        try:
+            parse_definitions(variables)
+        except VariableError as error:
+            raise MessageError("data." + str(error).split(":")[0], str(error).split(": ", 1)[-1]) from None
+        return cls(cohort=cohort, variables=variables, subset=subset)
 
 
 @dataclass(frozen=True)
@@ -246,8 +265,72 @@ class GlmStep(GlmPrepare):
         }
 
 
-OPERATIONS = ("summary", "quantiles", "table", "cor", "glm.prepare", "glm.step")
+@dataclass(frozen=True)
+class Describe(Request):
+    variables: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.common_json(), "variables": list(self.variables)}
+
+
+@dataclass(frozen=True)
+class ByGroup(Request):
+    variables: tuple[str, ...] = ()
+    group: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.common_json(), "variables": list(self.variables), "group": self.group}
+
+
+@dataclass(frozen=True)
+class GlmLocal(GlmPrepare):
+    """A site's own fit of the model (study-level meta-analysis): coefficients and their covariance."""
+
+    levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.common_json(),
+            **self.model_json(),
+            "levels": {k: list(v) for k, v in self.levels.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Assign(Request):
+    """Keep a derived variable (`derive`: a whitelisted transform of a variable) or a subset (`subset`:
+    conditions) under `name` in the analyst's workspace at the site, for the workspace's time to live."""
+
+    name: str = ""
+    derive: Var | None = None
+    subset: tuple[Condition, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        body = {**self.common_json(), "name": self.name}
+        if self.derive is not None:
+            body["derive"] = self.derive.to_json()
+        else:
+            body["subset"] = [c.to_json() for c in self.subset]
+        return body
+
+
+OPERATIONS = (
+    "summary",
+    "describe",
+    "by_group",
+    "quantiles",
+    "table",
+    "cor",
+    "glm.prepare",
+    "glm.step",
+    "glm.local",
+    "assign",
+)
 _FIELDS = {
+    "describe": {"variables"},
+    "by_group": {"variables", "group"},
+    "glm.local": {"model", "family", "link", "weights", "levels"},
+    "assign": {"name", "derive", "subset"},
     "summary": {"variables"},
     "quantiles": {"variable", "probs"},
     "table": {"variables"},
@@ -282,6 +365,30 @@ def parse_request(body: Any) -> Request:
         "data": DataRef.from_json(body.get("data")),
         "where": tuple(Condition.from_json(c, f"where[{i}]") for i, c in enumerate(where)),
     }
+    if op == "describe":
+        return Describe(**common, variables=_names(body.get("variables"), "variables"))
+    if op == "by_group":
+        variables = _names(body.get("variables"), "variables", 1, 20)
+        group = _text(body, "group", "request", maximum=80)
+        if group in variables:
+            raise MessageError("group", "the group variable cannot be summarised by itself")
+        return ByGroup(**common, variables=variables, group=group)
+    if op == "assign":
+        name = _text(body, "name", "request", maximum=40)
+        if not name.isidentifier():
+            raise MessageError("name", "expected a name of letters, digits and _")
+        if ("derive" in body) == ("subset" in body):
+            raise MessageError("assign", "expected either derive or subset")
+        if "derive" in body:
+            derive = _var(body["derive"], "derive")
+            if derive.transform is None or derive.is_factor:
+                raise MessageError("derive", "expected a transform of a variable (log, sqrt, ...)")
+            return Assign(**common, name=name, derive=derive)
+        subset = body["subset"]
+        if not isinstance(subset, list) or not 1 <= len(subset) <= 20:
+            raise MessageError("subset", "expected a list of 1 to 20 conditions")
+        conditions = tuple(Condition.from_json(c, f"subset[{i}]") for i, c in enumerate(subset))
+        return Assign(**common, name=name, subset=conditions)
     if op in ("summary", "table", "cor"):
         maximum = 3 if op == "table" else (20 if op == "cor" else MAX_VARIABLES)
         minimum = 2 if op == "cor" else 1
@@ -313,7 +420,23 @@ def parse_request(body: Any) -> Request:
     glm = {"model": model, "family": family_name, "link": link, "weights": weights}
     if op == "glm.prepare":
         return GlmPrepare(**common, **glm)
-    levels = body.get("levels")
+    parsed_levels = _levels(body.get("levels"), model)
+    if op == "glm.local":
+        return GlmLocal(**common, **glm, levels=parsed_levels)
+    beta = body.get("beta")
+    if not isinstance(beta, list) or len(beta) > MAX_PARAMETERS:
+        raise MessageError("beta", f"expected a list of at most {MAX_PARAMETERS} numbers")
+    null_eta = body.get("null_eta")
+    return GlmStep(
+        **common,
+        **glm,
+        levels=parsed_levels,
+        beta=tuple(_number(b, "beta") for b in beta),
+        null_eta=None if null_eta is None else _number(null_eta, "null_eta"),
+    )
+
+
+def _levels(levels: Any, model: ModelSpec) -> dict[str, tuple[str, ...]]:
     if not isinstance(levels, dict) or set(levels) != set(model.factors()):
         raise MessageError("levels", "expected the global levels of every factor of the model")
     parsed_levels = {}
@@ -327,17 +450,7 @@ def parse_request(body: Any) -> Request:
         if len(set(values)) != len(values):
             raise MessageError(f"levels.{name}", "a level is named twice")
         parsed_levels[name] = tuple(values)
-    beta = body.get("beta")
-    if not isinstance(beta, list) or len(beta) > MAX_PARAMETERS:
-        raise MessageError("beta", f"expected a list of at most {MAX_PARAMETERS} numbers")
-    null_eta = body.get("null_eta")
-    return GlmStep(
-        **common,
-        **glm,
-        levels=parsed_levels,
-        beta=tuple(_number(b, "beta") for b in beta),
-        null_eta=None if null_eta is None else _number(null_eta, "null_eta"),
-    )
+    return parsed_levels
 
 
 def ok_result(result: dict[str, Any]) -> dict[str, Any]:

@@ -198,6 +198,8 @@ class LocalFederation:
         config: Path | None = None,
         env: dict[str, str] | None = None,
         delay: float = 0,
+        analysis_delay: float = 0,
+        analysis_delay_from: int = 1,
     ) -> ChildProcess:
         """Start the site agent of `name`. Its state folder (site secret, journal) is `state`, by default
         one per site in the workdir, so that several agents may share one store. With a `delay`, the
@@ -207,8 +209,14 @@ class LocalFederation:
         args += ["--state", str(state)]
         if config is not None:
             args += ["--config", str(config)]
-        if delay:
+        if delay or analysis_delay:
             command = [sys.executable, "-m", "datenraum.devtools.slow_agent", "--delay", str(delay), *args]
+            command += [
+                "--analysis-delay",
+                str(analysis_delay),
+                "--analysis-delay-from",
+                str(analysis_delay_from),
+            ]
         else:
             command = _datenraum("site", "serve", *args)
         self.agents[name] = self._spawn(f"agent-{name}", command, env or {})

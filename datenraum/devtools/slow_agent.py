@@ -27,9 +27,23 @@ if TYPE_CHECKING:
 @click.option(
     "--delay", type=click.FloatRange(min=0), required=True, help="Seconds to pause before each count."
 )
+@click.option(
+    "--analysis-delay",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Seconds to pause before analysis tasks.",
+)
+@click.option(
+    "--analysis-delay-from",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Pause from the N-th analysis task on.",
+)
 @site_serve_options
 def main(
     delay: float,
+    analysis_delay: float,
+    analysis_delay_from: int,
     store_path: Path,
     hub_url: str,
     credential_file: Path,
@@ -38,6 +52,22 @@ def main(
 ) -> None:
     """Answer the hub's tasks like `datenraum site serve`, pausing `--delay` seconds before each count."""
     from datenraum.site import feasibility
+
+    if analysis_delay:
+        import itertools
+
+        from datenraum.site.agent.loop import Agent, log
+
+        answered = itertools.count(1)
+        analyse = Agent._analyse
+
+        def slow_analyse(self: Agent, task: object) -> object:
+            if next(answered) >= analysis_delay_from:
+                log.info("slow agent: holding analysis task %s for %g s", task.id, analysis_delay)  # type: ignore[attr-defined]
+                time.sleep(analysis_delay)
+            return analyse(self, task)  # type: ignore[arg-type]
+
+        Agent._analyse = slow_analyse  # type: ignore[method-assign]
 
     def slow_cohort(snapshot: Snapshot, query: StructuredQuery) -> Iterator[str]:
         time.sleep(delay)

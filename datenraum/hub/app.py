@@ -32,6 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from datenraum.hub.accounts.outbox import Outbox, SmtpSettings
 from datenraum.hub.accounts.service import Accounts, PortalRoleHolders
 from datenraum.hub.accounts.users import Users
+from datenraum.hub.analysis import api as analysis_api
+from datenraum.hub.analysis.service import Analyses
 from datenraum.hub.catalogue import api as catalogue_api
 from datenraum.hub.catalogue import site_api as catalogue_site_api
 from datenraum.hub.config import HubConfig
@@ -253,11 +255,16 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         directory=Directory(sessions),
         invitations=invitations.Invitations(sessions),
         dashboard=Dashboard(sessions, config, clock),
+        analysis=Analyses(sessions, config, clock),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_forever(hub))
+        loop = asyncio.get_running_loop()
+        hub.analysis.rounds.bind(
+            lambda ids: loop.call_soon_threadsafe(hub.notifier.notify, [site_key(i) for i in ids])
+        )
         try:
             with close_on_exit_signal(hub.notifier):
                 yield
@@ -280,6 +287,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.include_router(workspace_api.router)
     app.include_router(concepts_api.router)
     app.include_router(directory_api.router)
+    app.include_router(analysis_api.router)
     app.include_router(pages.router)
     app.include_router(sso.routes(config, clock))
     app.include_router(proposals_pages.router)

@@ -13,6 +13,8 @@ line options. Durations are in seconds.
 | sweep_interval_seconds | 1 | how often the hub marks overdue tasks timed-out and re-offers expired leases |
 | max_body_bytes | 1048576 | larger request bodies are refused with 413 |
 | min_sites | 3 | a total is shown only when at least this many sites contributed a count |
+| analysis_min_sites | 3 | a pooled analysis result needs at least this many sites (at least 2) |
+| analysis_round_seconds | 30 | a site that has not answered one analysis round this long after it was sent is named as not answering |
 | quota_per_minute / _per_hour / _per_day | 10 / 100 / 500 | submissions a user may make (reused ones too; a near-duplicate counts twice) |
 | site_daily_tasks | 1000 | tasks the hub sends one site in 24 hours (keep it at most the sites' `tasks.daily_limit`); beyond, a query that asks the site is refused with 429 naming it |
 | researcher_site_share | 0.1 | the part of `site_daily_tasks` one researcher's queries may take at a site in 24 hours (0.1: exhausting a site takes ten accounts) |
@@ -87,6 +89,8 @@ class HubConfig:
     upload_scan_command: str = ""
     upload_scan_timeout_seconds: float = 60.0
     proposal_quorum: int = 2
+    analysis_min_sites: int = 3
+    analysis_round_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

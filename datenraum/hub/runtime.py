@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from datenraum.hub.accounts.outbox import Outbox
 from datenraum.hub.accounts.service import Accounts, Site, User
 from datenraum.hub.accounts.users import Users
+from datenraum.hub.analysis.service import Analyses
 from datenraum.hub.config import HubConfig
 from datenraum.hub.dashboard.service import Dashboard
 from datenraum.hub.directory.service import Directory
@@ -108,6 +109,7 @@ class Hub:
     directory: Directory
     invitations: Invitations
     dashboard: Dashboard
+    analysis: Analyses
     _turns: contextlib.AbstractContextManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

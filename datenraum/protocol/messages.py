@@ -9,6 +9,11 @@ Feasibility results carry only obfuscated counts (see `datenraum.privacy`); an e
 to travel in. Dashboard results (`indicators` tasks) carry a cube of aggregates per day or week and stratum
 (`datenraum.indicators.cube`), never a per-patient row; the hub applies its release rules to them
 before anything is shown (as the NUM dashboard's sites deliver their aggregates).
+
+An `analysis` task (federated analysis, `datenraum.analysis.messages`) carries one versioned analysis
+request as its payload, `{"v": 1, "request": {...}}`, and is answered with the site's analysis answer
+(`{"v": 1, "ok": ..., "result" | "error": ...}`, aggregates that passed the site's disclosure control) in
+`TaskResult.analysis`; nothing in either is evaluated.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class TaskType(StrEnum):
     # The figures of the site's data for the FAIR catalogue (`SiteMetadata`); the hub asks on a schedule.
     SITE_METADATA = "site-metadata"
     INDICATORS = "indicators"  # payload: {"definitions": <registry JSON>, "as_of": "YYYY-MM-DD"}
+    ANALYSIS = "analysis"
 
 
 class TaskState(StrEnum):
@@ -194,7 +200,8 @@ class SiteMetadata:
 class Task:
     id: str
     type: TaskType
-    payload: dict[str, Any]  # feasibility-count: {"query": <structured query JSON>}; site-metadata: {}
+    payload: dict[str, Any]  # feasibility-count: {"query": <structured query JSON>}; site-metadata: {};
+    # analysis: {"v", "request"}; indicators: {"definitions", "as_of"}
     deadline: dt.datetime
 
     def to_json(self) -> dict[str, Any]:
@@ -220,8 +227,8 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A site's answer to a task: a count (or, for site-metadata, the metadata; for indicators, a cube),
-    or a failure with a reason the researcher may read."""
+    """A site's answer to a task: a count (or, for site-metadata, the metadata; for indicators, a cube; for
+    analysis, the analysis answer), or a failure with a reason the researcher may read."""
 
     task_id: str
     state: TaskState
@@ -229,13 +236,16 @@ class TaskResult:
     reason: str | None = None
     metadata: SiteMetadata | None = None
     cube: dict[str, Any] | None = None
+    analysis: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        answers = sum(value is not None for value in (self.count, self.metadata, self.cube))
+        answers = sum(value is not None for value in (self.count, self.metadata, self.cube, self.analysis))
         if self.state == TaskState.ANSWERED and answers != 1:
-            raise ProtocolError("an answered task needs one of a count, metadata or a cube")
+            raise ProtocolError(
+                "an answered task needs one of a count, metadata, a cube or an analysis answer"
+            )
         if answers > 1:
-            raise ProtocolError("a result has a count, metadata or a cube, not more than one")
+            raise ProtocolError("a result has one of a count, metadata, a cube or an analysis answer")
         if self.state == TaskState.FAILED and not self.reason:
             raise ProtocolError("a failed task needs a reason")
         if self.state not in (TaskState.ANSWERED, TaskState.FAILED):
@@ -251,6 +261,8 @@ class TaskResult:
             body["metadata"] = self.metadata.to_json()
         if self.cube is not None:
             body["cube"] = self.cube
+        if self.analysis is not None:
+            body["analysis"] = self.analysis
         return body
 
     @classmethod
@@ -269,4 +281,15 @@ class TaskResult:
         cube = body.get("cube")
         if cube is not None and not isinstance(cube, dict):
             raise ProtocolError("result.cube: expected an object")
-        return cls(str(body.get("task_id", "")), state, count, reason, metadata=metadata, cube=cube)
+        analysis = body.get("analysis")
+        if analysis is not None and (not isinstance(analysis, dict) or analysis.get("v") != 1):
+            raise ProtocolError("result.analysis: expected an analysis answer of protocol version 1")
+        return cls(
+            str(body.get("task_id", "")),
+            state,
+            count,
+            reason,
+            metadata=metadata,
+            cube=cube,
+            analysis=analysis,
+        )

@@ -99,6 +99,11 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/api/v1/saved-queries/{saved_id}/duplicate"): API_OWN,
     ("GET", "/api/v1/concepts"): API_QUERYING,
     ("POST", "/api/v1/concepts/resolve"): API_QUERYING,
+    # federated analysis: the researcher's approved "federated analysis only" projects (the delivered one)
+    ("GET", "/api/v1/analysis/projects"): (E401, E401, OK, E403, E403, E403),
+    ("GET", "/api/v1/analysis/projects/{project_id}"): (E401, E401, OK, E403, E403, E403),
+    # a project that is no one's here: running an analysis is tested over real agents (tests/federation)
+    ("POST", "/api/v1/analysis/projects/{project_id}/{operation}"): (E401, E401, E404, E403, E403, E403),
     # single sign-on
     ("GET", "/login/sso"): NOT_SET_UP,
     ("GET", "/login/sso/callback"): NOT_SET_UP,
@@ -300,6 +305,13 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("GET", "/api/v1/concepts"): lambda w: Call("/api/v1/concepts?q=diabetes"),
     ("POST", "/api/v1/concepts/resolve"): lambda w: Call(
         "/api/v1/concepts/resolve", json={"criteria": older_than(50)["inclusionCriteria"][0]}
+    ),
+    ("GET", "/api/v1/analysis/projects"): lambda w: Call("/api/v1/analysis/projects"),
+    ("GET", "/api/v1/analysis/projects/{project_id}"): lambda w: Call(
+        f"/api/v1/analysis/projects/{w.delivered()}"
+    ),
+    ("POST", "/api/v1/analysis/projects/{project_id}/{operation}"): lambda w: Call(
+        "/api/v1/analysis/projects/2147483000/summary", json={"variables": ["age"]}
     ),
     ("GET", "/login/sso"): lambda w: Call("/login/sso"),
     ("GET", "/login/sso/callback"): lambda w: Call("/login/sso/callback?code=x&state=y"),

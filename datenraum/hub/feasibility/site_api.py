@@ -28,6 +28,7 @@ class Heartbeat(BaseModel):
 
     version: str = Field(max_length=100, pattern=r"^[^\x00]*$")
     generation: int = Field(ge=0, le=2**63 - 1)  # a BIGINT column
+    instance: str | None = Field(default=None, max_length=64)  # this run of the agent (analysis)
 
 
 @router.get("/tasks")
@@ -39,6 +40,9 @@ async def fetch_tasks(
     until = loop.time() + wait
     while True:
         with hub.notifier.listen(site_key(site.id)) as signal:
+            analysis_tasks = hub.analysis.rounds.claim(site.id)  # in memory; waiting analyses first
+            if analysis_tasks:
+                return {"tasks": [task.to_json() for task in analysis_tasks]}
             claim = await hub.run(hub.federation.claim, site)
             # A task that starts running is news to a researcher, but never the end of the query.
             hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
@@ -63,6 +67,10 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
             "accepted": delivered.accepted,
             "problems": list(delivered.problems),
         }
+    if hub.analysis.rounds.record(site.id, task_id, result):
+        return {"state": result.state.value}
+    if result.analysis is not None:
+        raise Invalid("analysis: an analysis answer for a task that is not an open analysis task")
     recorded = await hub.run(hub.federation.record, site, task_id, result)
     if recorded.changed:
         hub.notifier.notify([query_key(recorded.query_id)], partial=not recorded.query_complete)
@@ -75,4 +83,5 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
 async def heartbeat(hub: HubDep, site: CurrentSite, body: Heartbeat) -> dict[str, Any]:
     """The site is alive, runs this agent version and has this store generation."""
     await hub.run(hub.federation.heartbeat, site, body.version, body.generation)
+    hub.analysis.rounds.site_seen(site.id, body.instance)
     return {"ok": True}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from alembic import context
 
+import datenraum.hub.analysis.tables
+
 # Models outside db.py join Base.metadata when their module is imported; autogenerate (and the test that
 # compares the migrated schema with the models) must see every table the migrations create.
 import datenraum.hub.catalogue.tables

@@ -25,6 +25,11 @@ Every key is optional; a missing file section means its defaults. The defaults:
     [engine]                         # what runs the store's queries (datenraum.site.engines)
     name = "duckdb"                  # "duckdb" (embedded) or "spark"
     spark_master = "local[*]"        # with "spark": the master URL (spark://HOST:7077, k8s://https://...)
+    [analysis]                       # federated analysis (only with "analysis" in tasks.allowed); the
+    min_rows = 10                    # disclosure rules of datenraum.privacy.analysis, each may only be
+    min_cell = 5                     # tightened (min_rows, min_cell, dominance, glm_saturation,
+    workspace_ttl = 3600             # levels_max, levels_density, min_sites, tail_factor, rounding,
+                                     # daily_budget); workspace_ttl: seconds a derived variable lives
 
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
@@ -34,10 +39,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from datenraum.privacy.analysis import AnalysisPolicy
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import TaskType
 
@@ -67,6 +73,11 @@ class AgentConfig:
     threads: int = 0
     engine: str = "duckdb"
     spark_master: str = "local[*]"
+    analysis: AnalysisPolicy = field(default_factory=AnalysisPolicy)
+    workspace_ttl: float = 3600.0
+
+
+_ANALYSIS_KEYS = (*(f.name for f in fields(AnalysisPolicy)), "workspace_ttl")
 
 
 def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
@@ -103,6 +114,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "hub": ("wait", "backoff_initial", "backoff_cap"),
     "store": ("threads",),
     "engine": ("name", "spark_master"),
+    "analysis": _ANALYSIS_KEYS,
 }
 
 
@@ -127,7 +139,13 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     hub = document.get("hub", {})
     store = document.get("store", {})
     engine = document.get("engine", {})
+    analysis = dict(document.get("analysis", {}))
     defaults = AgentConfig()
+    workspace_ttl = _seconds(analysis.pop("workspace_ttl", defaults.workspace_ttl), "analysis.workspace_ttl")
+    try:
+        analysis_policy = AnalysisPolicy.from_mapping(analysis)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     policy = ObfuscationPolicy(
         threshold=_integer(
             obfuscation.get("threshold", defaults.policy.threshold), "obfuscation.threshold", 1
@@ -155,6 +173,8 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         threads=_integer(store.get("threads", defaults.threads), "store.threads", 0),
         engine=_choice(engine.get("name", defaults.engine), "engine.name", ("duckdb", "spark")),
         spark_master=_text(engine.get("spark_master", defaults.spark_master), "engine.spark_master"),
+        analysis=analysis_policy,
+        workspace_ttl=workspace_ttl,
     )
 
 

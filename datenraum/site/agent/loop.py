@@ -24,6 +24,12 @@ each one on the store and posts the result. How it stays correct when things bre
   `METADATA_EVERY` seconds the agent asks the hub whether it wants them (the hub decides when: daily, and
   after a new load); they are computed on the current snapshot and leave rounded, never below threshold.
   They are not journaled (the same snapshot gives the same figures) and do not count as queries.
+- **Analysis tasks** (`analysis`, only where `tasks.allowed` names it) are answered by the site's
+  `SiteExecutor` over the project's cohort in the store, with the site's own disclosure rules
+  (`[analysis]`); they run under the same time limit but are neither journaled nor counted against
+  `daily_limit` (the executor keeps its own budget per project): a lost one is not run again, the
+  hub names the site instead. The agent's `instance` (random per start) goes with its heartbeat and its
+  analysis answers, so the hub notices a restart during an analysis.
 - **Counts leave only obfuscated** (`datenraum.privacy.counts`), with noise keyed by the site secret and
   the cohort (the sorted ids of the patients the query selects), so every way of writing a question about
   the same patients gets the same answer. Exact counts and patient ids are never logged or sent.
@@ -38,6 +44,7 @@ import queue
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -291,6 +298,9 @@ class Agent:
         # Tasks admitted to run on the store and not yet journaled, for the daily limit.
         self._admission = threading.Lock()
         self._admitted = 0
+        self.instance = uuid.uuid4().hex
+        self._executor: Any = None  # the analysis executor, made at the first analysis task
+        self._executor_lock = threading.Lock()
 
     # -- the loop
     def run(self, stop: threading.Event) -> None:
@@ -298,6 +308,8 @@ class Agent:
         backoff = Backoff(self.config.backoff_initial, self.config.backoff_cap)
         with contextlib.suppress(StoreError):  # open the store now, so the first task is as quick as the rest
             self._snapshot.get()
+        if TaskType.ANALYSIS in self.config.allowed_tasks:
+            self._analysis_executor()  # imports numpy, scipy and the executor now, not in the first round
         self._start_workers()
         try:
             while not stop.is_set():
@@ -435,7 +447,11 @@ class Agent:
     def _heartbeat_if_due(self) -> None:
         if time.monotonic() - self._last_heartbeat < HEARTBEAT_EVERY:
             return
-        body = {"version": _agent_version(), "generation": self.store.current_generation()}
+        body = {
+            "version": _agent_version(),
+            "generation": self.store.current_generation(),
+            "instance": self.instance,
+        }
         response = self._request("POST", "/heartbeat", json=body)
         if response.status_code != 200:
             log.warning("heartbeat refused (%d): %s", response.status_code, response.text[:200])
@@ -513,7 +529,8 @@ class Agent:
                 response.status_code,
                 response.text[:200],
             )
-        self.journal.mark_posted(result.task_id)
+        if result.analysis is None and self.journal.get(result.task_id) is not None:
+            self.journal.mark_posted(result.task_id)
 
     def _post_unposted(self) -> None:
         """Post the journaled results no worker is posting (the hub was away when they were ready)."""
@@ -557,11 +574,15 @@ class Agent:
 
     def _execute(self, task: Task) -> TaskResult:
         if task.type not in self.config.allowed_tasks:
+            if task.type == TaskType.ANALYSIS:  # not journaled (see the module's docstring)
+                return self._failed(task, "this site does not answer analysis tasks")
             return self._fail(task, f"this site does not answer {task.type.value} tasks", ran=False)
         if task.type == TaskType.INDICATORS:
             # The dashboard's daily job is not a researcher's query: it does not count against the limit.
             result, ran = self._indicators(task)
             return self._record(result, ran=ran)
+        if task.type == TaskType.ANALYSIS:
+            return self._analyse(task)
         today = self._clock().astimezone().date()
         with self._admission:  # tasks side by side: the ones admitted and not journaled count too
             if self.journal.runs_on(today) + self._admitted >= self.config.daily_limit:
@@ -601,6 +622,74 @@ class Agent:
             return self._failed(task, "the site could not compute the indicators (see the site's log)"), True
         log.info("task %s: indicators computed in %.2f s", task.id, time.perf_counter() - started)
         return TaskResult(task.id, TaskState.ANSWERED, cube=cube), True
+
+    def _analysis_executor(self) -> Any:
+        with self._executor_lock:
+            if self._executor is None:
+                from datenraum.site.analysis.executor import SiteExecutor
+                from datenraum.site.analysis.variables import StoreTables
+                from datenraum.site.analysis.workspace import Workspace
+
+                self._tables = StoreTables()
+                self._executor = SiteExecutor(
+                    {}, self.config.analysis, workspace=Workspace(self.config.workspace_ttl)
+                )
+            return self._executor
+
+    def _store_table(self, snapshot: Snapshot, request: Any) -> Any:
+        from datenraum.analysis.variables import VariableError, parse_definitions
+        from datenraum.site.analysis.tables import TableError
+
+        if request.data.cohort is None:
+            raise TableError("this site analyses its store: expected {cohort, variables}, not a table")
+        try:
+            cohort = parse_query(request.data.cohort)
+            definitions = parse_definitions(request.data.variables)
+        except (QueryError, VariableError) as error:
+            raise TableError(f"cohort or variables not supported: {error}") from None
+        return self._tables.get(snapshot, request.data.cohort, cohort, definitions)
+
+    def _analyse(self, task: Task) -> TaskResult:
+        """The site executor's answer to an analysis task (not journaled, see the module docstring)."""
+        body = task.payload.get("request") if task.payload.get("v") == 1 else None
+        if not isinstance(body, dict):
+            return self._failed(task, "malformed analysis task: expected the payload {v: 1, request}")
+        executor = self._analysis_executor()
+        started = time.perf_counter()
+        limit: TimeLimit | None = None
+        try:
+            with (
+                self._snapshot.task_view() as snapshot,
+                TimeLimit(snapshot.connection, self.config.time_limit) as limit,
+            ):
+                with self._changed:
+                    if self._stopping:
+                        raise _Stopping
+                    self._limits.add(limit)
+                try:
+                    answer = executor.handle(
+                        body, resolve=lambda request: self._store_table(snapshot, request)
+                    )
+                finally:
+                    with self._changed:
+                        self._limits.discard(limit)
+        except _Stopping:
+            raise
+        except StoreError as error:
+            self._snapshot.invalidate()
+            return self._failed(task, f"the site store is unavailable: {error}")
+        if limit is not None and limit.exceeded:
+            return self._failed(task, f"time limit of {limit.seconds:g} s exceeded")
+        if self._stopping:
+            raise _Stopping
+        log.info(
+            "task %s: analysis %s %s in %.2f s",
+            task.id,
+            body.get("op"),
+            "answered" if answer.get("ok") else f"refused ({answer.get('error', {}).get('code')})",
+            time.perf_counter() - started,
+        )
+        return TaskResult(task.id, TaskState.ANSWERED, analysis={**answer, "instance": self.instance})
 
     def _count(self, task: Task) -> tuple[TaskResult, bool]:
         """The task's result (not journaled yet) and whether it ran on the store."""

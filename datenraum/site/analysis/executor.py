@@ -22,12 +22,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from datenraum.analysis.design import column_names, design_matrix, level_strings, model_frame
+from datenraum.analysis.design import column_names, design_matrix, model_frame
 from datenraum.analysis.families import family as make_family
 from datenraum.analysis.formula import FormulaError
 from datenraum.analysis.messages import (
+    Assign,
+    ByGroup,
     Condition,
     Cor,
+    Describe,
+    GlmLocal,
     GlmPrepare,
     GlmStep,
     MessageError,
@@ -54,6 +58,7 @@ from datenraum.privacy.analysis import (
     suppress,
 )
 from datenraum.site.analysis.tables import AnalysisTable, TableError
+from datenraum.site.analysis.workspace import Workspace, WorkspaceTable
 
 __all__ = ["QUANTILE_BINS", "SiteExecutor"]
 
@@ -81,6 +86,7 @@ class SiteExecutor:
         site: str | None = None,
         ledger: ReleaseLedger | None = None,
         budget: Budget | None = None,
+        workspace: Workspace | None = None,
         today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
     ) -> None:
         if isinstance(resolve, Mapping):
@@ -100,21 +106,32 @@ class SiteExecutor:
         self.site = site
         self.ledger = ledger or ReleaseLedger()
         self.budget = budget or Budget()
+        self.workspace = workspace or Workspace()
         self._today = today
         self._designs: OrderedDict[bytes, Any] = OrderedDict()
 
     # -- the one entry point
-    def handle(self, body: Any) -> dict[str, Any]:
+    def handle(self, body: Any, resolve: Resolver | None = None) -> dict[str, Any]:
+        """The answer to one request (`resolve`: where this request's rows come from, if not the
+        executor's own resolver, e.g. the agent's store snapshot of this task)."""
         try:
             request = parse_request(body)
         except MessageError as error:
             return error_result({**error.to_json(), "site": self.site})
         try:
-            table = self._resolve(request)
+            table = (resolve or self._resolve)(request)
+            entries = self.workspace.entries(request.project, request.analyst)
+            if entries:
+                table = WorkspaceTable(table, entries)
+            what = request.op
+            if isinstance(request, Assign):
+                result = self._assign(request, table)
+                self.budget.spend(request.project, self._today(), self.policy, what)
+                return ok_result(result)
             rows = self._subset(request, table)
             result, used = self._run(request, table, rows)
-            what = request.op
-            self.ledger.check_and_record(request.project, table.key, used, self.policy, what)
+            for mask in used if isinstance(used, list) else [used]:
+                self.ledger.check_and_record(request.project, table.key, mask, self.policy, what)
             self.budget.spend(request.project, self._today(), self.policy, what)
             return ok_result(result)
         except Refused as refused:
@@ -137,17 +154,46 @@ class SiteExecutor:
             )
 
     def _subset(self, request: Request, table: AnalysisTable) -> np.ndarray:
+        conditions = list(request.where)
+        if request.data.subset is not None:
+            if not isinstance(table, WorkspaceTable):
+                raise TableError(
+                    f"no subset {request.data.subset!r} in the workspace (expired, or never assigned)"
+                )
+            conditions.extend(table.subset(request.data.subset))
         mask = np.ones(table.n_rows, dtype=bool)
-        for condition in request.where:
+        for condition in conditions:
             mask &= _condition(table.column(condition.variable), condition)
-        if request.where:
+        if conditions:
             check_rows(int(mask.sum()), self.policy, "subset")
         return mask
+
+    def _assign(self, request: Assign, table: AnalysisTable) -> dict[str, Any]:
+        base = table.base if isinstance(table, WorkspaceTable) else table
+        if request.derive is not None:
+            if request.name in base.names():
+                raise TableError(f"{request.name} is a variable of the data already")
+            self._numeric(base, request.derive.name)  # exists and is numeric
+        else:
+            mask = np.ones(table.n_rows, dtype=bool)
+            for condition in request.subset:
+                mask &= _condition(table.column(condition.variable), condition)
+            check_rows(int(mask.sum()), self.policy, f"subset {request.name}")
+        ttl = self.workspace.assign(
+            request.project, request.analyst, request.name, request.derive, request.subset
+        )
+        return {"name": request.name, "kind": "derive" if request.derive else "subset", "ttl": ttl}
 
     def _run(self, request: Request, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
         match request:
             case GlmStep():
                 return self._glm_step(request, table, rows)
+            case GlmLocal():
+                return self._glm_local(request, table, rows)
+            case Describe():
+                return self._describe(request, table, rows)
+            case ByGroup():
+                return self._by_group(request, table, rows)
             case GlmPrepare():
                 return self._glm_prepare(request, table, rows)
             case Summary():
@@ -250,27 +296,27 @@ class SiteExecutor:
     # -- tables
     def _table(self, request: Table, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
         k = self.policy.min_cell
-        labels, levels = [], []
+        codes, levels = [], []
         for name in request.variables:
-            column = level_strings(table.column(name))[rows]
-            column = np.where(column == None, NA, column)  # noqa: E711 (NA is a level, checked like any)
-            distinct, counts = np.unique(column.astype(str), return_counts=True)
-            rare = set(distinct[counts < k].tolist())
-            if rare:
-                column = np.where(np.isin(column.astype(str), list(rare)), RARE, column)
-            kept = sorted(set(column.astype(str).tolist()))
+            site_codes, labels = table.codes(name)
+            site_codes = site_codes[rows]
+            # NA is a level, checked like any (the last code); levels with fewer than k rows merge
+            labels = [*labels, NA]
+            site_codes = np.where(site_codes < 0, len(labels) - 1, site_codes)
+            counts = np.bincount(site_codes, minlength=len(labels))
+            names = [RARE if 0 < c < k else label for label, c in zip(labels, counts, strict=True)]
+            kept = sorted({n for n, c in zip(names, counts, strict=True) if c > 0})
             if len(kept) > self.policy.levels_max:
                 raise Refused("levels", self.policy.levels_max, f"table of {name}")
-            labels.append(column.astype(str))
+            position = {n: i for i, n in enumerate(kept)}
+            remap = np.array([position.get(n, 0) for n in names], dtype=np.int64)
+            codes.append(remap[site_codes])
             levels.append(kept)
         n = int(rows.sum())
         check_rows(n, self.policy, "table")
         shape = tuple(len(level) for level in levels)
-        index = [
-            np.searchsorted(np.array(level), column) for level, column in zip(levels, labels, strict=True)
-        ]
-        counts = np.zeros(shape, dtype=np.int64)
-        np.add.at(counts, tuple(index), 1)
+        flat = np.ravel_multi_index(tuple(codes), shape) if codes[0].size else np.zeros(0, dtype=np.int64)
+        counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.int64)
         cells, margins = suppress(counts, k)
         r = self.policy.rounding
 
@@ -287,6 +333,72 @@ class SiteExecutor:
             "margins": [shown(m, h) for m, h in zip(margin_values, margins[:-1], strict=True)],
             "total": shown(np.array(n), margins[-1]),
         }, rows
+
+    # -- describe and statistics by group
+    def _moments(self, x: np.ndarray, what: str) -> dict[str, Any]:
+        check_rows(len(x), self.policy, what)
+        check_sparse(x, self.policy, what)
+        check_dominance(x, self.policy, what)
+        mean = float(x.mean())
+        d = x - mean
+        d2 = d * d
+        return {
+            "n": len(x),
+            "sum": float(x.sum()),
+            "m2": float(d2.sum()),
+            "m3": float((d2 * d).sum()),
+            "m4": float((d2 * d2).sum()),
+        }
+
+    def _describe(self, request: Describe, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, list]:
+        out, used = {}, []
+        n_rows = int(rows.sum())
+        for name in request.variables:
+            values = table.column(name)
+            if values.dtype == object:
+                one = Table(
+                    request.op, request.project, request.analyst, request.data, request.where, (name,)
+                )
+                counted, mask = self._table(one, table, rows)
+                out[name] = {
+                    "type": "categorical",
+                    "levels": counted["levels"][0],
+                    "counts": counted["counts"],
+                    "n": counted["total"],
+                }
+                used.append(mask)
+                continue
+            valid = rows & ~np.isnan(values)
+            entry = self._moments(values[valid], f"describe {name}")
+            out[name] = {"type": "numeric", "n_missing": n_rows - entry["n"], **entry}
+            used.append(valid)
+        return out, used
+
+    def _by_group(self, request: ByGroup, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, list]:
+        codes, labels = table.codes(request.group)
+        groups: dict[str, Any] = {}
+        used = []
+        for code, label in enumerate(labels):
+            in_group = rows & (codes == code)
+            if not in_group.any():
+                continue
+            entry: dict[str, Any] = {}
+            try:
+                for name in request.variables:
+                    values = self._numeric(table, name)
+                    valid = in_group & ~np.isnan(values)
+                    entry[name] = self._moments(values[valid], f"{name} by {request.group}")
+                    entry[name].pop("m3"), entry[name].pop("m4")
+                    used.append(valid)
+            except Refused:
+                # a group too small to show: only that it is there, no numbers (DataSHIELD's meanSdGp
+                # returned its N)
+                groups[label] = None
+                continue
+            groups[label] = entry
+        if not groups:
+            raise Refused("min_rows", self.policy.min_rows, f"statistics by {request.group}")
+        return {"group": request.group, "groups": groups}, used
 
     # -- GLM
     def _design(self, request: GlmPrepare, table: AnalysisTable, rows: np.ndarray, levels: Mapping | None):
@@ -373,6 +485,30 @@ class SiteExecutor:
             "sum_wy": float((weights * y).sum()),
         }, frame.mask
 
+    def _glm_local(
+        self, request: GlmLocal, table: AnalysisTable, rows: np.ndarray
+    ) -> tuple[dict, np.ndarray]:
+        frame, fam, _, design = self._design(request, table, rows, request.levels)
+        x, y, w, offset = design
+        beta, info, deviance, pearson = _local_fit(fam, x, y, w, offset)
+        n, p = x.shape
+        dispersion = pearson / (n - p) if fam.estimated_dispersion else 1.0
+        try:
+            cov = np.linalg.inv(info) * dispersion
+        except np.linalg.LinAlgError:
+            raise TableError("the design matrix is singular at this site") from None
+        if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(cov))):
+            raise TableError("the site's own fit did not converge")
+        return {
+            "n": n,
+            "n_total": int(rows.sum()),
+            "coef": beta.tolist(),
+            "cov": cov.tolist(),
+            "deviance": deviance,
+            "dispersion": dispersion,
+            "df_resid": n - p,
+        }, frame.mask
+
     def _glm_step(self, request: GlmStep, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
         frame, fam, _, design = self._design(request, table, rows, request.levels)
         x, y, w, offset = design
@@ -413,6 +549,38 @@ class SiteExecutor:
                 "info": float((w * d0 * d0 / var0).sum()),
             }
         return result, frame.mask
+
+
+def _local_fit(fam, x, y, w, offset, max_iter: int = 50, tol: float = 1e-10):
+    """The site's own GLM fit (iteratively reweighted least squares, started as R's glm.fit)."""
+    mu = fam.clean_mu(np.where(np.isfinite(y), (y + np.average(y, weights=w)) / 2, 0.5))
+    if fam.binary_response:
+        mu = (w * y + 0.5) / (w + 1)
+    eta = fam.link(mu)
+    dev_old = np.inf
+    beta = np.full(x.shape[1], np.inf)
+    for _ in range(max_iter):
+        previous = beta
+        d = fam.link.mu_eta(eta)
+        var = fam.variance(mu)
+        z = eta - offset + (y - mu) / d
+        weight = w * d * d / var
+        root = np.sqrt(weight)
+        beta, *_ = np.linalg.lstsq(x * root[:, None], z * root, rcond=None)
+        eta = x @ beta + offset
+        mu = fam.clean_mu(fam.link.inverse(eta))
+        dev = float((w * fam.unit_deviance(y, mu)).sum())
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < tol and np.all(
+            np.abs(beta - previous) <= 1e-12 * (np.abs(beta) + 1e-3)
+        ):
+            break
+        dev_old = dev
+    d = fam.link.mu_eta(eta)
+    var = fam.variance(mu)
+    root = x * np.sqrt(w * d * d / var)[:, None]
+    info = root.T @ root
+    pearson = float((w * (y - mu) ** 2 / var).sum())
+    return beta, info, dev, pearson
 
 
 def _condition(values: np.ndarray, condition: Condition) -> np.ndarray:

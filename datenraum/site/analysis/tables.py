@@ -27,6 +27,7 @@ class AnalysisTable:
         self._table = table
         self.key = key  # identifies the rows (file and content): the differencing ledger's source
         self._cache: dict[str, np.ndarray] = {}
+        self._codes: dict[str, tuple[np.ndarray, list[str]]] = {}
 
     @property
     def n_rows(self) -> int:
@@ -56,6 +57,40 @@ class AnalysisTable:
         values.setflags(write=False)
         self._cache[name] = values
         return values
+
+    def codes(self, name: str) -> tuple[np.ndarray, list[str]]:
+        """The column dictionary-encoded: int32 codes (-1: missing) and the label of each code, as
+        `datenraum.analysis.design.level_strings` would label them. Text columns are encoded by Arrow
+        (no Python strings per row); numeric ones by numpy on float64."""
+        cached = self._codes.get(name)
+        if cached is not None:
+            return cached
+        if name not in self._table.column_names:
+            raise TableError(f"unknown variable {name!r}")
+        array = self._table.column(name)
+        kind = array.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+            encoded = pc.dictionary_encode(pc.cast(array, pa.string())).combine_chunks()
+            codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+            labels = [str(v) for v in encoded.dictionary.to_pylist()]
+        else:
+            from datenraum.analysis.design import level_strings
+
+            values = self.column(name)
+            if values.dtype == object:  # other types, labelled as text
+                labels_all = values
+            else:
+                distinct, inverse = np.unique(values, return_inverse=True)
+                keep = ~np.isnan(distinct)
+                labels = level_strings(distinct[keep]).tolist()
+                codes = np.where(keep[inverse], inverse, -1).astype(np.int32)
+                self._codes[name] = (codes, labels)
+                return codes, labels
+            labels_list, codes_list = np.unique(labels_all.astype(str), return_inverse=True)
+            codes = np.where(labels_all == None, -1, codes_list).astype(np.int32)  # noqa: E711
+            labels = labels_list.tolist()
+        self._codes[name] = (codes, labels)
+        return codes, labels
 
 
 def read_table(path: Path) -> AnalysisTable:
