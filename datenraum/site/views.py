@@ -353,7 +353,12 @@ def add_views(store: Store | Path | str, paths: Sequence[Path], replace: bool = 
                 {},
             )
             builder = _Builder(store, entry, candidate.view, strict=True, source=candidate.source)
-            views[candidate.name] = dataclasses.replace(entry, parts=builder.build(raw_files, generation))
+            try:
+                parts = builder.build(raw_files, generation)
+            except SiteViewError:
+                store.sweep_debris()  # what this registration wrote: nothing of it stays
+                raise
+            views[candidate.name] = dataclasses.replace(entry, parts=parts)
             outcomes.append((candidate, "replaced" if old is not None else "added"))
         if any(outcome != "unchanged" for _c, outcome in outcomes):
             store.publish(_next_manifest(previous, views.values()))
