@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from datenraum.fhir.primitives import ARROW_TYPES, CONVERTERS
-from datenraum.fhir.viewdef.evaluate import dedupe, run, where_test
+from datenraum.fhir.viewdef.evaluate import dedupe, runner, where_test
 from datenraum.fhir.viewdef.fhirpath import (
     Evaluate,
     Extension,
@@ -87,13 +87,11 @@ class CompiledView:
         self.columns = view.columns
         self.strict = strict
         self.schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in self.columns])
-        src = CodeSource(
-            {"_run": run, "_where_test": where_test, "_dedupe": dedupe, "CardinalityError": CardinalityError}
-        )
+        src = CodeSource({"_where_test": where_test, "_dedupe": dedupe, "CardinalityError": CardinalityError})
         src.emit(0, "def _rows(resource, resolve, suffix):")
         src.emit(1, "out = []")
         for expr in view.where:
-            src.emit(1, f"if not _where_test(_run({src.constant(expr)}, resource, resource, 0, resolve)):")
+            src.emit(1, f"if not _where_test({src.constant(runner(expr))}(resource, resource, 0, resolve)):")
             src.emit(2, "return out")
         context = _Context(strict, uses_row_index(view), view.name)
         collected = _emit_early_exits(src, context, view.select)
@@ -246,8 +244,8 @@ class _Navigate(StepVisitor[_At, None]):
     def evaluate(self, step: Evaluate, rest: tuple[Step, ...], at: _At) -> None:
         src, (var, indent) = self.src, at
         item = src.name("_v")
-        expr = src.constant(step.expr)
-        src.emit(indent, f"for {item} in _run({expr}, {var}, resource, {self.row_index}, resolve):")
+        expr = src.constant(runner(step.expr))
+        src.emit(indent, f"for {item} in {expr}({var}, resource, {self.row_index}, resolve):")
         self.walk(rest, (item, indent + 1))
         self._break_if_found(indent + 1)
 
