@@ -19,7 +19,7 @@ from datenraum.fhir.viewdef.model import load_view
 from datenraum.fhir.viewdef.runner import run_views
 from datenraum.site.compact import compact
 from datenraum.site.ingest import ingest
-from datenraum.site.store import Store
+from datenraum.site.store import Manifest, Store, StoreError
 from datenraum.site.views import SiteViewError, add_views, list_views
 
 LAB_VIEW = {
@@ -228,6 +228,17 @@ def test_a_changed_view_rebuilds_its_table_and_needs_replace(loaded, tmp_path):
     assert debris(store) == []
 
 
+def test_a_writer_that_forgets_the_site_views_cannot_publish(loaded, tmp_path):
+    store = loaded
+    add_views(store, [write_view(tmp_path, LAB_VIEW)])
+    with store.snapshot() as snapshot:
+        previous = snapshot.manifest
+    forgetful = Manifest(previous.generation + 1, previous.segments, previous.last_load)
+    with store.writer_lock(), pytest.raises(StoreError, match=r"would drop the site views \['lab_values'\]"):
+        store.publish(forgetful)
+    assert query(store, "SELECT count(*) FROM site_lab_values") == [(100,)]
+
+
 def test_compaction_rebuilds_the_site_tables_from_the_merged_raw_table(loaded, input_dir, tmp_path):
     store = loaded
     add_views(store, [write_view(tmp_path, LAB_VIEW)])
@@ -248,13 +259,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from datenraum.cli import main
 
-write_table = pq.write_table
-def write_then_wait(table, target, **options):
-    write_table(table, target, **options)
-    if "/site/" in str(target):
-        Path(sys.argv[1]).write_text("building")
-        signal.pause()
-pq.write_table = write_then_wait
+class WriteThenWait(pq.ParquetWriter):
+    def write_table(self, table, **options):
+        super().write_table(table, **options)
+        if "/site/" in str(self.where):
+            Path(sys.argv[1]).write_text("building")
+            signal.pause()
+
+pq.ParquetWriter = WriteThenWait
 main(sys.argv[2:])
 """
 

@@ -18,9 +18,11 @@ Layout of a store folder:
 Site views (site/views.py, `datenraum view add`): a manifest's `site_views` lists the views the site
 registered, each with its name (table `site_<name>`), content hash, view file and `parts`, which map
 every raw file of the generation to the Parquet file of that view's rows over it (null: no rows). The
-table is the union of its parts. A raw file never changes, so a part stays valid as long as its raw file
-is in the manifest: a load that adds or rewrites raw files builds the parts of those files only, in the
-same generation as its own segments; a changed view has another hash and so other parts, built whole.
+table is the union of its parts. A raw file never changes, so a part stays valid as long as its raw
+file is in the manifest: a load that adds or rewrites raw files builds the parts of those files only, in
+the same generation as its own segments; a changed view has another hash and so other parts, built
+whole. `publish` refuses a manifest that lacks a site view of the current one (unless it removes it),
+so that no writer drops a site's tables by forgetting to carry them over.
 Registering, changing and removing a view publish a generation like a load does, so a reader sees a site
 table complete or not at all, and a killed build leaves unreferenced files, debris like a killed load's.
 
@@ -431,13 +433,21 @@ class Store:
             temporary.unlink(missing_ok=True)
         self._remove_unreferenced_files()
 
-    def publish(self, manifest: Manifest) -> None:
+    def publish(self, manifest: Manifest, removes_site_views: bool = False) -> None:
         """Make `manifest` the current state (atomic), then collect generations nobody reads.
 
         The files it adds reach the disk first: after a power cut, CURRENT never names a manifest whose
-        files were still only in the page cache.
+        files were still only in the page cache. A manifest that lacks a site view of the current one is
+        refused unless `removes_site_views`: a writer that forgot them (site/views.py `extend`) would
+        drop a site's tables without a word.
         """
         previous = self.read_manifest(self.current_generation())
+        dropped = {v.name for v in previous.site_views} - {v.name for v in manifest.site_views}
+        if dropped and not removes_site_views:
+            raise StoreError(
+                f"{self.path}: generation {manifest.generation} would drop the site views "
+                f"{sorted(dropped)}; carry them over with datenraum.site.views.extend"
+            )
         new_files = {self.path / f for f in manifest.all_files()}
         new_files -= {self.path / f for f in previous.all_files()}
         for file in new_files:

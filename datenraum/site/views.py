@@ -54,10 +54,12 @@ from datenraum.fhir.viewdef.compile_json import CompiledView
 from datenraum.fhir.viewdef.model import CardinalityError, ViewDefinition, ViewDefinitionError, load_view
 from datenraum.site.store import (
     RAW_TABLE,
+    ROW_GROUP_ROWS,
     Manifest,
     SiteView,
     Store,
     StoreError,
+    parquet_listing,
     table_schemas,
     write_atomically,
 )
@@ -234,7 +236,10 @@ class _Builder:
             return []
 
     def build(self, raw_files: Sequence[str], generation: int) -> dict[str, str | None]:
-        """The parts of `raw_files` (relative to the store), written as `g<generation>-<i>.parquet`."""
+        """The parts of `raw_files` (relative to the store), written as `g<generation>-<i>.parquet`.
+
+        A raw file is read in batches of ROW_GROUP_ROWS resources and its part written batch by batch,
+        so that a big raw file (a compacted store's is one file) is built in bounded memory."""
         parts: dict[str, str | None] = {}
         if not raw_files:
             return parts
@@ -242,22 +247,32 @@ class _Builder:
         with contextlib.closing(duckdb.connect()) as db:
             db.execute("SET threads = 1")
             for index, raw_file in enumerate(raw_files):
-                found = db.execute(
-                    "SELECT json FROM read_parquet(?) WHERE resource_type = ? ORDER BY _seq",
-                    [str(self.store.path / raw_file), self.view.resource],
-                ).fetchall()
-                rows = [row for (text,) in found for row in self.rows(orjson.loads(text))]
-                if not rows:
-                    parts[raw_file] = None
-                    continue
-                columns = list(zip(*rows, strict=True))
-                table = pa.table(
-                    [pa.array(list(c), f.type) for c, f in zip(columns, self.schema, strict=True)],
-                    schema=self.schema,
-                )
                 target = self.folder / f"g{generation:08d}-{index:05d}.parquet"
-                pq.write_table(table, target, compression="zstd")
-                parts[raw_file] = str(target.relative_to(self.store.path))
+                # The resource type is one of FHIR's names (checked), the file's path quoted safely.
+                reader = db.sql(
+                    f"SELECT json FROM read_parquet({parquet_listing([self.store.path / raw_file])}) "
+                    f"WHERE resource_type = '{self.view.resource}' ORDER BY _seq"
+                ).to_arrow_reader(ROW_GROUP_ROWS)
+                writer = None
+                for batch in reader:
+                    rows = [
+                        row for text in batch.column(0).to_pylist() for row in self.rows(orjson.loads(text))
+                    ]
+                    if not rows:
+                        continue
+                    columns = list(zip(*rows, strict=True))
+                    table = pa.table(
+                        [pa.array(list(c), f.type) for c, f in zip(columns, self.schema, strict=True)],
+                        schema=self.schema,
+                    )
+                    if writer is None:
+                        writer = pq.ParquetWriter(target, self.schema, compression="zstd")
+                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                if writer is None:
+                    parts[raw_file] = None
+                else:
+                    writer.close()
+                    parts[raw_file] = str(target.relative_to(self.store.path))
         return parts
 
 
@@ -387,7 +402,7 @@ def remove_view(store: Store | Path | str, name: str) -> int:
             registered = ", ".join(names) or "none"
             raise SiteViewError(f"{store.path}: no site view named {name!r} (registered: {registered})")
         manifest = _next_manifest(previous, (e for e in previous.site_views if e.name != name))
-        store.publish(manifest)
+        store.publish(manifest, removes_site_views=True)
     return manifest.generation
 
 

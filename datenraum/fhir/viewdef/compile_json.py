@@ -88,7 +88,7 @@ class CompiledView:
         self.strict = strict
         self.schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in self.columns])
         src = CodeSource({"_where_test": where_test, "_dedupe": dedupe, "CardinalityError": CardinalityError})
-        src.emit(0, "def _rows(resource, resolve, suffix):")
+        src.emit(0, "def _rows(resource, resolve, suffix=()):")
         src.emit(1, "out = []")
         for expr in view.where:
             src.emit(1, f"if not _where_test({src.constant(runner(expr))}(resource, resource, 0, resolve)):")
@@ -98,6 +98,8 @@ class CompiledView:
         _emit_selects(src, context, [(view.select, "resource", "0")], [], 1, collected)
         src.emit(1, "return out")
         self._rows: Callable[[Any, Resolver, tuple], list[tuple]] = src.function("_rows", f"view {view.name}")
+        # The generated function itself answers `rows`: no wrapper call for each of millions of resources.
+        self.rows = self._rows  # type: ignore[method-assign]
 
     def rows(self, resource: dict, resolve: Resolver, suffix: tuple = ()) -> list[tuple]:
         """The table rows of one resource, each followed by `suffix`.
