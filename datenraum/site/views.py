@@ -77,6 +77,7 @@ __all__ = [
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _STATUSES = ("draft", "active", "retired", "unknown")
 HASH_DIGITS = 16  # of the SHA-256 in file names; the manifest keeps all 64
+MAX_NOTES = 100  # resources a load reports as read leniently, per site view
 
 
 class SiteViewError(ValueError):
@@ -217,7 +218,10 @@ class _Builder:
             found = re.search(r"column (\w+):", str(error))
             where = self.column_paths.get(found.group(1), "select") if found else "where"
             return f"{self.source}: {where}: {error}, for {key}"
-        explained = self.checked.explain(resource, resolve_reference)
+        try:
+            explained = self.checked.explain(resource, resolve_reference)
+        except Exception:  # the checked walk refuses it too: the compiled code's error says why
+            explained = ""
         return f"{self.source}: cannot read {key}: {explained or error}"
 
     def rows(self, resource: dict) -> list[tuple]:
@@ -229,11 +233,17 @@ class _Builder:
                 raise SiteViewError(reason + " (the view is refused; nothing was registered)") from None
         try:
             rows = self.lenient.rows(resource, resolve_reference)
-            self.notes.append(f"site view {self.view.name}: {reason}; its first values were taken")
+            self._note(f"site view {self.view.name}: {reason}; its first values were taken")
             return rows
         except (ElementTypeError, AttributeError, TypeError, ValueError):
-            self.notes.append(f"site view {self.view.name}: {reason}; it has no rows")
+            self._note(f"site view {self.view.name}: {reason}; it has no rows")
             return []
+
+    def _note(self, note: str) -> None:
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(note)
+        elif len(self.notes) == MAX_NOTES:
+            self.notes.append(f"site view {self.view.name}: more resources read leniently, not listed")
 
     def build(self, raw_files: Sequence[str], generation: int) -> dict[str, str | None]:
         """The parts of `raw_files` (relative to the store), written as `g<generation>-<i>.parquet`.
