@@ -14,6 +14,13 @@ reason).
 
     python bench/bench_ingest.py            # 10k and 100k patients, both readers; 100k with one worker
     python bench/bench_ingest.py --full     # and 1M patients
+    python bench/bench_ingest.py --against 5b8002b --patients 5000 --workers 1 --runs 3
+
+`--against REV` runs every row in this tree and in REV side by side: REV is checked out into a temporary
+git worktree and run from there with the same interpreter (PYTHONPATH puts it before the installed
+package, as bench/bench_startup.py does), on the same input, alternating between the trees `--runs`
+times so that the machine's noise hits both alike; the table then gives each tree's median run and the
+ratio of their resources per CPU-second.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ import psutil
 
 from datenraum.synth import generate
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 @dataclass
 class Row:
     patients: int
     workers: int
     reader: str  # "strict" (the ingest's fast path, with the row-by-row reader for the rest) or "row-by-row"
+    tree: str = "this tree"
     resources: int = 0
     input_bytes: int = 0
     seconds: float = 0.0
@@ -103,11 +113,16 @@ def input_for(workdir: Path, patients: int, seed: int) -> Path:
     return folder
 
 
-def run(workdir: Path, patients: int, workers: int, reader: str, seed: int) -> Row:
+def run(
+    workdir: Path, patients: int, workers: int, reader: str, seed: int, tree: tuple[str, Path] | None = None
+) -> Row:
+    """One ingest; with `tree` (label, folder), of the package in that folder instead of this one."""
     data = input_for(workdir, patients, seed)
     store = workdir / f"store-{patients}-w{workers}"
     shutil.rmtree(store, ignore_errors=True)
     row = Row(patients, workers, reader, input_bytes=sum(f.stat().st_size for f in data.glob("*.ndjson")))
+    label, folder = tree or ("this tree", ROOT)
+    row.tree = label
     command = [
         sys.executable,
         "-m",
@@ -123,7 +138,13 @@ def run(workdir: Path, patients: int, workers: int, reader: str, seed: int) -> R
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=folder,  # `-m` puts the working folder first on sys.path
+        env={**os.environ, "PYTHONPATH": str(folder)},
+    )
     with TreeMemory(process.pid) as memory:
         out, err = process.communicate()
     row.seconds = time.perf_counter() - started
@@ -141,8 +162,15 @@ def run(workdir: Path, patients: int, workers: int, reader: str, seed: int) -> R
     return row
 
 
+def median_row(runs: list[Row]) -> Row:
+    """The run with the median resources per CPU-second (all runs read the same input)."""
+    ordered = sorted(runs, key=lambda r: r.resources / r.cpu_seconds)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def print_table(rows: list[Row]) -> None:
     header = [
+        "tree",
         "patients",
         "workers",
         "reader",
@@ -163,6 +191,7 @@ def print_table(rows: list[Row]) -> None:
         rate = r.resources / r.seconds
         lines.append(
             [
+                r.tree,
                 f"{r.patients:,}",
                 str(r.workers),
                 r.reader,
@@ -194,6 +223,8 @@ def main() -> None:
         "--workdir", type=Path, help="where input and stores go (default: a temporary folder)"
     )
     parser.add_argument("--keep-input", action="store_true", help="keep the generated input for the next run")
+    parser.add_argument("--against", metavar="REV", help="also run every row in this earlier revision")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each row (the median is reported)")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="datenraum-bench-"))
@@ -211,12 +242,32 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    rows = []
+    rows: list[Row] = []
+    trees: list[tuple[str, Path]] = [("this tree", ROOT)]
+    if args.against:
+        earlier = workdir / f"tree-{args.against}"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(earlier), args.against],
+            check=True,
+        )
+        trees.insert(0, (args.against, earlier))
     try:
         for patients, workers, reader in plan:
-            rows.append(run(workdir, patients, workers, reader, args.seed))
-            print_table(rows[-1:])
+            runs: dict[str, list[Row]] = {label: [] for label, _ in trees}
+            for _ in range(args.runs):
+                for tree in trees:  # alternating, so that the machine's noise hits every tree alike
+                    runs[tree[0]].append(run(workdir, patients, workers, reader, args.seed, tree))
+            medians = [median_row(runs[label]) for label, _ in trees]
+            rows += medians
+            print_table(medians)
+            if args.against:
+                old, new = (r.resources / r.cpu_seconds for r in medians)
+                print(f"  per CPU-s, this tree / {args.against}: {new / old:.3f}", flush=True)
     finally:
+        if args.against:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[0][1])], check=False
+            )
         if not args.keep_input:
             for folder in workdir.glob("data-*"):  # only what this script made
                 shutil.rmtree(folder, ignore_errors=True)

@@ -48,6 +48,8 @@ def _print_load_report(report: LoadReport, limit: int) -> None:
         click.echo(f"... and {report.total('rejected') - limit} more", err=True)
     if report.rejects_file:
         click.echo(f"rejected resources are in {report.rejects_file}", err=True)
+    for note in report.site_view_notes[:limit]:
+        click.echo(f"note: {note}", err=True)
 
 
 def engine_options(command: Callable) -> Callable:
@@ -624,7 +626,68 @@ main.add_command(hub_cli, "hub")
 
 @main.group("view")
 def view_group() -> None:
-    """Standard SQL-on-FHIR v2 ViewDefinitions: run them over FHIR data."""
+    """Standard SQL-on-FHIR v2 ViewDefinitions: run them over FHIR data, or register them at a store."""
+
+
+_STORE_OPTION = click.option(
+    "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
+)
+
+
+@view_group.command("add")
+@_STORE_OPTION
+@click.option("--replace", is_flag=True, help="Change a view already registered under the same name.")
+@click.argument("view_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def view_add_command(store_path: Path, replace: bool, view_paths: tuple[Path, ...]) -> None:
+    """Register ViewDefinitions at a store: each becomes the table site_<name>, built from every stored
+    resource and kept up to date by every later load."""
+    from datenraum.site.store import StoreError
+    from datenraum.site.views import SiteViewError, add_views
+
+    try:
+        done = add_views(store_path, view_paths, replace=replace)
+    except (SiteViewError, StoreError) as error:
+        _fail(str(error))
+    for view in done:
+        click.echo(f"{view.table}: {view.outcome} (version {view.hash[:16]}), {view.rows} rows")
+
+
+@view_group.command("list")
+@_STORE_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def view_list_command(store_path: Path, as_json: bool) -> None:
+    """The views registered at a store, with their tables' row counts."""
+    import dataclasses
+
+    from datenraum.site.store import StoreError
+    from datenraum.site.views import list_views
+
+    try:
+        views = list_views(store_path)
+    except StoreError as error:
+        _fail(str(error))
+    if as_json:
+        click.echo(orjson.dumps([dataclasses.asdict(v) for v in views], option=orjson.OPT_INDENT_2))
+        return
+    for view in views:
+        click.echo(
+            f"{view.table:<32} {view.resource:<24} {view.rows:>10} rows  {view.hash[:16]}  {view.source}"
+        )
+
+
+@view_group.command("remove")
+@_STORE_OPTION
+@click.argument("name")
+def view_remove_command(store_path: Path, name: str) -> None:
+    """Unregister a site view and drop its table (in a new store generation)."""
+    from datenraum.site.store import StoreError
+    from datenraum.site.views import SiteViewError, remove_view
+
+    try:
+        generation = remove_view(store_path, name)
+    except (SiteViewError, StoreError) as error:
+        _fail(str(error))
+    click.echo(f"site_{name}: removed; store generation {generation}")
 
 
 @view_group.command("run")

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from datenraum.site import views as site_views
 from datenraum.site.store import (
     Manifest,
     Segment,
@@ -72,5 +73,6 @@ def compact(store: Store | Path | str) -> CompactReport:
             generation = manifest.generation + 1
             segments = (Segment(segment_id, files),) if files else ()
             new_manifest = Manifest(generation, segments, manifest.last_load)
-        store.publish(new_manifest)
+        # The raw table is rewritten: the site views' tables are built again from it.
+        store.publish(site_views.extend(store, manifest, new_manifest))
     return CompactReport(generation, before[0], before[1], time.perf_counter() - started)

@@ -9,6 +9,22 @@ Layout of a store folder:
                                  rewrite without the rows a later load replaced or deleted
     staging/<load>/              a load in progress; whatever is here when no load runs is debris
     rejects/<load>.ndjson        what a load rejected, with where and why
+    views/<name>.<hash>.json     a site-registered ViewDefinition, in canonical JSON (sorted keys), named
+                                 by the SHA-256 of that text (its first 16 hex digits): immutable
+    site/<name>.<hash>/g<N>-<i>.parquet
+                                 the rows of a site view over one raw file of the `resource` table
+                                 (written in generation N); immutable
+
+Site views (site/views.py, `datenraum view add`): a manifest's `site_views` lists the views the site
+registered, each with its name (table `site_<name>`), content hash, view file and `parts`, which map
+every raw file of the generation to the Parquet file of that view's rows over it (null: no rows). The
+table is the union of its parts. A raw file never changes, so a part stays valid as long as its raw
+file is in the manifest: a load that adds or rewrites raw files builds the parts of those files only, in
+the same generation as its own segments; a changed view has another hash and so other parts, built
+whole. `publish` refuses a manifest that lacks a site view of the current one (unless it removes it),
+so that no writer drops a site's tables by forgetting to carry them over.
+Registering, changing and removing a view publish a generation like a load does, so a reader sees a site
+table complete or not at all, and a killed build leaves unreferenced files, debris like a killed load's.
 
 Why this shape: a reader opens one manifest and sees exactly the files it lists, so a query that runs
 while an ingest commits sees the old state or the new one, never a mix; a load killed half-way has
@@ -44,6 +60,7 @@ __all__ = [
     "SORT_KEYS",
     "Manifest",
     "Segment",
+    "SiteView",
     "Snapshot",
     "Store",
     "StoreError",
@@ -194,14 +211,65 @@ class Segment:
         return cls(body["id"], body["files"])
 
 
+SITE_TABLE_PREFIX = "site_"
+
+
+@dataclass(frozen=True)
+class SiteView:
+    """A ViewDefinition the site registered, and its table `site_<name>` as one part per raw file.
+
+    In a manifest: `{"name", "hash", "resource", "view", "source", "parts": {raw file: part or null}}`,
+    `view` the canonical JSON in `views/`, `source` the file it was registered from (for people)."""
+
+    name: str
+    hash: str
+    resource: str
+    view: str
+    source: str
+    parts: Mapping[str, str | None]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", MappingProxyType(dict(self.parts)))
+
+    @property
+    def table(self) -> str:
+        return SITE_TABLE_PREFIX + self.name
+
+    def part_files(self) -> list[str]:
+        return [part for part in self.parts.values() if part is not None]
+
+    def all_files(self) -> Iterator[str]:
+        yield self.view
+        yield from self.part_files()
+
+    def to_json(self) -> dict[str, Any]:
+        body = {key: getattr(self, key) for key in ("name", "hash", "resource", "view", "source")}
+        return {**body, "parts": dict(self.parts)}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> SiteView:
+        keys = ("name", "hash", "resource", "view", "source", "parts")
+        return cls(*(body[key] for key in keys))
+
+
 @dataclass(frozen=True)
 class Manifest:
     generation: int
     segments: tuple[Segment, ...]
     last_load: dict[str, Any] | None = None
+    site_views: tuple[SiteView, ...] = ()
 
     def files(self, table: str) -> list[str]:
+        if table.startswith(SITE_TABLE_PREFIX):
+            return next((v.part_files() for v in self.site_views if v.table == table), [])
         return [file for segment in self.segments for file in segment.files.get(table, ())]
+
+    def all_files(self) -> Iterator[str]:
+        """Every file the generation needs: its segments', its site views' and their parts."""
+        for segment in self.segments:
+            yield from segment.all_files()
+        for view in self.site_views:
+            yield from view.all_files()
 
     def to_json(self) -> bytes:
         body = {
@@ -211,13 +279,16 @@ class Manifest:
         }
         if self.last_load is not None:
             body["last_load"] = self.last_load
+        if self.site_views:
+            body["site_views"] = [view.to_json() for view in self.site_views]
         return orjson.dumps(body, option=orjson.OPT_INDENT_2)
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
         body = orjson.loads(data)
         segments = tuple(Segment.from_json(segment) for segment in body["segments"])
-        return cls(body["generation"], segments, body.get("last_load"))
+        site_views = tuple(SiteView.from_json(view) for view in body.get("site_views", ()))
+        return cls(body["generation"], segments, body.get("last_load"), site_views)
 
 
 EMPTY_MANIFEST = Manifest(0, ())
@@ -245,6 +316,16 @@ class Store:
     @property
     def rejects(self) -> Path:
         return self.path / "rejects"
+
+    @property
+    def views(self) -> Path:
+        """Site-registered ViewDefinitions (site/views.py), one immutable file per version."""
+        return self.path / "views"
+
+    @property
+    def site_tables(self) -> Path:
+        """The parts of the site views' tables."""
+        return self.path / "site"
 
     def initialise(self) -> None:
         try:
@@ -352,19 +433,27 @@ class Store:
             temporary.unlink(missing_ok=True)
         self._remove_unreferenced_files()
 
-    def publish(self, manifest: Manifest) -> None:
+    def publish(self, manifest: Manifest, removes_site_views: bool = False) -> None:
         """Make `manifest` the current state (atomic), then collect generations nobody reads.
 
         The files it adds reach the disk first: after a power cut, CURRENT never names a manifest whose
-        files were still only in the page cache.
+        files were still only in the page cache. A manifest that lacks a site view of the current one is
+        refused unless `removes_site_views`: a writer that forgot them (site/views.py `extend`) would
+        drop a site's tables without a word.
         """
         previous = self.read_manifest(self.current_generation())
-        new_files = {self.path / f for s in manifest.segments for f in s.all_files()}
-        new_files -= {self.path / f for s in previous.segments for f in s.all_files()}
+        dropped = {v.name for v in previous.site_views} - {v.name for v in manifest.site_views}
+        if dropped and not removes_site_views:
+            raise StoreError(
+                f"{self.path}: generation {manifest.generation} would drop the site views "
+                f"{sorted(dropped)}; carry them over with datenraum.site.views.extend"
+            )
+        new_files = {self.path / f for f in manifest.all_files()}
+        new_files -= {self.path / f for f in previous.all_files()}
         for file in new_files:
             _fsync(file)
-        for folder in {file.parent for file in new_files} | ({self.segments} if new_files else set()):
-            _fsync(folder)  # the new files' names, and the new segment folders' names
+        for folder in {file.parent for file in new_files} | {file.parent.parent for file in new_files}:
+            _fsync(folder)  # the new files' names, and the new segment (part) folders' names
         write_atomically(self._manifest_path(manifest.generation), manifest.to_json())
         write_atomically(self.path / "CURRENT", self._manifest_path(manifest.generation).name.encode())
         self._collect_old_generations(manifest.generation)
@@ -376,8 +465,7 @@ class Store:
         referenced: set[str] = set()
         for generation in generations:
             with contextlib.suppress(FileNotFoundError):
-                for segment in self.read_manifest(generation).segments:
-                    referenced.update(segment.all_files())
+                referenced.update(self.read_manifest(generation).all_files())
         return referenced
 
     def _collect_old_generations(self, current: int) -> None:
@@ -395,15 +483,14 @@ class Store:
 
     def _remove_unreferenced_files(self) -> None:
         referenced = self._referenced_files(self._live_generations())
-        for file in self.segments.rglob("*"):
-            if file.is_file() and str(file.relative_to(self.path)) not in referenced:
-                file.unlink(missing_ok=True)
-        # Deepest first, so that a segment whose table folders empty out goes as well.
-        for folder in sorted(
-            (f for f in self.segments.rglob("*") if f.is_dir()), key=lambda f: -len(f.parts)
-        ):
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # fails, as it should, while the folder holds anything
+        for root in (self.segments, self.site_tables, self.views):
+            for file in root.rglob("*"):
+                if file.is_file() and str(file.relative_to(self.path)) not in referenced:
+                    file.unlink(missing_ok=True)
+            # Deepest first, so that a segment whose table folders empty out goes as well.
+            for folder in sorted((f for f in root.rglob("*") if f.is_dir()), key=lambda f: -len(f.parts)):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # fails, as it should, while the folder holds anything
 
 
 def parquet_listing(files: list[Path] | list[str]) -> str:
@@ -431,6 +518,16 @@ def aligned_columns(schema: pa.Schema, stored: set[str]) -> str:
         else:
             columns.append(f'CAST(NULL AS {duck_types[field.type]}) AS "{field.name}"')
     return ", ".join(columns)
+
+
+@functools.lru_cache(maxsize=64)
+def _site_schema(view_file: str) -> pa.Schema:
+    """The schema of the view stored in `view_file` (immutable, so cached by its name)."""
+    from datenraum.fhir.viewdef.compile_json import arrow_type
+    from datenraum.fhir.viewdef.model import load_view
+
+    view = load_view(orjson.loads(Path(view_file).read_bytes()), view_file)
+    return pa.schema([pa.field(column.name, arrow_type(column)) for column in view.columns])
 
 
 class Snapshot:
@@ -471,8 +568,26 @@ class Snapshot:
                     connection.register(f"_empty_{table}", empty)
                     connection.execute(f"CREATE TABLE {table} AS SELECT * FROM _empty_{table}")
                     connection.unregister(f"_empty_{table}")
+            for view in self.manifest.site_views:
+                files = self.files(view.table)
+                if files:
+                    source = f"read_parquet({parquet_listing(files)}, union_by_name = true)"
+                    connection.execute(f"CREATE VIEW {view.table} AS SELECT * FROM {source}")
+                else:
+                    empty = self.site_schema(view).empty_table()
+                    connection.register(f"_empty_{view.table}", empty)
+                    connection.execute(f"CREATE TABLE {view.table} AS SELECT * FROM _empty_{view.table}")
+                    connection.unregister(f"_empty_{view.table}")
             self._connection = connection
         return self._connection
+
+    def site_schema(self, view: SiteView) -> pa.Schema:
+        """The Arrow schema of a site view's table, from its stored ViewDefinition."""
+        return _site_schema(str(self.store.path / view.view))
+
+    def tables(self) -> list[str]:
+        """Every table of this generation: ours, then the site views'."""
+        return [*table_schemas(), *(view.table for view in self.manifest.site_views)]
 
     def cursor(self) -> Snapshot:
         """The same generation on a cursor of this snapshot's connection, for one thread: a DuckDB
@@ -485,7 +600,7 @@ class Snapshot:
     def row_counts(self) -> dict[str, int]:
         return {
             table: self.connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in table_schemas()
+            for table in self.tables()
         }
 
     def close(self) -> None:

@@ -22,8 +22,17 @@ from typing import Any
 import pyarrow as pa
 
 from datenraum.fhir.primitives import ARROW_TYPES, CONVERTERS
-from datenraum.fhir.viewdef.evaluate import dedupe, run, where_test
-from datenraum.fhir.viewdef.fhirpath import Evaluate, Extension, Member, ReferenceKey, Step, Union, Where
+from datenraum.fhir.viewdef.evaluate import dedupe, runner, where_test
+from datenraum.fhir.viewdef.fhirpath import (
+    Evaluate,
+    Extension,
+    First,
+    Member,
+    ReferenceKey,
+    Step,
+    Union,
+    Where,
+)
 from datenraum.fhir.viewdef.interpret import explain
 from datenraum.fhir.viewdef.model import (
     CardinalityError,
@@ -78,19 +87,19 @@ class CompiledView:
         self.columns = view.columns
         self.strict = strict
         self.schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in self.columns])
-        src = CodeSource(
-            {"_run": run, "_where_test": where_test, "_dedupe": dedupe, "CardinalityError": CardinalityError}
-        )
-        src.emit(0, "def _rows(resource, resolve, suffix):")
+        src = CodeSource({"_where_test": where_test, "_dedupe": dedupe, "CardinalityError": CardinalityError})
+        src.emit(0, "def _rows(resource, resolve, suffix=()):")
         src.emit(1, "out = []")
         for expr in view.where:
-            src.emit(1, f"if not _where_test(_run({src.constant(expr)}, resource, resource, 0, resolve)):")
+            src.emit(1, f"if not _where_test({src.constant(runner(expr))}(resource, resource, 0, resolve)):")
             src.emit(2, "return out")
         context = _Context(strict, uses_row_index(view), view.name)
         collected = _emit_early_exits(src, context, view.select)
         _emit_selects(src, context, [(view.select, "resource", "0")], [], 1, collected)
         src.emit(1, "return out")
         self._rows: Callable[[Any, Resolver, tuple], list[tuple]] = src.function("_rows", f"view {view.name}")
+        # The generated function itself answers `rows`: no wrapper call for each of millions of resources.
+        self.rows = self._rows  # type: ignore[method-assign]
 
     def rows(self, resource: dict, resolve: Resolver, suffix: tuple = ()) -> list[tuple]:
         """The table rows of one resource, each followed by `suffix`.
@@ -215,6 +224,12 @@ def _first_of(converter: Callable[[Any], Any]) -> Callable[[Any], Any]:
 _At = tuple[str, int]
 
 
+def _ends(rest: tuple[Step, ...]) -> bool:
+    """Whether nothing follows but `first()`, which a fused leaf honours as it is (it takes the first
+    value): `code.first()` reads as fast as `code` did before our views said first()."""
+    return not rest or (len(rest) == 1 and isinstance(rest[0], First))
+
+
 class _Navigate(StepVisitor[_At, None]):
     """Code navigating a path from a variable, handing each value reached to `leaf`.
 
@@ -231,14 +246,14 @@ class _Navigate(StepVisitor[_At, None]):
     def evaluate(self, step: Evaluate, rest: tuple[Step, ...], at: _At) -> None:
         src, (var, indent) = self.src, at
         item = src.name("_v")
-        expr = src.constant(step.expr)
-        src.emit(indent, f"for {item} in _run({expr}, {var}, resource, {self.row_index}, resolve):")
+        expr = src.constant(runner(step.expr))
+        src.emit(indent, f"for {item} in {expr}({var}, resource, {self.row_index}, resolve):")
         self.walk(rest, (item, indent + 1))
         self._break_if_found(indent + 1)
 
     def member(self, step: Member, rest: tuple[Step, ...], at: _At) -> None:
         src, (var, indent) = self.src, at
-        if not rest and self.leaf.member(var, step.name, indent):
+        if _ends(rest) and self.leaf.member(var, step.name, indent):
             return
         raw, item = src.name("_r"), src.name("_v")
         src.emit(indent, f"{raw} = {var}.get({step.name!r})")
@@ -266,7 +281,7 @@ class _Navigate(StepVisitor[_At, None]):
 
     def reference_key(self, step: ReferenceKey, rest: tuple[Step, ...], at: _At) -> None:
         src, (var, indent) = self.src, at
-        if not rest and self.leaf.reference(var, step.resource_type, indent):
+        if _ends(rest) and self.leaf.reference(var, step.resource_type, indent):
             return
         key = src.name("_ref")
         src.emit(indent, f"{key} = resolve({var}, {step.resource_type!r})")

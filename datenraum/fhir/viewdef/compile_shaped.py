@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from datenraum.fhir.primitives import ARROW_TYPES, DAYS, MICROSECONDS, date_days, datetime_microseconds
 from datenraum.fhir.viewdef.compile_json import CompiledView, uses_row_index
-from datenraum.fhir.viewdef.evaluate import dedupe, run, where_test
+from datenraum.fhir.viewdef.evaluate import dedupe, runner, where_test
 from datenraum.fhir.viewdef.fhirpath import Evaluate, Extension, First, Member, ReferenceKey, Step, Where
 from datenraum.fhir.viewdef.model import (
     CardinalityError,
@@ -82,7 +82,6 @@ def _dynamic(column_type: str) -> Callable[[Any], Any]:
 def _source() -> CodeSource:
     return CodeSource(
         {
-            "_run": run,
             "_resolve": _resolve,
             "_where_test": where_test,
             "_dedupe": dedupe,
@@ -261,8 +260,8 @@ class _Navigate(StepVisitor[_At, None]):
             raise ViewDefinitionError(f"{self.leaf.where}: a path continues after an evaluated expression")
         reached = expr_element(step.expr, element, self.leaf.where)
         item = src.name("_v")
-        expr = src.constant(step.expr)
-        src.emit(indent, f"for {item} in _run({expr}, {var}, resource, {self.row_index}, _resolve):")
+        expr = src.constant(runner(step.expr))
+        src.emit(indent, f"for {item} in {expr}({var}, resource, {self.row_index}, _resolve):")
         self.leaf.value(item, reached, indent + 1)
         self._break_if_found(indent + 1)
 
@@ -330,7 +329,7 @@ class _Compiler:
         """A view's where clauses: a resource they do not keep has no rows."""
         for expr in self.view.view.where:
             expr_element(expr, self.shape.root, self.where())
-            test = f"_run({self.src.constant(expr)}, resource, resource, 0, _resolve)"
+            test = f"{self.src.constant(runner(expr))}(resource, resource, 0, _resolve)"
             self.src.emit(1, f"if not _where_test({test}):")
             self.src.emit(2, "return")
 

@@ -10,8 +10,9 @@ A load runs in three steps, each in a module of its own:
    Bundles). What both readers check, and how they batch, is defined once (`rules.py`). The workers'
    allocator settings are in `allocation.py`;
 3. commit (`commit.py`): with the whole load in view, settle versions, dangling references, conditional
-   references and updates, and replacements and deletes of earlier loads; then one manifest swap
-   publishes it all (see site/store.py).
+   references and updates, and replacements and deletes of earlier loads; the site-registered views'
+   tables are extended from the raw files the commit wrote (site/views.py, `extend`); then one manifest
+   swap publishes it all (see site/store.py).
 
 What a load reports, and the one record a reject leaves in the rejects file: `report.py`.
 """
@@ -29,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from datenraum.site import views as site_views
 from datenraum.site.ingest.allocation import worker_environment
 from datenraum.site.ingest.commit import Commit
 from datenraum.site.ingest.plan import CHUNK_BYTES, ReadResult, ReadTask, discover, plan
@@ -101,6 +103,9 @@ def ingest(
                 results = _read_all(tasks, workers)
             with store.snapshot() as snapshot:
                 manifest, report = Commit(store, snapshot, load_id, results).run()
+                previous = snapshot.manifest
+            # The site's own views, from the raw files this load wrote, into the same generation.
+            manifest = site_views.extend(store, previous, manifest, report.site_view_notes)
             # Published after the snapshot is released, so that the generation it read can be collected;
             # its files stay put meanwhile, because only a load (and this one holds the lock) deletes files.
             store.publish(manifest)

@@ -45,6 +45,8 @@ class LoadReport:
     rejects_file: str | None = None
     resources_read: int = 0
     seconds: float = 0.0
+    # Resources a site-registered view read leniently or not at all (site/views.py); they are stored.
+    site_view_notes: list[str] = field(default_factory=list)
 
     def total(self, kind: str) -> int:
         return sum(getattr(self, kind).values())
@@ -61,4 +63,5 @@ class LoadReport:
             "rejected": self.rejected,
             "rejects_file": self.rejects_file,
             "rejects": [{"location": r.location, "reason": r.reason} for r in self.rejects],
+            "site_view_notes": self.site_view_notes,
         }
