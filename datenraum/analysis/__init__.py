@@ -15,9 +15,32 @@ The library shared by hub, sites and researchers (imports only `query`, `privacy
     fit = Analysis(LocalSites.from_folder("sites")).glm("y ~ x1 + factor(x2)", family="binomial")
 """
 
-from datenraum.analysis.client import Client
-from datenraum.analysis.driver import Analysis, AnalysisError, GlmResult, Sites
+from typing import TYPE_CHECKING, Any
+
 from datenraum.analysis.formula import FormulaError, ModelSpec, parse_formula
+
+if TYPE_CHECKING:
+    from datenraum.analysis.client import Client
+    from datenraum.analysis.driver import Analysis, AnalysisError, GlmResult, Sites
+
+# The driver and the client need numpy and scipy; they are imported when first named, so that the hub,
+# which reads only the messages and formulas of this package when it starts, starts without them.
+_LAZY = {
+    "Analysis": "driver",
+    "AnalysisError": "driver",
+    "GlmResult": "driver",
+    "Sites": "driver",
+    "Client": "client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "Analysis",

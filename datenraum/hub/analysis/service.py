@@ -23,12 +23,11 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from datenraum.analysis.driver import Analysis, AnalysisError
 from datenraum.analysis.formula import FormulaError
 from datenraum.analysis.messages import MessageError
 from datenraum.analysis.variables import VariableError, parse_definitions
@@ -41,6 +40,9 @@ from datenraum.hub.errors import Forbidden, Invalid, NotFound
 from datenraum.hub.proposals.tables import CohortRow, ProposalRow, ProposalSiteRow, TeamMemberRow
 from datenraum.hub.roles import Role
 from datenraum.privacy.analysis import AnalysisPolicy
+
+if TYPE_CHECKING:
+    from datenraum.analysis.driver import Analysis
 
 __all__ = ["OPERATIONS", "Analyses", "AnalysisFailed", "Project"]
 
@@ -223,6 +225,10 @@ class Analyses:
         data: dict[str, Any] = {"cohort": project.cohort, "variables": definitions}
         if subset is not None:
             data["subset"] = subset
+        # The solvers need numpy and scipy (about two seconds of start-up): imported at the first analysis,
+        # not when the hub starts.
+        from datenraum.analysis.driver import Analysis, AnalysisError
+
         sites = HubSites(self.rounds, project.sites, self._config.analysis_round_seconds)
         analysis = Analysis(
             sites, project=f"project-{project.id}", analyst=f"user-{user.id}", data=data, policy=self.policy
