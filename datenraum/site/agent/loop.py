@@ -649,6 +649,24 @@ class Agent:
             raise TableError(f"cohort or variables not supported: {error}") from None
         return self._tables.get(snapshot, request.data.cohort, cohort, definitions)
 
+    @contextlib.contextmanager
+    def _time_limited(self) -> Iterator[tuple[Snapshot, TimeLimit]]:
+        """A task's snapshot under the site's time limit, registered so that stopping the agent interrupts
+        the task's query; raises _Stopping when the agent stops before the task begins."""
+        with (
+            self._snapshot.task_view() as snapshot,
+            TimeLimit(snapshot.connection, self.config.time_limit) as limit,
+        ):
+            with self._changed:
+                if self._stopping:
+                    raise _Stopping
+                self._limits.add(limit)
+            try:
+                yield snapshot, limit
+            finally:
+                with self._changed:
+                    self._limits.discard(limit)
+
     def _analyse(self, task: Task) -> TaskResult:
         """The site executor's answer to an analysis task (not journaled, see the module docstring)."""
         body = task.payload.get("request") if task.payload.get("v") == 1 else None
@@ -658,21 +676,8 @@ class Agent:
         started = time.perf_counter()
         limit: TimeLimit | None = None
         try:
-            with (
-                self._snapshot.task_view() as snapshot,
-                TimeLimit(snapshot.connection, self.config.time_limit) as limit,
-            ):
-                with self._changed:
-                    if self._stopping:
-                        raise _Stopping
-                    self._limits.add(limit)
-                try:
-                    answer = executor.handle(
-                        body, resolve=lambda request: self._store_table(snapshot, request)
-                    )
-                finally:
-                    with self._changed:
-                        self._limits.discard(limit)
+            with self._time_limited() as (snapshot, limit):
+                answer = executor.handle(body, resolve=lambda request: self._store_table(snapshot, request))
         except _Stopping:
             raise
         except StoreError as error:
@@ -700,20 +705,9 @@ class Agent:
         started = time.perf_counter()
         limit: TimeLimit | None = None
         try:
-            with (
-                self._snapshot.task_view() as snapshot,
-                TimeLimit(snapshot.connection, self.config.time_limit) as limit,
-            ):
-                with self._changed:
-                    if self._stopping:
-                        raise _Stopping
-                    self._limits.add(limit)
-                try:
-                    # One pass over the cohort's ids gives both its exact size and its noise key.
-                    exact, key = cohort_key(self._secret, self._cohort(snapshot, query))
-                finally:
-                    with self._changed:
-                        self._limits.discard(limit)
+            with self._time_limited() as (snapshot, limit):
+                # One pass over the cohort's ids gives both its exact size and its noise key.
+                exact, key = cohort_key(self._secret, self._cohort(snapshot, query))
         except _Stopping:
             raise
         except Exception as error:
