@@ -282,21 +282,25 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hub = hub
-    app.include_router(site_api.router)
-    app.include_router(researcher_api.router)
-    app.include_router(workspace_api.router)
-    app.include_router(concepts_api.router)
-    app.include_router(directory_api.router)
-    app.include_router(analysis_api.router)
-    app.include_router(pages.router)
-    app.include_router(sso.routes(config, clock))
-    app.include_router(proposals_pages.router)
-    app.include_router(directory_pages.router)
-    app.include_router(catalogue_api.router)
-    app.include_router(catalogue_site_api.router)
-    app.include_router(catalogue_pages.router)
-    app.include_router(dashboard_api.router)
-    app.include_router(dashboard_pages.router)
+    # The APIs first, then the pages; in this order routes are matched.
+    for router in (
+        site_api.router,
+        researcher_api.router,
+        workspace_api.router,
+        concepts_api.router,
+        directory_api.router,
+        analysis_api.router,
+        pages.router,
+        sso.routes(config, clock),
+        proposals_pages.router,
+        directory_pages.router,
+        catalogue_api.router,
+        catalogue_site_api.router,
+        catalogue_pages.router,
+        dashboard_api.router,
+        dashboard_pages.router,
+    ):
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # A document as large as the upload limit, with the form around it, reaches the upload check.
     upload_body = config.upload_max_bytes + config.max_body_bytes
