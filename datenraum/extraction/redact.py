@@ -245,7 +245,22 @@ class _Redactor:
             del ref["reference"]
 
 
+_SPECS: dict[tuple[int, str], tuple[dict[str, str], tuple[bool, str] | None]] = {}
+
+
 def _spec(children: dict[str, str], key: str) -> tuple[bool, str] | None:
+    """(repeats, type) of the JSON key `key` of an element with `children` (the element model's dicts
+    are made once per type, so the answer is kept by the dict's identity; the entry holds the dict, so
+    its id is not reused)."""
+    entry = _SPECS.get((id(children), key))
+    if entry is not None and entry[0] is children:
+        return entry[1]
+    found = _compute_spec(children, key)
+    _SPECS[(id(children), key)] = (children, found)
+    return found
+
+
+def _compute_spec(children: dict[str, str], key: str) -> tuple[bool, str] | None:
     spec = children.get(key)
     if spec is None:
         for name, choice in children.items():

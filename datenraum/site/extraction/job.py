@@ -108,6 +108,27 @@ class BatchResult:
     explanations: list[dict[str, Any]]
 
 
+class _Decoded:
+    """Resources by `Type/id` kept as JSON text and decoded when first asked for (the core resources:
+    all are read, few are used)."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.decoded: dict[str, dict[str, Any]] = {}
+
+    def __contains__(self, ref: str) -> bool:
+        return ref in self.texts
+
+    def __getitem__(self, ref: str) -> dict[str, Any]:
+        found = self.decoded.get(ref)
+        if found is None:
+            found = self.decoded[ref] = orjson.loads(self.texts[ref])
+        return found
+
+    def get(self, ref: str) -> dict[str, Any] | None:
+        return self[ref] if ref in self.texts else None
+
+
 class Extractor:
     def __init__(self, prepared: Prepared, source: Any, job_id: str, recorded: str) -> None:
         self.p = prepared
@@ -117,19 +138,22 @@ class Extractor:
         self.recorded = recorded
         self.patient_candidates = candidates(self.plan, core=False, consent=bool(prepared.consent_codes))
         self.core_candidates = candidates(self.plan, core=True, consent=False)
-        self.core: dict[str, dict[str, Any]] = {}
+        self.core = _Decoded()
         self.core_members: dict[str, set[str]] = defaultdict(set)  # group -> refs (direct load)
 
     # --- membership -------------------------------------------------------------------------
 
     def load_core(self) -> None:
-        for resource in self.source.core_candidates(self.core_candidates):
-            self.core[_ref(resource)] = resource
+        for kind, ident, text in self.source.core_candidates(self.core_candidates):
+            self.core.texts[f"{kind}/{ident}"] = text
         for group in self.plan.groups:
             if group.is_core and not group.group.include_reference_only:
-                for ref, resource in self.core.items():
-                    if group.claims(resource) and group.passes_filters(resource):
-                        self.core_members[group.id].add(ref)
+                prefix = group.type + "/"
+                for ref in self.core.texts:
+                    if ref.startswith(prefix):
+                        resource = self.core[ref]
+                        if group.claims(resource) and group.passes_filters(resource):
+                            self.core_members[group.id].add(ref)
 
     def _links(self, group: GroupPlan, resource: dict[str, Any]) -> list[tuple[Any, list[str], list[str]]]:
         """(attribute, linked groups, referenced Type/id) of each linked attribute."""
@@ -432,10 +456,8 @@ class Extractor:
         ]
         groups_used = [g for g in plan.groups if g.is_core and members.get(g.id)]
         provenances = [self._provenance(g, sorted(members[g.id]), "core") for g in groups_used]
-        rows = {
-            g.id: [next(e for e in entries if _ref(e) == r) for r in sorted(members[g.id])]
-            for g in groups_used
-        }
+        by_ref = {_ref(e): e for e in entries}
+        rows = {g.id: [by_ref[r] for r in sorted(members[g.id])] for g in groups_used}
         return self._bundle(entries + provenances, "core"), rows
 
 

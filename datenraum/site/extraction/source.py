@@ -189,13 +189,13 @@ class StoreSource:
             found = {}
             current += 1
 
-    def core_candidates(self, candidates: Candidates) -> Iterator[dict[str, Any]]:
-        """The resources of no patient among `candidates`, in (type, id) order."""
-        for _, resource in self._rows(
-            "SELECT patient_id, json FROM resource"
+    def core_candidates(self, candidates: Candidates) -> Iterator[tuple[str, str, str]]:
+        """(type, id, JSON text) of the resources of no patient among `candidates`, in (type, id) order."""
+        for portion in self._stream(
+            "SELECT resource_type, id, json FROM resource"
             f" WHERE patient_id IS NULL AND ({candidates.where(self.dialect)}) ORDER BY resource_type, id"
         ):
-            yield resource
+            yield from zip(*(portion.column(i).to_pylist() for i in range(3)), strict=True)
 
     def patient_rows(
         self, patient_ids: list[str], candidates: Candidates
