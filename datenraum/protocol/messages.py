@@ -34,6 +34,9 @@ class ProtocolError(ValueError):
 
 class TaskType(StrEnum):
     FEASIBILITY_COUNT = "feasibility-count"
+    # payload: {"crtdl": <CRTDL JSON>, "project": <approved project id>}; the site extracts into its own
+    # output folder and answers with the job summary's counts only (`TaskResult.summary`)
+    EXTRACTION = "extraction"
 
 
 class TaskState(StrEnum):
@@ -108,10 +111,14 @@ class TaskResult:
     state: TaskState
     count: SiteCount | None = None
     reason: str | None = None
+    # an extraction's job summary: counts only (names -> a count, or -> names -> a count), no patient data
+    summary: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.state == TaskState.ANSWERED and self.count is None:
-            raise ProtocolError("an answered task needs a count")
+        if self.state == TaskState.ANSWERED and self.count is None and self.summary is None:
+            raise ProtocolError("an answered task needs a count or an extraction summary")
+        if self.summary is not None:
+            _check_summary(self.summary, "summary", 0)
         if self.state == TaskState.FAILED and not self.reason:
             raise ProtocolError("a failed task needs a reason")
         if self.state not in (TaskState.ANSWERED, TaskState.FAILED):
@@ -123,6 +130,8 @@ class TaskResult:
             body["count"] = self.count.to_json()
         if self.reason is not None:
             body["reason"] = self.reason
+        if self.summary is not None:
+            body["summary"] = self.summary
         return body
 
     @classmethod
@@ -137,4 +146,28 @@ class TaskResult:
         reason = body.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise ProtocolError("result.reason: expected a string of at most 2000 characters")
-        return cls(str(body.get("task_id", "")), state, count, reason)
+        summary = body.get("summary")
+        if summary is not None:
+            _check_summary(summary, "result.summary", 0)
+        return cls(str(body.get("task_id", "")), state, count, reason, summary)
+
+
+MAX_SUMMARY_KEYS = 500
+
+
+def _check_summary(value: Any, path: str, depth: int) -> None:
+    """A summary holds counts and names only: an object of at most MAX_SUMMARY_KEYS short names, each
+    to a non-negative integer or (two levels deep at most) to such an object; a job id string at the
+    top. Nothing else can travel in it."""
+    if not isinstance(value, dict) or len(value) > MAX_SUMMARY_KEYS:
+        raise ProtocolError(f"{path}: expected an object of at most {MAX_SUMMARY_KEYS} counts")
+    for key, item in value.items():
+        if not isinstance(key, str) or not 0 < len(key) <= 100:
+            raise ProtocolError(f"{path}: keys are names of 1 to 100 characters")
+        if depth == 0 and key == "Job-ID":
+            if not isinstance(item, str) or len(item) > 64:
+                raise ProtocolError(f"{path}.Job-ID: expected a job id")
+        elif isinstance(item, dict) and depth < 2:
+            _check_summary(item, f"{path}.{key}", depth + 1)
+        elif isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise ProtocolError(f"{path}.{key}: expected a non-negative integer")

@@ -22,6 +22,10 @@ Every key is optional; a missing file section means its defaults. The defaults:
     [store]
     threads = 0                      # cores one query may use; 0: all (set it lower on a shared server)
 
+    [extraction]                     # the `extraction` task (off unless "extraction" is in tasks.allowed)
+    output = "/srv/extractions"      # site-local folder of the job folders (required to allow the task)
+    time_limit = 3600                # seconds one extraction may take (checked between batches)
+
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
 """
@@ -59,6 +63,8 @@ class AgentConfig:
     backoff_initial: float = 0.5
     backoff_cap: float = 30.0
     threads: int = 0
+    extraction_output: Path | None = None
+    extraction_time_limit: float = 3600.0
 
 
 def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
@@ -94,6 +100,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "obfuscation": ("threshold", "noise", "rounding"),
     "hub": ("wait", "backoff_initial", "backoff_cap"),
     "store": ("threads",),
+    "extraction": ("output", "time_limit"),
 }
 
 
@@ -117,6 +124,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     obfuscation = document.get("obfuscation", {})
     hub = document.get("hub", {})
     store = document.get("store", {})
+    extraction = document.get("extraction", {})
     defaults = AgentConfig()
     policy = ObfuscationPolicy(
         threshold=_integer(
@@ -129,10 +137,14 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     backoff_cap = _seconds(hub.get("backoff_cap", defaults.backoff_cap), "hub.backoff_cap")
     if backoff_cap < backoff_initial:
         raise ConfigError(f"hub.backoff_cap: must not be below hub.backoff_initial ({backoff_initial})")
+    allowed = _task_types(tasks.get("allowed", [t.value for t in defaults.allowed_tasks]), "tasks.allowed")
+    output = extraction.get("output")
+    if output is not None and (not isinstance(output, str) or not output):
+        raise ConfigError(f"extraction.output: expected a folder, got {output!r}")
+    if TaskType.EXTRACTION in allowed and output is None:
+        raise ConfigError("extraction.output: required when tasks.allowed has 'extraction'")
     return AgentConfig(
-        allowed_tasks=_task_types(
-            tasks.get("allowed", [t.value for t in defaults.allowed_tasks]), "tasks.allowed"
-        ),
+        allowed_tasks=allowed,
         daily_limit=_integer(tasks.get("daily_limit", defaults.daily_limit), "tasks.daily_limit", 0),
         time_limit=_seconds(tasks.get("time_limit", defaults.time_limit), "tasks.time_limit"),
         concurrency=_integer(
@@ -143,6 +155,10 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         backoff_initial=backoff_initial,
         backoff_cap=backoff_cap,
         threads=_integer(store.get("threads", defaults.threads), "store.threads", 0),
+        extraction_output=Path(output) if output is not None else None,
+        extraction_time_limit=_seconds(
+            extraction.get("time_limit", defaults.extraction_time_limit), "extraction.time_limit"
+        ),
     )
 
 

@@ -49,10 +49,12 @@ from datenraum.protocol.messages import (
     Task,
     TaskResult,
     TaskState,
+    TaskType,
 )
 from datenraum.query.model import QueryError, StructuredQuery, parse_query
 from datenraum.site import feasibility
 from datenraum.site.agent.config import AgentConfig
+from datenraum.site.agent.extraction import run_extraction_task
 from datenraum.site.agent.state import Journal, load_or_create_secret, state_lock
 from datenraum.site.store import Snapshot, Store, StoreError
 
@@ -515,13 +517,25 @@ class Agent:
             self._admitted += 1
         result, ran = None, False
         try:
-            result, ran = self._count(task)  # the only task type so far
+            if task.type == TaskType.EXTRACTION:
+                result, ran = self._extract(task)
+            else:
+                result, ran = self._count(task)
         finally:
             with self._admission:
                 if result is not None:
                     self._record(result, ran=ran)
                 self._admitted -= 1
         return result
+
+    def _extract(self, task: Task) -> tuple[TaskResult, bool]:
+        """An extraction task (`datenraum.site.agent.extraction`): it runs on the store."""
+        result = run_extraction_task(
+            task, store=self.store.path, config=self.config, stopping=lambda: self._stopping
+        )
+        if result is None:
+            raise _Stopping
+        return result, True
 
     def _count(self, task: Task) -> tuple[TaskResult, bool]:
         """The task's result (not journaled yet) and whether it ran on the store."""
