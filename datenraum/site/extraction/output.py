@@ -72,7 +72,7 @@ class JobFolder:
             if job["id"] != job_id:
                 raise FileExistsError(f"{self.path} holds another job ({job['id']}); choose an empty folder")
             return job
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(not p.name.startswith(".") for p in self.path.iterdir()):
             raise FileExistsError(f"{self.path} is not empty and holds no job")
         job = {
             "id": job_id,
