@@ -28,7 +28,7 @@ import itertools
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,8 @@ class BatchResult:
     resource_exclusions: list[tuple[str, str, str, str, str]]  # (reason, group, attribute, resource, patient)
     core_refs: list[str]
     explanations: list[dict[str, Any]]
+    inclusions: dict[str, int] = field(default_factory=dict)  # resource type -> entries written
+    rows: dict[str, list[list[str | None]]] = field(default_factory=dict)  # group -> table rows
 
 
 class _Decoded:
@@ -138,6 +140,9 @@ class Extractor:
         self.recorded = recorded
         self.patient_candidates = candidates(self.plan, core=False, consent=bool(prepared.consent_codes))
         self.core_candidates = candidates(self.plan, core=True, consent=False)
+        from datenraum.site.extraction.output import table_specs
+
+        self.tables = table_specs(self.plan)  # compiled once per job
         self.core = _Decoded()
         self.core_members: dict[str, set[str]] = defaultdict(set)  # group -> refs (direct load)
 
@@ -182,9 +187,12 @@ class Extractor:
             yield found
 
     def run_batch(self, patient_ids: list[str], rows: dict[str, list[tuple[str, str, str]]]) -> BatchResult:
+        from datenraum.site.extraction.output import bundle_rows
+
         result = BatchResult([], [], [], [], [], [])
         core_refs: set[str] = set()
         loads = orjson.loads
+        inclusions: dict[str, int] = defaultdict(int)
         for patient in patient_ids:
             resources = {f"{kind}/{ident}": loads(text) for kind, ident, text in rows.get(patient, ())}
             outcome = self._patient(patient, resources, result)
@@ -192,7 +200,11 @@ class Extractor:
                 bundle, refs = outcome
                 result.bundles.append(bundle)
                 core_refs |= refs
+                for entry in bundle["entry"]:
+                    inclusions[entry["resource"]["resourceType"]] += 1
+                bundle_rows(bundle, self.tables, result.rows)
         result.core_refs = sorted(core_refs)
+        result.inclusions = dict(inclusions)
         return result
 
     def _patient(self, patient: str, resources: dict[str, dict[str, Any]], result: BatchResult):
