@@ -98,7 +98,7 @@ def date_range(value: Any) -> tuple[dt.date, dt.date] | None:
     return None
 
 
-@dataclass
+@dataclass(eq=False)  # a group is itself: compared (and hashed) by identity, not field by field
 class GroupPlan:
     group: AttributeGroup
     profile: Profile

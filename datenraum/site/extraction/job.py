@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -47,6 +48,7 @@ __all__ = ["ExtractionError", "JobOptions", "prepare", "run_extraction"]
 
 PROGRAM_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/program"
 GROUP_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/attribute_group"
+SORT_MEMORY_LIMIT = "2GB"
 EXTRACTION_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/extraction_id"
 
 
@@ -532,7 +534,10 @@ def run_extraction(
     options = options or JobOptions()
     prepared = prepare(crtdl_json, options)
     store = Store(store_path)
-    with store.snapshot() as snapshot:
+    with store.snapshot() as snapshot, tempfile.TemporaryDirectory(prefix="datenraum-extract-") as spill:
+        # The job's one scan sorts its candidates: beyond this much memory DuckDB spills to disk.
+        snapshot.connection.execute(f"SET memory_limit = '{SORT_MEMORY_LIMIT}'")
+        snapshot.connection.execute(f"SET temp_directory = '{spill}'")
         started = time.monotonic()
         if options.patients is not None:
             cohort = sorted(dict.fromkeys(options.patients))
