@@ -538,6 +538,7 @@ def run_extraction(
         # The job's one scan sorts its candidates: beyond this much memory DuckDB spills to disk.
         snapshot.connection.execute(f"SET memory_limit = '{SORT_MEMORY_LIMIT}'")
         snapshot.connection.execute(f"SET temp_directory = '{spill}'")
+        snapshot.connection.execute("SET enable_progress_bar = false")  # stdout is the CLI's summary
         started = time.monotonic()
         if options.patients is not None:
             cohort = sorted(dict.fromkeys(options.patients))
