@@ -272,7 +272,40 @@ def count_command(
     click.echo(orjson.dumps({"count": count}))
 
 
-@main.command("extract")
+class _ExtractCommand(click.Command):
+    """`datenraum extract ...` runs a job; `datenraum extract serve ...` is the HTTP operation."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+        if args[:1] == ["serve"]:
+            return extract_serve_command.make_context("extract serve", args[1:], parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.command("serve")
+@click.option(
+    "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
+)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--jobs",
+    "jobs_dir",
+    type=click.Path(path_type=Path),
+    help="Where jobs are kept (default: extraction-jobs next to the store).",
+)
+@click.option("--batch-size", default=500, show_default=True, type=int, help="Patients per batch.")
+def extract_serve_command(
+    store_path: Path, port: int, host: str, jobs_dir: Path | None, batch_size: int
+) -> None:
+    """TORCH's HTTP operation on this store: POST /fhir/$extract-data, GET /fhir/__status/{id}."""
+    from datenraum.site.extraction.http import serve
+
+    if not (store_path / "CURRENT").exists():
+        _fail(f"{store_path}: not a site store (run datenraum ingest first)")
+    serve(store_path, port, host=host, jobs=jobs_dir, batch_size=batch_size)
+
+
+@main.command("extract", cls=_ExtractCommand)
 @click.option(
     "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
 )
@@ -318,7 +351,9 @@ def extract_command(
     no_encounter_shift: bool,
     crtdl_file: Path,
 ) -> None:
-    """Extract the data a CRTDL selects: TORCH-compatible NDJSON, reports and per-group tables in --out."""
+    """Extract the data a CRTDL selects: TORCH-compatible NDJSON, reports and per-group tables in --out.
+
+    `datenraum extract serve --store DIR --port N` serves TORCH's HTTP operation instead."""
     from datenraum.site.extraction import ExtractionError, JobOptions, run_extraction
 
     if not crtdl_file.is_file():

@@ -15,6 +15,7 @@ resource's date: the value's range must reach `start` and begin by `end`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +98,7 @@ def date_range(value: Any) -> tuple[dt.date, dt.date] | None:
     return None
 
 
-@dataclass
+@dataclass(eq=False)  # a group is itself: compared (and hashed) by identity, not field by field
 class GroupPlan:
     group: AttributeGroup
     profile: Profile
@@ -118,15 +119,15 @@ class GroupPlan:
     def type(self) -> str:
         return self.profile.type
 
-    @property
+    @functools.cached_property
     def is_patient(self) -> bool:
         return self.profile.type == "Patient"
 
-    @property
+    @functools.cached_property
     def is_core(self) -> bool:
         return not self.is_patient and self.profile.patient_reference is None
 
-    @property
+    @functools.cached_property
     def must_haves(self) -> list[ElementPath]:
         return [path for path, attribute in self.attributes if attribute.must_have]
 
@@ -202,12 +203,19 @@ class Plan:
     groups: list[GroupPlan]
     warnings: list[str]
 
-    @property
+    @functools.cached_property
     def patient_group(self) -> GroupPlan:
         return next(g for g in self.groups if g.is_patient)
 
     def group(self, group_id: str) -> GroupPlan:
-        return next(g for g in self.groups if g.id == group_id)
+        return self._by_id[group_id]
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, GroupPlan]:
+        found: dict[str, GroupPlan] = {}
+        for group in self.groups:
+            found.setdefault(group.id, group)
+        return found
 
 
 def compile_plan(crtdl: Crtdl, profiles: Profiles) -> Plan:

@@ -76,9 +76,17 @@ class ElementModel:
     resource: dict[str, str]
     types: dict[str, dict[str, str]]
     datatypes: dict[str, dict[str, str]]
+    _children: dict[str, dict[str, str] | None] = field(default_factory=dict, compare=False, repr=False)
 
     def children(self, type_name: str) -> dict[str, str] | None:
-        """Element name -> type of a resource type, backbone or datatype; None for primitives/unknown."""
+        """Element name -> type of a resource type, backbone or datatype; None for primitives/unknown.
+        The same dict for the same type (computed once): callers must not modify it."""
+        cache = self._children
+        if type_name not in cache:
+            cache[type_name] = self._compute_children(type_name)
+        return cache[type_name]
+
+    def _compute_children(self, type_name: str) -> dict[str, str] | None:
         if type_name in self.types:
             return (
                 {**self.resource, **self.types[type_name]}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datenraum.extraction.profiles import DAR_URL, ElementPath, Profile, element_model, is_primitive
+from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
 
 __all__ = ["MASKED", "Selection", "redact", "select"]
 
@@ -127,7 +128,7 @@ def _copy(value: Any, node: Selection) -> Any:
 
 
 def _copy_item(item: Any, entries: list[tuple[tuple[tuple[str, str], ...], Selection]]) -> Any:
-    matching = [child for where, child in entries if _matches(item, where)]
+    matching = [child for where, child in entries if not where or _matches(item, where)]
     if not matching:
         return None
     node = matching[0]
@@ -158,22 +159,20 @@ class _Redactor:
     resource_types: frozenset[str]
 
     def element(self, value: Any, type_name: str) -> Any:
-        if type_name == "Extension":
-            return value
-        if is_primitive(type_name):
+        if type_name == "Extension" or type_name[:1].islower():  # an extension or a primitive
             return value
         if not isinstance(value, dict):
             return None
-        model = element_model()
-        children = model.children(type_name)
+        children = element_model().children(type_name)
         if children is None:  # a complex type we do not model (Timing.repeat, ...): kept as selected
             return self.extensions_only(value)
+        specs = _specs_of(children)
         out: dict[str, Any] = {}
         for key, item in value.items():
             if key == "resourceType":
                 continue
             if key.startswith("_"):
-                spec = _spec(children, key[1:])
+                spec = _spec(children, key[1:], specs)
                 if spec is None:
                     continue
                 repeats, _ = spec
@@ -196,7 +195,7 @@ class _Redactor:
                 if kept:
                     out[key] = kept
                 continue
-            spec = _spec(children, key)
+            spec = _spec(children, key, specs)
             if spec is None:
                 continue
             repeats, item_type = spec
@@ -245,7 +244,32 @@ class _Redactor:
             del ref["reference"]
 
 
-def _spec(children: dict[str, str], key: str) -> tuple[bool, str] | None:
+_SPECS: dict[int, tuple[dict[str, str], dict[str, tuple[bool, str] | None]]] = {}
+
+
+def _specs_of(children: dict[str, str]) -> dict[str, tuple[bool, str] | None]:
+    """The memo of `_spec` answers for one element model dict (made once per type, so kept by the
+    dict's identity; the entry holds the dict, so its id is not reused)."""
+    entry = _SPECS.get(id(children))
+    if entry is None or entry[0] is not children:
+        entry = _SPECS[id(children)] = (children, {})
+    return entry[1]
+
+
+def _spec(
+    children: dict[str, str], key: str, specs: dict[str, tuple[bool, str] | None] | None = None
+) -> tuple[bool, str] | None:
+    """(repeats, type) of the JSON key `key` of an element with `children`."""
+    if specs is None:
+        specs = _specs_of(children)
+    try:
+        return specs[key]
+    except KeyError:
+        found = specs[key] = _compute_spec(children, key)
+        return found
+
+
+def _compute_spec(children: dict[str, str], key: str) -> tuple[bool, str] | None:
     spec = children.get(key)
     if spec is None:
         for name, choice in children.items():
@@ -258,6 +282,11 @@ def _spec(children: dict[str, str], key: str) -> tuple[bool, str] | None:
     return spec.endswith("[]"), spec.removesuffix("[]").split("|")[0]
 
 
+# The extensions the matched profiles allow, per combination of profiles (kept with the profiles, so
+# their ids are not reused).
+_ALLOWED: dict[tuple[int, ...], tuple[list[Profile], frozenset[str]]] = {}
+
+
 def redact(
     resource: dict[str, Any],
     profile: Profile,
@@ -268,11 +297,12 @@ def redact(
     """`resource` redacted to `profile` (and the other matched `profiles`, whose extensions and required
     elements count too): see the module docstring. `reference_allowed(Type/id)` says whether a reference
     target is part of the extraction; None keeps every well-formed reference."""
-    from datenraum.fhir.resource_types import R4_RESOURCE_TYPES
-
     matched = [profile, *[p for p in profiles if p.url != profile.url]]
-    allowed = frozenset().union(*(p.extension_urls for p in matched))
-    redactor = _Redactor(allowed, reference_allowed, R4_RESOURCE_TYPES)
+    key = tuple(id(p) for p in matched)
+    cached = _ALLOWED.get(key)
+    if cached is None or any(a is not b for a, b in zip(cached[0], matched, strict=True)):
+        cached = _ALLOWED[key] = (matched, frozenset().union(*(p.extension_urls for p in matched)))
+    redactor = _Redactor(cached[1], reference_allowed, R4_RESOURCE_TYPES)
     type_name = resource["resourceType"]
     body = redactor.element(resource, type_name) or {}
     out: dict[str, Any] = {"resourceType": type_name, **body}

@@ -48,6 +48,9 @@ class TaskType(StrEnum):
     SITE_METADATA = "site-metadata"
     INDICATORS = "indicators"  # payload: {"definitions": <registry JSON>, "as_of": "YYYY-MM-DD"}
     ANALYSIS = "analysis"
+    # payload: {"crtdl": <CRTDL JSON>, "project": <approved project id>}; the site extracts into its own
+    # output folder and answers with the job summary's counts only (`TaskResult.summary`)
+    EXTRACTION = "extraction"
 
 
 class TaskState(StrEnum):
@@ -237,15 +240,24 @@ class TaskResult:
     metadata: SiteMetadata | None = None
     cube: dict[str, Any] | None = None
     analysis: dict[str, Any] | None = None
+    # an extraction's job summary: counts only (names -> a count, or -> names -> a count), no patient data
+    summary: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        answers = sum(value is not None for value in (self.count, self.metadata, self.cube, self.analysis))
+        answers = sum(
+            value is not None for value in (self.count, self.metadata, self.cube, self.analysis, self.summary)
+        )
         if self.state == TaskState.ANSWERED and answers != 1:
             raise ProtocolError(
-                "an answered task needs one of a count, metadata, a cube or an analysis answer"
+                "an answered task needs one of a count, metadata, a cube, an analysis answer or an extraction "
+                "summary"
             )
         if answers > 1:
-            raise ProtocolError("a result has one of a count, metadata, a cube or an analysis answer")
+            raise ProtocolError(
+                "a result has one of a count, metadata, a cube, an analysis answer or an extraction summary"
+            )
+        if self.summary is not None:
+            _check_summary(self.summary, "summary", 0)
         if self.state == TaskState.FAILED and not self.reason:
             raise ProtocolError("a failed task needs a reason")
         if self.state not in (TaskState.ANSWERED, TaskState.FAILED):
@@ -263,6 +275,8 @@ class TaskResult:
             body["cube"] = self.cube
         if self.analysis is not None:
             body["analysis"] = self.analysis
+        if self.summary is not None:
+            body["summary"] = self.summary
         return body
 
     @classmethod
@@ -284,6 +298,9 @@ class TaskResult:
         analysis = body.get("analysis")
         if analysis is not None and (not isinstance(analysis, dict) or analysis.get("v") != 1):
             raise ProtocolError("result.analysis: expected an analysis answer of protocol version 1")
+        summary = body.get("summary")
+        if summary is not None:
+            _check_summary(summary, "result.summary", 0)
         return cls(
             str(body.get("task_id", "")),
             state,
@@ -292,4 +309,26 @@ class TaskResult:
             metadata=metadata,
             cube=cube,
             analysis=analysis,
+            summary=summary,
         )
+
+
+MAX_SUMMARY_KEYS = 500
+
+
+def _check_summary(value: Any, path: str, depth: int) -> None:
+    """A summary holds counts and names only: an object of at most MAX_SUMMARY_KEYS short names, each
+    to a non-negative integer or (two levels deep at most) to such an object; a job id string at the
+    top. Nothing else can travel in it."""
+    if not isinstance(value, dict) or len(value) > MAX_SUMMARY_KEYS:
+        raise ProtocolError(f"{path}: expected an object of at most {MAX_SUMMARY_KEYS} counts")
+    for key, item in value.items():
+        if not isinstance(key, str) or not 0 < len(key) <= 100:
+            raise ProtocolError(f"{path}: keys are names of 1 to 100 characters")
+        if depth == 0 and key == "Job-ID":
+            if not isinstance(item, str) or len(item) > 64:
+                raise ProtocolError(f"{path}.Job-ID: expected a job id")
+        elif isinstance(item, dict) and depth < 2:
+            _check_summary(item, f"{path}.{key}", depth + 1)
+        elif isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise ProtocolError(f"{path}.{key}: expected a non-negative integer")

@@ -30,6 +30,9 @@ Every key is optional; a missing file section means its defaults. The defaults:
     min_cell = 5                     # tightened (min_rows, min_cell, dominance, glm_saturation,
     workspace_ttl = 3600             # levels_max, levels_density, min_sites, tail_factor, rounding,
                                      # daily_budget); workspace_ttl: seconds a derived variable lives
+    [extraction]                     # the `extraction` task (off unless "extraction" is in tasks.allowed)
+    output = "/srv/extractions"      # site-local folder of the job folders (required to allow the task)
+    time_limit = 3600                # seconds one extraction may take (checked between batches)
 
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
@@ -75,6 +78,8 @@ class AgentConfig:
     spark_master: str = "local[*]"
     analysis: AnalysisPolicy = field(default_factory=AnalysisPolicy)
     workspace_ttl: float = 3600.0
+    extraction_output: Path | None = None
+    extraction_time_limit: float = 3600.0
 
 
 _ANALYSIS_KEYS = (*(f.name for f in fields(AnalysisPolicy)), "workspace_ttl")
@@ -115,6 +120,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "store": ("threads",),
     "engine": ("name", "spark_master"),
     "analysis": _ANALYSIS_KEYS,
+    "extraction": ("output", "time_limit"),
 }
 
 
@@ -140,6 +146,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     store = document.get("store", {})
     engine = document.get("engine", {})
     analysis = dict(document.get("analysis", {}))
+    extraction = document.get("extraction", {})
     defaults = AgentConfig()
     workspace_ttl = _seconds(analysis.pop("workspace_ttl", defaults.workspace_ttl), "analysis.workspace_ttl")
     try:
@@ -157,10 +164,14 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     backoff_cap = _seconds(hub.get("backoff_cap", defaults.backoff_cap), "hub.backoff_cap")
     if backoff_cap < backoff_initial:
         raise ConfigError(f"hub.backoff_cap: must not be below hub.backoff_initial ({backoff_initial})")
+    allowed = _task_types(tasks.get("allowed", [t.value for t in defaults.allowed_tasks]), "tasks.allowed")
+    output = extraction.get("output")
+    if output is not None and (not isinstance(output, str) or not output):
+        raise ConfigError(f"extraction.output: expected a folder, got {output!r}")
+    if TaskType.EXTRACTION in allowed and output is None:
+        raise ConfigError("extraction.output: required when tasks.allowed has 'extraction'")
     return AgentConfig(
-        allowed_tasks=_task_types(
-            tasks.get("allowed", [t.value for t in defaults.allowed_tasks]), "tasks.allowed"
-        ),
+        allowed_tasks=allowed,
         daily_limit=_integer(tasks.get("daily_limit", defaults.daily_limit), "tasks.daily_limit", 0),
         time_limit=_seconds(tasks.get("time_limit", defaults.time_limit), "tasks.time_limit"),
         concurrency=_integer(
@@ -175,6 +186,10 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         spark_master=_text(engine.get("spark_master", defaults.spark_master), "engine.spark_master"),
         analysis=analysis_policy,
         workspace_ttl=workspace_ttl,
+        extraction_output=Path(output) if output is not None else None,
+        extraction_time_limit=_seconds(
+            extraction.get("time_limit", defaults.extraction_time_limit), "extraction.time_limit"
+        ),
     )
 
 

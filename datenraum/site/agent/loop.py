@@ -65,6 +65,7 @@ from datenraum.protocol.messages import (
 from datenraum.query.model import QueryError, StructuredQuery, parse_query
 from datenraum.site import feasibility
 from datenraum.site.agent.config import AgentConfig
+from datenraum.site.agent.extraction import run_extraction_task
 from datenraum.site.agent.state import Journal, load_or_create_secret, state_lock
 from datenraum.site.metadata import site_metadata
 from datenraum.site.store import Snapshot, Store, StoreError
@@ -597,6 +598,8 @@ class Agent:
         try:
             if task.type == TaskType.SITE_METADATA:  # offered on the task list by a hub of the future
                 result, ran = self.describe(task), True
+            elif task.type == TaskType.EXTRACTION:
+                result, ran = self._extract(task)
             else:
                 result, ran = self._count(task)
         finally:
@@ -695,6 +698,15 @@ class Agent:
             time.perf_counter() - started,
         )
         return TaskResult(task.id, TaskState.ANSWERED, analysis={**answer, "instance": self.instance})
+
+    def _extract(self, task: Task) -> tuple[TaskResult, bool]:
+        """An extraction task (`datenraum.site.agent.extraction`): it runs on the store."""
+        result = run_extraction_task(
+            task, store=self.store.path, config=self.config, stopping=lambda: self._stopping
+        )
+        if result is None:
+            raise _Stopping
+        return result, True
 
     def _count(self, task: Task) -> tuple[TaskResult, bool]:
         """The task's result (not journaled yet) and whether it ran on the store."""

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
+import tempfile
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -39,10 +41,14 @@ from datenraum.extraction.plan import GroupPlan, Plan, compile_plan, path_values
 from datenraum.extraction.profiles import Profiles
 from datenraum.extraction.redact import redact, select
 
+if TYPE_CHECKING:
+    from datenraum.site.extraction.source import Candidates
+
 __all__ = ["ExtractionError", "JobOptions", "prepare", "run_extraction"]
 
 PROGRAM_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/program"
 GROUP_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/attribute_group"
+SORT_MEMORY_LIMIT = "2GB"
 EXTRACTION_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/extraction_id"
 
 
@@ -102,6 +108,29 @@ class BatchResult:
     resource_exclusions: list[tuple[str, str, str, str, str]]  # (reason, group, attribute, resource, patient)
     core_refs: list[str]
     explanations: list[dict[str, Any]]
+    inclusions: dict[str, int] = field(default_factory=dict)  # resource type -> entries written
+    rows: dict[str, list[list[str | None]]] = field(default_factory=dict)  # group -> table rows
+
+
+class _Decoded:
+    """Resources by `Type/id` kept as JSON text and decoded when first asked for (the core resources:
+    all are read, few are used)."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.decoded: dict[str, dict[str, Any]] = {}
+
+    def __contains__(self, ref: str) -> bool:
+        return ref in self.texts
+
+    def __getitem__(self, ref: str) -> dict[str, Any]:
+        found = self.decoded.get(ref)
+        if found is None:
+            found = self.decoded[ref] = orjson.loads(self.texts[ref])
+        return found
+
+    def get(self, ref: str) -> dict[str, Any] | None:
+        return self[ref] if ref in self.texts else None
 
 
 class Extractor:
@@ -111,23 +140,27 @@ class Extractor:
         self.source = source
         self.job_id = job_id
         self.recorded = recorded
-        self.patient_types = {g.type for g in self.plan.groups if not g.is_core} | {"Patient"}
-        if prepared.consent_codes:
-            self.patient_types |= {"Consent", "Encounter"}
-        self.core_types = {g.type for g in self.plan.groups if g.is_core}
-        self.core: dict[str, dict[str, Any]] = {}
+        self.patient_candidates = candidates(self.plan, core=False, consent=bool(prepared.consent_codes))
+        self.core_candidates = candidates(self.plan, core=True, consent=False)
+        from datenraum.site.extraction.output import table_specs
+
+        self.tables = table_specs(self.plan)  # compiled once per job
+        self.core = _Decoded()
         self.core_members: dict[str, set[str]] = defaultdict(set)  # group -> refs (direct load)
 
     # --- membership -------------------------------------------------------------------------
 
     def load_core(self) -> None:
-        for resource in self.source.core_resources(self.core_types):
-            self.core[_ref(resource)] = resource
+        for kind, ident, text in self.source.core_candidates(self.core_candidates):
+            self.core.texts[f"{kind}/{ident}"] = text
         for group in self.plan.groups:
             if group.is_core and not group.group.include_reference_only:
-                for ref, resource in self.core.items():
-                    if group.claims(resource) and group.passes_filters(resource):
-                        self.core_members[group.id].add(ref)
+                prefix = group.type + "/"
+                for ref in self.core.texts:
+                    if ref.startswith(prefix):
+                        resource = self.core[ref]
+                        if group.claims(resource) and group.passes_filters(resource):
+                            self.core_members[group.id].add(ref)
 
     def _links(self, group: GroupPlan, resource: dict[str, Any]) -> list[tuple[Any, list[str], list[str]]]:
         """(attribute, linked groups, referenced Type/id) of each linked attribute."""
@@ -142,21 +175,38 @@ class Extractor:
             out.append((attribute, list(attribute.linked_groups), refs))
         return out
 
-    def run_batch(self, patient_ids: list[str]) -> BatchResult:
-        plan = self.plan
-        by_patient: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for patient, resource in self.source.patient_resources(patient_ids, self.patient_types):
-            by_patient[patient][_ref(resource)] = resource
+    def batches(self, batches: list[list[str]], skip: set[int]):
+        """Per batch: its patients' candidate resources, (patient) -> [(type, id, JSON text)]."""
+        ordered = all(a < b for a, b in itertools.pairwise(p for batch in batches for p in batch))
+        if ordered:
+            yield from self.source.patient_batches(batches, self.patient_candidates, skip)
+            return
+        for index, batch in enumerate(batches):  # ids the store does not sort as Python does
+            found: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+            if index not in skip:
+                for patient, kind, ident, text in self.source.patient_rows(batch, self.patient_candidates):
+                    found[patient].append((kind, ident, text))
+            yield found
+
+    def run_batch(self, patient_ids: list[str], rows: dict[str, list[tuple[str, str, str]]]) -> BatchResult:
+        from datenraum.site.extraction.output import bundle_rows
+
         result = BatchResult([], [], [], [], [], [])
         core_refs: set[str] = set()
+        loads = orjson.loads
+        inclusions: dict[str, int] = defaultdict(int)
         for patient in patient_ids:
-            outcome = self._patient(patient, by_patient.get(patient, {}), result)
+            resources = {f"{kind}/{ident}": loads(text) for kind, ident, text in rows.get(patient, ())}
+            outcome = self._patient(patient, resources, result)
             if outcome is not None:
                 bundle, refs = outcome
                 result.bundles.append(bundle)
                 core_refs |= refs
+                for entry in bundle["entry"]:
+                    inclusions[entry["resource"]["resourceType"]] += 1
+                bundle_rows(bundle, self.tables, result.rows)
         result.core_refs = sorted(core_refs)
-        del plan
+        result.inclusions = dict(inclusions)
         return result
 
     def _patient(self, patient: str, resources: dict[str, dict[str, Any]], result: BatchResult):
@@ -420,11 +470,35 @@ class Extractor:
         ]
         groups_used = [g for g in plan.groups if g.is_core and members.get(g.id)]
         provenances = [self._provenance(g, sorted(members[g.id]), "core") for g in groups_used]
-        rows = {
-            g.id: [next(e for e in entries if _ref(e) == r) for r in sorted(members[g.id])]
-            for g in groups_used
-        }
+        by_ref = {_ref(e): e for e in entries}
+        rows = {g.id: [by_ref[r] for r in sorted(members[g.id])] for g in groups_used}
         return self._bundle(entries + provenances, "core"), rows
+
+
+def candidates(plan: Plan, *, core: bool, consent: bool) -> Candidates:
+    """What the job can use of the store (a superset: see `Candidates`): for each group of the kind
+    (core or patient), the resources of its type that name its profile and, if it filters on codes,
+    one of the codes (a descendant of a code contains it; an ICD block range has no such substring);
+    every Patient; every Consent and Encounter when consent is enforced."""
+    from datenraum.site.extraction.source import Candidates
+
+    needles: dict[str, set[tuple[str, ...]] | None] = {}
+    if not core:
+        needles["Patient"] = None
+        if consent:
+            needles["Consent"] = needles["Encounter"] = None
+    for group in plan.groups:
+        if group.is_patient or group.is_core != core:
+            continue
+        if group.type in needles and needles[group.type] is None:
+            continue
+        url = group.profile.url
+        if group.codes and all(c.category_range is None for c in group.codes):
+            found = {(url, c.code) for c in group.codes}
+        else:
+            found = {(url,)}
+        needles[group.type] = needles.get(group.type, set()) | found  # type: ignore[operator]
+    return Candidates({k: None if v is None else tuple(sorted(v)) for k, v in needles.items()})
 
 
 def job_identity(crtdl: Crtdl, patients: list[str] | None, today: dt.date, generation: int) -> str:
@@ -460,7 +534,11 @@ def run_extraction(
     options = options or JobOptions()
     prepared = prepare(crtdl_json, options)
     store = Store(store_path)
-    with store.snapshot() as snapshot:
+    with store.snapshot() as snapshot, tempfile.TemporaryDirectory(prefix="datenraum-extract-") as spill:
+        # The job's one scan sorts its candidates: beyond this much memory DuckDB spills to disk.
+        snapshot.connection.execute(f"SET memory_limit = '{SORT_MEMORY_LIMIT}'")
+        snapshot.connection.execute(f"SET temp_directory = '{spill}'")
+        snapshot.connection.execute("SET enable_progress_bar = false")  # stdout is the CLI's summary
         started = time.monotonic()
         if options.patients is not None:
             cohort = sorted(dict.fromkeys(options.patients))
@@ -481,11 +559,11 @@ def run_extraction(
         extractor = Extractor(prepared, source, job_id, job["recorded"])
         extractor.load_core()
         batches = [cohort[i : i + options.batch_size] for i in range(0, len(cohort), options.batch_size)]
-        for index, batch in enumerate(batches):
-            batch_id = folder.batch_id(job_id, index)
-            if folder.has_batch(batch_id):
+        done = {i for i in range(len(batches)) if folder.has_batch(folder.batch_id(job_id, i))}
+        for index, (batch, rows) in enumerate(zip(batches, extractor.batches(batches, done), strict=True)):
+            if index in done:
                 continue
-            folder.write_batch(batch_id, extractor.run_batch(batch))
+            folder.write_batch(folder.batch_id(job_id, index), extractor.run_batch(batch, rows))
             if progress:
                 progress(index + 1, len(batches))
         return folder.finish(job_id, extractor, batches, cohort_ms)

@@ -24,6 +24,7 @@ import io
 import os
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ class JobFolder:
             if job["id"] != job_id:
                 raise FileExistsError(f"{self.path} holds another job ({job['id']}); choose an empty folder")
             return job
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(not p.name.startswith(".") for p in self.path.iterdir()):
             raise FileExistsError(f"{self.path} is not empty and holds no job")
         job = {
             "id": job_id,
@@ -107,6 +108,8 @@ class JobFolder:
             "resourceExclusions": result.resource_exclusions,
             "coreRefs": result.core_refs,
             "explanations": result.explanations,
+            "inclusions": result.inclusions,
+            "tables": result.rows,
         }
         _write(self.path / "batches" / f"{batch_id}.json", orjson.dumps(report))
 
@@ -147,15 +150,26 @@ class JobFolder:
         resource_exclusions: dict[str, Counter] = {}
         for row in resource_rows:
             resource_exclusions.setdefault(row[2], Counter())[row[1]] += 1
-        inclusions = Counter()
+        inclusions: Counter = Counter()
         bundle_files = sorted(
             p
             for p in self.path.glob("*.ndjson")
             if not p.name.endswith("_consent.ndjson") and p.name != "core.ndjson"
         )
-        for bundle in _bundles(bundle_files + ([self.path / "core.ndjson"] if core else [])):
+        specs = table_specs(plan)
+        rows: dict[str, list[list[str | None]]] = {}
+        if all("tables" in r and "inclusions" in r for _, r in reports):
+            for _, report in reports:
+                inclusions.update(report["inclusions"])
+                for group_id, group_rows in report["tables"].items():
+                    rows.setdefault(group_id, []).extend(group_rows)
+            written = [core] if core else []
+        else:  # batches written by an earlier version: read the bundles back
+            written = _bundles(bundle_files + ([self.path / "core.ndjson"] if core else []))
+        for bundle in written:
             for entry in bundle["entry"]:
                 inclusions[entry["resource"]["resourceType"]] += 1
+            bundle_rows(bundle, specs, rows)
         summary = {
             "Job-ID": job_id,
             "Today": orjson.loads((self.path / "job.json").read_bytes())["today"],
@@ -171,8 +185,7 @@ class JobFolder:
             "Resource-Inclusions": dict(sorted(inclusions.items())),
         }
         _write(self.path / "reports" / "job-summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-        if extractor.p is not None:
-            write_tables(self.path, plan, bundle_files + ([self.path / "core.ndjson"] if core else []))
+        write_tables(self.path, plan, rows)
         outputs = [{"type": "NDJSON Bundle", "url": p.name} for p in bundle_files]
         if core:
             outputs.append({"type": "NDJSON Bundle", "url": "core.ndjson"})
@@ -250,70 +263,102 @@ def _columns(path: Any) -> list[tuple[str, str, Any]]:
     return [("json", "json", lambda v: orjson.dumps(v).decode() if v is not None else None)]
 
 
-def write_tables(folder: Path, plan: Any, bundle_files: list[Path]) -> None:
-    """Per group a Parquet and a CSV table (one row per extracted resource of the group, from the
-    Provenance of the group), and the data dictionary."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+@dataclass
+class TableSpec:
+    """One group's table, compiled once per job: its columns and how each is read from a resource."""
 
+    group: Any
+    columns: list[str]
+    described: list[tuple[str, str, str, str]]
+    getters: list[tuple[Any, Any]]  # (element path, value -> cell) per attribute column
+
+    def row(self, patient: str | None, resource: dict[str, Any]) -> list[str | None]:
+        group = self.group
+        cells: list[str | None] = [
+            resource["id"],
+            patient if group.profile.patient_reference or group.is_patient else None,
+        ]
+        for path, getter in self.getters:
+            values = path_values(resource, path)
+            value = getter(values[0]) if values else None
+            cells.append(None if value is None else str(value))
+        return cells
+
+
+def table_specs(plan: Any) -> dict[str, TableSpec]:
     from datenraum.extraction.crtdl import slugify
 
-    slugs = file_slugs(plan.crtdl)
-    members: dict[str, list[tuple[str | None, dict[str, Any]]]] = {g.id: [] for g in plan.groups}
-    for bundle in _bundles(bundle_files):
-        resources = {
-            f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in bundle["entry"]
-        }
-        patient = next((r["id"] for r in resources.values() if r["resourceType"] == "Patient"), None)
-        for resource in resources.values():
-            if resource["resourceType"] != "Provenance":
-                continue
-            group_id = next(
-                (
-                    e["what"]["identifier"]["value"]
-                    for e in resource.get("entity", [])
-                    if e["what"]["identifier"]["system"].endswith("attribute_group")
-                ),
-                None,
-            )
-            for target in resource.get("target", []):
-                if group_id in members and target["reference"] in resources:
-                    members[group_id].append((patient, resources[target["reference"]]))
-    dictionary = []
+    specs = {}
     for group in plan.groups:
-        columns: dict[str, list[Any]] = {"id": [], "patient_id": []}
+        if group.id in specs:
+            continue
+        columns = ["id", "patient_id"]
         described = [("id", "id", f"{group.type}.id", "the resource's id")]
         described.append(("patient_id", "id", "", "the patient's id (empty for shared resources)"))
-        specs = []
+        getters = []
         for path, attribute in group.attributes:
             base = slugify(attribute.ref.split(".", 1)[1].replace("[x]", ""))
             for suffix, kind, getter in _columns(path):
                 name = f"{base}_{suffix}" if suffix else base
                 while name in columns:
                     name += "_"
-                columns[name] = []
-                specs.append((name, path, getter))
+                columns.append(name)
+                getters.append((path, getter))
                 described.append((name, kind, attribute.ref, f"{suffix or 'value'} of {attribute.ref}"))
-        for patient, resource in sorted(members[group.id], key=lambda m: (m[0] or "", m[1]["id"])):
-            columns["id"].append(resource["id"])
-            columns["patient_id"].append(
-                patient if group.profile.patient_reference or group.is_patient else None
-            )
-            for name, path, getter in specs:
-                values = path_values(resource, path)
-                value = getter(values[0]) if values else None
-                columns[name].append(None if value is None else str(value))
-        table = pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()})
+        specs[group.id] = TableSpec(group, columns, described, getters)
+    return specs
+
+
+def bundle_rows(
+    bundle: dict[str, Any], specs: dict[str, TableSpec], rows: dict[str, list[list[str | None]]]
+) -> None:
+    """Add the table rows of one written Bundle (one per Provenance target: the group's resources)."""
+    resources = {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in bundle["entry"]
+    }
+    patient = next((r["id"] for r in resources.values() if r["resourceType"] == "Patient"), None)
+    for resource in resources.values():
+        if resource["resourceType"] != "Provenance":
+            continue
+        group_id = next(
+            (
+                e["what"]["identifier"]["value"]
+                for e in resource.get("entity", [])
+                if e["what"]["identifier"]["system"].endswith("attribute_group")
+            ),
+            None,
+        )
+        if group_id not in specs:
+            continue
+        for target in resource.get("target", []):
+            if target["reference"] in resources:
+                rows.setdefault(group_id, []).append(
+                    specs[group_id].row(patient, resources[target["reference"]])
+                )
+
+
+def write_tables(folder: Path, plan: Any, rows: dict[str, list[list[str | None]]]) -> None:
+    """Per group a Parquet and a CSV table (one row per extracted resource of the group, ordered by
+    patient and id), and the data dictionary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    slugs = file_slugs(plan.crtdl)
+    specs = table_specs(plan)
+    dictionary = []
+    for group in plan.groups:
+        spec = specs[group.id]
+        ordered = sorted(rows.get(group.id, ()), key=lambda r: (r[1] or "", r[0]))
+        table = pa.table(
+            {name: pa.array([r[i] for r in ordered], type=pa.string()) for i, name in enumerate(spec.columns)}
+        )
         slug = slugs[group.id]
         tmp = folder / "tables" / f".{slug}.parquet.tmp"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp)
         os.replace(tmp, folder / "tables" / f"{slug}.parquet")
-        _write(
-            folder / "tables" / f"{slug}.csv",
-            _csv(list(columns), [list(row) for row in zip(*columns.values(), strict=True)]),
-        )
-        dictionary.extend([group.id, slug, *d] for d in described)
+        _write(folder / "tables" / f"{slug}.csv", _csv(spec.columns, ordered))
+        dictionary.extend([group.id, slug, *d] for d in spec.described)
     _write(
         folder / "tables" / "data-dictionary.csv",
         _csv(["group", "table", "column", "type", "attributeRef", "description"], dictionary),
