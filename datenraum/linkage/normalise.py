@@ -80,7 +80,7 @@ def name(value: str) -> str:
 def place(value: str) -> str:
     """A place or street: folded; "str." and "strasse" agree; "Frankfurt a. M." keeps its letters."""
     text = " ".join(_words(value))
-    return re.sub(r"\bstr\b", "strasse", text).replace(" strasse", "strasse")
+    return re.sub(r"str\b", "strasse", text).replace(" strasse", "strasse")
 
 
 def plain(value: str) -> str:
