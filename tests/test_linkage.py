@@ -171,3 +171,28 @@ def test_dictionary_attack_on_frequent_surnames_identifies_at_most_one_percent()
     raw[EXTENSION] = {"normalise": raw[EXTENSION]["normalise"]}
     plain = Encoder(parse_schema(raw), project_secret(SITE_SECRET, "victim"))
     assert _surname_attack(records, plain.encode(records), plain) > 0.5
+
+
+def test_command_line_estimate_and_calibrate(tmp_path):
+    from click.testing import CliRunner
+
+    from datenraum.cli import main
+
+    folder = shared_data_folder("pprl/clkhash-febrl")
+    schema = tmp_path / "febrl.json"
+    schema.write_text(json.dumps(_febrl_schema(folder)))
+    key = tmp_path / "site.key"
+    key.write_bytes(SITE_SECRET)
+    sites = ["--site", str(folder / "dirty_1000_50_1.csv"), "--site", str(folder / "dirty_1000_50_2.csv")]
+    common = ["--schema", str(schema), "--key-file", str(key), *sites, "--json"]
+    runner = CliRunner()
+    cal = runner.invoke(main, ["linkage", "calibrate", *common, "--truth-column", "rec_id"])
+    assert cal.exit_code == 0, cal.output
+    calibration = json.loads(cal.output)
+    assert calibration["precision"] >= 0.99 and calibration["recall"] >= 0.99
+    est = runner.invoke(main, ["linkage", "estimate", *common, "--threshold", str(calibration["threshold"])])
+    assert est.exit_code == 0, est.output
+    result = json.loads(est.output)
+    assert set(result) == {"distinct", "interval", "threshold"}
+    assert result["interval"][0] <= 1500 <= result["interval"][1]
+    assert abs(result["distinct"] - 1500) <= 15
