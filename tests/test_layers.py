@@ -31,6 +31,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "indicators": frozenset({"privacy"}),
     "extraction": frozenset({"fhir", "query"}),
     "deidentify": frozenset(),
+    "linkage": frozenset(),
     "site": frozenset(
         {"fhir", "query", "privacy", "protocol", "extraction", "analysis", "deidentify", "indicators"}
     ),
