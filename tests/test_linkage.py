@@ -9,13 +9,13 @@ from importlib.resources import files
 
 import numpy as np
 import pytest
+from shared_data import shared_data_folder
 
 from datenraum.linkage import compare, normalise, synthetic
 from datenraum.linkage.encoder import Encoder, from_base64, to_base64
 from datenraum.linkage.estimate import calibrate, estimate_distinct
 from datenraum.linkage.keys import project_secret
 from datenraum.linkage.schema import EXTENSION, SchemaError, clkhash_schema, load_schema, parse_schema
-from tests.shared_data import shared_data_folder
 
 SITE_SECRET = b"0123456789abcdef-shared-by-the-sites-only"
 DE_SCHEMA = files("datenraum.linkage") / "schemas" / "de-patient-v3.json"
