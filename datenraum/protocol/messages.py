@@ -249,8 +249,8 @@ class TaskResult:
         )
         if self.state == TaskState.ANSWERED and answers != 1:
             raise ProtocolError(
-                "an answered task needs one of a count, metadata, a cube, an analysis answer or an extraction "
-                "summary"
+                "an answered task needs a count (or, by its type, metadata, a cube, an analysis answer or an "
+                "extraction summary), and only one of them"
             )
         if answers > 1:
             raise ProtocolError(

@@ -286,7 +286,7 @@ def _bump(session: Session, query_ids: Iterable[str]) -> None:
         session.execute(_BUMP, {"p_ids": ids})
 
 
-def _is_id(value: str) -> bool:
+def is_id(value: str) -> bool:
     """Whether `value` could be one of our ids at all; others need no database to be unknown (and some,
     with NUL characters, would upset PostgreSQL)."""
     try:
@@ -395,7 +395,7 @@ class Federation:
                 # sees its own, and a result could pair an old version with newer task states (SQLite's
                 # transactions are one snapshot already).
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            query = session.execute(_QUERY_HEAD, {"p_query": query_id}).first() if _is_id(query_id) else None
+            query = session.execute(_QUERY_HEAD, {"p_query": query_id}).first() if is_id(query_id) else None
             if query is None or not self._may_read(session, user, query_id):
                 raise NotFound(f"no query {query_id!r}")
             rows = session.execute(_ANSWERS, {"p_query": query_id}).all()
@@ -436,7 +436,7 @@ class Federation:
 
     def record(self, site: Site, task_id: str, result: TaskResult) -> Recorded:
         """Take a site's result for its task; a replay is a no-op. Raises NotFound, Conflict, Invalid."""
-        if not _is_id(task_id):
+        if not is_id(task_id):
             raise NotFound(f"no task {task_id!r}")
         if result.task_id != task_id:
             raise Invalid(f"task_id: {result.task_id!r} is not the task {task_id!r} of the URL")

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from datenraum.hub.errors import Conflict, Invalid
+from datenraum.hub.errors import Conflict, Invalid, NotFound
 from datenraum.hub.feasibility.notify import query_key, site_key, wait_for
+from datenraum.hub.feasibility.service import is_id
 from datenraum.hub.runtime import CurrentSite, HubDep
 from datenraum.protocol.messages import API_PREFIX, ProtocolError, TaskResult, TaskState
 
@@ -56,6 +57,8 @@ async def fetch_tasks(
 @router.post("/tasks/{task_id}/result")
 async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """The site's result for one of its tasks (TaskResult JSON); the same result again is a no-op."""
+    if not is_id(task_id):  # every task's id is a UUID: another is unknown without asking any database
+        raise NotFound(f"no task {task_id!r}")
     try:
         result = TaskResult.from_json(body)
     except ProtocolError as error:
