@@ -104,9 +104,7 @@ def logrank(n_risk: np.ndarray, events: np.ndarray) -> dict[str, Any]:
     }
 
 
-def cox_terms(
-    site: Mapping[str, Any], beta: np.ndarray, ties: str
-) -> tuple[float, np.ndarray, np.ndarray]:
+def cox_terms(site: Mapping[str, Any], beta: np.ndarray, ties: str) -> tuple[float, np.ndarray, np.ndarray]:
     """Log partial likelihood, score and information of one stratum from its per-bin sums."""
     p = len(beta)
     upper = np.triu_indices(p)
@@ -128,7 +126,7 @@ def cox_terms(
         e1 = np.asarray(site["e1"], dtype=float).reshape(len(d), p)
         e2 = np.asarray(site["e2"], dtype=float).reshape(len(d), len(upper[0]))
     for b in np.nonzero(d > 0)[0]:
-        events = int(round(d[b]))
+        events = round(float(d[b]))
         if ties == "breslow":
             loglik -= events * math.log(s0[b])
             mean = s1[b] / s0[b]

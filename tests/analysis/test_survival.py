@@ -13,6 +13,7 @@ import pytest
 
 from datenraum.analysis import Analysis, AnalysisError
 from datenraum.privacy.analysis import AnalysisPolicy
+
 from .helpers import sites_of
 
 WIDTH = 30.0
@@ -81,9 +82,7 @@ def test_km_equals_lifelines_on_pooled_binned_data(frames: list[pd.DataFrame]) -
     table = fitter.event_table
     at = times[1:]
     in_table = np.isin(at, table.index)
-    np.testing.assert_array_equal(
-        np.array(curve["n_risk"])[in_table], table.loc[at[in_table], "at_risk"]
-    )
+    np.testing.assert_array_equal(np.array(curve["n_risk"])[in_table], table.loc[at[in_table], "at_risk"])
     assert sum(curve["events"]) == int(pooled["E"].sum())
 
 
@@ -216,3 +215,37 @@ def test_too_few_events_refused() -> None:
     with pytest.raises(AnalysisError) as error:
         Analysis(sites_of(frames, EXACT), policy=EXACT).km("days", "died")
     assert {e["rule"] for e in error.value.errors} == {"min_cell"}
+
+
+@pytest.fixture
+def survival_sites(frames: list[pd.DataFrame], tmp_path: Path) -> Path:
+    folder = tmp_path / "sites"  # derived per-subject tables, in the test's temporary folder only
+    folder.mkdir()
+    for i, frame in enumerate(frames, 1):
+        frame.to_csv(folder / f"study{i}.csv", index=False)
+    return folder
+
+
+def test_cli_km_and_cox_as_json(survival_sites: Path, frames: list[pd.DataFrame]) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from datenraum.cli import main
+
+    common = ["--local-sites", str(survival_sites), "--time", "days", "--event", "died", "--json"]
+    km = CliRunner().invoke(main, ["analysis", "km", *common, "--rounding", "1", "--group", "female"])
+    assert km.exit_code == 0, km.output
+    body = json.loads(km.output)
+    reference = Analysis(sites_of(frames, EXACT), policy=EXACT).km("days", "died", group="female")
+    assert body["logrank"]["statistic"] == pytest.approx(reference["logrank"]["statistic"], rel=1e-12)
+    assert body["curves"]["1"]["survival"] == pytest.approx(reference["curves"]["1"]["survival"], abs=1e-12)
+    cox = CliRunner().invoke(
+        main, ["analysis", "cox", *common, *[a for c in COVARIATES for a in ("--covariate", c)]]
+    )
+    assert cox.exit_code == 0, cox.output
+    fit = json.loads(cox.output)
+    assert fit["ties"] == "efron" and fit["converged"]
+    assert set(fit["coefficients"]) == set(COVARIATES)
+    refused = CliRunner().invoke(main, ["analysis", "km", *common[:-1], "--bin-width", "0.5", "--json"])
+    assert refused.exit_code != 0
