@@ -49,6 +49,7 @@ def kaplan_meier(
     keep = np.nonzero(n_risk > 0)[0]
     last = int(keep[-1]) + 1 if keep.size else 0
     n, d, c = n_risk[:last], events[:last], censored[:last]
+    d = np.minimum(d, n)  # rounded counts may overshoot in the last bin
     survival = np.cumprod(1.0 - d / n)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(d > 0, d / (n * (n - d)), 0.0)
@@ -62,11 +63,15 @@ def kaplan_meier(
     before = survival == 1.0  # no event yet: the interval is the point (lifelines: S=1, a 0/0)
     lower = np.where(before, 1.0, lower)
     upper = np.where(before, 1.0, upper)
+    gone = survival == 0.0  # everyone had the event: no interval (lifelines: NaN)
+    lower, upper = np.where(gone, 0.0, lower), np.where(gone, 0.0, upper)
+    with np.errstate(invalid="ignore"):
+        se = np.where(gone, 0.0, survival * np.sqrt(greenwood))
     time = (np.arange(last) + 1) * width
     return {
         "time": [0.0, *time.tolist()],
         "survival": [1.0, *survival.tolist()],
-        "se": [0.0, *(survival * np.sqrt(greenwood)).tolist()],
+        "se": [0.0, *se.tolist()],
         "ci_low": [1.0, *lower.tolist()],
         "ci_high": [1.0, *upper.tolist()],
         "n_risk": [int(x) for x in n],
