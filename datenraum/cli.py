@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -554,13 +554,22 @@ def _local_options(command: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print the pooled result as JSON.")(command)
 
 
-def _run_local(local_sites: Path, project: str, as_json: bool, run: Callable[[Any], Any]) -> None:
+def _run_local(
+    local_sites: Path,
+    project: str,
+    as_json: bool,
+    run: Callable[[Any], Any],
+    policy: Mapping[str, Any] | None = None,
+) -> None:
     from datenraum.analysis import Analysis, AnalysisError, FormulaError
+    from datenraum.privacy.analysis import AnalysisPolicy
     from datenraum.site.analysis.local import LocalSites
     from datenraum.site.analysis.tables import TableError
 
     try:
-        result = run(Analysis(LocalSites.from_folder(local_sites), project=project))
+        rules = AnalysisPolicy.from_mapping(policy or {})
+        sites = LocalSites.from_folder(local_sites, rules)
+        result = run(Analysis(sites, project=project, policy=rules))
     except AnalysisError as error:
         click.echo(orjson.dumps(error.to_json(), option=orjson.OPT_INDENT_2).decode())
         sys.exit(1)
@@ -569,6 +578,16 @@ def _run_local(local_sites: Path, project: str, as_json: bool, run: Callable[[An
     body = result.to_json() if hasattr(result, "to_json") else result
     if as_json:
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+    elif hasattr(result, "hazard_ratio"):
+        strata = ", strata: site" if result.strata else ""
+        click.echo(
+            f"Cox ({result.ties}{strata}; bins of {result.bin_width:g}; n={result.n}, "
+            f"{result.events} events, {len(result.sites)} sites)"
+        )
+        for name, b, se, hr, p in zip(
+            result.covariates, result.coef, result.se, result.hazard_ratio, result.p_values, strict=True
+        ):
+            click.echo(f"  {name:<30} {b:>12.6g} {se:>12.6g}  HR={hr:.4g}  p={p:.3g}")
     elif hasattr(result, "coefficients") or hasattr(result, "names"):
         click.echo(
             f"{result.formula}  ({result.family}/{result.link}; n={result.n}, {len(result.sites)} sites)"
@@ -633,6 +652,77 @@ def analysis_table_command(
 ) -> None:
     """A pooled 1- to 3-way table with suppression of small cells and what would reveal them."""
     _run_local(local_sites, project, as_json, lambda a: a.table(list(variables)))
+
+
+def _survival_options(command: Callable) -> Callable:
+    command = click.option("--time", "time_variable", required=True, help="Follow-up time (days).")(command)
+    command = click.option("--event", required=True, help="Event indicator (1: event, 0: censored).")(command)
+    return click.option(
+        "--bin-width",
+        type=float,
+        default=30.0,
+        show_default=True,
+        help="Time bin; in local mode also the sites' narrowest allowed bin (their time_bin).",
+    )(command)
+
+
+@analysis_group.command("km")
+@_local_options
+@_survival_options
+@click.option("--group", default=None, help="Curves per level of this variable, with a log-rank test.")
+@click.option("--rounding", type=int, default=5, show_default=True, help="Counts rounded to this.")
+def analysis_km_command(
+    local_sites: Path,
+    project: str,
+    as_json: bool,
+    time_variable: str,
+    event: str,
+    bin_width: float,
+    group: str | None,
+    rounding: int,
+) -> None:
+    """Pooled Kaplan–Meier curves on binned time (Greenwood intervals; log-rank with --group)."""
+    _run_local(
+        local_sites,
+        project,
+        as_json,
+        lambda a: a.km(time_variable, event, group=group, bin_width=bin_width),
+        {"time_bin": bin_width, "rounding": rounding},
+    )
+
+
+@analysis_group.command("cox")
+@_local_options
+@_survival_options
+@click.option("--covariate", "covariates", multiple=True, required=True, help="Numeric (repeatable).")
+@click.option("--ties", type=click.Choice(["efron", "breslow"]), default="efron", show_default=True)
+@click.option("--strata-by-site", is_flag=True, help="A baseline hazard of each site's own.")
+def analysis_cox_command(
+    local_sites: Path,
+    project: str,
+    as_json: bool,
+    time_variable: str,
+    event: str,
+    bin_width: float,
+    covariates: tuple[str, ...],
+    ties: str,
+    strata_by_site: bool,
+) -> None:
+    """Cox proportional hazards, exactly pooled on binned time (Newton over risk-set sums)."""
+    _run_local(
+        local_sites,
+        project,
+        as_json,
+        lambda a: a.cox(
+            time_variable,
+            event,
+            list(covariates),
+            ties=ties,
+            strata_by_site=strata_by_site,
+            bin_width=bin_width,
+        ),
+        {"time_bin": bin_width},
+    )
 
 
 @main.command("demo")

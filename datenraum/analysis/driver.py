@@ -385,6 +385,145 @@ class Analysis:
             "suppressed": int(cells.sum()),
         }
 
+    # -- survival on binned time
+    def km(
+        self,
+        time: str,
+        event: str,
+        *,
+        group: str | None = None,
+        bin_width: float | None = None,
+        where=None,
+        sites=None,
+        alpha: float = 0.05,
+    ) -> dict:
+        """Pooled Kaplan–Meier curves (per level of `group`, with a log-rank test) over bins of
+        `bin_width` (default: the policy's `time_bin`; each site refuses bins narrower than its own)."""
+        from datenraum.analysis.survival import kaplan_meier, logrank, pool_bins
+
+        width = float(bin_width if bin_width is not None else self.policy.time_bin)
+        chosen = self._site_set(sites)
+        fields: dict[str, Any] = {"time": time, "event": event, "bin_width": width}
+        if group is not None:
+            fields["group"] = group
+        results = self._round(self._request("km", where, **fields), chosen)
+        labels = sorted(set().union(*(r["groups"] for r in results.values())), key=_level_key)
+        keys = ["n_risk", "events", "censored"]
+        pooled = {
+            label: pool_bins([r["groups"][label] for r in results.values() if label in r["groups"]], keys)
+            for label in labels
+        }
+        out: dict[str, Any] = {
+            "time_variable": time,
+            "event_variable": event,
+            "group": group,
+            "bin_width": width,
+            "curves": {
+                label: kaplan_meier(c["n_risk"], c["events"], c["censored"], width, alpha)
+                for label, c in pooled.items()
+            },
+            "sites": list(chosen),
+        }
+        if group is not None and len(labels) > 1:
+            length = max(len(c["n_risk"]) for c in pooled.values())
+
+            def padded(key: str) -> np.ndarray:
+                return np.array([np.pad(c[key], (0, length - len(c[key]))) for c in pooled.values()])
+
+            out["logrank"] = {"groups": labels, **logrank(padded("n_risk"), padded("events"))}
+        return out
+
+    def cox(
+        self,
+        time: str,
+        event: str,
+        covariates: Sequence[str] | str,
+        *,
+        ties: str = "efron",
+        strata_by_site: bool = False,
+        bin_width: float | None = None,
+        where=None,
+        sites=None,
+        max_iter: int = 30,
+    ):
+        """Cox proportional hazards on binned time, exactly pooled: Newton on the sum of the sites'
+        partial likelihoods (pooled risk sets per bin; per site with `strata_by_site`), one round per
+        iteration; the reported coefficients are those the last round was evaluated at."""
+        from datenraum.analysis.survival import CoxResult, cox_terms, pool_cox_sites
+
+        names = [covariates] if isinstance(covariates, str) else list(covariates)
+        width = float(bin_width if bin_width is not None else self.policy.time_bin)
+        chosen = self._site_set(sites)
+        p = len(names)
+
+        def evaluate(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, dict]:
+            request = self._request(
+                "cox.step",
+                where,
+                time=time,
+                event=event,
+                bin_width=width,
+                covariates=names,
+                beta=beta.tolist(),
+                ties=ties,
+            )
+            results = self._round(request, chosen)
+            strata = list(results.values()) if strata_by_site else [pool_cox_sites(results, p, ties)]
+            loglik, score, info = 0.0, np.zeros(p), np.zeros((p, p))
+            for stratum in strata:
+                ll, sc, inf = cox_terms(stratum, beta, ties)
+                loglik, score, info = loglik + ll, score + sc, info + inf
+            return loglik, score, info, results
+
+        beta = np.zeros(p)
+        loglik, score, info, results = evaluate(beta)
+        loglik_null = loglik
+        iterations, converged = 1, False
+        while iterations < max_iter:
+            step = _solve(info, score, names)
+            scale = np.maximum(np.abs(beta), np.sqrt(np.diag(np.linalg.inv(info))))
+            if np.all(np.abs(step) <= STEP_TOL * scale):
+                converged = True
+                break
+            candidate = beta + step
+            new = evaluate(candidate)
+            iterations += 1
+            halvings = 0
+            while not math.isfinite(new[0]) or new[0] < loglik - 1e-9 * abs(loglik):
+                halvings += 1
+                if halvings > 20:
+                    raise AnalysisError([_numeric_error("the Cox fit diverged")])
+                candidate = (beta + candidate) / 2
+                new = evaluate(candidate)
+                iterations += 1
+            beta = candidate
+            loglik, score, info, results = new
+        cov = linalg.inv(info)
+        se = np.sqrt(np.diag(cov))
+        z = beta / se
+        q = stats.norm.ppf(0.975)
+        return CoxResult(
+            covariates=names,
+            ties=ties,
+            strata="site" if strata_by_site else None,
+            coef=beta.tolist(),
+            se=se.tolist(),
+            stat=z.tolist(),
+            p_values=(2 * stats.norm.sf(np.abs(z))).tolist(),
+            hazard_ratio=np.exp(beta).tolist(),
+            ci_low=np.exp(beta - q * se).tolist(),
+            ci_high=np.exp(beta + q * se).tolist(),
+            loglik=loglik,
+            loglik_null=loglik_null,
+            n=sum(r["n"] for r in results.values()),
+            events=sum(r["events"] for r in results.values()),
+            bin_width=width,
+            iterations=iterations,
+            converged=converged,
+            sites=list(chosen),
+            cov=cov.tolist(),
+        )
+
     # -- study-level meta-analysis
     def glm_slma(
         self,

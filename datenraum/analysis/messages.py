@@ -25,11 +25,13 @@ __all__ = [
     "ByGroup",
     "Condition",
     "Cor",
+    "CoxStep",
     "DataRef",
     "Describe",
     "GlmLocal",
     "GlmPrepare",
     "GlmStep",
+    "Km",
     "MessageError",
     "Quantiles",
     "Request",
@@ -314,6 +316,53 @@ class Assign(Request):
         return body
 
 
+@dataclass(frozen=True)
+class Km(Request):
+    """Per time bin (of `bin_width`, at least the site's own minimum): at risk at the bin's start,
+    events and censorings, optionally per level of `group` (Kaplan–Meier, log-rank)."""
+
+    time: str = ""
+    event: str = ""
+    bin_width: float = 30.0
+    group: str | None = None
+
+    def survival_json(self) -> dict[str, Any]:
+        return {"time": self.time, "event": self.event, "bin_width": self.bin_width}
+
+    def to_json(self) -> dict[str, Any]:
+        body = {**self.common_json(), **self.survival_json()}
+        if self.group is not None:
+            body["group"] = self.group
+        return body
+
+
+TIES = ("breslow", "efron")
+
+
+@dataclass(frozen=True)
+class CoxStep(Request):
+    """At `beta`: per time bin the risk-set sums of exp(x beta), x exp(x beta), x x' exp(x beta) (and for
+    Efron's ties the same over the bin's events), the events per bin and the sum of x over events."""
+
+    time: str = ""
+    event: str = ""
+    bin_width: float = 30.0
+    covariates: tuple[str, ...] = ()
+    beta: tuple[float, ...] = ()
+    ties: str = "efron"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.common_json(),
+            "time": self.time,
+            "event": self.event,
+            "bin_width": self.bin_width,
+            "covariates": list(self.covariates),
+            "beta": list(self.beta),
+            "ties": self.ties,
+        }
+
+
 OPERATIONS = (
     "summary",
     "describe",
@@ -325,8 +374,12 @@ OPERATIONS = (
     "glm.step",
     "glm.local",
     "assign",
+    "km",
+    "cox.step",
 )
 _FIELDS = {
+    "km": {"time", "event", "bin_width", "group"},
+    "cox.step": {"time", "event", "bin_width", "covariates", "beta", "ties"},
     "describe": {"variables"},
     "by_group": {"variables", "group"},
     "glm.local": {"model", "family", "link", "weights", "levels"},
@@ -389,6 +442,31 @@ def parse_request(body: Any) -> Request:
             raise MessageError("subset", "expected a list of 1 to 20 conditions")
         conditions = tuple(Condition.from_json(c, f"subset[{i}]") for i, c in enumerate(subset))
         return Assign(**common, name=name, subset=conditions)
+    if op in ("km", "cox.step"):
+        survival = {
+            "time": _text(body, "time", "request", maximum=80),
+            "event": _text(body, "event", "request", maximum=80),
+            "bin_width": _number(body.get("bin_width"), "bin_width"),
+        }
+        if survival["bin_width"] <= 0:
+            raise MessageError("bin_width", "expected a positive bin width")
+        if op == "km":
+            group = _text(body, "group", "request", required=False, maximum=80)
+            return Km(**common, **survival, group=group)
+        covariates = _names(body.get("covariates"), "covariates", 1, 20)
+        beta = body.get("beta")
+        if not isinstance(beta, list) or len(beta) != len(covariates):
+            raise MessageError("beta", "expected one number per covariate")
+        ties = body.get("ties")
+        if ties not in TIES:
+            raise MessageError("ties", f"expected one of {', '.join(TIES)}")
+        return CoxStep(
+            **common,
+            **survival,
+            covariates=covariates,
+            beta=tuple(_number(b, "beta") for b in beta),
+            ties=ties,
+        )
     if op in ("summary", "table", "cor"):
         maximum = 3 if op == "table" else (20 if op == "cor" else MAX_VARIABLES)
         minimum = 2 if op == "cor" else 1

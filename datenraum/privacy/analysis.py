@@ -18,6 +18,7 @@ below the network floors in `FLOORS`):
 | `no_extremes` | - | min and max are never released; p5/p95 only with n >= 20 k (`tail_factor`) |
 | `quantile_bins` | k | quantiles come from a binned CDF, each bin holding at least k rows, never an observed value |
 | `budget` | 2000 | released statistics per project and site per day |
+| `time_bin` | 30 | survival times are released only in bins of at least this width (days; the custodian's choice); a bin's at-risk count below k is never shown: the subjects still at risk there are censored at the end of the last bin with at least k at risk (`bin_survival`) |
 
 A refusal names the rule and the threshold, never the value that broke it (`Refused.to_json`).
 """
@@ -39,6 +40,7 @@ __all__ = [
     "Budget",
     "Refused",
     "ReleaseLedger",
+    "bin_survival",
     "check_binary",
     "check_dominance",
     "check_levels",
@@ -91,6 +93,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "{what}: the quantile lies where fewer than {threshold} rows are",
         "{what}: das Quantil liegt, wo weniger als {threshold} Zeilen sind",
     ),
+    "time_bin": (
+        "{what}: time bins narrower than {threshold} are not allowed at this site",
+        "{what}: Zeitintervalle schmaler als {threshold} sind an diesem Standort nicht erlaubt",
+    ),
     "budget": (
         "{what}: this project's daily budget of {threshold} released statistics at this site is used up",
         "{what}: das Tagesbudget von {threshold} Freigaben dieses Projekts an diesem Standort ist aufgebraucht",
@@ -139,6 +145,7 @@ class AnalysisPolicy:
     tail_factor: int = 20
     rounding: int = 5  # table counts are rounded to a multiple of this (1: exact)
     daily_budget: int = 2000
+    time_bin: float = 30.0  # narrowest time bin of survival analyses (days)
 
     def __post_init__(self) -> None:
         for name, (floor, loosest) in FLOORS.items():
@@ -174,6 +181,7 @@ FLOORS: dict[str, tuple[float, str]] = {
     "tail_factor": (10, "min"),
     "rounding": (1, "min"),
     "daily_budget": (1, "min"),
+    "time_bin": (1, "min"),
 }
 
 
@@ -217,6 +225,32 @@ def check_saturation(p: int, n: int, policy: AnalysisPolicy, what: str) -> None:
 def check_min_sites(sites: int, policy: AnalysisPolicy, what: str) -> None:
     if sites < policy.min_sites:
         raise Refused("min_sites", policy.min_sites, what)
+
+
+def bin_survival(
+    time: np.ndarray, event: np.ndarray, width: float, policy: AnalysisPolicy, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Survival times in bins of `width` (at least the site's `time_bin`): each subject's bin index
+    floor(t / width) (released as the bin's end, (index + 1) x width, never the time itself) and event
+    indicator. At-risk counts fall with time, so the bins with fewer than k at risk are the tail: from
+    the first such bin on, every subject is merged into the last bin with at least k at risk, censored
+    there (a curve that stops where fewer than k are left, as a life table would be cut)."""
+    if width < policy.time_bin:
+        raise Refused("time_bin", policy.time_bin, what)
+    index = np.floor(time / width).astype(np.int64)
+    event = event.astype(np.int64)
+    if index.size == 0:
+        return index, event
+    at_risk = np.cumsum(np.bincount(index)[::-1])[::-1]  # at the start of each bin
+    small = np.nonzero(at_risk < policy.min_cell)[0]
+    if small.size:
+        cut = int(small[0])
+        if cut == 0:
+            raise Refused("min_cell", policy.min_cell, what)
+        tail = index >= cut
+        index = np.where(tail, cut - 1, index)
+        event = np.where(tail, 0, event)
+    return index, event
 
 
 def round_count(value: int, rounding: int) -> int:

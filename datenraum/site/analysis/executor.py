@@ -30,10 +30,12 @@ from datenraum.analysis.messages import (
     ByGroup,
     Condition,
     Cor,
+    CoxStep,
     Describe,
     GlmLocal,
     GlmPrepare,
     GlmStep,
+    Km,
     MessageError,
     Quantiles,
     Request,
@@ -48,6 +50,7 @@ from datenraum.privacy.analysis import (
     Budget,
     Refused,
     ReleaseLedger,
+    bin_survival,
     check_binary,
     check_dominance,
     check_levels,
@@ -204,6 +207,10 @@ class SiteExecutor:
                 return self._table(request, table, rows)
             case Cor():
                 return self._cor(request, table, rows)
+            case Km():
+                return self._km(request, table, rows)
+            case CoxStep():
+                return self._cox_step(request, table, rows)
         raise MessageError("op", "not supported")
 
     # -- moments
@@ -399,6 +406,95 @@ class SiteExecutor:
         if not groups:
             raise Refused("min_rows", self.policy.min_rows, f"statistics by {request.group}")
         return {"group": request.group, "groups": groups}, used
+
+    # -- survival (binned time only: no individual time leaves the site)
+    def _survival_rows(self, request: Km | CoxStep, table: AnalysisTable, rows: np.ndarray, extra=()):
+        time = self._numeric(table, request.time)
+        event = self._numeric(table, request.event)
+        columns = [self._numeric(table, name) for name in extra]
+        valid = rows & ~np.isnan(time) & ~np.isnan(event)
+        for values in columns:
+            valid &= ~np.isnan(values)
+        what = request.op
+        check_rows(int(valid.sum()), self.policy, what)
+        t, e = time[valid], event[valid]
+        if np.any(t < 0):
+            raise TableError(f"{request.time}: survival times must not be negative")
+        if not np.all((e == 0) | (e == 1)):
+            raise TableError(f"{request.event}: the event indicator must be 0 or 1")
+        events = int(e.sum())
+        if 0 < events < self.policy.min_cell or events == 0:
+            raise Refused("min_cell", self.policy.min_cell, f"{what}: events")
+        return valid, t, e, [values[valid] for values in columns]
+
+    def _km(self, request: Km, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        valid, t, e, _ = self._survival_rows(request, table, rows)
+        if request.group is not None:
+            codes, labels = table.codes(request.group)
+            codes = codes[valid]
+            keep = codes >= 0
+            valid = valid.copy()
+            valid[np.nonzero(valid)[0][~keep]] = False
+            t, e, codes = t[keep], e[keep], codes[keep]
+            counts = np.bincount(codes, minlength=len(labels))
+            present = {label: int(c) for label, c in zip(labels, counts, strict=True) if c}
+            check_levels(present, len(t), self.policy, f"km: group {request.group}")
+            parts = {label: codes == i for i, label in enumerate(labels) if counts[i]}
+        else:
+            parts = {"all": np.ones(len(t), dtype=bool)}
+        r = self.policy.rounding
+        groups = {}
+        for label, mask in parts.items():
+            index, ev = bin_survival(t[mask], e[mask], request.bin_width, self.policy, f"km {label}")
+            leaving = np.bincount(index)
+            died = np.bincount(index, weights=ev, minlength=len(leaving)).astype(np.int64)
+            n_risk = np.cumsum(leaving[::-1])[::-1]
+            groups[label] = {
+                "n_risk": [round_count(int(v), r) for v in n_risk],
+                "events": [round_count(int(v), r) for v in died],
+                "censored": [round_count(int(v), r) for v in leaving - died],
+            }
+        return {"bin_width": request.bin_width, "groups": groups}, valid
+
+    def _cox_step(self, request: CoxStep, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        valid, t, e, columns = self._survival_rows(request, table, rows, request.covariates)
+        x = np.column_stack(columns)
+        n, p = x.shape
+        check_saturation(p, int(e.sum()), self.policy, "cox")
+        for name, column in zip(request.covariates, x.T, strict=True):
+            check_binary(column, self.policy, f"cox: covariate {name}")
+            check_sparse(column, self.policy, f"cox: covariate {name}")
+            if len(np.unique(column[:50])) > 2:
+                check_dominance(column, self.policy, f"cox: covariate {name}")
+        index, ev = bin_survival(t, e, request.bin_width, self.policy, "cox")
+        bins = int(index.max()) + 1
+        risk = np.exp(x @ np.asarray(request.beta))
+        upper = np.triu_indices(p)
+        cross = x[:, upper[0]] * x[:, upper[1]]
+
+        def by_bin(weights: np.ndarray, cumulative: bool) -> np.ndarray:
+            if weights.ndim == 1:
+                weights = weights[:, None]
+            out = np.column_stack(
+                [np.bincount(index, weights=w, minlength=bins) for w in weights.T]
+            )  # bins x columns
+            return np.cumsum(out[::-1], axis=0)[::-1] if cumulative else out
+
+        result: dict[str, Any] = {
+            "n": n,
+            "events": int(ev.sum()),
+            "d": by_bin(ev.astype(float), False).ravel().tolist(),
+            "s0": by_bin(risk, True).ravel().tolist(),
+            "s1": by_bin(x * risk[:, None], True).ravel().tolist(),
+            "s2": by_bin(cross * risk[:, None], True).ravel().tolist(),
+            "x_events": (x * ev[:, None]).sum(axis=0).tolist(),
+        }
+        if request.ties == "efron":
+            at_event = risk * ev
+            result["e0"] = by_bin(at_event, False).ravel().tolist()
+            result["e1"] = by_bin(x * at_event[:, None], False).ravel().tolist()
+            result["e2"] = by_bin(cross * at_event[:, None], False).ravel().tolist()
+        return result, valid
 
     # -- GLM
     def _design(self, request: GlmPrepare, table: AnalysisTable, rows: np.ndarray, levels: Mapping | None):
