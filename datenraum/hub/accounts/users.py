@@ -153,6 +153,17 @@ def _name(value: str, field: str) -> str:
     return name
 
 
+def _add_pending(session: Session, now: dt.datetime, ip: str, row: UserRow, *detail: str) -> UserRow:
+    """`row`, a new account, added as pending with the researcher role, and its registration audited."""
+    row.status = Status.PENDING.value
+    row.created = now
+    session.add(row)
+    session.flush()
+    session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
+    record(session, now, AuditSource(row.id, row.email, ip), "account.register", row.email, *detail)
+    return row
+
+
 class Users:
     def __init__(
         self,
@@ -214,19 +225,12 @@ class Users:
             with self._sessions.begin() as session:
                 existing = session.scalar(sa.select(UserRow).where(UserRow.email == email))
                 if existing is None:
-                    row = UserRow(
-                        email=email,
-                        name=name,
-                        institution=institution,
-                        status=Status.PENDING.value,
-                        password_hash=password_hash,
-                        created=now,
-                    )
-                    session.add(row)
-                    session.flush()
-                    session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
-                    record(session, now, AuditSource(row.id, email, ip), "account.register", email)
-                    return row.id
+                    return _add_pending(
+                        session,
+                        now,
+                        ip,
+                        UserRow(email=email, name=name, institution=institution, password_hash=password_hash),
+                    ).id
                 self._tell_of_registration(session, existing, now, ip)
                 return None
         except sa.exc.IntegrityError:
@@ -377,23 +381,16 @@ class Users:
                 if row is not None and row.oidc_subject is None:
                     row.oidc_subject = subject
                 elif row is None:
-                    row = UserRow(
-                        email=email,
-                        name=_name(_without_invisible(name) or email, "name"),
-                        institution="",
-                        status=Status.PENDING.value,
-                        oidc_subject=subject,
-                        created=now,
-                    )
-                    session.add(row)
-                    session.flush()
-                    session.add(UserRoleRow(user_id=row.id, role=Role.RESEARCHER.value))
-                    record(
+                    row = _add_pending(
                         session,
                         now,
-                        AuditSource(row.id, email, ip),
-                        "account.register",
-                        email,
+                        ip,
+                        UserRow(
+                            email=email,
+                            name=_name(_without_invisible(name) or email, "name"),
+                            institution="",
+                            oidc_subject=subject,
+                        ),
                         "single sign-on",
                     )
                 else:
