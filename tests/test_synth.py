@@ -103,6 +103,14 @@ def test_same_seed_gives_byte_identical_files_whatever_the_worker_count(tmp_path
     assert one.resources == two.resources
 
 
+def test_a_generation_with_waves_changes_nothing_a_later_one_writes(tmp_path: Path) -> None:
+    before = generate(tmp_path / "before", 300, seed=5, workers=1)
+    generate(tmp_path / "waves", 300, seed=5, workers=1, waves=True)
+    after = generate(tmp_path / "after", 300, seed=5, workers=1)
+    assert [f.name for f in before.files] == [f.name for f in after.files]
+    assert file_contents(tmp_path / "before") == file_contents(tmp_path / "after")
+
+
 def test_shard_size_changes_only_how_the_same_lines_are_split(tmp_path: Path) -> None:
     generate(tmp_path / "small", 600, seed=5, workers=1, shard_size=250)
     generate(tmp_path / "large", 600, seed=5, workers=1, shard_size=600)

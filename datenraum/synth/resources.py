@@ -156,13 +156,13 @@ TUMOUR_SITES = {
 _SPECIMEN_DIAGNOSIS = f"{_MII}/ext/modul-biobank/StructureDefinition/Diagnose"
 
 # Codings of versioned catalogues depend on the year of use, so they are built on first use and cached.
-_icd_cache: dict[tuple[str, str], dict[str, Any]] = {}
+_icd_cache: dict[tuple[str, str, str], dict[str, Any]] = {}
 _ops_cache: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def icd_code(code: str, display: str, year: str) -> dict[str, Any]:
     """Return the Condition.code for an ICD-10-GM code in the catalogue version of ``year``."""
-    key = (code, year)
+    key = (code, display, year)  # the display too: the same code is written with other texts (waves.py)
     concept = _icd_cache.get(key)
     if concept is None:
         concept = {"coding": [{"system": ICD10GM, "version": year, "code": code, "display": display}]}

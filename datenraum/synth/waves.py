@@ -323,10 +323,12 @@ def _condition(
         DAYS[day],
         None,
     )
-    coding = resource["code"]["coding"][0]
-    coding["extension"] = [
-        {"url": _CERTAINTY, "valueCoding": {"system": _CERTAINTY_SYSTEM, "code": certainty}}
-    ]
+    # A copy of the coding: `icd_code` hands out one shared (cached) concept to every resource.
+    coding = {
+        **resource["code"]["coding"][0],
+        "extension": [{"url": _CERTAINTY, "valueCoding": {"system": _CERTAINTY_SYSTEM, "code": certainty}}],
+    }
+    resource["code"] = {**resource["code"], "coding": [coding]}
     return resource
 
 
