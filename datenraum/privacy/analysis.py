@@ -30,9 +30,11 @@ import hashlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+# numpy is imported by the checks that compute: the hub reads only the policy, and starts without it.
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "FLOORS",
@@ -192,18 +194,24 @@ def check_rows(n: int, policy: AnalysisPolicy, what: str) -> None:
 
 def check_binary(values: np.ndarray, policy: AnalysisPolicy, what: str) -> None:
     """A column with exactly two distinct values: each must occur at least k times."""
+    import numpy as np
+
     distinct, counts = np.unique(values, return_counts=True)
     if len(distinct) == 2 and counts.min() < policy.min_cell:
         raise Refused("min_cell", policy.min_cell, what)
 
 
 def check_sparse(values: np.ndarray, policy: AnalysisPolicy, what: str) -> None:
+    import numpy as np
+
     nonzero = int(np.count_nonzero(values))
     if 0 < nonzero < policy.min_cell:
         raise Refused("sparse_column", policy.min_cell, what)
 
 
 def check_dominance(values: np.ndarray, policy: AnalysisPolicy, what: str) -> None:
+    import numpy as np
+
     absolute = np.abs(values)
     total = float(absolute.sum())
     if total > 0 and float(absolute.max()) > policy.dominance * total:
@@ -235,6 +243,8 @@ def bin_survival(
     indicator. At-risk counts fall with time, so the bins with fewer than k at risk are the tail: from
     the first such bin on, every subject is merged into the last bin with at least k at risk, censored
     there (a curve that stops where fewer than k are left, as a life table would be cut)."""
+    import numpy as np
+
     if width < policy.time_bin:
         raise Refused("time_bin", policy.time_bin, what)
     index = np.floor(time / width).astype(np.int64)
@@ -272,6 +282,8 @@ def suppress(
     second cell of that line is suppressed (the smallest visible one); where the line has no other cell,
     its margin is suppressed, and with it every margin of that axis and the grand total.
     """
+    import numpy as np
+
     cells = (counts > 0) & (counts < k)
     if hidden is not None:  # cells already hidden (at a site, when the hub pools the sites' tables)
         cells |= hidden
@@ -336,6 +348,8 @@ class ReleaseLedger:
     def check_and_record(
         self, project: str, source: str, mask: np.ndarray, policy: AnalysisPolicy, what: str
     ) -> None:
+        import numpy as np
+
         packed = np.packbits(mask)
         digest = hashlib.sha256(packed.tobytes() + len(mask).to_bytes(8, "big")).digest()
         with self._lock:

@@ -137,6 +137,15 @@ FORMS = {
         lambda setup: {"site": setup.directory_site, "entry": setup.directory_entry, "role": "Partner"},
         303,
     ),
+    "/admin/dashboard/definitions": Form(
+        "/admin/dashboard/definitions",
+        lambda _: {
+            "kind": "disease",
+            "body": '{"id": "mpox", "title": "Mpox", "start": "2022-05-01", "marker": {"icd10gm": ["B04"]}}',
+        },
+        303,
+    ),
+    "/admin/dashboard/run": Form("/admin/dashboard/run", lambda _: {}, 303),
 }
 
 
