@@ -175,7 +175,14 @@
         close();
       }
     });
-    input.addEventListener("blur", () => setTimeout(close, 150));
+    // Closed a moment after the focus leaves (so that a click on a suggestion still counts), unless the
+    // focus comes back first: a pick moves the focus to the new criterion and a quick next search returns
+    // here, and the old close must not hide the new suggestions.
+    let closing = null;
+    input.addEventListener("blur", () => {
+      closing = setTimeout(close, 150);
+    });
+    input.addEventListener("focus", () => clearTimeout(closing));
     return h("div", { class: "search" }, h("label", { for: id, text: label }), input, list, status);
   }
 
