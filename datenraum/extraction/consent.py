@@ -33,6 +33,8 @@ from typing import Any
 
 import orjson
 
+from datenraum.extraction.plan import values_at
+
 __all__ = [
     "EINWILLIGUNG_PROFILE",
     "POLICY_SYSTEM",
@@ -198,23 +200,9 @@ class PatientConsent:
 
 
 def _field_values(resource: dict[str, Any], field_path: str) -> list[Any]:
-    parts = field_path.split(".")[1:]
-    current: list[Any] = [resource]
-    for part in parts:
-        following = []
-        for node in current:
-            if not isinstance(node, dict):
-                continue
-            keys = (
-                [part]
-                if part in node
-                else [k for k in node if k.startswith(part) and k[len(part) : len(part) + 1].isupper()]
-            )
-            for key in keys:
-                value = node[key]
-                following.extend(value if isinstance(value, list) else [value])
-        current = following
-    return [v for v in current if isinstance(v, str | dict)]
+    """The texts and objects at a consent field path (`Consent.provision.provision.code`: the resource
+    type first)."""
+    return [v for v in values_at(resource, field_path.split(".", 1)[1]) if isinstance(v, str | dict)]
 
 
 class ConsentRules:

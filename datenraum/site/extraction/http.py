@@ -26,7 +26,6 @@ import binascii
 import contextlib
 import datetime as dt
 import logging
-import os
 import queue
 import re
 import threading
@@ -39,21 +38,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from datenraum.query.model import QueryError, parse_query
 from datenraum.site.extraction.job import ExtractionError, JobOptions, prepare, run_extraction
+from datenraum.site.extraction.output import write_atomically
 
 __all__ = ["JobRunner", "create_app"]
 
 log = logging.getLogger("datenraum.site.extraction")
 FHIR_JSON = "application/fhir+json"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def outcome(status: int, issues: list[tuple[str, str]], code: str = "invalid") -> JSONResponse:
@@ -147,7 +138,7 @@ class JobRunner:
             "batchSize": self.batch_size,
             "submitted": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        _write(folder / "request.json", orjson.dumps(request))
+        write_atomically(folder / "request.json", orjson.dumps(request))
         self._queue.put(job_id)
         return job_id
 
@@ -186,10 +177,12 @@ class JobRunner:
             )
         except ExtractionError as error:
             issues = [[v.path, v.message] for v in error.violations]
-            _write(folder / "failed.json", orjson.dumps({"issues": issues}))
+            write_atomically(folder / "failed.json", orjson.dumps({"issues": issues}))
         except Exception as error:  # the job fails, the service goes on
             log.exception("extraction job %s failed", job_id)
-            _write(folder / "failed.json", orjson.dumps({"issues": [["", f"internal error: {error}"]]}))
+            write_atomically(
+                folder / "failed.json", orjson.dumps({"issues": [["", f"internal error: {error}"]]})
+            )
         finally:
             self.progress.pop(job_id, None)
 

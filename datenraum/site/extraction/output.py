@@ -33,10 +33,11 @@ import orjson
 from datenraum.extraction.crtdl import crtdl_to_json, file_slugs
 from datenraum.extraction.plan import path_values
 
-__all__ = ["JobFolder"]
+__all__ = ["JobFolder", "write_atomically"]
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """`data` at `path`, all or nothing (a temporary file beside it, synced and renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
@@ -87,7 +88,7 @@ class JobFolder:
             "crtdl": crtdl_to_json(prepared.crtdl),
             "cohort": cohort,
         }
-        _write(job_file, orjson.dumps(job, option=orjson.OPT_INDENT_2))
+        write_atomically(job_file, orjson.dumps(job, option=orjson.OPT_INDENT_2))
         return job
 
     @staticmethod
@@ -99,9 +100,9 @@ class JobFolder:
 
     def write_batch(self, batch_id: str, result: Any) -> None:
         if result.bundles:
-            _write(self.path / f"{batch_id}.ndjson", _ndjson(result.bundles))
+            write_atomically(self.path / f"{batch_id}.ndjson", _ndjson(result.bundles))
         if result.consent_bundles:
-            _write(self.path / f"{batch_id}_consent.ndjson", _ndjson(result.consent_bundles))
+            write_atomically(self.path / f"{batch_id}_consent.ndjson", _ndjson(result.consent_bundles))
         report = {
             "patients": len(result.bundles),
             "patientExclusions": result.patient_exclusions,
@@ -111,7 +112,7 @@ class JobFolder:
             "inclusions": result.inclusions,
             "tables": result.rows,
         }
-        _write(self.path / "batches" / f"{batch_id}.json", orjson.dumps(report))
+        write_atomically(self.path / "batches" / f"{batch_id}.json", orjson.dumps(report))
 
     def finish(self, job_id: str, extractor: Any, batches: list[list[str]], cohort_ms: int) -> dict[str, Any]:
         plan = extractor.plan
@@ -124,20 +125,20 @@ class JobFolder:
         referenced = {ref for _, r in reports for ref in r["coreRefs"]}
         core, _ = extractor.core_bundle(referenced)
         if core is not None:
-            _write(self.path / "core.ndjson", _ndjson([core]))
+            write_atomically(self.path / "core.ndjson", _ndjson([core]))
         patient_rows = [[b, stage, patient] for b, r in reports for stage, patient in r["patientExclusions"]]
         resource_rows = [
             [b, *row[:2], row[2], row[3], row[4]] for b, r in reports for row in r["resourceExclusions"]
         ]
-        _write(
+        write_atomically(
             self.path / "reports" / "patient-exclusions.csv",
             _csv(["Batch-ID", "Stage", "Patient-ID"], patient_rows),
         )
-        _write(
+        write_atomically(
             self.path / "reports" / "resource-exclusions.csv",
             _csv(["Batch-ID", "Reason", "Group", "Attribute", "Resource-ID", "Patient-ID"], resource_rows),
         )
-        _write(
+        write_atomically(
             self.path / "reports" / "consent-explanations.ndjson",
             _ndjson([e for _, r in reports for e in r["explanations"] if e.get("enforced")]),
         )
@@ -184,7 +185,9 @@ class JobFolder:
             },
             "Resource-Inclusions": dict(sorted(inclusions.items())),
         }
-        _write(self.path / "reports" / "job-summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        write_atomically(
+            self.path / "reports" / "job-summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2)
+        )
         write_tables(self.path, plan, rows)
         outputs = [{"type": "NDJSON Bundle", "url": p.name} for p in bundle_files]
         if core:
@@ -207,9 +210,9 @@ class JobFolder:
                 {"url": "datenraum-tables", "valueString": "tables/data-dictionary.csv"},
             ],
         }
-        _write(self.path / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        write_atomically(self.path / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         job["status"] = "COMPLETED"
-        _write(self.path / "job.json", orjson.dumps(job, option=orjson.OPT_INDENT_2))
+        write_atomically(self.path / "job.json", orjson.dumps(job, option=orjson.OPT_INDENT_2))
         return summary
 
 
@@ -357,9 +360,9 @@ def write_tables(folder: Path, plan: Any, rows: dict[str, list[list[str | None]]
         tmp.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp)
         os.replace(tmp, folder / "tables" / f"{slug}.parquet")
-        _write(folder / "tables" / f"{slug}.csv", _csv(spec.columns, ordered))
+        write_atomically(folder / "tables" / f"{slug}.csv", _csv(spec.columns, ordered))
         dictionary.extend([group.id, slug, *d] for d in spec.described)
-    _write(
+    write_atomically(
         folder / "tables" / "data-dictionary.csv",
         _csv(["group", "table", "column", "type", "attributeRef", "description"], dictionary),
     )
