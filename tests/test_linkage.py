@@ -78,12 +78,13 @@ def test_after_balancing_every_filter_has_exactly_half_its_bits_set():
     assert (compare.popcount(clks) == schema.size // 2).all()
 
 
-def test_xor_folding_halves_the_filter_and_serialisation_round_trips():
+def test_xor_folding_keeps_clkhash_length_l_and_serialisation_round_trips():
     raw = json.loads(DE_SCHEMA.read_text())
     raw["clkConfig"]["xorFolds"] = 1
     raw[EXTENSION] = {"normalise": raw[EXTENSION]["normalise"]}
     clks = Encoder(parse_schema(raw), project_secret(SITE_SECRET, "p")).encode(_de_records(20))
-    assert clks.shape[1] == 64
+    # as clkhash documents it: `l` is the length after folding (hashed into 2·l bits, then folded)
+    assert clks.shape[1] * 8 == raw["clkConfig"]["l"]
     assert np.array_equal(from_base64(to_base64(clks)), clks)
     assert EXTENSION not in clkhash_schema(raw)
 

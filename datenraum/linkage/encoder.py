@@ -32,12 +32,15 @@ class EncodingError(ValueError):
 
 
 def tokens(feature: Feature, value: str) -> list[str]:
-    """clkhash's tokeniser: q-grams of the value padded with one space each side (n > 1), positional
+    """clkhash's tokeniser: q-grams of the value padded with n - 1 spaces each side (n > 1), positional
     q-grams prefixed by their 1-based position; `exact` is the value itself."""
     if feature.comparison == "exact":
         return [value] if value else []
+    if not value:
+        return []
     n = feature.n
-    word = f" {value} " if n > 1 else value
+    pad = " " * (n - 1)
+    word = f"{pad}{value}{pad}"
     if feature.positional:
         return [f"{i + 1} {word[i : i + n]}" for i in range(len(word) - n + 1)]
     return [word[i : i + n] for i in range(len(word) - n + 1)]
@@ -92,12 +95,9 @@ class Encoder:
         )
         self._active = [(f, keys[i]) for i, f in enumerate(schema.features) if not f.ignored]
         self._cache: dict[tuple[int, str, str], tuple[int, int] | np.ndarray] = {}
-        folded = schema.l >> schema.xor_folds
         if schema.permute:
             seed = int.from_bytes(hkdf(secret, 16, info=b"datenraum-pprl-permutation"), "big")
-            self._permutation = np.random.default_rng(seed).permutation(
-                2 * folded if schema.balance else folded
-            )
+            self._permutation = np.random.default_rng(seed).permutation(schema.size)
         else:
             self._permutation = None
 
@@ -111,13 +111,13 @@ class Encoder:
         if hit is not None:
             return hit
         message = (salt + "\x1f" + token if salt else token).encode("utf-8")
-        l = self.schema.l  # noqa: E741
+        l = self.schema.hash_length  # noqa: E741
         if feature.hash_type == "doubleHash":
             h1 = int.from_bytes(hmac.digest(keys[0], message, "sha1"), "big") % l
             h2 = int.from_bytes(hmac.digest(keys[1], message, "md5"), "big") % l
             i = 0
             while feature.prevent_singularity and h2 == 0:
-                h2 = int.from_bytes(hmac.digest(keys[1], message + bytes([i]), "md5"), "big") % l
+                h2 = int.from_bytes(hmac.digest(keys[1], message + chr(i).encode(), "md5"), "big") % l
                 i += 1
             result: tuple[int, int] | np.ndarray = (h1, h2)
         else:
@@ -162,14 +162,14 @@ class Encoder:
                     else:
                         direct_bits.append(h[:k])
                         direct_rows.append(np.full(k, r, dtype=np.int64))
-        bits = np.zeros((n, self.schema.l), dtype=np.uint8)
+        bits = np.zeros((n, self.schema.hash_length), dtype=np.uint8)
         if ks:
             k_arr = np.asarray(ks, dtype=np.int64)
             token_of = np.repeat(np.arange(len(ks)), k_arr)
             step = np.arange(len(token_of)) - np.repeat(np.cumsum(k_arr) - k_arr, k_arr)
             pos = (
                 np.asarray(h1s, dtype=np.int64)[token_of] + step * np.asarray(h2s, dtype=np.int64)[token_of]
-            ) % (self.schema.l)
+            ) % self.schema.hash_length
             bits[np.asarray(rows, dtype=np.int64)[token_of], pos] = 1
         if direct_bits:
             bits[np.concatenate(direct_rows), np.concatenate(direct_bits)] = 1

@@ -6,7 +6,7 @@ extensions, gives the same CLKs for the same secret. Datenraum's additions live 
 `x-datenraum`, which `clkhash_schema` strips for exchange:
 
     "x-datenraum": {
-      "normalise": {"surname": "name", "city": "place", "postcode": "digits"},   # default "plain"
+      "normalise": {"surname": "name", "city": "place", "postcode": "digits"},   # default "none": as clkhash, the value as it is
       "salt": {"surname": {"from": "birth_date", "slice": [0, 4]}},              # salt tokens by birth year
       "balance": true,                                                           # append the complement
       "permute": true                                                            # keyed bit permutation
@@ -48,7 +48,7 @@ class Feature:
     prevent_singularity: bool = False
     missing_sentinel: str | None = None
     missing_replace: str | None = None
-    normaliser: str = "plain"
+    normaliser: str = "none"
     salt_from: str | None = None
     salt_slice: tuple[int, int] | None = None
 
@@ -68,10 +68,15 @@ class Schema:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def hash_length(self) -> int:
+        """Bits the tokens are hashed into: clkhash's `l` is the length after folding, so a folded
+        filter is hashed into `l · 2^xorFolds` bits and folded down to `l`."""
+        return self.l << self.xor_folds
+
+    @property
     def size(self) -> int:
         """Bits of the final CLK (after folding and balancing)."""
-        bits = self.l >> self.xor_folds
-        return 2 * bits if self.balance else bits
+        return 2 * self.l if self.balance else self.l
 
 
 def clkhash_schema(raw: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +106,6 @@ def _feature(spec: dict[str, Any], ext: dict[str, Any]) -> Feature:
         raise SchemaError(f"{ident}: hash {hash_spec.get('type')!r} is not supported")
     missing = hashing.get("missingValue") or {}
     salt = (ext.get("salt") or {}).get(ident) or {}
-    default_norm = "plain" if ftype == "string" else "none"
     return Feature(
         ident,
         format_type=ftype,
@@ -119,7 +123,7 @@ def _feature(spec: dict[str, Any], ext: dict[str, Any]) -> Feature:
         prevent_singularity=bool(hash_spec.get("prevent_singularity", False)),
         missing_sentinel=missing.get("sentinel"),
         missing_replace=missing.get("replaceWith"),
-        normaliser=(ext.get("normalise") or {}).get(ident, default_norm),
+        normaliser=(ext.get("normalise") or {}).get(ident, "none"),
         salt_from=salt.get("from"),
         salt_slice=tuple(salt["slice"]) if "slice" in salt else None,
     )
@@ -142,8 +146,8 @@ def parse_schema(raw: dict[str, Any]) -> Schema:
             raise SchemaError(f"{f.identifier}: unknown normaliser {f.normaliser!r}")
     length = int(cfg.get("l", 1024))
     folds = int(cfg.get("xorFolds", 0))
-    if length % (8 << folds):
-        raise SchemaError("l must be a multiple of 8 after the XOR folds")
+    if length % 8:
+        raise SchemaError("clkConfig.l must be a multiple of 8")
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
     return Schema(
         l=length,
