@@ -971,3 +971,33 @@ def linkage_calibrate_command(
         click.echo(orjson.dumps(result.as_json()).decode())
     else:
         click.echo(f"threshold {result.threshold}: precision {result.precision}, recall {result.recall}")
+
+
+@main.group("linkunit")
+def linkunit_cli() -> None:
+    """The linkage unit: a service of its own that links sites' CLKs (never the hub's process)."""
+
+
+@linkunit_cli.command("serve")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--db", "db_path", required=True, type=click.Path(path_type=Path), help="The unit's SQLite file."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8470, show_default=True, type=int)
+def linkunit_serve_command(config_path: Path, db_path: Path, host: str, port: int) -> None:
+    """Serve the linkage unit's HTTP API."""
+    import uvicorn
+
+    from datenraum.linkunit.app import create_app
+    from datenraum.linkunit.config import load_config
+    from datenraum.linkunit.errors import ConfigError
+    from datenraum.linkunit.service import LinkageUnit
+    from datenraum.linkunit.store import Store
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        _fail(str(e))
+    unit = LinkageUnit(config, Store(db_path))
+    uvicorn.run(create_app(unit), host=host, port=port, log_level="warning")

@@ -32,6 +32,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "extraction": frozenset({"fhir", "query"}),
     "deidentify": frozenset(),
     "linkage": frozenset(),
+    "linkunit": frozenset({"linkage", "privacy"}),
     "site": frozenset(
         {"fhir", "query", "privacy", "protocol", "extraction", "analysis", "deidentify", "indicators"}
     ),

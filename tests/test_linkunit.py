@@ -1,0 +1,334 @@
+"""The linkage unit (issue 23): a separate process over real HTTP that links the sites' CLKs and returns
+only what the protocol allows: each site its own link table, the hub an obfuscated distinct count.
+Authentication of sites and hub, hostile deliveries, key hygiene, and the differencing attack."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from datenraum.linkage import synthetic
+from datenraum.linkage.encoder import Encoder
+from datenraum.linkage.estimate import calibrate
+from datenraum.linkage.keys import project_secret
+from datenraum.linkage.schema import load_schema
+from datenraum.linkunit.config import ConfigError, load_config, parse_config, token_digest
+from datenraum.linkunit.service import LinkageUnit, parse_delivery
+from datenraum.linkunit.store import Store
+
+SITE_SECRET = b"the sites' shared secret, never at the hub or the unit"
+PROJECT = "count"
+SITES = ("site-a", "site-b", "site-c")
+TOKENS = {site: f"token-of-{site}-{i}" * 2 for i, site in enumerate(SITES)}
+HUB_TOKEN = "token-of-the-hub-only"
+SCHEMA = load_schema(files("datenraum.linkage") / "schemas" / "de-patient-v3.json")
+ENCODER = Encoder(SCHEMA, project_secret(SITE_SECRET, PROJECT))
+
+
+def _pseudonym(site: str, patient_id: str) -> str:
+    """A site's own pseudonym of its patient: nothing the unit could join across sites by itself."""
+    return hmac.new(SITE_SECRET + site.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def _delivery(site: str, records: list[dict[str, str]]) -> dict:
+    clks = ENCODER.encode(records)
+    return {
+        "schema_digest": SCHEMA.digest,
+        "records": [
+            {"pseudonym": _pseudonym(site, r["patient_id"]), "clk": base64.b64encode(c.tobytes()).decode()}
+            for r, c in zip(records, clks, strict=True)
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def threshold() -> float:
+    train, _ = synthetic.sites(1500, 3, seed=11)
+    return calibrate(
+        [ENCODER.encode(s) for s in train], [[r["patient_id"] for r in s] for s in train]
+    ).threshold
+
+
+def _config(folder: Path, threshold: float) -> Path:
+    (folder / "unit.key").write_bytes(os.urandom(32).hex().encode())
+    config = {
+        "unit_key_file": "unit.key",
+        "projects": {
+            PROJECT: {
+                "schema_digest": SCHEMA.digest,
+                "clk_bytes": SCHEMA.size // 8,
+                "threshold": threshold,
+                "sites": {site: token_digest(token) for site, token in TOKENS.items()},
+                "hub": token_digest(HUB_TOKEN),
+            }
+        },
+    }
+    path = folder / "linkunit.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@dataclass(frozen=True)
+class RunningUnit:
+    url: str
+    process: subprocess.Popen
+    folder: Path
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def unit(tmp_path_factory: pytest.TempPathFactory, threshold: float) -> Iterator[RunningUnit]:
+    folder = tmp_path_factory.mktemp("linkunit")
+    config = _config(folder, threshold)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # its own process, started without the sites' secret in its environment
+    env = {k: v for k, v in os.environ.items() if "SECRET" not in k}
+    cmd = [sys.executable, "-m", "datenraum", "linkunit", "serve", "--config", str(config)]
+    cmd += ["--db", str(folder / "unit.sqlite"), "--port", str(port)]
+    process = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the linkage unit did not start"
+            time.sleep(0.05)
+    yield RunningUnit(url, process, folder)
+    process.terminate()
+    process.wait(10)
+
+
+def _deliver_cohorts(unit: RunningUnit, count_id: str, cohorts: list[list[dict[str, str]]]) -> None:
+    for site, records in zip(SITES, cohorts, strict=True):
+        with unit.client(TOKENS[site]) as c:
+            r = c.put(f"/v1/projects/{PROJECT}/counts/{count_id}/sites/{site}", json=_delivery(site, records))
+            assert r.status_code == 200, r.text
+
+
+def test_the_hub_gets_a_distinct_count_within_five_percent_where_the_naive_sum_overstates(unit):
+    cohorts, truth = synthetic.sites(3200, 3, seed=12)  # held out from the calibration
+    naive = sum(map(len, cohorts))
+    assert naive > 1.4 * truth
+    count_id = str(uuid.uuid4())
+    _deliver_cohorts(unit, count_id, cohorts)
+    with unit.client(HUB_TOKEN) as hub:
+        released = hub.get(f"/v1/projects/{PROJECT}/counts/{count_id}").json()
+        again = hub.get(f"/v1/projects/{PROJECT}/counts/{count_id}").json()
+    assert set(released) == {"distinct", "interval", "below_threshold", "sites"}
+    assert released["distinct"] % 10 == 0  # obfuscated and rounded as a site's count
+    assert abs(released["distinct"] - truth) <= 0.05 * truth, released
+    assert released["interval"][0] <= truth <= released["interval"][1], released
+    assert again == released
+
+
+def test_the_same_cohorts_under_a_new_count_id_give_the_same_answer(unit):
+    cohorts, _ = synthetic.sites(300, 3, seed=21)
+    answers = []
+    for _ in range(2):
+        count_id = str(uuid.uuid4())
+        _deliver_cohorts(unit, count_id, cohorts)
+        with unit.client(HUB_TOKEN) as hub:
+            answers.append(hub.get(f"/v1/projects/{PROJECT}/counts/{count_id}").json())
+    assert answers[0] == answers[1]  # asking again yields no fresh noise to average away
+
+
+def test_a_small_union_is_only_below_threshold(unit):
+    cohorts, _ = synthetic.sites(4, 3, seed=22)
+    count_id = str(uuid.uuid4())
+    _deliver_cohorts(unit, count_id, cohorts)
+    with unit.client(HUB_TOKEN) as hub:
+        released = hub.get(f"/v1/projects/{PROJECT}/counts/{count_id}").json()
+    assert released == {"distinct": None, "interval": None, "below_threshold": True, "sites": list(SITES)}
+
+
+def test_a_count_waits_for_every_site_and_takes_no_delivery_after_release(unit):
+    cohorts, _ = synthetic.sites(200, 3, seed=23)
+    count_id = str(uuid.uuid4())
+    with unit.client(TOKENS["site-a"]) as a:
+        assert a.put(
+            f"/v1/projects/{PROJECT}/counts/{count_id}/sites/site-a", json=_delivery("site-a", cohorts[0])
+        )
+    with unit.client(HUB_TOKEN) as hub:
+        waiting = hub.get(f"/v1/projects/{PROJECT}/counts/{count_id}")
+    assert waiting.status_code == 409 and "site-b, site-c" in waiting.json()["error"]
+    _deliver_cohorts(unit, count_id, cohorts)
+    with unit.client(HUB_TOKEN) as hub:
+        assert hub.get(f"/v1/projects/{PROJECT}/counts/{count_id}").status_code == 200
+    with unit.client(TOKENS["site-a"]) as a:
+        late = a.put(
+            f"/v1/projects/{PROJECT}/counts/{count_id}/sites/site-a", json=_delivery("site-a", cohorts[0][:5])
+        )
+    assert late.status_code == 409 and "already released" in late.json()["error"]
+
+
+def test_each_site_gets_only_its_own_link_table_and_a_shared_person_has_one_link_id(unit):
+    populations, _ = synthetic.sites(600, 3, seed=24)
+    for site, records in zip(SITES, populations, strict=True):
+        with unit.client(TOKENS[site]) as c:
+            r = c.put(f"/v1/projects/{PROJECT}/sites/{site}/clks", json=_delivery(site, records))
+            assert r.json() == {"registered": len(records)}
+    tables = {}
+    for site, records in zip(SITES, populations, strict=True):
+        with unit.client(TOKENS[site]) as c:
+            rows = c.get(f"/v1/projects/{PROJECT}/sites/{site}/links").json()["links"]
+        assert sorted(r["pseudonym"] for r in rows) == sorted(
+            _pseudonym(site, p["patient_id"]) for p in records
+        )
+        by_pseudonym = {r["pseudonym"]: r["link_id"] for r in rows}
+        tables[site] = {p["patient_id"]: by_pseudonym[_pseudonym(site, p["patient_id"])] for p in records}
+    a, b = tables["site-a"], tables["site-b"]
+    shared = sorted(set(a) & set(b))
+    assert sum(a[p] == b[p] for p in shared) >= 0.95 * len(shared)
+    only_a = sorted(set(a) - set(b))
+    assert not {a[p] for p in only_a} & set(b.values()) - {a[p] for p in shared}
+
+
+def test_sites_and_hub_are_authenticated_and_speak_only_for_themselves(unit):
+    cohorts, _ = synthetic.sites(20, 3, seed=25)
+    body = _delivery("site-a", cohorts[0])
+    path = f"/v1/projects/{PROJECT}/sites/site-a/clks"
+    with unit.client(None) as anonymous:
+        assert anonymous.put(path, json=body).status_code == 401
+    with unit.client("a guessed token") as guess:
+        assert guess.put(path, json=body).status_code == 403
+    with unit.client(TOKENS["site-b"]) as b:
+        assert b.put(path, json=body).status_code == 403  # site-b cannot speak for site-a
+        assert b.get(f"/v1/projects/{PROJECT}/sites/site-a/links").status_code == 403
+        assert b.get(f"/v1/projects/{PROJECT}/counts/{uuid.uuid4()}").status_code == 403
+    with unit.client(HUB_TOKEN) as hub:
+        assert hub.put(path, json=body).status_code == 403  # the hub never delivers or reads CLKs
+        assert hub.get(f"/v1/projects/{PROJECT}/sites/site-a/links").status_code == 403
+        assert hub.get(f"/v1/projects/other/counts/{uuid.uuid4()}").status_code == 404
+
+
+def test_hostile_deliveries_are_refused_naming_where_and_leave_the_stored_registration(unit):
+    site = "site-c"
+    records, _ = synthetic.sites(30, 1, seed=26)
+    good = _delivery(site, records[0])
+    path = f"/v1/projects/{PROJECT}/sites/{site}/clks"
+    with unit.client(TOKENS[site]) as c:
+        assert c.put(path, json=good).status_code == 200
+        before = c.get(f"/v1/projects/{PROJECT}/sites/{site}/links").json()
+        clk = good["records"][0]["clk"]
+        cases = [
+            ({**good, "schema_digest": "0" * 64}, "$.schema_digest"),
+            ({**good, "extra": 1}, "unknown field"),
+            ({**good, "records": {"a": 1}}, "$.records: expected an array"),
+            ({**good, "records": [good["records"][0], {"pseudonym": "x", "clk": "!!"}]}, "$.records[1].clk"),
+            ({**good, "records": [{"pseudonym": "x", "clk": clk[:-8]}]}, "$.records[0].clk"),
+            ({**good, "records": [{"pseudonym": "a b", "clk": clk}]}, "$.records[0].pseudonym"),
+            ({**good, "records": [good["records"][0], good["records"][0]]}, "$.records[1].pseudonym"),
+            ({**good, "records": [{"pseudonym": "x", "clk": clk, "name": "Müller"}]}, "$.records[0]"),
+        ]
+        for body, where in cases:
+            r = c.put(path, json=body)
+            assert r.status_code == 400 and where in r.json()["error"], (where, r.text)
+        not_json = c.put(path, content=b'{"records": [', headers={"content-type": "application/json"})
+        assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
+        assert c.put(f"/v1/projects/{PROJECT}/counts/not-an-id!/sites/{site}", json=good).status_code == 400
+        assert c.get(f"/v1/projects/{PROJECT}/sites/{site}/links").json() == before
+
+
+def test_the_unit_never_holds_the_encoding_secret(unit):
+    """Its configuration has no place for it, its process environment and its storage do not contain it."""
+    project_key = project_secret(SITE_SECRET, PROJECT)
+    environ = Path(f"/proc/{unit.process.pid}/environ").read_bytes()
+    stored = b"".join(p.read_bytes() for p in unit.folder.iterdir() if p.is_file())
+    for secret in (SITE_SECRET, project_key, project_key.hex().encode(), base64.b64encode(project_key)):
+        assert secret not in environ and secret not in stored
+    raw = json.loads((unit.folder / "linkunit.json").read_text())
+    raw["projects"][PROJECT]["site_secret"] = SITE_SECRET.decode()
+    with pytest.raises(ConfigError, match=r"projects\.count: unknown field\(s\) \['site_secret'\]"):
+        parse_config(raw, unit.folder)
+
+
+def test_bad_configurations_name_file_and_field(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"unit_key_file": "k",\n "projects": }')
+    with pytest.raises(ConfigError, match=r"bad\.json: line 2"):
+        load_config(path)
+    (tmp_path / "k").write_bytes(b"short")
+    path.write_text(json.dumps({"unit_key_file": "k", "projects": {"p": {}}}))
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        load_config(path)
+    (tmp_path / "k").write_bytes(b"k" * 40)
+    path.write_text(json.dumps({"unit_key_file": "k", "projects": {"p": {"schema_digest": "x"}}}))
+    with pytest.raises(ConfigError, match=r"projects\.p\.schema_digest"):
+        load_config(path)
+
+
+def test_differencing_two_cohorts_does_not_tell_whether_a_person_is_at_two_hospitals(tmp_path, threshold):
+    """The attacker knows target P is at hospital A and asks twice: once with criteria that leave P out at A,
+    once with P in. If P is also in B's cohort, the union does not grow; otherwise it grows by one. The
+    exact distinct counts tell it every time; the released ones must not do much better than a coin."""
+    (tmp_path / "k").write_bytes(b"u" * 40)
+    config = parse_config(
+        json.loads(_config(tmp_path, threshold).read_text()) | {"unit_key_file": "k"}, tmp_path
+    )
+    service = LinkageUnit(config, Store(tmp_path / "attack.sqlite"))
+    project = config.projects[PROJECT]
+    population, _ = synthetic.sites(400, 3, presence=0.5, seed=27)
+    deliveries = [
+        parse_delivery(_delivery(s, recs), project) for s, recs in zip(SITES, population, strict=True)
+    ]
+    ids = [[r["patient_id"] for r in recs] for recs in population]
+    at_b = set(ids[1])
+    targets = [p for p in ids[0]][:160]
+    correct_released = correct_exact = 0
+    for i, target in enumerate(targets):
+        answers, exact = [], []
+        for with_target in (False, True):
+            count_id = f"attack-{i}-{int(with_target)}"
+            rng = np.random.default_rng(i)  # the attacker's base cohort: a random half at each site
+            for s, (site, recs) in enumerate(zip(SITES, deliveries, strict=True)):
+                keep = [
+                    rec for rec, pid in zip(recs, ids[s], strict=True) if rng.random() < 0.5 and pid != target
+                ]
+                if s == 1 and target in at_b:  # B's criteria select P whenever P is at B
+                    keep.append(recs[ids[1].index(target)])
+                if s == 0 and with_target:
+                    keep.append(recs[ids[0].index(target)])
+                service.deliver_cohort(project, count_id, site, keep)
+            answers.append(service.distinct_count(project, count_id).distinct)
+            exact.append(_exact_union(service, project, count_id))
+        guess_two = answers[1] - answers[0] <= 0
+        correct_released += guess_two == (target in at_b)
+        correct_exact += (exact[1] - exact[0] == 0) == (target in at_b)
+    assert correct_exact / len(targets) >= 0.95  # the attack is real on exact counts
+    assert correct_released / len(targets) <= 0.65
+
+
+def _exact_union(service: LinkageUnit, project, count_id: str) -> int:
+    from datenraum.linkage.estimate import estimate_distinct
+
+    cohorts = service.store.cohort(project.name, count_id)
+    mats = [
+        np.frombuffer(b"".join(c for _, c in recs), dtype=np.uint8).reshape(len(recs), project.clk_bytes)
+        for recs in cohorts.values()
+        if recs
+    ]
+    return estimate_distinct(mats, project.threshold).distinct
