@@ -291,13 +291,13 @@ def test_differencing_two_cohorts_does_not_tell_whether_a_person_is_at_two_hospi
     )
     service = LinkageUnit(config, Store(tmp_path / "attack.sqlite"))
     project = config.projects[PROJECT]
-    population, _ = synthetic.sites(400, 3, presence=0.5, seed=27)
+    population, _ = synthetic.sites(240, 3, presence=0.5, seed=27)
     deliveries = [
         parse_delivery(_delivery(s, recs), project) for s, recs in zip(SITES, population, strict=True)
     ]
     ids = [[r["patient_id"] for r in recs] for recs in population]
     at_b = set(ids[1])
-    targets = [p for p in ids[0]][:160]
+    targets = ids[0][:100]
     correct_released = correct_exact = 0
     for i, target in enumerate(targets):
         answers, exact = [], []
@@ -314,12 +314,13 @@ def test_differencing_two_cohorts_does_not_tell_whether_a_person_is_at_two_hospi
                     keep.append(recs[ids[0].index(target)])
                 service.deliver_cohort(project, count_id, site, keep)
             answers.append(service.distinct_count(project, count_id).distinct)
-            exact.append(_exact_union(service, project, count_id))
+            if i < 20:  # the exact counts of the first targets, to show the attack is real
+                exact.append(_exact_union(service, project, count_id))
         guess_two = answers[1] - answers[0] <= 0
         correct_released += guess_two == (target in at_b)
-        correct_exact += (exact[1] - exact[0] == 0) == (target in at_b)
-    assert correct_exact / len(targets) >= 0.95  # the attack is real on exact counts
-    assert correct_released / len(targets) <= 0.65
+        correct_exact += bool(exact) and (exact[1] - exact[0] == 0) == (target in at_b)
+    assert correct_exact >= 19  # of 20: exact union counts give the answer away
+    assert correct_released / len(targets) <= 0.65  # a coin is 0.5
 
 
 def _exact_union(service: LinkageUnit, project, count_id: str) -> int:
