@@ -34,7 +34,17 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "linkage": frozenset(),
     "linkunit": frozenset({"linkage", "privacy"}),
     "site": frozenset(
-        {"fhir", "query", "privacy", "protocol", "extraction", "analysis", "deidentify", "indicators"}
+        {
+            "fhir",
+            "query",
+            "privacy",
+            "protocol",
+            "extraction",
+            "analysis",
+            "deidentify",
+            "indicators",
+            "linkage",
+        }
     ),
     "catalogue": frozenset({"query", "privacy"}),
     "hub": frozenset({"query", "privacy", "protocol", "analysis", "catalogue", "indicators"}),

@@ -5,6 +5,7 @@ Authentication of sites and hub, hostile deliveries, key hygiene, and the differ
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -30,7 +31,12 @@ from datenraum.linkage.keys import project_secret
 from datenraum.linkage.schema import load_schema
 from datenraum.linkunit.config import ConfigError, load_config, parse_config, token_digest
 from datenraum.linkunit.service import LinkageUnit, parse_delivery
-from datenraum.linkunit.store import Store
+from datenraum.linkunit.store import Store as UnitStore
+from datenraum.query.model import StructuredQuery, parse_query
+from datenraum.site import linkage as site_linkage
+from datenraum.site.feasibility import StoreEngine
+from datenraum.site.ingest import ingest
+from datenraum.site.store import Store as SiteStore
 
 SITE_SECRET = b"the sites' shared secret, never at the hub or the unit"
 PROJECT = "count"
@@ -289,7 +295,7 @@ def test_differencing_two_cohorts_does_not_tell_whether_a_person_is_at_two_hospi
     config = parse_config(
         json.loads(_config(tmp_path, threshold).read_text()) | {"unit_key_file": "k"}, tmp_path
     )
-    service = LinkageUnit(config, Store(tmp_path / "attack.sqlite"))
+    service = LinkageUnit(config, UnitStore(tmp_path / "attack.sqlite"))
     project = config.projects[PROJECT]
     population, _ = synthetic.sites(240, 3, presence=0.5, seed=27)
     deliveries = [
@@ -333,3 +339,70 @@ def _exact_union(service: LinkageUnit, project, count_id: str) -> int:
         if recs
     ]
     return estimate_distinct(mats, project.threshold).distinct
+
+
+def _patient_resource(local_id: str, person: dict[str, str]) -> dict:
+    given = person["given_name"].split()
+    return {
+        "resourceType": "Patient",
+        "id": local_id,
+        "name": [{"use": "official", "family": person["family_name"], "given": given}],
+        "gender": person["sex"],
+        "birthDate": person["birth_date"],
+        "address": [{"use": "home", "postalCode": person["postal_code"], "city": person["city"]}],
+    }
+
+
+def _adults() -> StructuredQuery:
+    adult = {
+        "context": {"system": "fdpg.mii.cds", "code": "Patient", "display": "Patient"},
+        "termCodes": [{"system": "http://snomed.info/sct", "code": "424144002", "display": "Alter"}],
+        "valueFilter": {
+            "type": "quantity-comparator",
+            "comparator": "gt",
+            "value": 30,
+            "unit": {"code": "a"},
+        },
+    }
+    return parse_query({"inclusionCriteria": [[adult]]})
+
+
+def test_sites_encode_their_cohort_from_the_store_and_the_hub_learns_only_the_distinct_count(unit, tmp_path):
+    """Three site stores with overlapping patients (typos, moves, name changes between sites): each site
+    runs the feasibility query, reads its cohort's identities from its Patient resources, encodes them and
+    delivers CLKs with its own pseudonyms; the hub's answer is the distinct count, where the sum of the
+    sites' counts overstates."""
+    people, _ = synthetic.sites(900, 3, seed=31)
+    count_id = str(uuid.uuid4())
+    truth: set[str] = set()
+    naive = 0
+    for s, (site, records) in enumerate(zip(SITES, people, strict=True)):
+        local = {f"s{s}p{n:05d}": r for n, r in enumerate(records)}  # the site's own ids
+        ndjson = tmp_path / f"{site}.ndjson"
+        ndjson.write_text("\n".join(json.dumps(_patient_resource(i, r)) for i, r in local.items()) + "\n")
+        store = SiteStore(tmp_path / site)
+        assert not ingest(store, [ndjson]).rejected
+        with store.snapshot() as snapshot:
+            cohort_ids = StoreEngine(snapshot).patient_ids(_adults(), today=dt.date(2026, 12, 1))
+            cohort = list(site_linkage.identities(snapshot, cohort_ids))
+        assert [pid for pid, _ in cohort] == cohort_ids
+        naive += len(cohort_ids)
+        truth |= {local[i]["patient_id"] for i in cohort_ids}
+        body = site_linkage.delivery(ENCODER, f"{site}'s own key".encode(), cohort)
+        assert not any(pid in json.dumps(body) for pid in cohort_ids)  # no patient id leaves the site
+        with unit.client(TOKENS[site]) as c:
+            assert site_linkage.deliver_cohort(c, PROJECT, count_id, site, body) == len(cohort_ids)
+    with unit.client(HUB_TOKEN) as hub:
+        released = hub.get(f"/v1/projects/{PROJECT}/counts/{count_id}").json()
+    assert naive > 1.3 * len(truth)
+    assert abs(released["distinct"] - len(truth)) <= 0.05 * len(truth), (released, len(truth), naive)
+    assert released["interval"][0] <= len(truth) <= released["interval"][1]
+
+
+def test_a_refused_delivery_is_reported_with_the_units_reason(unit):
+    body = {"schema_digest": "x", "records": []}
+    with (
+        unit.client(TOKENS["site-a"]) as c,
+        pytest.raises(site_linkage.DeliveryError, match=r"\(400\): \$\.schema_digest"),
+    ):
+        site_linkage.deliver_cohort(c, PROJECT, str(uuid.uuid4()), "site-a", body)
