@@ -406,3 +406,18 @@ def test_a_refused_delivery_is_reported_with_the_units_reason(unit):
         pytest.raises(site_linkage.DeliveryError, match=r"\(400\): \$\.schema_digest"),
     ):
         site_linkage.deliver_cohort(c, PROJECT, str(uuid.uuid4()), "site-a", body)
+
+
+def test_serving_with_a_bad_configuration_fails_with_its_reason(tmp_path):
+    from click.testing import CliRunner
+
+    from datenraum.cli import main
+
+    path = tmp_path / "unit.json"
+    path.write_text(json.dumps({"unit_key_file": "missing.key", "projects": {}}))
+    result = CliRunner().invoke(
+        main, ["linkunit", "serve", "--config", str(path), "--db", str(tmp_path / "u.db")]
+    )
+    assert result.exit_code == 2
+    assert "unit_key_file" in result.output and "missing.key" in result.output
+    assert "Traceback" not in result.output
