@@ -30,6 +30,7 @@ from datenraum.linkage.estimate import calibrate
 from datenraum.linkage.keys import project_secret
 from datenraum.linkage.schema import load_schema
 from datenraum.linkunit.config import ConfigError, load_config, parse_config, token_digest
+from datenraum.linkunit.errors import QuotaExceeded
 from datenraum.linkunit.service import LinkageUnit, parse_delivery
 from datenraum.linkunit.store import Store as UnitStore
 from datenraum.query.model import StructuredQuery, parse_query
@@ -292,9 +293,9 @@ def test_differencing_two_cohorts_does_not_tell_whether_a_person_is_at_two_hospi
     once with P in. If P is also in B's cohort, the union does not grow; otherwise it grows by one. The
     exact distinct counts tell it every time; the released ones must not do much better than a coin."""
     (tmp_path / "k").write_bytes(b"u" * 40)
-    config = parse_config(
-        json.loads(_config(tmp_path, threshold).read_text()) | {"unit_key_file": "k"}, tmp_path
-    )
+    raw = json.loads(_config(tmp_path, threshold).read_text()) | {"unit_key_file": "k"}
+    raw["projects"][PROJECT]["max_counts_per_day"] = 1000  # the attack's pairs, each on its own
+    config = parse_config(raw, tmp_path)
     service = LinkageUnit(config, UnitStore(tmp_path / "attack.sqlite"))
     project = config.projects[PROJECT]
     population, _ = synthetic.sites(240, 3, presence=0.5, seed=27)
@@ -421,3 +422,26 @@ def test_serving_with_a_bad_configuration_fails_with_its_reason(tmp_path):
     assert result.exit_code == 2
     assert "unit_key_file" in result.output and "missing.key" in result.output
     assert "Traceback" not in result.output
+
+
+def test_new_counts_are_rationed_per_project_and_a_released_one_can_be_read_again(tmp_path, threshold):
+    (tmp_path / "k").write_bytes(b"u" * 40)
+    raw = json.loads(_config(tmp_path, threshold).read_text()) | {"unit_key_file": "k"}
+    raw["projects"][PROJECT]["max_counts_per_day"] = 2
+    config = parse_config(raw, tmp_path)
+    now = [1_000_000.0]
+    service = LinkageUnit(config, UnitStore(tmp_path / "quota.sqlite"), clock=lambda: now[0])
+    project = config.projects[PROJECT]
+    cohorts, _ = synthetic.sites(60, 3, seed=28)
+    deliveries = [parse_delivery(_delivery(s, c), project) for s, c in zip(SITES, cohorts, strict=True)]
+    ids = [f"quota-count-{i}" for i in range(4)]
+    for count_id in ids:
+        for site, records in zip(SITES, deliveries, strict=True):
+            service.deliver_cohort(project, count_id, site, records)
+    first = service.distinct_count(project, ids[0])
+    service.distinct_count(project, ids[1])
+    with pytest.raises(QuotaExceeded, match="2 counts in 24 hours"):
+        service.distinct_count(project, ids[2])
+    assert service.distinct_count(project, ids[0]) == first  # released before: read again
+    now[0] += 86401
+    assert service.distinct_count(project, ids[2]) == first  # the same cohorts, the same answer

@@ -7,6 +7,7 @@ A JSON file:
                           "threshold": 0.86,
                           "sites": {"site-a": "<sha256 hex of site-a's token>", ...},
                           "hub": "<sha256 hex of the hub's token>",
+                          "max_counts_per_day": 200,             # new counts released in 24 hours
                           "obfuscation": {"threshold": 10, "noise": 5, "rounding": 10}}}}
 
 Callers are known only by the SHA-256 of their bearer tokens, so the file does not hold a usable token.
@@ -38,6 +39,7 @@ class ProjectConfig:
     sites: dict[str, str]  # site name → SHA-256 hex of its token
     hub: str  # SHA-256 hex of the hub's token
     policy: ObfuscationPolicy
+    max_counts_per_day: int = 200
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def _require(cond: bool, where: str, what: str) -> None:
 
 def _project(where: str, name: str, raw: Any) -> ProjectConfig:
     _require(isinstance(raw, dict), where, "must be an object")
-    allowed = {"schema_digest", "clk_bytes", "threshold", "sites", "hub", "obfuscation"}
+    allowed = {"schema_digest", "clk_bytes", "threshold", "sites", "hub", "obfuscation", "max_counts_per_day"}
     unknown = sorted(set(raw) - allowed)
     _require(not unknown, where, f"unknown field(s) {unknown}")
     digest = raw.get("schema_digest")
@@ -90,7 +92,9 @@ def _project(where: str, name: str, raw: Any) -> ProjectConfig:
         policy = ObfuscationPolicy(**obf)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}.obfuscation: {e}") from None
-    return ProjectConfig(name, digest, size, float(threshold), dict(sites), hub, policy)
+    quota = raw.get("max_counts_per_day", 200)
+    _require(isinstance(quota, int) and quota >= 1, f"{where}.max_counts_per_day", "a positive integer")
+    return ProjectConfig(name, digest, size, float(threshold), dict(sites), hub, policy, quota)
 
 
 def parse_config(raw: Any, base: Path, source: str = "config") -> UnitConfig:

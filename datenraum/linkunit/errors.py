@@ -31,3 +31,7 @@ class NotFound(LinkUnitError):
 
 class NotReady(LinkUnitError):
     status = 409
+
+
+class QuotaExceeded(LinkUnitError):
+    status = 429

@@ -11,7 +11,9 @@ a site's count (`datenraum.privacy.counts.obfuscate`). The noise is keyed by the
 *content* of the deliveries (every site's pseudonyms), never on the count id: asking again under a new id
 gives the same answer, so repeating gains nothing; and adding one person at one site changes the key
 whether or not that person is already counted at another site, so the difference of two answers does not
-tell whether the person is at two hospitals (`tests/test_linkunit.py` runs the attack).
+tell whether the person is at two hospitals (`tests/test_linkunit.py` runs the attack). Fresh noise per
+new cohort could still be averaged over many pairs of cohorts, so new counts are rationed per project
+(`max_counts_per_day`, like the hub's query quotas); a released count can be read again freely.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import binascii
 import hashlib
 import hmac
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +32,7 @@ import numpy as np
 
 from datenraum.linkage.estimate import estimate_distinct, link
 from datenraum.linkunit.config import ProjectConfig, UnitConfig
-from datenraum.linkunit.errors import InvalidInput, NotFound, NotReady
+from datenraum.linkunit.errors import InvalidInput, NotFound, NotReady, QuotaExceeded
 from datenraum.linkunit.store import Records, Store
 from datenraum.privacy.counts import obfuscate
 
@@ -110,9 +114,10 @@ def _matrix(records: Records, size: int) -> np.ndarray:
 
 
 class LinkageUnit:
-    def __init__(self, config: UnitConfig, store: Store) -> None:
+    def __init__(self, config: UnitConfig, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.store = store
+        self.clock = clock
 
     def project(self, name: str) -> ProjectConfig:
         project = self.config.projects.get(name)
@@ -153,6 +158,12 @@ class LinkageUnit:
         missing = sorted(set(project.sites) - set(cohorts))
         if missing:
             raise NotReady(f"count {count_id}: waiting for site(s) {', '.join(missing)}")
+        now = self.clock()
+        rationed = self.store.releases_since(project.name, now - 86400) >= project.max_counts_per_day
+        if rationed and not self.store.is_released(project.name, count_id):
+            raise QuotaExceeded(
+                f"project {project.name}: {project.max_counts_per_day} counts in 24 hours, no more now"
+            )
         sites = sorted(cohorts)
         content = hmac.new(
             self.config.unit_key, _COUNT_DOMAIN + project.name.encode() + b"\n", hashlib.sha256
@@ -167,7 +178,7 @@ class LinkageUnit:
             exact, (lo, hi) = estimate.distinct, estimate.interval
         else:
             exact, lo, hi = 0, 0, 0
-        self.store.mark_released(project.name, count_id)
+        self.store.mark_released(project.name, count_id, now)
         released = obfuscate(exact, project.policy, key)
         if released.obfuscated is None:
             return ReleasedCount(None, None, True, tuple(sites))

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS cohort_record (
     project TEXT NOT NULL, count_id TEXT NOT NULL, site TEXT NOT NULL, pseudonym TEXT NOT NULL,
     clk BLOB NOT NULL, PRIMARY KEY (project, count_id, site, pseudonym));
 CREATE TABLE IF NOT EXISTS released_count (
-    project TEXT NOT NULL, count_id TEXT NOT NULL, PRIMARY KEY (project, count_id));
+    project TEXT NOT NULL, count_id TEXT NOT NULL, released_at REAL NOT NULL,
+    PRIMARY KEY (project, count_id));
 """
 
 Records = Sequence[tuple[str, bytes]]
@@ -116,6 +117,13 @@ class Store:
             out[site].append((pseudonym, clk))
         return out
 
-    def mark_released(self, project: str, count_id: str) -> None:
+    def mark_released(self, project: str, count_id: str, at: float) -> None:
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO released_count VALUES (?, ?)", (project, count_id))
+            self._db.execute("INSERT OR IGNORE INTO released_count VALUES (?, ?, ?)", (project, count_id, at))
+
+    def releases_since(self, project: str, since: float) -> int:
+        with self._lock:
+            (n,) = self._db.execute(
+                "SELECT count(*) FROM released_count WHERE project = ? AND released_at >= ?", (project, since)
+            ).fetchone()
+        return n
