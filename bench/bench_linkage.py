@@ -1,9 +1,11 @@
 """Record-linkage speed, side by side in one run: CLK encoding (records/s on one core, cold cache) and
 Dice comparisons/s (matrix-product kernel, popcount kernel, and the full thresholded candidate search),
 plus a blocked three-site linkage. Goals (issue 23): ≥ 2,000 records/s/core (clkhash here: 2,179) and
-≥ 30 M Dice comparisons/s (anonlink here: 37–54 M; figures from the brief, section C6, not re-run).
+≥ 30 M Dice comparisons/s (anonlink here: 37–54 M; figures from the brief, section C6). With
+`--reference-python` (a Python with clkhash 0.18.3 and anonlink 0.15.3) clkhash encodes the same trimmed
+Febrl records and anonlink searches the same random filters in the same run (`linkage_reference.py`).
 
-    .venv/bin/python bench/bench_linkage.py [--records 10000] [--compare 4000]
+    .venv/bin/python bench/bench_linkage.py [--records 10000] [--compare 4000] [--reference-python PY]
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import csv
 import json
 import os
 import resource
+import subprocess
+import tempfile
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -36,10 +40,26 @@ def _rate(n: int, fn) -> tuple[float, object]:
     return n / (time.perf_counter() - start), out
 
 
+def _reference(python: str, schema: dict, records: list[dict], n: int) -> dict:
+    """clkhash and anonlink on the same work, in their own interpreter."""
+    with tempfile.TemporaryDirectory() as folder:
+        schema_path, records_path = Path(folder) / "schema.json", Path(folder) / "records.json"
+        schema_path.write_text(json.dumps(schema))
+        records_path.write_text(json.dumps([{k: v.strip() for k, v in r.items()} for r in records]))
+        script = Path(__file__).with_name("linkage_reference.py")
+        out = subprocess.run(
+            [python, str(script), str(schema_path), str(records_path), str(n)],
+            check=True,
+            capture_output=True,
+        )
+    return json.loads(out.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--compare", type=int, default=4_000)
+    parser.add_argument("--reference-python", help="a Python with clkhash 0.18.3 and anonlink 0.15.3")
     args = parser.parse_args()
     rows = []
 
@@ -58,6 +78,19 @@ def main() -> None:
         rows.append(
             ("encode, Febrl schema (1024 bits), cold cache [clkhash 2,179]", f"{rate:,.0f} records/s")
         )
+        if args.reference_python:
+            reference = _reference(args.reference_python, raw, febrl, args.compare)
+            trimmed = [{k: v.strip() for k, v in r.items()} for r in febrl]
+            enc = Encoder(parse_schema(raw), b"bench secret")
+            rate, _ = _rate(len(trimmed), lambda: enc.encode(trimmed))
+            ref = reference["clk_per_s"]
+            rows.append(("encode, Febrl trimmed, ours, cold cache", f"{rate:,.0f} records/s"))
+            rows.append(
+                (
+                    "encode, Febrl trimmed, clkhash 0.18.3, same run",
+                    f"{ref:,.0f} records/s ({rate / ref:.2f}x)",
+                )
+            )
 
     rng = np.random.default_rng(0)
     n = args.compare
@@ -71,6 +104,14 @@ def main() -> None:
     rows.append((f"Dice matrix {m}x{m}, 1024 bits, np.bitwise_count", f"{rate / 1e6:,.1f} M cmp/s"))
     rate, _ = _rate(n * n, lambda: compare.candidate_pairs([a, b], 0.7))
     rows.append((f"candidate pairs ≥ 0.7, {n}x{n} [anonlink 37-54 M]", f"{rate / 1e6:,.1f} M cmp/s"))
+    if args.reference_python and FEBRL.is_dir():
+        ref = reference["cmp_per_s"]
+        rows.append(
+            (
+                f"candidate pairs ≥ 0.7, {n}x{n}, anonlink 0.15.3, same run",
+                f"{ref / 1e6:,.1f} M cmp/s ({rate / ref:.2f}x)",
+            )
+        )
 
     three, truth = synthetic.sites(args.records, 3, seed=2)
     enc = Encoder(de, project_secret(SECRET, "bench"))
