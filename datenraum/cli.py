@@ -50,6 +50,10 @@ def _print_load_report(report: LoadReport, limit: int) -> None:
         click.echo(f"rejected resources are in {report.rejects_file}", err=True)
     for note in report.site_view_notes[:limit]:
         click.echo(f"note: {note}", err=True)
+    for warning in report.warnings[:limit]:
+        click.echo(f"warning: {warning.location}: {warning.message}", err=True)
+    if report.warned > limit:
+        click.echo(f"... and {report.warned - limit} more warnings", err=True)
 
 
 def engine_options(command: Callable) -> Callable:
