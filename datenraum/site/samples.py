@@ -29,6 +29,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from datenraum.privacy.samples import SamplePolicy, release_group
+from datenraum.protocol.samples import BiobankPatients, SampleCellResult, SampleResult
 from datenraum.query.biobank.search import SampleFilter
 from datenraum.query.biobank.terminology import (
     MIABIS_SAMPLE_TYPE,
@@ -41,7 +43,15 @@ from datenraum.query.model import StructuredQuery
 from datenraum.site.feasibility import StoreEngine
 from datenraum.site.store import Snapshot
 
-__all__ = ["ICD10GM_SYSTEMS", "Biobank", "SampleCell", "SampleCounts", "sample_counts", "specimen_types"]
+__all__ = [
+    "ICD10GM_SYSTEMS",
+    "Biobank",
+    "BiobankCount",
+    "SampleCell",
+    "SampleCounts",
+    "sample_counts",
+    "specimen_types",
+]
 
 ICD10GM_SYSTEMS = ("http://fhir.de/CodeSystem/bfarm/icd-10-gm", "http://fhir.de/CodeSystem/dimdi/icd-10-gm")
 
@@ -88,6 +98,15 @@ class SampleCell:
 
 
 @dataclass(frozen=True)
+class BiobankCount:
+    """The exact number of patients with samples in one biobank (None: without a managing organization)."""
+
+    biobank: str | None
+    patients: int
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class SampleCounts:
     """A site's exact sample counts for one search: totals over all cells (a patient with samples in two
     cells is one patient) and the cells."""
@@ -98,6 +117,7 @@ class SampleCounts:
     aliquots: int
     cells: tuple[SampleCell, ...]
     biobanks: tuple[Biobank, ...]
+    by_biobank: tuple[BiobankCount, ...]
     key: bytes = field(repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -108,7 +128,37 @@ class SampleCounts:
             "aliquots": self.aliquots,
             "cells": [cell.to_json() for cell in self.cells],
             "biobanks": [biobank.to_json() for biobank in self.biobanks],
+            "by_biobank": [{"biobank": b.biobank, "patients": b.patients} for b in self.by_biobank],
         }
+
+    def release(self, site_secret: bytes, policy: SamplePolicy) -> SampleResult:
+        """The counts as they may leave the site (`datenraum.privacy.samples`)."""
+        names = {biobank.id: biobank.name for biobank in self.biobanks}
+        total = release_group(
+            {"patients": self.patients, "samples": self.samples, "specimens": self.specimens},
+            self.key,
+            site_secret,
+            policy,
+        )
+        cells = []
+        for cell in self.cells:
+            exact = {
+                "patients": cell.patients,
+                "samples": cell.samples,
+                "specimens": cell.specimens,
+                "aliquots": cell.aliquots,
+            }
+            figures = release_group(exact, cell.key, site_secret, policy)
+            cells.append(SampleCellResult(cell.biobank, cell.category, cell.temperature, **figures))
+        biobanks = tuple(
+            BiobankPatients(
+                count.biobank,
+                names.get(count.biobank) if count.biobank is not None else None,
+                release_group({"patients": count.patients}, count.key, site_secret, policy)["patients"],
+            )
+            for count in self.by_biobank
+        )
+        return SampleResult(total["patients"], total["specimens"], total["samples"], biobanks, tuple(cells))
 
 
 _TYPES_SCHEMA = pa.schema([("system", pa.string()), ("code", pa.string()), ("category", pa.string())])
@@ -283,6 +333,13 @@ def sample_counts(
         "SELECT count(DISTINCT patient_id), count(DISTINCT (patient_id, fine_type, collected)), count(*), "
         "sha256(coalesce(string_agg(id, chr(10) ORDER BY id), '')) FROM _selected"
     ).fetchone()
+    by_biobank = tuple(
+        BiobankCount(biobank, patients, bytes.fromhex(key))
+        for biobank, patients, key in db.execute(
+            "SELECT biobank, count(DISTINCT patient_id), sha256(string_agg(id, chr(10) ORDER BY id)) "
+            "FROM _selected GROUP BY biobank ORDER BY biobank NULLS LAST"
+        ).fetchall()
+    )
     named = sorted({cell.biobank for cell in cells if cell.biobank is not None})
     biobanks = tuple(
         Biobank(*row)
@@ -298,5 +355,6 @@ def sample_counts(
         sum(cell.aliquots for cell in cells),
         tuple(cells),
         biobanks,
+        by_biobank,
         bytes.fromhex(key),
     )

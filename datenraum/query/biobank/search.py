@@ -22,6 +22,12 @@ _TEMPERATURES = frozenset(t.code for t in TEMPERATURE_CLASSES)
 _ICD = re.compile(r"[A-Z][0-9]{2}(\.[0-9A-Z!+*-]{1,4})?")
 # FHIR ids and BBMRI-ERIC ids (`de-12345`, `bbmri-eric:ID:CZ_CUNI_PILS:collection:serum_plasma`).
 _BIOBANK = re.compile(r"[A-Za-z0-9\-._:]{1,128}")
+_SINGULAR = {
+    "categories": "sample category or group",
+    "temperatures": "storage temperature class",
+    "biobanks": "biobank id",
+    "diagnoses": "ICD-10-GM code",
+}
 
 
 @dataclass(frozen=True)
@@ -44,13 +50,13 @@ class SampleFilter:
 def _values(body: dict, name: str, valid: Any) -> frozenset[str]:
     values = body.get(name, [])
     if not isinstance(values, list):
-        raise QueryError(f"samples.{name}: expected a list of strings")
+        raise QueryError(f"samples.{name}", "expected a list of strings")
     if len(values) > MAX_FILTER_VALUES:
-        raise QueryError(f"samples.{name}: at most {MAX_FILTER_VALUES} values")
+        raise QueryError(f"samples.{name}", f"at most {MAX_FILTER_VALUES} values")
     for index, value in enumerate(values):
         if not isinstance(value, str) or not valid(value):
             shown = repr(value)[:60]
-            raise QueryError(f"samples.{name}[{index}]: {shown} is not a known {name[:-1]}")
+            raise QueryError(f"samples.{name}[{index}]", f"{shown} is not a known {_SINGULAR[name]}")
     return frozenset(values)
 
 
@@ -61,10 +67,10 @@ def parse_sample_filter(body: Any) -> SampleFilter:
     if body is None:
         return SampleFilter()
     if not isinstance(body, dict):
-        raise QueryError("samples: expected an object")
+        raise QueryError("samples", "expected an object")
     unknown = sorted(set(body) - {"categories", "temperatures", "biobanks", "diagnoses"})
     if unknown:
-        raise QueryError(f"samples.{unknown[0]}: unknown field")
+        raise QueryError(f"samples.{unknown[0]}", "unknown field")
     chosen = _values(body, "categories", lambda v: v in _CATEGORY_CODES or v in _GROUPS)
     categories = frozenset(c.code for c in CATEGORIES if c.code in chosen or c.group in chosen)
     return SampleFilter(
