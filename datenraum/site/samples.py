@@ -27,6 +27,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from datenraum.privacy.samples import SamplePolicy, release_group
@@ -297,8 +298,21 @@ def sample_counts(
     When the query has Specimen criteria, only specimens of the types they name count (the CCDL criterion
     selects the patients; the sample counts are of the samples it asked for). Raises QueryError for a
     query the site cannot answer."""
-    sample_filter = sample_filter or SampleFilter()
+    # A cursor of its own: the temporary tables below live and die with it.
     db = snapshot.cursor().connection
+    try:
+        return _counts(db, snapshot, query, sample_filter or SampleFilter(), today)
+    finally:
+        db.close()
+
+
+def _counts(
+    db: duckdb.DuckDBPyConnection,
+    snapshot: Snapshot,
+    query: StructuredQuery | None,
+    sample_filter: SampleFilter,
+    today: dt.date | None,
+) -> SampleCounts:
     types = [{"system": s, "code": c, "category": category} for (s, c), category in sample_types().items()]
     db.register("_sample_types", pa.Table.from_pylist(types, schema=_TYPES_SCHEMA))
     db.register("_temperature_classes", _temperature_classes(snapshot))
