@@ -298,12 +298,16 @@ def sample_counts(
     When the query has Specimen criteria, only specimens of the types they name count (the CCDL criterion
     selects the patients; the sample counts are of the samples it asked for). Raises QueryError for a
     query the site cannot answer."""
-    # A cursor of its own: the temporary tables below live and die with it.
-    db = snapshot.cursor().connection
+    # On the snapshot's own connection, so that whatever interrupts its queries (the agent's time limit)
+    # interrupts these too; the temporary tables and registrations are gone again afterwards.
+    db = snapshot.connection
     try:
         return _counts(db, snapshot, query, sample_filter or SampleFilter(), today)
     finally:
-        db.close()
+        db.execute("DROP TABLE IF EXISTS _selected")
+        db.execute("DROP TABLE IF EXISTS _specimens")
+        for name in ("_sample_types", "_temperature_classes", "_cohort"):
+            db.unregister(name)
 
 
 def _counts(
