@@ -473,13 +473,18 @@ def extract_command(
 @click.option(
     "--waves", is_flag=True, help="Add epidemic waves (COVID-19, influenza, RSV stays with ICU care)."
 )
+@click.option(
+    "--biobanks", is_flag=True, help="Make the specimens a biobank's: collections, aliquots, storage history."
+)
 def synth_command(
-    patients: int, seed: int, site_profile: int, workers: int, out_dir: Path, waves: bool
+    patients: int, seed: int, site_profile: int, workers: int, out_dir: Path, waves: bool, biobanks: bool
 ) -> None:
     """Generate realistic synthetic MII KDS data as NDJSON, reproducibly from a seed."""
     from datenraum.synth import generate
 
-    summary = generate(out_dir, patients, seed, site_profile=site_profile, workers=workers, waves=waves)
+    summary = generate(
+        out_dir, patients, seed, site_profile=site_profile, workers=workers, waves=waves, biobanks=biobanks
+    )
     total = sum(summary.resources.values())
     click.echo(f"{summary.patients} patients, {total} resources in {summary.seconds:.1f} s -> {out_dir}")
 

@@ -596,3 +596,75 @@ def test_a_hostile_site_result_is_refused_with_its_json_path():
         SampleResult.from_json(body)
     with pytest.raises(ProtocolError, match=r"samples\.cells"):
         SampleResult.from_json({"patients": {"obfuscated": 10}, "biobanks": [], "cells": [{}] * 5001})
+
+
+# --- synthetic biobanks ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_biobank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Store]:
+    from datenraum.synth import generate
+
+    root = tmp_path_factory.mktemp("synth-biobanks")
+    generate(root / "plain", 400, 7, workers=1)
+    generate(root / "biobanks", 400, 7, workers=1, biobanks=True)
+    store = Store(root / "store")
+    report = ingest(store, [root / "biobanks"])
+    assert report.total("rejected") == 0 and report.warned == 0
+    return root / "plain", root / "biobanks", store
+
+
+def test_synthetic_biobanks_change_nothing_but_the_specimens(synthetic_biobank):
+    plain, biobanks, _ = synthetic_biobank
+    assert {p.name for p in biobanks.iterdir()} == {p.name for p in plain.iterdir()} | {
+        "Organization.biobanks.ndjson"
+    }
+    for path in plain.iterdir():
+        if not path.name.startswith("Specimen."):
+            assert path.read_bytes() == (biobanks / path.name).read_bytes(), path.name
+    primaries = {
+        r["id"]: r for r in map(orjson.loads, (biobanks / "Specimen.0000.ndjson").read_bytes().splitlines())
+    }
+    for line in (plain / "Specimen.0000.ndjson").read_bytes().splitlines():
+        drawn = orjson.loads(line)
+        kept = primaries[drawn["id"]]
+        assert (kept["status"], kept["subject"], kept["collection"]) == (
+            drawn["status"],
+            drawn["subject"],
+            drawn["collection"],
+        )
+        assert kept["type"]["coding"][0] == drawn["type"]["coding"][0]
+
+
+def test_synthetic_biobanks_have_collections_aliquots_and_storage_temperatures(synthetic_biobank):
+    *_, store = synthetic_biobank
+    with store.snapshot() as snapshot:
+        counts = sample_counts(snapshot)
+
+        def one(sql: str) -> int:
+            return snapshot.connection.execute(sql).fetchone()[0]
+
+        orphans = one(
+            "SELECT count(*) FROM specimen s WHERE parent_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM specimen p WHERE p.id = s.parent_id)"
+        )
+        available = "status = 'available' AND type_code"
+        declared = one(f"SELECT sum(aliquot_count) FROM specimen WHERE {available} = '119361006'")
+        groups = one(
+            f"SELECT count(*) FROM specimen WHERE {available} = '258587000' AND level = 'ALIQUOTGRUPPE'"
+        )
+        stored = one(f"SELECT count(*) FROM specimen WHERE {available} = '258587000' AND level = 'ALIQUOT'")
+    cells = {(c.biobank, c.category, c.temperature): c for c in counts.cells}
+    liquid, tissue = "s7.0-collection-liquid", "s7.0-collection-tissue"
+    assert {biobank for biobank, _, _ in cells} <= {liquid, tissue}
+    # Plasma groups declare their aliquots (none stored one by one); buffy coat groups have theirs stored,
+    # so those count, one each, and some have been used.
+    assert cells[(liquid, "blood-plasma", "-60to-85")].aliquots == declared > 0
+    assert cells[(liquid, "buffy-coat", "LN")].aliquots == stored
+    assert groups <= stored < 2 * groups
+    assert {temperature for _, _, temperature in cells} <= {"RT", "-60to-85", "LN"}
+    assert orphans == 0
+    assert [b.bbmri_id for b in counts.biobanks] == [
+        "DE_S7_0:collection:liquid",
+        "DE_S7_0:collection:tissue",
+    ][: len(counts.biobanks)]
