@@ -1,5 +1,5 @@
 """Sample search benchmark: `datenraum.site.samples.sample_counts` beside the feasibility count of the same
-cohort, on synthetic sites (10k patients; 100k with --full), in one run.
+cohort, on synthetic sites with biobanks (`synth --biobanks`; 10k patients, 100k with --full), in one run.
 
 For each site it measures, warm (one run first), the median wall time and CPU seconds of several runs of:
 - feasibility: `feasibility.count` of "patients with a serum specimen" (the CCDL Specimen criterion);
@@ -58,7 +58,7 @@ def main() -> None:
     sizes = [10_000, 100_000] if args.full else [10_000]
     print(f"{'site':>8}  {'variant':<24} {'wall ms':>9} {'CPU s':>8} {'× count':>8}  result")
     for patients in sizes:
-        store = get_or_create(patients, seed=1)
+        store = get_or_create(patients, seed=1, biobanks=True)
         with store.snapshot() as snapshot:
             variants = {
                 "feasibility count": lambda: feasibility.count(snapshot, SERUM),
