@@ -28,8 +28,8 @@ READY = "READY"
 GENERATED = "GENERATED"  # in the NDJSON folder: generation finished (a .ndjson-free name, so ingest skips it)
 
 
-def store_path(patients: int, seed: int, root: Path = ROOT) -> Path:
-    return root / f"site-{patients}-seed{seed}"
+def store_path(patients: int, seed: int, root: Path = ROOT, biobanks: bool = False) -> Path:
+    return root / (f"site-{patients}-seed{seed}" + ("-biobanks" if biobanks else ""))
 
 
 def get_or_create(
@@ -39,10 +39,12 @@ def get_or_create(
     root: Path = ROOT,
     workers: int | None = None,
     keep_ndjson: bool = False,
+    biobanks: bool = False,
     log=print,
 ) -> Store:
-    """The store of a synthetic site of `patients` patients (seed `seed`), built if it is not there yet."""
-    folder = store_path(patients, seed, root)
+    """The store of a synthetic site of `patients` patients (seed `seed`; with `biobanks`, its specimens a
+    biobank's: `datenraum synth --biobanks`), built if it is not there yet."""
+    folder = store_path(patients, seed, root, biobanks)
     marker = folder / READY
     if marker.exists():
         return Store(folder / "store")
@@ -59,7 +61,7 @@ def get_or_create(
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         started = time.perf_counter()
-        summary = generate(data, patients, seed, workers=workers or os.cpu_count() or 1)
+        summary = generate(data, patients, seed, workers=workers or os.cpu_count() or 1, biobanks=biobanks)
         generated = {"resources": summary.resources, "seconds": time.perf_counter() - started}
         generated_marker.write_bytes(orjson.dumps(generated))
         log(

@@ -50,6 +50,10 @@ def _print_load_report(report: LoadReport, limit: int) -> None:
         click.echo(f"rejected resources are in {report.rejects_file}", err=True)
     for note in report.site_view_notes[:limit]:
         click.echo(f"note: {note}", err=True)
+    for warning in report.warnings[:limit]:
+        click.echo(f"warning: {warning.location}: {warning.message}", err=True)
+    if report.warned > limit:
+        click.echo(f"... and {report.warned - limit} more warnings", err=True)
 
 
 def engine_options(command: Callable) -> Callable:
@@ -272,6 +276,84 @@ def count_command(
     click.echo(orjson.dumps({"count": count}))
 
 
+@main.command("samples")
+@click.option(
+    "--store", "store_path", required=True, type=click.Path(path_type=Path), help="Site store folder."
+)
+@click.option("--query", "query_file", type=click.Path(path_type=Path), help="Only this cohort (CCDL JSON).")
+@click.option(
+    "--filter",
+    "filter_file",
+    type=click.Path(path_type=Path),
+    help='Sample filter JSON: {"categories", "temperatures", "biobanks", "diagnoses"}.',
+)
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="Evaluate on this day (default: UTC today).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the default is a table).")
+def samples_command(
+    store_path: Path,
+    query_file: Path | None,
+    filter_file: Path | None,
+    today: dt.datetime | None,
+    as_json: bool,
+) -> None:
+    """Count the biosamples at this site per biobank, category and storage temperature: exact, site-local."""
+    from datenraum.query.biobank.search import parse_sample_filter
+    from datenraum.query.model import QueryError, parse_query
+    from datenraum.site.samples import sample_counts
+    from datenraum.site.store import Store, StoreError
+
+    source = query_file
+    try:
+        query = parse_query(query_file.read_bytes()) if query_file is not None else None
+        source = filter_file
+        sample_filter = parse_sample_filter(orjson.loads(filter_file.read_bytes())) if filter_file else None
+        with Store(store_path).snapshot() as snapshot:
+            counts = sample_counts(snapshot, query, sample_filter, today=today.date() if today else None)
+    except OSError as error:
+        _fail(f"{source}: {error.strerror}")
+    except orjson.JSONDecodeError as error:
+        _fail(f"{source}: malformed JSON: {error}")
+    except QueryError as error:
+        _fail(f"{source}: {error}")
+    except StoreError as error:
+        _fail(str(error))
+    if as_json:
+        click.echo(orjson.dumps(counts.to_json(), option=orjson.OPT_INDENT_2))
+        return
+    header = (
+        "biobank",
+        "category",
+        "temperature",
+        "patients",
+        "samples",
+        "specimens",
+        "aliquots",
+        "quantity",
+    )
+    rows = [
+        (
+            cell.biobank or "-",
+            cell.category,
+            cell.temperature,
+            *(str(n) for n in (cell.patients, cell.samples, cell.specimens, cell.aliquots)),
+            ", ".join(f"{value:g} {unit}" for unit, value in cell.quantities),
+        )
+        for cell in counts.cells
+    ]
+    rows.append(
+        (
+            "total",
+            "",
+            "",
+            *(str(n) for n in (counts.patients, counts.samples, counts.specimens, counts.aliquots)),
+            "",
+        )
+    )
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+
+
 class _ExtractCommand(click.Command):
     """`datenraum extract ...` runs a job; `datenraum extract serve ...` is the HTTP operation."""
 
@@ -391,13 +473,18 @@ def extract_command(
 @click.option(
     "--waves", is_flag=True, help="Add epidemic waves (COVID-19, influenza, RSV stays with ICU care)."
 )
+@click.option(
+    "--biobanks", is_flag=True, help="Make the specimens a biobank's: collections, aliquots, storage history."
+)
 def synth_command(
-    patients: int, seed: int, site_profile: int, workers: int, out_dir: Path, waves: bool
+    patients: int, seed: int, site_profile: int, workers: int, out_dir: Path, waves: bool, biobanks: bool
 ) -> None:
     """Generate realistic synthetic MII KDS data as NDJSON, reproducibly from a seed."""
     from datenraum.synth import generate
 
-    summary = generate(out_dir, patients, seed, site_profile=site_profile, workers=workers, waves=waves)
+    summary = generate(
+        out_dir, patients, seed, site_profile=site_profile, workers=workers, waves=waves, biobanks=biobanks
+    )
     total = sum(summary.resources.values())
     click.echo(f"{summary.patients} patients, {total} resources in {summary.seconds:.1f} s -> {out_dir}")
 

@@ -65,7 +65,11 @@ def items(node: object, path: str) -> list:
 # --- the reference data ---------------------------------------------------------------------------
 
 # Tables whose rows exist only where a repeating element has items (a plain forEach at the top).
-ONLY_WITH_ITEMS = {"observation_component": "component", "patient_identifier": "identifier"}
+ONLY_WITH_ITEMS = {
+    "observation_component": "component",
+    "patient_identifier": "identifier",
+    "specimen_processing": "processing",
+}
 # Tables with one row per item of a coding list, or one row of nulls where there is none (forEachOrNull).
 ONE_ROW_PER_CODING = {
     "condition": "code.coding",
@@ -75,6 +79,7 @@ ONE_ROW_PER_CODING = {
     "specimen": "type.coding",
     "diagnostic_report": "code.coding",
     "medication": "code.coding",
+    "substance": "code.coding",
 }
 
 

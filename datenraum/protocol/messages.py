@@ -51,6 +51,9 @@ class TaskType(StrEnum):
     # payload: {"crtdl": <CRTDL JSON>, "project": <approved project id>}; the site extracts into its own
     # output folder and answers with the job summary's counts only (`TaskResult.summary`)
     EXTRACTION = "extraction"
+    # payload: {"query": <structured query JSON> or null, "samples": <sample filter JSON>}; answered with
+    # the sample counts as they may leave the site (`TaskResult.samples`, `datenraum.protocol.samples`)
+    SAMPLE_SEARCH = "sample-search"
 
 
 class TaskState(StrEnum):
@@ -242,20 +245,28 @@ class TaskResult:
     analysis: dict[str, Any] | None = None
     # an extraction's job summary: counts only (names -> a count, or -> names -> a count), no patient data
     summary: dict[str, Any] | None = None
+    # a sample search's answer: the JSON form of `datenraum.protocol.samples.SampleResult`, checked
+    samples: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         answers = sum(
-            value is not None for value in (self.count, self.metadata, self.cube, self.analysis, self.summary)
+            value is not None
+            for value in (self.count, self.metadata, self.cube, self.analysis, self.summary, self.samples)
         )
         if self.state == TaskState.ANSWERED and answers != 1:
             raise ProtocolError(
-                "an answered task needs a count (or, by its type, metadata, a cube, an analysis answer or an "
-                "extraction summary), and only one of them"
+                "an answered task needs a count (or, by its type, metadata, a cube, an analysis answer, an "
+                "extraction summary or sample counts), and only one of them"
             )
         if answers > 1:
             raise ProtocolError(
-                "a result has one of a count, metadata, a cube, an analysis answer or an extraction summary"
+                "a result has one of a count, metadata, a cube, an analysis answer, an extraction summary or "
+                "sample counts"
             )
+        if self.samples is not None:
+            from datenraum.protocol.samples import SampleResult  # it builds on this module's SiteCount
+
+            SampleResult.from_json(self.samples)
         if self.summary is not None:
             _check_summary(self.summary, "summary", 0)
         if self.state == TaskState.FAILED and not self.reason:
@@ -277,6 +288,8 @@ class TaskResult:
             body["analysis"] = self.analysis
         if self.summary is not None:
             body["summary"] = self.summary
+        if self.samples is not None:
+            body["samples"] = self.samples
         return body
 
     @classmethod
@@ -301,6 +314,9 @@ class TaskResult:
         summary = body.get("summary")
         if summary is not None:
             _check_summary(summary, "result.summary", 0)
+        samples = body.get("samples")
+        if samples is not None and not isinstance(samples, dict):
+            raise ProtocolError("result.samples: expected an object")
         return cls(
             str(body.get("task_id", "")),
             state,
@@ -310,6 +326,7 @@ class TaskResult:
             cube=cube,
             analysis=analysis,
             summary=summary,
+            samples=samples,
         )
 
 

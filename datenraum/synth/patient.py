@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import NamedTuple
 
-from . import codes, waves
+from . import biobank, codes, waves
 from . import resources as fhir
 from .codes import Diagnosis
 from .labs import LabModel, egfr, hba1c_ifcc, lognormal
@@ -123,7 +123,7 @@ class _Consent:
 class Site:
     """The fixed context of one generated site: seed, profile, id prefix and prepared tables."""
 
-    def __init__(self, seed: int, profile_index: int, *, waves: bool = False) -> None:
+    def __init__(self, seed: int, profile_index: int, *, waves: bool = False, biobanks: bool = False) -> None:
         if seed < 0 or seed >= 2**63:
             raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
         self.profile: SiteProfile = site_profile(profile_index)
@@ -142,6 +142,8 @@ class Site:
         self.egfr_test = codes.LAB_TESTS[self.profile.egfr_test]
         #: Epidemic waves (``waves.py``): off by default, so that the output of a seed stays the same.
         self.waves = waves
+        #: Biobank processing of the specimens (``biobank.py``): off by default, for the same reason.
+        self.biobanks = biobanks
 
     def _option(self, diagnosis: Diagnosis) -> _Option:
         factor = self.profile.prevalence.get(diagnosis.key, 1.0)
@@ -172,7 +174,7 @@ class _Patient:
         self.index = index
         self.id = f"{site.prefix}-p{index}"
         self.subject = fhir.reference("Patient", self.id)
-        self.counters = dict.fromkeys(("e", "c", "o", "pr", "ma", "ms", "cs", "sp"), 0)
+        self.counters = dict.fromkeys(("e", "c", "o", "pr", "ma", "ms", "cs", "sp", "sd"), 0)
         #: Diagnosis key -> (ICD code, display) of every diagnosis the patient has in the window.
         self.diagnoses: dict[str, tuple[str, str]] = {}
         #: Diagnosis key -> reference to the Condition that first recorded it.
@@ -672,7 +674,8 @@ class _Patient:
         cancers = [key for key in _CANCERS if key in self.diagnoses]
         for _ in range(1 + (rng.random() < 0.4) + (rng.random() < 0.15)):
             contact = stays[_below(rng, len(stays))]
-            collected = timestamp(*self._moment(contact, 5, 90))
+            moment = self._moment(contact, 5, 90)
+            collected = timestamp(*moment)
             if cancers and rng.random() < 0.35:
                 cancer = cancers[_below(rng, len(cancers))]
                 kind, body_site = fhir.TISSUE_TYPE, fhir.TUMOUR_SITES[cancer]
@@ -693,4 +696,13 @@ class _Patient:
                 body_site,
                 diagnosis,
             )
+            derivatives = (
+                biobank.process(
+                    specimen, moment, site.prefix, Random(specimen["id"]), lambda: self._next_id("sd")
+                )
+                if site.biobanks
+                else []
+            )
             self.emit("Specimen", specimen)
+            for derivative in derivatives:
+                self.emit("Specimen", derivative)

@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 import orjson
 
-from . import codes
+from . import biobank, codes
 from . import resources as fhir
 from .patient import PATIENT_RESOURCE_TYPES, Site
 
@@ -30,6 +30,7 @@ SHARD_SIZE = 20_000
 #: Patients whose serialised resources are collected before one write per resource type.
 _BATCH = 500
 CATALOGUE_FILE = "Medication.ndjson"
+BIOBANK_FILE = "Organization.biobanks.ndjson"
 _SHARD_FILE = re.compile(rf"^(?:{'|'.join(PATIENT_RESOURCE_TYPES)})\.\d{{4,}}\.ndjson$")
 
 
@@ -57,6 +58,7 @@ class _Shard:
     start: int
     stop: int
     waves: bool = False
+    biobanks: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +77,15 @@ def generate(
     workers: int = 2,
     shard_size: int = SHARD_SIZE,
     waves: bool = False,
+    biobanks: bool = False,
 ) -> GenerationSummary:
     """Generate ``patients`` synthetic patients of one site as MII core data set NDJSON in ``out_dir``.
 
     The same (patients, seed, site_profile) always give byte-identical files, whatever ``workers`` is;
     ``shard_size`` only changes how the same lines are split into files. ``waves`` adds epidemic stays
-    (COVID-19, influenza, RSV; see ``waves``) without changing anything else a patient has. Shard files and the medication
+    (COVID-19, influenza, RSV; see ``waves``) without changing anything else a patient has; ``biobanks`` makes
+    the specimens a biobank's (``biobank``: primary samples, aliquot groups, aliquots, storage history) and
+    writes the site's biobank Organizations to ``BIOBANK_FILE``. Shard files and the medication
     catalogue left in ``out_dir`` by an earlier run are removed first, so that a smaller run into the same
     directory does not leave stale shards behind; other files are not touched.
     """
@@ -95,7 +100,7 @@ def generate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.iterdir():
-        if stale.name == CATALOGUE_FILE or _SHARD_FILE.match(stale.name):
+        if stale.name in (CATALOGUE_FILE, BIOBANK_FILE) or _SHARD_FILE.match(stale.name):
             stale.unlink()
 
     catalogue = out_dir / CATALOGUE_FILE
@@ -106,9 +111,17 @@ def generate(
     counts = {"Medication": len(codes.DRUGS)}
     files = [catalogue]
     bytes_written = len(lines)
+    if biobanks:
+        prefix = Site(seed, site_profile).prefix
+        organizations = biobank.organizations(prefix)
+        lines = b"".join(orjson.dumps(org, option=orjson.OPT_APPEND_NEWLINE) for org in organizations)
+        (out_dir / BIOBANK_FILE).write_bytes(lines)
+        counts["Organization"] = len(organizations)
+        files.append(out_dir / BIOBANK_FILE)
+        bytes_written += len(lines)
 
     shards = [
-        _Shard(out_dir, seed, site_profile, number, start, min(start + shard_size, patients), waves)
+        _Shard(out_dir, seed, site_profile, number, start, min(start + shard_size, patients), waves, biobanks)
         for number, start in enumerate(range(0, patients, shard_size))
     ]
     for result in _run(shards, workers):
@@ -116,7 +129,7 @@ def generate(
             counts[resource_type] = counts.get(resource_type, 0) + count
         files.extend(result.files)
         bytes_written += result.bytes_written
-    order = ("Medication", *PATIENT_RESOURCE_TYPES)
+    order = ("Medication", "Organization", *PATIENT_RESOURCE_TYPES)
     return GenerationSummary(
         patients=patients,
         seed=seed,
@@ -139,7 +152,7 @@ def _run(shards: list[_Shard], workers: int) -> list[_ShardResult]:
 
 
 def _write_shard(shard: _Shard) -> _ShardResult:
-    site = Site(shard.seed, shard.site_profile, waves=shard.waves)
+    site = Site(shard.seed, shard.site_profile, waves=shard.waves, biobanks=shard.biobanks)
     batches: dict[str, list[bytes]] = {t: [] for t in PATIENT_RESOURCE_TYPES}
     counts = dict.fromkeys(PATIENT_RESOURCE_TYPES, 0)
     paths: dict[str, Path] = {}

@@ -47,6 +47,7 @@ class World:
     site_admins: dict[str, Actor]  # by site name
     site_ids: dict[str, int]
     uploads: Path
+    roles: MappedRoles
 
     def draft(self, **changes: object) -> Draft:
         values: dict[str, object] = {
@@ -122,4 +123,5 @@ def make_world(hub: HubFixture, folder: Path, quorum: int = 2) -> World:
         site_admins=site_admins,
         site_ids=site_ids,
         uploads=uploads,
+        roles=roles,
     )

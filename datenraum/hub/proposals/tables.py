@@ -1,4 +1,5 @@
-"""The database tables of Use & Access proposals; created by migration 0003 (invitations: 0004).
+"""The database tables of Use & Access proposals; created by migration 0003 (invitations: 0004; biosample
+request items and their history: 0008).
 
 A proposal's own fields are one row; what it has several of (cohort queries, sites, team members,
 votes, documents, publications, events) are rows of their own, so that each can be added, decided or
@@ -23,6 +24,8 @@ __all__ = [
     "ProposalRow",
     "ProposalSiteRow",
     "PublicationRow",
+    "SampleItemHistoryRow",
+    "SampleItemRow",
     "TeamMemberRow",
     "VoteRow",
 ]
@@ -169,3 +172,43 @@ class NotificationRow(Base):
     text: Mapped[str] = mapped_column(sa.Text)
     created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     read: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class SampleItemRow(Base):
+    """One biosample request item of a proposal: what the researcher asks of one biobank at one site (the
+    access form's fields) and where the request stands (`sample_workflow.ItemState`)."""
+
+    __tablename__ = "proposal_sample_items"
+    __table_args__ = (sa.Index("ix_proposal_sample_items_proposal", "proposal_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id"))
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"))
+    biobank: Mapped[str] = mapped_column(sa.String(200))  # the biobank's id (BBMRI-ERIC id where known)
+    donors: Mapped[int]
+    samples_per_donor: Mapped[int]
+    sample_types: Mapped[list] = mapped_column(sa.JSON)  # sample categories
+    volume: Mapped[str] = mapped_column(sa.String(500))  # e.g. "2 x 0.5 ml per donor"
+    collection: Mapped[str] = mapped_column(sa.String(20))  # retrospective | prospective
+    storage: Mapped[str] = mapped_column(sa.String(500))  # storage and shipping needs
+    state: Mapped[str] = mapped_column(sa.String(40))
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    moved: Mapped[dt.datetime] = mapped_column(UtcDateTime)  # the last transition (or creation)
+    reminded: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class SampleItemHistoryRow(Base):
+    """One transition of a request item: who, when, from, to, and the message to whoever acts next.
+    Never changed or deleted."""
+
+    __tablename__ = "proposal_sample_item_history"
+    __table_args__ = (sa.Index("ix_proposal_sample_item_history_item", "item_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("proposal_sample_items.id"))
+    actor_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    event: Mapped[str] = mapped_column(sa.String(40))
+    from_state: Mapped[str] = mapped_column(sa.String(40))
+    to_state: Mapped[str] = mapped_column(sa.String(40))
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    created: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -30,6 +30,9 @@ each one on the store and posts the result. How it stays correct when things bre
   `daily_limit` (the executor keeps its own budget per project): a lost one is not run again, the
   hub names the site instead. The agent's `instance` (random per start) goes with its heartbeat and its
   analysis answers, so the hub notices a restart during an analysis.
+- **Sample searches** (`sample-search`, only where `tasks.allowed` names it) are answered with the
+  site's sample counts per biobank, category and storage temperature (`datenraum.site.samples`), released
+  by `datenraum.privacy.samples`; journaled and counted like feasibility queries.
 - **Counts leave only obfuscated** (`datenraum.privacy.counts`), with noise keyed by the site secret and
   the cohort (the sorted ids of the patients the query selects), so every way of writing a question about
   the same patients gets the same answer. Exact counts and patient ids are never logged or sent.
@@ -600,6 +603,8 @@ class Agent:
                 result, ran = self.describe(task), True
             elif task.type == TaskType.EXTRACTION:
                 result, ran = self._extract(task)
+            elif task.type == TaskType.SAMPLE_SEARCH:
+                result, ran = self._samples(task)
             else:
                 result, ran = self._count(task)
         finally:
@@ -741,6 +746,49 @@ class Agent:
         shown = "below threshold" if site_count.below_threshold else f"{site_count.obfuscated} (obfuscated)"
         log.info("task %s: answered %s in %.2f s", task.id, shown, time.perf_counter() - started)
         return TaskResult(task.id, TaskState.ANSWERED, count=site_count), True
+
+    def _samples(self, task: Task) -> tuple[TaskResult, bool]:
+        """A sample search's counts, released by `datenraum.privacy.samples` (the result is not journaled
+        yet) and whether it ran on the store."""
+        from datenraum.privacy.samples import SamplePolicy
+        from datenraum.query.biobank.search import parse_sample_filter
+        from datenraum.site.samples import sample_counts
+
+        try:
+            body = task.payload.get("query")
+            query = None if body is None else parse_query(body)
+            sample_filter = parse_sample_filter(task.payload.get("samples"))
+        except QueryError as error:
+            return self._failed(task, f"sample search not supported: {error}"), False
+        started = time.perf_counter()
+        limit: TimeLimit | None = None
+        try:
+            with self._time_limited() as (snapshot, limit):
+                counts = sample_counts(snapshot, query, sample_filter)
+        except _Stopping:
+            raise
+        except Exception as error:
+            if limit is not None and limit.exceeded:
+                return self._failed(task, f"time limit of {limit.seconds:g} s exceeded"), True
+            if self._stopping:
+                raise _Stopping from None
+            if isinstance(error, QueryError):
+                return self._failed(task, f"sample search not supported: {error}"), True
+            self._snapshot.invalidate()
+            if isinstance(error, StoreError):
+                return self._failed(task, f"the site store is unavailable: {error}"), True
+            log.exception("task %s: unexpected error", task.id)
+            return self._failed(
+                task, "the site could not count its samples (internal error, see the site's log)"
+            ), True
+        released = counts.release(self._secret, SamplePolicy(self.config.policy))
+        log.info(
+            "task %s: sample counts in %d cells in %.2f s",
+            task.id,
+            len(released.cells),
+            time.perf_counter() - started,
+        )
+        return TaskResult(task.id, TaskState.ANSWERED, samples=released.to_json()), True
 
 
 def _indicator_cube(snapshot: Snapshot, payload: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ A load runs in three steps, each in a module of its own:
    tables are extended from the raw files the commit wrote (site/views.py, `extend`); then one manifest
    swap publishes it all (see site/store.py).
 
-What a load reports, and the one record a reject leaves in the rejects file: `report.py`.
+What a load reports, and the one record a reject leaves in the rejects file: `report.py`; what it warns
+about after the commit (stored, but doubtful: a specimen's diagnosis of another patient): `checks.py`.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from typing import TYPE_CHECKING
 
 from datenraum.site import views as site_views
 from datenraum.site.ingest.allocation import worker_environment
+from datenraum.site.ingest.checks import cross_patient_diagnoses
 from datenraum.site.ingest.commit import Commit
 from datenraum.site.ingest.plan import CHUNK_BYTES, ReadResult, ReadTask, discover, plan
-from datenraum.site.ingest.report import IngestError, LoadReport, Reject
+from datenraum.site.ingest.report import IngestError, LoadReport, LoadWarning, Reject
 from datenraum.site.ingest.rules import MAX_RESOURCE_BYTES
 from datenraum.site.ingest.worker import run_task
 from datenraum.site.store import Store
@@ -42,7 +44,15 @@ from datenraum.site.store import Store
 if TYPE_CHECKING:
     from datenraum.site.engines.base import EngineSettings
 
-__all__ = ["CHUNK_BYTES", "MAX_RESOURCE_BYTES", "IngestError", "LoadReport", "Reject", "ingest"]
+__all__ = [
+    "CHUNK_BYTES",
+    "MAX_RESOURCE_BYTES",
+    "IngestError",
+    "LoadReport",
+    "LoadWarning",
+    "Reject",
+    "ingest",
+]
 
 # Below this much input, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD_BYTES = 16 * 1024 * 1024
@@ -109,6 +119,8 @@ def ingest(
             # Published after the snapshot is released, so that the generation it read can be collected;
             # its files stay put meanwhile, because only a load (and this one holds the lock) deletes files.
             store.publish(manifest)
+            with store.snapshot() as published:
+                report.warned, report.warnings = cross_patient_diagnoses(published, load_id)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-__all__ = ["MAX_REPORTED_REJECTS", "IngestError", "LoadReport", "Reject", "reject_line"]
+__all__ = ["MAX_REPORTED_REJECTS", "IngestError", "LoadReport", "LoadWarning", "Reject", "reject_line"]
 
 # Rejects beyond this many are counted and written to the rejects file, but not kept in the report.
 MAX_REPORTED_REJECTS = 1000
@@ -26,6 +26,14 @@ class IngestError(RuntimeError):
 class Reject:
     location: str
     reason: str
+
+
+@dataclass(frozen=True)
+class LoadWarning:
+    """Something stored that the load reports as doubtful (ingest/checks.py), with where it was read."""
+
+    location: str
+    message: str
 
 
 def reject_line(location: str, reason: str, resource: str) -> bytes:
@@ -47,6 +55,8 @@ class LoadReport:
     seconds: float = 0.0
     # Resources a site-registered view read leniently or not at all (site/views.py); they are stored.
     site_view_notes: list[str] = field(default_factory=list)
+    warnings: list[LoadWarning] = field(default_factory=list)  # the first MAX_REPORTED_REJECTS
+    warned: int = 0
 
     def total(self, kind: str) -> int:
         return sum(getattr(self, kind).values())
@@ -64,4 +74,6 @@ class LoadReport:
             "rejects_file": self.rejects_file,
             "rejects": [{"location": r.location, "reason": r.reason} for r in self.rejects],
             "site_view_notes": self.site_view_notes,
+            "warned": self.warned,
+            "warnings": [{"location": w.location, "message": w.message} for w in self.warnings],
         }
