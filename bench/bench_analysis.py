@@ -8,6 +8,7 @@
    take hours here), so the GLM runs over 37 x (adults of that store) rows.
 
     .venv/bin/python bench/bench_analysis.py [--rows N] [--sites K] [--agents K] [--patients N] [--against REV]
+        [--database sqlite|postgresql]
 
 `--against REV` runs the end-to-end part also with the hub and agents of REV (checked out into a
 temporary git worktree; the child processes import it through PYTHONPATH), over the same store, in the
@@ -105,8 +106,11 @@ def _cpu(processes: list[psutil.Process]) -> float:
     return total
 
 
-def end_to_end(work: Path, store: Path, agents: int, tree: tuple[str, Path]) -> EndToEnd:
-    """One federation of this tree's (or an earlier tree's) hub and agents, over the shared store."""
+def end_to_end(
+    work: Path, store: Path, agents: int, tree: tuple[str, Path], database_url: str | None = None
+) -> EndToEnd:
+    """One federation of this tree's (or an earlier tree's) hub and agents, over the shared store; the
+    hub's database is SQLite in its folder unless `database_url`."""
     import datetime as dt
 
     import sqlalchemy as sa
@@ -124,7 +128,7 @@ def end_to_end(work: Path, store: Path, agents: int, tree: tuple[str, Path]) -> 
     code = {"PYTHONPATH": str(root)}
     env = {"DATENRAUM_HUB_ANALYSIS_ROUND_SECONDS": "30", "DATENRAUM_HUB_SITE_DAILY_TASKS": "1000000", **code}
     folder = work / f"federation-{label.replace(' ', '-')}"
-    federation = LocalFederation(folder, hub_env=env)
+    federation = LocalFederation(folder, database_url=database_url, hub_env=env)
     try:
         federation.start_hub()
         engine = create_hub_engine(federation.hub_env["DATENRAUM_HUB_DATABASE_URL"])
@@ -238,8 +242,12 @@ def print_end_to_end(results: list[EndToEnd], agents: int) -> None:
         )
 
 
-def run_end_to_end(agents: int, patients: int, against: str | None) -> None:
-    """Build the agents' store once, then run each tree's federation over it, the earlier tree first."""
+def run_end_to_end(agents: int, patients: int, against: str | None, database: str) -> None:
+    """Build the agents' store once, then run each tree's federation over it, the earlier tree first
+    (with `database` "postgresql": each hub on a new database of one throwaway PostgreSQL server)."""
+    import contextlib
+
+    from datenraum.devtools.postgres import LocalPostgres
     from datenraum.site.ingest import ingest
     from datenraum.synth import generate
 
@@ -258,12 +266,17 @@ def run_end_to_end(agents: int, patients: int, against: str | None) -> None:
             )
             trees.insert(0, (against, earlier))
         try:
-            results = [end_to_end(work, work / "store", agents, tree) for tree in trees]
+            with LocalPostgres() if database == "postgresql" else contextlib.nullcontext() as server:
+                results = [
+                    end_to_end(work, work / "store", agents, tree, server and server.new_database())
+                    for tree in trees
+                ]
         finally:
             if against:
                 subprocess.run(
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees[0][1])], check=False
                 )
+    print(f"hub database: {database}")
     print_end_to_end(results, agents)
 
 
@@ -274,6 +287,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=37, help="real agents end to end (0: skip)")
     parser.add_argument("--patients", type=int, default=3000, help="patients of the agents' store")
     parser.add_argument("--against", metavar="REV", help="also run end to end with the hub and agents of REV")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite", help="the hub's")
     args = parser.parse_args()
     started = time.perf_counter()
     sites = LocalSites.from_tables({f"site{i:02d}": site_table(args.rows, i) for i in range(args.sites)})
@@ -314,7 +328,7 @@ def main() -> None:
     )
     if args.agents:
         print()
-        run_end_to_end(args.agents, args.patients, args.against)
+        run_end_to_end(args.agents, args.patients, args.against, args.database)
 
 
 if __name__ == "__main__":
