@@ -1,7 +1,8 @@
 """`datenraum demo`: a federated research data space on one machine.
 
 Several synthetic hospitals, each with its own site store and site agent, a hub, and a researcher who
-asks how many patients match a feasibility query. Everything runs as the real commands would in
+asks how many patients match a feasibility query, then runs a federated analysis (a pooled summary and
+a logistic regression) in an approved project seeded for the demo (`demo_project`). Everything runs as the real commands would in
 production (`datenraum hub serve`, `datenraum site serve`), as child processes on 127.0.0.1.
 
 The sites differ the way real ones do: size, seed, and case mix (see `datenraum.synth` profiles). The
@@ -22,20 +23,39 @@ from typing import Any
 
 import orjson
 
+from datenraum.analysis import AnalysisError
+from datenraum.devtools.demo_project import EXAMPLE_FORMULA, Example, run_example, seed_project
 from datenraum.devtools.federation import FederationError, LocalFederation, Researcher
 from datenraum.query.model import StructuredQuery, parse_query, query_to_json
 
-__all__ = ["DEMO_PORT", "DEMO_QUERY", "DEMO_SITES", "DemoError", "DemoSite", "prepare_sites", "run"]
+__all__ = [
+    "DEMO_PORT",
+    "DEMO_QUERY",
+    "DEMO_SITES",
+    "DemoError",
+    "DemoOutcome",
+    "DemoSite",
+    "prepare_sites",
+    "run",
+]
 
 DEMO_PORT = 8750
 # Portal accounts of the demo, with their passwords: a researcher and the coordination office.
 DEMO_USER = "researcher@demo.example"
 DEMO_ADMIN = "office@demo.example"
 DEMO_PASSWORDS = {DEMO_USER: "demo-researcher", DEMO_ADMIN: "demo-coordination"}
+# The demo's agents answer analysis tasks too (off by default at a real site).
+AGENT_CONFIG = '[tasks]\nallowed = ["feasibility-count", "indicators", "analysis"]\n'
 
 
 class DemoError(RuntimeError):
     """The demo cannot run (port taken, a process did not start); the text says what to do."""
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    query: dict[str, Any]  # the feasibility query's result document
+    analysis: Example  # the worked example of federated analysis
 
 
 @dataclass(frozen=True)
@@ -224,6 +244,36 @@ def _print_directions(
     say(f"Messages the hub sends (approvals, password-reset links): {fed.workdir / 'mail'}/")
 
 
+def _print_example(example: Example, say: Callable[[str], None]) -> None:
+    fit = example.glm
+    say(f"\nFederated analysis in project {example.project} ({len(example.sites)} sites), adults:")
+    age = example.summary["age"]
+    say(
+        f"  pooled age: n {age['n']}, mean {age['mean']:.1f} years; type 2 diabetes: {example.summary['t2d']['mean']:.1%}"
+    )
+    say(
+        f"  logistic regression {EXAMPLE_FORMULA} ({fit['iterations']} rounds of Fisher scoring, n {fit['n']}):"
+    )
+    for name, row in fit["coefficients"].items():
+        say(f"    {name:<18}{row['estimate']:>9.4f}  SE {row['se']:.4f}  p {row['p']:.3g}")
+
+
+def _print_analysis_directions(
+    fed: LocalFederation, token: Path, project: int, say: Callable[[str], None]
+) -> None:
+    say('Run your own, from Python (README, "Across the federation"):')
+    say("  from datenraum.analysis import Client")
+    say(f"  client = Client({fed.url!r}, open({str(token)!r}).read().strip(), project={project},")
+    say("                  variables={'t2d': {'kind': 'condition', 'codes': ['E11'], 'value': 'any'}, ...})")
+    auth = f'-H "Authorization: Bearer $(cat {shlex.quote(str(token))})"'
+    say("or with curl:")
+    say(
+        f"  curl -s {auth} -H 'Content-Type: application/json' --data "
+        '\'{"variables": ["age"], "data": {"variables": {"age": {"kind": "age"}}}}\' '
+        f"{fed.url}/api/v1/analysis/projects/{project}/summary"
+    )
+
+
 def _watch(fed: LocalFederation, say: Callable[[str], None]) -> None:
     """Until Ctrl-C: say once if a child process ends on its own (the others go on)."""
     reported: set[str] = set()
@@ -242,10 +292,11 @@ def run(
     once: bool = False,
     sites: tuple[DemoSite, ...] = DEMO_SITES,
     say: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Prepare the sites, start the hub and one agent per site, and ask the demo query through the hub.
+) -> DemoOutcome:
+    """Prepare the sites, start the hub and one agent per site, ask the demo query through the hub and
+    run the worked example of federated analysis in the demo's project.
 
-    Keeps everything running until Ctrl-C unless `once`; returns the query's result document.
+    Keeps everything running until Ctrl-C unless `once`; returns the query's result and the example's.
     """
     _check_port_free(port)
     stores = prepare_sites(workdir, sites, say=say)
@@ -263,10 +314,15 @@ def run(
                 users=[(DEMO_USER, "researcher"), (DEMO_ADMIN, "admin")],
                 passwords=DEMO_PASSWORDS,
             )
+            project = seed_project(
+                fed.hub_env["DATENRAUM_HUB_DATABASE_URL"], DEMO_USER, DEMO_ADMIN, list(stores)
+            )
+            agent_config = federation / "agent.toml"
+            agent_config.write_text(AGENT_CONFIG)
             for name, store in stores.items():
-                fed.start_agent(name, store, secrets[name], state=store.parent / "agent")
+                fed.start_agent(name, store, secrets[name], state=store.parent / "agent", config=agent_config)
             token = secrets[DEMO_USER]
-        except FederationError as error:
+        except (FederationError, LookupError) as error:
             raise DemoError(str(error)) from None
         say(f"\nHub {fed.url} with {len(stores)} site agents (hub database {federation / 'hub.db'}).")
 
@@ -290,11 +346,17 @@ def run(
             )
         finally:
             researcher.close()
+        try:
+            example = run_example(fed.url, token.read_text().strip(), project)
+        except AnalysisError as error:
+            raise DemoError(f"the demo's federated analysis failed: {error}") from None
+        _print_example(example, say)
         _print_directions(fed, token, query_file, say)
+        _print_analysis_directions(fed, token, project, say)
         if not once:
             say("Press Ctrl-C to stop.")
             try:
                 _watch(fed, say)
             except KeyboardInterrupt:
                 say("\nStopping the site agents and the hub ...")
-    return result
+    return DemoOutcome(result, example)

@@ -13,7 +13,7 @@ below the network floors in `FLOORS`):
 | `dominance` | 0.9 | a sum or mean (or a gaussian response, a design column) where one row holds more than 0.9 of the absolute total |
 | `glm_saturation` | 0.10 | a model with more parameters than 0.10 x rows at this site |
 | `levels` | 40, 0.33 | a factor with more than 40 levels or more than 0.33 x rows |
-| `differencing` | k | a release whose row set differs from an earlier release of the project by 1 to k-1 rows (blocked, not warned) |
+| `differencing` | k | a release whose row set differs from an earlier release of the project by 1 to k-1 rows (blocked, not warned; the site keeps every release in its release log, `datenraum.site.analysis.releases`) |
 | `min_sites` | 3 | a pooled result of fewer sites |
 | `no_extremes` | - | min and max are never released; p5/p95 only with n >= 20 k (`tail_factor`) |
 | `quantile_bins` | k | quantiles come from a binned CDF, each bin holding at least k rows, never an observed value |
@@ -25,10 +25,7 @@ A refusal names the rule and the threshold, never the value that broke it (`Refu
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +36,11 @@ if TYPE_CHECKING:
 __all__ = [
     "FLOORS",
     "AnalysisPolicy",
-    "Budget",
     "Refused",
-    "ReleaseLedger",
     "bin_survival",
     "check_binary",
+    "check_budget",
+    "check_differencing",
     "check_dominance",
     "check_levels",
     "check_min_sites",
@@ -332,52 +329,23 @@ def suppress(
     return cells, [*margins, total]
 
 
-class ReleaseLedger:
-    """The row sets of every statistic a project has had released from this site, to block differencing.
+def check_differencing(
+    mask: np.ndarray, earlier: Iterable[np.ndarray], policy: AnalysisPolicy, what: str
+) -> None:
+    """Refuse a release whose row set (`mask`, packed bits) differs from an earlier release of the same
+    project and source by 1 to k-1 rows (symmetric difference): the two answers would isolate those few
+    rows. Equal row sets are fine (the same rows again); masks of another length are another table."""
+    import numpy as np
 
-    A row set is a boolean mask over one analysis table (its source key names the table and its
-    version). A new release is refused when its rows differ from an earlier one of the same project and
-    source by 1 to k-1 rows (symmetric difference): the two answers would isolate those few rows. Equal
-    row sets are fine (the same rows again). In memory, per site process.
-    """
-
-    def __init__(self) -> None:
-        self._sets: dict[tuple[str, str], dict[bytes, np.ndarray]] = {}
-        self._lock = threading.Lock()
-
-    def check_and_record(
-        self, project: str, source: str, mask: np.ndarray, policy: AnalysisPolicy, what: str
-    ) -> None:
-        import numpy as np
-
-        packed = np.packbits(mask)
-        digest = hashlib.sha256(packed.tobytes() + len(mask).to_bytes(8, "big")).digest()
-        with self._lock:
-            known = self._sets.setdefault((project, source), {})
-            if digest in known:
-                return
-            for earlier in known.values():
-                if earlier.shape != packed.shape:
-                    continue
-                differ = int(np.bitwise_count(np.bitwise_xor(earlier, packed)).sum())
-                if 0 < differ < policy.min_cell:
-                    raise Refused("differencing", policy.min_cell, what)
-            known[digest] = packed
+    for known in earlier:
+        if known.shape != mask.shape:
+            continue
+        differ = int(np.bitwise_count(np.bitwise_xor(known, mask)).sum())
+        if 0 < differ < policy.min_cell:
+            raise Refused("differencing", policy.min_cell, what)
 
 
-class Budget:
-    """Released statistics per project per day at this site."""
-
-    def __init__(self) -> None:
-        self._spent: dict[tuple[str, dt.date], int] = {}
-        self._lock = threading.Lock()
-
-    def spend(self, project: str, today: dt.date, policy: AnalysisPolicy, what: str, amount: int = 1) -> None:
-        with self._lock:
-            spent = self._spent.get((project, today), 0)
-            if spent + amount > policy.daily_budget:
-                raise Refused("budget", policy.daily_budget, what)
-            self._spent[(project, today)] = spent + amount
-
-    def spent(self, project: str, today: dt.date) -> int:
-        return self._spent.get((project, today), 0)
+def check_budget(spent: int, amount: int, policy: AnalysisPolicy, what: str) -> None:
+    """Refuse a release that would take a project over its daily budget at this site."""
+    if spent + amount > policy.daily_budget:
+        raise Refused("budget", policy.daily_budget, what)

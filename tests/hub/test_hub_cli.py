@@ -4,6 +4,7 @@ reads, configuration from TOML and environment, and `serve` as a real process.""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
 import stat
@@ -191,3 +192,17 @@ def test_serve_migrates_a_new_database_and_answers_over_http(tmp_path: Path) -> 
         output = server.communicate(timeout=20)[0].decode()
     assert f"schema revision {newest_revision()}" in output
     assert (tmp_path / "hub.db").exists()
+
+
+def test_routine_agent_traffic_leaves_no_access_log_line_and_its_failures_do() -> None:
+    from datenraum.hub.cli import _routine_site_traffic_left_out as logged
+
+    def line(method: str, path: str, status: int) -> logging.LogRecord:
+        args = ("127.0.0.1:5000", method, path, "1.1", status)
+        return logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', args, None)
+
+    assert not logged(line("GET", "/api/site/v1/tasks?wait=25", 200))
+    assert not logged(line("POST", "/api/site/v1/tasks/0b6c1f0e-6f3c-4a59-9d43-3a1c2b1d6e11/result", 200))
+    assert logged(line("GET", "/api/site/v1/tasks?wait=25", 401))
+    assert logged(line("POST", "/api/site/v1/heartbeat", 200))
+    assert logged(line("POST", "/api/v1/queries", 201))

@@ -12,11 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from datenraum.hub.accounts.service import Site
 from datenraum.hub.errors import Conflict, Invalid, NotFound
 from datenraum.hub.feasibility.notify import query_key, site_key, wait_for
-from datenraum.hub.feasibility.service import is_id
-from datenraum.hub.runtime import CurrentSite, HubDep
-from datenraum.protocol.messages import API_PREFIX, ProtocolError, TaskResult, TaskState
+from datenraum.hub.feasibility.service import Claim, is_id
+from datenraum.hub.runtime import CurrentSite, Hub, HubDep
+from datenraum.protocol.messages import API_PREFIX, ProtocolError, Task, TaskResult, TaskState
 
 __all__ = ["router"]
 
@@ -44,14 +45,19 @@ async def fetch_tasks(
             analysis_tasks = hub.analysis.rounds.claim(site.id)  # in memory; waiting analyses first
             if analysis_tasks:
                 return {"tasks": [task.to_json() for task in analysis_tasks]}
-            claim = await hub.run(hub.federation.claim, site)
+            # The crisis dashboard's indicators tasks travel on the same channel (hub/dashboard); both
+            # claims in one turn of the database, as every agent asks again after each answer.
+            claim, indicators = await hub.run(_claim_all, hub, site)
             # A task that starts running is news to a researcher, but never the end of the query.
             hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
-            # The crisis dashboard's indicators tasks travel on the same channel (hub/dashboard).
-            tasks = [*claim.tasks, *await hub.run(hub.dashboard.claim, site)]
+            tasks = [*claim.tasks, *indicators]
             if tasks or loop.time() >= until or hub.notifier.closed:
                 return {"tasks": [task.to_json() for task in tasks]}
             await wait_for(signal.changed, until - loop.time())
+
+
+def _claim_all(hub: Hub, site: Site) -> tuple[Claim, list[Task]]:
+    return hub.federation.claim(site), hub.dashboard.claim(site)
 
 
 @router.post("/tasks/{task_id}/result")
@@ -63,6 +69,9 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
         result = TaskResult.from_json(body)
     except ProtocolError as error:
         raise Invalid(str(error)) from None
+    # Analysis tasks first: they live in memory, and a round waits for every site's answer.
+    if hub.analysis.rounds.record(site.id, task_id, result):
+        return {"state": result.state.value}
     if await hub.run(hub.dashboard.owns, task_id):
         delivered = await hub.run(hub.dashboard.record, site, task_id, result)
         return {
@@ -70,8 +79,6 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
             "accepted": delivered.accepted,
             "problems": list(delivered.problems),
         }
-    if hub.analysis.rounds.record(site.id, task_id, result):
-        return {"state": result.state.value}
     if result.analysis is not None:
         raise Invalid("analysis: an analysis answer for a task that is not an open analysis task")
     recorded = await hub.run(hub.federation.record, site, task_id, result)

@@ -27,7 +27,8 @@ each one on the store and posts the result. How it stays correct when things bre
 - **Analysis tasks** (`analysis`, only where `tasks.allowed` names it) are answered by the site's
   `SiteExecutor` over the project's cohort in the store, with the site's own disclosure rules
   (`[analysis]`); they run under the same time limit but are neither journaled nor counted against
-  `daily_limit` (the executor keeps its own budget per project): a lost one is not run again, the
+  `daily_limit` (the executor keeps its own budget per project, and every release, in
+  `releases.sqlite` in the state folder, `datenraum.site.analysis.releases`): a lost one is not run again, the
   hub names the site instead. The agent's `instance` (random per start) goes with its heartbeat and its
   analysis answers, so the hub notices a restart during an analysis.
 - **Sample searches** (`sample-search`, only where `tasks.allowed` names it) are answered with the
@@ -336,6 +337,8 @@ class Agent:
         self._stop_workers()
         self._client.close()
         self._snapshot.close()
+        if self._executor is not None:
+            self._executor.releases.close()
 
     def _set_state(self, state: str, message: str, level: int) -> None:
         with self._state_lock:
@@ -635,12 +638,17 @@ class Agent:
         with self._executor_lock:
             if self._executor is None:
                 from datenraum.site.analysis.executor import SiteExecutor
+                from datenraum.site.analysis.releases import ReleaseLog
                 from datenraum.site.analysis.variables import StoreTables
                 from datenraum.site.analysis.workspace import Workspace
 
                 self._tables = StoreTables()
+                # Beside the journal in the state folder: what was released must survive a restart.
                 self._executor = SiteExecutor(
-                    {}, self.config.analysis, workspace=Workspace(self.config.workspace_ttl)
+                    {},
+                    self.config.analysis,
+                    releases=ReleaseLog(self.journal.path.parent / "releases.sqlite"),
+                    workspace=Workspace(self.config.workspace_ttl),
                 )
             return self._executor
 

@@ -6,6 +6,8 @@ The state folder (by default `<store>/agent/`, mode 0700) holds:
     site-secret    32 random bytes made at first start (mode 0600); keys the count noise, never leaves
     journal.ndjson one line per answered task, written and fsynced *before* the result is posted, and a
                    line (not fsynced) per result the hub has taken
+    releases.sqlite every analysis result released, per project and analyst (differencing, budget;
+                   `datenraum.site.analysis.releases`)
 
 Why the journal: the hub may never hear an answer (the response to the post is lost, the agent is killed
 between computing and posting, the hub re-offers a task whose lease ran out). Re-posting the recorded

@@ -2,6 +2,7 @@
 
 - `executor`: `SiteExecutor`, one request in, one answer out (authoritative checks from
   `datenraum.privacy.analysis` with the site's own policy);
+- `releases`: `ReleaseLog`, every released result per project and analyst, on disk (differencing, budget);
 - `tables`: analysis tables from CSV/Parquet files (`read_table`) and the `AnalysisTable` the executor reads;
 - `local`: `LocalSites`, one in-process executor per table file (local mode, tests).
 """

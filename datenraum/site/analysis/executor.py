@@ -7,8 +7,9 @@ operation's aggregates and checks every rule of `datenraum.privacy.analysis` wit
 naming the rule and threshold (or the field), never a value. A refused request returns nothing else: no
 information matrix, no score vector (DataSHIELD's glmDS2 returned the score after a failed check).
 
-Released row sets are recorded per project (`ReleaseLedger`) so that two releases differing by fewer
-than k rows are refused, and each answer spends one unit of the project's daily budget.
+Every answer that leaves is first recorded in the site's release log (`releases.ReleaseLog`, on disk in
+the agent): its row sets, so that two releases of a project differing by fewer than k rows are refused,
+and one unit of the project's daily budget. A refused check records nothing.
 """
 
 from __future__ import annotations
@@ -47,9 +48,7 @@ from datenraum.analysis.messages import (
 )
 from datenraum.privacy.analysis import (
     AnalysisPolicy,
-    Budget,
     Refused,
-    ReleaseLedger,
     bin_survival,
     check_binary,
     check_dominance,
@@ -60,6 +59,7 @@ from datenraum.privacy.analysis import (
     round_count,
     suppress,
 )
+from datenraum.site.analysis.releases import ReleaseLog
 from datenraum.site.analysis.tables import AnalysisTable, TableError
 from datenraum.site.analysis.workspace import Workspace, WorkspaceTable
 
@@ -87,10 +87,9 @@ class SiteExecutor:
         policy: AnalysisPolicy | None = None,
         *,
         site: str | None = None,
-        ledger: ReleaseLedger | None = None,
-        budget: Budget | None = None,
+        releases: ReleaseLog | None = None,
         workspace: Workspace | None = None,
-        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         if isinstance(resolve, Mapping):
             tables = dict(resolve)
@@ -107,10 +106,9 @@ class SiteExecutor:
             self._resolve = resolve
         self.policy = policy or AnalysisPolicy()
         self.site = site
-        self.ledger = ledger or ReleaseLedger()
-        self.budget = budget or Budget()
+        self.releases = releases or ReleaseLog()
         self.workspace = workspace or Workspace()
-        self._today = today
+        self._clock = clock
         self._designs: OrderedDict[bytes, Any] = OrderedDict()
 
     # -- the one entry point
@@ -126,16 +124,20 @@ class SiteExecutor:
             entries = self.workspace.entries(request.project, request.analyst)
             if entries:
                 table = WorkspaceTable(table, entries)
-            what = request.op
             if isinstance(request, Assign):
-                result = self._assign(request, table)
-                self.budget.spend(request.project, self._today(), self.policy, what)
-                return ok_result(result)
-            rows = self._subset(request, table)
-            result, used = self._run(request, table, rows)
-            for mask in used if isinstance(used, list) else [used]:
-                self.ledger.check_and_record(request.project, table.key, mask, self.policy, what)
-            self.budget.spend(request.project, self._today(), self.policy, what)
+                result, used = self._assign(request, table), []
+            else:
+                result, used = self._run(request, table, self._subset(request, table))
+            self.releases.release(
+                project=request.project,
+                analyst=request.analyst,
+                operation=request.op,
+                source=table.key,
+                masks=used if isinstance(used, list) else [used],
+                result=result,
+                policy=self.policy,
+                now=self._clock(),
+            )
             return ok_result(result)
         except Refused as refused:
             refused.site = self.site
