@@ -12,7 +12,9 @@ curve where fewer than k are at risk (the rest censored at the end of the last b
   covariance, pooled per bin over the sites (lifelines' `multivariate_logrank_test`).
 - Cox: Newton on the pooled partial likelihood of the binned times, Breslow or Efron ties, from the
   sites' risk-set sums per bin (one round per iteration); optionally stratified by site (each site its
-  own baseline hazard). Equal to a pooled Cox fit (lifelines, statsmodels' PHReg) on the binned data.
+  own baseline hazard). Each site groups its times first so that no difference of two risk sets holds
+  fewer than k subjects (`datenraum.privacy.risk_sets`). Equal to a pooled Cox fit (lifelines,
+  statsmodels' PHReg) on the grouped binned data.
 """
 
 from __future__ import annotations

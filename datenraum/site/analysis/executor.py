@@ -60,6 +60,7 @@ from datenraum.privacy.analysis import (
     round_count,
     suppress,
 )
+from datenraum.privacy.risk_sets import coarsen_risk_sets
 from datenraum.site.analysis.tables import AnalysisTable, TableError
 from datenraum.site.analysis.workspace import Workspace, WorkspaceTable
 
@@ -466,7 +467,10 @@ class SiteExecutor:
             check_sparse(column, self.policy, f"cox: covariate {name}")
             if len(np.unique(column[:50])) > 2:
                 check_dominance(column, self.policy, f"cox: covariate {name}")
-        index, ev = bin_survival(t, e, request.bin_width, self.policy, "cox")
+        if request.bin_width < self.policy.time_bin:
+            raise Refused("time_bin", self.policy.time_bin, "cox")
+        released, ev = coarsen_risk_sets(t, e, self.policy, "cox")
+        index = np.floor(released / request.bin_width).astype(np.int64)
         bins = int(index.max()) + 1
         risk = np.exp(x @ np.asarray(request.beta))
         upper = np.triu_indices(p)
