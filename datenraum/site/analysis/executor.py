@@ -135,7 +135,8 @@ class SiteExecutor:
             rows = self._subset(request, table)
             result, used = self._run(request, table, rows)
             for mask in used if isinstance(used, list) else [used]:
-                self.ledger.check_and_record(request.project, table.key, mask, self.policy, what)
+                source, released = table.ledger_rows(mask)
+                self.ledger.check_and_record(request.project, source, released, self.policy, what)
             self.budget.spend(request.project, self._today(), self.policy, what)
             return ok_result(result)
         except Refused as refused:
