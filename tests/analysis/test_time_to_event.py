@@ -229,3 +229,13 @@ def test_two_cohort_queries_that_differ_by_one_patient_are_refused_as_differenci
     assert not second["ok"]
     assert second["error"]["rule"] == "differencing"
     assert "result" not in second
+
+
+def test_the_sites_data_end_is_a_date_in_its_config() -> None:
+    from datenraum.site.agent.config import ConfigError, parse_config
+
+    assert parse_config({"analysis": {"data_end": dt.date(2025, 6, 30)}}).data_end == dt.date(2025, 6, 30)
+    assert parse_config({"analysis": {"data_end": "2025-06-30"}}).data_end == dt.date(2025, 6, 30)
+    assert parse_config({}).data_end is None
+    with pytest.raises(ConfigError, match=r"analysis\.data_end: expected a date"):
+        parse_config({"analysis": {"data_end": "June"}})

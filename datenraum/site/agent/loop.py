@@ -633,7 +633,7 @@ class Agent:
                 from datenraum.site.analysis.variables import StoreTables
                 from datenraum.site.analysis.workspace import Workspace
 
-                self._tables = StoreTables()
+                self._tables = StoreTables(data_end=self.config.data_end)
                 self._executor = SiteExecutor(
                     {}, self.config.analysis, workspace=Workspace(self.config.workspace_ttl)
                 )

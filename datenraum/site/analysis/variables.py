@@ -177,8 +177,9 @@ class StoreTables:
     """A few recently built analysis tables (a GLM asks for the same one every round), by store
     generation, cohort and variables."""
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, size: int = 8, data_end: dt.date | None = None) -> None:
         self._tables: OrderedDict[bytes, AnalysisTable] = OrderedDict()
+        self._data_end = data_end
         self._size = size
         self._lock = threading.Lock()
 
@@ -190,7 +191,7 @@ class StoreTables:
             if table is not None:
                 self._tables.move_to_end(cache_key)
                 return table
-        table = store_table(snapshot, cohort, definitions, key=key, today=today)
+        table = store_table(snapshot, cohort, definitions, key=key, today=today, data_end=self._data_end)
         with self._lock:
             self._tables[cache_key] = table
             while len(self._tables) > self._size:
