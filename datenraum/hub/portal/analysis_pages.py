@@ -36,6 +36,20 @@ ICD = re.compile(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")
 BINARY_SEX = [{"variable": "sex", "comparator": "in", "value": ["female", "male"]}]
 
 
+_FORM_FIELDS = (
+    "start",
+    "start_code",
+    "start_date",
+    "event",
+    "event_code",
+    "group",
+    "age",
+    "covariate_code",
+    "bin_width",
+    "ties",
+)
+
+
 class FormProblem(ValueError):
     """A field of the workspace form that cannot be used; the text names it."""
 
@@ -259,6 +273,18 @@ async def analysis_survival(request: Request, user: Researcher, project_id: int)
     try:
         chosen = SurvivalForm.from_form(form)
     except FormProblem as problem:
+        # a refused submission is a run of the log too: who tried what on which project
+        fields = {k: form_text(form, k)[:80] for k in _FORM_FIELDS}
+        log = {
+            "operation": "survival",
+            "request": fields,
+            "sites": [],
+            "state": "invalid",
+            "errors": [{"site": None, "code": "bad_request", "rule": None, "threshold": None}],
+            "rounds": 0,
+            "seconds": 0.0,
+        }
+        await hub.run(hub.analysis.record, user, project, log)
         return _page(request, user, project, SurvivalForm(), 422, problem=str(problem))
     results: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
