@@ -41,12 +41,13 @@ def coarsen_risk_sets(
     import numpy as np
 
     k = policy.min_cell
-    cell = np.floor(time / policy.time_bin).astype(np.int64)
     event = event.astype(np.int64)
-    if cell.size == 0:
-        return cell.astype(float), event
-    events = np.bincount(cell, weights=event).astype(np.int64)
-    censored = np.bincount(cell).astype(np.int64) - events
+    if time.size == 0:
+        return time.astype(float), event
+    # only the cells someone leaves in: a time far out must not cost an array of every cell up to it
+    cells, cell = np.unique(np.floor(time / policy.time_bin), return_inverse=True)
+    events = np.bincount(cell, weights=event, minlength=len(cells)).astype(np.int64)
+    censored = np.bincount(cell, minlength=len(cells)).astype(np.int64) - events
     if not _complete(int(events.sum()), int(censored.sum()), k):
         raise Refused("min_cell", k, f"{what}: events or censored")
     ends: list[int] = []  # the last cell of every closed group
@@ -72,4 +73,4 @@ def coarsen_risk_sets(
     for end in ends:
         group_end[begin : end + 1] = end
         begin = end + 1
-    return group_end[cell] * policy.time_bin, event
+    return cells[group_end[cell]] * policy.time_bin, event

@@ -138,3 +138,24 @@ def test_two_bin_widths_on_the_same_rows_do_not_isolate_one_person() -> None:
         if abs(abs(a0 - b0) - 1) < 1e-9
     ]
     assert not any(np.isclose(found, SECRET) for found in pairs)
+
+
+def test_a_time_far_out_is_a_clear_error_not_a_huge_answer() -> None:
+    rng = np.random.default_rng(4)
+    frame = pd.concat([cells(rng, 0, 300, 20, 20), target(1e15, 0.0)], ignore_index=True)
+    sites = sites_of([frame], POLICY)
+    body = {
+        "v": 1,
+        "project": "p",
+        "analyst": "a",
+        "data": {"table": "data"},
+        "time": "days",
+        "event": "died",
+        "bin_width": 30.0,
+    }
+    cox = {"op": "cox.step", "covariates": ["x"], "beta": [0.0], "ties": "breslow"}
+    for request in ({**body, "op": "km"}, {**body, **cox}):
+        answer = sites.executors["site1"].handle(request)
+        assert not answer["ok"]
+        assert answer["error"]["code"] == "bad_request"
+        assert "days: the times span more than 10000 bins of 30" in answer["error"]["message_en"]

@@ -64,10 +64,11 @@ from datenraum.privacy.risk_sets import coarsen_risk_sets
 from datenraum.site.analysis.tables import AnalysisTable, TableError
 from datenraum.site.analysis.workspace import Workspace, WorkspaceTable
 
-__all__ = ["QUANTILE_BINS", "SiteExecutor"]
+__all__ = ["MAX_TIME_BINS", "QUANTILE_BINS", "SiteExecutor"]
 
 log = logging.getLogger("datenraum.site.analysis")
 
+MAX_TIME_BINS = 10_000  # per survival answer: the per-bin arrays are this long at most
 QUANTILE_BINS = 400  # grid bins over mean +- 6 sd before merging to >= k rows per bin
 RARE = "(rare)"  # the level that table levels with fewer than k rows are merged into
 NA = "NA"
@@ -422,6 +423,11 @@ class SiteExecutor:
         t, e = time[valid], event[valid]
         if np.any(t < 0):
             raise TableError(f"{request.time}: survival times must not be negative")
+        if t.size and float(t.max()) / request.bin_width >= MAX_TIME_BINS:
+            raise TableError(
+                f"{request.time}: the times span more than {MAX_TIME_BINS} bins of {request.bin_width:g}; "
+                "use wider bins (or check the variable's unit)"
+            )
         if not np.all((e == 0) | (e == 1)):
             raise TableError(f"{request.event}: the event indicator must be 0 or 1")
         events = int(e.sum())
