@@ -8,6 +8,9 @@ The library shared by hub, sites and researchers (imports only `query`, `privacy
 - `families`: GLM families and links;
 - `driver`: `Analysis`, the rounds, pooling and solvers over any `Sites` (the hub's, or local ones);
 - `variables`: the typed definitions of analysis variables from a site store ("HbA1c latest in 2023");
+  `time_to_event`: those of time-to-event variables (start, event; censored at the site's data end);
+- `survival`: Kaplan–Meier, log-rank and Cox pooled from the sites' binned aggregates; `plots`: Vega-Lite
+  specs of released results;
 - `client`: `Client`, the researcher's typed client of the hub's analysis API.
 
     from datenraum.analysis import Analysis

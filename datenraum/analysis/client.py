@@ -126,6 +126,49 @@ class Client:
     def assign(self, name: str, *, derive: str | None = None, subset=None, sites=None) -> dict:
         return self._run("assign", name=name, derive=derive, subset=subset, sites=sites)
 
+    def km(
+        self, time: str, event: str, *, group=None, bin_width=None, alpha=None, where=None, sites=None
+    ) -> dict:
+        return self._run(
+            "km",
+            time=time,
+            event=event,
+            group=group,
+            bin_width=bin_width,
+            alpha=alpha,
+            where=where,
+            sites=sites,
+        )
+
+    def logrank(self, time: str, event: str, group: str, *, bin_width=None, where=None, sites=None) -> dict:
+        return self._run(
+            "logrank", time=time, event=event, group=group, bin_width=bin_width, where=where, sites=sites
+        )
+
+    def cox(
+        self,
+        time: str,
+        event: str,
+        covariates: Sequence[str] | str,
+        *,
+        ties: str | None = None,
+        strata_by_site: bool | None = None,
+        bin_width: float | None = None,
+        where=None,
+        sites=None,
+    ) -> dict:
+        return self._run(
+            "cox",
+            time=time,
+            event=event,
+            covariates=_names(covariates),
+            ties=ties,
+            strata_by_site=strata_by_site,
+            bin_width=bin_width,
+            where=where,
+            sites=sites,
+        )
+
     # -- the wire
     def _project(self) -> int:
         if self.project is None:

@@ -12,6 +12,7 @@ these definitions; the site turns them into SQL over its flattened tables (`pati
 | `condition` | `{..., "value": "age_at_first"}` | age at the first such diagnosis (missing without one) |
 | `condition` | `{..., "value": "count"}` | number of such diagnoses |
 | `observation` | `{"kind": "observation", "codes": ["4548-4", "59261-8"], "unit": "%", "value": "latest", "from": "2023-01-01", "to": "2023-12-31"}` | the latest (`first`, `mean`, `min`, `max`, `count`) value of those LOINC codes in the period, in `unit` (values in other units converted where a conversion is known, else left out) |
+| `time_to_event` | `{"kind": "time_to_event", "value": "time", "start": {"on": "condition", "codes": ["C50"]}, "event": {"on": "death"}}` | days from the start to the event or the site's data end (`value: "event"`: 1 if the event was seen, 0 if censored); see `datenraum.analysis.time_to_event` |
 
 Condition codes match the code and every code below it (`E11` finds `E11.90`); `from`/`to` (dates,
 inclusive) restrict the diagnosis's or observation's time. Every field is checked here, on the hub and
@@ -31,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from datenraum.analysis.time_to_event import TimeToEvent, TimeToEventError, parse_time_to_event
+
 __all__ = [
     "CONVERSIONS",
     "MAX_DEFINITIONS",
@@ -44,7 +47,7 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 ICD_CODE = re.compile(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")
 LOINC_CODE = re.compile(r"^[0-9]{1,7}-[0-9]$")
 UNIT = re.compile(r"^[A-Za-z0-9%/.*\[\]{}_^-]{1,30}$")
-KINDS = ("sex", "age", "condition", "observation")
+KINDS = ("sex", "age", "condition", "observation", "time_to_event")
 CONDITION_VALUES = ("any", "age_at_first", "count")
 OBSERVATION_VALUES = ("latest", "first", "mean", "min", "max", "count")
 
@@ -71,12 +74,15 @@ class VariableDef:
     start: dt.date | None = None  # "from"
     end: dt.date | None = None  # "to"
     at: dt.date | None = None
+    survival: TimeToEvent | None = None  # kind time_to_event
 
     @property
     def categorical(self) -> bool:
         return self.kind == "sex"
 
     def to_json(self) -> dict[str, Any]:
+        if self.survival is not None:
+            return self.survival.to_json()
         body: dict[str, Any] = {"kind": self.kind}
         if self.value is not None:
             body["value"] = self.value
@@ -98,6 +104,7 @@ _FIELDS = {
     "age": {"kind", "at"},
     "condition": {"kind", "codes", "value", "from", "to"},
     "observation": {"kind", "codes", "unit", "value", "from", "to"},
+    "time_to_event": {"kind", "value", "start", "event"},
 }
 
 
@@ -135,6 +142,12 @@ def _definition(name: str, body: Any) -> VariableDef:
         raise VariableError(f"{where}: unknown fields for {kind}: {', '.join(sorted(map(str, unknown)))}")
     if kind == "sex":
         return VariableDef(name, kind)
+    if kind == "time_to_event":
+        try:
+            survival = parse_time_to_event(body, where)
+        except TimeToEventError as error:
+            raise VariableError(str(error)) from None
+        return VariableDef(name, kind, survival.value, survival=survival)
     if kind == "age":
         return VariableDef(name, kind, at=_date(body, "at", where))
     start, end = _date(body, "from", where), _date(body, "to", where)

@@ -50,6 +50,7 @@ from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
 from datenraum.hub.portal import (
+    analysis_pages,
     catalogue_pages,
     dashboard_pages,
     directory_pages,
@@ -299,6 +300,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         catalogue_pages.router,
         dashboard_api.router,
         dashboard_pages.router,
+        analysis_pages.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -19,6 +19,7 @@ below the network floors in `FLOORS`):
 | `quantile_bins` | k | quantiles come from a binned CDF, each bin holding at least k rows, never an observed value |
 | `budget` | 2000 | released statistics per project and site per day |
 | `time_bin` | 30 | survival times are released only in bins of at least this width (days; the custodian's choice); a bin's at-risk count below k is never shown: the subjects still at risk there are censored at the end of the last bin with at least k at risk (`bin_survival`) |
+| `risk_sets` | k | Cox's per-bin sums: the site's `time_bin` cells are grouped until each has 0 or at least k events and 0 or at least k censored, so no difference of released risk sets (between bins, or between bin widths) isolates fewer than k (`datenraum.privacy.risk_sets`) |
 
 A refusal names the rule and the threshold, never the value that broke it (`Refused.to_json`).
 """

@@ -101,10 +101,39 @@ def test_logrank_equals_lifelines(frames: list[pd.DataFrame]) -> None:
     assert set(result["curves"]) == {"0", "1"}
 
 
+def grouped(frame: pd.DataFrame, k: int = 5, width: float = WIDTH) -> pd.DataFrame:
+    """The reference grouping of Cox's risk sets, written out independently of the site's: 30-day cells
+    are taken together, from the first, until the group has 0 or >= k events and 0 or >= k censored;
+    an incomplete rest joins the groups before it; each subject's time is the end of its group."""
+    cell = np.floor(frame.days.to_numpy() / WIDTH).astype(int)
+    died = frame.died.to_numpy().astype(int)
+    per_cell = pd.DataFrame({"cell": cell, "died": died}).groupby("cell").died.agg(["sum", "count"])
+    per_cell = per_cell.reindex(range(cell.max() + 1), fill_value=0)
+
+    def fine(events: int, total: int) -> bool:
+        return all(n == 0 or n >= k for n in (events, total - events)) and total > 0
+
+    groups: list[list[int]] = [[]]
+    for c in per_cell.index:
+        groups[-1].append(c)
+        if fine(per_cell.loc[groups[-1], "sum"].sum(), per_cell.loc[groups[-1], "count"].sum()):
+            groups.append([])
+    while groups[-1] and not fine(
+        per_cell.loc[groups[-1], "sum"].sum(), per_cell.loc[groups[-1], "count"].sum()
+    ):
+        rest = groups.pop()
+        groups[-1] = groups[-1] + rest
+    end = {c: group[-1] for group in groups for c in group}
+    out = frame.copy()
+    start = np.array([end[c] for c in cell]) * WIDTH
+    out["T"], out["E"] = (np.floor(start / width) + 1) * width, died
+    return out
+
+
 def _pooled_cox_data(frames: list[pd.DataFrame]) -> pd.DataFrame:
     parts = []
     for i, f in enumerate(frames):
-        part = binned(f.dropna(subset=["days", "died", *COVARIATES]))
+        part = grouped(f.dropna(subset=["days", "died", *COVARIATES]))
         part["site"] = i
         parts.append(part)
     return pd.concat(parts, ignore_index=True)

@@ -146,6 +146,12 @@ FORMS = {
         303,
     ),
     "/admin/dashboard/run": Form("/admin/dashboard/run", lambda _: {}, 303),
+    # a refused survival form (no agents here) is logged as a run: the office owns the delivered project
+    "/analysis/{project_id}/survival": Form(
+        "/analysis/{delivered_id}/survival",
+        lambda _: {"start": "condition", "start_code": "no code", "event": "death", "bin_width": "30"},
+        422,
+    ),
 }
 
 

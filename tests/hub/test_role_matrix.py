@@ -104,6 +104,10 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/v1/analysis/projects/{project_id}"): (E401, E401, OK, E403, E403, E403),
     # a project that is no one's here: running an analysis is tested over real agents (tests/federation)
     ("POST", "/api/v1/analysis/projects/{project_id}/{operation}"): (E401, E401, E404, E403, E403, E403),
+    # the portal's analysis workspace (its runs over real agents: tests/e2e/test_analysis_workspace.py)
+    ("GET", "/analysis"): WRITING,
+    ("GET", "/analysis/{project_id}"): WRITING,
+    ("POST", "/analysis/{project_id}/survival"): (LOGIN, LOGIN, E404, E403, E403, E403),
     # single sign-on
     ("GET", "/login/sso"): NOT_SET_UP,
     ("GET", "/login/sso/callback"): NOT_SET_UP,
@@ -312,6 +316,11 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ),
     ("POST", "/api/v1/analysis/projects/{project_id}/{operation}"): lambda w: Call(
         "/api/v1/analysis/projects/2147483000/summary", json={"variables": ["age"]}
+    ),
+    ("GET", "/analysis"): lambda w: Call("/analysis"),
+    ("GET", "/analysis/{project_id}"): lambda w: Call(f"/analysis/{w.delivered()}"),
+    ("POST", "/analysis/{project_id}/survival"): lambda w: Call(
+        "/analysis/2147483000/survival", {"start": "admission", "event": "death", "bin_width": "30"}
     ),
     ("GET", "/login/sso"): lambda w: Call("/login/sso"),
     ("GET", "/login/sso/callback"): lambda w: Call("/login/sso/callback?code=x&state=y"),

@@ -53,6 +53,7 @@ FEDERATED = "federated-analysis"
 _STR = (str,)
 _LIST = (list,)
 _NUM = (int, float)
+_BOOL = (bool,)
 OPERATIONS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "summary": {"variables": (_LIST + _STR, True)},
     "describe": {"variables": (_LIST + _STR, True)},
@@ -75,7 +76,31 @@ OPERATIONS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "weights": (_STR, False),
     },
     "assign": {"name": (_STR, True), "derive": (_STR, False), "subset": (_LIST, False)},
+    # survival on binned time (datenraum.analysis.survival): curves, the log-rank test, Cox
+    "km": {
+        "time": (_STR, True),
+        "event": (_STR, True),
+        "group": (_STR, False),
+        "bin_width": (_NUM, False),
+        "alpha": (_NUM, False),
+    },
+    "logrank": {
+        "time": (_STR, True),
+        "event": (_STR, True),
+        "group": (_STR, True),
+        "bin_width": (_NUM, False),
+    },
+    "cox": {
+        "time": (_STR, True),
+        "event": (_STR, True),
+        "covariates": (_LIST + _STR, True),
+        "ties": (_STR, False),
+        "strata_by_site": (_BOOL, False),
+        "bin_width": (_NUM, False),
+        "max_iter": ((int,), False),
+    },
 }
+MAX_COX_ITERATIONS = 50  # each one is a round over every site
 
 
 class AnalysisFailed(Exception):
@@ -305,9 +330,10 @@ def _check_params(operation: str, body: Any) -> dict[str, Any]:
                 raise Invalid(f"{name}: required for {operation}")
             continue
         value = body[name]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise Invalid(f"{name}: expected {' or '.join(t.__name__ for t in types)}")
         params[name] = value
+    _check_survival(operation, params)
     for name in ("where", "sites"):
         if name in body:
             if not isinstance(body[name], list) or len(body[name]) > 50:
@@ -318,9 +344,43 @@ def _check_params(operation: str, body: Any) -> dict[str, Any]:
     return params
 
 
+def _check_survival(operation: str, params: dict[str, Any]) -> None:
+    """What the protocol would refuse only at the first round, refused before it."""
+    if operation not in ("km", "logrank", "cox"):
+        return
+    width = params.get("bin_width")
+    if width is not None and not (math.isfinite(width) and width > 0):
+        raise Invalid("bin_width: expected a positive number of days")
+    alpha = params.get("alpha")
+    if alpha is not None and not 0 < alpha < 1:
+        raise Invalid("alpha: expected a number between 0 and 1")
+    if operation == "cox":
+        if params.get("ties", "efron") not in ("breslow", "efron"):
+            raise Invalid("ties: expected breslow or efron")
+        if not 1 <= params.get("max_iter", 1) <= MAX_COX_ITERATIONS:
+            raise Invalid(f"max_iter: expected 1 to {MAX_COX_ITERATIONS}")
+
+
 def _call(analysis: Analysis, operation: str, params: dict[str, Any], where: Any, sites: Any) -> Any:
     if operation == "glm":
         return analysis.glm(where=where, sites=sites, **params).to_json()
+    if operation == "cox":
+        return analysis.cox(where=where, sites=sites, **params).to_json()
+    if operation == "logrank":
+        from datenraum.analysis.driver import AnalysisError
+
+        result = analysis.km(where=where, sites=sites, **params)
+        if "logrank" not in result:
+            raise AnalysisError(
+                [
+                    _hub_error(
+                        "one_group",
+                        f"log-rank: {params['group']} has only one level with released rows",
+                        f"Log-Rank: {params['group']} hat nur eine Ausprägung mit freigegebenen Zeilen",
+                    )
+                ]
+            )
+        return {"group": result["group"], "bin_width": result["bin_width"], **result["logrank"]}
     if operation == "assign":
         return analysis.assign(sites=sites, **params)
     method = getattr(analysis, operation)

@@ -5,7 +5,8 @@ one session and CSRF layer (`web`) and one role matrix, and several pages show m
 
 - `web`: sessions, CSRF, security headers, rendering, the signed-in user; `sso`: single sign-on routes
 - `pages`: sign-in, registration, account, the query builder and saved queries, administration
-- `proposals_pages`: Use & Access; `directory_pages`: the network directory
+- `proposals_pages`: Use & Access; `directory_pages`: the network directory; `analysis_pages`: the
+  analysis workspace of a federated-analysis project (survival with a form, charts and tables)
   (the JSON APIs are beside their services: `feasibility/*_api`, `directory/api`)
 
 Pages are rendered on the server (Jinja2) and work without scripts where they are forms; the query

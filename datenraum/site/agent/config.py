@@ -30,6 +30,8 @@ Every key is optional; a missing file section means its defaults. The defaults:
     min_cell = 5                     # tightened (min_rows, min_cell, dominance, glm_saturation,
     workspace_ttl = 3600             # levels_max, levels_density, min_sites, tail_factor, rounding,
                                      # daily_budget); workspace_ttl: seconds a derived variable lives
+    data_end = 2025-12-31            # where time-to-event variables are censored (default: the
+                                     # latest date the store holds)
     [extraction]                     # the `extraction` task (off unless "extraction" is in tasks.allowed)
     output = "/srv/extractions"      # site-local folder of the job folders (required to allow the task)
     time_limit = 3600                # seconds one extraction may take (checked between batches)
@@ -40,6 +42,7 @@ typo (`treshold`) does not silently leave a privacy setting at its default.
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -78,11 +81,23 @@ class AgentConfig:
     spark_master: str = "local[*]"
     analysis: AnalysisPolicy = field(default_factory=AnalysisPolicy)
     workspace_ttl: float = 3600.0
+    data_end: dt.date | None = None
     extraction_output: Path | None = None
     extraction_time_limit: float = 3600.0
 
 
-_ANALYSIS_KEYS = (*(f.name for f in fields(AnalysisPolicy)), "workspace_ttl")
+_ANALYSIS_KEYS = (*(f.name for f in fields(AnalysisPolicy)), "workspace_ttl", "data_end")
+
+
+def _date(value: Any, key: str) -> dt.date | None:
+    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: expected a date (2025-12-31), got {value!r}")
 
 
 def _integer(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
@@ -149,6 +164,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     extraction = document.get("extraction", {})
     defaults = AgentConfig()
     workspace_ttl = _seconds(analysis.pop("workspace_ttl", defaults.workspace_ttl), "analysis.workspace_ttl")
+    data_end = _date(analysis.pop("data_end", None), "analysis.data_end")
     try:
         analysis_policy = AnalysisPolicy.from_mapping(analysis)
     except ValueError as error:
@@ -186,6 +202,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         spark_master=_text(engine.get("spark_master", defaults.spark_master), "engine.spark_master"),
         analysis=analysis_policy,
         workspace_ttl=workspace_ttl,
+        data_end=data_end,
         extraction_output=Path(output) if output is not None else None,
         extraction_time_limit=_seconds(
             extraction.get("time_limit", defaults.extraction_time_limit), "extraction.time_limit"

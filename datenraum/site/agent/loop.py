@@ -642,7 +642,7 @@ class Agent:
                 from datenraum.site.analysis.variables import StoreTables
                 from datenraum.site.analysis.workspace import Workspace
 
-                self._tables = StoreTables()
+                self._tables = StoreTables(data_end=self.config.data_end)
                 # Beside the journal in the state folder: what was released must survive a restart.
                 self._executor = SiteExecutor(
                     {},

@@ -59,14 +59,16 @@ from datenraum.privacy.analysis import (
     round_count,
     suppress,
 )
+from datenraum.privacy.risk_sets import coarsen_risk_sets
 from datenraum.site.analysis.releases import ReleaseLog
 from datenraum.site.analysis.tables import AnalysisTable, TableError
 from datenraum.site.analysis.workspace import Workspace, WorkspaceTable
 
-__all__ = ["QUANTILE_BINS", "SiteExecutor"]
+__all__ = ["MAX_TIME_BINS", "QUANTILE_BINS", "SiteExecutor"]
 
 log = logging.getLogger("datenraum.site.analysis")
 
+MAX_TIME_BINS = 10_000  # per survival answer: the per-bin arrays are this long at most
 QUANTILE_BINS = 400  # grid bins over mean +- 6 sd before merging to >= k rows per bin
 RARE = "(rare)"  # the level that table levels with fewer than k rows are merged into
 NA = "NA"
@@ -128,12 +130,14 @@ class SiteExecutor:
                 result, used = self._assign(request, table), []
             else:
                 result, used = self._run(request, table, self._subset(request, table))
+            # Row sets are placed among all the store's patients, so cohorts of different queries compare.
+            rows = [table.ledger_rows(mask) for mask in (used if isinstance(used, list) else [used])]
             self.releases.release(
                 project=request.project,
                 analyst=request.analyst,
                 operation=request.op,
-                source=table.key,
-                masks=used if isinstance(used, list) else [used],
+                source=rows[0][0] if rows else None,
+                masks=[released for _source, released in rows],
                 result=result,
                 policy=self.policy,
                 now=self._clock(),
@@ -422,6 +426,11 @@ class SiteExecutor:
         t, e = time[valid], event[valid]
         if np.any(t < 0):
             raise TableError(f"{request.time}: survival times must not be negative")
+        if t.size and float(t.max()) / request.bin_width >= MAX_TIME_BINS:
+            raise TableError(
+                f"{request.time}: the times span more than {MAX_TIME_BINS} bins of {request.bin_width:g}; "
+                "use wider bins (or check the variable's unit)"
+            )
         if not np.all((e == 0) | (e == 1)):
             raise TableError(f"{request.event}: the event indicator must be 0 or 1")
         events = int(e.sum())
@@ -468,7 +477,10 @@ class SiteExecutor:
             check_sparse(column, self.policy, f"cox: covariate {name}")
             if len(np.unique(column[:50])) > 2:
                 check_dominance(column, self.policy, f"cox: covariate {name}")
-        index, ev = bin_survival(t, e, request.bin_width, self.policy, "cox")
+        if request.bin_width < self.policy.time_bin:
+            raise Refused("time_bin", self.policy.time_bin, "cox")
+        released, ev = coarsen_risk_sets(t, e, self.policy, "cox")
+        index = np.floor(released / request.bin_width).astype(np.int64)
         bins = int(index.max()) + 1
         risk = np.exp(x @ np.asarray(request.beta))
         upper = np.triu_indices(p)

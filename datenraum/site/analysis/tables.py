@@ -9,29 +9,50 @@ declarative variable definitions (`datenraum.site.analysis.variables`).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["AnalysisTable", "TableError", "read_table"]
+__all__ = ["AnalysisTable", "RowUniverse", "TableError", "read_table"]
 
 
 class TableError(ValueError):
     """An analysis table that cannot be read or a variable it does not have."""
 
 
+@dataclass(frozen=True)
+class RowUniverse:
+    """Where a table's rows lie among all rows of their source (for a store: every patient of the store
+    generation), so that the differencing ledger compares the row sets of different cohorts: two cohort
+    queries that differ by one patient are two row sets of one source, not two sources."""
+
+    source: str
+    positions: np.ndarray  # of each row of the table, in 0..size-1
+    size: int
+
+
 class AnalysisTable:
-    def __init__(self, table: pa.Table, key: str) -> None:
+    def __init__(self, table: pa.Table, key: str, universe: RowUniverse | None = None) -> None:
         self._table = table
         self.key = key  # identifies the rows (file and content): the differencing ledger's source
+        self._universe = universe
         self._cache: dict[str, np.ndarray] = {}
         self._codes: dict[str, tuple[np.ndarray, list[str]]] = {}
 
     @property
     def n_rows(self) -> int:
         return self._table.num_rows
+
+    def ledger_rows(self, mask: np.ndarray) -> tuple[str, np.ndarray]:
+        """The differencing ledger's source and the row set of `mask` in it."""
+        if self._universe is None:
+            return self.key, mask
+        rows = np.zeros(self._universe.size, dtype=bool)
+        rows[self._universe.positions[mask]] = True
+        return self._universe.source, rows
 
     def names(self) -> list[str]:
         return list(self._table.column_names)

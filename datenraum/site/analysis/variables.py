@@ -6,7 +6,9 @@ variables of `datenraum.analysis.variables` computed by SQL over the flattened t
 variable per patient (LEFT JOINs of grouped subqueries of `patient`, `condition`, `observation`); each
 code, unit and date is a bound parameter. The rows are the cohort's patients sorted by id, so that the
 table's key (store generation and cohort) and its row order are the same for every set of variables:
-the differencing ledger compares row sets of one cohort whatever was asked of it.
+the differencing ledger compares row sets of one cohort whatever was asked of it. The ledger places
+them among all patients of the store generation (`RowUniverse`), so that the row sets of two cohorts
+are compared as well (a second cohort query that drops one patient is refused like a subset would be).
 
 The SQL goes through the snapshot's DuckDB connection only (`_sql`), the one place a store-reading
 engine interface (the Spark branch's `SiteEngine.sql`) would take over.
@@ -21,12 +23,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from datenraum.analysis.variables import CONVERSIONS, VariableDef
+from datenraum.analysis.variables import VariableDef
 from datenraum.query.model import StructuredQuery
-from datenraum.site.analysis.tables import AnalysisTable
+from datenraum.site.analysis.tables import AnalysisTable, RowUniverse
+from datenraum.site.analysis.time_to_event import converted_value_sql, store_data_end, time_to_event_join
 from datenraum.site.feasibility import StoreEngine
 from datenraum.site.store import Snapshot
 
@@ -58,8 +63,11 @@ def _period(definition: VariableDef, column: str, params: list[Any]) -> str:
     return "".join(f" AND {c}" for c in clauses)
 
 
-def variables_sql(definitions: Sequence[VariableDef], cohort: str, today: dt.date) -> tuple[str, list[Any]]:
-    """One SELECT of `patient_id` and every variable for the patients of the table `cohort`."""
+def variables_sql(
+    definitions: Sequence[VariableDef], cohort: str, today: dt.date, data_end: dt.date | None = None
+) -> tuple[str, list[Any]]:
+    """One SELECT of `patient_id` and every variable for the patients of the table `cohort`
+    (`data_end`: where time-to-event variables are censored; default `today`)."""
     select: list[str] = ["c.patient_id"]
     select_params: list[Any] = []
     joins: list[str] = []
@@ -72,6 +80,10 @@ def variables_sql(definitions: Sequence[VariableDef], cohort: str, today: dt.dat
         elif d.kind == "age":
             select.append(f"date_diff('day', p.birth_date, CAST(? AS DATE)) / 365.25 AS {name}")
             select_params.append(d.at or today)
+        elif d.survival is not None:
+            join, value = time_to_event_join(d.survival, alias, cohort, data_end or today, join_params)
+            joins.append(join)
+            select.append(f"{value} AS {name}")
         elif d.kind == "condition":
             match = " OR ".join("starts_with(code, ?)" for _ in d.codes)
             join_params.extend(d.codes)
@@ -90,17 +102,7 @@ def variables_sql(definitions: Sequence[VariableDef], cohort: str, today: dt.dat
                     f"date_diff('day', p.birth_date, CAST({alias}.first AS DATE)) / 365.25 AS {name}"
                 )
         else:  # observation
-            value = "CAST(value_quantity AS DOUBLE)"
-            if d.unit is None:
-                converted = value
-            else:
-                cases = ["WHEN value_unit = ? THEN " + value]
-                join_params.append(d.unit)
-                for (source, target), (factor, offset) in CONVERSIONS.items():
-                    if target == d.unit:
-                        cases.append(f"WHEN value_unit = ? THEN {value} * ? + ?")
-                        join_params.extend([source, factor, offset])
-                converted = "CASE " + " ".join(cases) + " END"
+            converted = converted_value_sql(d.unit, join_params)
             codes = ", ".join("?" for _ in d.codes)
             join_params.extend(d.codes)
             time = _TIME["observation"]
@@ -150,22 +152,34 @@ def store_table(
     *,
     key: str,
     today: dt.date | None = None,
+    data_end: dt.date | None = None,
 ) -> AnalysisTable:
-    """The cohort's patients with the defined variables as an analysis table (no patient ids in it)."""
+    """The cohort's patients with the defined variables as an analysis table (no patient ids in it).
+    Time-to-event variables are censored at `data_end`, by default the latest date in the store."""
     today = today or dt.date.today()
     ids = StoreEngine(snapshot).patient_ids(cohort, today=today)
     name = f"analysis_cohort_{threading.get_ident()}"
-    sql, params = variables_sql(definitions, name, today)
+    if data_end is None and any(d.survival is not None for d in definitions):
+        data_end = store_data_end(snapshot)
+    sql, params = variables_sql(definitions, name, today, data_end)
     table = _sql(snapshot, sql, params, {name: pa.table({"patient_id": pa.array(ids, pa.string())})})
-    return AnalysisTable(table.drop_columns(["patient_id"]), key)
+    everyone = snapshot.connection.sql("SELECT DISTINCT patient_id FROM patient").to_arrow_table()
+    positions = pc.index_in(table.column("patient_id"), value_set=everyone.column("patient_id"))
+    universe = RowUniverse(
+        f"store:{snapshot.generation}",
+        positions.to_numpy(zero_copy_only=False).astype(np.int64),
+        everyone.num_rows,
+    )
+    return AnalysisTable(table.drop_columns(["patient_id"]), key, universe)
 
 
 class StoreTables:
     """A few recently built analysis tables (a GLM asks for the same one every round), by store
     generation, cohort and variables."""
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, size: int = 8, data_end: dt.date | None = None) -> None:
         self._tables: OrderedDict[bytes, AnalysisTable] = OrderedDict()
+        self._data_end = data_end
         self._size = size
         self._lock = threading.Lock()
 
@@ -177,7 +191,7 @@ class StoreTables:
             if table is not None:
                 self._tables.move_to_end(cache_key)
                 return table
-        table = store_table(snapshot, cohort, definitions, key=key, today=today)
+        table = store_table(snapshot, cohort, definitions, key=key, today=today, data_end=self._data_end)
         with self._lock:
             self._tables[cache_key] = table
             while len(self._tables) > self._size:

@@ -78,6 +78,9 @@ class WorkspaceTable:
     def n_rows(self) -> int:
         return self.base.n_rows
 
+    def ledger_rows(self, mask: np.ndarray) -> tuple[str, np.ndarray]:
+        return self.base.ledger_rows(mask)
+
     def names(self) -> list[str]:
         return [*self.base.names(), *self._derived]
 
