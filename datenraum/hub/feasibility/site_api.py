@@ -48,7 +48,12 @@ async def fetch_tasks(
             # A task that starts running is news to a researcher, but never the end of the query.
             hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
             # The crisis dashboard's indicators tasks travel on the same channel (hub/dashboard).
-            tasks = [*claim.tasks, *await hub.run(hub.dashboard.claim, site)]
+            # So do a data delivery's extraction tasks (hub/delivery).
+            tasks = [
+                *claim.tasks,
+                *await hub.run(hub.dashboard.claim, site),
+                *await hub.run(hub.deliveries.claim, site),
+            ]
             if tasks or loop.time() >= until or hub.notifier.closed:
                 return {"tasks": [task.to_json() for task in tasks]}
             await wait_for(signal.changed, until - loop.time())
@@ -70,6 +75,8 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
             "accepted": delivered.accepted,
             "problems": list(delivered.problems),
         }
+    if await hub.run(hub.deliveries.owns, task_id):
+        return {"state": (await hub.run(hub.deliveries.record, site, task_id, result)).value}
     if hub.analysis.rounds.record(site.id, task_id, result):
         return {"state": result.state.value}
     if result.analysis is not None:
