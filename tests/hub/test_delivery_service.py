@@ -155,6 +155,7 @@ def test_from_extraction_to_download_every_step_is_recorded_and_the_proposal_bec
     ]
     assert kinds(world, proposal_id)[-11:] == [
         "delivery-requested",
+        "delivery-extracting",
         "delivery-extracted",
         "delivery-extracting",
         "delivery-extracted",
