@@ -55,6 +55,7 @@ from datenraum.hub.limits import BodySizeLimit
 from datenraum.hub.portal import (
     catalogue_pages,
     dashboard_pages,
+    delivery_pages,
     directory_pages,
     pages,
     proposals_pages,
@@ -306,6 +307,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         catalogue_pages.router,
         dashboard_api.router,
         dashboard_pages.router,
+        delivery_pages.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -246,6 +246,10 @@ class Deliveries:
                 return delivery
             raise NotFound(f"no delivery for proposal {proposal_id}")
 
+    def on_team(self, user: User, proposal_id: int) -> bool:
+        with self._sessions() as session:
+            return self._on_team(session, user, proposal_id)
+
     def awaiting_release(self, user: User) -> list[Delivery]:
         """The deliveries with a part at one of `user`'s sites that waits for their release."""
         if not user.has(Role.SITE_ADMIN) or not user.site_ids:
