@@ -19,12 +19,15 @@ import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from datenraum.deidentify.package import new_recipient_key
 from datenraum.hub.accounts.audit import AuditEntry, AuditSource, search
 from datenraum.hub.accounts.outbox import Message, Outbox
 from datenraum.hub.accounts.secrets import hash_secret, new_secret
-from datenraum.hub.accounts.service import PortalRoleHolders
+from datenraum.hub.accounts.service import PortalRoleHolders, User
+from datenraum.hub.accounts.service import Site as AgentSite
 from datenraum.hub.accounts.users import Registration, Status, Users
 from datenraum.hub.db import Base, SiteRow, UserRow, WebSessionRow
+from datenraum.hub.delivery.service import Deliveries
 from datenraum.hub.directory.service import Directory, Entry, EntryKind, Site
 from datenraum.hub.portal.web import workflow_actor
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
@@ -33,6 +36,7 @@ from datenraum.hub.proposals.values import Analysis, CohortQuery, DocumentKind, 
 from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from datenraum.protocol.messages import TaskResult, TaskState
 
 from .helpers import HubFixture, older_than
 from .proposals_helpers import ETHICS_VOTE
@@ -189,7 +193,7 @@ class UseAndAccess:
             site_id,
         )
 
-    def draft(self, owner: Actor) -> int:
+    def draft(self, owner: Actor, analysis: Analysis = Analysis.FEDERATED_ANALYSIS) -> int:
         """A draft that lacks only its ethics vote to be submitted."""
         draft = Draft(
             title="Diabetes und Niere",
@@ -197,14 +201,14 @@ class UseAndAccess:
             questions=("Inzidenz der CKD",),
             cohort=(CohortQuery("Alte", older_than(50), 610, {"uk-a": 610}),),
             modules=("Person", "Diagnose"),
-            analysis=Analysis.FEDERATED_ANALYSIS,
+            analysis=analysis,
             site_ids=(self.site_id,),
         )
         return self.proposals.create(owner, draft)
 
-    def submitted(self, owner: Actor) -> tuple[int, int]:
+    def submitted(self, owner: Actor, analysis: Analysis = Analysis.FEDERATED_ANALYSIS) -> tuple[int, int]:
         """A submitted proposal and the id of its ethics vote."""
-        proposal_id = self.draft(owner)
+        proposal_id = self.draft(owner, analysis)
         vote = self.proposals.upload(owner, proposal_id, DocumentKind.ETHICS_VOTE, "votum.pdf", ETHICS_VOTE)
         self.proposals.apply(owner, proposal_id, Action.SUBMIT)
         return proposal_id, vote.id
@@ -228,6 +232,33 @@ class UseAndAccess:
         for actor, action in steps:
             self.proposals.apply(actor, proposal_id, action, site_id=self.site_id)
         return proposal_id
+
+    def awaiting_release(
+        self, hub: HubFixture, owner: Actor, office: Actor, committee: Actor, site: str
+    ) -> str:
+        """A data-delivery proposal whose site `site` has sealed its package: the part's task id, which
+        waits for its custodian's release."""
+        proposal_id, _ = self.submitted(owner, Analysis.DATA_DELIVERY)
+        steps = [
+            (office, Action.START_FORMAL_CHECK),
+            (office, Action.FORWARD_TO_COMMITTEE),
+            (committee, Action.VOTE_APPROVE),
+            (office, Action.REQUEST_SITE_DECISIONS),
+            (office, Action.SITE_AGREE),
+        ]
+        for actor, action in steps:
+            self.proposals.apply(actor, proposal_id, action, site_id=self.site_id)
+        deliveries = Deliveries(hub.sessions, hub.config, hub.clock)
+        admin = User(office.user_id, "office@example.org", office.roles, office.site_ids)
+        _private, public = new_recipient_key()
+        crtdl = {"cohortDefinition": {"inclusionCriteria": []}, "dataExtraction": {"attributeGroups": []}}
+        deliveries.start(admin, proposal_id, crtdl, public.decode())
+        agent = AgentSite(self.site_id, site)
+        (task,) = deliveries.claim(agent)
+        deliveries.record(
+            agent, task.id, TaskResult(task.id, TaskState.ANSWERED, summary={"Leak-Gate-Findings": 0})
+        )
+        return task.id
 
     def directory_site(self, office: Actor) -> str:
         slug = f"uk-test-{next(self.numbers)}"

@@ -51,6 +51,7 @@ class Setup:
     delivered_id: int = 0
     directory_site: str = ""
     directory_entry: str = ""
+    release_task: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,9 @@ FORMS = {
         303,
     ),
     "/admin/dashboard/run": Form("/admin/dashboard/run", lambda _: {}, 303),
+    "/deliveries/parts/{task_id}/decision": Form(
+        "/deliveries/parts/{release_task}/decision", lambda _: {"decision": "release"}, 303
+    ),
 }
 
 
@@ -168,6 +172,7 @@ def _setup(hub: HubFixture, people: People, uploads: Path) -> Setup:
         delivered_id=objects.delivered(office, office, committee, office),
         directory_site=objects.directory_site(office),
         directory_entry=objects.directory_entry(office),
+        release_task=objects.awaiting_release(hub, office, office, committee, "uk-a"),
     )
 
 
