@@ -4,9 +4,11 @@ of every role, set up directly in the hub's database."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import email
 import email.policy
+import hashlib
 import html
 import itertools
 import re
@@ -170,6 +172,14 @@ class People:
         return search(self.hub.sessions, **filters)
 
 
+def _deliveries(hub: HubFixture, folder: Path) -> Deliveries:
+    return Deliveries(hub.sessions, dataclasses.replace(hub.config, delivery_folder=str(folder)), hub.clock)
+
+
+def _user(actor: Actor) -> User:
+    return User(actor.user_id, f"user-{actor.user_id}@example.org", actor.roles, actor.site_ids)
+
+
 @dataclass
 class UseAndAccess:
     """Proposals and directory objects made through the hub's services, for the pages to act on.
@@ -234,31 +244,43 @@ class UseAndAccess:
         return proposal_id
 
     def awaiting_release(
-        self, hub: HubFixture, owner: Actor, office: Actor, committee: Actor, site: str
-    ) -> str:
-        """A data-delivery proposal whose site `site` has sealed its package: the part's task id, which
-        waits for its custodian's release."""
+        self, hub: HubFixture, folder: Path, people: tuple[Actor, Actor, Actor, Actor], site: str
+    ) -> tuple[int, str]:
+        """A data-delivery proposal whose site `site` has sealed its package, and that part's task id,
+        which waits for its custodian's release. `people`: owner, office, committee, site admin."""
+        owner, office, committee, site_admin = people
         proposal_id, _ = self.submitted(owner, Analysis.DATA_DELIVERY)
         steps = [
             (office, Action.START_FORMAL_CHECK),
             (office, Action.FORWARD_TO_COMMITTEE),
             (committee, Action.VOTE_APPROVE),
             (office, Action.REQUEST_SITE_DECISIONS),
-            (office, Action.SITE_AGREE),
+            (site_admin, Action.SITE_AGREE),
         ]
         for actor, action in steps:
             self.proposals.apply(actor, proposal_id, action, site_id=self.site_id)
-        deliveries = Deliveries(hub.sessions, hub.config, hub.clock)
-        admin = User(office.user_id, "office@example.org", office.roles, office.site_ids)
+        deliveries = _deliveries(hub, folder)
         _private, public = new_recipient_key()
         crtdl = {"cohortDefinition": {"inclusionCriteria": []}, "dataExtraction": {"attributeGroups": []}}
-        deliveries.start(admin, proposal_id, crtdl, public.decode())
+        (part,) = deliveries.start(_user(office), proposal_id, crtdl, public.decode()).parts
         agent = AgentSite(self.site_id, site)
-        (task,) = deliveries.claim(agent)
-        deliveries.record(
-            agent, task.id, TaskResult(task.id, TaskState.ANSWERED, summary={"Leak-Gate-Findings": 0})
-        )
-        return task.id
+        assert part.task_id in {task.id for task in deliveries.claim(agent)}
+        summary = {"Leak-Gate-Findings": 0}
+        deliveries.record(agent, part.task_id, TaskResult(part.task_id, TaskState.ANSWERED, summary=summary))
+        return proposal_id, part.task_id
+
+    def downloadable(
+        self, hub: HubFixture, folder: Path, people: tuple[Actor, Actor, Actor, Actor], site: str
+    ) -> int:
+        """A data-delivery proposal whose one site's package has arrived."""
+        proposal_id, task_id = self.awaiting_release(hub, folder, people, site)
+        deliveries = _deliveries(hub, folder)
+        deliveries.release(_user(people[3]), task_id)
+        agent = AgentSite(self.site_id, site)
+        package = b"sealed package"
+        deliveries.receive(agent, task_id, 0, package, hashlib.sha256(package).hexdigest())
+        deliveries.complete(agent, task_id, len(package), hashlib.sha256(package).hexdigest())
+        return proposal_id
 
     def directory_site(self, office: Actor) -> str:
         slug = f"uk-test-{next(self.numbers)}"

@@ -172,7 +172,9 @@ def _setup(hub: HubFixture, people: People, uploads: Path) -> Setup:
         delivered_id=objects.delivered(office, office, committee, office),
         directory_site=objects.directory_site(office),
         directory_entry=objects.directory_entry(office),
-        release_task=objects.awaiting_release(hub, office, office, committee, "uk-a"),
+        release_task=objects.awaiting_release(
+            hub, uploads / "deliveries", (office, office, committee, office), "uk-a"
+        )[1],
     )
 
 
