@@ -101,7 +101,7 @@ class World:
         )
 
     def delivery(self) -> dict:
-        with self.api("office") as client:
+        with self.api("researcher") as client:
             answer = client.get(f"/api/v1/deliveries/{self.proposal_id}")
         assert answer.status_code == 200, answer.text
         return answer.json()

@@ -295,3 +295,19 @@ def test_only_an_approved_data_delivery_proposal_ready_for_delivery_gets_a_deliv
     deliveries.start(user(world.office), proposal_id, CRTDL, public_key())
     with pytest.raises(Conflict, match="has a delivery already"):
         deliveries.start(user(world.office), proposal_id, CRTDL, public_key())
+
+
+def test_the_counts_of_a_package_are_for_the_team_and_that_sites_custodian_only(
+    world: World, deliveries: Deliveries
+) -> None:
+    proposal_id = ready(world)
+    deliveries.start(user(world.office), proposal_id, CRTDL, public_key())
+    extracted(deliveries, sites(world)["uk-a"])
+
+    def summaries(actor: Actor) -> dict[str, object]:
+        return {part.site: part.summary for part in deliveries.get(user(actor), proposal_id).parts}
+
+    assert summaries(world.researcher) == {"uk-a": SUMMARY, "uk-b": None}
+    assert summaries(world.site_admins["uk-a"])["uk-a"] == SUMMARY
+    assert summaries(world.site_admins["uk-b"])["uk-a"] is None
+    assert summaries(world.office)["uk-a"] is None

@@ -26,6 +26,7 @@ arrives. When every part has ended with at least one package, the proposal becom
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import tarfile
@@ -236,15 +237,22 @@ class Deliveries:
     # -- reading
 
     def get(self, user: User, proposal_id: int) -> Delivery:
-        """The delivery of a proposal, for its team, the coordination office and its sites' custodians."""
+        """The delivery of a proposal, for its team, the coordination office and its sites' custodians
+        (these two without the counts of other sites' packages)."""
         with self._sessions() as session:
             row = self._row(session, proposal_id)
             delivery = self._delivery(session, row)
-            if user.has(Role.ADMIN) or self._on_team(session, user, proposal_id):
+            if self._on_team(session, user, proposal_id):
                 return delivery
-            if user.has(Role.SITE_ADMIN) and {p.site_id for p in delivery.parts} & user.site_ids:
-                return delivery
-            raise NotFound(f"no delivery for proposal {proposal_id}")
+            custodian = user.has(Role.SITE_ADMIN) and {p.site_id for p in delivery.parts} & user.site_ids
+            if not (user.has(Role.ADMIN) or custodian):
+                raise NotFound(f"no delivery for proposal {proposal_id}")
+            # The counts are of the project's patients: for its team and each site's own custodian only.
+            parts = tuple(
+                p if p.site_id in user.site_ids else dataclasses.replace(p, summary=None)
+                for p in delivery.parts
+            )
+            return dataclasses.replace(delivery, parts=parts)
 
     def on_team(self, user: User, proposal_id: int) -> bool:
         with self._sessions() as session:
