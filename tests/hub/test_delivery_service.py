@@ -242,6 +242,9 @@ def test_a_site_that_misses_the_period_fails_and_the_delivery_ends_without_data(
     assert delivery.parts[0].reason == "the site missed the delivery period"
     with pytest.raises(StateRefused):
         deliveries.release(user(world.site_admins["uk-a"]), delivery.parts[0].task_id)
+    # The office that started it is told (the custodians too, by their roles in the portal's table).
+    texts = [n.text for n in world.proposals.notifications(world.office)]
+    assert any("uk-a missed the delivery period" in text for text in texts), texts
 
 
 def test_a_failed_extraction_is_recorded_with_the_sites_reason(world: World, deliveries: Deliveries) -> None:

@@ -542,6 +542,10 @@ class Deliveries:
         self._timeline(session, row, f"delivery-{event.value}", text, part, actor_id=actor_id)
         if part.state == SiteState.AWAITING_RELEASE.value:
             self._tell_custodians(session, row, part.site_id, f"a data package of {site} awaits your release")
+        if event is Event.MISSED:
+            missed = f"{site} missed the delivery period ({row.deadline:%Y-%m-%d})"
+            self._tell_custodians(session, row, part.site_id, missed)
+            self._notify(session, row, {row.started_by}, missed)
         after = self._delivery(session, row).state
         if after is not before:
             self._timeline(session, row, f"delivery-{after.value}", f"the delivery is {after.value}")
