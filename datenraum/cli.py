@@ -215,6 +215,29 @@ def deidentify_command(
         sys.exit(1)
 
 
+@main.group("delivery")
+def delivery_group() -> None:
+    """A project's data delivery, on the researcher's side."""
+
+
+@delivery_group.command("open")
+@click.option(
+    "--key-file", required=True, type=click.Path(path_type=Path), help="The project's private key (PEM)."
+)
+@click.argument("download", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+def delivery_open_command(key_file: Path, download: Path, out_dir: Path) -> None:
+    """Check and open the hub's download (every site's package) into OUT_DIR, merged with a site label
+    per resource; exit 2 when anything does not match (a changed byte, another key)."""
+    from datenraum.deidentify.delivery import DeliveryOpenError, open_delivery
+
+    try:
+        counts = open_delivery(download, key_file.read_bytes(), out_dir)
+    except (OSError, DeliveryOpenError) as error:
+        _fail(str(error))
+    click.echo(orjson.dumps({"resources": counts}, option=orjson.OPT_INDENT_2))
+
+
 @main.command("stats")
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path))
 def stats_command(store_path: Path) -> None:

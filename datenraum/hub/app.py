@@ -40,6 +40,9 @@ from datenraum.hub.config import HubConfig
 from datenraum.hub.dashboard import api as dashboard_api
 from datenraum.hub.dashboard.service import Dashboard
 from datenraum.hub.db import Clock, create_hub_engine, utcnow
+from datenraum.hub.delivery import api as delivery_api
+from datenraum.hub.delivery import site_api as delivery_site_api
+from datenraum.hub.delivery.service import CHUNK_MAX, Deliveries
 from datenraum.hub.directory import api as directory_api
 from datenraum.hub.directory.service import Directory
 from datenraum.hub.errors import HubError
@@ -53,6 +56,7 @@ from datenraum.hub.portal import (
     analysis_pages,
     catalogue_pages,
     dashboard_pages,
+    delivery_pages,
     directory_pages,
     pages,
     proposals_pages,
@@ -204,6 +208,7 @@ async def _sweep_forever(hub: Hub) -> None:
     while True:
         try:
             changes = await hub.run(hub.federation.sweep)
+            await hub.run(hub.deliveries.sweep)
         except Exception:
             # The database may be away for a while; say so once, and keep trying.
             if not failing:
@@ -257,6 +262,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         invitations=invitations.Invitations(sessions),
         dashboard=Dashboard(sessions, config, clock),
         analysis=Analyses(sessions, config, clock),
+        deliveries=Deliveries(sessions, config, clock),
     )
 
     @contextlib.asynccontextmanager
@@ -286,6 +292,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     # The APIs first, then the pages; in this order routes are matched.
     for router in (
         site_api.router,
+        delivery_site_api.router,
+        delivery_api.router,
         researcher_api.router,
         workspace_api.router,
         concepts_api.router,
@@ -301,6 +309,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         dashboard_api.router,
         dashboard_pages.router,
         analysis_pages.router,
+        delivery_pages.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -309,7 +318,10 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         max_bytes=config.max_body_bytes,
-        larger=[(proposals_pages.UPLOAD_PATHS, upload_body)],
+        larger=[
+            (proposals_pages.UPLOAD_PATHS, upload_body),
+            (delivery_site_api.UPLOAD_PATHS, CHUNK_MAX),
+        ],
     )
     app.add_middleware(CsrfCookie, secure=config.secure_cookies)
     app.add_middleware(UnexpectedErrors)

@@ -32,6 +32,8 @@ line options. Durations are in seconds.
 | upload_max_bytes | 20971520 | larger documents are refused (the upload page's body may be this much larger than max_body_bytes) |
 | upload_scan_command | "" | a virus scanner run with the file's path appended (split like a shell does); empty: no scanning |
 | upload_scan_timeout_seconds | 60 | a scan that takes longer rejects the file |
+| delivery_folder | var/hub/deliveries | where the sites' sealed packages are received (chunk by chunk) and kept |
+| delivery_days | 28 | a site's part of a data delivery not uploaded this long after the delivery started has missed the period |
 | proposal_quorum | 2 | committee votes that decide a proposal (by majority; a tie waits for the next vote) |
 """
 
@@ -89,6 +91,8 @@ class HubConfig:
     upload_scan_command: str = ""
     upload_scan_timeout_seconds: float = 60.0
     proposal_quorum: int = 2
+    delivery_folder: str = "var/hub/deliveries"
+    delivery_days: float = 28.0
     analysis_min_sites: int = 3
     analysis_round_seconds: float = 30.0
 

@@ -33,6 +33,7 @@ from datenraum.hub.accounts.users import Users
 from datenraum.hub.analysis.service import Analyses
 from datenraum.hub.config import HubConfig
 from datenraum.hub.dashboard.service import Dashboard
+from datenraum.hub.delivery.service import Deliveries
 from datenraum.hub.directory.service import Directory
 from datenraum.hub.feasibility.notify import Notifier
 from datenraum.hub.feasibility.saved_queries import SavedQueries
@@ -110,6 +111,7 @@ class Hub:
     invitations: Invitations
     dashboard: Dashboard
     analysis: Analyses
+    deliveries: Deliveries
     _turns: contextlib.AbstractContextManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -4,9 +4,11 @@ of every role, set up directly in the hub's database."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import email
 import email.policy
+import hashlib
 import html
 import itertools
 import re
@@ -19,12 +21,15 @@ import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from datenraum.deidentify.package import new_recipient_key
 from datenraum.hub.accounts.audit import AuditEntry, AuditSource, search
 from datenraum.hub.accounts.outbox import Message, Outbox
 from datenraum.hub.accounts.secrets import hash_secret, new_secret
-from datenraum.hub.accounts.service import PortalRoleHolders
+from datenraum.hub.accounts.service import PortalRoleHolders, User
+from datenraum.hub.accounts.service import Site as AgentSite
 from datenraum.hub.accounts.users import Registration, Status, Users
 from datenraum.hub.db import Base, SiteRow, UserRow, WebSessionRow
+from datenraum.hub.delivery.service import Deliveries
 from datenraum.hub.directory.service import Directory, Entry, EntryKind, Site
 from datenraum.hub.portal.web import workflow_actor
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
@@ -33,6 +38,7 @@ from datenraum.hub.proposals.values import Analysis, CohortQuery, DocumentKind, 
 from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from datenraum.protocol.messages import TaskResult, TaskState
 
 from .helpers import HubFixture, older_than
 from .proposals_helpers import ETHICS_VOTE
@@ -166,6 +172,14 @@ class People:
         return search(self.hub.sessions, **filters)
 
 
+def _deliveries(hub: HubFixture, folder: Path) -> Deliveries:
+    return Deliveries(hub.sessions, dataclasses.replace(hub.config, delivery_folder=str(folder)), hub.clock)
+
+
+def _user(actor: Actor) -> User:
+    return User(actor.user_id, f"user-{actor.user_id}@example.org", actor.roles, actor.site_ids)
+
+
 @dataclass
 class UseAndAccess:
     """Proposals and directory objects made through the hub's services, for the pages to act on.
@@ -189,7 +203,7 @@ class UseAndAccess:
             site_id,
         )
 
-    def draft(self, owner: Actor) -> int:
+    def draft(self, owner: Actor, analysis: Analysis = Analysis.FEDERATED_ANALYSIS) -> int:
         """A draft that lacks only its ethics vote to be submitted."""
         draft = Draft(
             title="Diabetes und Niere",
@@ -197,14 +211,14 @@ class UseAndAccess:
             questions=("Inzidenz der CKD",),
             cohort=(CohortQuery("Alte", older_than(50), 610, {"uk-a": 610}),),
             modules=("Person", "Diagnose"),
-            analysis=Analysis.FEDERATED_ANALYSIS,
+            analysis=analysis,
             site_ids=(self.site_id,),
         )
         return self.proposals.create(owner, draft)
 
-    def submitted(self, owner: Actor) -> tuple[int, int]:
+    def submitted(self, owner: Actor, analysis: Analysis = Analysis.FEDERATED_ANALYSIS) -> tuple[int, int]:
         """A submitted proposal and the id of its ethics vote."""
-        proposal_id = self.draft(owner)
+        proposal_id = self.draft(owner, analysis)
         vote = self.proposals.upload(owner, proposal_id, DocumentKind.ETHICS_VOTE, "votum.pdf", ETHICS_VOTE)
         self.proposals.apply(owner, proposal_id, Action.SUBMIT)
         return proposal_id, vote.id
@@ -227,6 +241,45 @@ class UseAndAccess:
         ]
         for actor, action in steps:
             self.proposals.apply(actor, proposal_id, action, site_id=self.site_id)
+        return proposal_id
+
+    def awaiting_release(
+        self, hub: HubFixture, folder: Path, people: tuple[Actor, Actor, Actor, Actor], site: str
+    ) -> tuple[int, str]:
+        """A data-delivery proposal whose site `site` has sealed its package, and that part's task id,
+        which waits for its custodian's release. `people`: owner, office, committee, site admin."""
+        owner, office, committee, site_admin = people
+        proposal_id, _ = self.submitted(owner, Analysis.DATA_DELIVERY)
+        steps = [
+            (office, Action.START_FORMAL_CHECK),
+            (office, Action.FORWARD_TO_COMMITTEE),
+            (committee, Action.VOTE_APPROVE),
+            (office, Action.REQUEST_SITE_DECISIONS),
+            (site_admin, Action.SITE_AGREE),
+        ]
+        for actor, action in steps:
+            self.proposals.apply(actor, proposal_id, action, site_id=self.site_id)
+        deliveries = _deliveries(hub, folder)
+        _private, public = new_recipient_key()
+        crtdl = {"cohortDefinition": {"inclusionCriteria": []}, "dataExtraction": {"attributeGroups": []}}
+        (part,) = deliveries.start(_user(office), proposal_id, crtdl, public.decode()).parts
+        agent = AgentSite(self.site_id, site)
+        assert part.task_id in {task.id for task in deliveries.claim(agent)}
+        summary = {"Leak-Gate-Findings": 0}
+        deliveries.record(agent, part.task_id, TaskResult(part.task_id, TaskState.ANSWERED, summary=summary))
+        return proposal_id, part.task_id
+
+    def downloadable(
+        self, hub: HubFixture, folder: Path, people: tuple[Actor, Actor, Actor, Actor], site: str
+    ) -> int:
+        """A data-delivery proposal whose one site's package has arrived."""
+        proposal_id, task_id = self.awaiting_release(hub, folder, people, site)
+        deliveries = _deliveries(hub, folder)
+        deliveries.release(_user(people[3]), task_id)
+        agent = AgentSite(self.site_id, site)
+        package = b"sealed package"
+        deliveries.receive(agent, task_id, 0, package, hashlib.sha256(package).hexdigest())
+        deliveries.complete(agent, task_id, len(package), hashlib.sha256(package).hexdigest())
         return proposal_id
 
     def directory_site(self, office: Actor) -> str:

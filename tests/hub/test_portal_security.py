@@ -51,6 +51,7 @@ class Setup:
     delivered_id: int = 0
     directory_site: str = ""
     directory_entry: str = ""
+    release_task: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ FORMS = {
         lambda _: {"start": "condition", "start_code": "no code", "event": "death", "bin_width": "30"},
         422,
     ),
+    "/deliveries/parts/{task_id}/decision": Form(
+        "/deliveries/parts/{release_task}/decision", lambda _: {"decision": "release"}, 303
+    ),
 }
 
 
@@ -174,6 +178,9 @@ def _setup(hub: HubFixture, people: People, uploads: Path) -> Setup:
         delivered_id=objects.delivered(office, office, committee, office),
         directory_site=objects.directory_site(office),
         directory_entry=objects.directory_entry(office),
+        release_task=objects.awaiting_release(
+            hub, uploads / "deliveries", (office, office, committee, office), "uk-a"
+        )[1],
     )
 
 

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from datenraum.deidentify.package import new_recipient_key
 from datenraum.hub.accounts.service import User
 from datenraum.hub.feasibility.saved_queries import SavedQueries
-from datenraum.hub.proposals.values import DocumentKind
+from datenraum.hub.proposals.values import Analysis, DocumentKind
+from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 
@@ -32,6 +34,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
+TASK = "6f1c7b52-0000-4000-8000-000000000000"  # a task id no site has
 ROLES = ("anonymous", "pending account", "researcher", "site-admin of uk-a", "committee", "admin")
 OK, LOGIN, E401, E403, E404 = "allowed", "login", "401", "403", "404"
 ANYONE = (OK,) * 6
@@ -165,6 +168,20 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/v1/dashboard"): PUBLIC_API,
     ("GET", "/api/v1/dashboard/{disease}/{indicator}.json"): PUBLIC_API,
     ("GET", "/api/v1/dashboard/{disease}/{indicator}.csv"): PUBLIC_API,
+    # data delivery: the office starts it, the site's custodian releases, the project's team downloads
+    ("POST", "/api/v1/deliveries"): (E401, E401, E403, E403, E403, OK),
+    ("GET", "/api/v1/deliveries/{proposal_id}"): (E401, E401, OK, OK, E404, OK),
+    ("POST", "/api/v1/deliveries/parts/{task_id}/release"): (E401, E401, E403, OK, E403, E403),
+    ("POST", "/api/v1/deliveries/parts/{task_id}/reject"): (E401, E401, E403, OK, E403, E403),
+    ("GET", "/api/v1/deliveries/{proposal_id}/download"): (E401, E401, OK, E404, E404, E404),
+    ("GET", "/deliveries/release"): (LOGIN, LOGIN, E403, OK, E403, E403),
+    ("POST", "/deliveries/parts/{task_id}/decision"): (LOGIN, LOGIN, E403, OK, E403, E403),
+    ("GET", "/deliveries/{proposal_id}"): (LOGIN, LOGIN, OK, OK, E404, OK),
+    ("GET", "/deliveries/{proposal_id}/download"): (LOGIN, LOGIN, OK, E404, E404, E404),
+    ("GET", "/api/site/v1/deliveries"): SITES_ONLY,
+    ("GET", "/api/site/v1/deliveries/{task_id}/upload"): SITES_ONLY,
+    ("PUT", "/api/site/v1/deliveries/{task_id}/upload"): SITES_ONLY,
+    ("POST", "/api/site/v1/deliveries/{task_id}/complete"): SITES_ONLY,
     ("GET", "/api/site/v1/tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/tasks/{task_id}/result"): SITES_ONLY,
     ("POST", "/api/site/v1/heartbeat"): SITES_ONLY,
@@ -190,6 +207,7 @@ class World:
     researcher: User
     query_id: str
     objects: UseAndAccess
+    deliveries: Path
     numbers: itertools.count = field(default_factory=itertools.count)
 
     def unique(self, stem: str) -> str:
@@ -225,6 +243,29 @@ class World:
 
     def directory_site(self) -> str:
         return self.objects.directory_site(self.acting("admin"))
+
+    def _delivery_people(self) -> tuple[Actor, Actor, Actor, Actor]:
+        return tuple(map(self.acting, ("researcher", "admin", "committee", "site-admin of uk-a")))  # type: ignore[return-value]
+
+    def awaiting_release(self) -> tuple[int, str]:
+        return self.objects.awaiting_release(self.hub, self.deliveries, self._delivery_people(), "uk-a")
+
+    def downloadable(self) -> int:
+        return self.objects.downloadable(self.hub, self.deliveries, self._delivery_people(), "uk-a")
+
+    def ready_for_delivery(self) -> int:
+        """A data-delivery proposal that uk-a agreed to, without a delivery yet."""
+        owner, office, committee, site_admin = self._delivery_people()
+        proposal_id, _ = self.objects.submitted(owner, Analysis.DATA_DELIVERY)
+        for actor, action in (
+            (office, Action.START_FORMAL_CHECK),
+            (office, Action.FORWARD_TO_COMMITTEE),
+            (committee, Action.VOTE_APPROVE),
+            (office, Action.REQUEST_SITE_DECISIONS),
+            (site_admin, Action.SITE_AGREE),
+        ):
+            self.objects.proposals.apply(actor, proposal_id, action, site_id=self.objects.site_id)
+        return proposal_id
 
     def directory_entry(self) -> str:
         return self.objects.directory_entry(self.acting("admin"))
@@ -428,6 +469,43 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("POST", "/api/site/v1/heartbeat"): lambda w: Call(
         "/api/site/v1/heartbeat", json={"version": "1", "generation": 1}
     ),
+    ("POST", "/api/v1/deliveries"): lambda w: Call(
+        "/api/v1/deliveries",
+        json={
+            "proposal": w.ready_for_delivery(),
+            "crtdl": {"cohortDefinition": {}, "dataExtraction": {}},
+            "recipient_key": new_recipient_key()[1].decode(),
+        },
+    ),
+    ("GET", "/api/v1/deliveries/{proposal_id}"): lambda w: Call(
+        f"/api/v1/deliveries/{w.awaiting_release()[0]}"
+    ),
+    ("POST", "/api/v1/deliveries/parts/{task_id}/release"): lambda w: Call(
+        f"/api/v1/deliveries/parts/{w.awaiting_release()[1]}/release"
+    ),
+    ("POST", "/api/v1/deliveries/parts/{task_id}/reject"): lambda w: Call(
+        f"/api/v1/deliveries/parts/{w.awaiting_release()[1]}/reject",
+        json={"reason": "Freitext in der Stichprobe"},
+    ),
+    ("GET", "/api/v1/deliveries/{proposal_id}/download"): lambda w: Call(
+        f"/api/v1/deliveries/{w.downloadable()}/download"
+    ),
+    ("GET", "/deliveries/release"): lambda w: Call("/deliveries/release"),
+    ("POST", "/deliveries/parts/{task_id}/decision"): lambda w: Call(
+        f"/deliveries/parts/{w.awaiting_release()[1]}/decision", {"decision": "release"}
+    ),
+    ("GET", "/deliveries/{proposal_id}"): lambda w: Call(f"/deliveries/{w.awaiting_release()[0]}"),
+    ("GET", "/deliveries/{proposal_id}/download"): lambda w: Call(f"/deliveries/{w.downloadable()}/download"),
+    ("GET", "/api/site/v1/deliveries"): lambda w: Call("/api/site/v1/deliveries"),
+    ("GET", "/api/site/v1/deliveries/{task_id}/upload"): lambda w: Call(
+        f"/api/site/v1/deliveries/{TASK}/upload"
+    ),
+    ("PUT", "/api/site/v1/deliveries/{task_id}/upload"): lambda w: Call(
+        f"/api/site/v1/deliveries/{TASK}/upload?offset=0", json="chunk"
+    ),
+    ("POST", "/api/site/v1/deliveries/{task_id}/complete"): lambda w: Call(
+        f"/api/site/v1/deliveries/{TASK}/complete", json={"bytes": 1, "sha256": "0" * 64}
+    ),
 }
 
 
@@ -449,7 +527,8 @@ def _world(hub: HubFixture, people: People, uploads: Path) -> World:
     # The query's tasks run out of time, so that it is complete and its event stream ends.
     hub.clock.advance(hub.config.task_deadline_seconds + 1)
     federation.sweep()
-    return World(hub, people, user_ids, researcher, query_id, UseAndAccess.on(hub, uploads, "uk-a"))
+    objects = UseAndAccess.on(hub, uploads, "uk-a")
+    return World(hub, people, user_ids, researcher, query_id, objects, uploads.parent / "deliveries")
 
 
 def _outcome(status: int, location: str) -> str:
@@ -472,7 +551,7 @@ async def test_every_route_answers_every_role_as_the_matrix_says(
     hub: HubFixture, people: People, tmp_path: Path
 ) -> None:
     world = _world(hub, people, tmp_path / "uploads")
-    app = hub.app(upload_folder=str(tmp_path / "uploads"))
+    app = hub.app(upload_folder=str(tmp_path / "uploads"), delivery_folder=str(tmp_path / "deliveries"))
     wrong = []
     async with serving(app):
         for (method, template), expected in MATRIX.items():

@@ -45,19 +45,20 @@ async def fetch_tasks(
             analysis_tasks = hub.analysis.rounds.claim(site.id)  # in memory; waiting analyses first
             if analysis_tasks:
                 return {"tasks": [task.to_json() for task in analysis_tasks]}
-            # The crisis dashboard's indicators tasks travel on the same channel (hub/dashboard); both
-            # claims in one turn of the database, as every agent asks again after each answer.
-            claim, indicators = await hub.run(_claim_all, hub, site)
+            # The crisis dashboard's indicators tasks (hub/dashboard) and a data delivery's extraction
+            # tasks (hub/delivery) travel on the same channel; all claims in one turn of the database,
+            # as every agent asks again after each answer.
+            claim, indicators, deliveries = await hub.run(_claim_all, hub, site)
             # A task that starts running is news to a researcher, but never the end of the query.
             hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
-            tasks = [*claim.tasks, *indicators]
+            tasks = [*claim.tasks, *indicators, *deliveries]
             if tasks or loop.time() >= until or hub.notifier.closed:
                 return {"tasks": [task.to_json() for task in tasks]}
             await wait_for(signal.changed, until - loop.time())
 
 
-def _claim_all(hub: Hub, site: Site) -> tuple[Claim, list[Task]]:
-    return hub.federation.claim(site), hub.dashboard.claim(site)
+def _claim_all(hub: Hub, site: Site) -> tuple[Claim, list[Task], list[Task]]:
+    return hub.federation.claim(site), hub.dashboard.claim(site), hub.deliveries.claim(site)
 
 
 @router.post("/tasks/{task_id}/result")
@@ -79,6 +80,8 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
             "accepted": delivered.accepted,
             "problems": list(delivered.problems),
         }
+    if await hub.run(hub.deliveries.owns, task_id):
+        return {"state": (await hub.run(hub.deliveries.record, site, task_id, result)).value}
     if result.analysis is not None:
         raise Invalid("analysis: an analysis answer for a task that is not an open analysis task")
     recorded = await hub.run(hub.federation.record, site, task_id, result)

@@ -15,6 +15,7 @@ import datenraum.hub.analysis.tables
 # compares the migrated schema with the models) must see every table the migrations create.
 import datenraum.hub.catalogue.tables
 import datenraum.hub.dashboard.tables
+import datenraum.hub.delivery.tables
 import datenraum.hub.directory.tables
 import datenraum.hub.proposals.tables  # noqa: F401
 from datenraum.hub.db import Base, create_hub_engine

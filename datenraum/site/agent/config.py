@@ -35,6 +35,9 @@ Every key is optional; a missing file section means its defaults. The defaults:
     [extraction]                     # the `extraction` task (off unless "extraction" is in tasks.allowed)
     output = "/srv/extractions"      # site-local folder of the job folders (required to allow the task)
     time_limit = 3600                # seconds one extraction may take (checked between batches)
+    key_file = "/etc/datenraum/site.key"  # the site secret (64 hex characters): a delivery's package is
+                                     # de-identified with the project's keys derived from it, its
+                                     # pseudonyms kept next to it (`site.key.pseudonyms.sqlite`)
 
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
@@ -84,6 +87,7 @@ class AgentConfig:
     data_end: dt.date | None = None
     extraction_output: Path | None = None
     extraction_time_limit: float = 3600.0
+    extraction_key_file: Path | None = None
 
 
 _ANALYSIS_KEYS = (*(f.name for f in fields(AnalysisPolicy)), "workspace_ttl", "data_end")
@@ -135,7 +139,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "store": ("threads",),
     "engine": ("name", "spark_master"),
     "analysis": _ANALYSIS_KEYS,
-    "extraction": ("output", "time_limit"),
+    "extraction": ("output", "time_limit", "key_file"),
 }
 
 
@@ -184,6 +188,9 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     output = extraction.get("output")
     if output is not None and (not isinstance(output, str) or not output):
         raise ConfigError(f"extraction.output: expected a folder, got {output!r}")
+    key_file = extraction.get("key_file")
+    if key_file is not None and (not isinstance(key_file, str) or not key_file):
+        raise ConfigError(f"extraction.key_file: expected a file, got {key_file!r}")
     if TaskType.EXTRACTION in allowed and output is None:
         raise ConfigError("extraction.output: required when tasks.allowed has 'extraction'")
     return AgentConfig(
@@ -207,6 +214,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         extraction_time_limit=_seconds(
             extraction.get("time_limit", defaults.extraction_time_limit), "extraction.time_limit"
         ),
+        extraction_key_file=Path(key_file) if key_file is not None else None,
     )
 
 

@@ -4,7 +4,9 @@ Off unless the operator lists "extraction" in `tasks.allowed` (and names `extrac
 payload is `{"crtdl": <CRTDL JSON>, "project": <approved project id>}`. The job runs into
 `<extraction.output>/<project>/<task id>/` (TORCH's job folder, see `datenraum.site.extraction.output`);
 what goes back to the hub is only the state and the job summary's counts (`SUMMARY_KEYS`): no patient
-id, no resource, no file leaves the site. Delivery is a separate, human-released step.
+id, no resource, no file leaves the site. A task of a data delivery (its payload has the project's
+`recipient_key`) is also de-identified, gated and sealed at the site (`agent.delivery`); the package
+leaves only after the site's custodian released it, as a separate upload.
 
 A task offered again after the agent was stopped or killed resumes its job folder (finished batches are
 kept; the job's day is the one recorded when it began). The time limit (`extraction.time_limit`) and
@@ -111,6 +113,13 @@ def run_extraction_task(
         log.exception("task %s: unexpected error in the extraction", task.id)
         return failed("the site could not run the extraction (internal error, see the site's log)")
     counts: dict[str, Any] = {k: summary[k] for k in SUMMARY_KEYS if k in summary}
+    if "recipient_key" in task.payload:  # a data delivery: de-identified, gated and sealed here
+        from datenraum.site.agent.delivery import DeliveryError, seal_delivery
+
+        try:
+            counts |= seal_delivery(out, task.payload, config)
+        except DeliveryError as error:
+            return failed(str(error))
     log.info(
         "task %s: extraction of project %s done in %.1f s into %s",
         task.id,

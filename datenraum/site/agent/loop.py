@@ -82,6 +82,7 @@ log = logging.getLogger("datenraum.site.agent")  # the name operators configure,
 Cohort = Callable[[Snapshot, StructuredQuery], Iterable[str]]
 HEARTBEAT_EVERY = 60.0  # seconds; the hub shows operators when each site was last seen
 METADATA_EVERY = 300.0  # seconds between asking the hub whether it wants the catalogue's figures
+DELIVERY_EVERY = 5.0  # seconds between asking the hub which released packages to upload
 
 
 def _agent_version() -> str:
@@ -292,6 +293,7 @@ class Agent:
         self._state_lock = threading.Lock()
         self._last_heartbeat = float("-inf")
         self._last_metadata_check = float("-inf")
+        self._last_delivery_check = float("-inf")
         # Tasks side by side: the loop hands task bodies to the workers through `_queue`; `_in_flight`
         # holds the ids of those handed over and not finished (queued, running or being posted).
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -322,6 +324,7 @@ class Agent:
                     self._post_unposted()
                     self._heartbeat_if_due()
                     self._metadata_if_due()
+                    self._uploads_if_due(stop)
                     if not self._wait_for_a_free_worker(stop):
                         break
                     tasks = self._poll()
@@ -424,7 +427,7 @@ class Agent:
 
     # -- talking to the hub
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self._credential}"}
+        headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {self._credential}"}
         try:
             response = self._client.request(method, API_PREFIX + path, headers=headers, **kwargs)
         except httpx.TransportError as error:
@@ -494,6 +497,20 @@ class Agent:
                 log.warning(
                     "metadata task %s: refused (%d): %s", task.id, posted.status_code, posted.text[:200]
                 )
+
+    def _uploads_if_due(self, stop: threading.Event) -> None:
+        """Upload the packages the site's custodian released at the hub (see `agent.delivery`)."""
+        if TaskType.EXTRACTION not in self.config.allowed_tasks or self.config.extraction_output is None:
+            return
+        if time.monotonic() - self._last_delivery_check < DELIVERY_EVERY:
+            return
+        from datenraum.site.agent.delivery import upload_released
+        from datenraum.site.agent.extraction import job_folder
+
+        upload_released(
+            self._request, lambda project, task_id: job_folder(self.config, project, task_id), stop.is_set
+        )
+        self._last_delivery_check = time.monotonic()
 
     def describe(self, task: Task) -> TaskResult:
         """The result of a site-metadata task: this store's catalogue figures, under the disclosure rules."""
