@@ -20,7 +20,7 @@ import pytest
 from store_contents import table_contents
 
 from datenraum.devtools.ports import free_port
-from datenraum.query.model import query_to_json
+from datenraum.query.model import Criterion, StructuredQuery, query_to_json
 from datenraum.site.engines import EngineSettings, EngineUnavailable, feasibility_engine, open_engine
 from datenraum.site.engines.spark import spark_session
 from datenraum.site.engines.spark_ingest import read_on_spark
@@ -29,7 +29,7 @@ from datenraum.site.ingest.plan import Piece, ReadTask
 from datenraum.site.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from bench_query import QUERIES, TYPICAL
+from bench_query import CANCER, FEMALE, GENDER, QUERIES, TYPICAL, _context
 
 
 def _query_file(folder: Path) -> Path:
@@ -158,17 +158,93 @@ def test_without_java_the_command_says_so_in_one_line_without_a_stack_trace(tmp_
     assert "at org." not in result.stderr and "Traceback" not in result.stderr
 
 
+# On the MII KDS test data (31 patients): women, patients with a cancer diagnosis, women without one.
+WOMEN = StructuredQuery(inclusion=((Criterion(_context("Patient"), (GENDER,), FEMALE),),))
+KDS_QUERIES = {
+    "women": WOMEN,
+    "cancer": StructuredQuery(inclusion=((CANCER,),)),
+    "women without cancer": StructuredQuery(inclusion=WOMEN.inclusion, exclusion=((CANCER,),)),
+}
+
+
+def _report_json(stdout: str) -> dict:
+    body = orjson.loads(stdout)
+    for key in ("load_id", "seconds", "rejects_file"):
+        body.pop(key)
+    return body
+
+
 @pytest.mark.slow
-def test_count_on_spark_from_the_command_line(tmp_path, mii_kds_testdata):
-    """`datenraum count --engine spark` starts its own Spark (local[1]) and prints what DuckDB does, and
-    nothing else. (`datenraum ingest --engine spark` is the same `ingest` as above, with a flag.)"""
-    store = tmp_path / "store"
-    ingest(store, [mii_kds_testdata], workers=1)
-    query = _query_file(tmp_path)
-    on_duckdb = _cli("count", "--store", str(store), str(query))
-    on_spark = _cli(
-        "count", "--store", str(store), "--engine", "spark", "--spark-master", "local[1]", str(query)
-    )
-    assert on_spark.returncode == 0, on_spark.stderr
-    assert orjson.loads(on_spark.stdout) == orjson.loads(on_duckdb.stdout)
-    assert on_spark.stderr == ""
+def test_ingest_and_count_on_spark_from_the_command_line_give_what_duckdb_gives(tmp_path, mii_kds_testdata):
+    """`datenraum ingest/count --engine spark` start their own Spark (local[1]) and print what DuckDB
+    does, and nothing else: the same load report, the same store, the same counts."""
+    stores = {engine: tmp_path / engine for engine in ("duckdb", "spark")}
+    spark = ("--engine", "spark", "--spark-master", "local[1]")
+    options = {"duckdb": (), "spark": spark}
+    reports = {}
+    for engine, store in stores.items():
+        loaded = _cli("ingest", "--store", str(store), *options[engine], "--json", str(mii_kds_testdata))
+        assert (loaded.returncode, loaded.stderr) == (0, ""), loaded.stderr
+        reports[engine] = _report_json(loaded.stdout)
+    assert reports["spark"] == reports["duckdb"]
+    assert reports["spark"]["resources_read"] > 0
+    assert table_contents(Store(stores["spark"])) == table_contents(Store(stores["duckdb"]))
+
+    counts = {}
+    for name, query in KDS_QUERIES.items():
+        path = tmp_path / f"{name}.json"
+        path.write_bytes(orjson.dumps(query_to_json(query), default=str))
+        for engine, store in stores.items():
+            counted = _cli("count", "--store", str(store), *options[engine], str(path))
+            assert (counted.returncode, counted.stderr) == (0, ""), counted.stderr
+            counts[name, engine] = orjson.loads(counted.stdout)["count"]
+    for name in KDS_QUERIES:
+        assert counts[name, "spark"] == counts[name, "duckdb"]
+    assert counts["women", "duckdb"] == 15 and counts["cancer", "duckdb"] > 0
+    assert counts["women without cancer", "duckdb"] < counts["women", "duckdb"]
+
+
+def _one_line_error(result: subprocess.CompletedProcess, *expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for text in expected:
+        assert text in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and "at org." not in result.stderr
+
+
+def test_an_unknown_engine_on_the_command_line_is_refused_naming_the_option(tmp_path):
+    for command in ("ingest", "count"):
+        result = _cli(command, "--store", str(tmp_path / "store"), "--engine", "flink", str(tmp_path))
+        assert result.returncode == 2, result.stderr
+        assert "Invalid value for '--engine': 'flink' is not one of 'duckdb', 'spark'" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    ("master", "expected"),
+    [
+        ("spark://127.0.0.1:{port}", "no Spark master answers at 127.0.0.1:"),
+        ("spark://no-such-host.invalid:7077", "no Spark master answers at no-such-host.invalid:7077"),
+        ("mesos://127.0.0.1:5050", "not a Spark master URL"),
+    ],
+)
+def test_an_unreachable_or_wrong_master_url_on_the_command_line_is_one_line_and_loads_nothing(
+    tmp_path, master, expected
+):
+    master = master.format(port=free_port())
+    store = Store(tmp_path / "store")
+    data = tmp_path / "in.ndjson"
+    data.write_bytes(b'{"resourceType": "Patient", "id": "p1"}\n')
+    spark = ("--engine", "spark", "--spark-master", master)
+
+    loaded = _cli("ingest", "--store", str(store.path), *spark, str(data))
+    _one_line_error(loaded, f"engine.spark_master = {master!r}", expected)
+    with store.snapshot() as snapshot:
+        assert snapshot.row_counts().get("patient", 0) == 0
+    assert not any(store.staging.iterdir())
+
+    counted = _cli("count", "--store", str(store.path), *spark, str(_query_file(tmp_path)))
+    _one_line_error(counted, f"engine.spark_master = {master!r}", expected)
+    assert counted.stdout == ""
