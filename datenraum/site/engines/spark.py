@@ -117,9 +117,10 @@ def _conf(settings: EngineSettings) -> dict[str, str]:
     conf = dict(_DEFAULTS)
     if settings.spark_master.startswith("local"):
         conf.update(_LOCAL_DEFAULTS)
-    # The Python of the ingest's tasks: this one (with Datenraum installed) unless the site says otherwise.
-    conf["spark.pyspark.python"] = sys.executable
-    conf["spark.pyspark.driver.python"] = sys.executable
+        # The Python of the ingest's tasks: this one, with Datenraum installed. On a cluster it is the
+        # cluster's setting (spark-defaults.conf of SPARK_CONF_DIR), which a value set here would hide.
+        conf["spark.pyspark.python"] = sys.executable
+        conf["spark.pyspark.driver.python"] = sys.executable
     conf.update(settings.spark_conf)
     conf["spark.master"] = settings.spark_master
     return conf
@@ -142,8 +143,9 @@ def _start(settings: EngineSettings) -> SparkSession:
     output = open(log_file, "ab")  # noqa: SIM115 - the JVM writes to it for as long as it runs
     if settings.spark_master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no warning about the host's name
-    # The RDD tasks' Python (the ingest's) comes from the environment, not from spark.pyspark.python.
-    os.environ.setdefault("PYSPARK_PYTHON", conf.get("spark.pyspark.python"))
+    # The RDD tasks' Python (the ingest's) comes from the environment, not from spark.pyspark.python:
+    # this interpreter's path unless the site sets PYSPARK_PYTHON (executors with Python elsewhere).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     gateway = None
     try:
         gateway = launch_gateway(conf, popen_kwargs={"stdout": output, "stderr": subprocess.STDOUT})
