@@ -22,7 +22,7 @@ from store_contents import table_contents
 from datenraum.devtools.ports import free_port
 from datenraum.query.model import Criterion, StructuredQuery, query_to_json
 from datenraum.site.engines import EngineSettings, EngineUnavailable, feasibility_engine, open_engine
-from datenraum.site.engines.spark import spark_session
+from datenraum.site.engines.spark import spark_cohort, spark_session
 from datenraum.site.engines.spark_ingest import read_on_spark
 from datenraum.site.ingest import IngestError, ingest
 from datenraum.site.ingest.plan import Piece, ReadTask
@@ -30,6 +30,14 @@ from datenraum.site.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from bench_query import CANCER, FEMALE, GENDER, QUERIES, TYPICAL, _context
+
+# On the MII KDS test data (31 patients): women, patients with a cancer diagnosis, women without one.
+WOMEN = StructuredQuery(inclusion=((Criterion(_context("Patient"), (GENDER,), FEMALE),),))
+KDS_QUERIES = {
+    "women": WOMEN,
+    "cancer": StructuredQuery(inclusion=((CANCER,),)),
+    "women without cancer": StructuredQuery(inclusion=WOMEN.inclusion, exclusion=((CANCER,),)),
+}
 
 
 def _query_file(folder: Path) -> Path:
@@ -113,6 +121,22 @@ def test_counts_and_ids_on_spark_are_those_of_duckdb(tmp_path, spark, spark_sett
         assert on_spark.sql(sql).to_pylist() == duck.sql(sql).to_pylist()
 
 
+def test_the_agents_cohort_on_spark_cancels_a_query_past_its_time_limit(tmp_path, spark, spark_settings):
+    from datenraum.synth import generate
+
+    generate(tmp_path / "data", 30, 5, workers=1)
+    store = Store(tmp_path / "store")
+    ingest(store, [tmp_path / "data"], workers=1)
+    with store.snapshot() as snapshot, open_engine(snapshot) as duck:
+        expected = feasibility_engine(duck).patient_ids(WOMEN)
+        assert list(spark_cohort(spark_settings, time_limit=600)(snapshot, WOMEN)) == expected
+        # No Spark query plans, runs and collects in 10 ms: its jobs are cancelled, whenever they start.
+        with pytest.raises(TimeoutError, match=r"cancelled after 0.01 s \(tasks.time_limit\)"):
+            spark_cohort(spark_settings, time_limit=0.01)(snapshot, WOMEN)
+        # The session goes on: the next task (and its job group) is not affected.
+        assert list(spark_cohort(spark_settings)(snapshot, WOMEN)) == expected
+
+
 @pytest.mark.parametrize(
     ("master", "message"),
     [
@@ -156,15 +180,6 @@ def test_without_java_the_command_says_so_in_one_line_without_a_stack_trace(tmp_
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "engine.name = 'spark'" in lines[0] and "Java" in lines[0], result.stderr
     assert "at org." not in result.stderr and "Traceback" not in result.stderr
-
-
-# On the MII KDS test data (31 patients): women, patients with a cancer diagnosis, women without one.
-WOMEN = StructuredQuery(inclusion=((Criterion(_context("Patient"), (GENDER,), FEMALE),),))
-KDS_QUERIES = {
-    "women": WOMEN,
-    "cancer": StructuredQuery(inclusion=((CANCER,),)),
-    "women without cancer": StructuredQuery(inclusion=WOMEN.inclusion, exclusion=((CANCER,),)),
-}
 
 
 def _report_json(stdout: str) -> dict:
