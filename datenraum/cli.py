@@ -629,7 +629,8 @@ def serve_site(
         if config.engine == "spark" and "cohort" not in agent:
             from datenraum.site.engines.spark import spark_cohort
 
-            agent["cohort"] = spark_cohort(_engine_settings(config.engine, config.spark_master))
+            settings = _engine_settings(config.engine, config.spark_master)
+            agent["cohort"] = spark_cohort(settings, time_limit=config.time_limit)
         serve(
             store=store_path,
             hub_url=hub_url,

@@ -753,8 +753,9 @@ class Agent:
         except _Stopping:
             raise
         except Exception as error:
-            if limit is not None and limit.exceeded:
-                return self._failed(task, f"time limit of {limit.seconds:g} s exceeded"), True
+            # TimeoutError: an engine that keeps the time limit itself (Spark) gave up on the query.
+            if isinstance(error, TimeoutError) or (limit is not None and limit.exceeded):
+                return self._failed(task, f"time limit of {self.config.time_limit:g} s exceeded"), True
             if self._stopping:
                 raise _Stopping from None
             if isinstance(error, QueryError):

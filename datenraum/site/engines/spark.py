@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,9 +118,10 @@ def _conf(settings: EngineSettings) -> dict[str, str]:
     conf = dict(_DEFAULTS)
     if settings.spark_master.startswith("local"):
         conf.update(_LOCAL_DEFAULTS)
-    # The Python of the ingest's tasks: this one (with Datenraum installed) unless the site says otherwise.
-    conf["spark.pyspark.python"] = sys.executable
-    conf["spark.pyspark.driver.python"] = sys.executable
+        # The Python of the ingest's tasks: this one, with Datenraum installed. On a cluster it is the
+        # cluster's setting (spark-defaults.conf of SPARK_CONF_DIR), which a value set here would hide.
+        conf["spark.pyspark.python"] = sys.executable
+        conf["spark.pyspark.driver.python"] = sys.executable
     conf.update(settings.spark_conf)
     conf["spark.master"] = settings.spark_master
     return conf
@@ -142,8 +144,9 @@ def _start(settings: EngineSettings) -> SparkSession:
     output = open(log_file, "ab")  # noqa: SIM115 - the JVM writes to it for as long as it runs
     if settings.spark_master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no warning about the host's name
-    # The RDD tasks' Python (the ingest's) comes from the environment, not from spark.pyspark.python.
-    os.environ.setdefault("PYSPARK_PYTHON", conf.get("spark.pyspark.python"))
+    # The RDD tasks' Python (the ingest's) comes from the environment, not from spark.pyspark.python:
+    # this interpreter's path unless the site sets PYSPARK_PYTHON (executors with Python elsewhere).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     gateway = None
     try:
         gateway = launch_gateway(conf, popen_kwargs={"stdout": output, "stderr": subprocess.STDOUT})
@@ -251,9 +254,56 @@ def _read_tables(statement: str) -> set[str]:
     return {table.name for table in parse_one(statement, dialect="spark").find_all(exp.Table)}
 
 
-def spark_cohort(settings: EngineSettings) -> Callable[[Snapshot, StructuredQuery], Iterator[str]]:
+# How often the jobs of a task past its time limit are cancelled again: a cancel reaches only the jobs
+# running at that moment, and a query may start its next job (or its first, after planning) later.
+_CANCEL_RETRY_SECONDS = 0.05
+
+
+@contextlib.contextmanager
+def _time_limited(context: Any, seconds: float | None) -> Iterator[None]:
+    """Runs the block's Spark jobs in a job group of their own, cancelled once `seconds` have passed (and
+    again until the block ends); the block then raises TimeoutError, also if it finished meanwhile, as
+    its answer came too late. None: no limit."""
+    if seconds is None:
+        yield
+        return
+    group = f"datenraum-task-{uuid.uuid4().hex}"
+    over, done = threading.Event(), threading.Event()
+
+    def cancel() -> None:
+        over.set()
+        while not done.is_set():
+            with contextlib.suppress(Exception):
+                context.cancelJobGroup(group)
+            done.wait(_CANCEL_RETRY_SECONDS)
+
+    # Job groups are per thread (PySpark's pinned threads), so tasks side by side keep their own.
+    context.setJobGroup(group, "datenraum feasibility task", interruptOnCancel=True)
+    timer = threading.Timer(seconds, cancel)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except Exception:
+        if not over.is_set():
+            raise
+    finally:
+        done.set()
+        timer.cancel()
+        context.setLocalProperty("spark.jobGroup.id", None)
+    if over.is_set():
+        raise TimeoutError(
+            f"the Spark jobs of the query were cancelled after {seconds:g} s (tasks.time_limit)"
+        )
+
+
+def spark_cohort(
+    settings: EngineSettings, time_limit: float | None = None
+) -> Callable[[Snapshot, StructuredQuery], Iterator[str]]:
     """The site agent's cohort (`datenraum.site.agent.loop.Cohort`) on Spark: a task's patient ids,
-    sorted. The session starts here, so that a Spark that cannot start stops the agent at once."""
+    sorted. The session starts here, so that a Spark that cannot start stops the agent at once. A query
+    still running after `time_limit` seconds (the agent's `tasks.time_limit`) has its Spark jobs
+    cancelled and raises TimeoutError: the agent's own time limit interrupts only DuckDB."""
     from datenraum.site.engines.base import feasibility_engine
 
     session = spark_session(settings)
@@ -261,7 +311,9 @@ def spark_cohort(settings: EngineSettings) -> Callable[[Snapshot, StructuredQuer
     def cohort(snapshot: Snapshot, query: StructuredQuery) -> Iterator[str]:
         engine = SparkEngine(snapshot, session)
         try:
-            return iter(feasibility_engine(engine).patient_ids(query))
+            with _time_limited(session.sparkContext, time_limit):
+                ids = feasibility_engine(engine).patient_ids(query)
+            return iter(ids)
         finally:
             engine.close()
 
