@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
 from bench_federation import cpu_seconds
+
 from datenraum.devtools.demo import DemoSite, prepare_sites
 from datenraum.devtools.federation import LocalFederation, Researcher
 from datenraum.devtools.postgres import LocalPostgres
@@ -120,8 +120,12 @@ def measure(workdir: Path, database: str, url: str | None, sites: int, stores: l
         office.close()
         public.close()
         watcher.close()
-    site_seconds = [float(t) for agent in fed.agents.values() for t in COMPUTED.findall(agent.log.read_text())]
-    return Run(database, sites, reached[1], reached[min(3, sites)], reached[sites], site_seconds, hub_cpu, agents_cpu)
+    site_seconds = [
+        float(t) for agent in fed.agents.values() for t in COMPUTED.findall(agent.log.read_text())
+    ]
+    return Run(
+        database, sites, reached[1], reached[min(3, sites)], reached[sites], site_seconds, hub_cpu, agents_cpu
+    )
 
 
 def main() -> None:

@@ -20,7 +20,14 @@ from typing import Any
 
 from datenraum.indicators.release import MERGED_STATES
 
-__all__ = ["FOURCE_DAILY_COUNTS", "MASKED", "NOT_APPLICABLE", "RKI_WEEKLY", "fource_daily_counts", "rki_weekly"]
+__all__ = [
+    "FOURCE_DAILY_COUNTS",
+    "MASKED",
+    "NOT_APPLICABLE",
+    "RKI_WEEKLY",
+    "fource_daily_counts",
+    "rki_weekly",
+]
 
 MASKED = -99
 NOT_APPLICABLE = -999

@@ -264,19 +264,7 @@ class Catalogue:
     def public(self) -> Graph:
         """The catalogue of the public series (DCAT-AP 3.0.1; open data, CC BY 4.0)."""
         network, found = self.records()
-        public = [record for record in found if record.access == Access.PUBLIC]
-        graph = build.new_graph()
-        node = URIRef(f"{build.catalog_iri(network)}/public")
-        graph.add((node, RDF.type, DCAT.Catalog))
-        graph.add((node, DCTERMS.title, Literal("Public series of the Datenraum dashboard", lang="en")))
-        graph.add(
-            (node, DCTERMS.description, Literal("Indicators pooled over the network's sites.", lang="en"))
-        )
-        graph.add((node, DCTERMS.isPartOf, build.catalog_iri(network)))
-        for record in public:
-            graph.add((node, DCAT.dataset, build.dataset_iri(network, record.id)))
-            build.dataset_graph(network, record, graph)
-        return graph
+        return build.public_catalog_graph(network, [r for r in found if r.access == Access.PUBLIC])
 
     def find(self, dataset_id: str) -> tuple[Network, Record]:
         network, found = self.records()
