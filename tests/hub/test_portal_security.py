@@ -146,6 +146,7 @@ FORMS = {
         303,
     ),
     "/admin/dashboard/run": Form("/admin/dashboard/run", lambda _: {}, 303),
+    "/catalogue/harvest": Form("/catalogue/harvest", lambda _: {"url": "http://127.0.0.1:9/x.ttl"}, 200),
 }
 
 

@@ -54,7 +54,15 @@ from datenraum.hub.errors import Conflict, Forbidden, Invalid, NotFound
 from datenraum.hub.roles import Actor, Role
 from datenraum.protocol.messages import SiteMetadata, Task, TaskResult, TaskState, TaskType
 
-__all__ = ["REPORT_INTERVAL", "TASK_LEASE", "Catalogue", "SeriesSource", "no_series"]
+__all__ = [
+    "REPORT_INTERVAL",
+    "TASK_LEASE",
+    "Catalogue",
+    "HarvestSummary",
+    "HarvestedSource",
+    "SeriesSource",
+    "no_series",
+]
 
 REPORT_INTERVAL = dt.timedelta(days=1)
 TASK_LEASE = dt.timedelta(minutes=10)
@@ -70,6 +78,19 @@ def no_series() -> Sequence[PublicSeries]:
 class HarvestSummary:
     id: int
     url: str
+    pages: int
+    datasets: int
+    stopped: str
+
+
+@dataclass(frozen=True)
+class HarvestedSource:
+    """A harvested catalogue as the harvest page lists it."""
+
+    id: int
+    url: str
+    title: str
+    harvested: dt.datetime
     pages: int
     datasets: int
     stopped: str
@@ -330,6 +351,22 @@ class Catalogue:
             row.stopped, row.turtle = harvested.stopped[:500], turtle
             session.flush()
             return HarvestSummary(row.id, url, row.pages, row.datasets, row.stopped)
+
+    def sources(self) -> list[HarvestedSource]:
+        """Every harvested catalogue, the latest harvest first."""
+        with self._sessions() as session:
+            rows = session.execute(
+                sa.select(
+                    HarvestedCatalogueRow.id,
+                    HarvestedCatalogueRow.url,
+                    HarvestedCatalogueRow.title,
+                    HarvestedCatalogueRow.harvested,
+                    HarvestedCatalogueRow.pages,
+                    HarvestedCatalogueRow.datasets,
+                    HarvestedCatalogueRow.stopped,
+                ).order_by(HarvestedCatalogueRow.harvested.desc(), HarvestedCatalogueRow.id.desc())
+            ).all()
+        return [HarvestedSource(*row) for row in rows]
 
     def harvested(self, source_id: int) -> Graph:
         """A harvested catalogue as we serve it: its graph, in a sub-catalogue that names its source."""
