@@ -14,13 +14,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from datenraum.catalogue.paging import MAX_PAGE_SIZE, matches
 from datenraum.catalogue.serialise import FORMATS
 from datenraum.hub.accounts.service import User
 from datenraum.hub.catalogue.api import catalogue_of
 from datenraum.hub.errors import Conflict, Invalid
-from datenraum.hub.portal.web import checked_form, form_text, optional_user, render, require, workflow_actor
+from datenraum.hub.portal.web import (
+    actor,
+    checked_form,
+    form_text,
+    optional_user,
+    render,
+    require,
+    workflow_actor,
+)
 from datenraum.hub.roles import Role
 
 __all__ = ["router"]
@@ -114,14 +123,18 @@ async def harvest_page(request: Request, user: MaybeUser) -> Response:
 @router.post("/catalogue/harvest", response_class=HTMLResponse)
 async def harvest(request: Request, user: Admin) -> Response:
     """Harvest another catalogue now; the page shows what came of it (a failed fetch too: the office
-    learns why, and nothing of the failed harvest is stored)."""
+    learns why; the audit log keeps the attempt, and nothing else of a failed harvest is stored)."""
     form = await checked_form(request)
     hub, catalogue = catalogue_of(request)
     url, title = form_text(form, "url").strip(), form_text(form, "title").strip()[:300]
+    source = actor(request, user)
     try:
-        summary = await hub.run(catalogue.harvest, workflow_actor(user), url, title)
+        # Outside the hub's turns: the catalogue may be this hub's own, which answers in its turn.
+        harvested = await run_in_threadpool(catalogue.fetch, workflow_actor(user), url)
     except Invalid as error:
         return await _harvest_page(request, user, 422, error=str(error), url=url, title=title)
     except Conflict as error:
+        await hub.run(catalogue.note_failure, url, str(error), source)
         return await _harvest_page(request, user, error=str(error), url=url, title=title)
+    summary = await hub.run(catalogue.keep, url, harvested, title, source)
     return await _harvest_page(request, user, summary=summary)
