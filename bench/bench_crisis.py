@@ -11,9 +11,9 @@ until the first site, the third (the first pooled point may be released: at leas
 site count in the series, the site's own computing time (from the agents' logs), and CPU-seconds of the
 hub and of all agents together for the roll-out. Goal (issue 19): under a minute with 37 agents.
 
-Light agents: a few small synthetic stores (`--distinct-stores` of `--patients` patients, with epidemic
-waves from the generator's site profiles) shared read-only; every agent has its own state and computes
-its own cube, one DuckDB thread each.
+Light agents: a few small synthetic stores (`--distinct-stores` of `--patients` patients, the demo's
+recipe with another seed) shared read-only; every agent has its own state and computes its own cube, one
+DuckDB thread each.
 
     .venv/bin/python bench/bench_crisis.py                            # 3, 10 and 37 agents on PostgreSQL
     .venv/bin/python bench/bench_crisis.py --sites 3 --databases sqlite  # a quick look
