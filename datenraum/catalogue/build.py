@@ -73,6 +73,7 @@ __all__ = [
     "dataset_graph",
     "dataset_iri",
     "new_graph",
+    "public_catalog_graph",
     "records",
     "services_graph",
 ]
@@ -575,4 +576,30 @@ def catalog_graph(
         graph.add((part, DCAT.themeTaxonomy, URIRef(str(DATA_THEME).rstrip("/"))))
         graph.add((part, FOAF.homepage, _document(graph, part)))
         _legislation(graph, part)
+    return graph
+
+
+def public_catalog_graph(network: Network, public: Sequence[Record]) -> Graph:
+    """The catalogue of the public series (`<catalog>/public`): open data
+    under CC BY 4.0, described as DCAT-AP 3.0.1 asks of a catalogue (publisher, language, licence...)."""
+    graph = new_graph()
+    node = URIRef(f"{catalog_iri(network)}/public")
+    graph.add((node, RDF.type, DCAT.Catalog))
+    graph.add((node, DCTERMS.title, _text("Public series of the Datenraum dashboard")))
+    graph.add((node, DCTERMS.description, _text("Indicators pooled over the network's sites.")))
+    # The hub's catalog names this one as its part (`dct:hasPart`); no `dct:isPartOf` back, which DCAT-AP
+    # would want typed and described as a catalogue in this document too.
+    graph.add((node, DCTERMS.publisher, _agent(graph, network, network.publisher)))
+    graph.add((node, DCTERMS.modified, _date(max((r.modified for r in public), default=network.modified))))
+    graph.add((node, DCTERMS.spatial, COUNTRY.DEU))
+    graph.add((COUNTRY.DEU, RDF.type, DCTERMS.Location))
+    graph.add((node, DCTERMS.language, LANGUAGE.ENG))
+    graph.add((LANGUAGE.ENG, RDF.type, DCTERMS.LinguisticSystem))
+    graph.add((node, DCTERMS.license, URIRef(LICENCE_CC_BY)))
+    graph.add((URIRef(LICENCE_CC_BY), RDF.type, DCTERMS.LicenseDocument))
+    graph.add((node, FOAF.homepage, _document(graph, _url(network, "/dashboard"))))
+    graph.add((node, DCAT.themeTaxonomy, URIRef(str(DATA_THEME).rstrip("/"))))
+    for record in public:
+        graph.add((node, DCAT.dataset, dataset_iri(network, record.id)))
+        dataset_graph(network, record, graph)
     return graph

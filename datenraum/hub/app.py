@@ -289,6 +289,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hub = hub
+    # The catalogue lists the dashboard's public series (see `catalogue.api.catalogue_of`).
+    app.state.catalogue_series = hub.dashboard.public_series
     # The APIs first, then the pages; in this order routes are matched.
     for router in (
         site_api.router,

@@ -12,7 +12,9 @@ shown:
    count is published too;
 4. no cumulative series is released at all (a running total beside a daily series would give away every
    suppressed day by differencing); 7-day averages are computed from released values only, and only when
-   all seven are released;
+   all seven are released; regions fall back to a coarser level: the federal states that would be
+   suppressed more often than shown are merged into one stratum (`MERGED_STATES`, "other states") before
+   the rules above, when there are at least two of them (one alone would only be renamed);
 5. distributions (length of stay) only as binned counts under the same rules;
 6. every row carries `n_sites`; the series carries `data_as_of` and `definitions_version`.
 """
@@ -29,9 +31,20 @@ from datenraum.indicators.cube import DIMENSIONS
 from datenraum.indicators.registry import Indicator
 from datenraum.privacy.cells import DEFAULT_K, margin_groups, suppress
 
-__all__ = ["DEFAULT_MIN_SITES", "Delivery", "Pooled", "moving_average", "pool", "release"]
+__all__ = [
+    "DEFAULT_MIN_SITES",
+    "MERGED_STATES",
+    "Delivery",
+    "Pooled",
+    "merge_small_states",
+    "moving_average",
+    "pool",
+    "release",
+]
 
 DEFAULT_MIN_SITES = 3
+MERGED_STATES = "other"
+_STATE = DIMENSIONS.index("state")
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,32 @@ def pool(deliveries: Sequence[Delivery], disease: str, indicator: Indicator, sta
     )
 
 
+def merge_small_states(
+    values: dict[tuple[str, tuple[str | None, ...]], int], k: int
+) -> dict[tuple[str, tuple[str | None, ...]], int]:
+    """`values` with the small federal states merged into `MERGED_STATES`. A state is small when its own
+    cells (broken down by state only) are in 1..k-1 in more periods than they are k or more; the same
+    states are merged in every period and stratum, so that the series stays comparable over time."""
+    small: dict[str, int] = defaultdict(int)
+    for (_period, stratum), value in values.items():
+        state = stratum[_STATE]
+        if state is None or any(part is not None for i, part in enumerate(stratum) if i != _STATE):
+            continue
+        if 0 < value < k:
+            small[state] += 1
+        elif value >= k:
+            small[state] -= 1
+    merged = {state for state, balance in small.items() if balance > 0}
+    if len(merged) < 2:
+        return values
+    out: dict[tuple[str, tuple[str | None, ...]], int] = defaultdict(int)
+    for (period, stratum), value in values.items():
+        if stratum[_STATE] in merged:
+            stratum = (*stratum[:_STATE], MERGED_STATES, *stratum[_STATE + 1 :])
+        out[period, stratum] += value
+    return dict(out)
+
+
 def _iso_week(day: str) -> str:
     year, week, _ = dt.date.fromisoformat(day).isocalendar()
     return f"{year}-W{week:02d}"
@@ -128,7 +167,7 @@ def release(
     """The released rows of a pooled series: every period, the total and each stratum's cells."""
     total_key: tuple[str | None, ...] = (None,) * len(DIMENSIONS)
     by_period: dict[str, dict[tuple[str | None, ...], int]] = defaultdict(dict)
-    for (period, stratum), value in pooled.values.items():
+    for (period, stratum), value in merge_small_states(pooled.values, k).items():
         by_period[period][stratum] = value
     has_total = indicator.kind != "length_of_stay"
     margins: list[tuple[Any, list[Any]]] = []

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from rdflib import Graph
+from rdflib import Graph, URIRef
 from rdflib.compare import isomorphic
 from shared_data import SHARED_DATA
 
-from datenraum.catalogue.vocab import DCAT, HEALTH, HYDRA
+from datenraum.catalogue.validate import Profile, validate
+from datenraum.catalogue.vocab import DCAT, DCTERMS, HEALTH, HYDRA, RDF
 from datenraum.hub.db import SiteRow
 from datenraum.protocol.messages import SiteCount, SiteMetadata, TableDescription, TaskResult, TaskState
 
@@ -186,8 +187,46 @@ async def test_the_served_turtle_passes_the_shared_check_and_the_validation_page
         [sys.executable, script, data, background], capture_output=True, text=True, check=True
     )
     assert run.stdout.startswith("conforms True") and "Violation" not in run.stdout, run.stdout
-    (report,) = summary["reports"]
-    assert report["profile"] == "non-public" and report["violations"] == 0 and report["conforms"]
+    # The sites' datasets against HealthDCAT-AP R8, the dashboard's public series against DCAT-AP 3.0.1.
+    assert [report["profile"] for report in summary["reports"]] == ["non-public", "public"]
+    assert all(report["violations"] == 0 and report["conforms"] for report in summary["reports"]), summary
+
+
+async def test_the_dashboards_public_series_are_public_datasets_with_a_table_schema(
+    hub: HubFixture, tmp_path: Path
+) -> None:
+    hub.sites("uk-a")
+    async with serving(hub.app()) as client:
+        public = Graph().parse(
+            data=(await client.get("/catalog/public", headers={"Accept": "text/turtle"})).text,
+            format="turtle",
+        )
+        schema = (await client.get("/api/v1/dashboard/schema.json")).json()
+        listed = (await client.get("/api/v1/dashboard")).json()
+        series = [s for d in listed["diseases"] for s in d["series"]]
+        datasets = set(public.subjects(RDF.type, DCAT.Dataset))
+        assert len(datasets) == len(series) > 30
+        base = hub.config.public_url.rstrip("/")
+        for dataset in datasets:
+            assert public.value(dataset, DCTERMS.accessRights).endswith("/PUBLIC")
+            distributions = list(public.objects(dataset, DCAT.distribution))
+            urls = {str(public.value(d, DCAT.downloadURL)) for d in distributions}
+            assert {url.rsplit(".", 1)[1] for url in urls} == {"csv", "json"}
+            assert {public.value(d, DCTERMS.conformsTo) for d in distributions} == {
+                URIRef(f"{base}/api/v1/dashboard/schema.json")
+            }
+        # Every distribution answers, and the CSV's header is the schema's fields, in order.
+        first = next(iter(datasets))
+        for distribution in public.objects(first, DCAT.distribution):
+            path = str(public.value(distribution, DCAT.downloadURL)).removeprefix(base)
+            response = await client.get(path)
+            assert response.status_code == 200, path
+            if path.endswith(".csv"):
+                header = response.text.splitlines()[0].split(",")
+                assert header == [field["name"] for field in schema["fields"]]
+    # The public catalogue against the DCAT-AP 3.0.1 shapes (check C-2).
+    report = validate(public, Profile.PUBLIC, hub.clock())
+    assert report.conforms and not report.violations, report.summary()
 
 
 async def test_figures_below_threshold_are_not_in_the_catalogue(hub: HubFixture) -> None:

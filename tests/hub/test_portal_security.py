@@ -156,6 +156,7 @@ FORMS = {
     "/deliveries/parts/{task_id}/decision": Form(
         "/deliveries/parts/{release_task}/decision", lambda _: {"decision": "release"}, 303
     ),
+    "/catalogue/harvest": Form("/catalogue/harvest", lambda _: {"url": "http://127.0.0.1:9/x.ttl"}, 200),
 }
 
 

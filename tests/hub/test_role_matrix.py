@@ -182,6 +182,12 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/site/v1/deliveries/{task_id}/upload"): SITES_ONLY,
     ("PUT", "/api/site/v1/deliveries/{task_id}/upload"): SITES_ONLY,
     ("POST", "/api/site/v1/deliveries/{task_id}/complete"): SITES_ONLY,
+    ("GET", "/api/v1/dashboard/schema.json"): PUBLIC_API,
+    ("GET", "/api/v1/dashboard/{disease}/exports/4ce-dailycounts.csv"): PUBLIC_API,
+    ("GET", "/api/v1/dashboard/{disease}/exports/rki-weekly.csv"): PUBLIC_API,
+    ("GET", "/dashboard/{disease}/charts/{name}.{suffix}"): ANYONE,
+    ("GET", "/catalogue/harvest"): ANYONE,
+    ("POST", "/catalogue/harvest"): OFFICE,
     ("GET", "/api/site/v1/tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/tasks/{task_id}/result"): SITES_ONLY,
     ("POST", "/api/site/v1/heartbeat"): SITES_ONLY,
@@ -456,6 +462,21 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
         },
     ),
     ("POST", "/admin/dashboard/run"): lambda w: Call("/admin/dashboard/run", {}),
+    ("GET", "/api/v1/dashboard/schema.json"): lambda w: Call("/api/v1/dashboard/schema.json"),
+    ("GET", "/api/v1/dashboard/{disease}/exports/4ce-dailycounts.csv"): lambda w: Call(
+        "/api/v1/dashboard/covid19/exports/4ce-dailycounts.csv"
+    ),
+    ("GET", "/api/v1/dashboard/{disease}/exports/rki-weekly.csv"): lambda w: Call(
+        "/api/v1/dashboard/covid19/exports/rki-weekly.csv"
+    ),
+    ("GET", "/dashboard/{disease}/charts/{name}.{suffix}"): lambda w: Call(
+        "/dashboard/covid19/charts/c3.svg"
+    ),
+    ("GET", "/catalogue/harvest"): lambda w: Call("/catalogue/harvest"),
+    # A catalogue nobody serves: the office is told why on the page, nothing is stored.
+    ("POST", "/catalogue/harvest"): lambda w: Call(
+        "/catalogue/harvest", {"url": "http://127.0.0.1:9/catalog.ttl", "title": ""}
+    ),
     ("GET", "/api/v1/dashboard"): lambda w: Call("/api/v1/dashboard"),
     ("GET", "/api/v1/dashboard/{disease}/{indicator}.json"): lambda w: Call(
         "/api/v1/dashboard/covid19/new_inpatient_cases.json"

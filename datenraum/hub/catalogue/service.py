@@ -30,7 +30,7 @@ from rdflib import Graph, Literal, URIRef
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.catalogue import build, paging
-from datenraum.catalogue.harvest import Fetch, HarvestError, fetch_http, harvest
+from datenraum.catalogue.harvest import Fetch, Harvested, HarvestError, fetch_http, harvest
 from datenraum.catalogue.model import (
     Access,
     Agent,
@@ -45,6 +45,8 @@ from datenraum.catalogue.model import (
 )
 from datenraum.catalogue.validate import Profile, Report, validate
 from datenraum.catalogue.vocab import DCAT, DCTERMS, RDF, XSD
+from datenraum.hub.accounts.audit import AuditSource
+from datenraum.hub.accounts.audit import record as audit_record
 from datenraum.hub.accounts.service import Site
 from datenraum.hub.catalogue.tables import HarvestedCatalogueRow, SiteReportRow
 from datenraum.hub.config import HubConfig
@@ -54,7 +56,15 @@ from datenraum.hub.errors import Conflict, Forbidden, Invalid, NotFound
 from datenraum.hub.roles import Actor, Role
 from datenraum.protocol.messages import SiteMetadata, Task, TaskResult, TaskState, TaskType
 
-__all__ = ["REPORT_INTERVAL", "TASK_LEASE", "Catalogue", "SeriesSource", "no_series"]
+__all__ = [
+    "REPORT_INTERVAL",
+    "TASK_LEASE",
+    "Catalogue",
+    "HarvestSummary",
+    "HarvestedSource",
+    "SeriesSource",
+    "no_series",
+]
 
 REPORT_INTERVAL = dt.timedelta(days=1)
 TASK_LEASE = dt.timedelta(minutes=10)
@@ -70,6 +80,19 @@ def no_series() -> Sequence[PublicSeries]:
 class HarvestSummary:
     id: int
     url: str
+    pages: int
+    datasets: int
+    stopped: str
+
+
+@dataclass(frozen=True)
+class HarvestedSource:
+    """A harvested catalogue as the harvest page lists it."""
+
+    id: int
+    url: str
+    title: str
+    harvested: dt.datetime
     pages: int
     datasets: int
     stopped: str
@@ -264,19 +287,7 @@ class Catalogue:
     def public(self) -> Graph:
         """The catalogue of the public series (DCAT-AP 3.0.1; open data, CC BY 4.0)."""
         network, found = self.records()
-        public = [record for record in found if record.access == Access.PUBLIC]
-        graph = build.new_graph()
-        node = URIRef(f"{build.catalog_iri(network)}/public")
-        graph.add((node, RDF.type, DCAT.Catalog))
-        graph.add((node, DCTERMS.title, Literal("Public series of the Datenraum dashboard", lang="en")))
-        graph.add(
-            (node, DCTERMS.description, Literal("Indicators pooled over the network's sites.", lang="en"))
-        )
-        graph.add((node, DCTERMS.isPartOf, build.catalog_iri(network)))
-        for record in public:
-            graph.add((node, DCAT.dataset, build.dataset_iri(network, record.id)))
-            build.dataset_graph(network, record, graph)
-        return graph
+        return build.public_catalog_graph(network, [r for r in found if r.access == Access.PUBLIC])
 
     def find(self, dataset_id: str) -> tuple[Network, Record]:
         network, found = self.records()
@@ -317,16 +328,44 @@ class Catalogue:
 
     # -- harvesting
 
-    def harvest(self, actor: Actor, url: str, title: str = "", fetch: Fetch = fetch_http) -> HarvestSummary:
-        """Import (or import again) the DCAT catalogue at `url`; only the coordination office."""
+    def harvest(
+        self,
+        actor: Actor,
+        url: str,
+        title: str = "",
+        fetch: Fetch = fetch_http,
+        audit: AuditSource | None = None,
+    ) -> HarvestSummary:
+        """Import (or import again) the DCAT catalogue at `url`; only the coordination office. With `audit`
+        (who asked, from where), the attempt goes into the audit log, a failed one too."""
+        try:
+            harvested = self.fetch(actor, url, fetch)
+        except Conflict as error:
+            if audit is not None:
+                self.note_failure(url, str(error), audit)
+            raise
+        return self.keep(url, harvested, title, audit)
+
+    def fetch(self, actor: Actor, url: str, fetch: Fetch = fetch_http) -> Harvested:
+        """The catalogue at `url`, read (no database: a hub harvesting itself must not wait on itself);
+        raises Forbidden, Invalid, or Conflict when it cannot be harvested."""
         if Role.ADMIN not in actor.roles:
             raise Forbidden("catalogue: only the coordination office harvests other catalogues")
         if not url.startswith(("https://", "http://")) or len(url) > 2000:
             raise Invalid("url: an http(s) URL of at most 2000 characters")
         try:
-            harvested = harvest(url, fetch, now=self._clock())
+            return harvest(url, fetch, now=self._clock())
         except HarvestError as error:
             raise Conflict(f"harvesting {url} failed: {error}") from None
+
+    def note_failure(self, url: str, reason: str, audit: AuditSource) -> None:
+        with self._sessions.begin() as session:
+            audit_record(session, self._clock(), audit, "catalogue.harvest", url, f"failed: {reason}"[:500])
+
+    def keep(
+        self, url: str, harvested: Harvested, title: str = "", audit: AuditSource | None = None
+    ) -> HarvestSummary:
+        """Store a fetched catalogue (replacing its earlier harvest) as a sub-catalogue of ours."""
         turtle = harvested.graph.serialize(format="turtle")
         with self._sessions.begin() as session:
             row = session.scalar(sa.select(HarvestedCatalogueRow).where(HarvestedCatalogueRow.url == url))
@@ -341,7 +380,26 @@ class Catalogue:
             )
             row.stopped, row.turtle = harvested.stopped[:500], turtle
             session.flush()
+            if audit is not None:
+                detail = f"{row.datasets} datasets from {row.pages} pages ({row.stopped})"
+                audit_record(session, self._clock(), audit, "catalogue.harvest", url, detail[:500])
             return HarvestSummary(row.id, url, row.pages, row.datasets, row.stopped)
+
+    def sources(self) -> list[HarvestedSource]:
+        """Every harvested catalogue, the latest harvest first."""
+        with self._sessions() as session:
+            rows = session.execute(
+                sa.select(
+                    HarvestedCatalogueRow.id,
+                    HarvestedCatalogueRow.url,
+                    HarvestedCatalogueRow.title,
+                    HarvestedCatalogueRow.harvested,
+                    HarvestedCatalogueRow.pages,
+                    HarvestedCatalogueRow.datasets,
+                    HarvestedCatalogueRow.stopped,
+                ).order_by(HarvestedCatalogueRow.harvested.desc(), HarvestedCatalogueRow.id.desc())
+            ).all()
+        return [HarvestedSource(*row) for row in rows]
 
     def harvested(self, source_id: int) -> Graph:
         """A harvested catalogue as we serve it: its graph, in a sub-catalogue that names its source."""
@@ -349,18 +407,20 @@ class Catalogue:
             row = session.get(HarvestedCatalogueRow, source_id)
             if row is None:
                 raise NotFound(f"no harvested catalogue {source_id}")
-            network = self.network()
-            graph = build.new_graph()
-            graph.parse(data=row.turtle, format="turtle")
-            node = URIRef(f"{build.catalog_iri(network)}/harvested/{row.id}")
-            graph.add((node, RDF.type, DCAT.Catalog))
-            graph.add((node, DCTERMS.title, Literal(row.title, lang="en")))
-            graph.add((node, DCTERMS.source, URIRef(row.url)))
-            graph.add((node, DCTERMS.issued, Literal(row.harvested.isoformat(), datatype=XSD.dateTime)))
-            graph.add((node, DCTERMS.isPartOf, build.catalog_iri(network)))
-            for dataset in graph.subjects(RDF.type, DCAT.Dataset):
-                graph.add((node, DCAT.dataset, dataset))
-            return graph
+        # After the session: the network asks the dashboard for its series in a session of its own, which
+        # on SQLite (every transaction takes the write lock) would wait for this one to end.
+        network = self.network()
+        graph = build.new_graph()
+        graph.parse(data=row.turtle, format="turtle")
+        node = URIRef(f"{build.catalog_iri(network)}/harvested/{row.id}")
+        graph.add((node, RDF.type, DCAT.Catalog))
+        graph.add((node, DCTERMS.title, Literal(row.title, lang="en")))
+        graph.add((node, DCTERMS.source, URIRef(row.url)))
+        graph.add((node, DCTERMS.issued, Literal(row.harvested.isoformat(), datatype=XSD.dateTime)))
+        graph.add((node, DCTERMS.isPartOf, build.catalog_iri(network)))
+        for dataset in graph.subjects(RDF.type, DCAT.Dataset):
+            graph.add((node, DCAT.dataset, dataset))
+        return graph
 
 
 def _title(graph: Graph) -> str | None:

@@ -9,6 +9,8 @@
   48 hours (`STALE_AFTER`; a silent site drops out and `n_sites` drops), released under the disclosure
   rules (`datenraum.indicators.release`), with each total's value "as first published" beside it.
   `site_series` is one site's own series for that site's members (exact: the site has the data anyway).
+- `public_series()`: every public series as the FAIR catalogue lists it (a public dataset with CSV and
+  JSON distributions conforming to the CSV's Frictionless Table Schema).
 - `define(user, body)`: crisis mode. A new disease (codes, window, start) or indicator (a kind, bucket,
   strata) is checked by the same rules as the registry's files, stored, and pushed to every site at once.
 """
@@ -24,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from datenraum.catalogue.model import PublicSeries
 from datenraum.hub.accounts.service import Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.dashboard.tables import DashboardTaskRow, DefinitionRow, DeliveryRow, PublishedRow
@@ -304,6 +307,36 @@ class Dashboard:
                 for d in registry.diseases.values()
             ],
         }
+
+    def public_series(self) -> list[PublicSeries]:
+        """Every public series for the FAIR catalogue, modified as of the latest accepted delivery."""
+        registry = self.registry()
+        base = self._config.public_url.rstrip("/")
+        with self._sessions() as session:
+            latest = session.scalar(
+                sa.select(sa.func.max(DeliveryRow.received)).where(DeliveryRow.accepted.is_(True))
+            )
+        modified = (latest or self._clock()).date()
+        return [
+            PublicSeries(
+                key=f"{d.id}-{i.id}",
+                title=f"Datenraum {d.title}: {i.title}",
+                description=(
+                    f"{i.description or i.title} Pooled over the network's sites, "
+                    f"{'per day' if i.bucket == 'day' else 'per ISO week'} from {d.start.isoformat()}; "
+                    f"values 1 to {self.k - 1} and what would reveal them are suppressed, periods with fewer "
+                    f"than {self.min_sites} sites withheld."
+                ),
+                csv_url=f"{base}/api/v1/dashboard/{d.id}/{i.id}.csv",
+                json_url=f"{base}/api/v1/dashboard/{d.id}/{i.id}.json",
+                schema_url=f"{base}/api/v1/dashboard/schema.json",
+                modified=modified,
+                keywords=(d.title, i.code, "crisis dashboard", "indicators"),
+            )
+            for d in registry.diseases.values()
+            for i in registry.indicators.values()
+            if i.public
+        ]
 
     def series(self, disease: str, indicator: str) -> Series:
         """The public pooled series; raises NotFound for an unknown one."""

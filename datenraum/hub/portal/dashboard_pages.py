@@ -11,14 +11,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from datenraum.hub.accounts.service import User
 from datenraum.hub.dashboard.service import Series
 from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.feasibility.notify import site_key
-from datenraum.hub.portal.web import checked_form, form_text, hub_of, optional_user, redirect, render, require
+from datenraum.hub.portal.i18n import texts_for
+from datenraum.hub.portal.web import (
+    checked_form,
+    form_text,
+    hub_of,
+    language,
+    optional_user,
+    redirect,
+    render,
+    require,
+)
 from datenraum.hub.roles import Role
+from datenraum.hub.runtime import Hub
 from datenraum.indicators import charts
+from datenraum.indicators.images import render_chart
 
 __all__ = ["router"]
 
@@ -29,26 +42,17 @@ Admin = Annotated[User, Depends(require(Role.ADMIN))]
 Member = Annotated[User, Depends(require())]
 
 DEFAULT_DISEASE = "covid19"
-# (indicator, chart type, dimension, caption) of the page, in order.
+# (indicator, chart type, dimension, caption's text key) of the page, in order.
 _CHARTS = (
-    ("new_inpatient_cases", "time_series", None, "New inpatient cases per day, with the 7-day average"),
-    ("inpatients_on_day", "stacked_levels", "level", "Inpatients per day by highest care level"),
-    ("icu_admissions", "time_series", None, "ICU admissions per day"),
-    ("in_hospital_deaths", "time_series", None, "In-hospital deaths per day"),
-    (
-        "weekly_new_inpatient_cases",
-        "bars_age",
-        "age_rki",
-        "New inpatient cases by age group (all weeks shown)",
-    ),
-    ("weekly_new_inpatient_cases", "bars_sex", "sex", "New inpatient cases by sex (all weeks shown)"),
-    (
-        "weekly_new_inpatient_cases",
-        "small_multiples",
-        "state",
-        "New inpatient cases per week by federal state",
-    ),
+    ("new_inpatient_cases", "time_series", None, "dashboard.chart.new_cases"),
+    ("inpatients_on_day", "stacked_levels", "level", "dashboard.chart.levels"),
+    ("icu_admissions", "time_series", None, "dashboard.chart.icu"),
+    ("in_hospital_deaths", "time_series", None, "dashboard.chart.deaths"),
+    ("weekly_new_inpatient_cases", "bars_age", "age_rki", "dashboard.chart.age"),
+    ("weekly_new_inpatient_cases", "bars_sex", "sex", "dashboard.chart.sex"),
+    ("weekly_new_inpatient_cases", "small_multiples", "state", "dashboard.chart.states"),
 )
+_IMAGE_TYPES = {"svg": "image/svg+xml", "pdf": "application/pdf"}
 _EXAMPLE = {
     "id": "mpox",
     "title": "Mpox",
@@ -92,20 +96,24 @@ def _chart(name: str, kind: str, dimension: str | None, caption: str, series: Se
     }
 
 
+async def _series(hub: Hub, user: User | None, disease: str, indicator: str, site: str | None) -> Series:
+    if site is None:
+        return await hub.run(hub.dashboard.series, disease, indicator)
+    assert user is not None
+    return await hub.run(hub.dashboard.site_series, user, site, disease, indicator)
+
+
 async def _page(request: Request, user: User | None, disease: str, site: str | None = None) -> Response:
     hub = hub_of(request)
     registry = await hub.run(hub.dashboard.registry)
     if disease not in registry.diseases:
         raise NotFound(f"no disease {disease!r}")
+    texts = texts_for(language(request, user))
     built = []
     meta: dict[str, Any] = {"data_as_of": None, "sites": 0, "definitions_version": None}
     for number, (indicator, kind, dimension, caption) in enumerate(_CHARTS):
-        if site is None:
-            series = await hub.run(hub.dashboard.series, disease, indicator)
-        else:
-            assert user is not None
-            series = await hub.run(hub.dashboard.site_series, user, site, disease, indicator)
-        built.append(_chart(f"c{number}", kind, dimension, caption, series))
+        series = await _series(hub, user, disease, indicator, site)
+        built.append(_chart(f"c{number}", kind, dimension, texts[caption], series))
         meta = {
             "data_as_of": series.data_as_of,
             "sites": series.sites,
@@ -134,6 +142,29 @@ async def dashboard_home(request: Request, user: MaybeUser) -> Response:
 @router.get("/dashboard/{disease}", response_class=HTMLResponse)
 async def dashboard_disease(request: Request, user: MaybeUser, disease: str) -> Response:
     return await _page(request, user, disease)
+
+
+@router.get("/dashboard/{disease}/charts/{name}.{suffix}")
+async def dashboard_chart_image(
+    request: Request, user: MaybeUser, disease: str, name: str, suffix: str
+) -> Response:
+    """One public chart as SVG or PDF (for the weekly report, e-mail), rendered at the hub from the same
+    spec as the page (vl-convert), in the reader's language."""
+    media_type = _IMAGE_TYPES.get(suffix)
+    number = int(name[1:]) if name[:1] == "c" and name[1:].isdigit() else -1
+    if media_type is None or not 0 <= number < len(_CHARTS):
+        raise NotFound(f"no chart {name}.{suffix}; charts are c0 to c{len(_CHARTS) - 1}, as svg or pdf")
+    hub = hub_of(request)
+    registry = await hub.run(hub.dashboard.registry)
+    if disease not in registry.diseases:
+        raise NotFound(f"no disease {disease!r}")
+    indicator, kind, dimension, caption = _CHARTS[number]
+    series = await _series(hub, user, disease, indicator, None)
+    texts = texts_for(language(request, user))
+    spec = _chart(name, kind, dimension, texts[caption], series)["spec"]
+    image = await run_in_threadpool(render_chart, spec, suffix)
+    headers = {"Content-Disposition": f'attachment; filename="datenraum-{disease}-{name}.{suffix}"'}
+    return Response(image, media_type=media_type, headers=headers)
 
 
 @router.get("/dashboard/sites/{name}", response_class=HTMLResponse)
