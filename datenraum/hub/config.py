@@ -32,6 +32,8 @@ line options. Durations are in seconds.
 | upload_max_bytes | 20971520 | larger documents are refused (the upload page's body may be this much larger than max_body_bytes) |
 | upload_scan_command | "" | a virus scanner run with the file's path appended (split like a shell does); empty: no scanning |
 | upload_scan_timeout_seconds | 60 | a scan that takes longer rejects the file |
+| linkage_unit_url / linkage_project | "" / "" | the linkage unit that counts distinct persons across sites, and the hub's project there; empty URL: queries cannot ask for distinct persons |
+| linkage_token_file | "" | a file holding the hub's bearer token at the linkage unit (the sites' linkage secret never comes to the hub) |
 | proposal_quorum | 2 | committee votes that decide a proposal (by majority; a tie waits for the next vote) |
 """
 
@@ -91,6 +93,9 @@ class HubConfig:
     proposal_quorum: int = 2
     analysis_min_sites: int = 3
     analysis_round_seconds: float = 30.0
+    linkage_unit_url: str = ""
+    linkage_project: str = ""
+    linkage_token_file: str = ""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -101,6 +106,8 @@ class HubConfig:
             raise ConfigError(f"researcher_site_share: must be at most 1, got {self.researcher_site_share}")
         if not self.database_url:
             raise ConfigError("database_url: must not be empty")
+        if self.linkage_unit_url and not (self.linkage_project and self.linkage_token_file):
+            raise ConfigError("linkage_project, linkage_token_file: must be set when linkage_unit_url is")
         if self.oidc_issuer and not self.oidc_client_id:
             raise ConfigError("oidc_client_id: must be set when oidc_issuer is (single sign-on)")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "API_PREFIX",
+    "LINKAGE_DELIVERED",
     "ProtocolError",
     "SiteCount",
     "SiteMetadata",
@@ -228,6 +229,9 @@ class Task:
             raise ProtocolError(f"task: {error}") from None
 
 
+LINKAGE_DELIVERED = "delivered"
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """A site's answer to a task: a count (or, for site-metadata, the metadata; for indicators, a cube; for
@@ -242,6 +246,9 @@ class TaskResult:
     analysis: dict[str, Any] | None = None
     # an extraction's job summary: counts only (names -> a count, or -> names -> a count), no patient data
     summary: dict[str, Any] | None = None
+    # A feasibility task with a distinct count: LINKAGE_DELIVERED when the site delivered its cohort's CLKs
+    # to the linkage unit, else why not (the researcher may read it, like a reason)
+    linkage: str | None = None
 
     def __post_init__(self) -> None:
         answers = sum(
@@ -277,6 +284,8 @@ class TaskResult:
             body["analysis"] = self.analysis
         if self.summary is not None:
             body["summary"] = self.summary
+        if self.linkage is not None:
+            body["linkage"] = self.linkage
         return body
 
     @classmethod
@@ -301,6 +310,9 @@ class TaskResult:
         summary = body.get("summary")
         if summary is not None:
             _check_summary(summary, "result.summary", 0)
+        linkage = body.get("linkage")
+        if linkage is not None and (not isinstance(linkage, str) or not 0 < len(linkage) <= 2000):
+            raise ProtocolError("result.linkage: expected a string of 1 to 2000 characters")
         return cls(
             str(body.get("task_id", "")),
             state,
@@ -310,6 +322,7 @@ class TaskResult:
             cube=cube,
             analysis=analysis,
             summary=summary,
+            linkage=linkage,
         )
 
 

@@ -33,6 +33,13 @@ Every key is optional; a missing file section means its defaults. The defaults:
     [extraction]                     # the `extraction` task (off unless "extraction" is in tasks.allowed)
     output = "/srv/extractions"      # site-local folder of the job folders (required to allow the task)
     time_limit = 3600                # seconds one extraction may take (checked between batches)
+    [linkage]                        # distinct-person counts across sites (off without this section)
+    unit_url = "https://linkage.example.org"  # the only linkage unit this site delivers CLKs to
+    project = "count"                # the project at the unit (its key derives from the secret)
+    site = "site-a"                  # this site's name at the unit
+    token_file = "linkunit.token"    # this site's bearer token at the unit
+    secret_file = "linkage.secret"   # the secret the sites share; never sent to the hub or the unit
+    schema = "..."                   # the agreed linkage schema (default: datenraum's de-patient-v3)
 
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
@@ -50,7 +57,7 @@ from datenraum.privacy.analysis import AnalysisPolicy
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import TaskType
 
-__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
+__all__ = ["AgentConfig", "ConfigError", "LinkageSettings", "load_config", "parse_config"]
 
 
 # More tasks side by side than this would only make each slower: they share the site's cores.
@@ -80,6 +87,19 @@ class AgentConfig:
     workspace_ttl: float = 3600.0
     extraction_output: Path | None = None
     extraction_time_limit: float = 3600.0
+    linkage: LinkageSettings | None = None
+
+
+@dataclass(frozen=True)
+class LinkageSettings:
+    """Where and as whom this site delivers its cohorts' CLKs; the files are read when the agent starts."""
+
+    unit_url: str
+    project: str
+    site: str
+    token_file: Path
+    secret_file: Path
+    schema: Path | None = None  # None: the bundled de-patient-v3 schema
 
 
 _ANALYSIS_KEYS = (*(f.name for f in fields(AnalysisPolicy)), "workspace_ttl")
@@ -121,6 +141,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "engine": ("name", "spark_master"),
     "analysis": _ANALYSIS_KEYS,
     "extraction": ("output", "time_limit"),
+    "linkage": ("unit_url", "project", "site", "token_file", "secret_file", "schema"),
 }
 
 
@@ -170,6 +191,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError(f"extraction.output: expected a folder, got {output!r}")
     if TaskType.EXTRACTION in allowed and output is None:
         raise ConfigError("extraction.output: required when tasks.allowed has 'extraction'")
+    linkage = _linkage(document["linkage"]) if "linkage" in document else None
     return AgentConfig(
         allowed_tasks=allowed,
         daily_limit=_integer(tasks.get("daily_limit", defaults.daily_limit), "tasks.daily_limit", 0),
@@ -190,6 +212,25 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         extraction_time_limit=_seconds(
             extraction.get("time_limit", defaults.extraction_time_limit), "extraction.time_limit"
         ),
+        linkage=linkage,
+    )
+
+
+def _linkage(section: Mapping[str, Any]) -> LinkageSettings:
+    for key in ("unit_url", "project", "site", "token_file", "secret_file"):
+        if key not in section:
+            raise ConfigError(f"linkage.{key}: required in [linkage]")
+    url = _text(section["unit_url"], "linkage.unit_url")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"linkage.unit_url: expected an http(s) URL, got {url!r}")
+    schema = section.get("schema")
+    return LinkageSettings(
+        unit_url=url.rstrip("/"),
+        project=_text(section["project"], "linkage.project"),
+        site=_text(section["site"], "linkage.site"),
+        token_file=Path(_text(section["token_file"], "linkage.token_file")),
+        secret_file=Path(_text(section["secret_file"], "linkage.secret_file")),
+        schema=None if schema is None else Path(_text(schema, "linkage.schema")),
     )
 
 
