@@ -354,6 +354,8 @@ def _check_result(result: TaskResult) -> None:
         raise Invalid(f"count.obfuscated: must be at most {MAX_COUNT}")
     if result.reason is not None and "\x00" in result.reason:
         raise Invalid("reason: must not contain NUL characters")
+    if result.linkage is not None and "\x00" in result.linkage:
+        raise Invalid("linkage: must not contain NUL characters")
 
 
 def _same_result(task: sa.Row, result: TaskResult) -> bool:
