@@ -9,13 +9,24 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from datenraum.linkage import synthetic
+from datenraum.linkage.encoder import Encoder
+from datenraum.linkage.estimate import calibrate
+from datenraum.linkage.keys import project_secret
+from datenraum.linkage.schema import load_schema
+from datenraum.linkunit.config import token_digest
+from datenraum.query.model import parse_query
+from datenraum.site.feasibility import patient_ids
 from datenraum.site.ingest import ingest
 from datenraum.site.store import Store
+
+SCHEMA_PATH = Path(__file__).parents[1] / "datenraum" / "linkage" / "schemas" / "de-patient-v3.json"
 
 ADULTS = {
     "inclusionCriteria": [
@@ -33,6 +44,61 @@ ADULTS = {
         ]
     ]
 }
+
+
+def write_private(path: Path, text: str | bytes) -> Path:
+    """A file only its owner may read (secrets and tokens)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    os.chmod(path, 0o600)
+    return path
+
+
+def unit_config(folder: Path, project: str, secret: bytes, tokens: dict[str, str], hub_token: str) -> Path:
+    """A linkage unit's configuration for one project of these sites, with a threshold calibrated on
+    synthetic people encoded as the sites encode (the unit itself never gets `secret`)."""
+    schema = load_schema(SCHEMA_PATH)
+    encoder = Encoder(schema, project_secret(secret, project))
+    train, _ = synthetic.sites(1200, 3, seed=11)
+    threshold = calibrate([encoder.encode(s) for s in train], [[r["patient_id"] for r in s] for s in train])
+    write_private(folder / "unit.key", os.urandom(32).hex())
+    spec = {
+        "schema_digest": schema.digest,
+        "clk_bytes": schema.size // 8,
+        "threshold": threshold.threshold,
+        "sites": {site: token_digest(token) for site, token in tokens.items()},
+        "hub": token_digest(hub_token),
+    }
+    config = {"unit_key_file": "unit.key", "projects": {project: spec}}
+    return write_private(folder / "unit.json", json.dumps(config))
+
+
+@dataclass(frozen=True)
+class LinkedSite:
+    store: Path
+    agent_config: Path
+
+
+def linked_sites(
+    folder: Path, base_config: str, unit_url: str, project: str, secret: bytes, tokens: dict[str, str]
+) -> tuple[dict[str, LinkedSite], set[str]]:
+    """Site stores of overlapping synthetic people (one site per token) with agent configurations that
+    deliver to the unit; and the true distinct persons of the ADULTS cohort over them."""
+    people, _ = synthetic.sites(900, len(tokens), seed=31)
+    secret_file = write_private(folder / "linkage.secret", secret)
+    sites, truth = {}, set()
+    for s, (site, records) in enumerate(zip(tokens, people, strict=True)):
+        local = {f"s{s}p{n:05d}": r for n, r in enumerate(records)}
+        store = identity_store(folder / site, local)
+        with Store(store).snapshot() as snapshot:
+            truth |= {local[i]["patient_id"] for i in patient_ids(snapshot, parse_query(ADULTS))}
+        linkage = (
+            f'[linkage]\nunit_url = "{unit_url}"\nproject = "{project}"\nsite = "{site}"\n'
+            f'token_file = "{write_private(folder / site / "unit.token", tokens[site])}"\n'
+            f'secret_file = "{secret_file}"\n'
+        )
+        sites[site] = LinkedSite(store, write_private(folder / site / "agent.toml", base_config + linkage))
+    return sites, truth
 
 
 def patient_resource(local_id: str, person: dict[str, str]) -> dict[str, Any]:

@@ -6,22 +6,9 @@ the unit's released count beside the sum of the sites' counts."""
 
 from __future__ import annotations
 
-import json
-import os
 import uuid
-from pathlib import Path
 
-from linkage_data import ADULTS, identity_store, start_linkage_unit
-
-from datenraum.linkage import synthetic
-from datenraum.linkage.encoder import Encoder
-from datenraum.linkage.estimate import calibrate
-from datenraum.linkage.keys import project_secret
-from datenraum.linkage.schema import load_schema
-from datenraum.linkunit.config import token_digest
-from datenraum.query.model import parse_query
-from datenraum.site.feasibility import patient_ids
-from datenraum.site.store import Store
+from linkage_data import ADULTS, linked_sites, start_linkage_unit, unit_config, write_private
 
 from .conftest import AGENT_CONFIG
 
@@ -29,37 +16,6 @@ PROJECT = "distinct"
 LINKED = ("site-a", "site-b", "site-c")
 UNLINKED = "site-d"
 SECRET = b"the shared linkage secret of the sites, at no hub or unit"
-SCHEMA_PATH = Path(__file__).parents[2] / "datenraum" / "linkage" / "schemas" / "de-patient-v3.json"
-
-
-def _threshold() -> float:
-    encoder = Encoder(load_schema(SCHEMA_PATH), project_secret(SECRET, PROJECT))
-    train, _ = synthetic.sites(1200, 3, seed=11)
-    return calibrate(
-        [encoder.encode(s) for s in train], [[r["patient_id"] for r in s] for s in train]
-    ).threshold
-
-
-def _write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    os.chmod(path, 0o600)
-    return path
-
-
-def _unit_config(folder: Path, tokens: dict[str, str], hub_token: str) -> Path:
-    schema = load_schema(SCHEMA_PATH)
-    _write(folder / "unit.key", os.urandom(32).hex())
-    project = {
-        "schema_digest": schema.digest,
-        "clk_bytes": schema.size // 8,
-        "threshold": _threshold(),
-        "sites": {site: token_digest(token) for site, token in tokens.items()},
-        "hub": token_digest(hub_token),
-    }
-    return _write(
-        folder / "unit.json", json.dumps({"unit_key_file": "unit.key", "projects": {PROJECT: project}})
-    )
 
 
 def test_the_hub_shows_distinct_persons_within_five_percent_where_the_sum_overstates(
@@ -67,31 +23,18 @@ def test_the_hub_shows_distinct_persons_within_five_percent_where_the_sum_overst
 ):
     tokens = {site: uuid.uuid4().hex for site in LINKED}
     hub_token = uuid.uuid4().hex
-    unit_url, unit = start_linkage_unit(
-        _unit_config(tmp_path / "unit", tokens, hub_token), tmp_path / "unit.db"
-    )
+    config = unit_config(tmp_path / "unit", PROJECT, SECRET, tokens, hub_token)
+    unit_url, unit = start_linkage_unit(config, tmp_path / "unit.db")
     try:
         fed = start_federation(
             postgres_server.new_database(),
             linkage_unit_url=unit_url,
             linkage_project=PROJECT,
-            linkage_token_file=str(_write(tmp_path / "hub" / "linkunit.token", hub_token)),
+            linkage_token_file=str(write_private(tmp_path / "hub" / "linkunit.token", hub_token)),
         )
-        people, _ = synthetic.sites(900, 3, seed=31)
-        secret_file = _write(tmp_path / "sites" / "linkage.secret", SECRET)
-        truth: set[str] = set()
-        for s, (site, records) in enumerate(zip(LINKED, people, strict=True)):
-            local = {f"s{s}p{n:05d}": r for n, r in enumerate(records)}
-            store = identity_store(tmp_path / "sites" / site, local)
-            with Store(store).snapshot() as snapshot:
-                truth |= {local[i]["patient_id"] for i in patient_ids(snapshot, parse_query(ADULTS))}
-            linkage = (
-                f'[linkage]\nunit_url = "{unit_url}"\nproject = "{PROJECT}"\nsite = "{site}"\n'
-                f'token_file = "{_write(tmp_path / "sites" / site / "unit.token", tokens[site])}"\n'
-                f'secret_file = "{secret_file}"\n'
-            )
-            config = _write(tmp_path / "sites" / site / "agent.toml", AGENT_CONFIG + linkage)
-            fed.processes.start_agent(site, store, fed.add_site(site), config=config)
+        sites, truth = linked_sites(tmp_path / "sites", AGENT_CONFIG, unit_url, PROJECT, SECRET, tokens)
+        for site, linked in sites.items():
+            fed.processes.start_agent(site, linked.store, fed.add_site(site), config=linked.agent_config)
         fed.add_site(UNLINKED)
         fed.start_agent(UNLINKED)  # the shared synthetic store, without [linkage]
         fed.researcher.wait_for_sites([*LINKED, UNLINKED])
