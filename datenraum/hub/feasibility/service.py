@@ -115,13 +115,15 @@ class SiteAnswer:
         return self.state == TaskState.ANSWERED and self.linkage == LINKAGE_DELIVERED
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "site": self.site,
             "state": self.state.value,
             "count": None if self.count is None else self.count.to_json(),
             "reason": self.reason,
-            "linkage": self.linkage,
         }
+        if self.linkage is not None:  # only queries that asked for distinct persons have a status
+            body["linkage"] = self.linkage
+        return body
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,7 @@ class QueryResult:
             "total": None
             if self.total is None
             else {"value": self.total.value, "sites": self.total.sites, "at_least": self.total.at_least},
-            "distinct": None if self.distinct is None else self.distinct.to_json(),
-        }
+        } | ({} if self.distinct is None else {"distinct": self.distinct.to_json()})
 
 
 @dataclass(frozen=True)
