@@ -14,7 +14,7 @@ from linkage_data import ADULTS, identity_store
 
 from datenraum.devtools.ports import free_port
 from datenraum.linkage import synthetic
-from datenraum.protocol.messages import TaskState
+from datenraum.protocol.messages import LINKAGE_DELIVERED, ProtocolError, SiteCount, TaskResult, TaskState
 from datenraum.site.agent.config import AgentConfig, ConfigError, LinkageSettings, parse_config
 from datenraum.site.agent.linkage import NOT_CONFIGURED, CohortLinker
 from datenraum.site.agent.loop import Agent
@@ -138,3 +138,15 @@ def test_a_linkage_secret_file_that_is_missing_or_short_is_refused_at_start(sett
     (tmp_path / "secret").unlink()
     with pytest.raises(ConfigError, match=r"^linkage\.secret_file: .*No such file"):
         CohortLinker(settings, b"s" * 32)
+
+
+@pytest.mark.parametrize("status", [7, "", "x" * 2001, ["delivered"]])
+def test_a_linkage_status_that_is_no_short_text_is_refused_naming_the_field(status) -> None:
+    body = {"task_id": "t", "state": "answered", "count": {"obfuscated": 40}, "linkage": status}
+    with pytest.raises(ProtocolError, match=r"^result\.linkage: expected a string of 1 to 2000 characters"):
+        TaskResult.from_json(body)
+
+
+def test_a_linkage_status_travels_with_the_answer() -> None:
+    result = TaskResult("t", TaskState.ANSWERED, count=SiteCount(40), linkage=LINKAGE_DELIVERED)
+    assert TaskResult.from_json(result.to_json()) == result
