@@ -10,10 +10,7 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from linkage_data import patient_resource, start_linkage_unit
 
 from datenraum.linkage import synthetic
 from datenraum.linkage.encoder import Encoder
@@ -105,25 +103,7 @@ class RunningUnit:
 @pytest.fixture(scope="module")
 def unit(tmp_path_factory: pytest.TempPathFactory, threshold: float) -> Iterator[RunningUnit]:
     folder = tmp_path_factory.mktemp("linkunit")
-    config = _config(folder, threshold)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # its own process, started without the sites' secret in its environment
-    env = {k: v for k, v in os.environ.items() if "SECRET" not in k}
-    cmd = [sys.executable, "-m", "datenraum", "linkunit", "serve", "--config", str(config)]
-    cmd += ["--db", str(folder / "unit.sqlite"), "--port", str(port)]
-    process = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "the linkage unit did not start"
-            time.sleep(0.05)
+    url, process = start_linkage_unit(_config(folder, threshold), folder / "unit.sqlite")
     yield RunningUnit(url, process, folder)
     process.terminate()
     process.wait(10)
@@ -190,6 +170,37 @@ def test_a_count_waits_for_every_site_and_takes_no_delivery_after_release(unit):
             f"/v1/projects/{PROJECT}/counts/{count_id}/sites/site-a", json=_delivery("site-a", cohorts[0][:5])
         )
     assert late.status_code == 409 and "already released" in late.json()["error"]
+
+
+def test_only_the_hub_creates_counts_and_each_new_id_is_fresh(unit):
+    with unit.client(HUB_TOKEN) as hub:
+        ids = [hub.post(f"/v1/projects/{PROJECT}/counts").json()["count_id"] for _ in range(2)]
+    assert ids[0] != ids[1] and all(uuid.UUID(i) for i in ids)
+    with unit.client(TOKENS["site-a"]) as a:
+        refused = a.post(f"/v1/projects/{PROJECT}/counts")
+    assert refused.status_code == 403 and "only the hub" in refused.json()["error"]
+
+
+def test_a_count_over_named_sites_waits_for_those_only_and_is_released_over_them_alone(unit):
+    """A site without linkage never delivers: the hub names the sites that did. Once released over one set
+    of sites, the count is not released again over another (that would be a second count of the cohorts)."""
+    cohorts, _ = synthetic.sites(300, 3, seed=25)
+    count_id = str(uuid.uuid4())
+    for site, records in zip(SITES[:2], cohorts, strict=False):
+        with unit.client(TOKENS[site]) as c:
+            path = f"/v1/projects/{PROJECT}/counts/{count_id}/sites/{site}"
+            assert c.put(path, json=_delivery(site, records)).status_code == 200
+    path = f"/v1/projects/{PROJECT}/counts/{count_id}"
+    with unit.client(HUB_TOKEN) as hub:
+        released = hub.get(path, params={"sites": "site-b,site-a"})
+        assert released.status_code == 200 and released.json()["sites"] == ["site-a", "site-b"]
+        assert hub.get(path, params={"sites": "site-a,site-b"}).json() == released.json()
+        other = hub.get(path, params={"sites": "site-a"})
+        assert other.status_code == 409 and "released over site(s) site-a, site-b" in other.json()["error"]
+        unknown = hub.get(path, params={"sites": "site-a,site-x"})
+        assert unknown.status_code == 400 and "'site-x' is no site of project" in unknown.json()["error"]
+        twice = hub.get(f"/v1/projects/{PROJECT}/counts/{uuid.uuid4()}", params={"sites": "site-a,site-a"})
+        assert twice.status_code == 400 and "named twice" in twice.json()["error"]
 
 
 def test_each_site_gets_only_its_own_link_table_and_a_shared_person_has_one_link_id(unit):
@@ -342,18 +353,6 @@ def _exact_union(service: LinkageUnit, project, count_id: str) -> int:
     return estimate_distinct(mats, project.threshold).distinct
 
 
-def _patient_resource(local_id: str, person: dict[str, str]) -> dict:
-    given = person["given_name"].split()
-    return {
-        "resourceType": "Patient",
-        "id": local_id,
-        "name": [{"use": "official", "family": person["family_name"], "given": given}],
-        "gender": person["sex"],
-        "birthDate": person["birth_date"],
-        "address": [{"use": "home", "postalCode": person["postal_code"], "city": person["city"]}],
-    }
-
-
 def _adults() -> StructuredQuery:
     adult = {
         "context": {"system": "fdpg.mii.cds", "code": "Patient", "display": "Patient"},
@@ -380,7 +379,7 @@ def test_sites_encode_their_cohort_from_the_store_and_the_hub_learns_only_the_di
     for s, (site, records) in enumerate(zip(SITES, people, strict=True)):
         local = {f"s{s}p{n:05d}": r for n, r in enumerate(records)}  # the site's own ids
         ndjson = tmp_path / f"{site}.ndjson"
-        ndjson.write_text("\n".join(json.dumps(_patient_resource(i, r)) for i, r in local.items()) + "\n")
+        ndjson.write_text("\n".join(json.dumps(patient_resource(i, r)) for i, r in local.items()) + "\n")
         store = SiteStore(tmp_path / site)
         assert not ingest(store, [ndjson]).rejected
         with store.snapshot() as snapshot:

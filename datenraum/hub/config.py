@@ -34,6 +34,8 @@ line options. Durations are in seconds.
 | upload_scan_timeout_seconds | 60 | a scan that takes longer rejects the file |
 | delivery_folder | var/hub/deliveries | where the sites' sealed packages are received (chunk by chunk) and kept |
 | delivery_days | 28 | a site's part of a data delivery not uploaded this long after the delivery started has missed the period |
+| linkage_unit_url / linkage_project | "" / "" | the linkage unit that counts distinct persons across sites, and the hub's project there; empty URL: queries cannot ask for distinct persons |
+| linkage_token_file | "" | a file holding the hub's bearer token at the linkage unit (the sites' linkage secret never comes to the hub) |
 | proposal_quorum | 2 | committee votes that decide a proposal (by majority; a tie waits for the next vote) |
 """
 
@@ -95,6 +97,9 @@ class HubConfig:
     delivery_days: float = 28.0
     analysis_min_sites: int = 3
     analysis_round_seconds: float = 30.0
+    linkage_unit_url: str = ""
+    linkage_project: str = ""
+    linkage_token_file: str = ""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -105,6 +110,8 @@ class HubConfig:
             raise ConfigError(f"researcher_site_share: must be at most 1, got {self.researcher_site_share}")
         if not self.database_url:
             raise ConfigError("database_url: must not be empty")
+        if self.linkage_unit_url and not (self.linkage_project and self.linkage_token_file):
+            raise ConfigError("linkage_project, linkage_token_file: must be set when linkage_unit_url is")
         if self.oidc_issuer and not self.oidc_client_id:
             raise ConfigError("oidc_client_id: must be set when oidc_issuer is (single sign-on)")
 

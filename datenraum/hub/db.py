@@ -211,6 +211,9 @@ class QueryRow(Base):
     query: Mapped[dict] = mapped_column(sa.JSON)
     created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(default=1)
+    # A distinct-person count: its id at the linkage unit, and what the unit released (once read)
+    linkage_count_id: Mapped[str | None] = mapped_column(sa.String(64))
+    distinct_count: Mapped[dict | None] = mapped_column(sa.JSON)
 
 
 class QueryRequest(Base):
@@ -246,6 +249,7 @@ class TaskRow(Base):
     obfuscated: Mapped[int | None] = mapped_column(sa.BigInteger)
     below_threshold: Mapped[bool | None]
     reason: Mapped[str | None] = mapped_column(sa.Text)
+    linkage: Mapped[str | None] = mapped_column(sa.Text)  # see protocol TaskResult.linkage
 
 
 def _sqlite_setup(engine: sa.Engine, path: str | None) -> None:

@@ -3,10 +3,12 @@
     PUT /v1/projects/{project}/sites/{site}/clks                 site: register its CLKs (replaces)
     GET /v1/projects/{project}/sites/{site}/links                site: its own link table
     PUT /v1/projects/{project}/counts/{count_id}/sites/{site}    site: the CLKs of its cohort for a count
-    GET /v1/projects/{project}/counts/{count_id}                 hub: the released distinct count
+    POST /v1/projects/{project}/counts                           hub: a new count id for the sites
+    GET /v1/projects/{project}/counts/{count_id}?sites=a,b       hub: the released distinct count (over
+                                                                 the named sites; default: all)
 
 Every call carries `Authorization: Bearer <token>`; a site may only speak for itself, and only the hub
-may read a count. Refusals are JSON `{"error": "..."}` with 400/401/403/404/409/413, never a trace.
+may read a count. Refusals are JSON `{"error": "..."}` with 400/401/403/404/409/413/429, never a trace.
 """
 
 from __future__ import annotations
@@ -95,10 +97,17 @@ def create_app(unit: LinkageUnit) -> FastAPI:
         unit.deliver_cohort(config, count_id, site, records)
         return {"delivered": len(records)}
 
-    @app.get("/v1/projects/{project}/counts/{count_id}")
-    def count(project: str, count_id: str, request: Request) -> dict[str, Any]:
+    @app.post("/v1/projects/{project}/counts")
+    def create_count(project: str, request: Request) -> dict[str, str]:
         config = unit.project(project)
         _as_hub(request, config)
-        return unit.distinct_count(config, count_id).as_json()
+        return {"count_id": unit.create_count(config)}
+
+    @app.get("/v1/projects/{project}/counts/{count_id}")
+    def count(project: str, count_id: str, request: Request, sites: str | None = None) -> dict[str, Any]:
+        config = unit.project(project)
+        _as_hub(request, config)
+        named = None if sites is None else sites.split(",")
+        return unit.distinct_count(config, count_id, named).as_json()
 
     return app

@@ -33,5 +33,9 @@ class NotReady(LinkUnitError):
     status = 409
 
 
+class AlreadyReleased(LinkUnitError):
+    status = 409
+
+
 class QuotaExceeded(LinkUnitError):
     status = 429

@@ -24,7 +24,8 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from datenraum.linkage.estimate import estimate_distinct, link
 from datenraum.linkunit.config import ProjectConfig, UnitConfig
-from datenraum.linkunit.errors import InvalidInput, NotFound, NotReady, QuotaExceeded
+from datenraum.linkunit.errors import AlreadyReleased, InvalidInput, NotFound, NotReady, QuotaExceeded
 from datenraum.linkunit.store import Records, Store
 from datenraum.privacy.counts import obfuscate
 
@@ -152,10 +153,26 @@ class LinkageUnit:
         if not self.store.replace_cohort(project.name, count_id, site, records):
             raise NotReady(f"count {count_id} was already released; it takes no more deliveries")
 
-    def distinct_count(self, project: ProjectConfig, count_id: str) -> ReleasedCount:
+    @staticmethod
+    def create_count(project: ProjectConfig) -> str:
+        """A new count id for the hub to hand to the sites of `project`: random, so that no site can guess
+        the id of a count it was not asked for (nothing is stored until the first delivery)."""
+        return str(uuid.uuid4())
+
+    def distinct_count(
+        self, project: ProjectConfig, count_id: str, sites: Sequence[str] | None = None
+    ) -> ReleasedCount:
+        """The released count over `sites` (every site of the project when None). A count is released
+        over one set of sites only: reading it over another would be a second count of the same cohorts."""
         _check_count_id(count_id)
-        cohorts = self.store.cohort(project.name, count_id)
-        missing = sorted(set(project.sites) - set(cohorts))
+        wanted = _count_sites(project, sites)
+        released_over = self.store.released_sites(project.name, count_id)
+        if released_over is not None and released_over != wanted:
+            raise AlreadyReleased(
+                f"count {count_id} was released over site(s) {', '.join(released_over)}, not over others"
+            )
+        cohorts = {s: c for s, c in self.store.cohort(project.name, count_id).items() if s in wanted}
+        missing = sorted(set(wanted) - set(cohorts))
         if missing:
             raise NotReady(f"count {count_id}: waiting for site(s) {', '.join(missing)}")
         now = self.clock()
@@ -178,7 +195,7 @@ class LinkageUnit:
             exact, (lo, hi) = estimate.distinct, estimate.interval
         else:
             exact, lo, hi = 0, 0, 0
-        self.store.mark_released(project.name, count_id, now)
+        self.store.mark_released(project.name, count_id, now, sites)
         released = obfuscate(exact, project.policy, key)
         if released.obfuscated is None:
             return ReleasedCount(None, None, True, tuple(sites))
@@ -192,6 +209,19 @@ class LinkageUnit:
         low = max(0, min(released.obfuscated, bounds[0]) - slack)
         high = max(released.obfuscated, bounds[1]) + slack
         return ReleasedCount(released.obfuscated, (low, high), False, tuple(sites))
+
+
+def _count_sites(project: ProjectConfig, sites: Sequence[str] | None) -> tuple[str, ...]:
+    if sites is None:
+        return tuple(sorted(project.sites))
+    if not sites:
+        raise InvalidInput("sites: name at least one site")
+    for site in sites:
+        if site not in project.sites:
+            raise InvalidInput(f"sites: {site!r} is no site of project {project.name}")
+    if len(set(sites)) != len(sites):
+        raise InvalidInput("sites: a site is named twice")
+    return tuple(sorted(sites))
 
 
 def _check_count_id(count_id: str) -> None:

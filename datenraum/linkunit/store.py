@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS cohort_record (
     project TEXT NOT NULL, count_id TEXT NOT NULL, site TEXT NOT NULL, pseudonym TEXT NOT NULL,
     clk BLOB NOT NULL, PRIMARY KEY (project, count_id, site, pseudonym));
 CREATE TABLE IF NOT EXISTS released_count (
-    project TEXT NOT NULL, count_id TEXT NOT NULL, released_at REAL NOT NULL,
+    project TEXT NOT NULL, count_id TEXT NOT NULL, released_at REAL NOT NULL, sites TEXT NOT NULL,
     PRIMARY KEY (project, count_id));
 """
 
@@ -117,9 +117,20 @@ class Store:
             out[site].append((pseudonym, clk))
         return out
 
-    def mark_released(self, project: str, count_id: str, at: float) -> None:
+    def released_sites(self, project: str, count_id: str) -> tuple[str, ...] | None:
+        """The sites a released count was released over; None while it is not released."""
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO released_count VALUES (?, ?, ?)", (project, count_id, at))
+            row = self._db.execute(
+                "SELECT sites FROM released_count WHERE project = ? AND count_id = ?", (project, count_id)
+            ).fetchone()
+        return None if row is None else tuple(row[0].split(","))
+
+    def mark_released(self, project: str, count_id: str, at: float, sites: Sequence[str]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO released_count VALUES (?, ?, ?, ?)",
+                (project, count_id, at, ",".join(sites)),
+            )
 
     def releases_since(self, project: str, since: float) -> int:
         with self._lock:

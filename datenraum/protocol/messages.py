@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "API_PREFIX",
+    "LINKAGE_DELIVERED",
     "ProtocolError",
     "SiteCount",
     "SiteMetadata",
@@ -231,6 +232,9 @@ class Task:
             raise ProtocolError(f"task: {error}") from None
 
 
+LINKAGE_DELIVERED = "delivered"
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """A site's answer to a task: a count (or, for site-metadata, the metadata; for indicators, a cube; for
@@ -247,6 +251,9 @@ class TaskResult:
     summary: dict[str, Any] | None = None
     # a sample search's answer: the JSON form of `datenraum.protocol.samples.SampleResult`, checked
     samples: dict[str, Any] | None = None
+    # A feasibility task with a distinct count: LINKAGE_DELIVERED when the site delivered its cohort's CLKs
+    # to the linkage unit, else why not (the researcher may read it, like a reason)
+    linkage: str | None = None
 
     def __post_init__(self) -> None:
         answers = sum(
@@ -290,6 +297,8 @@ class TaskResult:
             body["summary"] = self.summary
         if self.samples is not None:
             body["samples"] = self.samples
+        if self.linkage is not None:
+            body["linkage"] = self.linkage
         return body
 
     @classmethod
@@ -317,6 +326,9 @@ class TaskResult:
         samples = body.get("samples")
         if samples is not None and not isinstance(samples, dict):
             raise ProtocolError("result.samples: expected an object")
+        linkage = body.get("linkage")
+        if linkage is not None and (not isinstance(linkage, str) or not 0 < len(linkage) <= 2000):
+            raise ProtocolError("result.linkage: expected a string of 1 to 2000 characters")
         return cls(
             str(body.get("task_id", "")),
             state,
@@ -327,6 +339,7 @@ class TaskResult:
             analysis=analysis,
             summary=summary,
             samples=samples,
+            linkage=linkage,
         )
 
 

@@ -31,6 +31,9 @@ class QuerySubmission(BaseModel):
 
     query: dict[str, Any] = Field(description="An MII structured query (CCDL JSON)")
     sites: list[str] | None = Field(None, description="Site names; every active site when left out")
+    distinct_persons: bool = Field(
+        False, description="Also count distinct persons across the sites (through the linkage unit)"
+    )
 
 
 async def _next_result(hub: Hub, user: User, query_id: str, since: int | None, wait: float) -> QueryResult:
@@ -60,7 +63,7 @@ async def submit_query(
     hub: HubDep, user: QueryUser, body: QuerySubmission, response: Response
 ) -> dict[str, Any]:
     """Ask the sites; 201 with a new query id, or 200 with an identical recent query's id (`reused`)."""
-    submission = await hub.run(hub.federation.submit, user, body.query, body.sites)
+    submission = await hub.run(hub.federation.submit, user, body.query, body.sites, body.distinct_persons)
     hub.notifier.notify(site_key(site_id) for site_id in submission.site_ids)
     if submission.reused:
         response.status_code = 200

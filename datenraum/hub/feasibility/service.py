@@ -22,6 +22,7 @@ result that arrives too late; a reader may see an overdue task open until the ne
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
@@ -35,10 +36,11 @@ from datenraum.hub.accounts.service import Site, User
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, QueryRequest, QueryRow, SiteRow, TaskRow, UserRow, UtcDateTime, utcnow
 from datenraum.hub.errors import Conflict, Invalid, NotFound, TooMany
+from datenraum.hub.feasibility.distinct import DistinctCount, LinkageUnit, LinkageUnitUnavailable, explanation
 from datenraum.hub.limits import MAX_COUNT
 from datenraum.hub.roles import Role
 from datenraum.privacy.aggregation import Total, check_submission, query_fingerprint, total
-from datenraum.protocol.messages import SiteCount, Task, TaskResult, TaskState, TaskType
+from datenraum.protocol.messages import LINKAGE_DELIVERED, SiteCount, Task, TaskResult, TaskState, TaskType
 from datenraum.query.canonical import canonical_query
 from datenraum.query.check import check_query
 from datenraum.query.mapping import Mapping, load_mapping
@@ -48,6 +50,7 @@ __all__ = [
     "MAX_TASKS_PER_POLL",
     "Changes",
     "Claim",
+    "DistinctAnswer",
     "Federation",
     "QueryResult",
     "Recorded",
@@ -105,14 +108,41 @@ class SiteAnswer:
     state: TaskState
     count: SiteCount | None
     reason: str | None
+    linkage: str | None = None  # asked for distinct persons: "delivered", or why the site did not
+
+    @property
+    def delivered(self) -> bool:
+        return self.state == TaskState.ANSWERED and self.linkage == LINKAGE_DELIVERED
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "site": self.site,
             "state": self.state.value,
             "count": None if self.count is None else self.count.to_json(),
             "reason": self.reason,
         }
+        if self.linkage is not None:  # only queries that asked for distinct persons have a status
+            body["linkage"] = self.linkage
+        return body
+
+
+@dataclass(frozen=True)
+class DistinctAnswer:
+    """The distinct-person count of a query: released by the linkage unit, still waiting, or why not."""
+
+    state: str  # "waiting" (tasks open), "released", "failed"
+    count: DistinctCount | None
+    explanation: str | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"state": self.state, "explanation": self.explanation, "reason": self.reason}
+        body.update(
+            self.count.to_json()
+            if self.count is not None
+            else {"value": None, "interval": None, "below_threshold": False, "sites": []}
+        )
+        return body
 
 
 @dataclass(frozen=True)
@@ -124,6 +154,7 @@ class QueryResult:
     version: int
     sites: list[SiteAnswer]
     total: Total | None
+    distinct: DistinctAnswer | None = None  # asked for distinct persons across sites
 
     @property
     def complete(self) -> bool:
@@ -139,7 +170,7 @@ class QueryResult:
             "total": None
             if self.total is None
             else {"value": self.total.value, "sites": self.total.sites, "at_least": self.total.at_least},
-        }
+        } | ({} if self.distinct is None else {"distinct": self.distinct.to_json()})
 
 
 @dataclass(frozen=True)
@@ -181,7 +212,14 @@ _TOUCH_SITE = (
     .values(last_seen=_NOW)
 )
 _CLAIMABLE = (
-    sa.select(_tasks.c.id, _tasks.c.query_id, _tasks.c.state, _tasks.c.deadline, _queries.c.query)
+    sa.select(
+        _tasks.c.id,
+        _tasks.c.query_id,
+        _tasks.c.state,
+        _tasks.c.deadline,
+        _queries.c.query,
+        _queries.c.linkage_count_id,
+    )
     .join(_queries, _tasks.c.query_id == _queries.c.id)
     .where(
         _tasks.c.site_id == sa.bindparam("p_site"),
@@ -230,6 +268,7 @@ _FINISH = (
         reason=sa.bindparam("p_reason"),
         obfuscated=sa.bindparam("p_obfuscated", type_=sa.BigInteger),
         below_threshold=sa.bindparam("p_below_threshold", type_=sa.Boolean),
+        linkage=sa.bindparam("p_linkage"),
     )
 )
 _ANY_OPEN = sa.select(
@@ -237,11 +276,22 @@ _ANY_OPEN = sa.select(
         sa.select(_tasks.c.id).where(_tasks.c.query_id == sa.bindparam("p_query"), _tasks.c.state.in_(_OPEN))
     )
 )
-_QUERY_HEAD = sa.select(_queries.c.id, _queries.c.created, _queries.c.version).where(
-    _queries.c.id == sa.bindparam("p_query")
-)
+_QUERY_HEAD = sa.select(
+    _queries.c.id,
+    _queries.c.created,
+    _queries.c.version,
+    _queries.c.linkage_count_id,
+    _queries.c.distinct_count,
+).where(_queries.c.id == sa.bindparam("p_query"))
 _ANSWERS = (
-    sa.select(_sites.c.name, _tasks.c.state, _tasks.c.obfuscated, _tasks.c.below_threshold, _tasks.c.reason)
+    sa.select(
+        _sites.c.name,
+        _tasks.c.state,
+        _tasks.c.obfuscated,
+        _tasks.c.below_threshold,
+        _tasks.c.reason,
+        _tasks.c.linkage,
+    )
     .join(_sites, _tasks.c.site_id == _sites.c.id)
     .where(_tasks.c.query_id == sa.bindparam("p_query"))
     .order_by(_sites.c.name)
@@ -305,6 +355,8 @@ def _check_result(result: TaskResult) -> None:
         raise Invalid(f"count.obfuscated: must be at most {MAX_COUNT}")
     if result.reason is not None and "\x00" in result.reason:
         raise Invalid("reason: must not contain NUL characters")
+    if result.linkage is not None and "\x00" in result.linkage:
+        raise Invalid("linkage: must not contain NUL characters")
 
 
 def _same_result(task: sa.Row, result: TaskResult) -> bool:
@@ -329,22 +381,33 @@ class Federation:
         # Queries are checked against the default mapping; a site whose own mapping differs answers
         # what it cannot with a failure and a reason.
         self._mapping = load_mapping()
+        self._linkage = LinkageUnit(config)
 
     # -- researchers
 
-    def submit(self, user: User, query_json: Any, site_names: Sequence[str] | None) -> Submission:
-        """Store a query and one task per site, or find an identical recent one; raises Invalid and
-        privacy.QuotaExceeded (nothing is stored then)."""
+    def submit(
+        self,
+        user: User,
+        query_json: Any,
+        site_names: Sequence[str] | None,
+        distinct_persons: bool = False,
+    ) -> Submission:
+        """Store a query and one task per site, or find an identical recent one; raises Invalid,
+        privacy.QuotaExceeded and LinkageUnitUnavailable (nothing is stored then). With `distinct_persons`
+        the linkage unit gives the query a count id first, which its tasks carry to the sites."""
         query = answerable_query(query_json, self._mapping)
         canonical = canonical_json(query)
         question = canonical_query(query)  # the same for every way of writing the question
+        # An id unused (the query is reused or refused below) costs the unit nothing: it stores none.
+        count_id = self._linkage.create_count() if distinct_persons else None
         now = self._clock()
         policy = self._config.policy
         with self._sessions.begin() as session:
             # Lock the user's row, so that one user's concurrent submissions are counted one after the other.
             session.execute(sa.select(UserRow.id).where(UserRow.id == user.id).with_for_update())
             sites = self._chosen_sites(session, site_names)
-            fingerprint = query_fingerprint(question.to_json(), [site.name for site in sites])
+            asked_for = {"query": question.to_json(), "distinct_persons": True} if distinct_persons else None
+            fingerprint = query_fingerprint(asked_for or question.to_json(), [site.name for site in sites])
             earlier = session.scalar(
                 sa.select(QueryRow.id)
                 .where(QueryRow.fingerprint == fingerprint, QueryRow.created > now - policy.reuse_window)
@@ -370,7 +433,14 @@ class Federation:
             self._check_site_limits(session, user, sites, now)
             query_id = str(uuid.uuid4())
             session.add(
-                QueryRow(id=query_id, fingerprint=fingerprint, query=canonical, created=now, version=1)
+                QueryRow(
+                    id=query_id,
+                    fingerprint=fingerprint,
+                    query=canonical,
+                    created=now,
+                    version=1,
+                    linkage_count_id=count_id,
+                )
             )
             session.flush()  # the query row first: tasks and requests refer to it
             session.add(QueryRequest(query_id=query_id, user_id=user.id, created=now, reused=False))
@@ -399,11 +469,38 @@ class Federation:
             if query is None or not self._may_read(session, user, query_id):
                 raise NotFound(f"no query {query_id!r}")
             rows = session.execute(_ANSWERS, {"p_query": query_id}).all()
-            answers = [self._answer(row) for row in rows]
-            counts = [answer.count for answer in answers if answer.count is not None]
-            return QueryResult(
-                query.id, query.created, query.version, answers, total(counts, self._config.policy)
+        answers = [self._answer(row) for row in rows]
+        counts = [answer.count for answer in answers if answer.count is not None]
+        result = QueryResult(
+            query.id, query.created, query.version, answers, total(counts, self._config.policy)
+        )
+        if query.linkage_count_id is None:
+            return result
+        return dataclasses.replace(result, distinct=self._distinct(query, result))
+
+    def _distinct(self, query: sa.Row, result: QueryResult) -> DistinctAnswer:
+        """The query's distinct count: the stored one, or (once no task is open) read from the linkage unit
+        over the sites that delivered and stored; an unreachable unit is asked again at the next read."""
+        delivered = [answer.site for answer in result.sites if answer.delivered]
+        missing = [answer.site for answer in result.sites if not answer.delivered]
+        if query.distinct_count is not None:
+            count = DistinctCount.from_json(query.distinct_count)
+            return DistinctAnswer("released", count, explanation(count.sites, missing), None)
+        if not result.complete:
+            return DistinctAnswer("waiting", None, None, None)
+        if not delivered:
+            return DistinctAnswer("failed", None, None, "no site delivered its cohort to the linkage unit")
+        try:
+            count = self._linkage.released_count(query.linkage_count_id, delivered)
+        except LinkageUnitUnavailable as error:
+            return DistinctAnswer("failed", None, None, str(error))
+        with self._sessions.begin() as session:
+            session.execute(
+                sa.update(QueryRow)
+                .where(QueryRow.id == query.id, QueryRow.distinct_count.is_(None))
+                .values(distinct_count=count.to_json())
             )
+        return DistinctAnswer("released", count, explanation(count.sites, missing), None)
 
     def sites(self) -> list[SiteStatus]:
         with self._sessions() as session:
@@ -430,9 +527,19 @@ class Federation:
             started = {row.query_id for row in rows if row.state == TaskState.PENDING.value}
             _bump(session, started)
             tasks = [
-                Task(row.id, TaskType.FEASIBILITY_COUNT, {"query": row.query}, row.deadline) for row in rows
+                Task(row.id, TaskType.FEASIBILITY_COUNT, self._payload(row), row.deadline) for row in rows
             ]
             return Claim(tasks, frozenset(started))
+
+    def _payload(self, row: sa.Row) -> dict[str, Any]:
+        if row.linkage_count_id is None:
+            return {"query": row.query}
+        linkage = {
+            "unit_url": self._linkage.url,
+            "project": self._linkage.project,
+            "count_id": row.linkage_count_id,
+        }
+        return {"query": row.query, "linkage": linkage}
 
     def record(self, site: Site, task_id: str, result: TaskResult) -> Recorded:
         """Take a site's result for its task; a replay is a no-op. Raises NotFound, Conflict, Invalid."""
@@ -466,6 +573,7 @@ class Federation:
                 "p_reason": reason,
                 "p_obfuscated": None if count is None else count.obfuscated,
                 "p_below_threshold": None if count is None else count.below_threshold,
+                "p_linkage": result.linkage if state == TaskState.ANSWERED else None,
             }
             session.execute(_FINISH, finish)
             _bump(session, [task.query_id])
@@ -586,4 +694,4 @@ class Federation:
         if state == TaskState.ANSWERED:
             count = SiteCount(None, True) if row.below_threshold else SiteCount(row.obfuscated)
         reason = _TIMED_OUT_REASON if state == TaskState.TIMED_OUT else row.reason
-        return SiteAnswer(row.name, state, count, reason)
+        return SiteAnswer(row.name, state, count, reason, row.linkage)

@@ -239,7 +239,12 @@ async def issue_token(request: Request, user: AnyUser) -> Response:
 
 @router.get("/queries/new", response_class=HTMLResponse)
 async def builder_page(request: Request, user: QueryingUser) -> Response:
-    return render(request, "builder.html", user, saved_id=None)
+    return render(request, "builder.html", user, saved_id=None, distinct=_distinct_available(request))
+
+
+def _distinct_available(request: Request) -> bool:
+    """Whether the builder offers distinct persons across sites (the hub has a linkage unit)."""
+    return bool(hub_of(request).config.linkage_unit_url)
 
 
 @router.get("/queries/saved/{saved_id}", response_class=HTMLResponse)
@@ -247,7 +252,7 @@ async def saved_page(request: Request, user: QueryingUser, saved_id: RowId) -> R
     hub = hub_of(request)
     saved = await hub.run(hub.saved_queries.get, user, saved_id)
     saved.readable_query()  # one that cannot be read is refused here, not in the builder
-    return render(request, "builder.html", user, saved_id=saved.id)
+    return render(request, "builder.html", user, saved_id=saved.id, distinct=_distinct_available(request))
 
 
 @router.get("/queries", response_class=HTMLResponse)

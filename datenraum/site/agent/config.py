@@ -38,6 +38,13 @@ Every key is optional; a missing file section means its defaults. The defaults:
     key_file = "/etc/datenraum/site.key"  # the site secret (64 hex characters): a delivery's package is
                                      # de-identified with the project's keys derived from it, its
                                      # pseudonyms kept next to it (`site.key.pseudonyms.sqlite`)
+    [linkage]                        # distinct-person counts across sites (off without this section)
+    unit_url = "https://linkage.example.org"  # the only linkage unit this site delivers CLKs to
+    project = "count"                # the project at the unit (its key derives from the secret)
+    site = "site-a"                  # this site's name at the unit
+    token_file = "linkunit.token"    # this site's bearer token at the unit
+    secret_file = "linkage.secret"   # the secret the sites share; never sent to the hub or the unit
+    schema = "..."                   # the agreed linkage schema (default: datenraum's de-patient-v3)
 
 An unknown section or key, or a value of the wrong type or range, is an error naming the key, so that a
 typo (`treshold`) does not silently leave a privacy setting at its default.
@@ -56,7 +63,7 @@ from datenraum.privacy.analysis import AnalysisPolicy
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import TaskType
 
-__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
+__all__ = ["AgentConfig", "ConfigError", "LinkageSettings", "load_config", "parse_config"]
 
 
 # More tasks side by side than this would only make each slower: they share the site's cores.
@@ -88,6 +95,19 @@ class AgentConfig:
     extraction_output: Path | None = None
     extraction_time_limit: float = 3600.0
     extraction_key_file: Path | None = None
+    linkage: LinkageSettings | None = None
+
+
+@dataclass(frozen=True)
+class LinkageSettings:
+    """Where and as whom this site delivers its cohorts' CLKs; the files are read when the agent starts."""
+
+    unit_url: str
+    project: str
+    site: str
+    token_file: Path
+    secret_file: Path
+    schema: Path | None = None  # None: the bundled de-patient-v3 schema
 
 
 _ANALYSIS_KEYS = (*(f.name for f in fields(AnalysisPolicy)), "workspace_ttl", "data_end")
@@ -140,6 +160,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "engine": ("name", "spark_master"),
     "analysis": _ANALYSIS_KEYS,
     "extraction": ("output", "time_limit", "key_file"),
+    "linkage": ("unit_url", "project", "site", "token_file", "secret_file", "schema"),
 }
 
 
@@ -193,6 +214,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError(f"extraction.key_file: expected a file, got {key_file!r}")
     if TaskType.EXTRACTION in allowed and output is None:
         raise ConfigError("extraction.output: required when tasks.allowed has 'extraction'")
+    linkage = _linkage(document["linkage"]) if "linkage" in document else None
     return AgentConfig(
         allowed_tasks=allowed,
         daily_limit=_integer(tasks.get("daily_limit", defaults.daily_limit), "tasks.daily_limit", 0),
@@ -215,6 +237,25 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
             extraction.get("time_limit", defaults.extraction_time_limit), "extraction.time_limit"
         ),
         extraction_key_file=Path(key_file) if key_file is not None else None,
+        linkage=linkage,
+    )
+
+
+def _linkage(section: Mapping[str, Any]) -> LinkageSettings:
+    for key in ("unit_url", "project", "site", "token_file", "secret_file"):
+        if key not in section:
+            raise ConfigError(f"linkage.{key}: required in [linkage]")
+    url = _text(section["unit_url"], "linkage.unit_url")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"linkage.unit_url: expected an http(s) URL, got {url!r}")
+    schema = section.get("schema")
+    return LinkageSettings(
+        unit_url=url.rstrip("/"),
+        project=_text(section["project"], "linkage.project"),
+        site=_text(section["site"], "linkage.site"),
+        token_file=Path(_text(section["token_file"], "linkage.token_file")),
+        secret_file=Path(_text(section["secret_file"], "linkage.secret_file")),
+        schema=None if schema is None else Path(_text(schema, "linkage.schema")),
     )
 
 

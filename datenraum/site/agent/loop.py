@@ -68,8 +68,10 @@ from datenraum.protocol.messages import (
 )
 from datenraum.query.model import QueryError, StructuredQuery, parse_query
 from datenraum.site import feasibility
+from datenraum.site import linkage as site_linkage
 from datenraum.site.agent.config import AgentConfig
 from datenraum.site.agent.extraction import run_extraction_task
+from datenraum.site.agent.linkage import NOT_CONFIGURED, CohortLinker
 from datenraum.site.agent.state import Journal, load_or_create_secret, state_lock
 from datenraum.site.metadata import site_metadata
 from datenraum.site.store import Snapshot, Store, StoreError
@@ -273,6 +275,7 @@ class Agent:
         cohort: Cohort,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         transport: httpx.BaseTransport | None = None,
+        linker: CohortLinker | None = None,
     ) -> None:
         self.store = Store(store)
         self._snapshot = LatestSnapshot(self.store, config.threads)
@@ -280,6 +283,7 @@ class Agent:
         self.journal = journal
         self._secret = secret
         self._cohort = cohort
+        self._linker = linker
         self._clock = clock
         self._credential_file = credential_file
         self._client = httpx.Client(
@@ -744,12 +748,22 @@ class Agent:
             query = parse_query(task.payload.get("query"))
         except QueryError as error:
             return self._failed(task, f"query not supported: {error}"), False
+        linkage = task.payload.get("linkage")
+        refusal = None
+        if linkage is not None:
+            refusal = NOT_CONFIGURED if self._linker is None else self._linker.refusal(linkage)
+        identities: list[tuple[str, dict[str, str]]] | None = None
         started = time.perf_counter()
         limit: TimeLimit | None = None
         try:
             with self._time_limited() as (snapshot, limit):
-                # One pass over the cohort's ids gives both its exact size and its noise key.
-                exact, key = cohort_key(self._secret, self._cohort(snapshot, query))
+                if linkage is None or refusal is not None:
+                    # One pass over the cohort's ids gives both its exact size and its noise key.
+                    exact, key = cohort_key(self._secret, self._cohort(snapshot, query))
+                else:
+                    ids = list(self._cohort(snapshot, query))
+                    exact, key = cohort_key(self._secret, ids)
+                    identities = list(site_linkage.identities(snapshot, ids))
         except _Stopping:
             raise
         except Exception as error:
@@ -769,9 +783,15 @@ class Agent:
                 task, "the site could not run the query (internal error, see the site's log)"
             ), True
         site_count = obfuscate(exact, self.config.policy, key)
+        status = refusal
+        if identities is not None:
+            assert self._linker is not None  # identities are read only for a linker's delivery
+            status = self._linker.deliver(linkage["count_id"], identities)
+        if status is not None:
+            log.info("task %s: linkage %s", task.id, status)
         shown = "below threshold" if site_count.below_threshold else f"{site_count.obfuscated} (obfuscated)"
         log.info("task %s: answered %s in %.2f s", task.id, shown, time.perf_counter() - started)
-        return TaskResult(task.id, TaskState.ANSWERED, count=site_count), True
+        return TaskResult(task.id, TaskState.ANSWERED, count=site_count, linkage=status), True
 
     def _samples(self, task: Task) -> tuple[TaskResult, bool]:
         """A sample search's counts, released by `datenraum.privacy.samples` (the result is not journaled
@@ -845,17 +865,22 @@ def serve(
         raise StoreError(f"{store} is not a site store (no such folder)")
     read_credential(credential_file)  # before anything is created: a typo should leave no trace
     with state_lock(state_dir), Journal(state_dir / "journal.ndjson", dt.datetime.now(dt.UTC)) as journal:
+        secret = load_or_create_secret(state_dir)
+        linker = None if config.linkage is None else CohortLinker(config.linkage, secret)
         agent = Agent(
             store=store,
             hub_url=hub_url,
             credential_file=credential_file,
             config=config,
             journal=journal,
-            secret=load_or_create_secret(state_dir),
+            secret=secret,
             cohort=cohort,
+            linker=linker,
         )
         log.info("site agent started: store %s, hub %s, state in %s", store, hub_url, state_dir)
         try:
             agent.run(stop)
         finally:
             agent.close()
+            if linker is not None:
+                linker.close()

@@ -501,6 +501,40 @@
     return String(answer.count.obfuscated);
   }
 
+  // A hub with a linkage unit shows each site's linkage status and the distinct count beside the sum.
+  const linkageOffered = document.getElementById("distinct-persons") !== null;
+
+  function showDistinct(distinct, answers) {
+    const box = document.getElementById("distinct-total");
+    const explanation = document.getElementById("distinct-explanation");
+    box.hidden = distinct === null;
+    explanation.hidden = distinct === null || !distinct.explanation;
+    if (distinct === null) return;
+    const sites = distinct.sites.join(", ");
+    if (distinct.state === "released" && distinct.below_threshold) {
+      box.textContent = text("builder.distinct_below", { sites });
+    } else if (distinct.state === "released") {
+      const [lo, hi] = distinct.interval;
+      box.textContent = text("builder.distinct", { n: distinct.value, lo, hi, sites });
+    } else if (distinct.state === "waiting") {
+      box.textContent = text("builder.distinct_waiting");
+    } else {
+      box.textContent = text("builder.distinct_failed", { reason: distinct.reason || "" });
+    }
+    box.dataset.state = distinct.state;
+    // The hub's explanation, in the reader's language: why the sum is larger, and whom the count leaves out.
+    const missing = answers.filter((a) => a.linkage !== "delivered").map((a) => a.site);
+    explanation.textContent = distinct.explanation
+      ? text("builder.distinct_explanation", { sites }) +
+        (missing.length ? ` ${text("builder.distinct_missing", { sites: missing.join(", ") })}` : "")
+      : "";
+  }
+
+  function linkageText(answer) {
+    if (!answer.linkage) return "";
+    return answer.linkage === "delivered" ? text("builder.delivered") : answer.linkage;
+  }
+
   function showResult(result) {
     const section = document.getElementById("results");
     section.hidden = false;
@@ -513,9 +547,11 @@
           h("td", {}, h("span", { class: `badge state-${answer.state}`, text: text(`state.${answer.state}`) })),
           h("td", { class: "number", text: countText(answer) }),
           h("td", { text: answer.reason || "" }),
+          ...(linkageOffered ? [h("td", { class: "linkage", text: linkageText(answer) })] : []),
         ),
       ),
     );
+    showDistinct(result.distinct || null, result.sites);
     const answered = result.sites.filter((a) => a.state === "answered").length;
     const progress = text("builder.progress", { answered, total: result.sites.length });
     let total;
@@ -562,7 +598,9 @@
     button.disabled = true;
     say(text("builder.asking"));
     try {
-      const submitted = await api("POST", "/api/v1/queries", { query });
+      const body = { query };
+      if (linkageOffered && document.getElementById("distinct-persons").checked) body.distinct_persons = true;
+      const submitted = await api("POST", "/api/v1/queries", body);
       if (submitted.reused) say(text("builder.reused"));
       if (savedId !== null) await api("PATCH", `/api/v1/saved-queries/${savedId}`, { last_query_id: submitted.id });
       follow(submitted.id);
