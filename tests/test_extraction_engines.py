@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -136,3 +138,20 @@ def test_postgres_gives_a_result_in_portions_in_its_order(kds_store, postgres_sp
     with Store(kds_store).snapshot() as snapshot:
         load_snapshot(snapshot, postgres_spec_database, "extraction_portions")
     check_portions(PostgresEngine(postgres_spec_database, "extraction_portions"))
+
+
+def test_extract_with_a_spark_master_that_is_no_url_is_one_error_naming_the_setting(
+    tmp_path, kds_store, extraction_data
+):
+    crtdl = extraction_data / "torch/cases/kds-basic/crtdl.json"
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "datenraum", "extract", "--store", str(kds_store), "--out", str(out)]
+    done = subprocess.run(
+        [*command, "--engine", "spark", "--spark-master", "localhost", str(crtdl)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "engine.spark_master = 'localhost'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
