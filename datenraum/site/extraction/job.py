@@ -22,13 +22,17 @@ given. Provenance.recorded is the job's start time, kept in job.json.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import itertools
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +58,11 @@ GROUP_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSyst
 # 250,000 patients, and spilling costs little: the rows are written and read once, in order).
 SORT_MEMORY_LIMIT = "256MB"
 EXTRACTION_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/extraction_id"
+# A job decodes millions of small JSON objects that live for one batch and form no cycles; at Python's
+# default threshold (a collection per 700 new objects) the cyclic collector runs thousands of times over
+# them for nothing (about a fifth of a job's CPU time in bench/bench_extract.py). While jobs run, it
+# runs once per this many.
+GC_THRESHOLD = 50_000
 
 
 class ExtractionError(ValueError):
@@ -248,7 +257,22 @@ class Extractor:
         def lookup(ref: str) -> dict[str, Any] | None:
             return resources.get(ref) or self.core.get(ref)
 
-        # direct load
+        # The links of a resource in a group are asked for by resolution, by every round of mustHave
+        # and by the core references: read once.
+        read_links: dict[tuple[int, str], list[tuple[Any, list[str], list[str]]]] = {}
+
+        def links(
+            group: GroupPlan, ref: str, resource: dict[str, Any]
+        ) -> list[tuple[Any, list[str], list[str]]]:
+            found = read_links.get((group.index, ref))
+            if found is None:
+                found = read_links[(group.index, ref)] = self._links(group, resource)
+            return found
+
+        # direct load (a group looks at the resources of its type only)
+        of_type: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        for ref, resource in resources.items():
+            of_type[resource["resourceType"]].append((ref, resource))
         members: dict[str, set[str]] = defaultdict(set)
         for group in plan.groups:
             if group.is_patient:
@@ -258,7 +282,7 @@ class Extractor:
                 continue
             if group.group.include_reference_only:
                 continue
-            for ref, resource in resources.items():
+            for ref, resource in of_type.get(group.type, ()):
                 if group.claims(resource) and group.passes_filters(resource) and consent_ok(ref, group.id):
                     members[group.id].add(ref)
 
@@ -286,7 +310,7 @@ class Extractor:
             resource = lookup(ref)
             if resource is None:
                 continue
-            for _attribute, linked, refs in self._links(group, resource):
+            for _attribute, linked, refs in links(group, ref, resource):
                 for target in refs:
                     for linked_id in linked:
                         linked_group = plan.group(linked_id)
@@ -313,7 +337,7 @@ class Extractor:
                     ok = resource is not None and group.has_must_haves(resource)
                     reason = "MUST_HAVE"
                     if ok:
-                        for attribute, linked, refs in self._links(group, resource):
+                        for attribute, linked, refs in links(group, ref, resource):
                             if attribute.must_have and not any(
                                 t in alive_in(lg) for t in refs for lg in linked
                             ):
@@ -356,17 +380,17 @@ class Extractor:
         ]
         bundle = self._bundle(entries + provenances, f"patient/{patient}")
         # referenced core resources (only those a surviving patient resource references)
-        referenced = self._referenced_core(selected, resources, core_members)
+        referenced = self._referenced_core(selected, resources, core_members, links)
         if self.p.consent_codes:
             result.consent_bundles.append(self._consent_bundle(patient, resources))
         return bundle, referenced
 
-    def _referenced_core(self, selected, resources, core_members) -> set[str]:
+    def _referenced_core(self, selected, resources, core_members, links) -> set[str]:
         refs: set[str] = set()
         for ref in selected:
             resource = resources[ref]
             for group in selected[ref]:
-                for _attribute, linked, targets in self._links(group, resource):
+                for _attribute, linked, targets in links(group, ref, resource):
                     for target in targets:
                         if any(target in core_members.get(lg, ()) for lg in linked):
                             refs.add(target)
@@ -522,6 +546,30 @@ def job_identity(crtdl: Crtdl, patients: list[str] | None, today: dt.date, gener
     return str(uuid.UUID(digest[:32]))
 
 
+_collection_lock = threading.Lock()
+_collection_jobs = 0
+_collection_default: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def _rare_collections() -> Iterator[None]:
+    """GC_THRESHOLD for the process while at least one job runs (jobs may run in threads: the last one
+    out restores the threshold the first one found)."""
+    global _collection_jobs, _collection_default
+    with _collection_lock:
+        if _collection_jobs == 0:
+            _collection_default = gc.get_threshold()
+            gc.set_threshold(GC_THRESHOLD, *_collection_default[1:])
+        _collection_jobs += 1
+    try:
+        yield
+    finally:
+        with _collection_lock:
+            _collection_jobs -= 1
+            if _collection_jobs == 0:
+                gc.set_threshold(*_collection_default)
+
+
 def run_extraction(
     store_path: Path | str,
     crtdl_json: Any,
@@ -541,6 +589,7 @@ def run_extraction(
     prepared = prepare(crtdl_json, options)
     store = Store(store_path)
     with (
+        _rare_collections(),
         store.snapshot() as snapshot,
         tempfile.TemporaryDirectory(prefix="datenraum-extract-") as spill,
         open_engine(snapshot, options.engine) as engine,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import os
 import uuid
@@ -305,11 +306,23 @@ class TableSpec:
             resource["id"],
             patient if group.profile.patient_reference or group.is_patient else None,
         ]
-        for path, getter in self.getters:
+        for path, getters in self.by_path:
             values = path_values(resource, path)
-            value = getter(values[0]) if values else None
-            cells.append(None if value is None else str(value))
+            for getter in getters:
+                value = getter(values[0]) if values else None
+                cells.append(None if value is None else str(value))
         return cells
+
+    @functools.cached_property
+    def by_path(self) -> list[tuple[Any, list[Any]]]:
+        """The getters of each attribute's columns (one path, read once per row), in column order."""
+        grouped: list[tuple[Any, list[Any]]] = []
+        for path, getter in self.getters:
+            if grouped and grouped[-1][0] is path:
+                grouped[-1][1].append(getter)
+            else:
+                grouped.append((path, [getter]))
+        return grouped
 
 
 def table_specs(plan: Any) -> dict[str, TableSpec]:
