@@ -147,6 +147,16 @@ class _Decoded:
     def get(self, ref: str) -> dict[str, Any] | None:
         return self[ref] if ref in self.texts else None
 
+    def peek(self, ref: str) -> dict[str, Any]:
+        """The resource decoded, not kept (for a look at every one of them)."""
+        found = self.decoded.get(ref)
+        return found if found is not None else orjson.loads(self.texts[ref])
+
+    def forget(self) -> None:
+        """Drop the decoded resources (after a batch: what the next batch uses is decoded again, so
+        that the decoded part stays the size of a batch's references, not of the store's core)."""
+        self.decoded = {}
+
 
 class Extractor:
     def __init__(self, prepared: Prepared, source: Any, job_id: str, recorded: str) -> None:
@@ -173,7 +183,7 @@ class Extractor:
                 prefix = group.type + "/"
                 for ref in self.core.texts:
                     if ref.startswith(prefix):
-                        resource = self.core[ref]
+                        resource = self.core.peek(ref)
                         if group.claims(resource) and group.passes_filters(resource):
                             self.core_members[group.id].add(ref)
 
@@ -222,6 +232,7 @@ class Extractor:
                 bundle_rows(bundle, self.tables, result.rows)
         result.core_refs = sorted(core_refs)
         result.inclusions = dict(inclusions)
+        self.core.forget()
         return result
 
     def _patient(self, patient: str, resources: dict[str, dict[str, Any]], result: BatchResult):

@@ -39,7 +39,7 @@ from datenraum.extraction.plan import path_values
 __all__ = ["JobFolder", "TableWriter", "open_atomically", "write_atomically"]
 
 # Rows of a table written at once (a Parquet row group): the tables' share of the job's memory.
-TABLE_ROW_GROUP = 50_000
+TABLE_ROW_GROUP = 10_000
 
 
 def write_atomically(path: Path, data: bytes) -> None:

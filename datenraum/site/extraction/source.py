@@ -120,10 +120,11 @@ class StoreSource:
             current += 1
 
     def core_candidates(self, candidates: Candidates) -> Iterator[tuple[str, str, str]]:
-        """(type, id, JSON text) of the resources of no patient among `candidates`, in (type, id) order."""
+        """(type, id, JSON text) of the resources of no patient among `candidates`, in no particular
+        order (the job looks them up by id): unsorted, the engine streams them without holding them."""
         for portion in self._stream(
             "SELECT resource_type, id, json FROM resource"
-            f" WHERE patient_id IS NULL AND ({candidates.where(self.dialect)}) ORDER BY resource_type, id"
+            f" WHERE patient_id IS NULL AND ({candidates.where(self.dialect)})"
         ):
             yield from zip(*(portion.column(i).to_pylist() for i in range(3)), strict=True)
 
