@@ -4,15 +4,17 @@ Inflation as TORCH's CI data set is made (the KDS bundles copied until there are
 `k` of the 726 KDS resources gets ids with the suffix `-k<k>` and its references rewritten to match, so
 each copy is a closed world of its own (its Patients, their Conditions, Observations, Encounters, and its
 own Medications and Organizations, which are core resources). The copies are written as NDJSON and
-loaded with `datenraum ingest`; the store is kept in `--workdir` and reused by the next run.
+loaded with `datenraum ingest`; the store is kept in `--workdir`/N and reused by the next run.
 
-Per CRTDL: patients/s (cohort patients / wall s, and per CPU second: the machine may be shared), resources/s (resources written), wall and CPU seconds,
-and the peak RSS of the extraction (each CRTDL runs in a fresh subprocess, so the peak is its own;
-the modules a job imports on first use are imported before the clock starts, as in a running service).
-Then the linearity check: one patient with R and one with 10×R matching Observations, alone.
+Per store size and CRTDL: patients/s (cohort patients / wall s, and per CPU second: the machine may be
+shared), resources/s (resources written), wall and CPU seconds, and the peak RSS of the extraction (each
+run is a fresh subprocess, so the peak is its own; the modules a job imports on first use are imported
+before the clock starts, as in a running service). With `--baseline REV` every row runs twice, side by
+side: the code of REV (exported with `git archive` to a temporary folder, first on the subprocess's
+path) and this working tree's, and the last column is this tree's CPU time over REV's. Then the
+linearity check: one patient with R and one with 10×R matching Observations, alone.
 
-    .venv/bin/python bench/bench_extract.py --patients 25000
-    .venv/bin/python bench/bench_extract.py --patients 250000 --workdir /tmp/bench-250k
+    .venv/bin/python bench/bench_extract.py --patients 25000 250000 --baseline main --workdir /tmp/bench
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 import sys
@@ -203,11 +206,31 @@ def ingest(store: Path, inputs: list[Path]) -> float:
     return time.monotonic() - started
 
 
-def run_one(store: Path, crtdl: Path, out: Path, batch_size: int, patients: Path | None = None) -> dict:
-    """One extraction in a fresh process: its summary, wall s, CPU s, peak RSS MB."""
-    code = f"""
+def export_code(revision: str, target: Path) -> Path:
+    """The `datenraum` package as of `revision`, in `target` (a folder to put first on the path)."""
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "datenraum"], check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def run_one(
+    store: Path,
+    crtdl: Path,
+    out: Path,
+    batch_size: int,
+    patients: Path | None = None,
+    code: Path | None = None,
+) -> dict:
+    """One extraction in a fresh process (with the package in `code`, else this tree's): its summary,
+    wall s, CPU s, peak RSS MB."""
+    program = f"""
 import datetime as dt, json, resource, time, sys
 from pathlib import Path
+import datenraum
+assert {str(code) if code else None!r} is None or datenraum.__file__.startswith({str(code)!r}), datenraum.__file__
 from datenraum.site.extraction import JobOptions, run_extraction
 # what a job imports on first use (the cohort compiler, DuckDB, pyarrow): loaded in a running service
 import datenraum.query.model, datenraum.site.feasibility, datenraum.site.extraction.output, pyarrow.parquet
@@ -220,41 +243,65 @@ wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({{"summary": summary, "wall": wall, "cpu": cpu, "rss": rss}}))
 """
-    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    # The working directory comes first on the path: the exported package's folder, or this tree.
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, cwd=code or ROOT
+    )
+    if done.returncode != 0:
+        sys.exit(f"the extraction failed ({code or ROOT}):\n{done.stderr}")
     return json.loads(next(x for x in reversed(done.stdout.splitlines()) if x.startswith("{")))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--patients", type=int, default=25000)
+    parser.add_argument("--patients", type=int, nargs="+", default=[25000], help="store sizes")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--baseline", help="a git revision to run side by side with this tree")
     parser.add_argument("--linearity", type=int, default=10000, help="R: Observations of the small patient")
     parser.add_argument("--no-linearity", action="store_true")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-extract-"))
-    store = work / "store"
-    if not (store / "CURRENT").exists():
-        started = time.monotonic()
-        copies = inflate(work / "input", args.patients)
-        print(f"inflated: {copies} copies of the KDS test data in {time.monotonic() - started:.0f} s")
-        print(f"ingested in {ingest(store, [work / 'input']):.0f} s")
+    codes: list[tuple[str, Path | None]] = [("this tree", None)]
+    if args.baseline:
+        exported = export_code(args.baseline, Path(tempfile.mkdtemp(prefix="bench-extract-code-")))
+        codes.insert(0, (args.baseline, exported))
+    rows = []
+    for size in args.patients:
+        store = work / str(size) / "store"
+        if not (store / "CURRENT").exists():
+            started = time.monotonic()
+            copies = inflate(work / str(size) / "input", size)
+            print(
+                f"{size}: inflated {copies} copies of the KDS test data in {time.monotonic() - started:.0f} s"
+            )
+            print(f"{size}: ingested in {ingest(store, [work / str(size) / 'input']):.0f} s")
+        for name in CRTDLS:
+            cpu = {}
+            for label, code in codes:
+                out = work / str(size) / f"out-{name}-{time.time_ns()}"
+                r = run_one(store, CASES / f"{name}.json", out, args.batch_size, code=code)
+                cpu[label] = r["cpu"]
+                summary = r["summary"]
+                written = sum(v for k, v in summary["Resource-Inclusions"].items() if k != "Provenance")
+                cohort = summary["Num-Cohort-Patients"]
+                ratio = f"{r['cpu'] / cpu[codes[0][0]]:.2f}" if len(codes) > 1 else ""
+                rows.append(
+                    f"| {size} | {name} | {label} | {cohort} | {summary['Num-Final-Patients']} | {written} |"
+                    f" {r['wall']:.1f} | {r['cpu']:.1f} | {cohort / r['wall']:.0f} | {cohort / r['cpu']:.0f} |"
+                    f" {written / r['wall']:.0f} | {r['rss']:.0f} | {ratio} |"
+                )
+                print(rows[-1], file=sys.stderr, flush=True)  # progress: the 250,000 rows take minutes
     print()
     print(
-        "| CRTDL | cohort patients | final patients | resources out | wall s | CPU s | patients/s | patients/CPU-s | resources/s | peak RSS MB |"
+        "| store patients | CRTDL | code | cohort patients | final patients | resources out | wall s | CPU s |"
+        " patients/s | patients/CPU-s | resources/s | peak RSS MB | CPU vs baseline |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in CRTDLS:
-        out = work / f"out-{name}-{time.time_ns()}"
-        r = run_one(store, CASES / f"{name}.json", out, args.batch_size)
-        summary = r["summary"]
-        written = sum(v for k, v in summary["Resource-Inclusions"].items() if k != "Provenance")
-        cohort = summary["Num-Cohort-Patients"]
-        print(
-            f"| {name} | {cohort} | {summary['Num-Final-Patients']} | {written} | {r['wall']:.1f} |"
-            f" {r['cpu']:.1f} | {cohort / r['wall']:.0f} | {cohort / r['cpu']:.0f} | {written / r['wall']:.0f} |"
-            f" {r['rss']:.0f} |"
-        )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
     if args.no_linearity:
         return
     print()

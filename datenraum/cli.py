@@ -444,6 +444,7 @@ def extract_serve_command(
 @click.option(
     "--no-encounter-shift", is_flag=True, help="Do not stretch the consent window to overlapping encounters."
 )
+@engine_options
 @click.argument("crtdl_file", type=click.Path(path_type=Path))
 def extract_command(
     store_path: Path,
@@ -454,11 +455,14 @@ def extract_command(
     profile_dirs: tuple[Path, ...],
     batch_size: int,
     no_encounter_shift: bool,
+    engine: str,
+    spark_master: str,
     crtdl_file: Path,
 ) -> None:
     """Extract the data a CRTDL selects: TORCH-compatible NDJSON, reports and per-group tables in --out.
 
     `datenraum extract serve --store DIR --port N` serves TORCH's HTTP operation instead."""
+    from datenraum.site.engines import EngineUnavailable
     from datenraum.site.extraction import ExtractionError, JobOptions, run_extraction
 
     if not crtdl_file.is_file():
@@ -475,6 +479,7 @@ def extract_command(
         mode="strict" if strict else "legacy",
         profile_dirs=profile_dirs,
         encounter_shift=not no_encounter_shift,
+        engine=_engine_settings(engine, spark_master),
     )
     try:
         summary = run_extraction(store_path, crtdl_file.read_bytes(), out_dir, options)
@@ -482,7 +487,7 @@ def extract_command(
         for violation in error.violations:
             click.echo(f"error: {violation}", err=True)
         sys.exit(2)
-    except FileExistsError as error:
+    except (FileExistsError, EngineUnavailable) as error:
         _fail(str(error))
     click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
 

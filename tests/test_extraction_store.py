@@ -457,3 +457,29 @@ def test_differential_random_selections_are_subsets(tmp_path, kds_store, extract
                 assert _subset(copy, original), (resource, original)
     parse_crtdl(_crtdl([PATIENT_GROUP]), mode="strict")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_job_runs_the_cyclic_collector_rarely_and_restores_its_threshold(
+    tmp_path, kds_store, extraction_data
+):
+    """Also when the job stops with an error (here: its progress callback raises)."""
+    import gc
+
+    from datenraum.site.extraction.job import GC_THRESHOLD
+
+    before = gc.get_threshold()
+    during = []
+    crtdl = (extraction_data / "torch/cases/kds-basic/crtdl.json").read_bytes()
+    options = JobOptions(today=TODAY, batch_size=10)
+    run_extraction(
+        kds_store, crtdl, tmp_path / "out", options, progress=lambda *_: during.append(gc.get_threshold())
+    )
+    assert during and all(threshold[0] == GC_THRESHOLD for threshold in during)
+    assert gc.get_threshold() == before
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_extraction(kds_store, crtdl, tmp_path / "stopped", options, progress=stop)
+    assert gc.get_threshold() == before

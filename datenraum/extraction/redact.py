@@ -163,10 +163,10 @@ class _Redactor:
             return value
         if not isinstance(value, dict):
             return None
-        children = element_model().children(type_name)
-        if children is None:  # a complex type we do not model (Timing.repeat, ...): kept as selected
+        model = _model_of(type_name)
+        if model is None:  # a complex type we do not model (Timing.repeat, ...): kept as selected
             return self.extensions_only(value)
-        specs = _specs_of(children)
+        children, specs = model
         out: dict[str, Any] = {}
         for key, item in value.items():
             if key == "resourceType":
@@ -199,15 +199,22 @@ class _Redactor:
             if spec is None:
                 continue
             repeats, item_type = spec
+            # A primitive or an extension is kept as it is: decided here, not by a call per value.
+            leaf = item_type[:1].islower() or item_type == "Extension"
             if repeats:
                 items = item if isinstance(item, list) else [item]
-                cleaned = [c for c in (self.element(i, item_type) for i in items) if c not in (None, {}, [])]
+                if leaf:
+                    cleaned = [i for i in items if i not in (None, {}, [])]
+                else:
+                    cleaned = [
+                        c for c in (self.element(i, item_type) for i in items) if c not in (None, {}, [])
+                    ]
                 if cleaned:
                     out[key] = cleaned
             else:
                 if isinstance(item, list):
                     item = item[0] if item else None
-                cleaned = self.element(item, item_type)
+                cleaned = item if leaf else self.element(item, item_type)
                 if cleaned not in (None, {}, []):
                     out[key] = cleaned
         if type_name == "Reference":
@@ -245,6 +252,18 @@ class _Redactor:
 
 
 _SPECS: dict[int, tuple[dict[str, str], dict[str, tuple[bool, str] | None]]] = {}
+# Per type name its element model's children and their `_spec` memo: redaction asks for them once per
+# element of every resource it writes, so the lookup is one dict access.
+_MODELS: dict[str, tuple[dict[str, str], dict[str, tuple[bool, str] | None]] | None] = {}
+
+
+def _model_of(type_name: str) -> tuple[dict[str, str], dict[str, tuple[bool, str] | None]] | None:
+    try:
+        return _MODELS[type_name]
+    except KeyError:
+        children = element_model().children(type_name)
+        found = _MODELS[type_name] = None if children is None else (children, _specs_of(children))
+        return found
 
 
 def _specs_of(children: dict[str, str]) -> dict[str, tuple[bool, str] | None]:
@@ -282,9 +301,37 @@ def _compute_spec(children: dict[str, str], key: str) -> tuple[bool, str] | None
     return spec.endswith("[]"), spec.removesuffix("[]").split("|")[0]
 
 
-# The extensions the matched profiles allow, per combination of profiles (kept with the profiles, so
-# their ids are not reused).
-_ALLOWED: dict[tuple[int, ...], tuple[list[Profile], frozenset[str]]] = {}
+# Per combination of matched profiles (kept with the profiles, so their ids are not reused): the
+# extensions they allow, and per resource type the required top-level elements as (the JSON keys any of
+# which fills it, the key a mask goes to, the mask's shape).
+_ALLOWED: dict[tuple[int, ...], tuple[list[Profile], frozenset[str], dict[str, list[_Mask]]]] = {}
+
+
+@dataclass(frozen=True)
+class _Mask:
+    present: tuple[str, ...]
+    key: str
+    shape: str  # "primitive" (`_key`), "list" or "single"
+
+
+def _masks(matched: list[Profile], type_name: str) -> list[_Mask]:
+    children = element_model().children(type_name) or {}
+    masks: dict[str, _Mask] = {}
+    for p in matched:
+        for element_id in p.required:
+            parts = element_id.split(".")
+            if len(parts) != 2 or parts[0] != type_name or parts[1] in masks:
+                continue
+            name = parts[1]
+            spec = children.get(name)
+            if spec is None:
+                continue
+            types = spec.removesuffix("[]").split("|")
+            choices = tuple(name[:-3] + t[0].upper() + t[1:] for t in types)
+            keys = choices if name.endswith("[x]") else (name,)
+            shape = "primitive" if is_primitive(types[0]) else "list" if spec.endswith("[]") else "single"
+            masks[name] = _Mask(keys + tuple(f"_{k}" for k in keys), keys[0], shape)
+    return list(masks.values())
 
 
 def redact(
@@ -301,39 +348,22 @@ def redact(
     key = tuple(id(p) for p in matched)
     cached = _ALLOWED.get(key)
     if cached is None or any(a is not b for a, b in zip(cached[0], matched, strict=True)):
-        cached = _ALLOWED[key] = (matched, frozenset().union(*(p.extension_urls for p in matched)))
+        allowed = frozenset().union(*(p.extension_urls for p in matched))
+        cached = _ALLOWED[key] = (matched, allowed, {})
     redactor = _Redactor(cached[1], reference_allowed, R4_RESOURCE_TYPES)
     type_name = resource["resourceType"]
     body = redactor.element(resource, type_name) or {}
     out: dict[str, Any] = {"resourceType": type_name, **body}
-    children = element_model().children(type_name) or {}
-    for p in matched:
-        for element_id in p.required:
-            parts = element_id.split(".")
-            if len(parts) != 2 or parts[0] != type_name:
-                continue
-            _mask_if_absent(out, parts[1], children)
+    masks = cached[2].get(type_name)
+    if masks is None:
+        masks = cached[2][type_name] = _masks(matched, type_name)
+    for mask in masks:
+        if any(k in out for k in mask.present):
+            continue
+        if mask.shape == "primitive":
+            out[f"_{mask.key}"] = _masked()
+        elif mask.shape == "list":
+            out[mask.key] = [_masked()]
+        else:
+            out[mask.key] = _masked()
     return out
-
-
-def _mask_if_absent(out: dict[str, Any], name: str, children: dict[str, str]) -> None:
-    spec = children.get(name)
-    if spec is None:
-        return
-    types = spec.removesuffix("[]").split("|")
-    if name.endswith("[x]"):
-        base = name[:-3]
-        keys = [base + t[0].upper() + t[1:] for t in types]
-        if any(k in out or f"_{k}" in out for k in keys):
-            return
-        key, type_name = keys[0], types[0]
-    else:
-        if name in out or f"_{name}" in out:
-            return
-        key, type_name = name, types[0]
-    if is_primitive(type_name):
-        out[f"_{key}"] = _masked()
-    elif spec.endswith("[]"):
-        out[key] = [_masked()]
-    else:
-        out[key] = _masked()

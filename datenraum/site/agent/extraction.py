@@ -66,6 +66,7 @@ def run_extraction_task(
     offers the task again and the job resumes)."""
     import datetime as dt
 
+    from datenraum.site.engines import EngineSettings
     from datenraum.site.extraction import ExtractionError, JobOptions, run_extraction
 
     def failed(reason: str) -> TaskResult:
@@ -96,7 +97,11 @@ def run_extraction_task(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = run_extraction(
-            store, orjson.dumps(crtdl), out, JobOptions(today=today, job_id=None), progress=progress
+            store,
+            orjson.dumps(crtdl),
+            out,
+            JobOptions(today=today, engine=EngineSettings(config.engine, config.spark_master)),
+            progress=progress,
         )
     except _Interrupted as interrupted:
         if interrupted.why == "stopping":

@@ -78,6 +78,11 @@ class SiteEngine(Protocol):
         """The result of one SELECT statement, whole, as an Arrow table."""
         ...
 
+    def sql_batches(self, statement: str, rows: int) -> Iterator[pa.RecordBatch]:
+        """The result of one SELECT statement a portion of about `rows` rows at a time, in the
+        statement's order: what a result too big for memory (an extraction's resources) is read with."""
+        ...
+
     def close(self) -> None:
         """Release what the engine holds for the snapshot (the snapshot itself stays open)."""
         ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
 
 from datenraum.site.store import Snapshot, table_schemas
@@ -22,6 +24,9 @@ class DuckDBEngine:
 
     def sql(self, statement: str) -> pa.Table:
         return self.snapshot.connection.sql(statement).to_arrow_table()
+
+    def sql_batches(self, statement: str, rows: int) -> Iterator[pa.RecordBatch]:
+        yield from self.snapshot.connection.sql(statement).to_arrow_reader(rows)
 
     def close(self) -> None:
         """Nothing of its own: the connection is the snapshot's, and closes with it."""

@@ -9,6 +9,7 @@ DuckDB and Spark (a locale's collation would sort codes and ids differently).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -70,6 +71,19 @@ class PostgresEngine:
             rows = cursor.fetchall()
         self.connection.rollback()  # a read; nothing to keep, and no transaction left open
         return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+    def sql_batches(self, statement: str, rows: int) -> Iterator[pa.RecordBatch]:
+        """Through a server-side cursor, `rows` rows a fetch."""
+        with self.connection.cursor() as setup:
+            setup.execute(f'SET search_path TO "{self.schema}"')
+        try:
+            with self.connection.cursor(name="datenraum_batches") as cursor:
+                cursor.execute(statement)
+                while fetched := cursor.fetchmany(rows):
+                    names = [column.name for column in cursor.description]
+                    yield pa.record_batch([[row[i] for row in fetched] for i in range(len(names))], names)
+        finally:
+            self.connection.rollback()
 
     def close(self) -> None:
         """Nothing of its own: the connection and the schema are the caller's."""

@@ -240,11 +240,33 @@ class SparkEngine:
         self.register(_read_tables(statement))
         return self.session.sql(statement).toArrow()
 
+    def sql_batches(self, statement: str, rows: int) -> Iterator[pa.RecordBatch]:
+        """Partition by partition to the driver (`toLocalIterator`), so the driver holds one partition
+        and one portion, never the whole result; an ORDER BY's partitions come in its order."""
+        self.register(_read_tables(statement))
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        frame = self.session.sql(statement)
+        schema = to_arrow_schema(frame.schema)
+        portion: list[tuple] = []
+        for row in frame.toLocalIterator(prefetchPartitions=False):
+            portion.append(tuple(row))
+            if len(portion) >= rows:
+                yield _record_batch(schema, portion)
+                portion = []
+        if portion:
+            yield _record_batch(schema, portion)
+
     def close(self) -> None:
         for table in self._registered:
             with contextlib.suppress(Exception):
                 self.session.catalog.dropTempView(table)
         self._registered = set()
+
+
+def _record_batch(schema: pa.Schema, rows: list[tuple]) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True))
+    return pa.record_batch([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema)
 
 
 def _read_tables(statement: str) -> set[str]:

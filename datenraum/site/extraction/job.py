@@ -3,7 +3,7 @@
 `run_extraction(store_path, crtdl_json, out_dir, ...)` validates everything first (CRTDL, profiles,
 cohort, consent request): bad input raises `ExtractionError` before anything is written. Then:
 
-1. cohort: the CRTDL's cohort on the store (`StoreEngine.patient_ids`) or the given patients;
+1. cohort: the CRTDL's cohort on the store (feasibility on the job's engine) or the given patients;
 2. core groups (resources of no patient, e.g. Medication) are loaded once;
 3. per batch of patients: their resources of the groups' types; consent (explanation record per
    patient); direct load per group (profile claim, filters; reference-only groups are reached only
@@ -22,13 +22,17 @@ given. Provenance.recorded is the job's start time, kept in job.json.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import itertools
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,14 +46,23 @@ from datenraum.extraction.profiles import Profiles
 from datenraum.extraction.redact import redact, select
 
 if TYPE_CHECKING:
+    from datenraum.site.engines import EngineSettings
     from datenraum.site.extraction.source import Candidates
 
 __all__ = ["ExtractionError", "JobOptions", "prepare", "run_extraction"]
 
 PROGRAM_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/program"
 GROUP_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/attribute_group"
-SORT_MEMORY_LIMIT = "2GB"
+# What DuckDB may hold while it sorts the job's candidates by patient; beyond, it spills to disk. The
+# sort is the job's one scan: this caps its memory whatever the cohort's size (2GB cost 2.4 GB RSS at
+# 250,000 patients; at 256MB DuckDB's sort of that store's 726,000 candidates failed to pin a block).
+SORT_MEMORY_LIMIT = "512MB"
 EXTRACTION_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/extraction_id"
+# A job decodes millions of small JSON objects that live for one batch and form no cycles; at Python's
+# default threshold (a collection per 700 new objects) the cyclic collector runs thousands of times over
+# them for nothing (about a fifth of a job's CPU time in bench/bench_extract.py). While jobs run, it
+# runs once per this many.
+GC_THRESHOLD = 50_000
 
 
 class ExtractionError(ValueError):
@@ -70,6 +83,8 @@ class JobOptions:
     job_id: str | None = None
     encounter_shift: bool = True
     tables: bool = True
+    #: The engine that reads the store (DuckDB when None); the output does not depend on it.
+    engine: EngineSettings | None = None
 
 
 @dataclass
@@ -132,6 +147,16 @@ class _Decoded:
     def get(self, ref: str) -> dict[str, Any] | None:
         return self[ref] if ref in self.texts else None
 
+    def peek(self, ref: str) -> dict[str, Any]:
+        """The resource decoded, not kept (for a look at every one of them)."""
+        found = self.decoded.get(ref)
+        return found if found is not None else orjson.loads(self.texts[ref])
+
+    def forget(self) -> None:
+        """Drop the decoded resources (after a batch: what the next batch uses is decoded again, so
+        that the decoded part stays the size of a batch's references, not of the store's core)."""
+        self.decoded = {}
+
 
 class Extractor:
     def __init__(self, prepared: Prepared, source: Any, job_id: str, recorded: str) -> None:
@@ -158,7 +183,7 @@ class Extractor:
                 prefix = group.type + "/"
                 for ref in self.core.texts:
                     if ref.startswith(prefix):
-                        resource = self.core[ref]
+                        resource = self.core.peek(ref)
                         if group.claims(resource) and group.passes_filters(resource):
                             self.core_members[group.id].add(ref)
 
@@ -207,6 +232,7 @@ class Extractor:
                 bundle_rows(bundle, self.tables, result.rows)
         result.core_refs = sorted(core_refs)
         result.inclusions = dict(inclusions)
+        self.core.forget()
         return result
 
     def _patient(self, patient: str, resources: dict[str, dict[str, Any]], result: BatchResult):
@@ -242,7 +268,22 @@ class Extractor:
         def lookup(ref: str) -> dict[str, Any] | None:
             return resources.get(ref) or self.core.get(ref)
 
-        # direct load
+        # The links of a resource in a group are asked for by resolution, by every round of mustHave
+        # and by the core references: read once.
+        read_links: dict[tuple[int, str], list[tuple[Any, list[str], list[str]]]] = {}
+
+        def links(
+            group: GroupPlan, ref: str, resource: dict[str, Any]
+        ) -> list[tuple[Any, list[str], list[str]]]:
+            found = read_links.get((group.index, ref))
+            if found is None:
+                found = read_links[(group.index, ref)] = self._links(group, resource)
+            return found
+
+        # direct load (a group looks at the resources of its type only)
+        of_type: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        for ref, resource in resources.items():
+            of_type[resource["resourceType"]].append((ref, resource))
         members: dict[str, set[str]] = defaultdict(set)
         for group in plan.groups:
             if group.is_patient:
@@ -252,7 +293,7 @@ class Extractor:
                 continue
             if group.group.include_reference_only:
                 continue
-            for ref, resource in resources.items():
+            for ref, resource in of_type.get(group.type, ()):
                 if group.claims(resource) and group.passes_filters(resource) and consent_ok(ref, group.id):
                     members[group.id].add(ref)
 
@@ -280,7 +321,7 @@ class Extractor:
             resource = lookup(ref)
             if resource is None:
                 continue
-            for _attribute, linked, refs in self._links(group, resource):
+            for _attribute, linked, refs in links(group, ref, resource):
                 for target in refs:
                     for linked_id in linked:
                         linked_group = plan.group(linked_id)
@@ -307,7 +348,7 @@ class Extractor:
                     ok = resource is not None and group.has_must_haves(resource)
                     reason = "MUST_HAVE"
                     if ok:
-                        for attribute, linked, refs in self._links(group, resource):
+                        for attribute, linked, refs in links(group, ref, resource):
                             if attribute.must_have and not any(
                                 t in alive_in(lg) for t in refs for lg in linked
                             ):
@@ -350,17 +391,17 @@ class Extractor:
         ]
         bundle = self._bundle(entries + provenances, f"patient/{patient}")
         # referenced core resources (only those a surviving patient resource references)
-        referenced = self._referenced_core(selected, resources, core_members)
+        referenced = self._referenced_core(selected, resources, core_members, links)
         if self.p.consent_codes:
             result.consent_bundles.append(self._consent_bundle(patient, resources))
         return bundle, referenced
 
-    def _referenced_core(self, selected, resources, core_members) -> set[str]:
+    def _referenced_core(self, selected, resources, core_members, links) -> set[str]:
         refs: set[str] = set()
         for ref in selected:
             resource = resources[ref]
             for group in selected[ref]:
-                for _attribute, linked, targets in self._links(group, resource):
+                for _attribute, linked, targets in links(group, ref, resource):
                     for target in targets:
                         if any(target in core_members.get(lg, ()) for lg in linked):
                             refs.add(target)
@@ -516,6 +557,30 @@ def job_identity(crtdl: Crtdl, patients: list[str] | None, today: dt.date, gener
     return str(uuid.UUID(digest[:32]))
 
 
+_collection_lock = threading.Lock()
+_collection_jobs = 0
+_collection_default: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def _rare_collections() -> Iterator[None]:
+    """GC_THRESHOLD for the process while at least one job runs (jobs may run in threads: the last one
+    out restores the threshold the first one found)."""
+    global _collection_jobs, _collection_default
+    with _collection_lock:
+        if _collection_jobs == 0:
+            _collection_default = gc.get_threshold()
+            gc.set_threshold(GC_THRESHOLD, *_collection_default[1:])
+        _collection_jobs += 1
+    try:
+        yield
+    finally:
+        with _collection_lock:
+            _collection_jobs -= 1
+            if _collection_jobs == 0:
+                gc.set_threshold(*_collection_default)
+
+
 def run_extraction(
     store_path: Path | str,
     crtdl_json: Any,
@@ -526,26 +591,31 @@ def run_extraction(
 ) -> dict[str, Any]:
     """Run (or resume) a job; returns the job summary. Raises ExtractionError for bad input."""
     from datenraum.query.model import QueryError, parse_query
+    from datenraum.site.engines import feasibility_engine, open_engine
     from datenraum.site.extraction.output import JobFolder
     from datenraum.site.extraction.source import StoreSource
-    from datenraum.site.feasibility import StoreEngine
     from datenraum.site.store import Store
 
     options = options or JobOptions()
     prepared = prepare(crtdl_json, options)
     store = Store(store_path)
-    with store.snapshot() as snapshot, tempfile.TemporaryDirectory(prefix="datenraum-extract-") as spill:
-        # The job's one scan sorts its candidates: beyond this much memory DuckDB spills to disk.
-        snapshot.connection.execute(f"SET memory_limit = '{SORT_MEMORY_LIMIT}'")
-        snapshot.connection.execute(f"SET temp_directory = '{spill}'")
-        snapshot.connection.execute("SET enable_progress_bar = false")  # stdout is the CLI's summary
+    with (
+        _rare_collections(),
+        store.snapshot() as snapshot,
+        tempfile.TemporaryDirectory(prefix="datenraum-extract-") as spill,
+        open_engine(snapshot, options.engine) as engine,
+    ):
+        if engine.dialect == "duckdb":
+            snapshot.connection.execute(f"SET memory_limit = '{SORT_MEMORY_LIMIT}'")
+            snapshot.connection.execute(f"SET temp_directory = '{spill}'")
+            snapshot.connection.execute("SET enable_progress_bar = false")  # stdout is the CLI's summary
         started = time.monotonic()
         if options.patients is not None:
             cohort = sorted(dict.fromkeys(options.patients))
         else:
             try:
                 query = parse_query(prepared.crtdl.cohort)
-                cohort = StoreEngine(snapshot).patient_ids(query, today=prepared.today)
+                cohort = feasibility_engine(engine).patient_ids(query, today=prepared.today)
             except QueryError as error:
                 raise ExtractionError(
                     [Violation(f"$.cohortDefinition{error.path.removeprefix('$')}", error.problem)]
@@ -555,8 +625,7 @@ def run_extraction(
         job_id = options.job_id or job_identity(prepared.crtdl, options.patients, prepared.today, generation)
         folder = JobFolder(Path(out_dir))
         job = folder.open(job_id, prepared, cohort, options, cohort_ms)
-        source = StoreSource.of_snapshot(snapshot)
-        extractor = Extractor(prepared, source, job_id, job["recorded"])
+        extractor = Extractor(prepared, StoreSource(engine), job_id, job["recorded"])
         extractor.load_core()
         batches = [cohort[i : i + options.batch_size] for i in range(0, len(cohort), options.batch_size)]
         done = {i for i in range(len(batches)) if folder.has_batch(folder.batch_id(job_id, i))}

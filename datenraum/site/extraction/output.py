@@ -19,21 +19,27 @@ Every file is written under a temporary name and renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import os
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from datenraum.extraction.crtdl import crtdl_to_json, file_slugs
 from datenraum.extraction.plan import path_values
 
-__all__ = ["JobFolder", "write_atomically"]
+__all__ = ["JobFolder", "TableWriter", "open_atomically", "write_atomically"]
+
+# Rows of a table written at once (a Parquet row group): the tables' share of the job's memory.
+TABLE_ROW_GROUP = 10_000
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -52,11 +58,26 @@ def _ndjson(items: list[dict[str, Any]]) -> bytes:
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
+    return _csv_body([header, *rows])
+
+
+def _csv_body(rows: list[list[Any]]) -> bytes:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue().encode()
+
+
+@contextlib.contextmanager
+def open_atomically(path: Path) -> Iterator[BinaryIO]:
+    """A file to write `path` with, a portion at a time: a temporary file beside it, synced and renamed
+    when the block ends without an error (after an error `path` is as it was)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 class JobFolder:
@@ -114,85 +135,85 @@ class JobFolder:
         }
         write_atomically(self.path / "batches" / f"{batch_id}.json", orjson.dumps(report))
 
-    def finish(self, job_id: str, extractor: Any, batches: list[list[str]], cohort_ms: int) -> dict[str, Any]:
-        plan = extractor.plan
-        reports = []
+    def _reports(self, job_id: str, batches: list[list[str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(batch id, report) of every batch in order, read one at a time."""
         for index in range(len(batches)):
             batch_id = self.batch_id(job_id, index)
-            reports.append(
-                (batch_id, orjson.loads((self.path / "batches" / f"{batch_id}.json").read_bytes()))
+            yield batch_id, orjson.loads((self.path / "batches" / f"{batch_id}.json").read_bytes())
+
+    def finish(self, job_id: str, extractor: Any, batches: list[list[str]], cohort_ms: int) -> dict[str, Any]:
+        """The files made of every batch's report: core.ndjson, the reports, the tables, the manifest.
+
+        The reports are read twice, one at a time (never all at once: the job's memory does not grow
+        with the cohort): first for the core resources the patients reference, the exclusions and the
+        counts, then for the tables, whose rows begin with the core resources'."""
+        plan = extractor.plan
+        referenced: set[str] = set()
+        final = 0
+        exclusions: Counter = Counter()
+        resource_exclusions: dict[str, Counter] = {}
+        inclusions: Counter = Counter()
+        reports = self.path / "reports"
+        with (
+            open_atomically(reports / "patient-exclusions.csv") as patient_csv,
+            open_atomically(reports / "resource-exclusions.csv") as resource_csv,
+            open_atomically(reports / "consent-explanations.ndjson") as explanations,
+        ):
+            patient_csv.write(_csv(["Batch-ID", "Stage", "Patient-ID"], []))
+            resource_csv.write(
+                _csv(["Batch-ID", "Reason", "Group", "Attribute", "Resource-ID", "Patient-ID"], [])
             )
-        referenced = {ref for _, r in reports for ref in r["coreRefs"]}
+            for batch_id, report in self._reports(job_id, batches):
+                referenced.update(report["coreRefs"])
+                final += report["patients"]
+                patient_rows = [[batch_id, stage, patient] for stage, patient in report["patientExclusions"]]
+                patient_csv.write(_csv_body(patient_rows))
+                exclusions.update(stage for stage, _ in report["patientExclusions"])
+                resource_csv.write(_csv_body([[batch_id, *row] for row in report["resourceExclusions"]]))
+                for reason, group, *_ in report["resourceExclusions"]:
+                    resource_exclusions.setdefault(group, Counter())[reason] += 1
+                explanations.write(_ndjson([e for e in report["explanations"] if e.get("enforced")]))
+                if "inclusions" in report:
+                    inclusions.update(report["inclusions"])
+                else:  # a batch written by an earlier version: counted from its Bundles
+                    for bundle in _bundles(self._batch_files(batch_id)):
+                        inclusions.update(e["resource"]["resourceType"] for e in bundle["entry"])
         core, _ = extractor.core_bundle(referenced)
         if core is not None:
             write_atomically(self.path / "core.ndjson", _ndjson([core]))
-        patient_rows = [[b, stage, patient] for b, r in reports for stage, patient in r["patientExclusions"]]
-        resource_rows = [
-            [b, *row[:2], row[2], row[3], row[4]] for b, r in reports for row in r["resourceExclusions"]
-        ]
-        write_atomically(
-            self.path / "reports" / "patient-exclusions.csv",
-            _csv(["Batch-ID", "Stage", "Patient-ID"], patient_rows),
-        )
-        write_atomically(
-            self.path / "reports" / "resource-exclusions.csv",
-            _csv(["Batch-ID", "Reason", "Group", "Attribute", "Resource-ID", "Patient-ID"], resource_rows),
-        )
-        write_atomically(
-            self.path / "reports" / "consent-explanations.ndjson",
-            _ndjson([e for _, r in reports for e in r["explanations"] if e.get("enforced")]),
-        )
-        cohort_size = sum(len(b) for b in batches)
-        final = sum(r["patients"] for _, r in reports)
-        exclusions = Counter(
-            stage
-            for _, _, stage in ((b, s, st) for b, s, st in ((row[0], row[2], row[1]) for row in patient_rows))
-        )
-        resource_exclusions: dict[str, Counter] = {}
-        for row in resource_rows:
-            resource_exclusions.setdefault(row[2], Counter())[row[1]] += 1
-        inclusions: Counter = Counter()
-        bundle_files = sorted(
-            p
-            for p in self.path.glob("*.ndjson")
-            if not p.name.endswith("_consent.ndjson") and p.name != "core.ndjson"
-        )
+            inclusions.update(e["resource"]["resourceType"] for e in core["entry"])
         specs = table_specs(plan)
-        rows: dict[str, list[list[str | None]]] = {}
-        if all("tables" in r and "inclusions" in r for _, r in reports):
-            for _, report in reports:
-                inclusions.update(report["inclusions"])
-                for group_id, group_rows in report["tables"].items():
-                    rows.setdefault(group_id, []).extend(group_rows)
-            written = [core] if core else []
-        else:  # batches written by an earlier version: read the bundles back
-            written = _bundles(bundle_files + ([self.path / "core.ndjson"] if core else []))
-        for bundle in written:
-            for entry in bundle["entry"]:
-                inclusions[entry["resource"]["resourceType"]] += 1
-            bundle_rows(bundle, specs, rows)
+        with TableWriter(self.path, plan) as tables:
+            if core is not None:
+                tables.add_bundles([core], specs)
+            for batch_id, report in self._reports(job_id, batches):
+                if "tables" in report:
+                    for group_id, group_rows in report["tables"].items():
+                        tables.add(group_id, sorted(group_rows, key=_row_order))
+                else:
+                    tables.add_bundles(list(_bundles(self._batch_files(batch_id))), specs)
+        job = orjson.loads((self.path / "job.json").read_bytes())
         summary = {
             "Job-ID": job_id,
-            "Today": orjson.loads((self.path / "job.json").read_bytes())["today"],
-            "Num-Cohort-Patients": cohort_size,
+            "Today": job["today"],
+            "Num-Cohort-Patients": sum(len(b) for b in batches),
             "Num-Final-Patients": final,
-            "Cohort-Query-Duration-Ms": orjson.loads((self.path / "job.json").read_bytes()).get(
-                "cohortQueryMs", cohort_ms
-            ),
+            "Cohort-Query-Duration-Ms": job.get("cohortQueryMs", cohort_ms),
             "Patient-Exclusions": dict(sorted(exclusions.items())),
             "Resource-Exclusions": {
                 g: dict(sorted(c.items())) for g, c in sorted(resource_exclusions.items())
             },
             "Resource-Inclusions": dict(sorted(inclusions.items())),
         }
-        write_atomically(
-            self.path / "reports" / "job-summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2)
+        write_atomically(reports / "job-summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        bundle_files = sorted(
+            p
+            for p in self.path.glob("*.ndjson")
+            if not p.name.endswith("_consent.ndjson") and p.name != "core.ndjson"
         )
-        write_tables(self.path, plan, rows)
         outputs = [{"type": "NDJSON Bundle", "url": p.name} for p in bundle_files]
         if core:
             outputs.append({"type": "NDJSON Bundle", "url": "core.ndjson"})
-        job = orjson.loads((self.path / "job.json").read_bytes())
         manifest = {
             "transactionTime": job["recorded"],
             "request": "$extract-data",
@@ -214,6 +235,10 @@ class JobFolder:
         job["status"] = "COMPLETED"
         write_atomically(self.path / "job.json", orjson.dumps(job, option=orjson.OPT_INDENT_2))
         return summary
+
+    def _batch_files(self, batch_id: str) -> list[Path]:
+        path = self.path / f"{batch_id}.ndjson"
+        return [path] if path.exists() else []
 
 
 def _bundles(files: list[Path]):
@@ -281,11 +306,23 @@ class TableSpec:
             resource["id"],
             patient if group.profile.patient_reference or group.is_patient else None,
         ]
-        for path, getter in self.getters:
+        for path, getters in self.by_path:
             values = path_values(resource, path)
-            value = getter(values[0]) if values else None
-            cells.append(None if value is None else str(value))
+            for getter in getters:
+                value = getter(values[0]) if values else None
+                cells.append(None if value is None else str(value))
         return cells
+
+    @functools.cached_property
+    def by_path(self) -> list[tuple[Any, list[Any]]]:
+        """The getters of each attribute's columns (one path, read once per row), in column order."""
+        grouped: list[tuple[Any, list[Any]]] = []
+        for path, getter in self.getters:
+            if grouped and grouped[-1][0] is path:
+                grouped[-1][1].append(getter)
+            else:
+                grouped.append((path, [getter]))
+        return grouped
 
 
 def table_specs(plan: Any) -> dict[str, TableSpec]:
@@ -340,29 +377,100 @@ def bundle_rows(
                 )
 
 
-def write_tables(folder: Path, plan: Any, rows: dict[str, list[list[str | None]]]) -> None:
-    """Per group a Parquet and a CSV table (one row per extracted resource of the group, ordered by
-    patient and id), and the data dictionary."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _row_order(row: list[str | None]) -> tuple[str, str]:
+    """Table rows by patient (shared resources, of no patient, first), then id."""
+    return (row[1] or "", row[0] or "")
 
-    slugs = file_slugs(plan.crtdl)
-    specs = table_specs(plan)
-    dictionary = []
-    for group in plan.groups:
-        spec = specs[group.id]
-        ordered = sorted(rows.get(group.id, ()), key=lambda r: (r[1] or "", r[0]))
-        table = pa.table(
-            {name: pa.array([r[i] for r in ordered], type=pa.string()) for i, name in enumerate(spec.columns)}
+
+class TableWriter:
+    """Per group a Parquet and a CSV table, written a portion at a time in the order the rows are
+    added, and the data dictionary; the files appear (renamed into place) when the writer closes
+    without an error."""
+
+    def __init__(self, folder: Path, plan: Any) -> None:
+        self.folder = folder / "tables"
+        self.plan = plan
+        self.specs = table_specs(plan)
+        self.slugs = file_slugs(plan.crtdl)
+        self.pending: dict[str, list[list[str | None]]] = {group.id: [] for group in plan.groups}
+        self.parquet: dict[str, Any] = {}
+        self.csv: dict[str, Any] = {}
+
+    def __enter__(self) -> TableWriter:
+        import pyarrow.parquet as pq
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for group_id in self.pending:
+            slug = self.slugs[group_id]
+            columns = self.specs[group_id].columns
+            self.parquet[group_id] = pq.ParquetWriter(self._tmp(f"{slug}.parquet"), _schema(columns))
+            handle = open(self._tmp(f"{slug}.csv"), "wb")  # closed in __exit__
+            handle.write(_csv(columns, []))
+            self.csv[group_id] = handle
+        return self
+
+    def _tmp(self, name: str) -> Path:
+        return self.folder / f".{name}.tmp"
+
+    def add(self, group_id: str, rows: list[list[str | None]]) -> None:
+        pending = self.pending[group_id]
+        pending.extend(rows)
+        if len(pending) >= TABLE_ROW_GROUP:
+            self._flush(group_id)
+
+    def add_bundles(self, bundles: list[dict[str, Any]], specs: dict[str, TableSpec]) -> None:
+        """The rows of written Bundles, in the table order."""
+        rows: dict[str, list[list[str | None]]] = {}
+        for bundle in bundles:
+            bundle_rows(bundle, specs, rows)
+        for group_id, group_rows in rows.items():
+            self.add(group_id, sorted(group_rows, key=_row_order))
+
+    def _flush(self, group_id: str) -> None:
+        import pyarrow as pa
+
+        rows = self.pending[group_id]
+        if not rows:
+            return
+        columns = self.specs[group_id].columns
+        self.parquet[group_id].write_table(
+            pa.table({n: pa.array([r[i] for r in rows], type=pa.string()) for i, n in enumerate(columns)})
         )
-        slug = slugs[group.id]
-        tmp = folder / "tables" / f".{slug}.parquet.tmp"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp)
-        os.replace(tmp, folder / "tables" / f"{slug}.parquet")
-        write_atomically(folder / "tables" / f"{slug}.csv", _csv(spec.columns, ordered))
-        dictionary.extend([group.id, slug, *d] for d in spec.described)
-    write_atomically(
-        folder / "tables" / "data-dictionary.csv",
-        _csv(["group", "table", "column", "type", "attributeRef", "description"], dictionary),
-    )
+        self.csv[group_id].write(_csv_body(rows))
+        self.pending[group_id] = []
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        for group_id in self.pending:
+            if kind is None:
+                self._flush(group_id)
+            self.parquet[group_id].close()
+            handle = self.csv[group_id]
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        if kind is not None:
+            return
+        dictionary = []
+        for group in self.plan.groups:
+            slug = self.slugs[group.id]
+            for name in (f"{slug}.parquet", f"{slug}.csv"):
+                os.replace(self._tmp(name), self.folder / name)
+            dictionary.extend([group.id, slug, *d] for d in self.specs[group.id].described)
+        write_atomically(
+            self.folder / "data-dictionary.csv",
+            _csv(["group", "table", "column", "type", "attributeRef", "description"], dictionary),
+        )
+
+
+def _schema(columns: list[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.string()) for name in columns])
+
+
+def write_tables(folder: Path, plan: Any, rows: dict[str, list[list[str | None]]]) -> None:
+    """Per group a Parquet and a CSV table of `rows` (ordered by patient and id), and the data
+    dictionary."""
+    with TableWriter(folder, plan) as tables:
+        for group_id, group_rows in rows.items():
+            tables.add(group_id, sorted(group_rows, key=_row_order))

@@ -2,22 +2,21 @@
 
 The original JSON of every resource is in the store's `resource` table (with its patient; core resources,
 such as Medication, have none). Everything here is plain SELECTs over that table in SQL that DuckDB and
-Spark both read (no dialect functions), run through `sql(statement) -> pyarrow.Table`, the shape of the
-site's engine interface (`datenraum.site.engines.SiteEngine`); `StoreSource` takes any object with that
-method, and `StoreSource.of_snapshot` wraps a snapshot's own DuckDB connection.
+Spark both read (no dialect functions but for string literals), run through the site's engine interface
+(`datenraum.site.engines.SiteEngine`: `sql` for small results, `sql_batches` for the job's resources,
+which are never held whole).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-import orjson
+if TYPE_CHECKING:
+    from datenraum.site.engines import SiteEngine
 
-from datenraum.site.store import Snapshot
-
-__all__ = ["Candidates", "SqlEngine", "StoreSource"]
+__all__ = ["Candidates", "StoreSource"]
 
 _CHUNK = 2000  # ids in one IN list
 _STREAM_ROWS = 4096  # rows of a streamed result in one portion
@@ -51,95 +50,26 @@ class Candidates:
         return " OR ".join(clauses) or "FALSE"
 
 
-class SqlEngine(Protocol):
-    def sql(self, statement: str) -> Any: ...
-
-
-class _SnapshotEngine:
-    dialect = "duckdb"
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-
-    def sql(self, statement: str) -> Any:
-        return self.snapshot.connection.sql(statement).to_arrow_table()
-
-    def sql_batches(self, statement: str, rows: int = _STREAM_ROWS) -> Iterator[Any]:
-        """The result a portion at a time (pyarrow RecordBatches): memory bounded by `rows`."""
-        reader = self.snapshot.connection.sql(statement).to_arrow_reader(rows)
-        yield from reader
-
-
 def _literal(value: str, dialect: str = "duckdb") -> str:
     if dialect == "spark":  # Spark's string literals take backslash escapes
         value = value.replace("\\", "\\\\")
     return "'" + value.replace("'", "''") + "'"
 
 
-def _in(values: Iterable[str]) -> str:
-    return "(" + ", ".join(_literal(v) for v in values) + ")"
+def _in(values: Iterable[str], dialect: str) -> str:
+    return "(" + ", ".join(_literal(v, dialect) for v in values) + ")"
 
 
 class StoreSource:
-    def __init__(self, engine: SqlEngine) -> None:
+    def __init__(self, engine: SiteEngine) -> None:
         self.engine = engine
-
-    @classmethod
-    def of_snapshot(cls, snapshot: Snapshot) -> StoreSource:
-        return cls(_SnapshotEngine(snapshot))
-
-    def _rows(self, statement: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        table = self.engine.sql(statement)
-        patients = table.column("patient_id").to_pylist()
-        for patient, text in zip(patients, table.column("json").to_pylist(), strict=True):
-            yield patient, orjson.loads(text)
-
-    def patient_resources(
-        self, patient_ids: list[str], types: Iterable[str]
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(patient id, resource) of the patients' resources of `types`, in id order."""
-        type_list = sorted(set(types))
-        if not type_list or not patient_ids:
-            return
-        for start in range(0, len(patient_ids), _CHUNK):
-            chunk = patient_ids[start : start + _CHUNK]
-            yield from self._rows(
-                "SELECT patient_id, json FROM resource"
-                f" WHERE patient_id IN {_in(chunk)} AND resource_type IN {_in(type_list)}"
-                " ORDER BY patient_id, resource_type, id"
-            )
-
-    def core_resources(self, types: Iterable[str]) -> Iterator[dict[str, Any]]:
-        """The resources of `types` that belong to no patient (Medication, Organization, ...)."""
-        type_list = sorted(set(types))
-        if not type_list:
-            return
-        for _, resource in self._rows(
-            "SELECT patient_id, json FROM resource"
-            f" WHERE patient_id IS NULL AND resource_type IN {_in(type_list)} ORDER BY resource_type, id"
-        ):
-            yield resource
-
-    def existing_patients(self, patient_ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(patient_ids), _CHUNK):
-            chunk = patient_ids[start : start + _CHUNK]
-            table = self.engine.sql(
-                f"SELECT id FROM resource WHERE resource_type = 'Patient' AND id IN {_in(chunk)}"
-            )
-            found.update(table.column("id").to_pylist())
-        return found
 
     @property
     def dialect(self) -> str:
-        return getattr(self.engine, "dialect", "duckdb")
+        return self.engine.dialect
 
     def _stream(self, statement: str) -> Iterator[Any]:
-        batches = getattr(self.engine, "sql_batches", None)
-        if batches is not None:
-            yield from batches(statement)
-        else:
-            yield from self.engine.sql(statement).to_batches()
+        yield from self.engine.sql_batches(statement, _STREAM_ROWS)
 
     def patient_batches(
         self, batches: list[list[str]], candidates: Candidates, skip: Iterable[int] = ()
@@ -190,10 +120,11 @@ class StoreSource:
             current += 1
 
     def core_candidates(self, candidates: Candidates) -> Iterator[tuple[str, str, str]]:
-        """(type, id, JSON text) of the resources of no patient among `candidates`, in (type, id) order."""
+        """(type, id, JSON text) of the resources of no patient among `candidates`, in no particular
+        order (the job looks them up by id): unsorted, the engine streams them without holding them."""
         for portion in self._stream(
             "SELECT resource_type, id, json FROM resource"
-            f" WHERE patient_id IS NULL AND ({candidates.where(self.dialect)}) ORDER BY resource_type, id"
+            f" WHERE patient_id IS NULL AND ({candidates.where(self.dialect)})"
         ):
             yield from zip(*(portion.column(i).to_pylist() for i in range(3)), strict=True)
 
@@ -205,7 +136,7 @@ class StoreSource:
             chunk = patient_ids[start : start + _CHUNK]
             table = self.engine.sql(
                 "SELECT patient_id, resource_type, id, json FROM resource"
-                f" WHERE patient_id IN {_in(chunk)} AND ({candidates.where(self.dialect)})"
+                f" WHERE patient_id IN {_in(chunk, self.dialect)} AND ({candidates.where(self.dialect)})"
                 " ORDER BY patient_id, resource_type, id"
             )
             yield from zip(*(table.column(i).to_pylist() for i in range(4)), strict=True)
