@@ -210,7 +210,9 @@ def seed(url: str, scale: Scale, rng: random.Random) -> list[Account]:
                      "analysis": None, "start": None, "end": None, "created": NOW, "updated": NOW,
                      "submitted": NOW}
                 )  # fmt: skip
-                team.append({"proposal_id": proposal_id, "user_id": owner, "project_role": "principal-investigator"})
+                team.append(
+                    {"proposal_id": proposal_id, "user_id": owner, "project_role": "principal-investigator"}
+                )
                 for step in range(6):
                     events.append(
                         {"proposal_id": proposal_id, "actor_id": owner, "kind": "comment",

@@ -37,8 +37,8 @@ from datenraum.hub.accounts.service import Accounts, Site, User
 from datenraum.hub.accounts.users import Users
 from datenraum.hub.analysis.service import Analyses
 from datenraum.hub.config import HubConfig
-from datenraum.hub.db import reading
 from datenraum.hub.dashboard.service import Dashboard
+from datenraum.hub.db import reading
 from datenraum.hub.directory.service import Directory
 from datenraum.hub.feasibility.notify import Notifier
 from datenraum.hub.feasibility.saved_queries import SavedQueries

@@ -39,9 +39,12 @@ def test_a_read_answers_while_another_transaction_holds_the_write_lock(engine: s
 
 
 def test_a_write_inside_reading_is_refused_and_leaves_nothing(engine: sa.Engine) -> None:
-    with pytest.raises(sa.exc.OperationalError, match="readonly database"):
-        with reading(), engine.begin() as connection:
-            _add_site(connection, "sneaked")
+    with (
+        pytest.raises(sa.exc.OperationalError, match="readonly database"),
+        reading(),
+        engine.begin() as connection,
+    ):
+        _add_site(connection, "sneaked")
     with engine.begin() as connection:  # and the connection, back in the pool, writes again outside
         _add_site(connection, "allowed")
         names = connection.execute(sa.select(SiteRow.name)).scalars().all()
