@@ -305,8 +305,6 @@ async def _client(
             failure = str(response.status_code) if response.status_code >= 400 else None
         except httpx.HTTPError as error:
             failure = type(error).__name__
-        if time.perf_counter() > until:
-            return  # cut short by the end of the level: neither its time nor its count is whole
         samples.latencies[kind].append(time.perf_counter() - started)
         if failure:
             samples.failures[kind][failure] += 1
@@ -333,7 +331,9 @@ async def _long_poll(client: httpx.AsyncClient, account: Account, until: float, 
 async def drive(
     url: str, accounts: list[Account], clients: int, seconds: float, seed: int
 ) -> tuple[Samples, float]:
-    """`clients` clients for `seconds`; returns their samples and the wall time."""
+    """`clients` clients for `seconds`; returns their samples and the wall time until the last of them
+    has its answer (the requests in flight at the end are waited for and counted: dropping them would
+    leave out the slowest)."""
     samples = Samples()
     rng = random.Random(seed)
     chosen = rng.sample(accounts, min(clients, len(accounts)))
@@ -346,14 +346,16 @@ async def drive(
             _long_poll(client, chosen[index % len(chosen)], until, polls)
             for index in range(max(1, int(clients * LONG_POLL_SHARE)))
         ]
+        polling = asyncio.gather(*pollers)
         await asyncio.gather(
-            *pollers,
             *(
                 _client(client, chosen[index % len(chosen)], accounts, until, samples, seed * 1000 + index)
                 for index in range(clients)
-            ),
+            )
         )
-    return samples, seconds
+        wall = time.perf_counter() - started
+        await polling
+    return samples, wall
 
 
 def cpu_seconds(pid: int) -> float:
@@ -383,39 +385,59 @@ class Level:
     memory_mb: float
 
 
-def run_tree(
-    tree: str, code: Path | None, database: str, scale: Scale, levels: list[int], seconds: float, work: Path
-) -> list[Level]:
+@dataclass(frozen=True)
+class RunningHub:
+    tree: str
+    url: str
+    pid: int
+    accounts: list[Account]
+
+
+def start_hub(
+    stack: contextlib.ExitStack, tree: str, code: Path | None, database: str, scale: Scale, work: Path
+) -> RunningHub:
+    """A seeded database and a hub of `tree` on it, until `stack` closes."""
     folder = work / f"{tree}-{database}"
     folder.mkdir()
+    if database == "postgresql":
+        server = stack.enter_context(LocalPostgres(durable=True))
+        url = server.new_database()
+    else:
+        url = f"sqlite:///{folder / 'hub.db'}"
+    accounts = seed(url, scale, random.Random(7))
+    env = {
+        # The benchmark's crowd submits more than the default budget of a site allows in a day.
+        "DATENRAUM_HUB_SITE_DAILY_TASKS": "100000000",
+        "DATENRAUM_HUB_UPLOAD_FOLDER": str(folder / "uploads"),
+    }
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    federation = stack.enter_context(LocalFederation(folder, database_url=url, hub_env=env))
+    federation.start_hub(timeout=120)
+    asyncio.run(drive(federation.url, accounts, 5, 1.0, seed=1))  # warm-up: imports, caches, pools
+    return RunningHub(tree, federation.url, federation.hub.process.pid, accounts)
+
+
+def run_database(
+    trees: list[tuple[str, Path | None]],
+    database: str,
+    scale: Scale,
+    levels: list[int],
+    seconds: float,
+    work: Path,
+) -> list[Level]:
+    """Every level against the hub of each tree in turn, level by level: the machine's other load then
+    falls on the trees alike, rather than on whichever ran while it was heavy."""
     rows = []
     with contextlib.ExitStack() as stack:
-        if database == "postgresql":
-            server = stack.enter_context(LocalPostgres(durable=True))
-            url = server.new_database()
-        else:
-            url = f"sqlite:///{folder / 'hub.db'}"
-        accounts = seed(url, scale, random.Random(7))
-        env = {
-            # The benchmark's crowd submits more than the default budget of a site allows in a day.
-            "DATENRAUM_HUB_SITE_DAILY_TASKS": "100000000",
-            "DATENRAUM_HUB_UPLOAD_FOLDER": str(folder / "uploads"),
-        }
-        if code is not None:
-            env["PYTHONPATH"] = str(code)
-        federation = stack.enter_context(LocalFederation(folder, database_url=url, hub_env=env))
-        federation.start_hub(timeout=120)
-        pid = federation.hub.process.pid
-        asyncio.run(drive(federation.url, accounts, 5, 1.0, seed=1))  # warm-up: imports, caches, pools
+        hubs = [start_hub(stack, tree, code, database, scale, work) for tree, code in trees]
         for clients in levels:
-            cpu_before = cpu_seconds(pid)
-            samples, wall = asyncio.run(drive(federation.url, accounts, clients, seconds, seed=clients))
-            rows.append(
-                Level(
-                    tree, database, clients, samples, wall, cpu_seconds(pid) - cpu_before, peak_memory_mb(pid)
-                )
-            )
-            print(f"  {tree} {database} {clients} clients: done", flush=True)
+            for hub in hubs:
+                cpu_before = cpu_seconds(hub.pid)
+                samples, wall = asyncio.run(drive(hub.url, hub.accounts, clients, seconds, seed=clients))
+                cpu = cpu_seconds(hub.pid) - cpu_before
+                rows.append(Level(hub.tree, database, clients, samples, wall, cpu, peak_memory_mb(hub.pid)))
+                print(f"  {hub.tree} {database} {clients} clients: done", flush=True)
     return rows
 
 
@@ -491,8 +513,7 @@ def main() -> None:
             rows = [
                 level
                 for database in databases
-                for tree, code in trees
-                for level in run_tree(tree, code, database, scale, levels, args.seconds, work)
+                for level in run_database(trees, database, scale, levels, args.seconds, work)
             ]
         finally:
             if args.against:
@@ -500,7 +521,6 @@ def main() -> None:
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(earlier)], check=False
                 )
                 shutil.rmtree(earlier, ignore_errors=True)
-    rows.sort(key=lambda level: (level.database, level.clients))
     print_table(rows)
 
 
