@@ -11,7 +11,8 @@ quotas). Beside them a tenth of the clients hold long-polls open on a query's re
 pages do; those are not counted in the table.
 
 It prints, per database, level and request kind: requests per second, p50, p95, p99 and the slowest
-latency, and the non-2xx answers; per level the hub's CPU-seconds and peak memory (VmHWM, for the
+latency, and the non-2xx answers; per level the hub's CPU-seconds (also per second of wall time: the share of
+a core it got), the load generator's CPU-seconds and the hub's peak memory (VmHWM, for the
 whole run so far).
 
     .venv/bin/python bench/bench_load.py                      # the sizes: 4,000 accounts, ...
@@ -32,6 +33,7 @@ import datetime as dt
 import json
 import os
 import random
+import resource
 import secrets
 import shutil
 import subprocess
@@ -363,6 +365,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_memory_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -382,6 +389,7 @@ class Level:
     samples: Samples
     seconds: float
     cpu: float
+    client_cpu: float  # the load generator's own: it shares the machine's cores with the hub
     memory_mb: float
 
 
@@ -433,10 +441,14 @@ def run_database(
         hubs = [start_hub(stack, tree, code, database, scale, work) for tree, code in trees]
         for clients in levels:
             for hub in hubs:
-                cpu_before = cpu_seconds(hub.pid)
+                cpu_before, client_before = cpu_seconds(hub.pid), own_cpu_seconds()
                 samples, wall = asyncio.run(drive(hub.url, hub.accounts, clients, seconds, seed=clients))
-                cpu = cpu_seconds(hub.pid) - cpu_before
-                rows.append(Level(hub.tree, database, clients, samples, wall, cpu, peak_memory_mb(hub.pid)))
+                cpu, client_cpu = cpu_seconds(hub.pid) - cpu_before, own_cpu_seconds() - client_before
+                rows.append(
+                    Level(
+                        hub.tree, database, clients, samples, wall, cpu, client_cpu, peak_memory_mb(hub.pid)
+                    )
+                )
                 print(f"  {hub.tree} {database} {clients} clients: done", flush=True)
     return rows
 
@@ -466,14 +478,17 @@ def print_table(rows: list[Level]) -> None:
                 f"| {percentile(ordered, 0.5) * 1000:.0f} | {percentile(ordered, 0.95) * 1000:.0f} "
                 f"| {percentile(ordered, 0.99) * 1000:.0f} | {ordered[-1] * 1000:.0f} | {_failures(failed)} |"
             )
-    print("\n| tree | database | clients | req/s | hub CPU-s | requests per hub CPU-s | hub peak MB |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| tree | database | clients | req/s | hub CPU-s | hub CPU-s per wall s | requests per hub CPU-s "
+        "| load generator CPU-s | hub peak MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for level in rows:
         count = sum(len(samples) for samples in level.samples.latencies.values())
         per_cpu = count / level.cpu if level.cpu else float("nan")
         print(
             f"| {level.tree} | {level.database} | {level.clients} | {count / level.seconds:.1f} | {level.cpu:.1f} "
-            f"| {per_cpu:.0f} | {level.memory_mb:.0f} |"
+            f"| {level.cpu / level.seconds:.2f} | {per_cpu:.0f} | {level.client_cpu:.1f} | {level.memory_mb:.0f} |"
         )
 
 
