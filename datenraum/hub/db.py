@@ -10,10 +10,12 @@ databases keeps comparisons in SQL (`deadline <= now`) correct on either.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import fcntl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ __all__ = [
     "WebSessionRow",
     "create_hub_engine",
     "migrate",
+    "reading",
     "utcnow",
 ]
 
@@ -252,12 +255,29 @@ class TaskRow(Base):
     linkage: Mapped[str | None] = mapped_column(sa.Text)  # see protocol TaskResult.linkage
 
 
+_READING: contextvars.ContextVar[bool] = contextvars.ContextVar("reading", default=False)
+
+
+@contextlib.contextmanager
+def reading() -> Iterator[None]:
+    """Transactions begun inside only read. On SQLite they begin deferred and may not write, so that
+    readers run beside each other and beside the one writer (WAL) instead of queueing for the write lock;
+    a write attempted inside fails ("attempt to write a readonly database") rather than racing for the
+    lock. On PostgreSQL nothing changes: its readers never wait for writers."""
+    token = _READING.set(True)
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
 def _sqlite_setup(engine: sa.Engine, path: str | None) -> None:
     """Make SQLite safe for the hub's thread pool: WAL, foreign keys, and write locks taken up front.
 
     pysqlite's own transaction handling begins lazily and upgrades a read lock to a write lock later,
     which fails at once ("database is locked") when two threads do so together; `BEGIN IMMEDIATE` makes
-    the second wait (busy timeout) instead.
+    the second wait (busy timeout) instead. Inside `reading()` a transaction cannot write, so it begins
+    deferred: it takes no lock, and in WAL mode it never waits for one.
     """
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +296,13 @@ def _sqlite_setup(engine: sa.Engine, path: str | None) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = _READING.get()
+        # The pragma outlives the transaction, so it is set only when it changes (connection.info is the
+        # pooled connection's own).
+        if connection.info.get("query_only", False) != read_only:
+            connection.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+            connection.info["query_only"] = read_only
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 # Idle this long, a pooled connection is pinged before use (the server may have restarted meanwhile). A

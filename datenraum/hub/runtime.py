@@ -9,6 +9,11 @@ sleeps in SQLite's busy handler, in steps of up to 100 ms, instead of being woke
 with dozens of sites answering at once, most of a query's time went to those sleeps. A lock of ours
 hands the database on at once. (Other processes, such as `datenraum hub` commands, still meet the busy
 handler, and wait for the transaction in progress.)
+
+A call that only reads goes through `Hub.read` instead: it takes no turn, and its transactions begin as
+reads (`db.reading`), which in WAL mode neither wait for the writer nor for each other. Every request
+starts with such reads (the session or token, the navigation's counts); in turns, a crowd of page views
+queued behind each other and behind every submission (bench/bench_load.py).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from datenraum.hub.accounts.users import Users
 from datenraum.hub.analysis.service import Analyses
 from datenraum.hub.config import HubConfig
 from datenraum.hub.dashboard.service import Dashboard
+from datenraum.hub.db import reading
 from datenraum.hub.delivery.service import Deliveries
 from datenraum.hub.directory.service import Directory
 from datenraum.hub.feasibility.notify import Notifier
@@ -121,8 +127,17 @@ class Hub:
     async def run(self, function: Callable[..., T], *args: object) -> T:
         return await run_in_threadpool(self._in_turn, function, *args)
 
+    async def read(self, function: Callable[..., T], *args: object) -> T:
+        """Run `function`, which must only read, beside other calls (see the module's text)."""
+        return await run_in_threadpool(self._reading, function, *args)
+
     def _in_turn(self, function: Callable[..., T], *args: object) -> T:
         with self._turns:
+            return function(*args)
+
+    @staticmethod
+    def _reading(function: Callable[..., T], *args: object) -> T:
+        with reading():
             return function(*args)
 
 
@@ -166,13 +181,13 @@ async def _current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_user_bearer)],
 ) -> User:
     if credentials is not None:
-        user = await hub.run(hub.accounts.user_for, credentials.credentials)
+        user = await hub.read(hub.accounts.user_for, credentials.credentials)
         if user is None:
             raise _unauthorized("wrong API token")
         return user
     session_token = request.cookies.get(SESSION_COOKIE)
     if session_token:
-        user = await hub.run(hub.users.session_user, session_token)
+        user = await hub.read(hub.users.session_user, session_token)
         if user is not None:
             if request.method not in _SAFE_METHODS and not csrf_matches(
                 request, request.headers.get(CSRF_HEADER)

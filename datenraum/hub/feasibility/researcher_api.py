@@ -111,4 +111,4 @@ async def query_events(
 @router.get("/sites")
 async def list_sites(hub: HubDep, user: CurrentUser) -> dict[str, Any]:
     """Every registered site, active or revoked, with when it was last seen."""
-    return {"sites": [site.to_json() for site in await hub.run(hub.federation.sites)]}
+    return {"sites": [site.to_json() for site in await hub.read(hub.federation.sites)]}

@@ -58,8 +58,8 @@ async def _index(
     entry_values: dict[str, str] | None = None,
 ) -> Response:
     hub = hub_of(request)
-    sites = await hub.run(hub.directory.sites, search)
-    entries = await hub.run(hub.directory.entries, None, search)
+    sites = await hub.read(hub.directory.sites, search)
+    entries = await hub.read(hub.directory.entries, None, search)
     return render(
         request,
         "directory.html",

@@ -250,7 +250,7 @@ def _distinct_available(request: Request) -> bool:
 @router.get("/queries/saved/{saved_id}", response_class=HTMLResponse)
 async def saved_page(request: Request, user: QueryingUser, saved_id: RowId) -> Response:
     hub = hub_of(request)
-    saved = await hub.run(hub.saved_queries.get, user, saved_id)
+    saved = await hub.read(hub.saved_queries.get, user, saved_id)
     saved.readable_query()  # one that cannot be read is refused here, not in the builder
     return render(request, "builder.html", user, saved_id=saved.id, distinct=_distinct_available(request))
 
@@ -258,8 +258,8 @@ async def saved_page(request: Request, user: QueryingUser, saved_id: RowId) -> R
 @router.get("/queries", response_class=HTMLResponse)
 async def queries_page(request: Request, user: QueryingUser) -> Response:
     hub = hub_of(request)
-    saved = await hub.run(hub.saved_queries.list, user)
-    history = await hub.run(hub.saved_queries.history, user)
+    saved = await hub.read(hub.saved_queries.list, user)
+    history = await hub.read(hub.saved_queries.history, user)
     return render(request, "queries.html", user, saved=saved, history=history)
 
 

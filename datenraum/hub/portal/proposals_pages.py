@@ -195,7 +195,7 @@ async def _form_page(
     ]
     sites = await hub.run(hub.sites.sites)
     if invited is None:
-        invited = [] if proposal_id is None else await hub.run(hub.invitations.of, proposal_id)
+        invited = [] if proposal_id is None else await hub.read(hub.invitations.of, proposal_id)
     team = await _team_rows(hub, draft, invited)
     return render(
         request,
@@ -391,10 +391,10 @@ async def _proposal_page(
 ) -> Response:
     hub = hub_of(request)
     acting = workflow_actor(user)
-    proposal = await hub.run(hub.proposals.get, acting, proposal_id)
-    timeline = await hub.run(hub.proposals.timeline, acting, proposal_id)
-    people = await hub.run(hub.users.emails, _people(proposal))
-    team = await _team_rows(hub, proposal.draft, await hub.run(hub.invitations.of, proposal_id))
+    proposal = await hub.read(hub.proposals.get, acting, proposal_id)
+    timeline = await hub.read(hub.proposals.timeline, acting, proposal_id)
+    people = await hub.read(hub.users.emails, _people(proposal))
+    team = await _team_rows(hub, proposal.draft, await hub.read(hub.invitations.of, proposal_id))
     decidable = [site for site in proposal.sites if site.site_id in user.site_ids and site.agreed is None]
     return render(
         request,
@@ -550,7 +550,7 @@ async def export_pdf(request: Request, user: AnyUser, proposal_id: RowId) -> Res
 @router.get("/notifications", response_class=HTMLResponse)
 async def notifications_page(request: Request, user: AnyUser) -> Response:
     hub = hub_of(request)
-    notifications = await hub.run(hub.proposals.notifications, workflow_actor(user))
+    notifications = await hub.read(hub.proposals.notifications, workflow_actor(user))
     return render(request, "notifications.html", user, notifications=notifications)
 
 

@@ -163,9 +163,9 @@ async def optional_user(request: Request) -> User | None:
     if not token:
         return None
     hub = hub_of(request)
-    user = await hub.run(hub.users.session_user, token)
+    user = await hub.read(hub.users.session_user, token)
     if user is not None:
-        request.state.attention = await hub.run(_attention, hub, user)
+        request.state.attention = await hub.read(_attention, hub, user)
     return user
 
 
