@@ -16,6 +16,7 @@ from datenraum.hub.errors import Conflict, Invalid, NotFound
 from datenraum.hub.feasibility.notify import query_key, site_key, wait_for
 from datenraum.hub.feasibility.service import is_id
 from datenraum.hub.runtime import CurrentSite, HubDep
+from datenraum.hub.samples.api import search_key
 from datenraum.protocol.messages import API_PREFIX, ProtocolError, TaskResult, TaskState
 
 __all__ = ["router"]
@@ -49,6 +50,7 @@ async def fetch_tasks(
             hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
             # The crisis dashboard's indicators tasks travel on the same channel (hub/dashboard).
             tasks = [*claim.tasks, *await hub.run(hub.dashboard.claim, site)]
+            tasks += await hub.run(hub.samples.claim, site)  # the sample locator's (hub/samples)
             if tasks or loop.time() >= until or hub.notifier.closed:
                 return {"tasks": [task.to_json() for task in tasks]}
             await wait_for(signal.changed, until - loop.time())
@@ -70,6 +72,10 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
             "accepted": delivered.accepted,
             "problems": list(delivered.problems),
         }
+    if await hub.run(hub.samples.owns, task_id):
+        search_id, state = await hub.run(hub.samples.record, site, task_id, result)
+        hub.notifier.notify([search_key(search_id)])
+        return {"state": state.value}
     if hub.analysis.rounds.record(site.id, task_id, result):
         return {"state": result.state.value}
     if result.analysis is not None:
