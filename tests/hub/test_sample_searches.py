@@ -185,3 +185,17 @@ async def test_a_researcher_cannot_read_another_researchers_search(hub: HubFixtu
         search_id = await _search(client, owner, {})
         response = await client.get(f"{RESEARCHER_API}/sample-searches/{search_id}", headers=bearer(other))
     assert response.status_code == 404
+
+
+async def test_searches_count_against_the_query_quota_so_they_cannot_be_asked_without_end(
+    hub: HubFixture,
+) -> None:
+    hub.sites(*SITES)
+    token = hub.user()
+    async with serving(hub.app(quota_per_minute=2)) as client:
+        for _ in range(2):
+            await _search(client, token, {})
+        response = await client.post(f"{RESEARCHER_API}/sample-searches", json={}, headers=bearer(token))
+    assert response.status_code == 429
+    assert "quota" in response.json()["error"]
+    assert hub.count("sample_searches") == 2
