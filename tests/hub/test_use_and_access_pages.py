@@ -489,3 +489,25 @@ async def test_the_sample_pages_refuse_hostile_forms_naming_the_field_and_store_
     stranger = await browser("fremd@example.org")
     assert (await stranger.client.get(f"/proposals/{proposal_id}/samples")).status_code == 404
     assert (await stranger.client.get(search_path)).status_code == 404
+
+
+async def test_the_sample_search_asks_only_the_chosen_sites_and_refuses_a_forged_site_or_biobank(
+    hub: HubFixture, portal: httpx.AsyncClient, browser
+) -> None:
+    people(hub)
+    researcher = await browser("forscherin@example.org")
+    form = await researcher.client.get("/samples")
+    assert 'name="site" value="uk-a"' in form.text
+    unknown_site = await researcher.post("/samples", site="uk-nowhere")
+    assert unknown_site.status_code == 422
+    assert "sites[0]: there is no active site" in html.unescape(unknown_site.text)
+    forged_biobank = await researcher.post("/samples", biobank="bb' OR 1=1")
+    assert forged_biobank.status_code == 422
+    assert "samples.biobanks[0]" in forged_biobank.text
+    assert hub.count("sample_searches") == 0
+    searched = await researcher.post("/samples", site="uk-b", biobank="bbmri-eric:ID:DE_X")
+    assert searched.status_code == 303, searched.text
+    assert hub.count("sample_search_tasks") == 1
+    page = await researcher.client.get(searched.headers["location"])
+    assert 'data-site="uk-b"' in page.text
+    assert 'data-site="uk-a"' not in page.text

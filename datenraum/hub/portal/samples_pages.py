@@ -58,6 +58,7 @@ def _groups() -> list[tuple[str, list]]:
 async def _search_form(request: Request, user: User, status: int = 200, error: str | None = None) -> Response:
     hub = hub_of(request)
     saved = await hub.run(hub.saved_queries.list, user)
+    sites = [site.name for site in await hub.run(hub.federation.sites) if site.active]
     return render(
         request,
         "samples.html",
@@ -66,6 +67,7 @@ async def _search_form(request: Request, user: User, status: int = 200, error: s
         groups=_groups(),
         temperatures=TEMPERATURE_CLASSES,
         saved=saved,
+        sites=sites,
         error=error,
     )
 
@@ -85,6 +87,9 @@ async def search_samples(request: Request, user: QueryingUser) -> Response:
         "temperatures": [value for value in form.getlist("temperature") if isinstance(value, str)],
         "diagnoses": [code for code in diagnoses if code],
     }
+    if form_text(form, "biobank").strip():
+        sample_filter["biobanks"] = [form_text(form, "biobank").strip()]
+    sites = [value for value in form.getlist("site") if isinstance(value, str)] or None
     query = None
     try:
         cohort = form_text(form, "cohort")
@@ -92,7 +97,7 @@ async def search_samples(request: Request, user: QueryingUser) -> Response:
             if not cohort.isdigit():
                 raise Invalid("cohort: choose one of your saved queries")
             query = (await hub.run(hub.saved_queries.get, user, int(cohort))).query
-        search_id = await start_search(hub, user, query, sample_filter, None)
+        search_id = await start_search(hub, user, query, sample_filter, sites)
     except QuotaExceeded as error:
         return await _search_form(request, user, 429, str(error))
     except HubError as error:
@@ -116,6 +121,7 @@ async def _result_page(
         result=result,
         drafts=drafts,
         labels=labels,
+        temperatures={temperature.code: temperature.label_en for temperature in TEMPERATURE_CLASSES},
         collections=Collection,
         error=error,
     )
