@@ -72,14 +72,15 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
             "accepted": delivered.accepted,
             "problems": list(delivered.problems),
         }
-    if await hub.run(hub.samples.owns, task_id):
-        search_id, state = await hub.run(hub.samples.record, site, task_id, result)
-        hub.notifier.notify([search_key(search_id)])
-        return {"state": state.value}
     if hub.analysis.rounds.record(site.id, task_id, result):
         return {"state": result.state.value}
     if result.analysis is not None:
         raise Invalid("analysis: an analysis answer for a task that is not an open analysis task")
+    # After the in-memory analysis rounds, which must not wait for a database look-up.
+    if await hub.run(hub.samples.owns, task_id):
+        search_id, state = await hub.run(hub.samples.record, site, task_id, result)
+        hub.notifier.notify([search_key(search_id)])
+        return {"state": state.value}
     recorded = await hub.run(hub.federation.record, site, task_id, result)
     if recorded.changed:
         hub.notifier.notify([query_key(recorded.query_id)], partial=not recorded.query_complete)
