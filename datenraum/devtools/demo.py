@@ -40,12 +40,14 @@ __all__ = [
 ]
 
 DEMO_PORT = 8750
+# The demo's sites have biobanks (synth --biobanks); their agents answer sample searches and analysis tasks
+# besides the default tasks (both are off by default at a real site).
+AGENT_CONFIG = '[tasks]\nallowed = ["feasibility-count", "indicators", "sample-search", "analysis"]\n'
+DEMO_SAMPLES = {"categories": ["blood"]}
 # Portal accounts of the demo, with their passwords: a researcher and the coordination office.
 DEMO_USER = "researcher@demo.example"
 DEMO_ADMIN = "office@demo.example"
 DEMO_PASSWORDS = {DEMO_USER: "demo-researcher", DEMO_ADMIN: "demo-coordination"}
-# The demo's agents answer analysis tasks too (off by default at a real site).
-AGENT_CONFIG = '[tasks]\nallowed = ["feasibility-count", "indicators", "analysis"]\n'
 
 
 class DemoError(RuntimeError):
@@ -170,7 +172,7 @@ def prepare_sites(
     stores = {}
     for site in sites:
         folder = workdir / site.key
-        recipe = {"patients": site.patients, "seed": site.seed, "profile": site.profile}
+        recipe = {"patients": site.patients, "seed": site.seed, "profile": site.profile, "biobanks": True}
         marker = folder / "recipe.json"
         store = folder / "store"
         if not (marker.exists() and orjson.loads(marker.read_bytes()) == recipe):
@@ -179,7 +181,7 @@ def prepare_sites(
             )
             data = folder / "data"
             shutil.rmtree(store, ignore_errors=True)  # another recipe's patients must not stay in the store
-            generate(data, site.patients, site.seed, site_profile=site.profile)
+            generate(data, site.patients, site.seed, site_profile=site.profile, biobanks=True)
             report = ingest(store, [data])
             say(f"{site.name}: loaded {report.total('added')} resources in {report.seconds:.1f} s")
             marker.write_bytes(orjson.dumps(recipe))
@@ -222,6 +224,27 @@ def _print_result(result: dict[str, Any], sites: tuple[DemoSite, ...], say: Call
         label = f"all {total['sites']} sites"
         value = f"{'at least ' if total['at_least'] else ''}{total['value']}"
         say(f"  {label:<{width}}{value:>{VALUE_WIDTH}}")
+
+
+def _print_samples(result: dict[str, Any], sites: tuple[DemoSite, ...], say: Callable[[str], None]) -> None:
+    """Per site its patients and samples (over its biobanks), then the network's totals."""
+    answers = {answer["site"]: answer for answer in result["sites"]}
+    width = max(len(site.name) for site in sites) + 2
+    for site in sites:
+        answer = answers[site.key]
+        if answer["result"] is None:
+            say(f"  {site.name:<{width}}{answer['state']} ({answer['reason'] or 'no answer'})")
+            continue
+        biobanks = ", ".join(b["name"] or b["biobank"] or "?" for b in answer["result"]["biobanks"])
+        patients = _format_count({"count": answer["result"]["patients"]})
+        samples = _format_count({"count": answer["result"]["samples"]}).strip()
+        say(f"  {site.name:<{width}}{patients} patients, {samples} samples ({biobanks})")
+    totals = result["totals"]
+    if totals["patients"] is None:
+        say(f"  {'all sites':<{width}}no total: too few sites answered")
+    else:
+        at_least = "at least " if totals["patients"]["at_least"] else ""
+        say(f"  {'all sites':<{width}}{at_least}{totals['patients']['value']:>{VALUE_WIDTH}} patients")
 
 
 def _print_directions(
@@ -344,6 +367,9 @@ def run(
             say(
                 "it leaves: below a threshold only that is said, otherwise noise is added and the count rounded."
             )
+            samples = researcher.sample_search(DEMO_SAMPLES)
+            say("\nSample search: blood samples (plasma, serum, whole blood, buffy coat) of the same network")
+            _print_samples(samples, sites, say)
         finally:
             researcher.close()
         try:

@@ -259,6 +259,28 @@ class Researcher:
                 raise TimeoutError(f"query {query_id} not complete after {timeout:.0f} s: {document}")
             params = {"wait": min(30.0, left), "since": document["version"]}
 
+    def sample_search(
+        self, samples: dict[str, Any], query: dict[str, Any] | None = None, *, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """A sample search's result once complete (long-polling)."""
+        response = self.client.post("/api/v1/sample-searches", json={"query": query, "samples": samples})
+        response.raise_for_status()
+        search_id = response.json()["id"]
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            response = self.client.get(
+                f"/api/v1/sample-searches/{search_id}", params={"wait": max(0, min(30.0, left))}
+            )
+            response.raise_for_status()
+            document = response.json()
+            if document["state"] == "complete":
+                return document
+            if left <= 0:
+                raise TimeoutError(
+                    f"sample search {search_id} not complete after {timeout:.0f} s: {document}"
+                )
+
     def wait_for_sites(self, names: list[str], timeout: float = 60.0) -> None:
         """Until the hub has heard from each of these sites' agents (they connect a moment after start)."""
         deadline = time.monotonic() + timeout

@@ -60,13 +60,18 @@ from datenraum.hub.portal import (
     directory_pages,
     pages,
     proposals_pages,
+    samples_pages,
     sso,
 )
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page, render
 from datenraum.hub.proposals import invitations
+from datenraum.hub.proposals.sample_requests import SampleRequests
 from datenraum.hub.proposals.service import Proposals, ProposalSettings
 from datenraum.hub.proposals.uploads import UploadPolicy
 from datenraum.hub.runtime import Hub
+from datenraum.hub.samples import api as samples_api
+from datenraum.hub.samples.api import search_key
+from datenraum.hub.samples.service import SampleSearches
 from datenraum.privacy.aggregation import QuotaExceeded
 
 __all__ = ["create_app"]
@@ -209,6 +214,7 @@ async def _sweep_forever(hub: Hub) -> None:
         try:
             changes = await hub.run(hub.federation.sweep)
             await hub.run(hub.deliveries.sweep)
+            searches = await hub.run(hub.samples.sweep)
         except Exception:
             # The database may be away for a while; say so once, and keep trying.
             if not failing:
@@ -219,6 +225,7 @@ async def _sweep_forever(hub: Hub) -> None:
                 log.info("sweeping overdue tasks works again")
             failing = False
             hub.notifier.notify([*map(query_key, changes.query_ids), *map(site_key, changes.site_ids)])
+            hub.notifier.notify(map(search_key, searches))
         await asyncio.sleep(hub.config.sweep_interval_seconds)
 
 
@@ -263,6 +270,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         dashboard=Dashboard(sessions, config, clock),
         analysis=Analyses(sessions, config, clock),
         deliveries=Deliveries(sessions, config, clock),
+        samples=SampleSearches(sessions, config, clock),
+        sample_requests=SampleRequests(sessions, PortalRoleHolders(), clock),
     )
 
     @contextlib.asynccontextmanager
@@ -312,6 +321,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         dashboard_pages.router,
         analysis_pages.router,
         delivery_pages.router,
+        samples_api.router,
+        samples_pages.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

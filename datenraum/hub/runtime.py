@@ -46,8 +46,10 @@ from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.proposals.invitations import Invitations
+from datenraum.hub.proposals.sample_requests import SampleRequests
 from datenraum.hub.proposals.service import Proposals
 from datenraum.hub.roles import Role
+from datenraum.hub.samples.service import SampleSearches
 
 __all__ = [
     "CSRF_COOKIE",
@@ -118,6 +120,8 @@ class Hub:
     dashboard: Dashboard
     analysis: Analyses
     deliveries: Deliveries
+    samples: SampleSearches
+    sample_requests: SampleRequests
     _turns: contextlib.AbstractContextManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

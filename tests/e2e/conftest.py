@@ -44,6 +44,9 @@ HUB_SETTINGS = {
     "DATENRAUM_HUB_UPLOAD_MAX_BYTES": str(256 * 1024),  # small, so that an oversized upload is quick
 }
 AGENT_CONFIG = "[hub]\nwait = 5\nbackoff_initial = 0.1\nbackoff_cap = 0.5\n"
+# The sites have biobanks (synth --biobanks); two of them answer sample searches, the third does not.
+SAMPLE_SITES = ("uk-nord", "uk-sued")
+SAMPLE_TASKS = '[tasks]\nallowed = ["feasibility-count", "indicators", "sample-search"]\n'
 
 
 @dataclass
@@ -61,7 +64,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterato
     try:
         stores = {}
         for name, patients, seed, profile in SITES:
-            generate(workdir / f"{name}-data", patients, seed, workers=1, site_profile=profile)
+            generate(workdir / f"{name}-data", patients, seed, workers=1, site_profile=profile, biobanks=True)
             ingest(workdir / f"{name}-store", [workdir / f"{name}-data"])
             stores[name] = workdir / f"{name}-store"
         credentials = federation.register(sites=list(stores))
@@ -80,9 +83,12 @@ def portal(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterato
         )
         agent_config = workdir / "agent.toml"
         agent_config.write_text(AGENT_CONFIG)
+        sample_config = workdir / "agent-samples.toml"
+        sample_config.write_text(AGENT_CONFIG + SAMPLE_TASKS)
         federation.start_hub()
         for name, store in stores.items():
-            federation.start_agent(name, store, credentials[name], config=agent_config)
+            config = sample_config if name in SAMPLE_SITES else agent_config
+            federation.start_agent(name, store, credentials[name], config=config)
         admin_token = token_file.read_text().strip()
         researcher = Researcher(federation.url, admin_token)
         researcher.wait_for_sites(list(stores))

@@ -16,8 +16,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from datenraum.hub.roles import Role
+from datenraum.hub.accounts.service import PortalRoleHolders, Site, User
+from datenraum.hub.proposals.sample_requests import Collection, SampleRequestForm, SampleRequests
+from datenraum.hub.proposals.values import DocumentKind
+from datenraum.hub.proposals.workflow import Action
+from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
+from datenraum.hub.samples.service import SampleSearches
+from datenraum.protocol.messages import TaskResult, TaskState
 
 from .helpers import HubFixture, bearer, older_than, serving
 from .portal_helpers import (
@@ -52,6 +58,10 @@ class Setup:
     directory_site: str = ""
     directory_entry: str = ""
     release_task: str = ""
+    site_id: int = 0  # uk-a
+    search_id: str = ""  # the administrator's sample search, answered by uk-a's biobank bb-a
+    sample_proposal_id: int = 0  # approved, with a sample request item waiting for the office
+    sample_item_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,24 @@ FORMS = {
         303,
     ),
     "/notifications/read": Form("/notifications/read", lambda _: {"all": "1"}, 303),
+    "/samples": Form("/samples", lambda _: {"category": "blood", "diagnoses": "E11"}, 303),
+    "/samples/{search_id}/request": Form(
+        "/samples/{search_id}/request",
+        lambda s: {
+            "proposal": str(s.draft_id),
+            "item": f"{s.site_id}|bb-a",
+            "donors": "10",
+            "samples_per_donor": "1",
+            "volume": "0,5 ml",
+            "collection": "retrospective",
+        },
+        303,
+    ),
+    "/proposals/{proposal_id}/samples/{item_id}": Form(
+        "/proposals/{sample_proposal_id}/samples/{sample_item_id}",
+        lambda _: {"event": "contact", "message": "Bitte Verfügbarkeit prüfen"},
+        303,
+    ),
     "/admin/directory/sites": Form(
         "/admin/directory/sites",
         lambda _: {"slug": "uk-neu", "name": "Uniklinik Neu", "city": "Neustadt", "contact": "Büro"},
@@ -171,6 +199,7 @@ def _setup(hub: HubFixture, people: People, uploads: Path) -> Setup:
     token = link_in(people.messages("erika@example.org")[0]).split("token=")[1]
     objects = UseAndAccess.on(hub, uploads, "uk-a")
     office, committee = people.acting(office_id), people.acting(committee_id)
+    sample_proposal_id, sample_item_id = _approved_sample_item(hub, objects, office, committee)
     return Setup(
         erika_id,
         token,
@@ -182,7 +211,51 @@ def _setup(hub: HubFixture, people: People, uploads: Path) -> Setup:
         release_task=objects.awaiting_release(
             hub, uploads / "deliveries", (office, office, committee, office), "uk-a"
         )[1],
+        site_id=objects.site_id,
+        search_id=_answered_search(
+            hub, people.users.session_user(people.session_for(office_id)), objects.site_id
+        ),
+        sample_proposal_id=sample_proposal_id,
+        sample_item_id=sample_item_id,
     )
+
+
+def _answered_search(hub: HubFixture, user: User | None, site_id: int) -> str:
+    assert user is not None
+    searches = SampleSearches(hub.sessions, hub.config, hub.clock)
+    search_id, _ = searches.submit(user, None, {}, ["uk-a"])
+    count = {"obfuscated": 40}
+    answer = {
+        "patients": count,
+        "specimens": count,
+        "samples": count,
+        "biobanks": [{"biobank": "bb-a", "name": "Biobank A", "patients": count}],
+        "cells": [{"biobank": "bb-a", "category": "blood-plasma", "temperature": "LN", "patients": count}],
+    }
+    site = Site(site_id, "uk-a")
+    for task in searches.claim(site):
+        searches.record(site, task.id, TaskResult(task.id, TaskState.ANSWERED, samples=answer))
+    return search_id
+
+
+def _approved_sample_item(
+    hub: HubFixture, objects: UseAndAccess, owner: Actor, committee: Actor
+) -> tuple[int, int]:
+    """A proposal of `owner` (also the office) with one sample request item, approved by the committee."""
+    proposal_id = objects.draft(owner)
+    form = SampleRequestForm(
+        objects.site_id, "Biobank A", 10, 1, ("blood-plasma",), "1 ml", Collection.RETROSPECTIVE
+    )
+    item_id = SampleRequests(hub.sessions, PortalRoleHolders(), hub.clock).add(owner, proposal_id, form)
+    objects.proposals.upload(owner, proposal_id, DocumentKind.ETHICS_VOTE, "votum.pdf", ETHICS_VOTE)
+    for actor, action in (
+        (owner, Action.SUBMIT),
+        (owner, Action.START_FORMAL_CHECK),
+        (owner, Action.FORWARD_TO_COMMITTEE),
+        (committee, Action.VOTE_APPROVE),
+    ):
+        objects.proposals.apply(actor, proposal_id, action)
+    return proposal_id, item_id
 
 
 # --- CSRF ----------------------------------------------------------------------------------------------

@@ -19,12 +19,15 @@ from typing import Any
 import pytest
 
 from datenraum.deidentify.package import new_recipient_key
-from datenraum.hub.accounts.service import User
+from datenraum.hub.accounts.service import PortalRoleHolders, Site, User
 from datenraum.hub.feasibility.saved_queries import SavedQueries
+from datenraum.hub.proposals.sample_requests import Collection, SampleRequestForm, SampleRequests
 from datenraum.hub.proposals.values import Analysis, DocumentKind
 from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
+from datenraum.hub.samples.service import SampleSearches
+from datenraum.protocol.messages import TaskResult, TaskState
 
 from .helpers import HubFixture, older_than, serving
 from .portal_helpers import PASSWORD, People, UseAndAccess, browser, link_in, routes
@@ -155,6 +158,17 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/catalog/harvested/{name}"): (E404,) * 6,  # none harvested in this world
     ("GET", "/catalogue"): ANYONE,
     ("GET", "/catalogue/datasets/{dataset_id}"): ANYONE,
+    # the sample locator: the researcher's search (the office reads every search, as every query)
+    ("GET", "/samples"): QUERYING,
+    ("POST", "/samples"): QUERYING,
+    ("GET", "/samples/{search_id}"): QUERYING,
+    # into the researcher's draft, which the office does not see
+    ("POST", "/samples/{search_id}/request"): (LOGIN, LOGIN, OK, E403, E403, E404),
+    ("POST", "/api/v1/sample-searches"): API_QUERYING,
+    ("GET", "/api/v1/sample-searches/{search_id}"): API_QUERYING,
+    # sample request items: of the researcher's submitted proposal; the step is the office's (contact)
+    ("GET", "/proposals/{proposal_id}/samples"): SIGNED_IN,
+    ("POST", "/proposals/{proposal_id}/samples/{item_id}"): OFFICE,
     # the site API
     ("GET", "/api/site/v1/metadata-tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/metadata-tasks/{task_id}/result"): SITES_ONLY,
@@ -215,6 +229,7 @@ class World:
     objects: UseAndAccess
     deliveries: Path
     numbers: itertools.count = field(default_factory=itertools.count)
+    search_id: str | None = None
 
     def unique(self, stem: str) -> str:
         return f"{stem}{next(self.numbers)}"
@@ -246,6 +261,50 @@ class World:
     def delivered(self) -> int:
         roles = ("researcher", "admin", "committee", "site-admin of uk-a")
         return self.objects.delivered(*map(self.acting, roles))
+
+    def sample_search(self) -> str:
+        """A sample search of the researcher's, answered by uk-a with one biobank `bb-a` (one for all
+        calls: searches count against the researcher's quota)."""
+        if self.search_id is not None:
+            return self.search_id
+        searches = SampleSearches(self.hub.sessions, self.hub.config, self.hub.clock)
+        search_id, _ = searches.submit(self.researcher, None, {}, ["uk-a"])
+        site = Site(self.objects.site_id, "uk-a")
+        count = {"obfuscated": 40}
+        answer = {
+            "patients": count,
+            "specimens": count,
+            "samples": count,
+            "biobanks": [{"biobank": "bb-a", "name": "Biobank A", "patients": count}],
+            "cells": [
+                {"biobank": "bb-a", "category": "blood-plasma", "temperature": "LN", "patients": count}
+            ],
+        }
+        for task in searches.claim(site):
+            searches.record(site, task.id, TaskResult(task.id, TaskState.ANSWERED, samples=answer))
+        self.search_id = search_id
+        return search_id
+
+    def approved_sample_item(self) -> tuple[int, int]:
+        """A request item of the researcher's proposal, approved by the committee: it waits for the office."""
+        owner, office = self.acting("researcher"), self.acting("admin")
+        proposal_id = self.objects.draft(owner)
+        form = SampleRequestForm(
+            self.objects.site_id, "Biobank A", 10, 1, ("blood-plasma",), "1 ml", Collection.RETROSPECTIVE
+        )
+        item_id = SampleRequests(self.hub.sessions, PortalRoleHolders(), self.hub.clock).add(
+            owner, proposal_id, form
+        )
+        proposals = self.objects.proposals
+        proposals.upload(owner, proposal_id, DocumentKind.ETHICS_VOTE, "votum.pdf", ETHICS_VOTE)
+        proposals.apply(owner, proposal_id, Action.SUBMIT)
+        for actor, action in (
+            (office, Action.START_FORMAL_CHECK),
+            (office, Action.FORWARD_TO_COMMITTEE),
+            (self.acting("committee"), Action.VOTE_APPROVE),
+        ):
+            proposals.apply(actor, proposal_id, action)
+        return proposal_id, item_id
 
     def directory_site(self) -> str:
         return self.objects.directory_site(self.acting("admin"))
@@ -482,6 +541,28 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
         "/api/v1/dashboard/covid19/new_inpatient_cases.json"
     ),
     ("GET", "/api/v1/dashboard/{disease}/{indicator}.csv"): lambda w: Call("/api/v1/dashboard/rsv/tests.csv"),
+    ("GET", "/samples"): lambda w: Call("/samples"),
+    ("POST", "/samples"): lambda w: Call("/samples", {"category": "blood"}),
+    ("GET", "/samples/{search_id}"): lambda w: Call(f"/samples/{w.sample_search()}"),
+    ("POST", "/samples/{search_id}/request"): lambda w: Call(
+        f"/samples/{w.sample_search()}/request",
+        {
+            "proposal": str(w.draft()),
+            "item": f"{w.objects.site_id}|bb-a",
+            "donors": "10",
+            "samples_per_donor": "1",
+            "volume": "0,5 ml",
+            "collection": "retrospective",
+        },
+    ),
+    ("POST", "/api/v1/sample-searches"): lambda w: Call("/api/v1/sample-searches", json={"samples": {}}),
+    ("GET", "/api/v1/sample-searches/{search_id}"): lambda w: Call(
+        f"/api/v1/sample-searches/{w.sample_search()}"
+    ),
+    ("GET", "/proposals/{proposal_id}/samples"): lambda w: Call(f"/proposals/{w.submitted()[0]}/samples"),
+    ("POST", "/proposals/{proposal_id}/samples/{item_id}"): lambda w: Call(
+        "/proposals/{}/samples/{}".format(*w.approved_sample_item()), {"event": "contact"}
+    ),
     ("GET", "/api/site/v1/tasks"): lambda w: Call("/api/site/v1/tasks?wait=0"),
     ("POST", "/api/site/v1/tasks/{task_id}/result"): lambda w: Call(
         "/api/site/v1/tasks/some-task/result",

@@ -6,6 +6,7 @@ public but changed by the coordination office only, and that every text has Germ
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ from click.testing import CliRunner
 from datenraum.cli import main
 from datenraum.hub.accounts.audit import AuditSource
 from datenraum.hub.accounts.outbox import Outbox
-from datenraum.hub.accounts.service import PortalRoleHolders
+from datenraum.hub.accounts.service import PortalRoleHolders, Site
 from datenraum.hub.accounts.users import Status, Users
 from datenraum.hub.db import SiteRow
 from datenraum.hub.directory.service import EntryKind, load_seed
@@ -27,6 +28,8 @@ from datenraum.hub.portal import i18n
 from datenraum.hub.proposals.values import Analysis, DocumentKind, ProjectRole
 from datenraum.hub.proposals.workflow import Action, State
 from datenraum.hub.roles import Role
+from datenraum.hub.samples.service import SampleSearches
+from datenraum.protocol.messages import TaskResult, TaskState
 
 from .helpers import HubFixture, older_than, serving
 
@@ -392,3 +395,119 @@ async def test_a_draft_form_with_a_mistake_comes_back_with_what_was_entered_and_
     page = await researcher.client.get(f"/proposals/{proposal_id}")
     assert "Älter als 50" in page.text
     assert "Älter als 60" in page.text
+
+
+# --- the sample locator and the sample request items ---------------------------------------------------
+
+
+def answer_sample_search(hub: HubFixture, site: str, biobank: str) -> None:
+    """The site's answer to its open sample-search task, recorded as the site API records it."""
+    searches = SampleSearches(hub.sessions, hub.config, hub.clock)
+    account = Site(site_ids(hub)[site], site)
+    [task] = searches.claim(account)
+    count = {"obfuscated": 40}
+    samples = {
+        "patients": count,
+        "specimens": count,
+        "samples": count,
+        "biobanks": [{"biobank": biobank, "name": "Biobank A", "patients": count}],
+        "cells": [
+            {"biobank": biobank, "category": "blood-plasma", "temperature": "-60to-85", "patients": count}
+        ],
+    }
+    searches.record(account, task.id, TaskResult(task.id, TaskState.ANSWERED, samples=samples))
+
+
+async def test_the_sample_pages_refuse_hostile_forms_naming_the_field_and_store_nothing(
+    hub: HubFixture, portal: httpx.AsyncClient, browser
+) -> None:
+    people(hub)
+    researcher = await browser("forscherin@example.org")
+    bad = await researcher.post("/samples", category="plutonium")
+    assert bad.status_code == 422
+    assert "samples.categories[0]" in bad.text
+    injected = await researcher.post("/samples", diagnoses="E11'); DROP TABLE specimen; --")
+    assert injected.status_code == 422
+    assert "samples.diagnoses[0]" in injected.text
+    foreign_cohort = await researcher.post("/samples", cohort="999999")
+    assert foreign_cohort.status_code == 404
+    assert hub.count("sample_searches") == 0
+
+    searched = await researcher.post("/samples", category="blood", temperature="-60to-85")
+    assert searched.status_code == 303, searched.text
+    search_path = searched.headers["location"]
+    page = await researcher.client.get(search_path)
+    assert 'data-state="running"' in page.text
+    for site in ("uk-a", "uk-b"):
+        answer_sample_search(hub, site, "bb-a")
+    page = await researcher.client.get(search_path)
+    assert 'id="search-state" data-state="complete"' in page.text
+    assert "Biobank A" in page.text
+
+    draft = await researcher.post(
+        "/proposals/new",
+        title="Proben",
+        abstract="Plasma",
+        questions="Proteom",
+        modules=["Person"],
+        analysis="federated-analysis",
+        site_ids=[str(site_ids(hub)["uk-a"])],
+    )
+    assert draft.status_code == 303, draft.text
+    proposal_id = int(re.search(r"/proposals/(\d+)", draft.headers["location"]).group(1))
+    fields = {"proposal": str(proposal_id), "donors": "10", "samples_per_donor": "1", "volume": "0,5 ml"}
+    uk_a, uk_b = site_ids(hub)["uk-a"], site_ids(hub)["uk-b"]
+    refused = {
+        "item[0]: not a biobank of this search's answers": {**fields, "item": "999|bb-a"},
+        "donors: a whole number": {**fields, "item": f"{uk_a}|bb-a", "donors": "-1"},
+        "collection: retrospective or prospective": {**fields, "item": f"{uk_a}|bb-a", "collection": "x"},
+        # uk-b answered, but the proposal does not ask it
+        "site_id: not one of the proposal's sites": {
+            **fields,
+            "item": f"{uk_b}|bb-a",
+            "collection": "prospective",
+        },
+    }
+    for message, form in refused.items():
+        response = await researcher.post(f"{search_path}/request", **form)
+        assert response.status_code in (400, 422), response.text
+        assert message in html.unescape(response.text)
+    assert hub.count("proposal_sample_items") == 0
+
+    added = await researcher.post(
+        f"{search_path}/request", **{**fields, "item": f"{uk_a}|bb-a", "collection": "retrospective"}
+    )
+    assert added.status_code == 303, added.text
+    items_page = await researcher.client.get(f"/proposals/{proposal_id}/samples")
+    assert 'data-state="submitted"' in items_page.text
+    unknown = await researcher.post(f"/proposals/{proposal_id}/samples/1", event="approve-everything")
+    assert unknown.status_code == 400
+    early = await researcher.post(f"/proposals/{proposal_id}/samples/1", event="contact")
+    assert early.status_code in (403, 409)
+    assert hub.count("proposal_sample_item_history") == 0
+
+    stranger = await browser("fremd@example.org")
+    assert (await stranger.client.get(f"/proposals/{proposal_id}/samples")).status_code == 404
+    assert (await stranger.client.get(search_path)).status_code == 404
+
+
+async def test_the_sample_search_asks_only_the_chosen_sites_and_refuses_a_forged_site_or_biobank(
+    hub: HubFixture, portal: httpx.AsyncClient, browser
+) -> None:
+    people(hub)
+    researcher = await browser("forscherin@example.org")
+    form = await researcher.client.get("/samples")
+    assert 'name="site" value="uk-a"' in form.text
+    unknown_site = await researcher.post("/samples", site="uk-nowhere")
+    assert unknown_site.status_code == 422
+    assert "sites[0]: there is no active site" in html.unescape(unknown_site.text)
+    forged_biobank = await researcher.post("/samples", biobank="bb' OR 1=1")
+    assert forged_biobank.status_code == 422
+    assert "samples.biobanks[0]" in forged_biobank.text
+    assert hub.count("sample_searches") == 0
+    searched = await researcher.post("/samples", site="uk-b", biobank="bbmri-eric:ID:DE_X")
+    assert searched.status_code == 303, searched.text
+    assert hub.count("sample_search_tasks") == 1
+    page = await researcher.client.get(searched.headers["location"])
+    assert 'data-site="uk-b"' in page.text
+    assert 'data-site="uk-a"' not in page.text

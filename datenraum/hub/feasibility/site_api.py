@@ -17,6 +17,7 @@ from datenraum.hub.errors import Conflict, Invalid, NotFound
 from datenraum.hub.feasibility.notify import query_key, site_key, wait_for
 from datenraum.hub.feasibility.service import Claim, is_id
 from datenraum.hub.runtime import CurrentSite, Hub, HubDep
+from datenraum.hub.samples.api import search_key
 from datenraum.protocol.messages import API_PREFIX, ProtocolError, Task, TaskResult, TaskState
 
 __all__ = ["router"]
@@ -45,20 +46,21 @@ async def fetch_tasks(
             analysis_tasks = hub.analysis.rounds.claim(site.id)  # in memory; waiting analyses first
             if analysis_tasks:
                 return {"tasks": [task.to_json() for task in analysis_tasks]}
-            # The crisis dashboard's indicators tasks (hub/dashboard) and a data delivery's extraction
-            # tasks (hub/delivery) travel on the same channel; all claims in one turn of the database,
-            # as every agent asks again after each answer.
-            claim, indicators, deliveries = await hub.run(_claim_all, hub, site)
+            # The crisis dashboard's indicators tasks (hub/dashboard), a data delivery's extraction tasks
+            # (hub/delivery) and the sample locator's searches (hub/samples) travel on the same channel; all
+            # claims in one turn of the database, as every agent asks again after each answer.
+            claim, others = await hub.run(_claim_all, hub, site)
             # A task that starts running is news to a researcher, but never the end of the query.
             hub.notifier.notify((query_key(query_id) for query_id in claim.query_ids), partial=True)
-            tasks = [*claim.tasks, *indicators, *deliveries]
+            tasks = [*claim.tasks, *others]
             if tasks or loop.time() >= until or hub.notifier.closed:
                 return {"tasks": [task.to_json() for task in tasks]}
             await wait_for(signal.changed, until - loop.time())
 
 
-def _claim_all(hub: Hub, site: Site) -> tuple[Claim, list[Task], list[Task]]:
-    return hub.federation.claim(site), hub.dashboard.claim(site), hub.deliveries.claim(site)
+def _claim_all(hub: Hub, site: Site) -> tuple[Claim, list[Task]]:
+    others = [*hub.dashboard.claim(site), *hub.deliveries.claim(site), *hub.samples.claim(site)]
+    return hub.federation.claim(site), others
 
 
 @router.post("/tasks/{task_id}/result")
@@ -84,6 +86,11 @@ async def post_result(hub: HubDep, site: CurrentSite, task_id: str, body: dict[s
         return {"state": (await hub.run(hub.deliveries.record, site, task_id, result)).value}
     if result.analysis is not None:
         raise Invalid("analysis: an analysis answer for a task that is not an open analysis task")
+    # After the in-memory analysis rounds, which must not wait for a database look-up.
+    if await hub.run(hub.samples.owns, task_id):
+        search_id, state = await hub.run(hub.samples.record, site, task_id, result)
+        hub.notifier.notify([search_key(search_id)])
+        return {"state": state.value}
     recorded = await hub.run(hub.federation.record, site, task_id, result)
     if recorded.changed:
         hub.notifier.notify([query_key(recorded.query_id)], partial=not recorded.query_complete)
