@@ -17,14 +17,23 @@ shown:
    the rules above, when there are at least two of them (one alone would only be renamed);
 5. distributions (length of stay) only as binned counts under the same rules;
 6. every row carries `n_sites`; the series carries `data_as_of` and `definitions_version`.
+
+Releases follow one another (new deliveries, a site dropping out after 48 hours), and whoever kept the
+earlier ones can subtract: a cell shown as 20 and later as 17 tells the 3 of the site that left, and a
+merged stratum `other` shown once and its states shown apart later tell the state that stays small.
+`History` is what a series has shown so far, and `release(..., history=...)` keeps it safe:
+
+7. the merged federal states are fixed by the first release that shows anything, and kept for good;
+8. a cell whose value differs by 1..k-1 from any value it showed before is hidden like a small one (and
+   protected by complementary suppression like one); `remember` adds a release to the history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from datenraum.indicators.cube import DIMENSIONS
@@ -35,16 +44,22 @@ __all__ = [
     "DEFAULT_MIN_SITES",
     "MERGED_STATES",
     "Delivery",
+    "History",
     "Pooled",
     "merge_small_states",
+    "merge_states",
     "moving_average",
     "pool",
     "release",
+    "remember",
+    "small_states",
 ]
 
 DEFAULT_MIN_SITES = 3
 MERGED_STATES = "other"
 _STATE = DIMENSIONS.index("state")
+
+Cell = tuple[str, tuple[str | None, ...]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,34 @@ class Pooled:
     data_as_of: str | None
     definitions_version: str | None
     sites: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class History:
+    """What one series has released so far: the merged states (None until something was shown) and
+    every value each (period, stratum) cell has shown."""
+
+    merged: frozenset[str] | None = None
+    shown: Mapping[Cell, frozenset[int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "merged": None if self.merged is None else sorted(self.merged),
+            "shown": [
+                [period, list(stratum), sorted(values)] for (period, stratum), values in self.shown.items()
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> History:
+        merged = body.get("merged")
+        return cls(
+            None if merged is None else frozenset(merged),
+            {
+                (period, tuple(stratum)): frozenset(values)
+                for period, stratum, values in body.get("shown", ())
+            },
+        )
 
 
 def _periods(start: dt.date, end: dt.date, bucket: str) -> list[str]:
@@ -126,12 +169,10 @@ def pool(deliveries: Sequence[Delivery], disease: str, indicator: Indicator, sta
     )
 
 
-def merge_small_states(
-    values: dict[tuple[str, tuple[str | None, ...]], int], k: int
-) -> dict[tuple[str, tuple[str | None, ...]], int]:
-    """`values` with the small federal states merged into `MERGED_STATES`. A state is small when its own
-    cells (broken down by state only) are in 1..k-1 in more periods than they are k or more; the same
-    states are merged in every period and stratum, so that the series stays comparable over time."""
+def small_states(values: Mapping[Cell, int], k: int) -> frozenset[str]:
+    """The federal states to merge: those whose own cells (broken down by state only) are in 1..k-1 in
+    more periods than they are k or more, when there are at least two of them (one alone would only be
+    renamed)."""
     small: dict[str, int] = defaultdict(int)
     for (_period, stratum), value in values.items():
         state = stratum[_STATE]
@@ -141,15 +182,26 @@ def merge_small_states(
             small[state] += 1
         elif value >= k:
             small[state] -= 1
-    merged = {state for state, balance in small.items() if balance > 0}
-    if len(merged) < 2:
-        return values
-    out: dict[tuple[str, tuple[str | None, ...]], int] = defaultdict(int)
+    merged = frozenset(state for state, balance in small.items() if balance > 0)
+    return merged if len(merged) >= 2 else frozenset()
+
+
+def merge_states(values: Mapping[Cell, int], states: frozenset[str]) -> dict[Cell, int]:
+    """`values` with `states` merged into `MERGED_STATES`, the same in every period and stratum, so that
+    the series stays comparable over time."""
+    if not states:
+        return dict(values)
+    out: dict[Cell, int] = defaultdict(int)
     for (period, stratum), value in values.items():
-        if stratum[_STATE] in merged:
+        if stratum[_STATE] in states:
             stratum = (*stratum[:_STATE], MERGED_STATES, *stratum[_STATE + 1 :])
         out[period, stratum] += value
     return dict(out)
+
+
+def merge_small_states(values: Mapping[Cell, int], k: int) -> dict[Cell, int]:
+    """`values` with the small federal states (`small_states`) merged into `MERGED_STATES`."""
+    return merge_states(values, small_states(values, k))
 
 
 def _iso_week(day: str) -> str:
@@ -163,11 +215,14 @@ def release(
     *,
     k: int = DEFAULT_K,
     min_sites: int = DEFAULT_MIN_SITES,
+    history: History = History(),
 ) -> list[dict[str, Any]]:
-    """The released rows of a pooled series: every period, the total and each stratum's cells."""
+    """The released rows of a pooled series: every period, the total and each stratum's cells. With the
+    series' `history`, nothing in it can be subtracted from these rows to give a value in 1..k-1."""
     total_key: tuple[str | None, ...] = (None,) * len(DIMENSIONS)
     by_period: dict[str, dict[tuple[str | None, ...], int]] = defaultdict(dict)
-    for (period, stratum), value in merge_small_states(pooled.values, k).items():
+    merged = small_states(pooled.values, k) if history.merged is None else history.merged
+    for (period, stratum), value in merge_states(pooled.values, merged).items():
         by_period[period][stratum] = value
     has_total = indicator.kind != "length_of_stay"
     margins: list[tuple[Any, list[Any]]] = []
@@ -185,7 +240,7 @@ def release(
         for period in pooled.periods:
             weeks[_iso_week(period)].append((period, total_key))
         margins.extend((None, days) for days in weeks.values())
-    hidden = suppress(flat, k, margins=margins)
+    hidden = suppress(flat, k, margins=margins, sensitive=_differencing(flat, history, k))
     rows: list[dict[str, Any]] = []
     for period in pooled.periods:
         n_sites = pooled.n_sites.get(period, 0)
@@ -210,6 +265,30 @@ def release(
             row["n_sites"] = n_sites
             rows.append(row)
     return rows
+
+
+def _differencing(flat: Mapping[Cell, int], history: History, k: int) -> set[Cell]:
+    """The cells whose value differs by 1..k-1 from a value they showed before."""
+    return {
+        cell
+        for cell, value in flat.items()
+        if any(0 < abs(value - before) < k for before in history.shown.get(cell, ()))
+    }
+
+
+def remember(history: History, pooled: Pooled, rows: Sequence[Mapping[str, Any]], k: int) -> History:
+    """`history` with the values `rows` (a `release` of `pooled`) show; the merged states are fixed by the
+    first release that shows a value."""
+    shown = dict(history.shown)
+    for row in rows:
+        if row["value"] is None:
+            continue
+        cell = (row["period"], tuple(row[name] for name in DIMENSIONS))
+        shown[cell] = shown.get(cell, frozenset()) | {row["value"]}
+    merged = history.merged
+    if merged is None and shown:
+        merged = small_states(pooled.values, k)
+    return History(merged, shown)
 
 
 def moving_average(values: Sequence[int | None], window: int = 7) -> list[float | None]:

@@ -43,13 +43,17 @@ def suppress(
     k: int = DEFAULT_K,
     *,
     margins: Sequence[tuple[Hashable | None, Sequence[Hashable]]] = (),
+    sensitive: Iterable[Hashable] = (),
 ) -> set[Hashable]:
     """The cells to hide so that no value from 1 to k-1 is published or derivable from the margins.
 
     `margins`: (margin key or None, child keys) groups whose children sum to the margin (a None margin:
     the sum is published elsewhere, e.g. a weekly value beside its days, and is not in `values`).
+    `sensitive`: further cells to hide as if they were small (e.g. a value that differs from one
+    published earlier by 1..k-1); they are protected by the margins like the small ones.
     """
     hidden = {key for key, value in values.items() if 0 < value < k}
+    hidden.update(key for key in sensitive if key in values)
     if not hidden:
         return hidden
     changed = True
