@@ -25,6 +25,7 @@ __all__ = [
     "ByGroup",
     "Condition",
     "Cor",
+    "CoxPh",
     "CoxStep",
     "DataRef",
     "Describe",
@@ -363,6 +364,21 @@ class CoxStep(Request):
         }
 
 
+PH_TRANSFORMS = ("identity", "km")
+
+
+@dataclass(frozen=True)
+class CoxPh(CoxStep):
+    """At the pooled `beta`: this site's scaled Schoenfeld residual test of proportional hazards per
+    covariate (Grambsch–Therneau, as lifelines' `proportional_hazard_test`) against `transform` of the
+    binned time; only the test statistics and p-values are answered."""
+
+    transform: str = "km"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "transform": self.transform}
+
+
 OPERATIONS = (
     "summary",
     "describe",
@@ -376,10 +392,12 @@ OPERATIONS = (
     "assign",
     "km",
     "cox.step",
+    "cox.ph",
 )
 _FIELDS = {
     "km": {"time", "event", "bin_width", "group"},
     "cox.step": {"time", "event", "bin_width", "covariates", "beta", "ties"},
+    "cox.ph": {"time", "event", "bin_width", "covariates", "beta", "ties", "transform"},
     "describe": {"variables"},
     "by_group": {"variables", "group"},
     "glm.local": {"model", "family", "link", "weights", "levels"},
@@ -442,7 +460,7 @@ def parse_request(body: Any) -> Request:
             raise MessageError("subset", "expected a list of 1 to 20 conditions")
         conditions = tuple(Condition.from_json(c, f"subset[{i}]") for i, c in enumerate(subset))
         return Assign(**common, name=name, subset=conditions)
-    if op in ("km", "cox.step"):
+    if op in ("km", "cox.step", "cox.ph"):
         survival = {
             "time": _text(body, "time", "request", maximum=80),
             "event": _text(body, "event", "request", maximum=80),
@@ -460,13 +478,19 @@ def parse_request(body: Any) -> Request:
         ties = body.get("ties")
         if ties not in TIES:
             raise MessageError("ties", f"expected one of {', '.join(TIES)}")
-        return CoxStep(
+        step = {
             **common,
             **survival,
-            covariates=covariates,
-            beta=tuple(_number(b, "beta") for b in beta),
-            ties=ties,
-        )
+            "covariates": covariates,
+            "beta": tuple(_number(b, "beta") for b in beta),
+            "ties": ties,
+        }
+        if op == "cox.step":
+            return CoxStep(**step)
+        transform = body.get("transform")
+        if transform not in PH_TRANSFORMS:
+            raise MessageError("transform", f"expected one of {', '.join(PH_TRANSFORMS)}")
+        return CoxPh(**step, transform=transform)
     if op in ("summary", "table", "cor"):
         maximum = 3 if op == "table" else (20 if op == "cor" else MAX_VARIABLES)
         minimum = 2 if op == "cor" else 1
