@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.analysis.formula import FormulaError
-from datenraum.analysis.messages import MessageError
+from datenraum.analysis.messages import PH_TRANSFORMS, MessageError
 from datenraum.analysis.variables import VariableError, parse_definitions
 from datenraum.hub.accounts.service import User
 from datenraum.hub.analysis.rounds import HubSites, Rounds
@@ -98,6 +98,7 @@ OPERATIONS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "strata_by_site": (_BOOL, False),
         "bin_width": (_NUM, False),
         "max_iter": ((int,), False),
+        "ph_test": (_STR, False),
     },
 }
 MAX_COX_ITERATIONS = 50  # each one is a round over every site
@@ -359,6 +360,8 @@ def _check_survival(operation: str, params: dict[str, Any]) -> None:
             raise Invalid("ties: expected breslow or efron")
         if not 1 <= params.get("max_iter", 1) <= MAX_COX_ITERATIONS:
             raise Invalid(f"max_iter: expected 1 to {MAX_COX_ITERATIONS}")
+        if params.get("ph_test", "km") not in PH_TRANSFORMS:
+            raise Invalid(f"ph_test: expected one of {', '.join(PH_TRANSFORMS)}")
 
 
 def _call(analysis: Analysis, operation: str, params: dict[str, Any], where: Any, sites: Any) -> Any:
