@@ -542,6 +542,33 @@ class Analysis:
             ph_tests=ph_tests,
         )
 
+    def pwe(
+        self,
+        time: str,
+        event: str,
+        covariates: Sequence[str] | str,
+        *,
+        bin_width: float | None = None,
+        where=None,
+        sites=None,
+        max_iter: int = 25,
+    ) -> GlmResult:
+        """The piecewise-exponential survival model: each site splits its rows at the bins of
+        `bin_width` (`datenraum.site.analysis.lexis`), and the federated Poisson GLM fits
+        `lexis_event ~ factor(lexis_interval) + covariates + offset(log(lexis_exposure))` on the split
+        rows, exactly pooled. exp of a covariate's coefficient is its hazard ratio."""
+        names = [covariates] if isinstance(covariates, str) else list(covariates)
+        width = float(bin_width if bin_width is not None else self.policy.time_bin)
+        split = Analysis(
+            self.sites,
+            project=self.project,
+            analyst=self.analyst,
+            data={**self.data, "lexis": {"time": time, "event": event, "bin_width": width}},
+            policy=self.policy,
+        )
+        terms = " + ".join(["factor(lexis_interval)", *names, "offset(log(lexis_exposure))"])
+        return split.glm(f"lexis_event ~ {terms}", "poisson", where=where, sites=sites, max_iter=max_iter)
+
     # -- study-level meta-analysis
     def glm_slma(
         self,

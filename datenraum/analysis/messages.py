@@ -33,6 +33,7 @@ __all__ = [
     "GlmPrepare",
     "GlmStep",
     "Km",
+    "Lexis",
     "MessageError",
     "Quantiles",
     "Request",
@@ -104,6 +105,32 @@ def _var(value: Any, where: str) -> Var:
 
 
 @dataclass(frozen=True)
+class Lexis:
+    """Split the rows at bins of `bin_width` days of `time` (with `event`): the piecewise-exponential
+    model's rows (`datenraum.site.analysis.lexis`)."""
+
+    time: str
+    event: str
+    bin_width: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "event": self.event, "bin_width": self.bin_width}
+
+    @classmethod
+    def from_json(cls, body: Any) -> Lexis:
+        if not isinstance(body, dict) or set(body) != {"time", "event", "bin_width"}:
+            raise MessageError("data.lexis", "expected {time, event, bin_width}")
+        width = _number(body["bin_width"], "data.lexis.bin_width")
+        if width <= 0:
+            raise MessageError("data.lexis.bin_width", "expected a positive bin width")
+        return cls(
+            _text(body, "time", "data.lexis", maximum=80),
+            _text(body, "event", "data.lexis", maximum=80),
+            width,
+        )
+
+
+@dataclass(frozen=True)
 class DataRef:
     """Which rows: a table of the site (development, tests: a CSV/Parquet file) or a cohort of the store
     (a CCDL query) with variable definitions."""
@@ -112,6 +139,7 @@ class DataRef:
     cohort: dict | None = None
     variables: dict | None = None
     subset: str | None = None  # a subset of the analyst's workspace at the site (op "assign")
+    lexis: Lexis | None = None  # the rows split at bins of survival time
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,14 +149,17 @@ class DataRef:
                 ("cohort", self.cohort),
                 ("variables", self.variables),
                 ("subset", self.subset),
+                ("lexis", self.lexis.to_json() if self.lexis else None),
             )
             if v is not None
         }
 
     @classmethod
     def from_json(cls, body: Any) -> DataRef:
-        if not isinstance(body, dict) or set(body) - {"table", "cohort", "variables", "subset"}:
+        if not isinstance(body, dict) or set(body) - {"table", "cohort", "variables", "subset", "lexis"}:
             raise MessageError("data", "expected {table} or {cohort, variables}, and optionally a subset")
+        lexis = Lexis.from_json(body["lexis"]) if "lexis" in body else None
+        body = {k: v for k, v in body.items() if k != "lexis"}
         subset = None
         if "subset" in body:
             subset = _text(body, "subset", "data", maximum=40)
@@ -136,7 +167,7 @@ class DataRef:
         if "table" in body:
             if set(body) != {"table"}:
                 raise MessageError("data", "a table needs no cohort or variables")
-            return cls(table=_text(body, "table", "data"), subset=subset)
+            return cls(table=_text(body, "table", "data"), subset=subset, lexis=lexis)
         cohort, variables = body.get("cohort"), body.get("variables")
         if not isinstance(cohort, dict) or not isinstance(variables, dict) or not variables:
             raise MessageError("data", "expected {cohort: <CCDL query>, variables: {name: definition}}")
@@ -144,7 +175,7 @@ class DataRef:
             parse_definitions(variables)
         except VariableError as error:
             raise MessageError("data." + str(error).split(":")[0], str(error).split(": ", 1)[-1]) from None
-        return cls(cohort=cohort, variables=variables, subset=subset)
+        return cls(cohort=cohort, variables=variables, subset=subset, lexis=lexis)
 
 
 @dataclass(frozen=True)

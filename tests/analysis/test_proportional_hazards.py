@@ -118,3 +118,54 @@ def test_the_test_uses_the_coarsened_risk_sets_only(frames: list[pd.DataFrame]) 
         .handle(ph_request([0.01, -0.2, 0.03], "identity"))
     )
     assert before == after
+
+
+def lexis_split(frame: pd.DataFrame, width: float = 365.0) -> pd.DataFrame:
+    """The reference split, written out independently of the site's: from the grouped times (the start
+    of each subject's last 30-day cell), leaving at that cell's middle, one row per bin at risk."""
+    data = grouped(frame.dropna(subset=["days", "died"]), width=30.0)
+    rows = []
+    for _, subject in data.iterrows():
+        leave = subject["T"] - 30.0 + 15.0
+        last = int(np.ceil(leave / width)) - 1
+        for b in range(last + 1):
+            rows.append(
+                {
+                    "interval": b * width,
+                    "exposure": leave - b * width if b == last else width,
+                    "event": subject["E"] if b == last else 0.0,
+                    **{c: subject[c] for c in COVARIATES},
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_piecewise_exponential_equals_statsmodels_poisson_on_the_pooled_split(
+    frames: list[pd.DataFrame],
+) -> None:
+    import statsmodels.api as sm
+
+    fit = Analysis(sites_of(frames, EXACT), policy=EXACT).pwe("days", "died", COVARIATES, bin_width=365.0)
+    split = pd.concat([lexis_split(f) for f in frames], ignore_index=True).dropna()
+    intervals = pd.get_dummies(split["interval"], prefix="i", drop_first=True, dtype=float)
+    x = sm.add_constant(pd.concat([intervals, split[COVARIATES]], axis=1))
+    reference = sm.GLM(split["event"], x, family=sm.families.Poisson(), offset=np.log(split["exposure"])).fit(
+        tol=1e-12
+    )
+    assert fit.converged and fit.n == len(split)
+    np.testing.assert_allclose(fit.coef, reference.params.to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(fit.se, reference.bse.to_numpy(), rtol=1e-8)
+    assert fit.deviance == pytest.approx(reference.deviance, rel=1e-8)
+
+
+def test_piecewise_exponential_refuses_bins_narrower_than_the_sites(frames: list[pd.DataFrame]) -> None:
+    with pytest.raises(AnalysisError, match=r"time_bin|bins"):
+        Analysis(sites_of(frames, EXACT), policy=EXACT).pwe("days", "died", COVARIATES, bin_width=7.0)
+
+
+def test_a_malformed_split_is_refused_naming_the_field(frames: list[pd.DataFrame]) -> None:
+    sites = sites_of(frames, EXACT)
+    body = ph_request([0.0, 0.0, 0.0], "km")
+    body["data"] = {"table": "data", "lexis": {"time": "days", "event": "died", "bin_width": -1}}
+    answer = sites.executors["site1"].handle(body)
+    assert not answer["ok"] and "data.lexis.bin_width" in answer["error"]["message_en"]

@@ -124,6 +124,10 @@ class SiteExecutor:
             return error_result({**error.to_json(), "site": self.site})
         try:
             table = (resolve or self._resolve)(request)
+            if request.data.lexis is not None:
+                from datenraum.site.analysis.lexis import LexisTable
+
+                table = LexisTable(table, request.data.lexis, self.policy)
             entries = self.workspace.entries(request.project, request.analyst)
             if entries:
                 table = WorkspaceTable(table, entries)
