@@ -173,6 +173,29 @@ class Client:
             sites=sites,
         )
 
+    def pwe(
+        self,
+        time: str,
+        event: str,
+        covariates: Sequence[str] | str,
+        *,
+        bin_width: float | None = None,
+        where=None,
+        sites=None,
+    ) -> GlmResult:
+        """The piecewise-exponential model (a Poisson GLM on the sites' rows split at the bins)."""
+        body = self._run(
+            "pwe",
+            time=time,
+            event=event,
+            covariates=_names(covariates),
+            bin_width=bin_width,
+            where=where,
+            sites=sites,
+        )
+        body.pop("coefficients", None)
+        return GlmResult(**body)
+
     # -- the wire
     def _project(self) -> int:
         if self.project is None:

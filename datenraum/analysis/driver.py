@@ -556,7 +556,9 @@ class Analysis:
         """The piecewise-exponential survival model: each site splits its rows at the bins of
         `bin_width` (`datenraum.site.analysis.lexis`), and the federated Poisson GLM fits
         `lexis_event ~ factor(lexis_interval) + covariates + offset(log(lexis_exposure))` on the split
-        rows, exactly pooled. exp of a covariate's coefficient is its hazard ratio."""
+        rows, exactly pooled. exp of a covariate's coefficient is its hazard ratio. An interval without
+        any event has no finite baseline estimate: such a fit ends with `converged` False (wider bins
+        help)."""
         names = [covariates] if isinstance(covariates, str) else list(covariates)
         width = float(bin_width if bin_width is not None else self.policy.time_bin)
         split = Analysis(
