@@ -169,3 +169,16 @@ def test_a_malformed_split_is_refused_naming_the_field(frames: list[pd.DataFrame
     body["data"] = {"table": "data", "lexis": {"time": "days", "event": "died", "bin_width": -1}}
     answer = sites.executors["site1"].handle(body)
     assert not answer["ok"] and "data.lexis.bin_width" in answer["error"]["message_en"]
+
+
+def test_a_split_fit_differing_by_one_subject_is_refused(frames: list[pd.DataFrame]) -> None:
+    """The attack: fit, then fit again without the one oldest subject. The split rows of that subject
+    are many, but the release ledger compares subjects, and one subject is below k."""
+    analysis = Analysis(sites_of(frames, EXACT), policy=EXACT)
+    analysis.pwe("days", "died", COVARIATES, bin_width=365.0)
+    oldest = float(frames[0]["age"].max())
+    assert (frames[0]["age"] == oldest).sum() == 1
+    without = [{"variable": "age", "comparator": "lt", "value": oldest}]
+    with pytest.raises(AnalysisError) as refused:
+        analysis.pwe("days", "died", COVARIATES, bin_width=365.0, where=without)
+    assert {e["rule"] for e in refused.value.errors if e["site"] == "site1"} == {"differencing"}
