@@ -408,7 +408,9 @@ class Deidentifier:
         keep = compiled.keep
         if keep is not None and "meta" in resource:
             sub = keep.get("meta")
-            pruned = resource["meta"] if sub is _KEEP_ALL else _prune_value("meta", resource["meta"], sub or {})
+            pruned = (
+                resource["meta"] if sub is _KEEP_ALL else _prune_value("meta", resource["meta"], sub or {})
+            )
             if pruned is None:
                 del resource["meta"]
             else:
@@ -467,7 +469,11 @@ class Deidentifier:
                     pruned_keys = [*(pruned_keys or ()), key]
                     continue
                 if sub is not _KEEP_ALL:
-                    if key[0] == "_" or code & _READ_BY_RULES or (child is not None and child.rule is not None):
+                    if (
+                        key[0] == "_"
+                        or code & _READ_BY_RULES
+                        or (child is not None and child.rule is not None)
+                    ):
                         value = _prune_value(key, value, sub)
                         if value is None:
                             pruned_keys = [*(pruned_keys or ()), key]
