@@ -177,30 +177,16 @@ def _prune(obj: dict[str, Any], trie: dict[str, Any]) -> dict[str, Any]:
         if sub is _KEEP_ALL:
             out[key] = value
             continue
-        pruned = _prune_value(key, value, sub)
-        if pruned is not None:
-            out[key] = pruned
+        kind = type(value)
+        if kind is dict:
+            pruned = _prune(value, sub)
+            if pruned:
+                out[key] = pruned
+        elif kind is list:
+            items = [_prune(i, sub) if type(i) is dict else None for i in value]
+            if any(items):
+                out[key] = [i for i in items if i] if key[0] != "_" else items
     return out
-
-
-def _prune_value(key: str, value: Any, trie: dict[str, Any]) -> Any:
-    """What the keep-list node `trie` leaves of obj[key]; None when nothing. A primitive's extension
-    list (`_given`) keeps its empty places: they align with the values."""
-    kind = type(value)
-    if kind is dict:
-        return _prune(value, trie) or None
-    if kind is list:
-        items = [_prune(i, trie) if type(i) is dict else None for i in value]
-        if any(items):
-            return [i for i in items if i] if key[0] != "_" else items
-    return None
-
-
-# what `_walk` says of an element: keep it, or remove it (a reference to a dropped resource; or the
-# keep-list leaves nothing of it)
-_KEPT, _DROPPED, _PRUNED = 0, 1, 2
-# elements whose rules read their (pruned) content: pruned whole before the rule applies
-_READ_BY_RULES = _CATCH | _AGE | _IDENTIFIER | _SKIP
 
 
 class _Context:
@@ -405,16 +391,8 @@ class Deidentifier:
 
     def _resource(self, resource: dict[str, Any], compiled: _Compiled, ctx: _Context) -> dict[str, Any]:
         kind = resource["resourceType"]
-        keep = compiled.keep
-        if keep is not None and "meta" in resource:
-            sub = keep.get("meta")
-            pruned = (
-                resource["meta"] if sub is _KEEP_ALL else _prune_value("meta", resource["meta"], sub or {})
-            )
-            if pruned is None:
-                del resource["meta"]
-            else:
-                resource["meta"] = pruned
+        if compiled.keep is not None:
+            resource = _prune(resource, compiled.keep)
         if "id" in resource:
             resource["id"] = ctx.id(kind, resource["id"])
         meta = resource.get("meta")
@@ -426,66 +404,30 @@ class Deidentifier:
                 del resource["meta"]
         if compiled.narrative and "text" in resource:
             del resource["text"]
-        self._walk(resource, compiled.trie, keep, compiled, ctx)
+        self._walk(resource, compiled.trie, compiled, ctx)
         self.resources_out[kind] += 1
         return resource
 
     # --- the walk ------------------------------------------------------------------------------
 
-    def _walk(
-        self,
-        obj: dict[str, Any],
-        node: _Node | None,
-        keep: dict[str, Any] | None,
-        compiled: _Compiled,
-        ctx: _Context,
-    ) -> int:
-        """Apply the rules to `obj` in place and, under the keep-list node `keep` (None: keep all),
-        remove what it does not list, in the same pass: one traversal of each resource. The result is
-        that of pruning first and then applying the rules: an element's rules see it pruned, and what
-        the keep-list leaves nothing of is gone before any rule counts it."""
-        if keep is None or keep.get("reference") is _KEEP_ALL:
-            ref = obj.get("reference")
-            if ref is not None and type(ref) is str:
-                new = ctx.ref(ref)
-                if new is None:
-                    self.stats["references removed (target dropped)"] += 1
-                    return _DROPPED
-                obj["reference"] = new
-                obj.pop("display", None)
+    def _walk(self, obj: dict[str, Any], node: _Node | None, compiled: _Compiled, ctx: _Context) -> bool:
+        """Apply the rules to `obj` in place; False when `obj` is a reference to a dropped resource
+        (the caller removes it)."""
+        ref = obj.get("reference")
+        if ref is not None and type(ref) is str:
+            new = ctx.ref(ref)
+            if new is None:
+                self.stats["references removed (target dropped)"] += 1
+                return False
+            obj["reference"] = new
+            obj.pop("display", None)
         remove = None
-        pruned_keys = None  # removed by the keep-list: not with their primitive's extension (`_key`)
-        kept_any = keep is None
         classes = compiled.classes
         for key, value in obj.items():
             code = classes.get(key)
             if code is None:
                 code = classes[key] = compiled.classify(key)
             child = node.kids.get(key) if node is not None else None
-            child_keep = None
-            if keep is not None:
-                sub = keep.get(key[1:] if key[0] == "_" else key)
-                if sub is None:
-                    pruned_keys = [*(pruned_keys or ()), key]
-                    continue
-                if sub is not _KEEP_ALL:
-                    if (
-                        key[0] == "_"
-                        or code & _READ_BY_RULES
-                        or (child is not None and child.rule is not None)
-                    ):
-                        value = _prune_value(key, value, sub)
-                        if value is None:
-                            pruned_keys = [*(pruned_keys or ()), key]
-                            continue
-                        obj[key] = value
-                    elif type(value) is dict or type(value) is list:
-                        child_keep = sub
-                    else:
-                        pruned_keys = [*(pruned_keys or ()), key]
-                        continue
-                if child_keep is None:
-                    kept_any = True
             if child is not None:
                 if child.rule is not None:
                     if not self._apply(obj, key, value, child.rule, ctx):
@@ -495,14 +437,14 @@ class Deidentifier:
             elif code & _SKIP:
                 continue
             if code & _CATCH or (code & _AGE and type(value) is dict):
-                catch_keep = child.keep_kids if child is not None else ()
-                if not catch_keep:
+                keep = child.keep_kids if child is not None else ()
+                if not keep:
                     remove = [*(remove or ()), key]
                     self.stats[f"redacted {key}"] += 1
                     continue
                 for item in value if type(value) is list else (value,):
                     if type(item) is dict:
-                        for k in [k for k in item if k not in catch_keep]:
+                        for k in [k for k in item if k not in keep]:
                             del item[k]
             if code & _IDENTIFIER:
                 value = self._identifiers(value, obj, ctx)
@@ -512,40 +454,16 @@ class Deidentifier:
                 obj[key] = value
             kind = type(value)
             if kind is dict:
-                status = self._walk(value, child, child_keep, compiled, ctx)
-                if status == _PRUNED:
-                    pruned_keys = [*(pruned_keys or ()), key]
-                    continue
-                kept_any = True
-                if status == _DROPPED or not value:
+                if self._walk(value, child, compiled, ctx) is False or not value:
                     remove = [*(remove or ()), key]
             elif kind is list:
-                if child_keep is not None:
-                    survived = False
-                    kept = []
-                    for item in value:
-                        if type(item) is dict:
-                            status = self._walk(item, child, child_keep, compiled, ctx)
-                            survived = survived or status != _PRUNED
-                            if status == _KEPT:
-                                kept.append(item)
-                    if not survived:
-                        pruned_keys = [*(pruned_keys or ()), key]
-                        continue
-                    kept_any = True
-                elif value and type(value[0]) is dict:
-                    kept = [
-                        i
-                        for i in value
-                        if type(i) is not dict or self._walk(i, child, None, compiled, ctx) == _KEPT
-                    ]
-                else:
-                    continue
-                if len(kept) != len(value):
-                    if kept:
-                        obj[key] = kept
-                    else:
-                        remove = [*(remove or ()), key]
+                if value and type(value[0]) is dict:
+                    kept = [i for i in value if type(i) is not dict or self._walk(i, child, compiled, ctx)]
+                    if len(kept) != len(value):
+                        if kept:
+                            obj[key] = kept
+                        else:
+                            remove = [*(remove or ()), key]
             elif code & _DATEKEY and kind is str and ctx.shift is not None:
                 moved = shift_date(value, ctx.shift)
                 if moved is None:
@@ -553,15 +471,12 @@ class Deidentifier:
                 else:
                     obj[key] = moved
                     self.stats["dates shifted"] += 1
-        if pruned_keys:
-            for key in pruned_keys:
-                obj.pop(key, None)
         if remove:
             for key in remove:
                 obj.pop(key, None)
                 if key[0] != "_":
                     obj.pop("_" + key, None)
-        return _KEPT if kept_any else _PRUNED
+        return True
 
     def _apply(self, obj: dict[str, Any], key: str, value: Any, rule: Rule, ctx: _Context) -> bool:
         """Apply one path rule to obj[key]; False to remove the element."""
