@@ -1,10 +1,10 @@
 """The engine's output pinned byte for byte: every Bundle of the MII KDS test data and of the hand-made
 identifying job, through both shipped profiles, with what the engine counted (the report's numbers).
 
-The digests were taken from the engine as it was before pruning (keep-lists) and the rule walk became
-one pass over each resource: a change of speed must not change a byte of what a site delivers. A
-deliberate change of the profiles' behaviour changes the digest: run this module's `digest` and say why
-in the commit."""
+The digests are of the engine that prunes to the keep-list, then walks the rules (and of a one-pass
+variant, which gave the same bytes): a change made for speed must not change a byte of what a site
+delivers. A deliberate change of the profiles' behaviour changes the digest: run this module's `digest`
+and say why in the commit."""
 
 from __future__ import annotations
 
