@@ -93,6 +93,19 @@ def test_a_coefficient_that_singles_out_one_subject_is_refused(
     answer = sites.executors["site1"].handle(ph_request([age_beta, 0.0, 0.0], "km"))
     assert not answer["ok"]
     assert answer["error"]["rule"] == "dominance"
+
+
+@pytest.mark.parametrize("age_beta", [3.0, 500.0])
+def test_a_newton_step_at_a_coefficient_that_singles_out_one_subject_is_refused_too(
+    frames: list[pd.DataFrame], age_beta: float
+) -> None:
+    """The same attack through `cox.step`, whose beta the analyst chooses as freely: its s1 per bin would be
+    the oldest subject's covariates."""
+    request = ph_request([age_beta, 0.0, 0.0], "km", op="cox.step")
+    del request["transform"]
+    answer = sites_of(frames, EXACT).executors["site1"].handle(request)
+    assert not answer["ok"]
+    assert answer["error"]["rule"] == "dominance"
     assert "risk set" in answer["error"]["message_en"]
     assert "result" not in answer
 

@@ -484,7 +484,6 @@ class SiteExecutor:
         from datenraum.analysis.survival import cox_terms
 
         sums, valid, index = self._cox_sums(request, table, rows)
-        check_risk_share(index, sums.pop("risk"), self.policy, "cox.ph")
         x_events = sums.pop("x_events_by_bin")
         p = len(request.covariates)
         beta = np.asarray(request.beta)
@@ -527,8 +526,8 @@ class SiteExecutor:
     def _cox_sums(
         self, request: CoxStep, table: AnalysisTable, rows: np.ndarray
     ) -> tuple[dict, np.ndarray, np.ndarray]:
-        """The risk-set sums per bin of `cox.step` (for `cox.ph` also each subject's weight, `risk`, and
-        the sums of x over each bin's events), the rows used and each subject's bin."""
+        """The risk-set sums per bin of `cox.step` (for `cox.ph` also the sums of x over each bin's events),
+        the rows used and each subject's bin."""
         valid, t, e, columns = self._survival_rows(request, table, rows, request.covariates)
         x = np.column_stack(columns)
         n, p = x.shape
@@ -543,8 +542,11 @@ class SiteExecutor:
         released, ev = coarsen_risk_sets(t, e, self.policy, "cox")
         index = np.floor(released / request.bin_width).astype(np.int64)
         bins = int(index.max()) + 1
-        with np.errstate(over="ignore"):  # an overflow is refused where it matters (check_risk_share)
+        with np.errstate(over="ignore"):  # an overflow is refused by check_risk_share
             risk = np.exp(x @ np.asarray(request.beta))
+        # An analyst chooses beta: one large enough makes one subject the whole of a late risk set, and s1
+        # would then be that subject's covariates. Refused for cox.step as for cox.ph.
+        check_risk_share(index, risk, self.policy, "cox.ph" if isinstance(request, CoxPh) else "cox")
         upper = np.triu_indices(p)
         cross = x[:, upper[0]] * x[:, upper[1]]
 
@@ -571,7 +573,6 @@ class SiteExecutor:
             result["e1"] = by_bin(x * at_event[:, None], False).ravel().tolist()
             result["e2"] = by_bin(cross * at_event[:, None], False).ravel().tolist()
         if isinstance(request, CoxPh):
-            result["risk"] = risk
             result["x_events_by_bin"] = by_bin(x * ev[:, None], False)
         return result, valid, index
 
