@@ -399,15 +399,23 @@ class _ExtractCommand(click.Command):
     help="Where jobs are kept (default: extraction-jobs next to the store).",
 )
 @click.option("--batch-size", default=500, show_default=True, type=int, help="Patients per batch.")
+@engine_options
 def extract_serve_command(
-    store_path: Path, port: int, host: str, jobs_dir: Path | None, batch_size: int
+    store_path: Path,
+    port: int,
+    host: str,
+    jobs_dir: Path | None,
+    batch_size: int,
+    engine: str,
+    spark_master: str,
 ) -> None:
     """TORCH's HTTP operation on this store: POST /fhir/$extract-data, GET /fhir/__status/{id}."""
     from datenraum.site.extraction.http import serve
 
     if not (store_path / "CURRENT").exists():
         _fail(f"{store_path}: not a site store (run datenraum ingest first)")
-    serve(store_path, port, host=host, jobs=jobs_dir, batch_size=batch_size)
+    settings = _engine_settings(engine, spark_master)
+    serve(store_path, port, host=host, jobs=jobs_dir, batch_size=batch_size, engine=settings)
 
 
 @main.command("extract", cls=_ExtractCommand)
