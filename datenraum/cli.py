@@ -399,15 +399,41 @@ class _ExtractCommand(click.Command):
     help="Where jobs are kept (default: extraction-jobs next to the store).",
 )
 @click.option("--batch-size", default=500, show_default=True, type=int, help="Patients per batch.")
+@click.option(
+    "--memory-limit",
+    default="512MB",
+    show_default=True,
+    help="What DuckDB may hold while it sorts a job's resources (beyond, it spills to disk).",
+)
+@engine_options
 def extract_serve_command(
-    store_path: Path, port: int, host: str, jobs_dir: Path | None, batch_size: int
+    store_path: Path,
+    port: int,
+    host: str,
+    jobs_dir: Path | None,
+    batch_size: int,
+    memory_limit: str,
+    engine: str,
+    spark_master: str,
 ) -> None:
     """TORCH's HTTP operation on this store: POST /fhir/$extract-data, GET /fhir/__status/{id}."""
     from datenraum.site.extraction.http import serve
+    from datenraum.site.extraction.job import MEMORY_SIZE
 
     if not (store_path / "CURRENT").exists():
         _fail(f"{store_path}: not a site store (run datenraum ingest first)")
-    serve(store_path, port, host=host, jobs=jobs_dir, batch_size=batch_size)
+    if not MEMORY_SIZE.fullmatch(memory_limit):
+        _fail(f"--memory-limit: memory limit {memory_limit!r}: not a size such as 512MB or 2GB")
+    settings = _engine_settings(engine, spark_master)
+    serve(
+        store_path,
+        port,
+        host=host,
+        jobs=jobs_dir,
+        batch_size=batch_size,
+        engine=settings,
+        memory_limit=memory_limit,
+    )
 
 
 @main.command("extract", cls=_ExtractCommand)
@@ -442,6 +468,12 @@ def extract_serve_command(
 )
 @click.option("--batch-size", default=500, show_default=True, type=int)
 @click.option(
+    "--memory-limit",
+    default="512MB",
+    show_default=True,
+    help="What DuckDB may hold while it sorts the job's resources (beyond, it spills to disk).",
+)
+@click.option(
     "--no-encounter-shift", is_flag=True, help="Do not stretch the consent window to overlapping encounters."
 )
 @engine_options
@@ -455,6 +487,7 @@ def extract_command(
     profile_dirs: tuple[Path, ...],
     batch_size: int,
     no_encounter_shift: bool,
+    memory_limit: str,
     engine: str,
     spark_master: str,
     crtdl_file: Path,
@@ -463,7 +496,7 @@ def extract_command(
 
     `datenraum extract serve --store DIR --port N` serves TORCH's HTTP operation instead."""
     from datenraum.site.engines import EngineUnavailable
-    from datenraum.site.extraction import ExtractionError, JobOptions, run_extraction
+    from datenraum.site.extraction import ExtractionError, ExtractionOutOfMemory, JobOptions, run_extraction
 
     if not crtdl_file.is_file():
         _fail(f"{crtdl_file}: no such file")
@@ -472,22 +505,26 @@ def extract_command(
     patients = None
     if patients_file is not None:
         patients = [line.strip() for line in patients_file.read_text().splitlines() if line.strip()]
-    options = JobOptions(
-        today=today.date() if today else None,
-        patients=patients,
-        batch_size=batch_size,
-        mode="strict" if strict else "legacy",
-        profile_dirs=profile_dirs,
-        encounter_shift=not no_encounter_shift,
-        engine=_engine_settings(engine, spark_master),
-    )
+    try:
+        options = JobOptions(
+            today=today.date() if today else None,
+            patients=patients,
+            batch_size=batch_size,
+            mode="strict" if strict else "legacy",
+            profile_dirs=profile_dirs,
+            encounter_shift=not no_encounter_shift,
+            engine=_engine_settings(engine, spark_master),
+            memory_limit=memory_limit,
+        )
+    except ValueError as error:
+        _fail(f"--memory-limit: {error}")
     try:
         summary = run_extraction(store_path, crtdl_file.read_bytes(), out_dir, options)
     except ExtractionError as error:
         for violation in error.violations:
             click.echo(f"error: {violation}", err=True)
         sys.exit(2)
-    except (FileExistsError, EngineUnavailable) as error:
+    except (FileExistsError, EngineUnavailable, ExtractionOutOfMemory) as error:
         _fail(str(error))
     click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
 

@@ -151,3 +151,13 @@ def test_a_summary_carries_counts_only():
             TaskResult("t", TaskState.ANSWERED, summary=bad)
     with pytest.raises(ProtocolError):
         TaskResult.from_json({"task_id": "t", "state": "answered", "summary": {"Patient": ["p1"]}})
+
+
+def test_out_of_memory_fails_the_task_with_its_reason_and_leaves_only_whole_files(site, make_agent):
+    tiny = make_agent(FakeHub(), allowed(site, extraction_memory_limit="1MB"))
+    result = tiny.answer(extraction_task("x6", site["crtdl"]))
+    assert result.state == TaskState.FAILED
+    assert "ran out of memory at its limit of 1MB" in result.reason and "internal error" not in result.reason
+    folder = site["root"] / "extractions" / "P-2026-001" / "x6"
+    assert not [p for p in folder.rglob("*") if p.name.startswith(".")]
+    assert not (folder / "manifest.json").exists()

@@ -5,6 +5,7 @@ The Spark tests share the run's one Spark session (`spark` in tests/conftest.py)
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import subprocess
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fastapi.testclient import TestClient
 
 from datenraum.site.engines import open_engine
 from datenraum.site.engines.postgres import PostgresEngine, load_snapshot
 from datenraum.site.extraction import JobOptions, run_extraction
 from datenraum.site.extraction import output as output_module
+from datenraum.site.extraction.http import create_app
 from datenraum.site.ingest import ingest
 from datenraum.site.store import Store
 
@@ -155,3 +158,28 @@ def test_extract_with_a_spark_master_that_is_no_url_is_one_error_naming_the_sett
     assert "engine.spark_master = 'localhost'" in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_the_http_operation_runs_its_jobs_on_the_sites_engine(
+    tmp_path, kds_store, extraction_data, spark, spark_settings
+):
+    crtdl = (extraction_data / "torch/cases/kds-basic/crtdl.json").read_bytes()
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "crtdl", "valueBase64Binary": base64.b64encode(crtdl).decode()}],
+    }
+    tracker = spark.sparkContext.statusTracker()
+    spark_jobs_before = len(tracker.getJobIdsForGroup())
+    app = create_app(kds_store, tmp_path / "jobs", run=False, engine=spark_settings)
+    with TestClient(app) as client:
+        kicked = client.post("/fhir/$extract-data", json=body)
+        assert kicked.status_code == 202, kicked.text
+        job_id = kicked.headers["Content-Location"].rsplit("/", 1)[1]
+        app.state.runner.run(job_id)
+        assert client.get(f"/fhir/__status/{job_id}").status_code == 200
+    assert len(tracker.getJobIdsForGroup()) > spark_jobs_before  # the job's queries ran on Spark
+    today = dt.date.fromisoformat(
+        json.loads((tmp_path / "jobs" / job_id / "request.json").read_text())["today"]
+    )
+    run_extraction(kds_store, crtdl, tmp_path / "duckdb", JobOptions(today=today))
+    assert folder_contents(tmp_path / "jobs" / job_id / "output") == folder_contents(tmp_path / "duckdb")

@@ -197,3 +197,17 @@ def test_command_line_estimate_and_calibrate(tmp_path):
     assert set(result) == {"distinct", "interval", "threshold"}
     assert result["interval"][0] <= 1500 <= result["interval"][1]
     assert abs(result["distinct"] - 1500) <= 15
+
+
+def test_dense_candidate_search_returns_exactly_the_pairs_of_the_full_dice_matrix():
+    rng = np.random.default_rng(3)
+    # 300 x 4100 rows span several blocks of rows and of columns; 120 bytes are not whole uint64 words
+    a = rng.integers(0, 256, (300, 120), dtype=np.uint8)
+    b = np.concatenate([rng.integers(0, 256, (4099, 120), dtype=np.uint8), a[:1]])
+    full = compare.dice_matmul(a, b)
+    for threshold in (0.0, 0.52, float(full[7, 11]), 1.0):
+        ra, rb = np.nonzero(full >= threshold)
+        found = compare.candidate_pairs([a, b], threshold)
+        assert np.array_equal(found.ra, ra) and np.array_equal(found.rb, rb)
+        assert np.array_equal(found.score, full[ra, rb])
+    assert (0, 4099) in set(zip(found.ra.tolist(), found.rb.tolist(), strict=True))

@@ -154,9 +154,12 @@ class Client:
         ties: str | None = None,
         strata_by_site: bool | None = None,
         bin_width: float | None = None,
+        ph_test: str | None = None,
         where=None,
         sites=None,
     ) -> dict:
+        """The pooled Cox fit; with `ph_test` ("km" or "identity") also each site's
+        proportional-hazards test per covariate (`ph_tests`)."""
         return self._run(
             "cox",
             time=time,
@@ -165,9 +168,33 @@ class Client:
             ties=ties,
             strata_by_site=strata_by_site,
             bin_width=bin_width,
+            ph_test=ph_test,
             where=where,
             sites=sites,
         )
+
+    def pwe(
+        self,
+        time: str,
+        event: str,
+        covariates: Sequence[str] | str,
+        *,
+        bin_width: float | None = None,
+        where=None,
+        sites=None,
+    ) -> GlmResult:
+        """The piecewise-exponential model (a Poisson GLM on the sites' rows split at the bins)."""
+        body = self._run(
+            "pwe",
+            time=time,
+            event=event,
+            covariates=_names(covariates),
+            bin_width=bin_width,
+            where=where,
+            sites=sites,
+        )
+        body.pop("coefficients", None)
+        return GlmResult(**body)
 
     # -- the wire
     def _project(self) -> int:

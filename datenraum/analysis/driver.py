@@ -445,10 +445,13 @@ class Analysis:
         where=None,
         sites=None,
         max_iter: int = 30,
+        ph_test: str | None = None,
     ):
         """Cox proportional hazards on binned time, exactly pooled: Newton on the sum of the sites'
         partial likelihoods (pooled risk sets per bin; per site with `strata_by_site`), one round per
-        iteration; the reported coefficients are those the last round was evaluated at."""
+        iteration; the reported coefficients are those the last round was evaluated at. With `ph_test`
+        (a time transform: `km` or `identity`) one more round: each site's scaled Schoenfeld residual
+        test per covariate at the pooled coefficients (`datenraum.analysis.proportional_hazards`)."""
         from datenraum.analysis.survival import CoxResult, cox_terms, pool_cox_sites
 
         names = [covariates] if isinstance(covariates, str) else list(covariates)
@@ -502,6 +505,20 @@ class Analysis:
         se = np.sqrt(np.diag(cov))
         z = beta / se
         q = stats.norm.ppf(0.975)
+        ph_tests = None
+        if ph_test is not None:
+            request = self._request(
+                "cox.ph",
+                where,
+                time=time,
+                event=event,
+                bin_width=width,
+                covariates=names,
+                beta=beta.tolist(),
+                ties=ties,
+                transform=ph_test,
+            )
+            ph_tests = self._round(request, chosen)
         return CoxResult(
             covariates=names,
             ties=ties,
@@ -522,7 +539,37 @@ class Analysis:
             converged=converged,
             sites=list(chosen),
             cov=cov.tolist(),
+            ph_tests=ph_tests,
         )
+
+    def pwe(
+        self,
+        time: str,
+        event: str,
+        covariates: Sequence[str] | str,
+        *,
+        bin_width: float | None = None,
+        where=None,
+        sites=None,
+        max_iter: int = 25,
+    ) -> GlmResult:
+        """The piecewise-exponential survival model: each site splits its rows at the bins of
+        `bin_width` (`datenraum.site.analysis.lexis`), and the federated Poisson GLM fits
+        `lexis_event ~ factor(lexis_interval) + covariates + offset(log(lexis_exposure))` on the split
+        rows, exactly pooled. exp of a covariate's coefficient is its hazard ratio. An interval without
+        any event has no finite baseline estimate: such a fit ends with `converged` False (wider bins
+        help)."""
+        names = [covariates] if isinstance(covariates, str) else list(covariates)
+        width = float(bin_width if bin_width is not None else self.policy.time_bin)
+        split = Analysis(
+            self.sites,
+            project=self.project,
+            analyst=self.analyst,
+            data={**self.data, "lexis": {"time": time, "event": event, "bin_width": width}},
+            policy=self.policy,
+        )
+        terms = " + ".join(["factor(lexis_interval)", *names, "offset(log(lexis_exposure))"])
+        return split.glm(f"lexis_event ~ {terms}", "poisson", where=where, sites=sites, max_iter=max_iter)
 
     # -- study-level meta-analysis
     def glm_slma(

@@ -25,6 +25,7 @@ __all__ = [
     "ByGroup",
     "Condition",
     "Cor",
+    "CoxPh",
     "CoxStep",
     "DataRef",
     "Describe",
@@ -32,6 +33,7 @@ __all__ = [
     "GlmPrepare",
     "GlmStep",
     "Km",
+    "Lexis",
     "MessageError",
     "Quantiles",
     "Request",
@@ -103,6 +105,32 @@ def _var(value: Any, where: str) -> Var:
 
 
 @dataclass(frozen=True)
+class Lexis:
+    """Split the rows at bins of `bin_width` days of `time` (with `event`): the piecewise-exponential
+    model's rows (`datenraum.site.analysis.lexis`)."""
+
+    time: str
+    event: str
+    bin_width: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "event": self.event, "bin_width": self.bin_width}
+
+    @classmethod
+    def from_json(cls, body: Any) -> Lexis:
+        if not isinstance(body, dict) or set(body) != {"time", "event", "bin_width"}:
+            raise MessageError("data.lexis", "expected {time, event, bin_width}")
+        width = _number(body["bin_width"], "data.lexis.bin_width")
+        if width <= 0:
+            raise MessageError("data.lexis.bin_width", "expected a positive bin width")
+        return cls(
+            _text(body, "time", "data.lexis", maximum=80),
+            _text(body, "event", "data.lexis", maximum=80),
+            width,
+        )
+
+
+@dataclass(frozen=True)
 class DataRef:
     """Which rows: a table of the site (development, tests: a CSV/Parquet file) or a cohort of the store
     (a CCDL query) with variable definitions."""
@@ -111,6 +139,7 @@ class DataRef:
     cohort: dict | None = None
     variables: dict | None = None
     subset: str | None = None  # a subset of the analyst's workspace at the site (op "assign")
+    lexis: Lexis | None = None  # the rows split at bins of survival time
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,14 +149,17 @@ class DataRef:
                 ("cohort", self.cohort),
                 ("variables", self.variables),
                 ("subset", self.subset),
+                ("lexis", self.lexis.to_json() if self.lexis else None),
             )
             if v is not None
         }
 
     @classmethod
     def from_json(cls, body: Any) -> DataRef:
-        if not isinstance(body, dict) or set(body) - {"table", "cohort", "variables", "subset"}:
+        if not isinstance(body, dict) or set(body) - {"table", "cohort", "variables", "subset", "lexis"}:
             raise MessageError("data", "expected {table} or {cohort, variables}, and optionally a subset")
+        lexis = Lexis.from_json(body["lexis"]) if "lexis" in body else None
+        body = {k: v for k, v in body.items() if k != "lexis"}
         subset = None
         if "subset" in body:
             subset = _text(body, "subset", "data", maximum=40)
@@ -135,7 +167,7 @@ class DataRef:
         if "table" in body:
             if set(body) != {"table"}:
                 raise MessageError("data", "a table needs no cohort or variables")
-            return cls(table=_text(body, "table", "data"), subset=subset)
+            return cls(table=_text(body, "table", "data"), subset=subset, lexis=lexis)
         cohort, variables = body.get("cohort"), body.get("variables")
         if not isinstance(cohort, dict) or not isinstance(variables, dict) or not variables:
             raise MessageError("data", "expected {cohort: <CCDL query>, variables: {name: definition}}")
@@ -143,7 +175,7 @@ class DataRef:
             parse_definitions(variables)
         except VariableError as error:
             raise MessageError("data." + str(error).split(":")[0], str(error).split(": ", 1)[-1]) from None
-        return cls(cohort=cohort, variables=variables, subset=subset)
+        return cls(cohort=cohort, variables=variables, subset=subset, lexis=lexis)
 
 
 @dataclass(frozen=True)
@@ -363,6 +395,21 @@ class CoxStep(Request):
         }
 
 
+PH_TRANSFORMS = ("identity", "km")
+
+
+@dataclass(frozen=True)
+class CoxPh(CoxStep):
+    """At the pooled `beta`: this site's scaled Schoenfeld residual test of proportional hazards per
+    covariate (Grambsch–Therneau, as lifelines' `proportional_hazard_test`) against `transform` of the
+    binned time; only the test statistics and p-values are answered."""
+
+    transform: str = "km"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "transform": self.transform}
+
+
 OPERATIONS = (
     "summary",
     "describe",
@@ -376,10 +423,12 @@ OPERATIONS = (
     "assign",
     "km",
     "cox.step",
+    "cox.ph",
 )
 _FIELDS = {
     "km": {"time", "event", "bin_width", "group"},
     "cox.step": {"time", "event", "bin_width", "covariates", "beta", "ties"},
+    "cox.ph": {"time", "event", "bin_width", "covariates", "beta", "ties", "transform"},
     "describe": {"variables"},
     "by_group": {"variables", "group"},
     "glm.local": {"model", "family", "link", "weights", "levels"},
@@ -442,7 +491,7 @@ def parse_request(body: Any) -> Request:
             raise MessageError("subset", "expected a list of 1 to 20 conditions")
         conditions = tuple(Condition.from_json(c, f"subset[{i}]") for i, c in enumerate(subset))
         return Assign(**common, name=name, subset=conditions)
-    if op in ("km", "cox.step"):
+    if op in ("km", "cox.step", "cox.ph"):
         survival = {
             "time": _text(body, "time", "request", maximum=80),
             "event": _text(body, "event", "request", maximum=80),
@@ -460,13 +509,19 @@ def parse_request(body: Any) -> Request:
         ties = body.get("ties")
         if ties not in TIES:
             raise MessageError("ties", f"expected one of {', '.join(TIES)}")
-        return CoxStep(
+        step = {
             **common,
             **survival,
-            covariates=covariates,
-            beta=tuple(_number(b, "beta") for b in beta),
-            ties=ties,
-        )
+            "covariates": covariates,
+            "beta": tuple(_number(b, "beta") for b in beta),
+            "ties": ties,
+        }
+        if op == "cox.step":
+            return CoxStep(**step)
+        transform = body.get("transform")
+        if transform not in PH_TRANSFORMS:
+            raise MessageError("transform", f"expected one of {', '.join(PH_TRANSFORMS)}")
+        return CoxPh(**step, transform=transform)
     if op in ("summary", "table", "cor"):
         maximum = 3 if op == "table" else (20 if op == "cor" else MAX_VARIABLES)
         minimum = 2 if op == "cor" else 1

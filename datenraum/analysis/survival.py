@@ -15,6 +15,9 @@ curve where fewer than k are at risk (the rest censored at the end of the last b
   own baseline hazard). Each site groups its times first so that no difference of two risk sets holds
   fewer than k subjects (`datenraum.privacy.risk_sets`). Equal to a pooled Cox fit (lifelines,
   statsmodels' PHReg) on the grouped binned data.
+- Proportional hazards per site: at the pooled coefficients each site tests its own scaled Schoenfeld
+  residuals against time (`datenraum.analysis.proportional_hazards`) and answers only the statistic
+  and p-value per covariate.
 """
 
 from __future__ import annotations
@@ -188,6 +191,8 @@ class CoxResult:
     converged: bool
     sites: list[str]
     cov: list[list[float]] = field(repr=False, default_factory=list)
+    # per site: its proportional-hazards test per covariate at the pooled coefficients (if asked)
+    ph_tests: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         body = {k: v for k, v in self.__dict__.items() if k != "cov"}

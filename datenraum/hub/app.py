@@ -47,7 +47,7 @@ from datenraum.hub.directory import api as directory_api
 from datenraum.hub.directory.service import Directory
 from datenraum.hub.errors import HubError
 from datenraum.hub.feasibility import concepts_api, researcher_api, site_api, workspace_api
-from datenraum.hub.feasibility.notify import Notifier, close_on_exit_signal, query_key, site_key
+from datenraum.hub.feasibility.notify import Notifier, close_on_exit_signal, site_key
 from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
@@ -70,8 +70,8 @@ from datenraum.hub.proposals.service import Proposals, ProposalSettings
 from datenraum.hub.proposals.uploads import UploadPolicy
 from datenraum.hub.runtime import Hub
 from datenraum.hub.samples import api as samples_api
-from datenraum.hub.samples.api import search_key
 from datenraum.hub.samples.service import SampleSearches
+from datenraum.hub.sweep import sweep_forever
 from datenraum.privacy.aggregation import QuotaExceeded
 
 __all__ = ["create_app"]
@@ -207,28 +207,6 @@ class UnexpectedErrors:
             raise
 
 
-async def _sweep_forever(hub: Hub) -> None:
-    """Time out overdue tasks and wake the sites whose leases ran out, every sweep interval."""
-    failing = False
-    while True:
-        try:
-            changes = await hub.run(hub.federation.sweep)
-            await hub.run(hub.deliveries.sweep)
-            searches = await hub.run(hub.samples.sweep)
-        except Exception:
-            # The database may be away for a while; say so once, and keep trying.
-            if not failing:
-                log.exception("sweeping overdue tasks failed; retrying")
-            failing = True
-        else:
-            if failing:
-                log.info("sweeping overdue tasks works again")
-            failing = False
-            hub.notifier.notify([*map(query_key, changes.query_ids), *map(site_key, changes.site_ids)])
-            hub.notifier.notify(map(search_key, searches))
-        await asyncio.sleep(hub.config.sweep_interval_seconds)
-
-
 def _proposal_settings(config: HubConfig) -> ProposalSettings:
     uploads = UploadPolicy(
         folder=Path(config.upload_folder),
@@ -271,12 +249,12 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         analysis=Analyses(sessions, config, clock),
         deliveries=Deliveries(sessions, config, clock),
         samples=SampleSearches(sessions, config, clock),
-        sample_requests=SampleRequests(sessions, PortalRoleHolders(), clock),
+        sample_requests=SampleRequests(sessions, PortalRoleHolders(), clock, config.sample_reminder_days),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(_sweep_forever(hub))
+        sweeper = asyncio.create_task(sweep_forever(hub, clock))
         loop = asyncio.get_running_loop()
         hub.analysis.rounds.bind(
             lambda ids: loop.call_soon_threadsafe(hub.notifier.notify, [site_key(i) for i in ids])

@@ -11,6 +11,8 @@ line options. Durations are in seconds.
 | task_deadline_seconds | 30 | a task without a result this long after the query becomes timed-out |
 | lease_seconds | 60 | a fetched (running) task without a result is offered to its site again after this |
 | sweep_interval_seconds | 1 | how often the hub marks overdue tasks timed-out and re-offers expired leases |
+| reminder_interval_seconds | 3600 | how often the sweep reminds whoever must act on a sample request item that has not moved for `sample_reminder_days` |
+| sample_reminder_days | 14 | a sample request item that has not moved this long is a quiet one (see `reminder_interval_seconds`) |
 | max_body_bytes | 1048576 | larger request bodies are refused with 413 |
 | min_sites | 3 | a total is shown only when at least this many sites contributed a count |
 | analysis_min_sites | 3 | a pooled analysis result needs at least this many sites (at least 2) |
@@ -67,6 +69,8 @@ class HubConfig:
     task_deadline_seconds: float = 30.0
     lease_seconds: float = 60.0
     sweep_interval_seconds: float = 1.0
+    reminder_interval_seconds: float = 3600.0
+    sample_reminder_days: int = 14
     max_body_bytes: int = 1024 * 1024
     min_sites: int = 3
     quota_per_minute: int = 10

@@ -14,6 +14,11 @@ censored) of 0 or at least k subjects, and whatever bin width a request asks for
 its bins only ever hold whole groups: every released set, and every difference of released sets of
 these rows, is a union of such cells. Differences between row sets (subsets, cohorts) are the release
 ledger's job (`ReleaseLedger`).
+
+A risk set's sums weighted by exp(x beta) at a beta the analyst chose can still single one subject out:
+a huge coefficient makes one subject's weight all of the set's, and its mean of x that subject's x.
+`check_risk_share` refuses sums where one subject holds more than the policy's `dominance` share of a
+bin's risk set (the rule `dominance`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from datenraum.privacy.analysis import AnalysisPolicy, Refused
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["coarsen_risk_sets"]
+__all__ = ["check_risk_share", "coarsen_risk_sets"]
 
 
 def _complete(events: int, censored: int, k: int) -> bool:
@@ -74,3 +79,21 @@ def coarsen_risk_sets(
         group_end[begin : end + 1] = end
         begin = end + 1
     return cells[group_end[cell]] * policy.time_bin, event
+
+
+def check_risk_share(bins: np.ndarray, risk: np.ndarray, policy: AnalysisPolicy, what: str) -> None:
+    """Refused when in some bin one subject's weight `risk` (exp(x beta)) is more than `dominance` of the
+    bin's risk set (everyone whose bin, `bins`, is that bin or later)."""
+    import numpy as np
+
+    if not np.all(np.isfinite(risk)):  # an overflowing weight is all of its risk set
+        raise Refused("dominance", policy.dominance, f"{what}: risk set")
+    count = int(bins.max()) + 1
+    largest = np.zeros(count)
+    np.maximum.at(largest, bins, risk)
+    total = np.bincount(bins, weights=risk, minlength=count)
+    largest = np.maximum.accumulate(largest[::-1])[::-1]
+    total = np.cumsum(total[::-1])[::-1]
+    occupied = total > 0
+    if np.any(largest[occupied] > policy.dominance * total[occupied]):
+        raise Refused("dominance", policy.dominance, f"{what}: risk set")

@@ -271,3 +271,45 @@ def test_fuzzed_analysis_requests_get_structured_4xx_never_5xx(hub: AnalysisHub)
                 assert {"code", "rule", "threshold", "site", "message_en", "message_de"} <= set(error)
 
     check()
+
+
+SURVIVAL = {
+    **VARIABLES,
+    "days": {
+        "kind": "time_to_event",
+        "value": "time",
+        "start": {"on": "admission"},
+        "event": {"on": "death"},
+    },
+    "died": {
+        "kind": "time_to_event",
+        "value": "event",
+        "start": {"on": "admission"},
+        "event": {"on": "death"},
+    },
+}
+
+
+def test_cox_with_each_sites_proportional_hazards_test_over_http(hub: AnalysisHub) -> None:
+    project = hub.project(list(SITES))
+    with hub.client(project) as client:
+        client.variables = SURVIVAL
+        fit = client.cox("days", "died", ["age"], bin_width=90.0, ph_test="km")
+        with pytest.raises(AnalysisError, match="ph_test"):
+            client.cox("days", "died", ["age"], bin_width=90.0, ph_test="rank")
+    assert set(fit["ph_tests"]) == set(SITES)
+    for answer in fit["ph_tests"].values():
+        assert answer == {"transform": "km", "covariates": {"age": answer["covariates"]["age"]}}
+        assert set(answer["covariates"]["age"]) == {"statistic", "p"}
+        assert 0 <= answer["covariates"]["age"]["p"] <= 1
+
+
+def test_piecewise_exponential_over_http_gives_a_hazard_ratio_per_covariate(hub: AnalysisHub) -> None:
+    project = hub.project(list(SITES))
+    with hub.client(project) as client:
+        client.variables = SURVIVAL
+        fit = client.pwe("days", "died", ["age"], bin_width=3650.0)
+        with pytest.raises(AnalysisError, match="bin_width: expected a positive"):
+            client.pwe("days", "died", ["age"], bin_width=-1.0)
+    assert fit.family == "poisson" and fit.names[-1] == "age" and fit.converged
+    assert fit.formula.endswith("offset(log(lexis_exposure))")

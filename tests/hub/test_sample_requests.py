@@ -5,6 +5,7 @@ told, reminders, and the conclusion when every biobank has answered (issue 21)."
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from datenraum.hub.proposals.tables import EventRow, NotificationRow, SampleItem
 from datenraum.hub.proposals.values import DocumentKind
 from datenraum.hub.proposals.workflow import Action, ActionForbidden
 from datenraum.hub.roles import Actor, Role
+from datenraum.hub.runtime import Hub
+from datenraum.hub.sweep import Every, sweep
 
 from .helpers import HubFixture
 from .proposals_helpers import ETHICS_VOTE, World, make_world
@@ -210,6 +213,33 @@ def test_a_quiet_item_reminds_whoever_must_act_once_per_quiet_period(
     assert any("Zentrale Biobank uk-b" in text and "has waited 8 days" in text for text in office_inbox)
     world.hub.clock.advance(7 * DAY)
     assert requests.remind() == 2
+
+
+def reminded_items(world: World) -> int:
+    with world.hub.sessions() as session:
+        return session.scalar(sa.select(sa.func.count()).where(SampleItemRow.reminded.is_not(None)))
+
+
+@pytest.mark.anyio
+async def test_the_hubs_sweep_reminds_quiet_items_at_most_once_per_reminder_interval(
+    world: World, requests: SampleRequests
+) -> None:
+    approved_with_items(world, requests)  # both items moved now, and wait for the office
+    hub: Hub = world.hub.app(sample_reminder_days=7, reminder_interval_seconds=3600).state.hub
+    reminders = Every(dt.timedelta(seconds=hub.config.reminder_interval_seconds), world.hub.clock)
+    try:
+        world.hub.clock.advance(7 * DAY - 1800)
+        await sweep(hub, reminders)  # the first sweep looks at once: nothing is quiet yet
+        world.hub.clock.advance(2400)
+        await sweep(hub, reminders)  # quiet now, but the last look was only 40 minutes ago
+        assert reminded_items(world) == 0
+        world.hub.clock.advance(1200)
+        await sweep(hub, reminders)  # an hour since the last look
+        assert reminded_items(world) == 2
+        office_inbox = [n.text for n in world.proposals.notifications(world.office)]
+        assert sum("has waited 7 days for you" in text for text in office_inbox) == 2
+    finally:
+        hub.engine.dispose()
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.analysis.formula import FormulaError
-from datenraum.analysis.messages import MessageError
+from datenraum.analysis.messages import PH_TRANSFORMS, MessageError
 from datenraum.analysis.variables import VariableError, parse_definitions
 from datenraum.hub.accounts.service import User
 from datenraum.hub.analysis.rounds import HubSites, Rounds
@@ -96,6 +96,15 @@ OPERATIONS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "covariates": (_LIST + _STR, True),
         "ties": (_STR, False),
         "strata_by_site": (_BOOL, False),
+        "bin_width": (_NUM, False),
+        "max_iter": ((int,), False),
+        "ph_test": (_STR, False),
+    },
+    # the piecewise-exponential model: the sites' rows split at the bins, a pooled Poisson GLM
+    "pwe": {
+        "time": (_STR, True),
+        "event": (_STR, True),
+        "covariates": (_LIST + _STR, True),
         "bin_width": (_NUM, False),
         "max_iter": ((int,), False),
     },
@@ -346,7 +355,7 @@ def _check_params(operation: str, body: Any) -> dict[str, Any]:
 
 def _check_survival(operation: str, params: dict[str, Any]) -> None:
     """What the protocol would refuse only at the first round, refused before it."""
-    if operation not in ("km", "logrank", "cox"):
+    if operation not in ("km", "logrank", "cox", "pwe"):
         return
     width = params.get("bin_width")
     if width is not None and not (math.isfinite(width) and width > 0):
@@ -354,11 +363,15 @@ def _check_survival(operation: str, params: dict[str, Any]) -> None:
     alpha = params.get("alpha")
     if alpha is not None and not 0 < alpha < 1:
         raise Invalid("alpha: expected a number between 0 and 1")
+    if operation == "pwe" and not 1 <= params.get("max_iter", 1) <= MAX_COX_ITERATIONS:
+        raise Invalid(f"max_iter: expected 1 to {MAX_COX_ITERATIONS}")
     if operation == "cox":
         if params.get("ties", "efron") not in ("breslow", "efron"):
             raise Invalid("ties: expected breslow or efron")
         if not 1 <= params.get("max_iter", 1) <= MAX_COX_ITERATIONS:
             raise Invalid(f"max_iter: expected 1 to {MAX_COX_ITERATIONS}")
+        if params.get("ph_test", "km") not in PH_TRANSFORMS:
+            raise Invalid(f"ph_test: expected one of {', '.join(PH_TRANSFORMS)}")
 
 
 def _call(analysis: Analysis, operation: str, params: dict[str, Any], where: Any, sites: Any) -> Any:
@@ -366,6 +379,8 @@ def _call(analysis: Analysis, operation: str, params: dict[str, Any], where: Any
         return analysis.glm(where=where, sites=sites, **params).to_json()
     if operation == "cox":
         return analysis.cox(where=where, sites=sites, **params).to_json()
+    if operation == "pwe":
+        return analysis.pwe(where=where, sites=sites, **params).to_json()
     if operation == "logrank":
         from datenraum.analysis.driver import AnalysisError
 

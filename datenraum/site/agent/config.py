@@ -35,6 +35,7 @@ Every key is optional; a missing file section means its defaults. The defaults:
     [extraction]                     # the `extraction` task (off unless "extraction" is in tasks.allowed)
     output = "/srv/extractions"      # site-local folder of the job folders (required to allow the task)
     time_limit = 3600                # seconds one extraction may take (checked between batches)
+    memory_limit = "512MB"           # what DuckDB may hold while it sorts a job's resources
     key_file = "/etc/datenraum/site.key"  # the site secret (64 hex characters): a delivery's package is
                                      # de-identified with the project's keys derived from it, its
                                      # pseudonyms kept next to it (`site.key.pseudonyms.sqlite`)
@@ -62,6 +63,7 @@ from typing import Any
 from datenraum.privacy.analysis import AnalysisPolicy
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import TaskType
+from datenraum.site.extraction.job import MEMORY_SIZE
 
 __all__ = ["AgentConfig", "ConfigError", "LinkageSettings", "load_config", "parse_config"]
 
@@ -94,6 +96,7 @@ class AgentConfig:
     data_end: dt.date | None = None
     extraction_output: Path | None = None
     extraction_time_limit: float = 3600.0
+    extraction_memory_limit: str = "512MB"
     extraction_key_file: Path | None = None
     linkage: LinkageSettings | None = None
 
@@ -159,7 +162,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "store": ("threads",),
     "engine": ("name", "spark_master"),
     "analysis": _ANALYSIS_KEYS,
-    "extraction": ("output", "time_limit", "key_file"),
+    "extraction": ("output", "time_limit", "memory_limit", "key_file"),
     "linkage": ("unit_url", "project", "site", "token_file", "secret_file", "schema"),
 }
 
@@ -212,6 +215,9 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
     key_file = extraction.get("key_file")
     if key_file is not None and (not isinstance(key_file, str) or not key_file):
         raise ConfigError(f"extraction.key_file: expected a file, got {key_file!r}")
+    memory_limit = extraction.get("memory_limit", defaults.extraction_memory_limit)
+    if not isinstance(memory_limit, str) or not MEMORY_SIZE.fullmatch(memory_limit):
+        raise ConfigError(f'extraction.memory_limit: expected a size such as "512MB", got {memory_limit!r}')
     if TaskType.EXTRACTION in allowed and output is None:
         raise ConfigError("extraction.output: required when tasks.allowed has 'extraction'")
     linkage = _linkage(document["linkage"]) if "linkage" in document else None
@@ -236,6 +242,7 @@ def parse_config(document: Mapping[str, Any]) -> AgentConfig:
         extraction_time_limit=_seconds(
             extraction.get("time_limit", defaults.extraction_time_limit), "extraction.time_limit"
         ),
+        extraction_memory_limit=memory_limit,
         extraction_key_file=Path(key_file) if key_file is not None else None,
         linkage=linkage,
     )

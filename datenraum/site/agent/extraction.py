@@ -67,7 +67,7 @@ def run_extraction_task(
     import datetime as dt
 
     from datenraum.site.engines import EngineSettings
-    from datenraum.site.extraction import ExtractionError, JobOptions, run_extraction
+    from datenraum.site.extraction import ExtractionError, ExtractionOutOfMemory, JobOptions, run_extraction
 
     def failed(reason: str) -> TaskResult:
         log.warning("task %s: failed: %s", task.id, reason)
@@ -100,7 +100,11 @@ def run_extraction_task(
             store,
             orjson.dumps(crtdl),
             out,
-            JobOptions(today=today, engine=EngineSettings(config.engine, config.spark_master)),
+            JobOptions(
+                today=today,
+                engine=EngineSettings(config.engine, config.spark_master),
+                memory_limit=config.extraction_memory_limit,
+            ),
             progress=progress,
         )
     except _Interrupted as interrupted:
@@ -112,7 +116,7 @@ def run_extraction_task(
         )
     except ExtractionError as error:
         return failed(f"the CRTDL cannot be extracted here: {error}")
-    except FileExistsError as error:
+    except (FileExistsError, ExtractionOutOfMemory) as error:
         return failed(str(error))
     except Exception:
         log.exception("task %s: unexpected error in the extraction", task.id)

@@ -31,6 +31,7 @@ from datenraum.analysis.messages import (
     ByGroup,
     Condition,
     Cor,
+    CoxPh,
     CoxStep,
     Describe,
     GlmLocal,
@@ -59,7 +60,7 @@ from datenraum.privacy.analysis import (
     round_count,
     suppress,
 )
-from datenraum.privacy.risk_sets import coarsen_risk_sets
+from datenraum.privacy.risk_sets import check_risk_share, coarsen_risk_sets
 from datenraum.site.analysis.releases import ReleaseLog
 from datenraum.site.analysis.tables import AnalysisTable, TableError
 from datenraum.site.analysis.workspace import Workspace, WorkspaceTable
@@ -123,6 +124,10 @@ class SiteExecutor:
             return error_result({**error.to_json(), "site": self.site})
         try:
             table = (resolve or self._resolve)(request)
+            if request.data.lexis is not None:
+                from datenraum.site.analysis.lexis import LexisTable
+
+                table = LexisTable(table, request.data.lexis, self.policy)
             entries = self.workspace.entries(request.project, request.analyst)
             if entries:
                 table = WorkspaceTable(table, entries)
@@ -215,6 +220,8 @@ class SiteExecutor:
                 return self._cor(request, table, rows)
             case Km():
                 return self._km(request, table, rows)
+            case CoxPh():
+                return self._cox_ph(request, table, rows)
             case CoxStep():
                 return self._cox_step(request, table, rows)
         raise MessageError("op", "not supported")
@@ -468,6 +475,59 @@ class SiteExecutor:
         return {"bin_width": request.bin_width, "groups": groups}, valid
 
     def _cox_step(self, request: CoxStep, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        result, valid, _ = self._cox_sums(request, table, rows)
+        return result, valid
+
+    def _cox_ph(self, request: CoxPh, table: AnalysisTable, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+        """This site's proportional-hazards test at the pooled beta: statistics and p-values only."""
+        from datenraum.analysis.proportional_hazards import risk_set_means, schoenfeld_test
+        from datenraum.analysis.survival import cox_terms
+
+        sums, valid, index = self._cox_sums(request, table, rows)
+        x_events = sums.pop("x_events_by_bin")
+        p = len(request.covariates)
+        beta = np.asarray(request.beta)
+        _, _, info = cox_terms(sums, beta, request.ties)
+        try:
+            cov = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            raise TableError("the information matrix is singular at this site") from None
+        d = np.asarray(sums["d"])
+        bins = len(d)
+
+        def per_bin(key: str) -> np.ndarray:
+            return np.asarray(sums[key]).reshape(bins, p)
+
+        efron = request.ties == "efron"
+        means = risk_set_means(
+            d,
+            np.asarray(sums["s0"]),
+            per_bin("s1"),
+            np.asarray(sums["e0"]) if efron else None,
+            per_bin("e1") if efron else None,
+        )
+        ends = (np.arange(bins) + 1) * request.bin_width
+        if request.transform == "identity":
+            g = ends
+        else:
+            at_risk = np.cumsum(np.bincount(index, minlength=bins)[::-1])[::-1]
+            g = 1.0 - np.cumprod(1.0 - d / np.maximum(at_risk, 1))
+        test = schoenfeld_test(d, x_events, means, cov, g)
+        if not all(np.isfinite(test.statistic)):
+            raise TableError("the proportional-hazards test has no finite value at this site")
+        return {
+            "transform": request.transform,
+            "covariates": {
+                name: {"statistic": stat, "p": pv}
+                for name, stat, pv in zip(request.covariates, test.statistic, test.p, strict=True)
+            },
+        }, valid
+
+    def _cox_sums(
+        self, request: CoxStep, table: AnalysisTable, rows: np.ndarray
+    ) -> tuple[dict, np.ndarray, np.ndarray]:
+        """The risk-set sums per bin of `cox.step` (for `cox.ph` also the sums of x over each bin's events),
+        the rows used and each subject's bin."""
         valid, t, e, columns = self._survival_rows(request, table, rows, request.covariates)
         x = np.column_stack(columns)
         n, p = x.shape
@@ -482,7 +542,11 @@ class SiteExecutor:
         released, ev = coarsen_risk_sets(t, e, self.policy, "cox")
         index = np.floor(released / request.bin_width).astype(np.int64)
         bins = int(index.max()) + 1
-        risk = np.exp(x @ np.asarray(request.beta))
+        with np.errstate(over="ignore"):  # an overflow is refused by check_risk_share
+            risk = np.exp(x @ np.asarray(request.beta))
+        # An analyst chooses beta: one large enough makes one subject the whole of a late risk set, and s1
+        # would then be that subject's covariates. Refused for cox.step as for cox.ph.
+        check_risk_share(index, risk, self.policy, "cox.ph" if isinstance(request, CoxPh) else "cox")
         upper = np.triu_indices(p)
         cross = x[:, upper[0]] * x[:, upper[1]]
 
@@ -508,7 +572,9 @@ class SiteExecutor:
             result["e0"] = by_bin(at_event, False).ravel().tolist()
             result["e1"] = by_bin(x * at_event[:, None], False).ravel().tolist()
             result["e2"] = by_bin(cross * at_event[:, None], False).ravel().tolist()
-        return result, valid
+        if isinstance(request, CoxPh):
+            result["x_events_by_bin"] = by_bin(x * ev[:, None], False)
+        return result, valid, index
 
     # -- GLM
     def _design(self, request: GlmPrepare, table: AnalysisTable, rows: np.ndarray, levels: Mapping | None):

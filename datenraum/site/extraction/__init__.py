@@ -8,6 +8,6 @@
 The rules that need no store (CRTDL, profiles, redaction, consent) are `datenraum.extraction`.
 """
 
-from datenraum.site.extraction.job import ExtractionError, JobOptions, run_extraction
+from datenraum.site.extraction.job import ExtractionError, ExtractionOutOfMemory, JobOptions, run_extraction
 
-__all__ = ["ExtractionError", "JobOptions", "run_extraction"]
+__all__ = ["ExtractionError", "ExtractionOutOfMemory", "JobOptions", "run_extraction"]

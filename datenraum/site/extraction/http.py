@@ -31,14 +31,25 @@ import re
 import threading
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from datenraum.query.model import QueryError, parse_query
-from datenraum.site.extraction.job import ExtractionError, JobOptions, prepare, run_extraction
+from datenraum.site.extraction.job import (
+    SORT_MEMORY_LIMIT,
+    ExtractionError,
+    ExtractionOutOfMemory,
+    JobOptions,
+    prepare,
+    run_extraction,
+)
 from datenraum.site.extraction.output import write_atomically
+
+if TYPE_CHECKING:
+    from datenraum.site.engines import EngineSettings
 
 __all__ = ["JobRunner", "create_app"]
 
@@ -105,12 +116,22 @@ def parse_parameters(body: bytes) -> tuple[bytes, list[str] | None]:
 
 
 class JobRunner:
-    """The service's jobs: persisted under `jobs`, run one at a time by a background thread."""
+    """The service's jobs: persisted under `jobs`, run one at a time by a background thread, on the
+    site's engine (`engine`; DuckDB when None)."""
 
-    def __init__(self, store: Path, jobs: Path, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        store: Path,
+        jobs: Path,
+        batch_size: int = 500,
+        engine: EngineSettings | None = None,
+        memory_limit: str = SORT_MEMORY_LIMIT,
+    ) -> None:
         self.store = store
         self.jobs = jobs
         self.batch_size = batch_size
+        self.engine = engine
+        self.memory_limit = memory_limit
         self.jobs.mkdir(parents=True, exist_ok=True)
         self.progress: dict[str, str] = {}
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
@@ -170,6 +191,8 @@ class JobRunner:
             today=dt.date.fromisoformat(request["today"]),
             patients=request["patients"],
             batch_size=request.get("batchSize", 500),
+            engine=self.engine,
+            memory_limit=self.memory_limit,
         )
         try:
             run_extraction(
@@ -178,6 +201,8 @@ class JobRunner:
         except ExtractionError as error:
             issues = [[v.path, v.message] for v in error.violations]
             write_atomically(folder / "failed.json", orjson.dumps({"issues": issues}))
+        except ExtractionOutOfMemory as error:
+            write_atomically(folder / "failed.json", orjson.dumps({"issues": [["", str(error)]]}))
         except Exception as error:  # the job fails, the service goes on
             log.exception("extraction job %s failed", job_id)
             write_atomically(
@@ -188,11 +213,18 @@ class JobRunner:
 
 
 def create_app(
-    store: Path, jobs: Path, *, base_url: str | None = None, run: bool = True, batch_size: int = 500
+    store: Path,
+    jobs: Path,
+    *,
+    base_url: str | None = None,
+    run: bool = True,
+    batch_size: int = 500,
+    engine: EngineSettings | None = None,
+    memory_limit: str = SORT_MEMORY_LIMIT,
 ) -> FastAPI:
     """The service's app; `run=False` accepts jobs without running them (a test runs them with
     `app.state.runner.run(job_id)`)."""
-    runner = JobRunner(store, jobs, batch_size)
+    runner = JobRunner(store, jobs, batch_size, engine, memory_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -265,10 +297,17 @@ def create_app(
 
 
 def serve(
-    store: Path, port: int, *, host: str = "127.0.0.1", jobs: Path | None = None, batch_size: int = 500
+    store: Path,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    jobs: Path | None = None,
+    batch_size: int = 500,
+    engine: EngineSettings | None = None,
+    memory_limit: str = SORT_MEMORY_LIMIT,
 ) -> None:
     import uvicorn
 
     jobs = jobs or store.resolve().parent / "extraction-jobs"
-    app = create_app(store, jobs, batch_size=batch_size)
+    app = create_app(store, jobs, batch_size=batch_size, engine=engine, memory_limit=memory_limit)
     uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=5)

@@ -27,6 +27,7 @@ import datetime as dt
 import gc
 import hashlib
 import itertools
+import re
 import tempfile
 import threading
 import time
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from datenraum.site.engines import EngineSettings
     from datenraum.site.extraction.source import Candidates
 
-__all__ = ["ExtractionError", "JobOptions", "prepare", "run_extraction"]
+__all__ = ["ExtractionError", "ExtractionOutOfMemory", "JobOptions", "prepare", "run_extraction"]
 
 PROGRAM_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/program"
 GROUP_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/attribute_group"
@@ -57,6 +58,7 @@ GROUP_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSyst
 # sort is the job's one scan: this caps its memory whatever the cohort's size (2GB cost 2.4 GB RSS at
 # 250,000 patients; at 256MB DuckDB's sort of that store's 726,000 candidates failed to pin a block).
 SORT_MEMORY_LIMIT = "512MB"
+MEMORY_SIZE = re.compile(r"[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 EXTRACTION_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/fdpg/NamingSystem/extraction_id"
 # A job decodes millions of small JSON objects that live for one batch and form no cycles; at Python's
 # default threshold (a collection per 700 new objects) the cyclic collector runs thousands of times over
@@ -73,6 +75,11 @@ class ExtractionError(ValueError):
         super().__init__("; ".join(str(v) for v in violations))
 
 
+class ExtractionOutOfMemory(RuntimeError):
+    """DuckDB needed more than the job's memory limit; the text is one line naming the limit. The
+    batches finished before are kept, so the same job run again with more memory resumes."""
+
+
 @dataclass
 class JobOptions:
     today: dt.date | None = None
@@ -85,6 +92,12 @@ class JobOptions:
     tables: bool = True
     #: The engine that reads the store (DuckDB when None); the output does not depend on it.
     engine: EngineSettings | None = None
+    #: What DuckDB may hold (a DuckDB size: "512MB", "2GB"); the job id does not depend on it.
+    memory_limit: str = SORT_MEMORY_LIMIT
+
+    def __post_init__(self) -> None:
+        if not MEMORY_SIZE.fullmatch(self.memory_limit):  # it goes into a SET statement
+            raise ValueError(f"memory limit {self.memory_limit!r}: not a size such as 512MB or 2GB")
 
 
 @dataclass
@@ -589,16 +602,31 @@ def run_extraction(
     *,
     progress=None,
 ) -> dict[str, Any]:
-    """Run (or resume) a job; returns the job summary. Raises ExtractionError for bad input."""
-    from datenraum.query.model import QueryError, parse_query
-    from datenraum.site.engines import feasibility_engine, open_engine
-    from datenraum.site.extraction.output import JobFolder
-    from datenraum.site.extraction.source import StoreSource
+    """Run (or resume) a job; returns the job summary. Raises ExtractionError for bad input and
+    ExtractionOutOfMemory when DuckDB needs more than `options.memory_limit`."""
+    import duckdb
+
     from datenraum.site.store import Store
 
     options = options or JobOptions()
     prepared = prepare(crtdl_json, options)
-    store = Store(store_path)
+    try:
+        return _run(Store(store_path), prepared, Path(out_dir), options, progress)
+    except duckdb.OutOfMemoryException as error:
+        # DuckDB's text goes on with advice about its threads and settings a site does not set.
+        reason = str(error).splitlines()[0].removeprefix("Out of Memory Error: ")
+        raise ExtractionOutOfMemory(
+            f"the store's engine (DuckDB) ran out of memory at its limit of {options.memory_limit} ({reason});"
+            " the finished batches are kept: run the job again with more memory to resume it"
+        ) from None
+
+
+def _run(store: Any, prepared: Prepared, out_dir: Path, options: JobOptions, progress: Any) -> dict[str, Any]:
+    from datenraum.query.model import QueryError, parse_query
+    from datenraum.site.engines import feasibility_engine, open_engine
+    from datenraum.site.extraction.output import JobFolder
+    from datenraum.site.extraction.source import StoreSource
+
     with (
         _rare_collections(),
         store.snapshot() as snapshot,
@@ -606,7 +634,7 @@ def run_extraction(
         open_engine(snapshot, options.engine) as engine,
     ):
         if engine.dialect == "duckdb":
-            snapshot.connection.execute(f"SET memory_limit = '{SORT_MEMORY_LIMIT}'")
+            snapshot.connection.execute(f"SET memory_limit = '{options.memory_limit}'")
             snapshot.connection.execute(f"SET temp_directory = '{spill}'")
             snapshot.connection.execute("SET enable_progress_bar = false")  # stdout is the CLI's summary
         started = time.monotonic()
@@ -623,7 +651,7 @@ def run_extraction(
         cohort_ms = int((time.monotonic() - started) * 1000)
         generation = store.current_generation()
         job_id = options.job_id or job_identity(prepared.crtdl, options.patients, prepared.today, generation)
-        folder = JobFolder(Path(out_dir))
+        folder = JobFolder(out_dir)
         job = folder.open(job_id, prepared, cohort, options, cohort_ms)
         extractor = Extractor(prepared, StoreSource(engine), job_id, job["recorded"])
         extractor.load_core()

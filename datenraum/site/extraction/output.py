@@ -73,10 +73,14 @@ def open_atomically(path: Path) -> Iterator[BinaryIO]:
     when the block ends without an error (after an error `path` is as it was)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -449,6 +453,9 @@ class TableWriter:
             os.fsync(handle.fileno())
             handle.close()
         if kind is not None:
+            for group_id in self.pending:
+                for name in (f"{self.slugs[group_id]}.parquet", f"{self.slugs[group_id]}.csv"):
+                    self._tmp(name).unlink(missing_ok=True)
             return
         dictionary = []
         for group in self.plan.groups:
