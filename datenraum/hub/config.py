@@ -12,6 +12,7 @@ line options. Durations are in seconds.
 | lease_seconds | 60 | a fetched (running) task without a result is offered to its site again after this |
 | sweep_interval_seconds | 1 | how often the hub marks overdue tasks timed-out and re-offers expired leases |
 | reminder_interval_seconds | 3600 | how often the sweep reminds whoever must act on a sample request item that has not moved for `sample_reminder_days` |
+| dashboard_run_at | "" | the time of day (HH:MM, Europe/Berlin) at which the hub starts the crisis dashboard's daily run of indicators tasks, for the day before; empty: only runs started by hand |
 | sample_reminder_days | 14 | a sample request item that has not moved this long is a quiet one (see `reminder_interval_seconds`) |
 | max_body_bytes | 1048576 | larger request bodies are refused with 413 |
 | min_sites | 3 | a total is shown only when at least this many sites contributed a count |
@@ -71,6 +72,7 @@ class HubConfig:
     sweep_interval_seconds: float = 1.0
     reminder_interval_seconds: float = 3600.0
     sample_reminder_days: int = 14
+    dashboard_run_at: str = ""
     max_body_bytes: int = 1024 * 1024
     min_sites: int = 3
     quota_per_minute: int = 10
@@ -116,6 +118,8 @@ class HubConfig:
             raise ConfigError("database_url: must not be empty")
         if self.linkage_unit_url and not (self.linkage_project and self.linkage_token_file):
             raise ConfigError("linkage_project, linkage_token_file: must be set when linkage_unit_url is")
+        if self.dashboard_run_at:
+            _time_of_day("dashboard_run_at", self.dashboard_run_at)
         if self.oidc_issuer and not self.oidc_client_id:
             raise ConfigError("oidc_client_id: must be set when oidc_issuer is (single sign-on)")
 
@@ -128,6 +132,11 @@ class HubConfig:
             per_day=self.quota_per_day,
             reuse_window=dt.timedelta(seconds=self.reuse_window_seconds),
         )
+
+    @property
+    def dashboard_daily_run(self) -> dt.time | None:
+        """The Berlin time of day of the dashboard's daily run, or None for none."""
+        return _time_of_day("dashboard_run_at", self.dashboard_run_at) if self.dashboard_run_at else None
 
     @property
     def researcher_site_tasks(self) -> int:
@@ -150,6 +159,13 @@ class HubConfig:
 
 _TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _time_of_day(name: str, value: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{name}: a time of day as HH:MM, got {value!r}") from None
 
 
 def _from_toml(name: str, kind: str, value: Any, source: str) -> Any:

@@ -1,5 +1,6 @@
 """The hub's background sweep: overdue tasks, expired leases and deliveries every `sweep_interval_seconds`,
-and the sample requests' reminders every `reminder_interval_seconds` of the hub's clock.
+the crisis dashboard's daily run once its time of day has come (`dashboard_run_at`), and the sample
+requests' reminders every `reminder_interval_seconds` of the hub's clock.
 
 The reminders need no second timer: a quiet item is one that has not moved for days, so asking once an
 hour is soon enough, and asking every second would lock every open item each time for nothing.
@@ -42,8 +43,11 @@ async def sweep(hub: Hub, reminders: Every) -> None:
     changes = await hub.run(hub.federation.sweep)
     await hub.run(hub.deliveries.sweep)
     searches = await hub.run(hub.samples.sweep)
+    await hub.run(hub.dashboard.sweep)
+    scheduled = await hub.run(hub.dashboard.run_if_due)
     hub.notifier.notify([*map(query_key, changes.query_ids), *map(site_key, changes.site_ids)])
     hub.notifier.notify(map(search_key, searches))
+    hub.notifier.notify(map(site_key, scheduled))
     if reminders.due():
         reminded = await hub.run(hub.sample_requests.remind)
         reminders.ran()

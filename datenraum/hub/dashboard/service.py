@@ -7,29 +7,44 @@
   too, rejected, and the task fails with the problems as its reason, which the site's log shows.
 - `series(disease, indicator)`: the pooled series over the sites with an accepted delivery in the last
   48 hours (`STALE_AFTER`; a silent site drops out and `n_sites` drops), released under the disclosure
-  rules (`datenraum.indicators.release`), with each total's value "as first published" beside it.
+  rules (`datenraum.indicators.release`) against the series' history of earlier releases (so that no
+  two releases can be subtracted to a value under k), with each total's value "as first published"
+  beside it. Released series are kept in memory for as long as the fresh deliveries and the definitions
+  stay the same: a page or download computes nothing until a new delivery arrives or a site drops out.
   `site_series` is one site's own series for that site's members (exact: the site has the data anyway).
 - `public_series()`: every public series as the FAIR catalogue lists it (a public dataset with CSV and
   JSON distributions conforming to the CSV's Frictionless Table Schema).
 - `define(user, body)`: crisis mode. A new disease (codes, window, start) or indicator (a kind, bucket,
   strata) is checked by the same rules as the registry's files, stored, and pushed to every site at once.
+- `run_if_due()`: the daily run at the configured time of day (`dashboard_run_at`, Europe/Berlin), which
+  the hub's sweep calls; each day's run is started once, by whichever hub process comes first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from datenraum.catalogue.model import PublicSeries
 from datenraum.hub.accounts.service import Site, User
 from datenraum.hub.config import HubConfig
-from datenraum.hub.dashboard.tables import DashboardTaskRow, DefinitionRow, DeliveryRow, PublishedRow
+from datenraum.hub.dashboard.tables import (
+    DashboardTaskRow,
+    DefinitionRow,
+    DeliveryRow,
+    PublishedRow,
+    ReleaseHistoryRow,
+    ScheduledRunRow,
+)
 from datenraum.hub.db import Clock, SiteRow, utcnow
 from datenraum.hub.errors import Invalid, NotFound
 from datenraum.hub.roles import Role
@@ -41,7 +56,15 @@ from datenraum.indicators.registry import (
     parse_disease,
     parse_indicator,
 )
-from datenraum.indicators.release import DEFAULT_MIN_SITES, Delivery, moving_average, pool, release
+from datenraum.indicators.release import (
+    DEFAULT_MIN_SITES,
+    Delivery,
+    History,
+    moving_average,
+    pool,
+    release,
+    remember,
+)
 from datenraum.privacy.cells import DEFAULT_K
 from datenraum.protocol.messages import Task, TaskResult, TaskState, TaskType
 
@@ -52,6 +75,8 @@ STALE_AFTER = dt.timedelta(hours=48)
 #: A site has this long to compute and deliver its cube.
 TASK_DEADLINE = dt.timedelta(hours=6)
 LICENCE = "CC BY 4.0"
+#: The daily run's time of day is a Berlin time, like the days of the series.
+BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 _OPEN = (TaskState.PENDING.value, TaskState.RUNNING.value)
 
 
@@ -65,6 +90,8 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Series:
+    """A released series. Its rows are shared by every reader of the same release: read them only."""
+
     disease: str
     indicator: str
     title: str
@@ -107,6 +134,12 @@ class Dashboard:
         self._clock = clock
         self.k = k
         self.min_sites = min_sites
+        # The released series of one generation (definitions version, fresh delivery ids).
+        self._lock = threading.Lock()
+        self._generation: tuple[str, tuple[int, ...]] | None = None
+        self._released: dict[tuple[str, str], Series] = {}
+        # The Berlin day whose scheduled run this process knows to be started (saves a query a sweep).
+        self._scheduled_day: str | None = None
 
     # -- definitions
 
@@ -153,27 +186,57 @@ class Dashboard:
     def start_run(self, as_of: dt.date | None = None) -> tuple[str, frozenset[int]]:
         """One indicators task per active site; returns the run id and the site ids to wake."""
         registry = self.registry()
+        with self._sessions.begin() as session:
+            return self._start_run(session, registry, as_of or self.default_as_of())
+
+    def run_if_due(self) -> frozenset[int]:
+        """Start today's scheduled run once the configured time of day (Berlin) has passed; returns the
+        sites to wake (none when no time is configured, it is not yet time, or today's run was started)."""
+        at = self._config.dashboard_daily_run
+        if at is None:
+            return frozenset()
+        now = self._clock()
+        local = now.astimezone(BERLIN)
+        if local.time().replace(tzinfo=None) < at:
+            return frozenset()
+        today = local.date().isoformat()
+        if self._scheduled_day == today:
+            return frozenset()
+        with self._sessions() as session:
+            started = session.get(ScheduledRunRow, today) is not None
+        sites: frozenset[int] = frozenset()
+        if not started:
+            registry = self.registry()
+            try:
+                with self._sessions.begin() as session:
+                    run_id, sites = self._start_run(session, registry, local.date() - dt.timedelta(days=1))
+                    session.add(ScheduledRunRow(day=today, run_id=run_id, started=now))
+            except IntegrityError:
+                # Another hub process started today's run between our look and our insert.
+                sites = frozenset()
+        self._scheduled_day = today
+        return sites
+
+    def _start_run(self, session: Session, registry: Registry, as_of: dt.date) -> tuple[str, frozenset[int]]:
         definitions = registry.to_json()
-        as_of = as_of or self.default_as_of()
         now = self._clock()
         run_id = str(uuid.uuid4())
-        with self._sessions.begin() as session:
-            sites = session.scalars(
-                sa.select(SiteRow.id).where(SiteRow.active.is_(True)).order_by(SiteRow.id)
-            ).all()
-            for site_id in sites:
-                session.add(
-                    DashboardTaskRow(
-                        id=str(uuid.uuid4()),
-                        run_id=run_id,
-                        site_id=site_id,
-                        state=TaskState.PENDING.value,
-                        as_of=as_of.isoformat(),
-                        definitions=definitions,
-                        created=now,
-                        deadline=now + TASK_DEADLINE,
-                    )
+        sites = session.scalars(
+            sa.select(SiteRow.id).where(SiteRow.active.is_(True)).order_by(SiteRow.id)
+        ).all()
+        for site_id in sites:
+            session.add(
+                DashboardTaskRow(
+                    id=str(uuid.uuid4()),
+                    run_id=run_id,
+                    site_id=site_id,
+                    state=TaskState.PENDING.value,
+                    as_of=as_of.isoformat(),
+                    definitions=definitions,
+                    created=now,
+                    deadline=now + TASK_DEADLINE,
                 )
+            )
         return run_id, frozenset(sites)
 
     def claim(self, site: Site) -> list[Task]:
@@ -261,8 +324,8 @@ class Dashboard:
 
     # -- reading
 
-    def _fresh(self, session: Session, site_ids: Sequence[int] | None = None) -> list[Delivery]:
-        """Each site's latest accepted delivery of the last 48 hours."""
+    def _fresh_ids(self, session: Session, site_ids: Sequence[int] | None = None) -> tuple[int, ...]:
+        """The ids of each site's latest accepted delivery of the last 48 hours, ascending."""
         since = self._clock() - STALE_AFTER
         latest = (
             sa.select(DeliveryRow.site_id, sa.func.max(DeliveryRow.id).label("id"))
@@ -271,7 +334,10 @@ class Dashboard:
         )
         if site_ids is not None:
             latest = latest.where(DeliveryRow.site_id.in_(site_ids))
-        ids = [row.id for row in session.execute(latest)]
+        return tuple(sorted(row.id for row in session.execute(latest)))
+
+    def _fresh(self, session: Session, ids: Sequence[int]) -> list[Delivery]:
+        """The deliveries `ids` (see `_fresh_ids`), by site name."""
         rows = session.execute(
             sa.select(SiteRow.name, DeliveryRow.cube)
             .join(SiteRow, SiteRow.id == DeliveryRow.site_id)
@@ -339,21 +405,44 @@ class Dashboard:
         ]
 
     def series(self, disease: str, indicator: str) -> Series:
-        """The public pooled series; raises NotFound for an unknown one."""
+        """The public pooled series; raises NotFound for an unknown one.
+
+        A release is kept while its generation (the definitions and the fresh deliveries) stays the
+        same, so readers between two deliveries share one computation; a new generation is released
+        against the series' stored history, which it then extends (under a row lock, so that two hub
+        processes extend it one after the other)."""
         registry = self.registry()
         d, i = registry.diseases.get(disease), registry.indicators.get(indicator)
         if d is None or i is None or not i.public:
             raise NotFound(f"no series {disease}/{indicator}")
-        with self._sessions.begin() as session:
-            deliveries = self._fresh(session)
-            pooled = pool(deliveries, d.id, i, d.start)
-            rows = release(pooled, i, k=self.k, min_sites=self.min_sites)
-            self._first_published(session, d.id, i.id, rows)
-        _add_averages(rows, i.bucket)
-        return Series(
-            d.id, i.id, i.title, i.bucket, rows, pooled.data_as_of, pooled.definitions_version,
-            len(pooled.sites), self.k, self.min_sites,
-        )  # fmt: skip
+        with self._lock:
+            with self._sessions.begin() as session:
+                ids = self._fresh_ids(session)
+                generation = (registry.version, ids)
+                if generation != self._generation:
+                    self._generation, self._released = generation, {}
+                cached = self._released.get((d.id, i.id))
+                if cached is not None:
+                    return cached
+                pooled = pool(self._fresh(session, ids), d.id, i, d.start)
+                stored = session.get(ReleaseHistoryRow, (d.id, i.id), with_for_update=True)
+                history = History() if stored is None else History.from_json(stored.history)
+                rows = release(pooled, i, k=self.k, min_sites=self.min_sites, history=history)
+                extended = remember(history, pooled, rows, self.k)
+                if extended != history:
+                    if stored is None:
+                        stored = ReleaseHistoryRow(disease=d.id, indicator=i.id)
+                        session.add(stored)
+                    stored.history = extended.to_json()
+                    stored.updated = self._clock()
+                self._first_published(session, d.id, i.id, rows)
+            _add_averages(rows, i.bucket)
+            released = Series(
+                d.id, i.id, i.title, i.bucket, rows, pooled.data_as_of, pooled.definitions_version,
+                len(pooled.sites), self.k, self.min_sites,
+            )  # fmt: skip
+            self._released[d.id, i.id] = released
+            return released
 
     def site_series(self, user: User, site_name: str, disease: str, indicator: str) -> Series:
         """One site's own series, for that site's members only; raises NotFound otherwise."""
@@ -363,7 +452,7 @@ class Dashboard:
             site_id = session.scalar(sa.select(SiteRow.id).where(SiteRow.name == site_name))
             if site_id is None or site_id not in user.site_ids or d is None or i is None:
                 raise NotFound(f"no series {site_name}/{disease}/{indicator}")
-            deliveries = self._fresh(session, [site_id])
+            deliveries = self._fresh(session, self._fresh_ids(session, [site_id]))
         pooled = pool(deliveries, d.id, i, d.start)
         rows = release(pooled, i, k=1, min_sites=1)
         _add_averages(rows, i.bucket)

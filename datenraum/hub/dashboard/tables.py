@@ -4,7 +4,9 @@
 shipped registry is code). `dashboard_tasks`: one indicators task per site and run. `dashboard_deliveries`:
 every cube a site delivered, accepted or rejected with the problems found, kept for the "updated" series
 and for audit. `dashboard_published`: the first released value of each pooled total ("as first
-published", RKI's "fixiert"), never changed afterwards.
+published", RKI's "fixiert"), never changed afterwards. Migration 0012: `dashboard_release_history`, per
+series what it has released so far (`datenraum.indicators.release.History`, against differencing);
+`dashboard_schedule`, the days the daily run was started (so two hub processes start it once).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from datenraum.hub.db import Base, UtcDateTime
 
-__all__ = ["DashboardTaskRow", "DefinitionRow", "DeliveryRow", "PublishedRow"]
+__all__ = [
+    "DashboardTaskRow",
+    "DefinitionRow",
+    "DeliveryRow",
+    "PublishedRow",
+    "ReleaseHistoryRow",
+    "ScheduledRunRow",
+]
 
 
 class DefinitionRow(Base):
@@ -74,3 +83,20 @@ class PublishedRow(Base):
     suppressed: Mapped[bool] = mapped_column()
     n_sites: Mapped[int] = mapped_column()
     published: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class ReleaseHistoryRow(Base):
+    __tablename__ = "dashboard_release_history"
+
+    disease: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    indicator: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    history: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    updated: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class ScheduledRunRow(Base):
+    __tablename__ = "dashboard_schedule"
+
+    day: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.String(36))
+    started: Mapped[dt.datetime] = mapped_column(UtcDateTime)
