@@ -14,7 +14,7 @@ from shared_data import shared_data_folder
 
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.privacy.samples import SamplePolicy, group_key, release_group
-from datenraum.protocol.messages import ProtocolError, SiteCount
+from datenraum.protocol.messages import BiobankListing, ProtocolError, SiteCount
 from datenraum.protocol.samples import SampleResult, from_measure_report
 from datenraum.query.biobank.search import SampleFilter, parse_sample_filter
 from datenraum.query.biobank.terminology import (
@@ -27,6 +27,7 @@ from datenraum.query.biobank.terminology import (
 )
 from datenraum.query.model import QueryError, parse_query
 from datenraum.site.ingest import ingest
+from datenraum.site.metadata import biobank_listings
 from datenraum.site.samples import sample_counts
 from datenraum.site.store import Store
 
@@ -668,3 +669,27 @@ def test_synthetic_biobanks_have_collections_aliquots_and_storage_temperatures(s
         "DE_S7_0:collection:liquid",
         "DE_S7_0:collection:tissue",
     ][: len(counts.biobanks)]
+
+
+# --- the directory's listing -----------------------------------------------------------------------------
+
+
+def test_the_directory_lists_a_biobank_with_what_it_holds_for_enough_patients(biobank_store):
+    """The Charité biobank holds samples of 9 patients: whole blood of 9, serum of 8 (see the counts
+    derived by hand above); the specimens without a biobank are nobody's listing."""
+    store, _ = biobank_store
+    with store.snapshot() as snapshot:
+        at_nine = biobank_listings(snapshot, ObfuscationPolicy(threshold=9))
+        at_ten = biobank_listings(snapshot, ObfuscationPolicy(threshold=10))
+    assert [(b.id, b.bbmri_id, b.categories, b.temperatures) for b in at_nine] == [
+        (CHARITE, "de-12345", ("whole-blood",), ("Unknown",))
+    ]
+    assert at_ten == ()
+    assert BiobankListing.from_json(at_nine[0].to_json()) == at_nine[0]
+
+
+def test_a_biobank_listing_from_the_wire_is_checked_field_by_field():
+    with pytest.raises(ProtocolError, match=r"metadata.biobanks\[\].name: expected a string"):
+        BiobankListing.from_json({"id": "b", "name": 3})
+    with pytest.raises(ProtocolError, match="categories and temperatures must be lists"):
+        BiobankListing.from_json({"id": "b", "name": "B", "categories": "serum"})

@@ -11,7 +11,9 @@ figures that describe the whole store rather than a cohort:
   when there are at least `threshold` patients; the extremes themselves (the oldest patient) are never
   reported;
 - the temporal coverage names only calendar years in which at least `threshold` patients had an
-  encounter, so no year stands for a handful of people.
+  encounter, so no year stands for a handful of people;
+- a biobank is listed in the directory, and a sample category or temperature class under it, only
+  when it holds samples of at least `threshold` patients, so no listing stands for a handful of donors.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datenraum.privacy.counts import ObfuscationPolicy
 from datenraum.protocol.messages import SiteCount
 
-__all__ = ["AGE_BIN", "coverage_years", "disclosed_count", "typical_ages"]
+__all__ = ["AGE_BIN", "coverage_years", "disclosed_count", "held_by_enough", "typical_ages"]
 
 AGE_BIN = 5
 
@@ -51,3 +53,9 @@ def coverage_years(patients_per_year: Mapping[int, int], policy: ObfuscationPoli
     """The first and last year with encounters of at least `threshold` distinct patients, if any."""
     years = sorted(year for year, count in patients_per_year.items() if count >= policy.threshold)
     return (years[0], years[-1]) if years else None
+
+
+def held_by_enough(patients_per_group: Mapping[str, int], policy: ObfuscationPolicy) -> tuple[str, ...]:
+    """The groups (biobanks, sample categories, temperature classes) holding samples of at least
+    `threshold` patients, sorted; the counts themselves stay at the site."""
+    return tuple(sorted(group for group, count in patients_per_group.items() if count >= policy.threshold))

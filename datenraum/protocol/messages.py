@@ -146,6 +146,50 @@ class TableDescription:
 
 
 @dataclass(frozen=True)
+class BiobankListing:
+    """A biobank (or collection) of the site as the network directory lists it: its names and ids, and
+    the sample categories and storage temperature classes it holds samples of (only those held for at
+    least the threshold's number of patients, `privacy.metadata.held_by_enough`); no count."""
+
+    id: str
+    name: str
+    bbmri_id: str | None
+    part_of: str | None
+    categories: tuple[str, ...]
+    temperatures: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "bbmri_id": self.bbmri_id,
+            "part_of": self.part_of,
+            "categories": list(self.categories),
+            "temperatures": list(self.temperatures),
+        }
+
+    @classmethod
+    def from_json(cls, body: Any) -> BiobankListing:
+        if not isinstance(body, dict):
+            raise ProtocolError("metadata.biobanks[]: expected an object")
+        categories, temperatures = body.get("categories", []), body.get("temperatures", [])
+        if not isinstance(categories, list) or not isinstance(temperatures, list):
+            raise ProtocolError("metadata.biobanks[]: categories and temperatures must be lists")
+        optional = {
+            name: None if body.get(name) is None else _text(body[name], f"metadata.biobanks[].{name}", 300)
+            for name in ("bbmri_id", "part_of")
+        }
+        return cls(
+            _text(body.get("id"), "metadata.biobanks[].id", 300),
+            _text(body.get("name"), "metadata.biobanks[].name", 300),
+            optional["bbmri_id"],
+            optional["part_of"],
+            tuple(_text(c, "metadata.biobanks[].categories[]", 100) for c in categories[:100]),
+            tuple(_text(t, "metadata.biobanks[].temperatures[]", 100) for t in temperatures[:20]),
+        )
+
+
+@dataclass(frozen=True)
 class SiteMetadata:
     """What a site tells the catalogue about its data: figures under the same disclosure rules as
     feasibility counts (`privacy.metadata`), and descriptions; nothing about any one patient.
@@ -154,6 +198,7 @@ class SiteMetadata:
     - `min_age`, `max_age`: the typical ages (5-year bins around the 5th and 95th percentile), if any
     - `first_year`, `last_year`: the first and last calendar year with encounters of enough patients
     - `coding_systems`: the code system URIs the store's data use; `tables`: the store's tables
+    - `biobanks`: the site's biobanks that hold samples, for the network directory
     """
 
     generation: int
@@ -165,6 +210,7 @@ class SiteMetadata:
     last_year: int | None = None
     coding_systems: tuple[str, ...] = ()
     tables: tuple[TableDescription, ...] = ()
+    biobanks: tuple[BiobankListing, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +223,7 @@ class SiteMetadata:
             "last_year": self.last_year,
             "coding_systems": list(self.coding_systems),
             "tables": [table.to_json() for table in self.tables],
+            "biobanks": [biobank.to_json() for biobank in self.biobanks],
         }
 
     @classmethod
@@ -188,8 +235,9 @@ class SiteMetadata:
             raise ProtocolError("metadata.generation: expected a non-negative integer")
         systems = body.get("coding_systems", [])
         tables = body.get("tables", [])
-        if not isinstance(systems, list) or not isinstance(tables, list):
-            raise ProtocolError("metadata: coding_systems and tables must be lists")
+        biobanks = body.get("biobanks", [])
+        if not isinstance(systems, list) or not isinstance(tables, list) or not isinstance(biobanks, list):
+            raise ProtocolError("metadata: coding_systems, tables and biobanks must be lists")
         return cls(
             generation,
             _figure(body, "patients"),
@@ -200,6 +248,7 @@ class SiteMetadata:
             _small_int(body.get("last_year"), "last_year", 9999),
             tuple(_text(system, "metadata.coding_systems[]", 300) for system in systems[:100]),
             tuple(TableDescription.from_json(table) for table in tables[:100]),
+            tuple(BiobankListing.from_json(biobank) for biobank in biobanks[:200]),
         )
 
 

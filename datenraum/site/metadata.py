@@ -11,11 +11,12 @@ import datetime as dt
 
 from datenraum.fhir.viewdef.model import standard_view_definitions
 from datenraum.privacy.counts import ObfuscationPolicy
-from datenraum.privacy.metadata import coverage_years, disclosed_count, typical_ages
-from datenraum.protocol.messages import SiteMetadata, TableDescription
+from datenraum.privacy.metadata import coverage_years, disclosed_count, held_by_enough, typical_ages
+from datenraum.protocol.messages import BiobankListing, SiteMetadata, TableDescription
+from datenraum.site.samples import SampleCell, sample_counts
 from datenraum.site.store import RAW_TABLE, Snapshot
 
-__all__ = ["site_metadata", "table_descriptions"]
+__all__ = ["biobank_listings", "site_metadata", "table_descriptions"]
 
 # Tables whose `code_system` column names the coding systems the store's data use.
 _CODED = ("condition", "observation", "procedure", "diagnostic_report", "medication", "specimen")
@@ -74,4 +75,38 @@ def site_metadata(
         last_year=years[1] if years else None,
         coding_systems=tuple(sorted(systems)),
         tables=table_descriptions(),
+        biobanks=biobank_listings(snapshot, policy),
     )
+
+
+def biobank_listings(snapshot: Snapshot, policy: ObfuscationPolicy) -> tuple[BiobankListing, ...]:
+    """The store's biobanks with available samples of enough patients, each with the sample categories
+    and temperature classes it holds for enough patients (`privacy.metadata.held_by_enough`)."""
+    counts = sample_counts(snapshot)
+    listed = set(
+        held_by_enough({b.biobank: b.patients for b in counts.by_biobank if b.biobank is not None}, policy)
+    )
+    return tuple(
+        BiobankListing(
+            biobank.id,
+            biobank.name or biobank.id,
+            biobank.bbmri_id,
+            biobank.part_of,
+            held_by_enough(_largest(counts.cells, biobank.id, "category"), policy),
+            held_by_enough(_largest(counts.cells, biobank.id, "temperature"), policy),
+        )
+        for biobank in sorted(counts.biobanks, key=lambda b: b.id)
+        if biobank.id in listed
+    )
+
+
+def _largest(cells: tuple[SampleCell, ...], biobank: str, dimension: str) -> dict[str, int]:
+    """Per value of `dimension` (category or temperature), the patients of its largest cell: a patient
+    with samples in two cells of one category is in both, so the largest cell is the most that can be
+    said without counting again, and never more than the category's patients."""
+    largest: dict[str, int] = {}
+    for cell in cells:
+        if cell.biobank == biobank:
+            value = getattr(cell, dimension)
+            largest[value] = max(largest.get(value, 0), cell.patients)
+    return largest

@@ -51,7 +51,7 @@ from datenraum.hub.accounts.service import Site
 from datenraum.hub.catalogue.tables import HarvestedCatalogueRow, SiteReportRow
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import Clock, SiteRow, utcnow
-from datenraum.hub.directory.service import Directory, EntryKind
+from datenraum.hub.directory.service import Directory, EntryKind, replace_biobanks
 from datenraum.hub.errors import Conflict, Forbidden, Invalid, NotFound
 from datenraum.hub.roles import Actor, Role
 from datenraum.protocol.messages import SiteMetadata, Task, TaskResult, TaskState, TaskType
@@ -157,6 +157,7 @@ class Catalogue:
             if result.metadata is None:
                 raise Invalid("metadata: a site-metadata task is answered with metadata")
             row.metadata_json = json.dumps(result.metadata.to_json())
+            replace_biobanks(session, site.name, result.metadata.biobanks)
             row.generation = result.metadata.generation
             row.reported = self._clock()
             row.answered_task, row.task_id, row.failure = task_id, None, None
@@ -206,7 +207,7 @@ class Catalogue:
         studies = [
             Study(
                 entry["slug"],
-                Kind.INFRASTRUCTURE if entry["kind"] == EntryKind.INFRASTRUCTURE.value else Kind.PROJECT,
+                Kind.PROJECT if entry["kind"] == EntryKind.PROJECT.value else Kind.INFRASTRUCTURE,
                 entry["acronym"],
                 entry["name"],
                 entry["description"] or "",

@@ -5,6 +5,11 @@ Anyone may read it (the public listing and its JSON form); only the coordination
 so that "koeln", "KÖLN" and "Köln" find the same site on SQLite (whose LIKE folds only ASCII) and on
 PostgreSQL alike; the directory has some dozens of rows, not millions.
 
+Biobanks are entries too, but the sites keep them: each site's catalogue report names the biobanks of
+its store that hold samples of enough patients (`protocol.messages.BiobankListing`), and
+`replace_biobanks` makes the site's biobank entries exactly those, with what they hold in words. The
+office does not edit them; a biobank the site no longer reports leaves the directory.
+
 The seed (`seed.json`) is the initial list of German university hospitals, infrastructures and
 projects. Loading it adds what is missing and never overwrites: after the first load the office
 maintains the entries, and loading again (at every start, if one likes) changes nothing.
@@ -12,8 +17,10 @@ maintains the entries, and loading again (at every start, if one likes) changes 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +33,8 @@ from datenraum.hub.directory.tables import DirectoryEntryRow, DirectorySiteRow, 
 from datenraum.hub.errors import Forbidden, Invalid, NotFound
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.text import clean_text
+from datenraum.protocol.messages import BiobankListing
+from datenraum.query.biobank.terminology import CATEGORIES, TEMPERATURE_CLASSES
 
 __all__ = [
     "DEFAULT_CONTACT",
@@ -54,6 +63,12 @@ class NotAdministrator(Forbidden):
 class EntryKind(StrEnum):
     INFRASTRUCTURE = "infrastructure"
     PROJECT = "project"
+    BIOBANK = "biobank"  # kept by the sites' reports (`replace_biobanks`), not by the office
+
+
+BIOBANK_ROLE = "biobank"
+_CATEGORY_LABELS = {category.code: category.label_en for category in CATEGORIES}
+_TEMPERATURE_LABELS = {temperature.code: temperature.label_en for temperature in TEMPERATURE_CLASSES}
 
 
 @dataclass(frozen=True)
@@ -170,6 +185,8 @@ class Directory:
     def save_entry(self, actor: Actor, entry: Entry) -> None:
         _require_admin(actor)
         _check_entry(entry)
+        if entry.kind is EntryKind.BIOBANK:
+            raise Invalid("kind: biobanks are listed by their sites' reports, not entered by hand")
         with self._sessions.begin() as session:
             _save_by_slug(session, DirectoryEntryRow, _values(entry))
 
@@ -210,6 +227,63 @@ class Directory:
             if row is None:
                 raise NotFound(f"participation of {site} in {entry}")
             session.delete(row)
+
+
+def replace_biobanks(session: Session, site_slug: str, listings: Sequence[BiobankListing]) -> int:
+    """Make the biobank entries of the directory site `site_slug` those of its latest report, in the
+    caller's transaction (the report and the directory change together); returns how many are listed.
+    A site the directory does not know lists nothing: the office adds the site first."""
+    site = session.scalar(sa.select(DirectorySiteRow).where(DirectorySiteRow.slug == site_slug))
+    if site is None:
+        return 0
+    prefix = _biobank_prefix(site_slug)
+    wanted = {f"{prefix}{_digest(listing.id)}": listing for listing in listings}
+    owned = session.scalars(
+        sa.select(DirectoryEntryRow).where(
+            DirectoryEntryRow.kind == EntryKind.BIOBANK.value, DirectoryEntryRow.slug.startswith(prefix)
+        )
+    ).all()
+    for row in owned:
+        if row.slug not in wanted:
+            session.execute(sa.delete(ParticipationRow).where(ParticipationRow.entry_id == row.id))
+            session.delete(row)
+    by_slug = {row.slug: row for row in owned}
+    for slug, listing in wanted.items():
+        values = _values(_biobank_entry(slug, listing, site.name))
+        row = by_slug.get(slug)
+        if row is None:
+            row = DirectoryEntryRow(**values)
+            session.add(row)
+            session.flush()
+            session.add(ParticipationRow(site_id=site.id, entry_id=row.id, role=BIOBANK_ROLE))
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)
+    return len(wanted)
+
+
+def _biobank_prefix(site_slug: str) -> str:
+    # Slugs are at most 60 characters: a long site slug is replaced by its digest.
+    return f"biobank-{site_slug if len(site_slug) <= 40 else _digest(site_slug)}-"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _biobank_entry(slug: str, listing: BiobankListing, site_name: str) -> Entry:
+    held = ", ".join(_CATEGORY_LABELS.get(code, code) for code in listing.categories) or "no category yet"
+    stored = ", ".join(_TEMPERATURE_LABELS.get(code, code) for code in listing.temperatures) or "unknown"
+    ids = f" BBMRI-ERIC id {listing.bbmri_id}." if listing.bbmri_id else ""
+    name = clean_text(listing.name, "biobanks[].name", max_length=300) or listing.id
+    return Entry(
+        slug,
+        EntryKind.BIOBANK,
+        (listing.bbmri_id or name)[:40],
+        name,
+        f"Biobank at {site_name}.{ids} Holds samples of: {held}. Storage: {stored}. "
+        "Listed from the site's own report; counts are in the sample locator.",
+    )
 
 
 def load_seed(sessions: sessionmaker[Session], path: Path = SEED) -> SeedLoaded:

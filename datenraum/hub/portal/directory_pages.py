@@ -29,6 +29,9 @@ from datenraum.hub.portal.web import (
 )
 from datenraum.hub.roles import Role
 
+# The office enters infrastructures and projects; biobanks come from the sites' reports.
+EDITABLE_KINDS = (EntryKind.INFRASTRUCTURE, EntryKind.PROJECT)
+
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
@@ -69,7 +72,8 @@ async def _index(
         sites=sites,
         infrastructures=[entry for entry in entries if entry.kind is EntryKind.INFRASTRUCTURE],
         projects=[entry for entry in entries if entry.kind is EntryKind.PROJECT],
-        kinds=EntryKind,
+        biobanks=[entry for entry in entries if entry.kind is EntryKind.BIOBANK],
+        kinds=EDITABLE_KINDS,
         site_values=site_values or {},
         entry_values=entry_values or {},
         error=error,
@@ -116,7 +120,7 @@ async def _entry(
         status,
         entry=entry,
         participants=participants,
-        kinds=EntryKind,
+        kinds=EDITABLE_KINDS,
         error=error,
     )
 
@@ -162,8 +166,8 @@ async def save_entry(request: Request, user: Admin) -> Response:
     form = await checked_form(request)
     hub = hub_of(request)
     values = {name: form_text(form, name).strip() for name in _ENTRY_FIELDS}
-    if values["kind"] not in {kind.value for kind in EntryKind}:
-        error = f"kind: must be one of {', '.join(EntryKind)}"
+    if values["kind"] not in {kind.value for kind in EDITABLE_KINDS}:
+        error = f"kind: must be one of {', '.join(EDITABLE_KINDS)}"
         return await _index(request, user, "", 400, error, entry_values=values)
     entry = Entry(
         values["slug"], EntryKind(values["kind"]), values["acronym"], values["name"], values["description"]
