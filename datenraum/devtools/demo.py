@@ -22,10 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy.orm import sessionmaker
 
 from datenraum.analysis import AnalysisError
 from datenraum.devtools.demo_project import EXAMPLE_FORMULA, Example, run_example, seed_project
 from datenraum.devtools.federation import FederationError, LocalFederation, Researcher
+from datenraum.hub.db import create_hub_engine
+from datenraum.hub.directory.service import Directory, Site
+from datenraum.hub.roles import Actor, Role
 from datenraum.query.model import StructuredQuery, parse_query, query_to_json
 
 __all__ = [
@@ -159,6 +163,19 @@ DEMO_QUERY: StructuredQuery = parse_query(
         ],
     }
 )
+
+
+def list_in_directory(database_url: str, sites: list[DemoSite]) -> None:
+    """The demo's sites in the network directory (under their names at the hub), so that their agents'
+    catalogue reports list their biobanks there."""
+    engine = create_hub_engine(database_url)
+    try:
+        directory = Directory(sessionmaker(engine, expire_on_commit=False))
+        office = Actor(0, frozenset({Role.ADMIN}))
+        for site in sites:
+            directory.save_site(office, Site(site.key, site.name, site.name.split()[-1]))
+    finally:
+        engine.dispose()
 
 
 def prepare_sites(
@@ -337,9 +354,9 @@ def run(
                 users=[(DEMO_USER, "researcher"), (DEMO_ADMIN, "admin")],
                 passwords=DEMO_PASSWORDS,
             )
-            project = seed_project(
-                fed.hub_env["DATENRAUM_HUB_DATABASE_URL"], DEMO_USER, DEMO_ADMIN, list(stores)
-            )
+            database_url = fed.hub_env["DATENRAUM_HUB_DATABASE_URL"]
+            list_in_directory(database_url, [site for site in sites if site.key in stores])
+            project = seed_project(database_url, DEMO_USER, DEMO_ADMIN, list(stores))
             agent_config = federation / "agent.toml"
             agent_config.write_text(AGENT_CONFIG)
             for name, store in stores.items():

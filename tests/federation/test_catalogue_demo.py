@@ -1,12 +1,14 @@
 """The catalogue's endpoints on a hub started as the demo starts it (`datenraum hub serve` and a
 `datenraum site serve` per site, real HTTP): what `curl -H 'Accept: text/turtle' http://HUB/catalog` gets
-passes the shared HealthDCAT-AP check, the public series validate, the pages answer, and the office
-harvests the hub's own catalogue through the harvest page (the hub fetching from itself)."""
+passes the shared HealthDCAT-AP check, the public series validate, the pages answer, the sites' biobanks
+join the directory from their reports, and the office harvests the hub's own catalogue through the
+harvest page (the hub fetching from itself)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -33,12 +35,14 @@ def test_the_demo_hubs_catalogue_answers_validates_and_harvests_itself(tmp_path:
             users=[(demo.DEMO_USER, "researcher"), (demo.DEMO_ADMIN, "admin")],
             passwords=demo.DEMO_PASSWORDS,
         )
+        demo.list_in_directory(fed.hub_env["DATENRAUM_HUB_DATABASE_URL"], list(SITES))
         for name, store in stores.items():
             fed.start_agent(name, store, secrets[name])
         researcher = Researcher(fed.url, secrets[demo.DEMO_USER].read_text().strip())
         researcher.wait_for_sites(list(stores))
         researcher.close()
         with httpx.Client(base_url=fed.url, timeout=60) as curl:
+            assert _biobank_sites(curl) == {s.key for s in SITES}
             catalog = curl.get("/catalog", headers={"Accept": "text/turtle"})
             assert catalog.status_code == 200 and catalog.headers["content-type"].startswith("text/turtle")
             turtle = tmp_path / "catalog.ttl"
@@ -57,7 +61,7 @@ def test_the_demo_hubs_catalogue_answers_validates_and_harvests_itself(tmp_path:
             assert check.stdout.startswith("conforms True") and "Violation" not in check.stdout, check.stdout
             graph = Graph().parse(data=catalog.text, format="turtle")
             titles = {str(graph.value(d, DCTERMS.title)) for d in graph.subjects(RDF.type, DCAT.Dataset)}
-            assert {f"Routine-care data of {s.key} (MII core data set, FHIR)" for s in SITES} <= titles
+            assert {f"Routine-care data of {s.name} (MII core data set, FHIR)" for s in SITES} <= titles
             assert len(set(graph.subjects(RDF.type, DCAT.DataService))) == 2  # feasibility, dashboard
 
             public = Graph().parse(data=curl.get("/catalog/public.ttl").text, format="turtle")
@@ -98,3 +102,20 @@ def test_the_demo_hubs_catalogue_answers_validates_and_harvests_itself(tmp_path:
             )
             assert failed.status_code == 200 and 'id="form-error"' in failed.text
             assert "no-such-catalogue" in failed.text
+
+
+def _biobank_sites(curl: httpx.Client, timeout: float = 60.0) -> set[str]:
+    """The sites with a biobank in the directory, once every site's report has listed one (or at the
+    timeout: what is listed then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        directory = curl.get("/api/v1/directory").json()
+        biobanks = {entry["slug"] for entry in directory["entries"] if entry["kind"] == "biobank"}
+        listing = {
+            site["slug"]
+            for site in directory["sites"]
+            if any(p["entry"] in biobanks for p in site["participations"])
+        }
+        if listing >= {s.key for s in SITES} or time.monotonic() > deadline:
+            return listing
+        time.sleep(0.1)
