@@ -8,9 +8,10 @@ site's custodian released it at the hub) uploaded in resumable chunks.
 `seal_delivery` runs after the extraction when the task carries the project's `recipient_key`: the
 project's keys derive from the site secret (`extraction.key_file`), pseudonyms persist next to it, the
 profile is a shipped one (`fdpg`, `fts`; never a path the hub names). A leak gate that finds anything
-fails the task: nothing is sealed. What goes to the hub are counts only (`delivery_summary`): the
-resources per type, the leak gate's findings (0) and the package's size; the custodian sees them on the
-hub's release page and looks at the de-identified folder here for the records themselves.
+fails the task: nothing is sealed. What goes to the hub are counts only, under the rule of
+`datenraum.privacy.delivery`: the resources per type, the leak gate's findings (0) and the package's
+size; the custodian sees them on the hub's release page and looks at the de-identified folder here for
+the records themselves.
 
 `upload_released` sends each released package: it asks the hub where to continue (the bytes it
 acknowledged), sends the rest in chunks with their SHA-256, then the whole package's SHA-256. A killed
@@ -29,6 +30,7 @@ from typing import Any
 import httpx
 import orjson
 
+from datenraum.privacy.delivery import delivery_counts
 from datenraum.site.agent.config import AgentConfig
 
 __all__ = ["CHUNK", "DeliveryError", "package_path", "seal_delivery", "upload_released"]
@@ -49,17 +51,6 @@ def package_path(job_folder: Path) -> Path:
 
 def _deidentified(job_folder: Path) -> Path:
     return job_folder.with_name(job_folder.name + ".deidentified")
-
-
-def delivery_summary(report: dict[str, Any], sealed_bytes: int) -> dict[str, Any]:
-    """Counts only (the protocol's summary): nothing of a patient, no file name."""
-    gate = report["leakGate"]
-    return {
-        "Deidentified-Resources": {k: int(v) for k, v in list(report["resourcesOut"].items())[:50]},
-        "Dropped-Resources": {k: int(v) for k, v in list(report["droppedNoModule"].items())[:50]},
-        "Leak-Gate-Findings": int(gate["findingsTotal"]),
-        "Package-Bytes": sealed_bytes,
-    }
 
 
 def seal_delivery(job_folder: Path, payload: dict[str, Any], config: AgentConfig) -> dict[str, Any]:
@@ -86,7 +77,7 @@ def seal_delivery(job_folder: Path, payload: dict[str, Any], config: AgentConfig
     if sealed.exists() and (target / "reports/deidentification.json").exists():  # sealed before a restart
         report = orjson.loads((target / "reports/deidentification.json").read_bytes())
         report["leakGate"] = orjson.loads((target / "reports/leak-gate.json").read_bytes())
-        return delivery_summary(report, sealed.stat().st_size)
+        return delivery_counts(report, sealed.stat().st_size)
     shutil.rmtree(target, ignore_errors=True)  # what an interrupted run left: de-identified again
     try:
         secret = read_secret(config.extraction_key_file)
@@ -117,7 +108,7 @@ def seal_delivery(job_folder: Path, payload: dict[str, Any], config: AgentConfig
         raise DeliveryError(f"the package cannot be made: {error}") from None
     except ValueError as error:  # the recipient key does not load
         raise DeliveryError(f"the package cannot be sealed for the project's key: {error}") from None
-    return delivery_summary(report, sealed_info["bytes"])
+    return delivery_counts(report, sealed_info["bytes"])
 
 
 def _sha256(path: Path) -> str:

@@ -3,7 +3,7 @@
 Off unless the operator lists "extraction" in `tasks.allowed` (and names `extraction.output`). The task's
 payload is `{"crtdl": <CRTDL JSON>, "project": <approved project id>}`. The job runs into
 `<extraction.output>/<project>/<task id>/` (TORCH's job folder, see `datenraum.site.extraction.output`);
-what goes back to the hub is only the state and the job summary's counts (`SUMMARY_KEYS`): no patient
+what goes back to the hub is only the state and the job summary's counts (`datenraum.privacy.delivery`): no patient
 id, no resource, no file leaves the site. A task of a data delivery (its payload has the project's
 `recipient_key`) is also de-identified, gated and sealed at the site (`agent.delivery`); the package
 leaves only after the site's custodian released it, as a separate upload.
@@ -20,26 +20,17 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from datenraum.privacy.delivery import extraction_counts
 from datenraum.protocol.messages import Task, TaskResult, TaskState
 from datenraum.site.agent.config import AgentConfig
 
-__all__ = ["SUMMARY_KEYS", "run_extraction_task"]
+__all__ = ["run_extraction_task"]
 
 log = logging.getLogger("datenraum.site.agent")
 
-# What of reports/job-summary.json the hub gets: counts (and the job id), never ids of patients.
-SUMMARY_KEYS = (
-    "Job-ID",
-    "Num-Cohort-Patients",
-    "Num-Final-Patients",
-    "Patient-Exclusions",
-    "Resource-Exclusions",
-    "Resource-Inclusions",
-)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -121,7 +112,7 @@ def run_extraction_task(
     except Exception:
         log.exception("task %s: unexpected error in the extraction", task.id)
         return failed("the site could not run the extraction (internal error, see the site's log)")
-    counts: dict[str, Any] = {k: summary[k] for k in SUMMARY_KEYS if k in summary}
+    counts = extraction_counts(summary)
     if "recipient_key" in task.payload:  # a data delivery: de-identified, gated and sealed here
         from datenraum.site.agent.delivery import DeliveryError, seal_delivery
 
