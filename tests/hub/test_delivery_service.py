@@ -166,6 +166,24 @@ def test_from_extraction_to_download_every_step_is_recorded_and_the_proposal_bec
         "delivered",
         "delivery-fetched",
     ]
+    # Each entry is the act of whoever did it: the office started, the agents extracted and uploaded,
+    # the custodians decided, the hub concluded, the colleague downloaded.
+    actors = [
+        event.actor_id or event.actor_email for event in world.proposals.timeline(world.office, proposal_id)
+    ][-11:]
+    assert actors == [
+        world.office.user_id,
+        "agent of uk-a",
+        "agent of uk-a",
+        "agent of uk-b",
+        "agent of uk-b",
+        world.site_admins["uk-a"].user_id,
+        world.site_admins["uk-b"].user_id,
+        "agent of uk-a",
+        "hub",
+        "hub",
+        world.colleague.user_id,
+    ]
 
 
 def test_only_the_projects_team_downloads_anyone_else_gets_not_found(

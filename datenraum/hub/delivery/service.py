@@ -231,6 +231,7 @@ class Deliveries:
                 "delivery-requested",
                 f"CRTDL sha256:{row.crtdl_sha256}, profile {profile}, sites {names}, "
                 f"due {row.deadline:%Y-%m-%d}",
+                actor_id=row.started_by,
             )
             return self._delivery(session, row)
 
@@ -581,7 +582,7 @@ class Deliveries:
         session.add(
             EventRow(
                 proposal_id=row.proposal_id,
-                actor_id=actor_id if actor_id is not None else row.started_by,
+                actor_id=actor_id,
                 kind=kind[:30],
                 from_state=(before or state).value,
                 to_state=state.value,

@@ -555,8 +555,9 @@ class Proposals:
 
 def _events(session: Session, proposal_id: int) -> list[Event]:
     rows = session.execute(
-        sa.select(EventRow, UserRow.email)
-        .join(UserRow, UserRow.id == EventRow.actor_id)
+        sa.select(EventRow, UserRow.email, SiteRow.name)
+        .outerjoin(UserRow, UserRow.id == EventRow.actor_id)
+        .outerjoin(SiteRow, SiteRow.id == EventRow.site_id)
         .where(EventRow.proposal_id == proposal_id)
         .order_by(EventRow.id)
     ).all()
@@ -565,14 +566,14 @@ def _events(session: Session, proposal_id: int) -> list[Event]:
             event.id,
             event.kind,
             event.actor_id,
-            email,
+            email or (f"agent of {site}" if site else "hub"),
             State(event.from_state),
             State(event.to_state),
             event.text,
             event.site_id,
             event.created,
         )
-        for event, email in rows
+        for event, email, site in rows
     ]
 
 

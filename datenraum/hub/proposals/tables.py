@@ -153,7 +153,8 @@ class EventRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id"))
-    actor_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    # None: a site's agent (with `site_id`) or the hub itself did it (migration 0013)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     kind: Mapped[str] = mapped_column(sa.String(30))  # a workflow action, or comment / upload
     from_state: Mapped[str] = mapped_column(sa.String(30))
     to_state: Mapped[str] = mapped_column(sa.String(30))

@@ -160,8 +160,8 @@ class Publication:
 class Event:
     id: int
     kind: str  # a workflow action, "create", "comment" or "upload"
-    actor_id: int
-    actor_email: str
+    actor_id: int | None  # None: a site's agent or the hub itself
+    actor_email: str  # or "agent of <site>", "hub"
     from_state: State
     to_state: State
     text: str | None
