@@ -4,12 +4,13 @@ with counts only going back; no key file, no delivery."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
-from test_agent import CREDENTIAL, FAST, NOW, Counter, FakeHub
+from test_agent import CREDENTIAL, FAST, NOW, Counter, FakeHub, task
 
 from datenraum.deidentify.keys import new_secret
 from datenraum.deidentify.package import new_recipient_key, open_package
@@ -34,13 +35,11 @@ def site(tmp_path: Path, extraction_data: Path) -> dict:
     return {"root": tmp_path, "crtdl": json.loads((extraction_data / CASE / "crtdl.json").read_text())}
 
 
-def agent_for(site: dict, **config: object) -> Agent:
+def agent_for(site: dict, hub: FakeHub | None = None, **config: object) -> Agent:
     settings = replace(
-        FAST,
-        allowed_tasks=frozenset({TaskType.EXTRACTION}),
+        FAST, **{"allowed_tasks": frozenset({TaskType.EXTRACTION}), **config},
         extraction_output=site["root"] / "extractions",
-        **config,
-    )
+    )  # fmt: skip
     return Agent(
         store=site["root"] / "store",
         hub_url="http://hub.test",
@@ -50,7 +49,7 @@ def agent_for(site: dict, **config: object) -> Agent:
         secret=b"s" * 32,
         cohort=Counter(),
         clock=lambda: NOW,
-        transport=httpx.MockTransport(FakeHub()),
+        transport=httpx.MockTransport(hub or FakeHub()),
     )
 
 
@@ -106,3 +105,51 @@ def test_a_profile_the_site_does_not_ship_is_refused_not_read_as_a_path(site: di
         agent.close()
         agent.journal.close()
     assert result.state is TaskState.FAILED and "payload.profile" in result.reason
+
+
+class UploadingHub(FakeHub):
+    """A hub with one released package of `TASK_ID`; it takes the package's first chunk only once a
+    feasibility task it offered meanwhile has been answered, or gives up waiting after a while."""
+
+    def __init__(self, tasks: list[dict]) -> None:
+        super().__init__(tasks)
+        self.answered = threading.Event()
+        self.on_post = self.answered.set
+        self.answered_before_the_chunk: bool | None = None
+        self.completed = threading.Event()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/site/v1")
+        if path == "/deliveries":
+            return httpx.Response(200, json={"uploads": [{"task_id": "t-sealed", "project": PROJECT}]})
+        if path == "/deliveries/t-sealed/upload" and request.method == "GET":
+            return httpx.Response(200, json={"received": 0})
+        if path == "/deliveries/t-sealed/upload":
+            if self.answered_before_the_chunk is None:
+                self.answered_before_the_chunk = self.answered.wait(10)
+            return httpx.Response(
+                200, json={"received": int(request.url.params["offset"]) + len(request.content)}
+            )
+        if path == "/deliveries/t-sealed/complete":
+            self.completed.set()
+            return httpx.Response(200, json={"state": "uploaded"})
+        return super().__call__(request)
+
+
+def test_the_agent_answers_tasks_while_it_uploads_a_released_package(site: dict) -> None:
+    hub = UploadingHub([task("f-1")])
+    agent = agent_for(site, hub, allowed_tasks=frozenset({TaskType.EXTRACTION, TaskType.FEASIBILITY_COUNT}))
+    sealed = package_path(job_folder(agent.config, PROJECT, "t-sealed"))
+    sealed.parent.mkdir(parents=True)
+    sealed.write_bytes(b"\x00" * 100_000)
+    stop = threading.Event()
+    loop = threading.Thread(target=agent.run, args=(stop,))
+    loop.start()
+    try:
+        assert hub.completed.wait(20), "the package was not delivered"
+    finally:
+        stop.set()
+        loop.join(10)
+        agent.close()
+    assert hub.answered_before_the_chunk is True
+    assert [p["task_id"] for p in hub.posted] == ["f-1"]

@@ -298,6 +298,7 @@ class Agent:
         self._last_heartbeat = float("-inf")
         self._last_metadata_check = float("-inf")
         self._last_delivery_check = float("-inf")
+        self._uploader: threading.Thread | None = None  # sending released packages, see `_uploads_if_due`
         # Tasks side by side: the loop hands task bodies to the workers through `_queue`; `_in_flight`
         # holds the ids of those handed over and not finished (queued, running or being posted).
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -339,6 +340,8 @@ class Agent:
                     stop.wait(backoff.next_delay())
         finally:
             self._stop_workers()
+            if self._uploader is not None:  # it stops between two chunks: the hub keeps the offset
+                self._uploader.join(self.JOIN_WAIT)
 
     def close(self) -> None:
         self._stop_workers()
@@ -503,18 +506,35 @@ class Agent:
                 )
 
     def _uploads_if_due(self, stop: threading.Event) -> None:
-        """Upload the packages the site's custodian released at the hub (see `agent.delivery`)."""
+        """Upload the packages the site's custodian released at the hub (see `agent.delivery`), on a
+        thread of their own: a package of gigabytes takes minutes to send, and meanwhile the loop goes
+        on polling and answering tasks. One upload thread at a time; the next look waits until it ended."""
         if TaskType.EXTRACTION not in self.config.allowed_tasks or self.config.extraction_output is None:
+            return
+        if self._uploader is not None and self._uploader.is_alive():
             return
         if time.monotonic() - self._last_delivery_check < DELIVERY_EVERY:
             return
+        self._last_delivery_check = time.monotonic()
+        self._uploader = threading.Thread(
+            target=self._upload_released, args=(stop,), name="datenraum-upload", daemon=True
+        )
+        self._uploader.start()
+
+    def _upload_released(self, stop: threading.Event) -> None:
         from datenraum.site.agent.delivery import upload_released
         from datenraum.site.agent.extraction import job_folder
 
-        upload_released(
-            self._request, lambda project, task_id: job_folder(self.config, project, task_id), stop.is_set
-        )
-        self._last_delivery_check = time.monotonic()
+        try:
+            upload_released(
+                self._request, lambda project, task_id: job_folder(self.config, project, task_id), stop.is_set
+            )
+        except _HubUnavailable as unavailable:  # the next look continues at the acknowledged offset
+            self._set_state(unavailable.state, unavailable.message, unavailable.level)
+        except Exception:
+            log.exception("uploading released packages failed; trying again at the next look")
+        finally:
+            self._last_delivery_check = time.monotonic()
 
     def describe(self, task: Task) -> TaskResult:
         """The result of a site-metadata task: this store's catalogue figures, under the disclosure rules."""
