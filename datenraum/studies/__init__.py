@@ -1,6 +1,9 @@
 """Prospective studies (electronic data capture): a pure library shared by the hub and the site EDC
 (no store, no web).
 
+- `questionnaire.py`: FHIR R4 Questionnaires (SDC subset) as frozen values; `parse_questionnaire` refuses
+  a bad form with `FormError(path, message)`.
+- `fhirpath.py`: strict compilation of FHIRPath (fhirpathpy) and the one answer convention of all forms.
 - `lforms.py`: the vendored form renderer (npm lforms) as package data, for both servers' pages.
 - `randomisation`: permuted blocks stratified by site and up to three factors, concealed and
   reproducible from the statistician's seed.
