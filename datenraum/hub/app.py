@@ -62,6 +62,7 @@ from datenraum.hub.portal import (
     proposals_pages,
     samples_pages,
     sso,
+    studies_pages,
 )
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page, render
 from datenraum.hub.proposals import invitations
@@ -331,6 +332,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         samples_pages.router,
         studies_site_api.router,
         studies_api.router,
+        studies_pages.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
