@@ -593,3 +593,23 @@ async def test_roles_are_given_for_the_study_or_one_of_its_sites_and_a_study_kee
     assert twice.status_code == 409
     assert last_lead.status_code == 409
     assert gone.status_code == 404
+
+
+async def test_changing_the_arms_drops_the_scheme_set_for_the_earlier_ones(
+    hub: HubFixture, world: StudyWorld
+) -> None:
+    async with serving(hub.app()) as client:
+        await set_up_study(client, world, recruiting=False)
+        await call(client, "PUT", f"{_base(world)}/arms", world.as_("lead"), {"arms": arms("A", "B", "C")})
+        scheme = (
+            await call(
+                client, "GET", f"{_base(world)}/randomisation", world.as_("statistician"), expected=200
+            )
+        ).json()
+        opening = await client.post(
+            f"{_base(world)}/status",
+            json={"status": "recruiting", "reason": "los"},
+            headers=world.as_("lead"),
+        )
+    assert scheme["scheme"] is None
+    assert opening.status_code == 409 and opening.json()["error"].startswith("randomisation:")

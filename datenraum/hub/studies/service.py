@@ -314,7 +314,8 @@ class Studies:
 
     def set_design(self, user: User, code: str, arms_json: Any, source: AuditSource) -> tuple[Arm, ...]:
         """Replace the arms with their visits and forms (JSON as `protocol.studies.Arm`). Every form a visit
-        names must have a published version. Only while the study is planned."""
+        names must have a published version. Only while the study is planned; a randomisation scheme
+        set for the earlier arms is dropped."""
         if not isinstance(arms_json, list):
             raise Invalid("arms: expected a list of arms")
         try:
@@ -346,6 +347,8 @@ class Studies:
             session.execute(sa.delete(VisitFormRow).where(VisitFormRow.visit_id.in_(visit_ids)))
             session.execute(sa.delete(VisitRow).where(VisitRow.id.in_(visit_ids)))
             session.execute(sa.delete(ArmRow).where(ArmRow.id.in_(arm_ids)))
+            # A scheme names the arms it was set for; with other arms the statistician sets it again.
+            session.execute(sa.delete(RandomisationRow).where(RandomisationRow.study_id == study.id))
             for a, arm in enumerate(arms):
                 arm_row = ArmRow(study_id=study.id, code=arm.code, name=arm.name, position=a)
                 session.add(arm_row)
