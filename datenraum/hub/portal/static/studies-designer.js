@@ -182,10 +182,17 @@
 
   // -- the preview
 
+  // Rendered again only when the form changed: a control that loses focus fires "change" even when its
+  // value was taken already, and a new rendering would wipe what the reader is trying out in the preview.
+  let rendered = null;
+
   function preview() {
     const target = document.getElementById("preview");
-    previewProblem.hidden = true;
     if (!window.LForms || !LForms.Util) return;
+    const current = JSON.stringify(form);
+    if (current === rendered) return;
+    rendered = current;
+    previewProblem.hidden = true;
     target.replaceChildren();
     try {
       const shown = LForms.Util.addFormToPage(JSON.parse(JSON.stringify(form)), "preview");
