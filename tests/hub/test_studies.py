@@ -180,6 +180,9 @@ async def test_a_duplicate_study_code_and_bad_set_up_fields_are_refused(
             STUDIES, json={"code": world.code, "title": "T", "acronym": "T"}, headers=lead
         )
         bad_code = await client.post(STUDIES, json={"code": "Ä!", "title": "T", "acronym": "T"}, headers=lead)
+        page_name = await client.post(
+            STUDIES, json={"code": "redcap", "title": "T", "acronym": "T"}, headers=lead
+        )
         no_title = await client.post(
             STUDIES, json={"code": "ok-code", "title": " ", "acronym": "T"}, headers=lead
         )
@@ -193,6 +196,7 @@ async def test_a_duplicate_study_code_and_bad_set_up_fields_are_refused(
         f"code: there is a study {world.code!r} already",
     )
     assert bad_code.status_code == 422 and bad_code.json()["error"].startswith("code:")
+    assert page_name.status_code == 422 and "portal page" in page_name.json()["error"]
     assert no_title.status_code == 422 and no_title.json()["error"].startswith("title:")
     assert bad_query.status_code == 422 and bad_query.json()["error"].startswith("eligibility")
 

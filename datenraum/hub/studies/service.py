@@ -64,6 +64,7 @@ from datenraum.query.mapping import load_mapping
 from datenraum.query.model import canonical_json
 
 __all__ = [
+    "RESERVED_CODES",
     "TRANSITIONS",
     "FormInfo",
     "RoleGrant",
@@ -169,9 +170,15 @@ class StudyView:
         return tuple(latest.values())
 
 
+# Names of the portal's own pages under /studies/, which a study's code would hide.
+RESERVED_CODES = frozenset({"lforms", "redcap", "new"})
+
+
 def study_code(text: str) -> str:
     if not _CODE.fullmatch(text):
         raise Invalid("code: 2 to 64 lower-case letters, digits and '-', starting with a letter or digit")
+    if text in RESERVED_CODES:
+        raise Invalid(f"code: {text!r} is the name of a portal page; choose another")
     return text
 
 
