@@ -617,3 +617,25 @@ async def test_changing_the_arms_drops_the_scheme_set_for_the_earlier_ones(
         )
     assert scheme["scheme"] is None
     assert opening.status_code == 409 and opening.json()["error"].startswith("randomisation:")
+
+
+async def test_concurrent_requests_for_different_participants_take_distinct_places_of_their_stratum(
+    hub: HubFixture, world: StudyWorld
+) -> None:
+    async with serving(hub.app()) as client:
+        await set_up_study(client, world)
+        url = f"{SITE_API}/studies/{world.code}/allocations"
+        answers = await asyncio.gather(
+            *(
+                client.post(url, json=allocation_request(world, "uk-a", f"P-{n}"), headers=world.site("uk-a"))
+                for n in range(8)
+            )
+        )
+        audit = (
+            await call(
+                client, "GET", f"{_base(world)}/randomisation", world.as_("statistician"), expected=200
+            )
+        ).json()["allocations"]
+    assert {r.status_code for r in answers} == {200}
+    assert sorted(a["position"] for a in audit) == list(range(8))
+    assert len({a["participant"] for a in audit}) == 8
