@@ -15,12 +15,16 @@ from datenraum.studies.redcap.dictionary import (
     dictionary_to_questionnaires,
 )
 from datenraum.studies.redcap.export import DictionaryExport, questionnaires_to_dictionary
+from datenraum.studies.redcap.records import RecordImport, records_to_responses, responses_to_records
 
 __all__ = [
     "DictionaryConversion",
     "DictionaryExport",
     "FieldReport",
+    "RecordImport",
     "RedcapError",
     "dictionary_to_questionnaires",
     "questionnaires_to_dictionary",
+    "records_to_responses",
+    "responses_to_records",
 ]
