@@ -277,7 +277,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         deliveries=Deliveries(sessions, config, clock),
         samples=SampleSearches(sessions, config, clock),
         sample_requests=SampleRequests(sessions, PortalRoleHolders(), clock),
-        studies=Studies(sessions, clock),
+        studies=Studies(sessions, clock, config.public_url),
         randomisations=Randomisations(sessions, Path(config.study_key_file), clock),
     )
 

@@ -42,7 +42,7 @@ from .portal_helpers import (
     routes,
 )
 from .proposals_helpers import ETHICS_VOTE
-from .studies_helpers import SEED, arms, baseline_form
+from .studies_helpers import SEED, SMALL_DICTIONARY, arms, baseline_form
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
@@ -184,6 +184,12 @@ FORMS = {
     ),
     "/admin/dashboard/run": Form("/admin/dashboard/run", lambda _: {}, 303),
     "/studies": Form("/studies", lambda _: {"code": "neu", "title": "Neue Studie", "acronym": "N"}, 303),
+    "/studies/redcap": Form(
+        "/studies/redcap",
+        lambda _: {"code": "aus-redcap", "title": "Aus REDCap", "acronym": "R"},
+        200,
+        files={"dictionary": ("dictionary.csv", SMALL_DICTIONARY, "text/csv")},
+    ),
     "/studies/{code}/setup": Form(
         "/studies/{study_code}/setup", lambda _: {"title": "Umbenannt", "acronym": "U"}, 303
     ),

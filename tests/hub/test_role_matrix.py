@@ -36,7 +36,7 @@ from datenraum.protocol.studies import StudyRole
 from .helpers import HubFixture, older_than, serving
 from .portal_helpers import PASSWORD, People, UseAndAccess, browser, link_in, routes
 from .proposals_helpers import ETHICS_VOTE
-from .studies_helpers import FORM_URL, SEED, arms, baseline_form
+from .studies_helpers import FORM_URL, SEED, SMALL_DICTIONARY, arms, baseline_form
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
@@ -222,6 +222,8 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     # prospective studies: set-up, design, forms and roles by the study lead, randomisation by the statistician
     ("GET", "/studies"): SIGNED_IN,
     ("POST", "/studies"): (LOGIN, LOGIN, OK, E403, E403, OK),
+    ("GET", "/studies/redcap"): SIGNED_IN,
+    ("POST", "/studies/redcap"): (LOGIN, LOGIN, OK, E403, E403, OK),
     ("GET", "/studies/lforms/{name:path}"): ANYONE,
     ("GET", "/studies/{code}"): STUDY_READ,
     ("POST", "/studies/{code}/setup"): STUDY_LEAD,
@@ -694,6 +696,12 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("GET", "/studies"): lambda w: Call("/studies"),
     ("POST", "/studies"): lambda w: Call(
         "/studies", {"code": w.unique("new-"), "title": "Neu", "acronym": "N"}
+    ),
+    ("GET", "/studies/redcap"): lambda w: Call("/studies/redcap"),
+    ("POST", "/studies/redcap"): lambda w: Call(
+        "/studies/redcap",
+        {"code": w.unique("redcap-"), "title": "Aus REDCap", "acronym": "R"},
+        files={"dictionary": ("dictionary.csv", SMALL_DICTIONARY, "text/csv")},
     ),
     ("GET", "/studies/lforms/{name:path}"): lambda w: Call("/studies/lforms/webcomponent/styles.css"),
     ("GET", "/studies/{code}"): lambda w: Call(f"/studies/{w.study()}"),

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from shared_data import shared_data_folder
 
 from datenraum.hub.portal import i18n
 from datenraum.protocol.studies import RecruitmentStatus, StudyRole
@@ -30,6 +31,7 @@ OUR_TEMPLATES = (
     "study_design.html",
     "study_designer.html",
     "study_randomisation.html",
+    "studies_redcap.html",
 )
 
 
@@ -40,6 +42,7 @@ def test_every_text_of_the_study_pages_is_there_in_german_and_english() -> None:
         used |= set(re.findall(r't\[["\']([a-z_.\-]+)["\']\]', (TEMPLATES / template).read_text()))
     used |= {f"study_status.{status.value}" for status in RecruitmentStatus}
     used |= {f"study_role.{role.value}" for role in StudyRole}
+    used |= {f"redcap_status.{status}" for status in ("converted", "partial", "not converted")}
     script = (TEMPLATES.parent / "static" / "studies-designer.js").read_text()
     used |= {f"designer.{key}" for key in re.findall(r"\bT\.([a-z_]+)", script)}
     missing = sorted(
@@ -175,3 +178,53 @@ async def test_the_designer_page_loads_the_latest_version_and_the_vendored_rende
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert escape.status_code == 404
     assert unknown.status_code == 422
+
+
+def _gecco() -> bytes:
+    return (shared_data_folder("edc") / "gecco-redcap" / "datadictionary.csv").read_bytes()
+
+
+async def test_a_study_lead_creates_a_study_from_the_gecco_dictionary_with_one_form_per_instrument(
+    hub: HubFixture, people: People
+) -> None:
+    people.approved("lead@example.org")
+    app = hub.app()
+    async with serving(app), browser(app) as lead:
+        await lead.login("lead@example.org")
+        page = await lead.submit(
+            "/studies/redcap",
+            {"code": "gecco", "title": "GECCO", "acronym": "GECCO"},
+            files={"dictionary": ("datadictionary.csv", _gecco(), "text/csv")},
+        )
+        study = await lead.api("GET", "/api/v1/studies/gecco")
+    assert page.status_code == 200, alert(page)
+    assert 'id="redcap-report"' in page.text and 'href="/studies/gecco"' in page.text
+    forms = study.json()["forms"]
+    assert len(forms) == 14
+    assert {f["version"] for f in forms} == {"1"}
+    assert all(f["url"].startswith("http://127.0.0.1:8700/fhir/Questionnaire/gecco/") for f in forms)
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b"not,a,dictionary\n1,2,3\n", "dictionary.csv:1"),
+        (b"\xff\xfe\x00garbage", "dictionary: dictionary.csv is not UTF-8 text (byte 0)"),
+    ],
+)
+async def test_a_dictionary_that_cannot_be_read_is_refused_naming_where_and_nothing_is_stored(
+    hub: HubFixture, people: People, content: bytes, named: str
+) -> None:
+    people.approved("lead@example.org")
+    app = hub.app()
+    async with serving(app), browser(app) as lead:
+        await lead.login("lead@example.org")
+        page = await lead.submit(
+            "/studies/redcap",
+            {"code": "kaputt", "title": "Kaputt", "acronym": "K"},
+            files={"dictionary": ("dictionary.csv", content, "text/csv")},
+        )
+        missing = await lead.submit("/studies/redcap", {"code": "kaputt", "title": "Kaputt", "acronym": "K"})
+    assert page.status_code == 422 and named in alert(page)
+    assert missing.status_code == 422 and "dictionary: choose" in alert(missing)
+    assert hub.count("studies") == 0 and hub.count("study_forms") == 0

@@ -13,10 +13,12 @@ lforms (`datenraum.studies.lforms`), served here under `/studies/lforms/`.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import UploadFile
 
 from datenraum.hub.accounts.service import User
 from datenraum.hub.errors import HubError, Invalid
@@ -101,6 +103,64 @@ async def create_study(request: Request, user: AnyUser) -> Response:
         }
         return await _list(request, user, error.status, str(error), **values)
     return redirect(f"/studies/{code}", "study_created")
+
+
+# --- a REDCap dictionary -----------------------------------------------------------------------------
+
+_REDCAP_FIELDS = ("code", "title", "acronym", "registry_id", "ethics_vote")
+
+
+@router.get("/studies/redcap", response_class=HTMLResponse)
+async def redcap_page(request: Request, user: AnyUser) -> Response:
+    return render(request, "studies_redcap.html", user, values={}, conversion=None, code=None, error=None)
+
+
+@router.post("/studies/redcap", response_class=HTMLResponse)
+async def create_from_redcap(request: Request, user: AnyUser) -> Response:
+    """A new study with one form per instrument of the uploaded dictionary, and the conversion report."""
+    form = await checked_form(request)
+    hub = hub_of(request)
+    values = {name: form_text(form, name) for name in _REDCAP_FIELDS}
+    upload = form.get("dictionary")
+    try:
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise Invalid("dictionary: choose the data dictionary's CSV file")
+        try:
+            text = (await upload.read()).decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise Invalid(f"dictionary: {upload.filename} is not UTF-8 text (byte {error.start})") from None
+        code = values["code"].strip()
+        conversion = await hub.run(
+            hub.studies.create_from_dictionary,
+            user,
+            code,
+            _set_up(form),
+            text,
+            upload.filename,
+            actor(request, user),
+        )
+    except HubError as error:
+        return render(
+            request,
+            "studies_redcap.html",
+            user,
+            error.status,
+            values=values,
+            conversion=None,
+            code=None,
+            error=str(error),
+        )
+    statuses = Counter(field.status for field in conversion.report)
+    return render(
+        request,
+        "studies_redcap.html",
+        user,
+        values=values,
+        conversion=conversion,
+        code=code,
+        statuses=sorted(statuses.items()),
+        error=None,
+    )
 
 
 # --- the vendored form renderer ----------------------------------------------------------------------
