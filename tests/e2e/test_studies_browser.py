@@ -1,5 +1,5 @@
 """The study pages in a real browser, against a hub process on PostgreSQL: a study lead sets up a study
-and designs a form whose preview (the vendored lforms) hides and shows an item by its branching and
+from the GECCO REDCap dictionary (fourteen forms and the conversion report), and sets up another and designs a form whose preview (the vendored lforms) hides and shows an item by its branching and
 updates a calculation live; saving publishes version 1, and a save tampered with on its way is refused
 with the item named next to it."""
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 from playwright.sync_api import Page, Route, expect
+from shared_data import shared_data_folder
 
 from datenraum.devtools.federation import LocalFederation
 
@@ -143,3 +144,24 @@ def test_a_save_tampered_with_on_its_way_is_refused_with_the_item_named(
     screenshots(page, "refused")
     page.goto(f"{study_hub.url}/studies/ruge-tamper/design")
     expect(page.locator("#study-forms")).to_contain_text("Noch keine Formulare.")
+
+
+def test_a_study_lead_sets_up_a_study_from_the_gecco_dictionary_in_the_browser(
+    study_hub: StudyHub, new_page, screenshots
+) -> None:
+    dictionary = shared_data_folder("edc") / "gecco-redcap" / "datadictionary.csv"
+    page = _lead(new_page, study_hub)
+    page.goto(f"{study_hub.url}/studies")
+    page.locator("#redcap-link").click()
+    page.locator("#redcap-file").set_input_files(str(dictionary))
+    page.locator("#redcap-code").fill("gecco")
+    page.locator("#redcap-title").fill("German Corona Consensus Dataset")
+    page.locator("#redcap-acronym").fill("GECCO")
+    page.locator("#redcap-submit").click()
+    expect(page.locator("#redcap-created")).to_contain_text("14")
+    expect(page.locator("#redcap-report")).to_be_visible()
+    screenshots(page, "report")
+    page.locator("#redcap-study").click()
+    page.goto(f"{study_hub.url}/studies/gecco/design")
+    expect(page.locator("#study-forms tbody tr")).to_have_count(14)
+    screenshots(page, "forms")
