@@ -491,6 +491,7 @@ async def test_the_seed_is_kept_only_sealed_and_the_scheme_is_fixed_once_recruit
     ("scheme", "named"),
     [
         ({"block_sizes": [3], "seed": SEED}, "block_sizes[0]"),
+        ({"block_sizes": [2, 10**9], "seed": SEED}, "block_sizes[1]: from 1 to 64"),
         ({"block_sizes": [2], "seed": "short"}, "seed: at least 32 characters"),
         ({"block_sizes": [2], "ratio": {"C": 1}, "seed": SEED}, "ratio.C: the study has no arm 'C'"),
         (
