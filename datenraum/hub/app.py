@@ -62,6 +62,7 @@ from datenraum.hub.portal import (
     proposals_pages,
     samples_pages,
     sso,
+    studies_pages,
 )
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page, render
 from datenraum.hub.proposals import invitations
@@ -71,6 +72,10 @@ from datenraum.hub.proposals.uploads import UploadPolicy
 from datenraum.hub.runtime import Hub
 from datenraum.hub.samples import api as samples_api
 from datenraum.hub.samples.service import SampleSearches
+from datenraum.hub.studies import api as studies_api
+from datenraum.hub.studies import site_api as studies_site_api
+from datenraum.hub.studies.randomisation import Randomisations
+from datenraum.hub.studies.service import Studies
 from datenraum.hub.sweep import sweep_forever
 from datenraum.privacy.aggregation import QuotaExceeded
 
@@ -250,6 +255,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         deliveries=Deliveries(sessions, config, clock),
         samples=SampleSearches(sessions, config, clock),
         sample_requests=SampleRequests(sessions, PortalRoleHolders(), clock, config.sample_reminder_days),
+        studies=Studies(sessions, clock, config.public_url),
+        randomisations=Randomisations(sessions, Path(config.study_key_file), clock),
     )
 
     @contextlib.asynccontextmanager
@@ -301,6 +308,9 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         delivery_pages.router,
         samples_api.router,
         samples_pages.router,
+        studies_site_api.router,
+        studies_api.router,
+        studies_pages.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
