@@ -30,6 +30,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "synth": frozenset({"fhir"}),
     "indicators": frozenset({"privacy"}),
     "extraction": frozenset({"fhir", "query"}),
+    "studies": frozenset({"fhir", "query"}),
     "deidentify": frozenset(),
     "linkage": frozenset(),
     "linkunit": frozenset({"linkage", "privacy"}),
@@ -44,10 +45,11 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
             "deidentify",
             "indicators",
             "linkage",
+            "studies",
         }
     ),
     "catalogue": frozenset({"query", "privacy"}),
-    "hub": frozenset({"query", "privacy", "protocol", "analysis", "catalogue", "indicators"}),
+    "hub": frozenset({"query", "privacy", "protocol", "analysis", "catalogue", "indicators", "studies"}),
     # The slow agent of the fault tests is `datenraum site serve` with a slower counter: it reuses the CLI's.
     "devtools": EVERYTHING,
     "cli": EVERYTHING,
@@ -130,7 +132,7 @@ def test_a_planted_forbidden_import_is_found(tmp_path: Path) -> None:
     (planted / "leak.py").write_text("def f():\n    from datenraum.site.store import Store\n")
     assert forbidden_imports(tmp_path / "datenraum") == [
         "datenraum/hub/leak.py:2: hub imports datenraum.site.store "
-        "(hub may import only analysis, catalogue, indicators, privacy, protocol, query)"
+        "(hub may import only analysis, catalogue, indicators, privacy, protocol, query, studies)"
     ]
 
 
