@@ -29,7 +29,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "analysis": frozenset({"query", "privacy", "protocol"}),
     "synth": frozenset({"fhir"}),
     "indicators": frozenset({"privacy"}),
-    "extraction": frozenset({"fhir", "query"}),
+    "extraction": frozenset({"fhir", "query", "studies"}),
     "studies": frozenset({"fhir", "query"}),
     "deidentify": frozenset(),
     "linkage": frozenset(),
