@@ -66,7 +66,9 @@ class Accounts:
 
     def check_password(self, email: str, password: str) -> Account | None:
         """The account if the password is its own; None otherwise (which of the two is wrong is not told)."""
-        rows = self._db.rows("SELECT email, name, password_hash FROM account WHERE email = ?", (normal_email(email),))
+        rows = self._db.rows(
+            "SELECT email, name, password_hash FROM account WHERE email = ?", (normal_email(email),)
+        )
         if not rows:
             _hasher.hash(password)  # as slow as a wrong password, so the time tells no one who has an account
             return None

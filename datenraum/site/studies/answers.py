@@ -59,9 +59,13 @@ def field_answers(response: Mapping[str, Any]) -> dict[str, str]:
     return dict(_walk(response.get("item"), ""))
 
 
-def field_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+def field_changes(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> list[tuple[str, str | None, str | None]]:
     """(field, old text or None, new text or None) for every field whose answer differs, in field order."""
     before = field_answers(old) if old is not None else {}
     after = field_answers(new)
     names = list(before) + [name for name in after if name not in before]
-    return [(name, before.get(name), after.get(name)) for name in names if before.get(name) != after.get(name)]
+    return [
+        (name, before.get(name), after.get(name)) for name in names if before.get(name) != after.get(name)
+    ]

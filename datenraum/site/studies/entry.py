@@ -169,10 +169,22 @@ class FormEntry:
                     "UPDATE form_instance SET status = ?, response = ?, saved_at = ?, saved_by = ? WHERE id = ?",
                     (status.value, orjson.dumps(stored).decode(), now.isoformat(), staff.email, instance_id),
                 )
-            rows = [(instance_id, "field", name, old, new, staff.email, now.isoformat(), reason) for name, old, new in changes]
+            rows = [
+                (instance_id, "field", name, old, new, staff.email, now.isoformat(), reason)
+                for name, old, new in changes
+            ]
             if existing is not None and existing.status is not status:
                 rows.append(
-                    (instance_id, "status", None, existing.status.value, status.value, staff.email, now.isoformat(), reason)
+                    (
+                        instance_id,
+                        "status",
+                        None,
+                        existing.status.value,
+                        status.value,
+                        staff.email,
+                        now.isoformat(),
+                        reason,
+                    )
                 )
             db.executemany(
                 "INSERT INTO audit (form_instance, kind, link_id, old, new, who, at, reason) "
@@ -182,7 +194,10 @@ class FormEntry:
             db.execute("DELETE FROM dq_finding WHERE form_instance = ?", (instance_id,))
             db.executemany(
                 "INSERT INTO dq_finding (form_instance, rule, link_id, message, found_at) VALUES (?, ?, ?, ?, ?)",
-                [(instance_id, rule, link, text, now.isoformat()) for rule, link, text in self._findings(form, stored)],
+                [
+                    (instance_id, rule, link, text, now.isoformat())
+                    for rule, link, text in self._findings(form, stored)
+                ],
             )
             if status is FormStatus.COMPLETE:
                 self._store_write(form, participant, stored)
@@ -223,7 +238,9 @@ class FormEntry:
             raise EntryError("the form is not locked")
         if not reason.strip():
             raise EntryError("unlocking needs a reason")
-        self._change(instance, "locked = 0, signed_by = NULL, signed_at = NULL", "unlock", staff, now, reason.strip())
+        self._change(
+            instance, "locked = 0, signed_by = NULL, signed_at = NULL", "unlock", staff, now, reason.strip()
+        )
 
     def sign(self, staff: Staff, instance: FormInstance, password_ok: bool, now: dt.datetime) -> None:
         """E-signature: the investigator confirms with their password; a signed form is locked."""
@@ -235,7 +252,13 @@ class FormEntry:
         if instance.signed_by is not None:
             raise EntryError(f"the form is signed already (by {instance.signed_by})")
         self._change(
-            instance, "locked = 1, signed_by = ?, signed_at = ?", "sign", staff, now, None, (staff.email, now.isoformat())
+            instance,
+            "locked = 1, signed_by = ?, signed_at = ?",
+            "sign",
+            staff,
+            now,
+            None,
+            (staff.email, now.isoformat()),
         )
 
     def _change(

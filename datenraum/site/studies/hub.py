@@ -47,7 +47,9 @@ class HubClient:
         try:
             credential = self._credential_file.read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise HubUnavailable(f"cannot read the credential file {self._credential_file}: {error.strerror}") from None
+            raise HubUnavailable(
+                f"cannot read the credential file {self._credential_file}: {error.strerror}"
+            ) from None
         try:
             response = self._client.request(
                 method, path, json=body, headers={"Authorization": f"Bearer {credential}"}

@@ -231,7 +231,9 @@ class Records:
         return result
 
     def _query(self, row: sqlite3.Row) -> FieldQuery:
-        messages = self._db.rows("SELECT * FROM query_message WHERE field_query = ? ORDER BY id", (row["id"],))
+        messages = self._db.rows(
+            "SELECT * FROM query_message WHERE field_query = ? ORDER BY id", (row["id"],)
+        )
         return FieldQuery(
             row["id"],
             row["form_instance"],

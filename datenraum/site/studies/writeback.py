@@ -45,9 +45,7 @@ OBSERVATION_EXTRACT = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questi
 PSEUDONYM_TYPE = {
     "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ANON"}],
 }
-_SUBJECT_PROFILE = (
-    "https://www.medizininformatik-initiative.de/fhir/ext/modul-studie/StructureDefinition/mii-pr-studie-researchsubject"
-)
+_SUBJECT_PROFILE = "https://www.medizininformatik-initiative.de/fhir/ext/modul-studie/StructureDefinition/mii-pr-studie-researchsubject"
 
 
 class StoreWriteError(RuntimeError):
@@ -160,7 +158,11 @@ def patient_exists(store: Store, patient_id: str) -> bool:
     with store.snapshot() as snapshot:
         if "patient" not in snapshot.tables():
             return False
-        row = snapshot.connection().execute("SELECT count(*) FROM patient WHERE id = ?", [patient_id]).fetchone()
+        row = (
+            snapshot.connection()
+            .execute("SELECT count(*) FROM patient WHERE id = ?", [patient_id])
+            .fetchone()
+        )
         return bool(row and row[0])
 
 
