@@ -91,7 +91,7 @@ def _require(staff: Staff, action: Action) -> None:
 # What runs after the response is stored, in the same transaction: the data-quality rules (returning
 # findings) and the store write for a completed form. Given by the EDC, so that this module needs neither.
 Findings = Callable[[FormVersion, Mapping[str, Any]], list[tuple[str, str | None, str]]]
-StoreWrite = Callable[[FormVersion, Participant, dict[str, Any]], None]
+StoreWrite = Callable[[FormVersion, Participant, str, int, dict[str, Any]], None]  # visit, instance
 
 
 class FormEntry:
@@ -200,7 +200,7 @@ class FormEntry:
                 ],
             )
             if status is FormStatus.COMPLETE:
-                self._store_write(form, participant, stored)
+                self._store_write(form, participant, visit_code, instance, stored)
         saved = self._records.instance(instance_id)
         assert saved is not None  # committed above
         return SavedForm(saved, len(changes))
