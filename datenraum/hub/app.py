@@ -72,6 +72,10 @@ from datenraum.hub.runtime import Hub
 from datenraum.hub.samples import api as samples_api
 from datenraum.hub.samples.api import search_key
 from datenraum.hub.samples.service import SampleSearches
+from datenraum.hub.studies import api as studies_api
+from datenraum.hub.studies import site_api as studies_site_api
+from datenraum.hub.studies.randomisation import Randomisations
+from datenraum.hub.studies.service import Studies
 from datenraum.privacy.aggregation import QuotaExceeded
 
 __all__ = ["create_app"]
@@ -272,6 +276,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         deliveries=Deliveries(sessions, config, clock),
         samples=SampleSearches(sessions, config, clock),
         sample_requests=SampleRequests(sessions, PortalRoleHolders(), clock),
+        studies=Studies(sessions, clock),
+        randomisations=Randomisations(sessions, Path(config.study_key_file), clock),
     )
 
     @contextlib.asynccontextmanager
@@ -323,6 +329,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         delivery_pages.router,
         samples_api.router,
         samples_pages.router,
+        studies_site_api.router,
+        studies_api.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

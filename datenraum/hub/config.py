@@ -36,6 +36,7 @@ line options. Durations are in seconds.
 | delivery_days | 28 | a site's part of a data delivery not uploaded this long after the delivery started has missed the period |
 | linkage_unit_url / linkage_project | "" / "" | the linkage unit that counts distinct persons across sites, and the hub's project there; empty URL: queries cannot ask for distinct persons |
 | linkage_token_file | "" | a file holding the hub's bearer token at the linkage unit (the sites' linkage secret never comes to the hub) |
+| study_key_file | var/hub/study.key | the key that seals the studies' randomisation seeds in the database (created on first use, readable by the hub's user only; keep it out of database backups) |
 | proposal_quorum | 2 | committee votes that decide a proposal (by majority; a tie waits for the next vote) |
 """
 
@@ -100,6 +101,7 @@ class HubConfig:
     linkage_unit_url: str = ""
     linkage_project: str = ""
     linkage_token_file: str = ""
+    study_key_file: str = "var/hub/study.key"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -50,6 +50,8 @@ from datenraum.hub.proposals.sample_requests import SampleRequests
 from datenraum.hub.proposals.service import Proposals
 from datenraum.hub.roles import Role
 from datenraum.hub.samples.service import SampleSearches
+from datenraum.hub.studies.randomisation import Randomisations
+from datenraum.hub.studies.service import Studies
 
 __all__ = [
     "CSRF_COOKIE",
@@ -122,6 +124,8 @@ class Hub:
     deliveries: Deliveries
     samples: SampleSearches
     sample_requests: SampleRequests
+    studies: Studies
+    randomisations: Randomisations
     _turns: contextlib.AbstractContextManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

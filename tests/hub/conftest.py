@@ -82,7 +82,10 @@ def config(database_url: str, tmp_path: Path) -> HubConfig:
     """Settings for tests: the contract's defaults, but sweeping often, so that timeouts show at once, and
     mail written to a folder of the test (what people would receive; see `People.messages`)."""
     return HubConfig(
-        database_url=database_url, sweep_interval_seconds=0.02, mail_folder=str(tmp_path / "mail")
+        database_url=database_url,
+        sweep_interval_seconds=0.02,
+        mail_folder=str(tmp_path / "mail"),
+        study_key_file=str(tmp_path / "study.key"),
     )
 
 

@@ -18,7 +18,8 @@ import datenraum.hub.dashboard.tables
 import datenraum.hub.delivery.tables
 import datenraum.hub.directory.tables
 import datenraum.hub.proposals.tables
-import datenraum.hub.samples.tables  # noqa: F401
+import datenraum.hub.samples.tables
+import datenraum.hub.studies.tables  # noqa: F401
 from datenraum.hub.db import Base, create_hub_engine
 
 
