@@ -41,7 +41,7 @@ def test_constraints_and_sdc_extensions_become_fields(form) -> None:
     assert (initialen.required, initialen.max_length, initialen.regex, initialen.identifier) == (
         True,
         3,
-        "[A-Z]{2,3}",
+        "^[A-Z]{2,3}$",
         True,
     )
     packungsjahre = form.items_by_link_id["packungsjahre"]
