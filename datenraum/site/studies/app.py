@@ -40,7 +40,9 @@ def create_app(
         if task is not None:
             task.cancel()
 
-    app = FastAPI(title="Datenraum site EDC", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="Datenraum site EDC", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.edc = edc
     add_pages(app, session_hours=session_hours, secure_cookies=secure_cookies)
     app.add_middleware(CsrfCookie, secure=secure_cookies)

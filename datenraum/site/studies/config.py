@@ -12,6 +12,11 @@
     [pseudonyms]
     key_file = "/etc/datenraum/site.key"  # the site secret; study pseudonyms are keyed with it
 
+    [consent]
+    policies = ["2.16.840.1.113883.3.1937.777.24.5.3.6", "2.16.840.1.113883.3.1937.777.24.5.3.8"]
+                                          # MII broad-consent policies enrolment needs (these: the default,
+                                          # MDAT erheben and MDAT wissenschaftlich nutzen)
+
     [web]
     session_hours = 8                     # how long a sign-in lasts
     secure_cookies = true                 # cookies only over HTTPS (false for a plain-HTTP test set-up)
@@ -22,13 +27,19 @@ wrong type, is an error naming the file and key, so that a typo never leaves a s
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datenraum.site.studies.consent import ENROLMENT_POLICIES
+
 __all__ = ["EdcConfig", "EdcConfigError", "load_edc_config", "parse_edc_config"]
+
+
+_POLICY = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
 class EdcConfigError(ValueError):
@@ -43,6 +54,7 @@ class EdcConfig:
     hub_url: str
     credential_file: Path
     key_file: Path
+    consent_policies: tuple[str, ...] = ENROLMENT_POLICIES
     session_hours: float = 8.0
     secure_cookies: bool = True
 
@@ -51,6 +63,7 @@ _SCHEMA: dict[str, dict[str, bool]] = {  # section -> key -> required
     "site": {"name": True, "store": True, "database": False},
     "hub": {"url": True, "credential_file": True},
     "pseudonyms": {"key_file": True},
+    "consent": {"policies": False},
     "web": {"session_hours": False, "secure_cookies": False},
 }
 
@@ -95,6 +108,16 @@ def parse_edc_config(document: Mapping[str, Any], base: Path = Path(".")) -> Edc
     hours = web.get("session_hours", 8.0)
     if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 24:
         raise EdcConfigError(f"web.session_hours: expected a number of hours from 0 to 24, got {hours!r}")
+    policies = document.get("consent", {}).get("policies", list(ENROLMENT_POLICIES))
+    if (
+        not isinstance(policies, list)
+        or not policies
+        or not all(isinstance(p, str) and _POLICY.match(p) for p in policies)
+    ):
+        raise EdcConfigError(
+            f"consent.policies: expected a non-empty list of policy codes (OIDs like {ENROLMENT_POLICIES[0]}), "
+            f"got {policies!r}"
+        )
     secure = web.get("secure_cookies", True)
     if not isinstance(secure, bool):
         raise EdcConfigError(f"web.secure_cookies: expected true or false, got {secure!r}")
@@ -105,6 +128,7 @@ def parse_edc_config(document: Mapping[str, Any], base: Path = Path(".")) -> Edc
         hub_url=url.rstrip("/"),
         credential_file=path("hub", hub, "credential_file") or Path(),
         key_file=path("pseudonyms", pseudonyms, "key_file") or Path(),
+        consent_policies=tuple(policies),
         session_hours=float(hours),
         secure_cookies=secure,
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
@@ -34,10 +33,10 @@ from datenraum.site.studies.permissions import Action, PermissionDenied, allowed
 from datenraum.site.studies.records import Participant, Records
 from datenraum.site.studies.staff import Staff
 from datenraum.site.studies.writeback import StudySubject, patient_exists, research_subject, write_resources
+from datenraum.studies.consent import ConsentDecision
 from datenraum.studies.pseudonyms import PseudonymDomain, domain_key, generate
 
 __all__ = [
-    "ConsentDecision",
     "ConsentGate",
     "EnrolmentRefused",
     "Enrolments",
@@ -52,15 +51,10 @@ class EnrolmentRefused(ValueError):
     """The patient cannot be enrolled; the text says why, for the person at the screen."""
 
 
-@dataclass(frozen=True)
-class ConsentDecision:
-    consented: bool
-    reason: str  # why (not): "accepted on 2025-03-01", "withdrawn on ...", "no consent on record"
-    consent_id: str | None  # the Consent resource the decision rests on
-
-
 class ConsentGate(Protocol):
-    def decide(self, patient_id: str, day: dt.date) -> ConsentDecision: ...
+    def decide(self, patient_id: str, day: dt.date) -> ConsentDecision:
+        """Whether the patient may be enrolled on `day`, and why (not), with the deciding record."""
+        ...
 
 
 def pseudonym_domain(definition: StudyDefinition, site: str) -> PseudonymDomain:
@@ -125,11 +119,17 @@ class Enrolments:
         subject = StudySubject(
             definition.study_id, pseudonym_system(definition, self._site), pseudonym, patient_id
         )
+        record = decision.record
+        consent_id = (
+            record.source.removeprefix("Consent/")
+            if record and record.source.startswith("Consent/")
+            else None
+        )
         resource = research_subject(
             subject,
             arm,
             now.date().isoformat(),
-            decision.consent_id,
+            consent_id,
             f"{self._study_url}/{definition.study_id}",
         )
         with self._db.transaction() as db:

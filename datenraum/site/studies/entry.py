@@ -12,7 +12,8 @@ in one transaction:
 - for a form marked complete, writes its QuestionnaireResponse (and Observations) into the site store
   (`writeback.py`). If the store refuses, the transaction is rolled back too.
 
-Required items are enforced when a form is marked complete: an incomplete form is a form being filled in.
+Required items are enforced when a form is marked complete: an incomplete or unverified form is stored as
+an `in-progress` response, a draft.
 A locked instance takes no change until the site investigator unlocks it (with a reason); unlocking drops
 the signature, because what was signed may change.
 """
@@ -135,13 +136,13 @@ class FormEntry:
                 f"$.questionnaire: the response answers {response.get('questionnaire')!r}, "
                 f"this form instance is {form.canonical!r}"
             )
-        problems = check_response(questionnaire_of(form), dict(response))
-        if status is not FormStatus.COMPLETE:
-            problems = [p for p in problems if not _only_missing(p)]
+        stored = self._normalised(form, response, status, now)
+        # Checked as stored: an incomplete or unverified form is `in-progress`, a draft whose required
+        # items may still be empty; a complete one is `completed` and must have them.
+        problems = check_response(questionnaire_of(form), stored)
         if problems:
             raise ResponseRefused(problems)
         reason = (reason or "").strip() or None
-        stored = self._normalised(form, participant, visit_code, instance, response, status, staff, now)
         changes = field_changes(existing.response if existing else None, stored)
         if existing is not None and changes and reason is None:
             raise EntryError("an edit after the first save needs a reason (what was corrected and why)")
@@ -207,14 +208,7 @@ class FormEntry:
 
     @staticmethod
     def _normalised(
-        form: FormVersion,
-        participant: Participant,
-        visit: str,
-        instance: int,
-        response: Mapping[str, Any],
-        status: FormStatus,
-        staff: Staff,
-        now: dt.datetime,
+        form: FormVersion, response: Mapping[str, Any], status: FormStatus, now: dt.datetime
     ) -> dict[str, Any]:
         """The response as the EDC keeps it: its items as checked, the rest set by the server (who cannot
         be told by the browser which form, participant or time it is)."""
@@ -277,7 +271,3 @@ class FormEntry:
                 "INSERT INTO audit (form_instance, kind, who, at, reason) VALUES (?, ?, ?, ?, ?)",
                 (instance.id, kind, staff.email, now.isoformat(), reason),
             )
-
-
-def _only_missing(problem: ResponseProblem) -> bool:
-    return problem.message.startswith("required")

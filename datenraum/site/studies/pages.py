@@ -15,10 +15,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from datenraum.protocol.studies import StudyDefinition, Visit
-from datenraum.site.studies.accounts import Account
 from datenraum.site.studies.definitions import UnknownStudy
 from datenraum.site.studies.enrolment import EnrolmentRefused
-from datenraum.site.studies.entry import EntryError, ResponseRefused, questionnaire_of, visit_of
+from datenraum.site.studies.entry import EntryError, ResponseRefused, visit_of
 from datenraum.site.studies.permissions import Action, PermissionDenied, allowed
 from datenraum.site.studies.queries import QueryError
 from datenraum.site.studies.records import FormInstance, FormStatus, Participant
@@ -43,7 +42,9 @@ from datenraum.studies import lforms
 __all__ = ["add_pages"]
 
 
-def _study(request: Request, study_id: str, action: Action = Action.READ) -> tuple[Edc, StudyDefinition, Staff]:
+def _study(
+    request: Request, study_id: str, action: Action = Action.READ
+) -> tuple[Edc, StudyDefinition, Staff]:
     edc = edc_of(request)
     account = require_account(request)
     try:
@@ -52,7 +53,9 @@ def _study(request: Request, study_id: str, action: Action = Action.READ) -> tup
         raise HTTPException(404, "no such study at this site") from None
     staff = edc.staff(account, study_id)
     if staff.role is None:
-        raise HTTPException(404, "no such study at this site")  # not on its roster: it does not exist for them
+        raise HTTPException(
+            404, "no such study at this site"
+        )  # not on its roster: it does not exist for them
     if not allowed(staff.role, action):
         raise PermissionDenied(f"{staff.role.value} may not {action.value}")
     return edc, definition, staff
@@ -83,9 +86,7 @@ def _plan(edc: Edc, definition: StudyDefinition, participant: Participant) -> li
     for visit in arm.visits:
         forms = []
         for number, planned in enumerate(visit.forms):
-            mine = [
-                i for i in instances if i.visit == visit.code and i.form.split("|")[0] == planned.url
-            ]
+            mine = [i for i in instances if i.visit == visit.code and i.form.split("|")[0] == planned.url]
             title = definition.current_form(planned.url).questionnaire.get("title") or planned.url
             forms.append(
                 {
@@ -292,12 +293,23 @@ def add_pages(app: FastAPI, *, session_hours: float, secure_cookies: bool) -> No
                 edc.now(),
             )
         except ResponseRefused as refused:
-            return _problems(422, [(p.link_id, f"$.response{p.path.removeprefix('$')}", p.message) for p in refused.problems])
+            return _problems(
+                422,
+                [(p.link_id, f"$.response{p.path.removeprefix('$')}", p.message) for p in refused.problems],
+            )
         except (EntryError, StoreWriteError) as error:
             return _problems(422, [("", "$", str(error))])
         return JSONResponse({"saved": True, "status": saved.instance.status.value, "changed": saved.changed})
 
-    async def _instance_of(request: Request, study_id: str, pseudonym: str, visit: str, number: int, instance: int, action: Action):
+    async def _instance_of(
+        request: Request,
+        study_id: str,
+        pseudonym: str,
+        visit: str,
+        number: int,
+        instance: int,
+        action: Action,
+    ):
         edc, definition, staff = _study(request, study_id, action)
         participant = _participant(edc, study_id, pseudonym)
         _visit, planned = _form_slot(definition, participant, visit, number)
@@ -311,7 +323,12 @@ def add_pages(app: FastAPI, *, session_hours: float, secure_cookies: bool) -> No
         request: Request, study_id: str, pseudonym: str, visit: str, number: int, instance: int, step: str
     ) -> Response:
         form = await checked_form(request)
-        actions = {"lock": Action.LOCK, "unlock": Action.LOCK, "sign": Action.SIGN, "query": Action.OPEN_QUERY}
+        actions = {
+            "lock": Action.LOCK,
+            "unlock": Action.LOCK,
+            "sign": Action.SIGN,
+            "query": Action.OPEN_QUERY,
+        }
         if step not in actions:
             raise HTTPException(404, "no such step")
         edc, definition, staff, existing = await _instance_of(
@@ -324,11 +341,15 @@ def add_pages(app: FastAPI, *, session_hours: float, secure_cookies: bool) -> No
             elif step == "unlock":
                 edc.entry.unlock(staff, existing, form_text(form, "reason"), now)
             elif step == "sign":
-                account = await run_in_threadpool(edc.accounts.check_password, staff.email, form_text(form, "password"))
+                account = await run_in_threadpool(
+                    edc.accounts.check_password, staff.email, form_text(form, "password")
+                )
                 edc.entry.sign(staff, existing, account is not None, now)
             else:
                 known = set(_link_ids(definition.form(existing.form).questionnaire))
-                edc.queries.open(staff, existing, form_text(form, "link_id"), form_text(form, "text"), known, now)
+                edc.queries.open(
+                    staff, existing, form_text(form, "link_id"), form_text(form, "text"), known, now
+                )
         except (EntryError, QueryError) as error:
             return _error(request, 422, str(error))
         return redirect(_form_path(study_id, pseudonym, visit, number, instance))
@@ -339,12 +360,14 @@ def add_pages(app: FastAPI, *, session_hours: float, secure_cookies: bool) -> No
         actions = {"answer": Action.ANSWER_QUERY, "reopen": Action.OPEN_QUERY, "close": Action.CLOSE_QUERY}
         if step not in actions:
             raise HTTPException(404, "no such step")
-        edc, definition, staff = _study(request, study_id, actions[step])
+        edc, _definition, staff = _study(request, study_id, actions[step])
         query = edc.records.query(query_id)
         instance = edc.records.instance(query.form_instance) if query else None
         if query is None or instance is None or instance.study_id != study_id:
             raise HTTPException(404, "no such query in this study")
-        operation = {"answer": edc.queries.answer, "reopen": edc.queries.reopen, "close": edc.queries.close}[step]
+        operation = {"answer": edc.queries.answer, "reopen": edc.queries.reopen, "close": edc.queries.close}[
+            step
+        ]
         try:
             operation(staff, query, form_text(form, "text"), edc.now())
         except QueryError as error:
@@ -402,12 +425,15 @@ def _link_ids(questionnaire: dict[str, Any]) -> list[str]:
 
 def _problems(status: int, problems: list[tuple[str, str, str]]) -> JSONResponse:
     return JSONResponse(
-        {"saved": False, "problems": [{"link_id": l, "path": p, "message": m} for l, p, m in problems]},
+        {"saved": False, "problems": [{"link_id": link, "path": p, "message": m} for link, p, m in problems]},
         status_code=status,
     )
 
 
 def _error(request: Request, status: int, message: str) -> Response:
-    if request.headers.get("x-csrf-token") is not None or "json" in request.headers.get("accept", "").split(",")[0]:
+    if (
+        request.headers.get("x-csrf-token") is not None
+        or "json" in request.headers.get("accept", "").split(",")[0]
+    ):
         return JSONResponse({"detail": message}, status_code=status)
     return render(request, "error.html", status, message=message, status=status)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datenraum.site.studies.quality import findings_for
+
 from datenraum.protocol.studies import FormVersion, StudyDefinition
 from datenraum.site.store import Store
 from datenraum.site.studies.accounts import Account, Accounts
@@ -25,7 +27,6 @@ from datenraum.site.studies.definitions import Definitions
 from datenraum.site.studies.enrolment import ConsentGate, Enrolments, pseudonym_system
 from datenraum.site.studies.entry import FormEntry
 from datenraum.site.studies.hub import HubClient, HubUnavailable, StudyHub
-from datenraum.site.studies.quality import findings_for
 from datenraum.site.studies.queries import FieldQueries
 from datenraum.site.studies.records import Participant, Records
 from datenraum.site.studies.staff import Staff
@@ -116,7 +117,7 @@ class Edc:
             EdcDatabase(config.database),
             store,
             HubClient(config.hub_url, config.credential_file),
-            StoreConsentGate(store),
+            StoreConsentGate(store, config.consent_policies),
             read_site_secret(config.key_file),
             config.session_hours,
         )

@@ -88,7 +88,9 @@ class CsrfCookie:
             return
         token = secrets.token_urlsafe(32)
         scope.setdefault("state", {})["csrf"] = token
-        cookie = f"{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if self.secure else "")
+        cookie = f"{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict" + (
+            "; Secure" if self.secure else ""
+        )
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -221,5 +223,11 @@ def redirect(path: str) -> RedirectResponse:
 
 def set_session(response: Response, request: Request, token: str, hours: float, secure: bool) -> None:
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=int(hours * 3600), httponly=True, secure=secure, samesite="lax", path="/"
+        SESSION_COOKIE,
+        token,
+        max_age=int(hours * 3600),
+        httponly=True,
+        secure=secure,
+        samesite="lax",
+        path="/",
     )

@@ -158,11 +158,9 @@ def patient_exists(store: Store, patient_id: str) -> bool:
     with store.snapshot() as snapshot:
         if "patient" not in snapshot.tables():
             return False
-        row = (
-            snapshot.connection()
-            .execute("SELECT count(*) FROM patient WHERE id = ?", [patient_id])
-            .fetchone()
-        )
+        row = snapshot.connection.execute(
+            "SELECT count(*) FROM patient WHERE id = ?", [patient_id]
+        ).fetchone()
         return bool(row and row[0])
 
 
