@@ -68,12 +68,12 @@ class NewForm(_Strict):
 
 class Grant(_Strict):
     email: str = Field(max_length=320)
-    role: StudyRole
+    role: StudyRole = Field(strict=False)  # from its JSON text
     site: str | None = Field(None, max_length=100)
 
 
 class StatusChange(_Strict):
-    status: RecruitmentStatus
+    status: RecruitmentStatus = Field(strict=False)
     reason: str = Field(max_length=2000)
 
 
