@@ -189,3 +189,40 @@ def edc_database() -> EdcDatabase:
 @pytest.fixture
 def consent_gate(site_store: Store) -> StoreConsentGate:
     return StoreConsentGate(site_store)
+
+
+SECRET = bytes(range(32))
+
+
+@pytest.fixture
+def edc(edc_database, site_store, study_hub, consent_gate):
+    from datenraum.site.studies.service import Edc
+
+    edc = Edc.build(SITE, edc_database, site_store, study_hub, consent_gate, SECRET, clock=lambda: NOW)
+    edc.pull()
+    return edc
+
+
+def baseline_items(
+    geschlecht: str = "male", groesse: float = 180, gewicht: float = 81, bmi: float | None = 25.0, **extra
+) -> list[dict]:
+    """The answers of the demo's baseline form (BMI 81 / 1.8² = 25.0)."""
+    items = [
+        {
+            "linkId": "geschlecht",
+            "answer": [
+                {"valueCoding": {"system": "http://hl7.org/fhir/administrative-gender", "code": geschlecht}}
+            ],
+        },
+        {"linkId": "groesse", "answer": [{"valueDecimal": groesse}]},
+        {"linkId": "gewicht", "answer": [{"valueDecimal": gewicht}]},
+    ]
+    if bmi is not None:
+        items.append({"linkId": "bmi", "answer": [{"valueDecimal": bmi}]})
+    for link_id, answer in extra.items():
+        items.append({"linkId": link_id, "answer": [answer]})
+    return items
+
+
+def qr(items: list[dict]) -> dict:
+    return {"resourceType": "QuestionnaireResponse", "status": "in-progress", "item": items}

@@ -34,10 +34,12 @@ from datenraum.site.studies.database import EdcDatabase
 from datenraum.site.studies.permissions import Action, PermissionDenied, allowed
 from datenraum.site.studies.records import FormInstance, FormStatus, Participant, Records
 from datenraum.site.studies.staff import Staff
+from datenraum.studies.collection import FormEntry as CollectedForm
+from datenraum.studies.quality import Finding
 from datenraum.studies.questionnaire import Questionnaire, parse_questionnaire
 from datenraum.studies.responses import ResponseProblem, check_response
 
-__all__ = ["EntryError", "FormEntry", "ResponseRefused", "SavedForm", "visit_of"]
+__all__ = ["DataEntry", "EntryError", "ResponseRefused", "SavedForm", "visit_of"]
 
 _QR_STATUS = {
     FormStatus.INCOMPLETE: "in-progress",
@@ -91,11 +93,11 @@ def _require(staff: Staff, action: Action) -> None:
 
 # What runs after the response is stored, in the same transaction: the data-quality rules (returning
 # findings) and the store write for a completed form. Given by the EDC, so that this module needs neither.
-Findings = Callable[[FormVersion, Mapping[str, Any]], list[tuple[str, str | None, str]]]
+Findings = Callable[[Questionnaire, CollectedForm], list[Finding]]
 StoreWrite = Callable[[FormVersion, Participant, str, int, dict[str, Any]], None]  # visit, instance
 
 
-class FormEntry:
+class DataEntry:
     def __init__(self, database: EdcDatabase, findings: Findings, store_write: StoreWrite) -> None:
         self._db = database
         self._records = Records(database)
@@ -196,8 +198,13 @@ class FormEntry:
             db.executemany(
                 "INSERT INTO dq_finding (form_instance, rule, link_id, message, found_at) VALUES (?, ?, ?, ?, ?)",
                 [
-                    (instance_id, rule, link, text, now.isoformat())
-                    for rule, link, text in self._findings(form, stored)
+                    (instance_id, finding.rule, finding.link_id, finding.message, now.isoformat())
+                    for finding in self._findings(
+                        questionnaire_of(form),
+                        CollectedForm(
+                            participant.pseudonym, visit_code, instance if planned.repeating else None, stored
+                        ),
+                    )
                 ],
             )
             if status is FormStatus.COMPLETE:

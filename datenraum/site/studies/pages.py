@@ -19,6 +19,7 @@ from datenraum.site.studies.definitions import UnknownStudy
 from datenraum.site.studies.enrolment import EnrolmentRefused
 from datenraum.site.studies.entry import EntryError, ResponseRefused, visit_of
 from datenraum.site.studies.permissions import Action, PermissionDenied, allowed
+from datenraum.site.studies.quality import study_findings
 from datenraum.site.studies.queries import QueryError
 from datenraum.site.studies.records import FormInstance, FormStatus, Participant
 from datenraum.site.studies.service import Edc
@@ -182,7 +183,7 @@ def add_pages(app: FastAPI, *, session_hours: float, secure_cookies: bool) -> No
             participants=edc.records.participants(study_id),
             can_enrol=allowed(staff.role, Action.ENROL),
             open_queries=len(edc.records.open_queries(study_id)),
-            findings=len(edc.records.study_findings(study_id)),
+            findings=len(study_findings(definition, edc.records)),
         )
 
     @app.post("/studies/{study_id}/enrol")
@@ -204,7 +205,7 @@ def add_pages(app: FastAPI, *, session_hours: float, secure_cookies: bool) -> No
                 participants=edc.records.participants(study_id),
                 can_enrol=True,
                 open_queries=len(edc.records.open_queries(study_id)),
-                findings=len(edc.records.study_findings(study_id)),
+                findings=len(study_findings(definition, edc.records)),
                 refused=str(refused),
                 patient_id=form_text(form, "patient_id"),
             )
@@ -395,7 +396,7 @@ def add_pages(app: FastAPI, *, session_hours: float, secure_cookies: bool) -> No
             "quality.html",
             study=definition,
             staff=staff,
-            findings=edc.records.study_findings(study_id),
+            findings=study_findings(definition, edc.records),
             link=lambda i: _instance_link(definition, edc, i),
         )
 

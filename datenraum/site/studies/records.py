@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 
 from datenraum.site.studies.database import EdcDatabase
+from datenraum.studies.quality import Finding
 
 __all__ = [
     "AuditEntry",
     "FieldQuery",
-    "Finding",
     "FormInstance",
     "FormStatus",
     "Participant",
@@ -96,15 +96,6 @@ class FieldQuery:
     opened_by: str
     opened_at: dt.datetime
     messages: tuple[QueryMessage, ...]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A data-quality rule's finding on a saved form (recomputed on every save)."""
-
-    rule: str
-    link_id: str | None
-    message: str
 
 
 def _time(text: str | None) -> dt.datetime | None:
@@ -189,8 +180,8 @@ class Records:
         """The instance of a form (any version of its url) at a visit."""
         rows = self._db.rows(
             "SELECT * FROM form_instance WHERE study_id = ? AND pseudonym = ? AND visit = ? "
-            "AND (form = ? OR form LIKE ? ESCAPE '\\') AND instance = ?",
-            (study_id, pseudonym, visit, form_url, _like_prefix(form_url + "|"), instance),
+            "AND form LIKE ? ESCAPE '\\' AND instance = ?",
+            (study_id, pseudonym, visit, _like_prefix(form_url + "|"), instance),
         )
         return _instance(rows[0]) if rows else None
 
@@ -249,15 +240,15 @@ class Records:
 
     def findings(self, instance_id: int) -> list[Finding]:
         rows = self._db.rows("SELECT * FROM dq_finding WHERE form_instance = ? ORDER BY id", (instance_id,))
-        return [Finding(row["rule"], row["link_id"], row["message"]) for row in rows]
+        instance = self.instance(instance_id)
+        return [_finding(row, instance, row["link_id"]) for row in rows] if instance else []
 
-    def study_findings(self, study_id: str) -> list[tuple[Finding, FormInstance]]:
-        rows = self._db.rows(
-            "SELECT d.rule, d.link_id AS finding_link, d.message, f.* FROM dq_finding d "
-            "JOIN form_instance f ON f.id = d.form_instance WHERE f.study_id = ? ORDER BY f.pseudonym, d.id",
-            (study_id,),
-        )
-        return [(Finding(row["rule"], row["finding_link"], row["message"]), _instance(row)) for row in rows]
+
+def _finding(row: sqlite3.Row, instance: FormInstance, link_id: str | None) -> Finding:
+    """A stored finding as the rules gave it (`datenraum.studies.quality.Finding`)."""
+    return Finding(
+        instance.pseudonym, instance.visit, instance.instance, link_id, row["rule"], row["message"]
+    )
 
 
 def _like_prefix(text: str) -> str:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datenraum.site.studies.quality import findings_for
-
 from datenraum.protocol.studies import FormVersion, StudyDefinition
 from datenraum.site.store import Store
 from datenraum.site.studies.accounts import Account, Accounts
@@ -25,11 +23,13 @@ from datenraum.site.studies.consent import StoreConsentGate
 from datenraum.site.studies.database import EdcDatabase
 from datenraum.site.studies.definitions import Definitions
 from datenraum.site.studies.enrolment import ConsentGate, Enrolments, pseudonym_system
-from datenraum.site.studies.entry import FormEntry
+from datenraum.site.studies.entry import DataEntry
 from datenraum.site.studies.hub import HubClient, HubUnavailable, StudyHub
+from datenraum.site.studies.quality import findings_on_save
 from datenraum.site.studies.queries import FieldQueries
 from datenraum.site.studies.records import Participant, Records
 from datenraum.site.studies.staff import Staff
+from datenraum.site.studies.study_views import register_study_views
 from datenraum.site.studies.writeback import (
     StudySubject,
     observations_for,
@@ -68,7 +68,7 @@ class Edc:
     accounts: Accounts
     definitions: Definitions
     records: Records
-    entry: FormEntry
+    entry: DataEntry
     queries: FieldQueries
     enrolments: Enrolments
     clock: Callable[[], dt.datetime]
@@ -85,6 +85,7 @@ class Edc:
         session_hours: float = 8.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> Edc:
+        register_study_views(store)  # idempotent: the same views again change nothing
         definitions = Definitions(database, site)
         records = Records(database)
 
@@ -103,7 +104,7 @@ class Edc:
             accounts=Accounts(database, session_hours),
             definitions=definitions,
             records=records,
-            entry=FormEntry(database, findings_for, store_write),
+            entry=DataEntry(database, findings_on_save, store_write),
             queries=FieldQueries(database),
             enrolments=Enrolments(database, store, hub, consent, site, site_secret, STUDY_URL),
             clock=clock,

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 OBSERVATION_EXTRACT = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-observationExtract"
+UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 PSEUDONYM_TYPE = {
     "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ANON"}],
 }
@@ -102,23 +103,46 @@ def _items(items: Any) -> Iterator[Mapping[str, Any]]:
                     yield from _items(answer.get("item"))
 
 
-def _extracted(questionnaire: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """linkId -> the item's codes, for the items marked observationExtract = true."""
+@dataclass(frozen=True)
+class _Extracted:
+    codes: list[dict[str, Any]]
+    unit: dict[str, Any] | None  # the item's questionnaire-unit coding (UCUM), for a number's Quantity
+
+
+def _extracted(questionnaire: Mapping[str, Any]) -> dict[str, _Extracted]:
+    """linkId -> codes and unit, for the items marked observationExtract = true."""
     marked = {}
     for item in _items(questionnaire.get("item")):
-        extensions = item.get("extension") if isinstance(item.get("extension"), list) else []
+        extensions = [e for e in item.get("extension", []) if isinstance(e, Mapping)]
         if any(e.get("url") == OBSERVATION_EXTRACT and e.get("valueBoolean") is True for e in extensions):
-            marked[str(item.get("linkId"))] = [c for c in item.get("code", []) if isinstance(c, dict)]
+            unit = next((e.get("valueCoding") for e in extensions if e.get("url") == UNIT), None)
+            codes = [c for c in item.get("code", []) if isinstance(c, dict)]
+            marked[str(item.get("linkId"))] = _Extracted(codes, unit if isinstance(unit, dict) else None)
     return marked
 
 
-def _observation_value(answer: Mapping[str, Any]) -> dict[str, Any] | None:
+def _observation_value(answer: Mapping[str, Any], unit: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Observation.value[x] of an answer (R4 has no valueDecimal: a decimal is a Quantity)."""
     for key, value in answer.items():
         if key == "valueCoding":
             return {"valueCodeableConcept": {"coding": [value]}}
-        if key in ("valueDecimal", "valueInteger"):
-            return {"valueQuantity": {"value": value}} if key == "valueDecimal" else {"valueInteger": value}
-        if key in ("valueQuantity", "valueString", "valueBoolean", "valueDateTime", "valueTime"):
+        if key == "valueDecimal" or (key == "valueInteger" and unit is not None):
+            quantity: dict[str, Any] = {"value": value}
+            if unit is not None:
+                quantity |= {
+                    "unit": unit.get("display") or unit.get("code"),
+                    "system": unit.get("system"),
+                    "code": unit.get("code"),
+                }
+            return {"valueQuantity": quantity}
+        if key in (
+            "valueInteger",
+            "valueQuantity",
+            "valueString",
+            "valueBoolean",
+            "valueDateTime",
+            "valueTime",
+        ):
             return {key: value}
         if key == "valueDate":
             return {"valueDateTime": value}
@@ -133,17 +157,17 @@ def observations_for(
     observations = []
     for item in _items(response.get("item")):
         link_id = str(item.get("linkId"))
-        if link_id not in marked or not marked[link_id]:
+        if link_id not in marked or not marked[link_id].codes:
             continue
         for number, answer in enumerate(item.get("answer", [])):
-            value = _observation_value(answer) if isinstance(answer, Mapping) else None
+            value = _observation_value(answer, marked[link_id].unit) if isinstance(answer, Mapping) else None
             if value is None:
                 continue
             observation = {
                 "resourceType": "Observation",
                 "id": resource_id("Observation", str(response["id"]), link_id, str(number)),
                 "status": "final",
-                "code": {"coding": marked[link_id]},
+                "code": {"coding": marked[link_id].codes},
                 "subject": {"reference": f"Patient/{subject.patient_id}"},
                 "derivedFrom": [{"reference": f"QuestionnaireResponse/{response['id']}"}],
                 **value,
