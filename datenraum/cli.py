@@ -1154,3 +1154,76 @@ def linkunit_serve_command(config_path: Path, db_path: Path, host: str, port: in
         _fail(str(e))
     unit = LinkageUnit(config, Store(db_path))
     uvicorn.run(create_app(unit), host=host, port=port, log_level="warning")
+
+
+@main.group("studies")
+def studies_cli() -> None:
+    """Prospective studies: REDCap dictionaries and records <-> FHIR Questionnaires and responses."""
+
+
+@studies_cli.command("import-redcap-dictionary")
+@click.argument("dictionary", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--base-url", default=None, help="Canonical url prefix of the Questionnaires.")
+def studies_import_dictionary_command(dictionary: Path, out_dir: Path, base_url: str | None) -> None:
+    """Convert a REDCap data dictionary into one Questionnaire per form and a conversion report."""
+    from datenraum.studies.redcap import RedcapError, dictionary_to_questionnaires
+    from datenraum.studies.redcap.fields import DEFAULT_BASE_URL
+    from datenraum.studies.redcap.files import read_text, report_text, write_conversion
+
+    try:
+        conversion = dictionary_to_questionnaires(
+            read_text(dictionary), str(dictionary), base_url or DEFAULT_BASE_URL
+        )
+    except RedcapError as e:
+        _fail(str(e))
+    write_conversion(conversion, out_dir)
+    click.echo(f"{len(conversion.questionnaires)} Questionnaires in {out_dir}")
+    click.echo(report_text(conversion.report).splitlines()[0])
+
+
+@studies_cli.command("export-redcap-dictionary")
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", "out_file", required=True, type=click.Path(path_type=Path, dir_okay=False))
+def studies_export_dictionary_command(folder: Path, out_file: Path) -> None:
+    """Write the Questionnaires of FOLDER as a REDCap data dictionary."""
+    from datenraum.studies.questionnaire import FormError
+    from datenraum.studies.redcap import RedcapError, questionnaires_to_dictionary
+    from datenraum.studies.redcap.files import read_questionnaires, report_text
+
+    try:
+        exported = questionnaires_to_dictionary(read_questionnaires(folder))
+    except (RedcapError, FormError) as e:
+        _fail(str(e))
+    out_file.write_text(exported.text, encoding="utf-8")
+    click.echo(report_text(exported.report), nl=False)
+
+
+@studies_cli.command("import-redcap-records")
+@click.argument("dictionary", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("records", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--format", "out_format", type=click.Choice(["ndjson", "bundle"]), default="ndjson", show_default=True
+)
+@click.option(
+    "--timezone", default="Europe/Berlin", show_default=True, help="Time zone of the export's datetimes."
+)
+def studies_import_records_command(
+    dictionary: Path, records: Path, out_dir: Path, out_format: str, timezone: str
+) -> None:
+    """Convert a REDCap flat record export into QuestionnaireResponses (with the dictionary's forms)."""
+    from datenraum.studies.redcap import RedcapError, dictionary_to_questionnaires, records_to_responses
+    from datenraum.studies.redcap.files import read_text, write_conversion, write_responses
+
+    try:
+        conversion = dictionary_to_questionnaires(read_text(dictionary), str(dictionary))
+        imported = records_to_responses(conversion.questionnaires, read_text(records), str(records), timezone)
+    except RedcapError as e:
+        _fail(str(e))
+    write_conversion(conversion, out_dir / "questionnaires")
+    name = "responses.ndjson" if out_format == "ndjson" else "responses.json"
+    write_responses(imported.responses, out_dir / name, out_format)
+    click.echo(f"{len(imported.responses)} QuestionnaireResponses in {out_dir / name}")
+    for (event, instrument), rows in sorted(imported.rows_per_event_and_instrument.items()):
+        click.echo(f"{event or '-'}\t{instrument or '-'}\t{rows} rows")

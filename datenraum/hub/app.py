@@ -62,6 +62,7 @@ from datenraum.hub.portal import (
     proposals_pages,
     samples_pages,
     sso,
+    studies_pages,
 )
 from datenraum.hub.portal.web import STATIC, CsrfCookie, NotSignedIn, SecurityHeaders, error_page, render
 from datenraum.hub.proposals import invitations
@@ -276,7 +277,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         deliveries=Deliveries(sessions, config, clock),
         samples=SampleSearches(sessions, config, clock),
         sample_requests=SampleRequests(sessions, PortalRoleHolders(), clock),
-        studies=Studies(sessions, clock),
+        studies=Studies(sessions, clock, config.public_url),
         randomisations=Randomisations(sessions, Path(config.study_key_file), clock),
     )
 
@@ -331,6 +332,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         samples_pages.router,
         studies_site_api.router,
         studies_api.router,
+        studies_pages.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

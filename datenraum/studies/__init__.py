@@ -1,4 +1,5 @@
-"""Prospective studies (electronic data capture): a pure library shared by the hub and the site EDC.
+"""Prospective studies (electronic data capture): a pure library shared by the hub and the site EDC
+(no store, no web).
 
 - `questionnaire.py`: FHIR R4 Questionnaires (SDC subset) as frozen values; `parse_questionnaire` refuses
   a bad form with `FormError(path, message)`.
@@ -6,10 +7,10 @@
   calculations re-evaluated, every answer checked), as `ResponseProblem(link_id, path, message)`s.
 - `fhirpath.py`: strict compilation of FHIRPath (fhirpathpy) and the one answer convention of all forms.
 - `lforms.py`: the vendored form renderer (npm lforms) as package data, for both servers' pages.
-- `randomisation.py`: permuted blocks stratified by site and up to three factors, concealed and
+- `randomisation`: permuted blocks stratified by site and up to three factors, concealed and
   reproducible from the statistician's seed.
-- `pseudonyms.py`: gPAS-like study pseudonym domains per study and site, keyed generation, check characters.
-- `consent.py`: consent records and states for the MII broad-consent policies; the one `is_consented`.
-- `quality.py`: data-quality rules A-H (REDCap's defaults) and custom FHIRPath rules over responses.
-- `exports.py`: the statistician's tables per form: CSV with a data dictionary, SPSS, Stata, SAS, R.
+- `pseudonyms`: gPAS-like study pseudonym domains per study and site, keyed generation, check characters.
+- `consent`: consent records and states for the MII broad-consent policies; the one `is_consented`.
+- `quality`: data-quality rules A-H (REDCap's defaults) and custom FHIRPath rules over responses.
+- `exports`: the statistician's tables per form: CSV with a data dictionary, SPSS, Stata, SAS, R.
 """

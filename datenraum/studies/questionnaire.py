@@ -35,6 +35,10 @@ EXT_INITIAL_EXPRESSION = SDC + "sdc-questionnaire-initialExpression"
 EXT_OBSERVATION_EXTRACT = SDC + "sdc-questionnaire-observationExtract"
 # Ours: a REDCap field marked "Identifier? y" (identifying data, removed by exports that de-identify).
 EXT_IDENTIFIER = "https://datenraum.de/fhir/StructureDefinition/study-identifier-item"
+# Ours: a hidden item holding the value of an item of another form (valueCanonical: that form's url; the
+# linkId is the same) that an expression of this form reads; whoever builds the response fills it from
+# the same participant's and visit's response to that form (see datenraum/studies/redcap/fields.py).
+EXT_COPIED_FROM = "https://datenraum.de/fhir/StructureDefinition/study-item-copied-from"
 
 # The R4 item types (http://hl7.org/fhir/R4/valueset-item-type.html) without the abstract "question".
 ITEM_TYPES = frozenset(
@@ -196,6 +200,7 @@ class Item:
     initial: tuple[Value, ...]
     observation_extract: bool
     identifier: bool
+    copied_from: str | None  # the canonical url of the form this item's value is copied from
     items: tuple[Item, ...]
 
     def walk(self) -> Iterator[Item]:
@@ -453,6 +458,7 @@ class _Reader:
             initial=initial,
             observation_extract=_boolean_extension(single.get(EXT_OBSERVATION_EXTRACT)),
             identifier=_boolean_extension(single.get(EXT_IDENTIFIER)),
+            copied_from=_canonical_extension(single.get(EXT_COPIED_FROM)),
             items=self.items(raw.get("item"), f"{path}.item", depth + 1, inner),
         )
 
@@ -588,6 +594,15 @@ def _extension_value(ext: dict, path: str, kind: str) -> Any:
 
 def _boolean_extension(found: tuple[dict, str] | None) -> bool:
     return False if found is None else bool(_extension_value(found[0], found[1], "Boolean"))
+
+
+def _canonical_extension(found: tuple[dict, str] | None) -> str | None:
+    if found is None:
+        return None
+    value = found[0].get("valueCanonical")
+    if not isinstance(value, str) or not value.strip():
+        raise FormError(f"{found[1]}.valueCanonical", "must be the canonical url of a form")
+    return value
 
 
 def _bound(found: tuple[dict, str] | None) -> Value | None:

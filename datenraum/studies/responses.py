@@ -284,9 +284,11 @@ class _Check:
         values = [a for a in answers if a.value is not None]
         if item.calculated_expression is not None:
             self.check_calculated(item, values, answers)
+        elif item.copied_from is not None:
+            pass  # the value of another form's item: checked like any answer below
         elif item.hidden:
             for answer in values:
-                if not any(_equal(answer.value, initial) for initial in item.initial):  # type: ignore[arg-type]
+                if not any(_equal(answer.value, initial) for initial in _defaults(item)):
                     self.problem(
                         item.link_id,
                         answer.path,
@@ -295,7 +297,7 @@ class _Check:
             return
         elif item.read_only and values and item.initial_expression is None:
             for answer in values:
-                if not any(_equal(answer.value, initial) for initial in item.initial):  # type: ignore[arg-type]
+                if not any(_equal(answer.value, initial) for initial in _defaults(item)):
                     self.problem(item.link_id, answer.path, f"{item.link_id!r} is read-only")
         for answer in values:
             self.check_value(item, answer)
@@ -361,6 +363,11 @@ class _Check:
                 _equal(value, option) for option in options
             ):
                 say(f"{_show_values([value])} is not one of the answer options")
+
+
+def _defaults(item: Item) -> list[Value]:
+    """The values an item starts with: its initial values and its options selected initially."""
+    return [*item.initial, *(option.value for option in item.answer_options if option.initial_selected)]
 
 
 def _answered(node: _Node) -> Iterator[_Node]:

@@ -13,6 +13,14 @@ from .helpers import HubFixture, bearer
 STUDIES = "/api/v1/studies"
 FORM_URL = "https://datenraum.example/fhir/Questionnaire/baseline"
 SEED = "0123456789abcdef0123456789abcdef-statistician"
+SMALL_DICTIONARY = (
+    b'Variable / Field Name,Form Name,Section Header,Field Type,Field Label,"Choices, Calculations, OR Slider Labels",'
+    b"Field Note,Text Validation Type OR Show Slider Number,Text Validation Min,Text Validation Max,Identifier?,"
+    b"Branching Logic (Show field only if...),Required Field?,Custom Alignment,Question Number (surveys only),"
+    b"Matrix Group Name,Matrix Ranking?,Field Annotation\n"
+    b"record_id,baseline,,text,Teilnehmer-ID,,,,,,,,y,,,,,\n"
+    b"age,baseline,,text,Alter,,,integer,0,120,,,,,,,,\n"
+)
 PEOPLE = {
     "lead": "lead@example.org",
     "statistician": "stat@example.org",

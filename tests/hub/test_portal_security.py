@@ -11,11 +11,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from datenraum.hub.accounts.audit import AuditSource
 from datenraum.hub.accounts.service import PortalRoleHolders, Site, User
 from datenraum.hub.proposals.sample_requests import Collection, SampleRequestForm, SampleRequests
 from datenraum.hub.proposals.values import DocumentKind
@@ -23,7 +25,10 @@ from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 from datenraum.hub.samples.service import SampleSearches
+from datenraum.hub.studies.randomisation import Randomisations
+from datenraum.hub.studies.service import Studies, StudySetUp
 from datenraum.protocol.messages import TaskResult, TaskState
+from datenraum.protocol.studies import StudyRole
 
 from .helpers import HubFixture, bearer, older_than, serving
 from .portal_helpers import (
@@ -37,6 +42,7 @@ from .portal_helpers import (
     routes,
 )
 from .proposals_helpers import ETHICS_VOTE
+from .studies_helpers import SEED, SMALL_DICTIONARY, arms, baseline_form
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
@@ -62,6 +68,8 @@ class Setup:
     search_id: str = ""  # the administrator's sample search, answered by uk-a's biobank bb-a
     sample_proposal_id: int = 0  # approved, with a sample request item waiting for the office
     sample_item_id: int = 0
+    study_code: str = ""  # the office's planned study at uk-a: it leads it and is its statistician
+    study_grant: int = 0  # a monitor's role in it
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,37 @@ FORMS = {
         303,
     ),
     "/admin/dashboard/run": Form("/admin/dashboard/run", lambda _: {}, 303),
+    "/studies": Form("/studies", lambda _: {"code": "neu", "title": "Neue Studie", "acronym": "N"}, 303),
+    "/studies/redcap": Form(
+        "/studies/redcap",
+        lambda _: {"code": "aus-redcap", "title": "Aus REDCap", "acronym": "R"},
+        200,
+        files={"dictionary": ("dictionary.csv", SMALL_DICTIONARY, "text/csv")},
+    ),
+    "/studies/{code}/setup": Form(
+        "/studies/{study_code}/setup", lambda _: {"title": "Umbenannt", "acronym": "U"}, 303
+    ),
+    "/studies/{code}/sites": Form("/studies/{study_code}/sites", lambda _: {"site": "uk-a"}, 303),
+    "/studies/{code}/roles": Form(
+        "/studies/{study_code}/roles",
+        lambda _: {"email": "neu@example.org", "role": "monitor", "site": "uk-a"},
+        303,
+    ),
+    "/studies/{code}/roles/{grant_id}/revoke": Form(
+        "/studies/{study_code}/roles/{study_grant}/revoke", lambda _: {}, 303
+    ),
+    "/studies/{code}/status": Form(
+        "/studies/{study_code}/status", lambda _: {"status": "recruiting", "reason": "Votum liegt vor"}, 303
+    ),
+    "/studies/{code}/design": Form(
+        "/studies/{study_code}/design", lambda _: {"step": "add-arm", "code": "C", "name": "Drei"}, 303
+    ),
+    "/studies/{code}/randomisation": Form(
+        "/studies/{study_code}/randomisation", lambda _: {"block_sizes": "2", "seed": SEED}, 200
+    ),
+    "/studies/{code}/randomisation/sequence": Form(
+        "/studies/{study_code}/randomisation/sequence", lambda _: {"seed": SEED, "length": "2"}, 200
+    ),
     # a refused survival form (no agents here) is logged as a run: the office owns the delivered project
     "/analysis/{project_id}/survival": Form(
         "/analysis/{delivered_id}/survival",
@@ -217,7 +256,25 @@ def _setup(hub: HubFixture, people: People, uploads: Path) -> Setup:
         ),
         sample_proposal_id=sample_proposal_id,
         sample_item_id=sample_item_id,
+        **_study(hub, people.users.session_user(people.session_for(office_id))),
     )
+
+
+def _study(hub: HubFixture, office: User | None) -> dict[str, Any]:
+    """A study the office leads and randomises, ready to recruit, with a monitor's role to revoke."""
+    assert office is not None
+    studies, source = Studies(hub.sessions, hub.clock), AuditSource(None, "test setup")
+    studies.create(office, "sicher", StudySetUp("Sicherheit", "S"), source)
+    studies.set_sites(office, "sicher", ["uk-a"], source)
+    studies.publish_form(office, "sicher", baseline_form(), source)
+    studies.set_design(office, "sicher", arms("A", "B"), source)
+    studies.grant(office, "sicher", "office@example.org", StudyRole.STATISTICIAN, None, source)
+    studies.grant(office, "sicher", "monitor@example.org", StudyRole.MONITOR, "uk-a", source)
+    Randomisations(hub.sessions, Path(hub.config.study_key_file), hub.clock).set_scheme(
+        office, "sicher", [2], {}, [], SEED, source
+    )
+    grant = next(g.id for g in studies.view(office, "sicher").roles if g.role is StudyRole.MONITOR)
+    return {"study_code": "sicher", "study_grant": grant}
 
 
 def _answered_search(hub: HubFixture, user: User | None, site_id: int) -> str:
@@ -446,6 +503,26 @@ def _stays_here(location: str) -> bool:
     cleaned = location.replace("\t", "").replace("\n", "").replace("\r", "").replace("\\", "/").strip()
     parts = urlsplit(cleaned)
     return cleaned.startswith("/") and not cleaned.startswith("//") and not parts.scheme and not parts.netloc
+
+
+async def test_the_form_designer_may_style_inline_for_its_renderer_but_runs_only_the_hubs_script_files(
+    hub: HubFixture, people: People, tmp_path: Path
+) -> None:
+    _setup(hub, people, tmp_path)
+    app = hub.app()
+    async with serving(app), browser(app) as office:
+        await office.login("office@example.org")
+        designer = await office.get("/studies/sicher/designer")
+        study = await office.get("/studies/sicher")
+    policy = _policy(designer)
+    assert _allows(policy, "style-src", "inline")
+    assert not _allows(policy, "script-src", "inline") and policy["frame-ancestors"] == ["'none'"]
+    for tag in re.findall(r"<script[^>]*>", designer.text):
+        source = re.search(r'src="([^"]+)"', tag)
+        assert (
+            source and source.group(1).startswith(("/static/", "/studies/lforms/"))
+        ) or "application/json" in tag
+    assert not _allows(_policy(study), "style-src", "inline")  # the other study pages keep the strict policy
 
 
 @pytest.mark.parametrize("target", OFF_SITE)

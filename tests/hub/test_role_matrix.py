@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from datenraum.deidentify.package import new_recipient_key
+from datenraum.hub.accounts.audit import AuditSource
 from datenraum.hub.accounts.service import PortalRoleHolders, Site, User
 from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.proposals.sample_requests import Collection, SampleRequestForm, SampleRequests
@@ -27,16 +28,21 @@ from datenraum.hub.proposals.workflow import Action
 from datenraum.hub.roles import Actor, Role
 from datenraum.hub.runtime import CSRF_HEADER, SESSION_COOKIE
 from datenraum.hub.samples.service import SampleSearches
+from datenraum.hub.studies.randomisation import Randomisations
+from datenraum.hub.studies.service import Studies, StudySetUp
 from datenraum.protocol.messages import TaskResult, TaskState
+from datenraum.protocol.studies import StudyRole
 
 from .helpers import HubFixture, older_than, serving
 from .portal_helpers import PASSWORD, People, UseAndAccess, browser, link_in, routes
 from .proposals_helpers import ETHICS_VOTE
+from .studies_helpers import FORM_URL, SEED, SMALL_DICTIONARY, arms, baseline_form
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fast_passwords")]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
+STUDY_SETUP = AuditSource(None, "test setup")
 TASK = "6f1c7b52-0000-4000-8000-000000000000"  # a task id no site has
 ROLES = ("anonymous", "pending account", "researcher", "site-admin of uk-a", "committee", "admin")
 OK, LOGIN, E401, E403, E404 = "allowed", "login", "401", "403", "404"
@@ -50,6 +56,14 @@ SITES_ONLY = (E401,) * 6  # a person's sign-in is no site credential
 PUBLIC_API = ANYONE
 NOT_SET_UP = (E404,) * 6  # single sign-on, on a hub without an identity provider
 WRITING = (LOGIN, LOGIN, OK, E403, E403, E403)  # proposals are written by researchers alone
+# Studies: the researcher leads the study (and any they set up), the office is its statistician; the
+# others have no role in it, so for them there is no such study.
+STUDY_READ = (LOGIN, LOGIN, OK, E404, E404, OK)
+STUDY_LEAD = (LOGIN, LOGIN, OK, E404, E404, E403)
+STUDY_STATISTICS = (LOGIN, LOGIN, E403, E404, E404, OK)
+API_STUDY_READ = (E401, E401, OK, E404, E404, OK)
+API_STUDY_LEAD = (E401, E401, OK, E404, E404, E403)
+API_STUDY_STATISTICS = (E401, E401, E403, E404, E404, OK)
 
 # fmt: off
 MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
@@ -205,6 +219,41 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/site/v1/tasks"): SITES_ONLY,
     ("POST", "/api/site/v1/tasks/{task_id}/result"): SITES_ONLY,
     ("POST", "/api/site/v1/heartbeat"): SITES_ONLY,
+    # prospective studies: set-up, design, forms and roles by the study lead, randomisation by the statistician
+    ("GET", "/studies"): SIGNED_IN,
+    ("POST", "/studies"): (LOGIN, LOGIN, OK, E403, E403, OK),
+    ("GET", "/studies/redcap"): SIGNED_IN,
+    ("POST", "/studies/redcap"): (LOGIN, LOGIN, OK, E403, E403, OK),
+    ("GET", "/studies/lforms/{name:path}"): ANYONE,
+    ("GET", "/studies/{code}"): STUDY_READ,
+    ("POST", "/studies/{code}/setup"): STUDY_LEAD,
+    ("POST", "/studies/{code}/sites"): STUDY_LEAD,
+    ("POST", "/studies/{code}/roles"): STUDY_LEAD,
+    ("POST", "/studies/{code}/roles/{grant_id}/revoke"): STUDY_LEAD,
+    ("POST", "/studies/{code}/status"): STUDY_LEAD,
+    ("GET", "/studies/{code}/design"): STUDY_READ,
+    ("POST", "/studies/{code}/design"): STUDY_LEAD,
+    ("GET", "/studies/{code}/designer"): STUDY_READ,
+    ("GET", "/studies/{code}/randomisation"): STUDY_STATISTICS,
+    ("POST", "/studies/{code}/randomisation"): STUDY_STATISTICS,
+    ("POST", "/studies/{code}/randomisation/sequence"): STUDY_STATISTICS,
+    ("GET", "/api/v1/studies"): (E401, E401, OK, OK, OK, OK),
+    ("POST", "/api/v1/studies"): (E401, E401, OK, E403, E403, OK),
+    ("GET", "/api/v1/studies/{code}"): API_STUDY_READ,
+    ("PUT", "/api/v1/studies/{code}"): API_STUDY_LEAD,
+    ("PUT", "/api/v1/studies/{code}/sites"): API_STUDY_LEAD,
+    ("PUT", "/api/v1/studies/{code}/arms"): API_STUDY_LEAD,
+    ("POST", "/api/v1/studies/{code}/forms"): API_STUDY_LEAD,
+    ("GET", "/api/v1/studies/{code}/forms/{version}"): API_STUDY_READ,
+    ("POST", "/api/v1/studies/{code}/roles"): API_STUDY_LEAD,
+    ("DELETE", "/api/v1/studies/{code}/roles/{grant_id}"): API_STUDY_LEAD,
+    ("POST", "/api/v1/studies/{code}/status"): API_STUDY_LEAD,
+    ("GET", "/api/v1/studies/{code}/randomisation"): API_STUDY_STATISTICS,
+    ("PUT", "/api/v1/studies/{code}/randomisation"): API_STUDY_STATISTICS,
+    ("POST", "/api/v1/studies/{code}/randomisation/sequence"): API_STUDY_STATISTICS,
+    ("GET", "/api/site/v1/studies"): SITES_ONLY,
+    ("POST", "/api/site/v1/studies/{study_id}/allocations"): SITES_ONLY,
+    ("POST", "/api/site/v1/studies/{study_id}/enrolment"): SITES_ONLY,
 }
 # fmt: on
 
@@ -230,6 +279,7 @@ class World:
     deliveries: Path
     numbers: itertools.count = field(default_factory=itertools.count)
     search_id: str | None = None
+    study_code: str | None = None
 
     def unique(self, stem: str) -> str:
         return f"{stem}{next(self.numbers)}"
@@ -334,6 +384,41 @@ class World:
 
     def directory_entry(self) -> str:
         return self.objects.directory_entry(self.acting("admin"))
+
+    def user(self, role: str) -> User:
+        user = self.people.users.session_user(self.people.session_for(self.user_ids[role]))
+        assert user is not None
+        return user
+
+    def new_study(self) -> str:
+        """A planned study at uk-a led by the researcher, with arms A and B (a visit with the baseline
+        form each) and the office as statistician, who set the scheme with SEED."""
+        studies, lead = Studies(self.hub.sessions, self.hub.clock), self.user("researcher")
+        code = self.unique("study-")
+        studies.create(lead, code, StudySetUp("Matrix", "M"), STUDY_SETUP)
+        studies.set_sites(lead, code, ["uk-a"], STUDY_SETUP)
+        studies.publish_form(lead, code, baseline_form(), STUDY_SETUP)
+        studies.set_design(lead, code, arms("A", "B"), STUDY_SETUP)
+        studies.grant(lead, code, "office@example.org", StudyRole.STATISTICIAN, None, STUDY_SETUP)
+        randomisations = Randomisations(
+            self.hub.sessions, Path(self.hub.config.study_key_file), self.hub.clock
+        )
+        randomisations.set_scheme(self.user("admin"), code, [2], {}, [], SEED, STUDY_SETUP)
+        return code
+
+    def study(self) -> str:
+        """The researcher's study of every call that leaves it as it can be used again."""
+        if self.study_code is None:
+            self.study_code = self.new_study()
+        return self.study_code
+
+    def study_grant(self) -> tuple[str, int]:
+        """The study and a new monitor role in it, to revoke."""
+        code, email = self.study(), self.unique("monitor") + "@example.org"
+        studies = Studies(self.hub.sessions, self.hub.clock)
+        studies.grant(self.user("researcher"), code, email, StudyRole.MONITOR, "uk-a", STUDY_SETUP)
+        grant = next(g for g in studies.view(self.user("researcher"), code).roles if g.email == email)
+        return code, grant.id
 
 
 def _registration(world: World) -> dict[str, str]:
@@ -607,6 +692,92 @@ _CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ),
     ("POST", "/api/site/v1/deliveries/{task_id}/complete"): lambda w: Call(
         f"/api/site/v1/deliveries/{TASK}/complete", json={"bytes": 1, "sha256": "0" * 64}
+    ),
+    ("GET", "/studies"): lambda w: Call("/studies"),
+    ("POST", "/studies"): lambda w: Call(
+        "/studies", {"code": w.unique("new-"), "title": "Neu", "acronym": "N"}
+    ),
+    ("GET", "/studies/redcap"): lambda w: Call("/studies/redcap"),
+    ("POST", "/studies/redcap"): lambda w: Call(
+        "/studies/redcap",
+        {"code": w.unique("redcap-"), "title": "Aus REDCap", "acronym": "R"},
+        files={"dictionary": ("dictionary.csv", SMALL_DICTIONARY, "text/csv")},
+    ),
+    ("GET", "/studies/lforms/{name:path}"): lambda w: Call("/studies/lforms/webcomponent/styles.css"),
+    ("GET", "/studies/{code}"): lambda w: Call(f"/studies/{w.study()}"),
+    ("POST", "/studies/{code}/setup"): lambda w: Call(
+        f"/studies/{w.study()}/setup", {"title": "Matrix", "acronym": "M", "registry_id": "DRKS00000002"}
+    ),
+    ("POST", "/studies/{code}/sites"): lambda w: Call(f"/studies/{w.study()}/sites", {"site": "uk-a"}),
+    ("POST", "/studies/{code}/roles"): lambda w: Call(
+        f"/studies/{w.study()}/roles",
+        {"email": w.unique("entry") + "@example.org", "role": "data-entry", "site": "uk-a"},
+    ),
+    ("POST", "/studies/{code}/roles/{grant_id}/revoke"): lambda w: Call(
+        "/studies/{}/roles/{}/revoke".format(*w.study_grant()), {}
+    ),
+    ("POST", "/studies/{code}/status"): lambda w: Call(
+        f"/studies/{w.new_study()}/status", {"status": "recruiting", "reason": "Votum liegt vor"}
+    ),
+    ("GET", "/studies/{code}/design"): lambda w: Call(f"/studies/{w.study()}/design"),
+    ("POST", "/studies/{code}/design"): lambda w: Call(
+        f"/studies/{w.new_study()}/design",
+        {"step": "add-arm", "code": w.unique("arm"), "name": "Weiterer Arm"},
+    ),
+    ("GET", "/studies/{code}/designer"): lambda w: Call(f"/studies/{w.study()}/designer?url={FORM_URL}"),
+    ("GET", "/studies/{code}/randomisation"): lambda w: Call(f"/studies/{w.study()}/randomisation"),
+    ("POST", "/studies/{code}/randomisation"): lambda w: Call(
+        f"/studies/{w.new_study()}/randomisation", {"block_sizes": "2", "seed": SEED}
+    ),
+    ("POST", "/studies/{code}/randomisation/sequence"): lambda w: Call(
+        f"/studies/{w.study()}/randomisation/sequence", {"seed": SEED, "length": "2"}
+    ),
+    ("GET", "/api/v1/studies"): lambda w: Call("/api/v1/studies"),
+    ("POST", "/api/v1/studies"): lambda w: Call(
+        "/api/v1/studies", json={"code": w.unique("api-"), "title": "Neu", "acronym": "N"}
+    ),
+    ("GET", "/api/v1/studies/{code}"): lambda w: Call(f"/api/v1/studies/{w.study()}"),
+    ("PUT", "/api/v1/studies/{code}"): lambda w: Call(
+        f"/api/v1/studies/{w.study()}", json={"title": "Matrix", "acronym": "M"}
+    ),
+    ("PUT", "/api/v1/studies/{code}/sites"): lambda w: Call(
+        f"/api/v1/studies/{w.study()}/sites", json={"sites": ["uk-a"]}
+    ),
+    ("PUT", "/api/v1/studies/{code}/arms"): lambda w: Call(
+        f"/api/v1/studies/{w.new_study()}/arms", json={"arms": arms("A", "B")}
+    ),
+    ("POST", "/api/v1/studies/{code}/forms"): lambda w: Call(
+        f"/api/v1/studies/{w.study()}/forms", json={"questionnaire": baseline_form()}
+    ),
+    ("GET", "/api/v1/studies/{code}/forms/{version}"): lambda w: Call(
+        f"/api/v1/studies/{w.study()}/forms/1?url={FORM_URL}"
+    ),
+    ("POST", "/api/v1/studies/{code}/roles"): lambda w: Call(
+        f"/api/v1/studies/{w.study()}/roles",
+        json={"email": w.unique("monitor") + "@example.org", "role": "monitor", "site": "uk-a"},
+    ),
+    ("DELETE", "/api/v1/studies/{code}/roles/{grant_id}"): lambda w: Call(
+        "/api/v1/studies/{}/roles/{}".format(*w.study_grant())
+    ),
+    ("POST", "/api/v1/studies/{code}/status"): lambda w: Call(
+        f"/api/v1/studies/{w.new_study()}/status", json={"status": "recruiting", "reason": "Votum liegt vor"}
+    ),
+    ("GET", "/api/v1/studies/{code}/randomisation"): lambda w: Call(
+        f"/api/v1/studies/{w.study()}/randomisation"
+    ),
+    ("PUT", "/api/v1/studies/{code}/randomisation"): lambda w: Call(
+        f"/api/v1/studies/{w.new_study()}/randomisation", json={"block_sizes": [2], "seed": SEED}
+    ),
+    ("POST", "/api/v1/studies/{code}/randomisation/sequence"): lambda w: Call(
+        f"/api/v1/studies/{w.study()}/randomisation/sequence", json={"seed": SEED, "length": 2}
+    ),
+    ("GET", "/api/site/v1/studies"): lambda w: Call("/api/site/v1/studies"),
+    ("POST", "/api/site/v1/studies/{study_id}/allocations"): lambda w: Call(
+        "/api/site/v1/studies/s/allocations", json={"study_id": "s", "site": "uk-a", "participant": "P-1"}
+    ),
+    ("POST", "/api/site/v1/studies/{study_id}/enrolment"): lambda w: Call(
+        "/api/site/v1/studies/s/enrolment",
+        json={"study_id": "s", "site": "uk-a", "enrolled": {}, "reported_at": "2025-03-04T12:00:00+00:00"},
     ),
 }
 

@@ -180,6 +180,9 @@ async def test_a_duplicate_study_code_and_bad_set_up_fields_are_refused(
             STUDIES, json={"code": world.code, "title": "T", "acronym": "T"}, headers=lead
         )
         bad_code = await client.post(STUDIES, json={"code": "Ä!", "title": "T", "acronym": "T"}, headers=lead)
+        page_name = await client.post(
+            STUDIES, json={"code": "redcap", "title": "T", "acronym": "T"}, headers=lead
+        )
         no_title = await client.post(
             STUDIES, json={"code": "ok-code", "title": " ", "acronym": "T"}, headers=lead
         )
@@ -193,6 +196,7 @@ async def test_a_duplicate_study_code_and_bad_set_up_fields_are_refused(
         f"code: there is a study {world.code!r} already",
     )
     assert bad_code.status_code == 422 and bad_code.json()["error"].startswith("code:")
+    assert page_name.status_code == 422 and "portal page" in page_name.json()["error"]
     assert no_title.status_code == 422 and no_title.json()["error"].startswith("title:")
     assert bad_query.status_code == 422 and bad_query.json()["error"].startswith("eligibility")
 
@@ -487,6 +491,7 @@ async def test_the_seed_is_kept_only_sealed_and_the_scheme_is_fixed_once_recruit
     ("scheme", "named"),
     [
         ({"block_sizes": [3], "seed": SEED}, "block_sizes[0]"),
+        ({"block_sizes": [2, 10**9], "seed": SEED}, "block_sizes[1]: from 1 to 64"),
         ({"block_sizes": [2], "seed": "short"}, "seed: at least 32 characters"),
         ({"block_sizes": [2], "ratio": {"C": 1}, "seed": SEED}, "ratio.C: the study has no arm 'C'"),
         (
@@ -593,3 +598,45 @@ async def test_roles_are_given_for_the_study_or_one_of_its_sites_and_a_study_kee
     assert twice.status_code == 409
     assert last_lead.status_code == 409
     assert gone.status_code == 404
+
+
+async def test_changing_the_arms_drops_the_scheme_set_for_the_earlier_ones(
+    hub: HubFixture, world: StudyWorld
+) -> None:
+    async with serving(hub.app()) as client:
+        await set_up_study(client, world, recruiting=False)
+        await call(client, "PUT", f"{_base(world)}/arms", world.as_("lead"), {"arms": arms("A", "B", "C")})
+        scheme = (
+            await call(
+                client, "GET", f"{_base(world)}/randomisation", world.as_("statistician"), expected=200
+            )
+        ).json()
+        opening = await client.post(
+            f"{_base(world)}/status",
+            json={"status": "recruiting", "reason": "los"},
+            headers=world.as_("lead"),
+        )
+    assert scheme["scheme"] is None
+    assert opening.status_code == 409 and opening.json()["error"].startswith("randomisation:")
+
+
+async def test_concurrent_requests_for_different_participants_take_distinct_places_of_their_stratum(
+    hub: HubFixture, world: StudyWorld
+) -> None:
+    async with serving(hub.app()) as client:
+        await set_up_study(client, world)
+        url = f"{SITE_API}/studies/{world.code}/allocations"
+        answers = await asyncio.gather(
+            *(
+                client.post(url, json=allocation_request(world, "uk-a", f"P-{n}"), headers=world.site("uk-a"))
+                for n in range(8)
+            )
+        )
+        audit = (
+            await call(
+                client, "GET", f"{_base(world)}/randomisation", world.as_("statistician"), expected=200
+            )
+        ).json()["allocations"]
+    assert {r.status_code for r in answers} == {200}
+    assert sorted(a["position"] for a in audit) == list(range(8))
+    assert len({a["participant"] for a in audit}) == 8

@@ -8,6 +8,7 @@ the hub is served over HTTPS (`secure_cookies`).
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,6 +80,19 @@ _DOCS_HEADERS = [
 ]
 
 
+# The study form designer's preview is the vendored lforms, an Angular web component that puts its styles
+# into <style> elements and style attributes: that page alone may apply inline styles (never scripts).
+_FORM_RENDERER_PATHS = re.compile(r"/studies/[^/]+/designer")
+_FORM_RENDERER_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    *_OTHER_SECURITY_HEADERS,
+]
+
+
 class NotSignedIn(Exception):
     """A page that needs a signed-in user was asked for without one; the app sends them to sign in."""
 
@@ -140,6 +154,8 @@ class SecurityHeaders:
             return
 
         headers = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else _SECURITY_HEADERS
+        if _FORM_RENDERER_PATHS.fullmatch(scope["path"]):
+            headers = _FORM_RENDERER_HEADERS
         personal = _signed_in(scope) and not scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:

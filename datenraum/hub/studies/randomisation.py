@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import io
 import itertools
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ __all__ = ["MIN_SEED_CHARACTERS", "AllocationEntry", "Randomisations", "SchemeVi
 
 MIN_SEED_CHARACTERS = 32  # a typed seed; 32 characters of a generated hex seed are 128 bits
 MAX_SEQUENCE = 10_000  # per stratum in one reproduction
+MAX_EXPORT_PLACES = 500_000  # in all strata of one reproduction: a CSV of some tens of megabytes
+MAX_BLOCK_SIZE = 64  # a block is drawn whole for each allocation; trials use blocks of 2 to 12
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class Randomisations:
         generated = None
         if not seed:
             seed = generated = randomisation.new_seed().hex()
+        for index, size in enumerate(block_sizes):
+            if not 1 <= size <= MAX_BLOCK_SIZE:
+                raise Invalid(f"block_sizes[{index}]: from 1 to {MAX_BLOCK_SIZE}")
         if len(seed) < MIN_SEED_CHARACTERS:
             raise Invalid(
                 f"seed: at least {MIN_SEED_CHARACTERS} characters, so that nobody can find it by trying"
@@ -199,6 +205,11 @@ class Randomisations:
                 (r.stratum, r.position): r
                 for r in session.scalars(sa.select(AllocationRow).where(AllocationRow.study_id == study.id))
             }
+            strata = len(sites) * math.prod(len(f.levels) for f in scheme.factors)
+            if strata * length > MAX_EXPORT_PLACES:
+                raise Invalid(
+                    f"length: {strata} strata by {length} places is more than {MAX_EXPORT_PLACES} in all"
+                )
             record(session, self._clock(), source, "study.randomisation.reproduce", code, f"length {length}")
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

@@ -62,8 +62,10 @@ from datenraum.protocol.studies import (
 )
 from datenraum.query.mapping import load_mapping
 from datenraum.query.model import canonical_json
+from datenraum.studies.redcap import DictionaryConversion, RedcapError, dictionary_to_questionnaires
 
 __all__ = [
+    "RESERVED_CODES",
     "TRANSITIONS",
     "FormInfo",
     "RoleGrant",
@@ -169,9 +171,15 @@ class StudyView:
         return tuple(latest.values())
 
 
+# Names of the portal's own pages under /studies/, which a study's code would hide.
+RESERVED_CODES = frozenset({"lforms", "redcap", "new"})
+
+
 def study_code(text: str) -> str:
     if not _CODE.fullmatch(text):
         raise Invalid("code: 2 to 64 lower-case letters, digits and '-', starting with a letter or digit")
+    if text in RESERVED_CODES:
+        raise Invalid(f"code: {text!r} is the name of a portal page; choose another")
     return text
 
 
@@ -191,9 +199,10 @@ def _optional(text: str | None, field: str, limit: int) -> str | None:
 
 
 class Studies:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utcnow) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utcnow, public_url: str = "") -> None:
         self._sessions = sessions
         self._clock = clock
+        self._public_url = public_url.rstrip("/")
         self._mapping = load_mapping()
 
     # -- reading
@@ -241,34 +250,62 @@ class Studies:
 
     def create(self, user: User, code: str, set_up: StudySetUp, source: AuditSource) -> str:
         """A new study in status planned; its creator becomes its study lead. Raises Invalid, Conflict."""
+        with self._sessions.begin() as session:
+            return self._new_study(session, user, code, set_up, source).code
+
+    def _new_study(
+        self, session: Session, user: User, code: str, set_up: StudySetUp, source: AuditSource
+    ) -> StudyRow:
         if not (user.has(Role.RESEARCHER) or user.has(Role.ADMIN)):
             raise Forbidden("setting up a study needs the researcher role")
         code = study_code(code)
         values = self._checked(set_up)
         now = self._clock()
+        if session.scalar(sa.select(StudyRow.id).where(StudyRow.code == code)) is not None:
+            raise Conflict(f"code: there is a study {code!r} already")
+        study = StudyRow(
+            code=code, status=RecruitmentStatus.PLANNED.value, definition_version=1, created=now, **values
+        )
+        session.add(study)
+        session.flush()
+        session.add(
+            StudyRoleRow(study_id=study.id, email=user.email.lower(), role=StudyRole.STUDY_LEAD.value)
+        )
+        session.add(
+            StatusEventRow(
+                study_id=study.id,
+                at=now,
+                by=user.email,
+                from_status=None,
+                to_status=study.status,
+                reason="set up",
+            )
+        )
+        record(session, now, source, "study.create", code)
+        return study
+
+    def create_from_dictionary(
+        self, user: User, code: str, set_up: StudySetUp, dictionary: str, file_name: str, source: AuditSource
+    ) -> DictionaryConversion:
+        """A new study with one form per instrument of a REDCap data dictionary (the CSV's text), all in one
+        transaction: a dictionary that cannot be read (Invalid naming file, line and column) or a form
+        that does not pass the form check leaves nothing behind. Returns the conversion with its report
+        per field, for the lead to read what was not (fully) converted."""
+        base_url = f"{self._public_url}/fhir/Questionnaire/{study_code(code)}/"
+        try:
+            conversion = dictionary_to_questionnaires(dictionary, file_name, base_url)
+        except RedcapError as error:
+            raise Invalid(str(error)) from None
+        checked = [checked_form(q, f"questionnaires[{i}]") for i, q in enumerate(conversion.questionnaires)]
         with self._sessions.begin() as session:
-            if session.scalar(sa.select(StudyRow.id).where(StudyRow.code == code)) is not None:
-                raise Conflict(f"code: there is a study {code!r} already")
-            study = StudyRow(
-                code=code, status=RecruitmentStatus.PLANNED.value, definition_version=1, created=now, **values
-            )
-            session.add(study)
-            session.flush()
-            session.add(
-                StudyRoleRow(study_id=study.id, email=user.email.lower(), role=StudyRole.STUDY_LEAD.value)
-            )
-            session.add(
-                StatusEventRow(
-                    study_id=study.id,
-                    at=now,
-                    by=user.email,
-                    from_status=None,
-                    to_status=study.status,
-                    reason="set up",
+            study = self._new_study(session, user, code, set_up, source)
+            now = self._clock()
+            for form in checked:
+                self._publish(
+                    session, study, form.url, form.title, form.questionnaire, user.email, now, source
                 )
-            )
-            record(session, now, source, "study.create", code)
-        return code
+            record(session, now, source, "study.redcap", code, f"{file_name}: {len(checked)} forms")
+        return conversion
 
     def update(self, user: User, code: str, set_up: StudySetUp, source: AuditSource) -> None:
         values = self._checked(set_up)
@@ -314,7 +351,8 @@ class Studies:
 
     def set_design(self, user: User, code: str, arms_json: Any, source: AuditSource) -> tuple[Arm, ...]:
         """Replace the arms with their visits and forms (JSON as `protocol.studies.Arm`). Every form a visit
-        names must have a published version. Only while the study is planned."""
+        names must have a published version. Only while the study is planned; a randomisation scheme
+        set for the earlier arms is dropped."""
         if not isinstance(arms_json, list):
             raise Invalid("arms: expected a list of arms")
         try:
@@ -346,6 +384,8 @@ class Studies:
             session.execute(sa.delete(VisitFormRow).where(VisitFormRow.visit_id.in_(visit_ids)))
             session.execute(sa.delete(VisitRow).where(VisitRow.id.in_(visit_ids)))
             session.execute(sa.delete(ArmRow).where(ArmRow.id.in_(arm_ids)))
+            # A scheme names the arms it was set for; with other arms the statistician sets it again.
+            session.execute(sa.delete(RandomisationRow).where(RandomisationRow.study_id == study.id))
             for a, arm in enumerate(arms):
                 arm_row = ArmRow(study_id=study.id, code=arm.code, name=arm.name, position=a)
                 session.add(arm_row)
