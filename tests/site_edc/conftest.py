@@ -226,3 +226,62 @@ def baseline_items(
 
 def qr(items: list[dict]) -> dict:
     return {"resourceType": "QuestionnaireResponse", "status": "in-progress", "item": items}
+
+
+STAFF_NAMES = {
+    INVESTIGATOR: "Dr. Prüfärztin",
+    DATA_ENTRY: "Studienassistenz",
+    MONITOR: "Monitorin",
+    OTHER_SITE_INVESTIGATOR: "Dr. Süd",
+}
+
+
+def add_accounts(edc) -> None:
+    """A local account for each of the study's staff (and one for the other site's investigator)."""
+    for email, name in STAFF_NAMES.items():
+        edc.accounts.add(email, name, PASSWORD, NOW)
+
+
+class Browser:
+    """A signed-in person's HTTP session with the EDC app (TestClient): forms carry the CSRF token
+    from the cookie, as the pages do; scripts send it in the X-CSRF-Token header."""
+
+    def __init__(self, client, email: str) -> None:
+        self.client = client
+        client.get("/login")
+        answer = self.post_form("/login", {"email": email, "password": PASSWORD})
+        assert answer.status_code == 303, answer.text
+
+    @property
+    def csrf(self) -> str:
+        return self.client.cookies.get("edc_csrf")
+
+    def post_form(self, path: str, fields: dict[str, str]):
+        return self.client.post(path, data={"csrf": self.csrf, **fields}, follow_redirects=False)
+
+    def post_json(self, path: str, body: dict):
+        return self.client.post(path, json=body, headers={"X-CSRF-Token": self.csrf})
+
+    def get(self, path: str):
+        return self.client.get(path, follow_redirects=False)
+
+
+@pytest.fixture
+def edc_app(edc):
+    """The EDC's web app over `edc`, with the staff's accounts; `sign_in(email)` gives a Browser."""
+    from fastapi.testclient import TestClient
+
+    from datenraum.site.studies.app import create_app
+
+    add_accounts(edc)
+    app = create_app(edc, secure_cookies=False, refresh_seconds=None)
+    clients = []
+
+    def sign_in(email: str) -> Browser:
+        client = TestClient(app)
+        clients.append(client)
+        return Browser(client, email)
+
+    yield sign_in
+    for client in clients:
+        client.close()
