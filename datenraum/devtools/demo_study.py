@@ -74,6 +74,19 @@ BASELINE: dict[str, Any] = {
             "text": "Geschlecht",
             "type": "choice",
             "required": True,
+            "extension": [
+                {
+                    "url": "http://hl7.org/fhir/StructureDefinition/questionnaire-itemControl",
+                    "valueCodeableConcept": {
+                        "coding": [
+                            {
+                                "system": "http://hl7.org/fhir/questionnaire-item-control",
+                                "code": "radio-button",
+                            }
+                        ]
+                    },
+                }
+            ],
             "answerOption": [
                 {
                     "valueCoding": {
