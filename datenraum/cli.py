@@ -1227,3 +1227,61 @@ def studies_import_records_command(
     click.echo(f"{len(imported.responses)} QuestionnaireResponses in {out_dir / name}")
     for (event, instrument), rows in sorted(imported.rows_per_event_and_instrument.items()):
         click.echo(f"{event or '-'}\t{instrument or '-'}\t{rows} rows")
+
+
+@studies_cli.command("serve")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8490, show_default=True, type=int)
+def studies_serve_command(config_path: Path, host: str, port: int) -> None:
+    """Serve the site EDC (data entry for the site's studies) inside the hospital."""
+    import uvicorn
+
+    from datenraum.site.studies.app import create_app
+    from datenraum.site.studies.config import EdcConfigError, load_edc_config
+    from datenraum.site.studies.service import Edc
+
+    try:
+        config = load_edc_config(config_path)
+        if not (config.store / "CURRENT").exists():
+            _fail(f"{config.store}: not a site store (run datenraum ingest first)")
+        edc = Edc.open(config)
+    except (EdcConfigError, ValueError) as e:
+        _fail(str(e))
+    try:
+        app = create_app(edc, session_hours=config.session_hours, secure_cookies=config.secure_cookies)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        edc.close()
+
+
+@studies_cli.group("users")
+def studies_users_cli() -> None:
+    """Local accounts of the site's study staff (their roles come from the hub's roster)."""
+
+
+@studies_users_cli.command("add")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--email", required=True, help="Must match the e-mail on the study's roster.")
+@click.option("--name", required=True)
+@click.password_option(help="At least 12 characters (asked for when not given).")
+def studies_users_add_command(config_path: Path, email: str, name: str, password: str) -> None:
+    """Create a site EDC account (argon2id password hash in the EDC's database)."""
+    import datetime as dt
+
+    from datenraum.site.studies.accounts import AccountError, Accounts
+    from datenraum.site.studies.config import EdcConfigError, load_edc_config
+    from datenraum.site.studies.database import EdcDatabase
+
+    try:
+        config = load_edc_config(config_path)
+    except EdcConfigError as e:
+        _fail(str(e))
+    database = EdcDatabase(config.database)
+    try:
+        account = Accounts(database).add(email, name, password, dt.datetime.now(dt.UTC))
+    except AccountError as e:
+        _fail(str(e))
+    finally:
+        database.close()
+    click.echo(f"account {account.email} created in {config.database}")

@@ -25,6 +25,14 @@ import orjson
 from sqlalchemy.orm import sessionmaker
 
 from datenraum.analysis import AnalysisError
+from datenraum.devtools.demo_edc import (
+    DEMO_EDC_PASSWORD,
+    DEMO_STATISTICIAN,
+    DemoStudyError,
+    EdcSite,
+    prepare_edc,
+    seed_study,
+)
 from datenraum.devtools.demo_project import EXAMPLE_FORMULA, Example, run_example, seed_project
 from datenraum.devtools.federation import FederationError, LocalFederation, Researcher
 from datenraum.hub.db import create_hub_engine
@@ -44,6 +52,8 @@ __all__ = [
 ]
 
 DEMO_PORT = 8750
+# The site EDCs of the demo study's two sites listen on the ports after the hub's.
+EDC_SITES = 2
 # The demo's sites have biobanks (synth --biobanks); their agents answer sample searches and analysis tasks
 # besides the default tasks (both are off by default at a real site).
 AGENT_CONFIG = '[tasks]\nallowed = ["feasibility-count", "indicators", "sample-search", "analysis"]\n'
@@ -314,11 +324,40 @@ def _print_analysis_directions(
     )
 
 
+def _start_study(
+    fed: LocalFederation,
+    workdir: Path,
+    stores: dict[str, Path],
+    secrets: dict[str, Path],
+    port: int,
+    say: Callable[[str], None],
+) -> list[EdcSite]:
+    """The multicentre study at the hub, and the EDCs of its first two sites with entered visits."""
+    sites = list(stores)[:EDC_SITES]
+    for number in range(1, len(sites) + 1):
+        _check_port_free(port + number)
+    lead, statistician = (secrets[email].read_text().strip() for email in (DEMO_USER, DEMO_STATISTICIAN))
+    seed_study(fed.url, lead, statistician, sites)
+    say("\nStudy HERZ-AKTIV (two arms, randomised by sex) at the hub; its site EDCs:")
+    edcs = [prepare_edc(workdir, site, stores[site], fed.url, secrets[site], say) for site in sites]
+    for number, edc in enumerate(edcs, start=1):
+        fed.start_edc(edc.name, edc.config, port + number)
+    return edcs
+
+
+def _print_edc_directions(edcs: list[EdcSite], port: int, say: Callable[[str], None]) -> None:
+    say("\nOpen a site's study EDC (data entry inside the hospital) in a browser:")
+    for number, edc in enumerate(edcs, start=1):
+        say(f"  {edc.name}: http://127.0.0.1:{port + number}/")
+        for email, role in edc.team.items():
+            say(f"    {role.value:<18} {email} / {DEMO_EDC_PASSWORD}")
+
+
 def _watch(fed: LocalFederation, say: Callable[[str], None]) -> None:
     """Until Ctrl-C: say once if a child process ends on its own (the others go on)."""
     reported: set[str] = set()
     while True:
-        for child in [fed.hub, *fed.agents.values()]:
+        for child in [fed.hub, *fed.agents.values(), *fed.edcs.values()]:
             if child is not None and child.process.poll() is not None and child.name not in reported:
                 say(f"{child.name} stopped (exit code {child.process.returncode}); see {child.log}")
                 reported.add(child.name)
@@ -346,12 +385,13 @@ def run(
     # cannot be mistaken for new tasks).
     shutil.rmtree(federation, ignore_errors=True)
     federation.mkdir(parents=True)
-    with LocalFederation(federation, port=port) as fed:
+    hub_env = {"DATENRAUM_HUB_STUDY_KEY_FILE": str(federation / "study.key")}
+    with LocalFederation(federation, port=port, hub_env=hub_env) as fed:
         try:
             fed.start_hub()
             secrets = fed.register(
                 sites=list(stores),
-                users=[(DEMO_USER, "researcher"), (DEMO_ADMIN, "admin")],
+                users=[(DEMO_USER, "researcher"), (DEMO_ADMIN, "admin"), (DEMO_STATISTICIAN, "researcher")],
                 passwords=DEMO_PASSWORDS,
             )
             database_url = fed.hub_env["DATENRAUM_HUB_DATABASE_URL"]
@@ -362,7 +402,8 @@ def run(
             for name, store in stores.items():
                 fed.start_agent(name, store, secrets[name], state=store.parent / "agent", config=agent_config)
             token = secrets[DEMO_USER]
-        except (FederationError, LookupError) as error:
+            edcs = _start_study(fed, workdir, stores, secrets, port, say)
+        except (FederationError, LookupError, DemoStudyError) as error:
             raise DemoError(str(error)) from None
         say(f"\nHub {fed.url} with {len(stores)} site agents (hub database {federation / 'hub.db'}).")
 
@@ -396,6 +437,7 @@ def run(
         _print_example(example, say)
         _print_directions(fed, token, query_file, say)
         _print_analysis_directions(fed, token, project, say)
+        _print_edc_directions(edcs, port, say)
         if not once:
             say("Press Ctrl-C to stop.")
             try:

@@ -85,6 +85,7 @@ class LocalFederation:
         }
         self.hub: ChildProcess | None = None
         self.agents: dict[str, ChildProcess] = {}
+        self.edcs: dict[str, ChildProcess] = {}  # the sites' study EDCs (`datenraum studies serve`)
 
     def __enter__(self) -> LocalFederation:
         return self
@@ -222,13 +223,20 @@ class LocalFederation:
         self.agents[name] = self._spawn(f"agent-{name}", command, env or {})
         return self.agents[name]
 
+    def start_edc(self, name: str, config: Path, port: int) -> ChildProcess:
+        """Serve the study EDC of site `name` (`datenraum studies serve`) on 127.0.0.1:`port`."""
+        command = _datenraum("studies", "serve", "--config", str(config), "--host", "127.0.0.1")
+        self.edcs[name] = self._spawn(f"edc-{name}", [*command, "--port", str(port)], {})
+        return self.edcs[name]
+
     def close(self, *, kill: bool = False) -> None:
-        """Stop the agents, then the hub: with SIGTERM, so that each can finish what it does (the hub
-        waits a few seconds for open long-polls), or with SIGKILL (`kill`, for tests)."""
-        for agent in self.agents.values():  # signal all first, so that they stop in parallel
-            agent.signal_stop(kill=kill)
-        for agent in self.agents.values():
-            agent.wait_stopped()
+        """Stop the EDCs and agents, then the hub: with SIGTERM, so that each can finish what it does (the
+        hub waits a few seconds for open long-polls), or with SIGKILL (`kill`, for tests)."""
+        children = [*self.edcs.values(), *self.agents.values()]
+        for child in children:  # signal all first, so that they stop in parallel
+            child.signal_stop(kill=kill)
+        for child in children:
+            child.wait_stopped()
         self.stop_hub(kill=kill)
 
 

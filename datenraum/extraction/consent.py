@@ -14,7 +14,9 @@ Consent is requested in the cohort: the provision codes of every criterion with 
 4. Encounter stretch (data-window codes only, never the gate; our fix of torch#1251: denies are never
    moved): a permit's start moves back to the start of the earliest overlapping Encounter that has
    both start and end.
-5. Gate: `today` (fixed per job) must lie in the merged gate periods, else the patient is excluded.
+5. Gate: the patient must be consented to each gate code `today` (fixed per job), else excluded. This is
+   the study library's one check (`datenraum.studies.consent.is_consented`) over the permits of rule 2
+   and every admitted Consent's denies of the code: the latest decision covering today decides.
 6. Window = the merged permits minus denies of each data-window code, intersected across codes.
 7. A resource is kept iff one value of its consent field (`type_to_consent.json`) at day precision lies
    entirely within one window period; no field ("" = always consented) keeps it; open periods, dates
@@ -34,6 +36,7 @@ from typing import Any
 import orjson
 
 from datenraum.extraction.plan import values_at
+from datenraum.studies.consent import ConsentRecord, ConsentState, decision_time, is_consented
 
 __all__ = [
     "EINWILLIGUNG_PROFILE",
@@ -280,6 +283,8 @@ class ConsentRules:
         }
         permits: dict[str, list[Interval]] = {c: [] for c in main}
         denies: dict[str, list[Interval]] = {c: [] for c in main}
+        gates = [c for c in main if self.by_code[c].get("validityGate")]
+        gate_records: list[ConsentRecord] = []
         for consent in consents:
             ref = f"Consent/{consent.get('id')}"
             profiles = [p.split("|")[0] for p in (consent.get("meta") or {}).get("profile", [])]
@@ -310,8 +315,14 @@ class ConsentRules:
                         )
                         if interval is not None:
                             found[kind].setdefault(code, []).append(interval)
+            decided = decision_time(consent["dateTime"])
             for code in main:
                 denies[code].extend(found["deny"].get(code, []))
+            gate_records.extend(
+                ConsentRecord(patient_id, code, ConsentState.DECLINED, decided, start, end, ref)
+                for code in gates
+                for start, end in found["deny"].get(code, [])
+            )
             if not all(found["permit"].get(code) for code in main):
                 continue  # only a Consent permitting every requested code contributes permits
             for code in main:
@@ -332,13 +343,17 @@ class ConsentRules:
                     )
                     denies[code].extend(i for m in modifiers for i in found["deny"].get(m, []))
                 permits[code].extend(periods)
-        gates = [c for c in main if self.by_code[c].get("validityGate")]
+                if code in gates:
+                    gate_records.extend(
+                        ConsentRecord(patient_id, code, ConsentState.ACCEPTED, decided, start, end, ref)
+                        for start, end in periods
+                    )
         windows = [c for c in main if not self.by_code[c].get("validityGate")]
         decision = PatientConsent(patient_id, enforced=True, record=record)
         for code in gates:
-            periods = _subtract(_merge(permits[code]), denies[code])
-            passed = any(s <= today <= e for s, e in periods)
-            record.setdefault("gate", []).append({"code": code, "periods": _iso(periods), "passed": passed})
+            gate = is_consented(gate_records, patient_id, code, today)
+            passed = gate.consented
+            record.setdefault("gate", []).append({"code": code, "passed": passed, "reason": gate.reason})
             if not passed:
                 decision.excluded = True
                 record["excluded"] = f"today ({today}) is not within a permit of the gate code {code}"

@@ -15,6 +15,7 @@ from datenraum.devtools.ports import free_port
 from datenraum.query.model import parse_query
 from datenraum.site.analysis.variables import store_table
 from datenraum.site.store import Store
+from datenraum.site.studies.database import EdcDatabase
 
 SMALL_SITES = (
     demo.DemoSite("nord", "Klinikum Nord", 300, 1, 0),
@@ -60,6 +61,19 @@ def test_the_demo_asks_every_site_through_the_hub_and_says_how_to_go_on(tmp_path
     np.testing.assert_allclose(fit["se"], reference.bse.to_numpy(), rtol=1e-8)
     assert f"Federated analysis in project {example.project} (3 sites)" in output
     assert f"/api/v1/analysis/projects/{example.project}/summary" in output
+    # the multicentre study: participants enrolled at two sites with their baseline visit complete
+    assert "Open a site's study EDC (data entry inside the hospital) in a browser:" in output
+    assert f"dokumentation@nord.demo.example / {demo.DEMO_EDC_PASSWORD}" in output
+    for site in ("nord", "sued"):
+        database = EdcDatabase(tmp_path / "edc" / site / "edc.sqlite")
+        try:
+            statuses = database.rows("SELECT status, count(*) AS n FROM form_instance GROUP BY status")
+            participants = database.rows("SELECT count(*) AS n FROM participant")[0]["n"]
+        finally:
+            database.close()
+        assert participants == 3
+        assert [(row["status"], row["n"]) for row in statuses] == [("complete", 6)]
+    assert not (tmp_path / "edc" / "west").exists()
     # the agents keep what they released beside their journal
     for site in SMALL_SITES:
         assert (tmp_path / site.key / "agent" / "releases.sqlite").exists()
