@@ -1229,6 +1229,49 @@ def studies_import_records_command(
         click.echo(f"{event or '-'}\t{instrument or '-'}\t{rows} rows")
 
 
+@studies_cli.command("export")
+@click.argument("questionnaires", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("responses", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    help="Only these (csv, labels.csv, dictionary.csv, sav, dta, xpt, rds).",
+)
+@click.option("--drop-identifiers", is_flag=True, help="Leave out the items flagged as identifying.")
+@click.option(
+    "--date-shift-key",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="A file whose bytes key the per-record date shift (0 to 364 days earlier).",
+)
+def studies_export_command(
+    questionnaires: Path,
+    responses: Path,
+    out_dir: Path,
+    formats: tuple[str, ...],
+    drop_identifiers: bool,
+    date_shift_key: Path | None,
+) -> None:
+    """One table per form of the study's responses, for the statistician: CSV with a data dictionary,
+    SPSS, Stata, SAS and R files."""
+    from datenraum.studies.exports import FORMATS, ExportError, export_form, form_table, read_responses
+    from datenraum.studies.questionnaire import FormError, parse_questionnaire
+    from datenraum.studies.redcap import RedcapError
+    from datenraum.studies.redcap.files import read_questionnaires
+
+    try:
+        forms = [parse_questionnaire(q) for q in read_questionnaires(questionnaires)]
+        answered = read_responses(responses)
+        key = date_shift_key.read_bytes() if date_shift_key else None
+        for form in forms:
+            table = form_table(form, answered, drop_identifiers=drop_identifiers, date_shift_key=key)
+            export_form(table, out_dir, formats or FORMATS)
+            click.echo(f"{table.form}\t{len(table.rows)} rows\t{len(table.columns)} columns")
+    except (ExportError, FormError, RedcapError) as e:
+        _fail(str(e))
+
+
 @studies_cli.command("serve")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True)
