@@ -21,7 +21,9 @@ CHARITE = BiobankListing(
     "org-biobank-charite", "Zentrale Biobank der Charité", "bbmri-eric:ID:DE_CHARITE", None,
     ("blood-serum", "whole-blood"), ("-60to-85",),
 )  # fmt: skip
-COLLECTION = BiobankListing("org-covid-collection", "COVID-19 collection", None, "org-biobank-charite", ("swab",), ())
+COLLECTION = BiobankListing(
+    "org-covid-collection", "COVID-19 collection", None, "org-biobank-charite", ("swab",), ()
+)
 
 
 def metadata(*biobanks: BiobankListing) -> SiteMetadata:
@@ -30,7 +32,9 @@ def metadata(*biobanks: BiobankListing) -> SiteMetadata:
 
 async def report(client, credential: str, listing: SiteMetadata, generation: int) -> int:
     headers = bearer(credential)
-    await client.post(f"{SITE_API}/heartbeat", json={"version": "1", "generation": generation}, headers=headers)
+    await client.post(
+        f"{SITE_API}/heartbeat", json={"version": "1", "generation": generation}, headers=headers
+    )
     tasks = (await client.get(f"{SITE_API}/metadata-tasks", headers=headers)).json()["tasks"]
     task_id = tasks[0]["id"]
     body = TaskResult(task_id, TaskState.ANSWERED, metadata=listing).to_json()
@@ -44,7 +48,9 @@ def biobank_entries(directory: dict) -> list[dict]:
 
 async def test_a_sites_report_lists_its_biobanks_and_a_later_one_takes_them_away(hub: HubFixture) -> None:
     credential = hub.sites("uk-berlin")["uk-berlin"]
-    Directory(hub.sessions).save_site(OFFICE, Site("uk-berlin", "Charité – Universitätsmedizin Berlin", "Berlin"))
+    Directory(hub.sessions).save_site(
+        OFFICE, Site("uk-berlin", "Charité – Universitätsmedizin Berlin", "Berlin")
+    )
     async with serving(hub.app()) as client:
         assert await report(client, credential, metadata(CHARITE, COLLECTION), 1) == 200
         listed = biobank_entries((await client.get("/api/v1/directory")).json())
@@ -52,7 +58,9 @@ async def test_a_sites_report_lists_its_biobanks_and_a_later_one_takes_them_away
         charite = next(entry for entry in listed if entry["name"].startswith("Zentrale"))
         assert charite["acronym"] == "bbmri-eric:ID:DE_CHARITE"
         assert "Holds samples of: Serum, Whole blood. Storage: -60 to -85 °C." in charite["description"]
-        site = next(s for s in (await client.get("/api/v1/directory")).json()["sites"] if s["slug"] == "uk-berlin")
+        site = next(
+            s for s in (await client.get("/api/v1/directory")).json()["sites"] if s["slug"] == "uk-berlin"
+        )
         assert {p["entry"] for p in site["participations"]} == {entry["slug"] for entry in listed}
         page = (await client.get("/directory")).text
         assert "Zentrale Biobank der Charité" in page and 'id="directory-biobanks"' in page
