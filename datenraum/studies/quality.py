@@ -33,20 +33,19 @@ import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from datenraum.studies.collection import FormEntry, answers_by_link_id
 from datenraum.studies.fhirpath import ExpressionError, compile_expression
 from datenraum.studies.questionnaire import (
     ANSWER_KINDS,
-    Coding,
     Item,
     Questionnaire,
     Value,
     make_value,
     value_error,
 )
+from datenraum.studies.responses import answer_equals, plain_result
 
 __all__ = [
     "DEFAULT_RULES",
@@ -219,34 +218,6 @@ class _Entry:
 # --- the default rules ---------------------------------------------------------------------------------
 
 
-def _plain(result: Any) -> Any:
-    if isinstance(result, Decimal):
-        return float(result)
-    if isinstance(result, bool | int | float | str | dict):
-        return result
-    return str(result)
-
-
-def _matches(given: Value | None, expected: Any) -> bool:
-    if given is None:
-        return False
-    expected = _plain(expected)
-    if isinstance(expected, bool):
-        return given.kind == "Boolean" and given.value is expected
-    if isinstance(expected, int | float):
-        number = given.number
-        return number is not None and math.isclose(number, expected, rel_tol=_TOLERANCE, abs_tol=_TOLERANCE)
-    if isinstance(expected, dict):
-        if given.kind == "Coding":
-            return given.value.matches(Coding(expected.get("system"), expected.get("code"), None))
-        if given.kind == "Quantity" and "value" in expected:
-            return _matches(Value("Decimal", given.value.value), expected["value"])
-        return False
-    if given.kind == "Coding":
-        return given.value.code == expected
-    return str(given.value) == expected
-
-
 def _show(value: Value | None) -> str:
     if value is None:
         return "nothing"
@@ -331,9 +302,9 @@ def _calculated(entry: _Entry, item: Item) -> list[Finding]:
     given = entry.values.get(item.link_id, [])
     if not expected and not given:
         return []
-    if len(expected) == len(given) and all(_matches(g, e) for g, e in zip(given, expected, strict=True)):
+    if len(expected) == len(given) and all(answer_equals(g, e) for g, e in zip(given, expected, strict=True)):
         return []
-    shown = ", ".join(repr(_plain(e)) for e in expected[:5]) or "nothing"
+    shown = ", ".join(repr(plain_result(e)) for e in expected[:5]) or "nothing"
     stored = ", ".join(_show(g) for g in given[:5]) or "nothing"
     return [entry.finding(item, "H", f"{item.link_id!r} is {stored} but calculates to {shown}")]
 

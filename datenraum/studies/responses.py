@@ -328,7 +328,7 @@ class _Check:
             )
             return
         if len(given) != len(expected) or not all(
-            _matches(g, e) for g, e in zip(given, expected, strict=False)
+            answer_equals(g, e) for g, e in zip(given, expected, strict=False)
         ):
             self.problem(
                 item.link_id,
@@ -414,7 +414,7 @@ def _compare(value: Value, bound: Value, operator: str) -> bool:
     return {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[operator]
 
 
-def _plain(result: Any) -> Any:
+def plain_result(result: Any) -> Any:
     """A fhirpathpy result as JSON-like Python: numbers, strings, booleans or dicts."""
     if isinstance(result, Decimal):
         return float(result)
@@ -423,10 +423,12 @@ def _plain(result: Any) -> Any:
     return str(result)
 
 
-def _matches(given: Value | None, expected: Any) -> bool:
+def answer_equals(given: Value | None, expected: Any) -> bool:
+    """Whether an answer is the value a FHIRPath expression gave (numbers within 1e-9, codings by
+    system and code, a quantity by its value)."""
     if given is None:
         return False
-    expected = _plain(expected)
+    expected = plain_result(expected)
     if isinstance(expected, bool):
         return given.kind == "Boolean" and given.value is expected
     if isinstance(expected, int | float):
@@ -436,7 +438,7 @@ def _matches(given: Value | None, expected: Any) -> bool:
         if given.kind == "Coding" and "code" in expected:
             return given.value.matches(Coding(expected.get("system"), expected.get("code"), None))
         if given.kind == "Quantity" and "value" in expected:
-            return _matches(Value("Decimal", given.value.value), expected["value"])
+            return answer_equals(Value("Decimal", given.value.value), expected["value"])
         return False
     if given.kind == "Coding":
         return given.value.code == expected
@@ -444,7 +446,7 @@ def _matches(given: Value | None, expected: Any) -> bool:
 
 
 def _show(results: list[Any]) -> str:
-    return ", ".join(repr(_plain(r)) for r in results[:5])
+    return ", ".join(repr(plain_result(r)) for r in results[:5])
 
 
 def _show_values(values: list[Value | None]) -> str:
