@@ -1,7 +1,7 @@
 """The site EDC's test set-up: a site store with patients whose consents differ, the demo study as the
 hub defines it, and a hub that answers the study routes in-process (`LocalStudyHub`: the hub's side of
 `datenraum.protocol.studies`, with the real permuted-block randomisation), so that these tests need no
-hub server; the browser test runs the real hub."""
+hub server (tests/hub/test_studies_site_edc.py runs the EDC's hub client against the real hub)."""
 
 from __future__ import annotations
 

@@ -25,13 +25,14 @@ STUDY = "herz-aktiv"
 def edc_url(edc) -> Iterator[str]:
     add_accounts(edc)
     app = create_app(edc, secure_cookies=False, refresh_seconds=None)
+    # The socket listens before the server thread starts: the browser's first request waits in its
+    # backlog until uvicorn accepts it, so nothing here polls or sleeps until the server is up.
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started:
-        thread.join(0.05)
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(10)

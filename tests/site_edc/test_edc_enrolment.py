@@ -143,3 +143,54 @@ def test_an_allocation_for_another_participant_is_not_taken(enrolments, edc_data
     with pytest.raises(EnrolmentRefused, match="does not fit this participant"):
         enrolments.enrol(ENTRY, DEFINITION, "p-consented", {"geschlecht": "female"}, NOW)
     assert Records(edc_database).participants(DEFINITION.study_id) == []
+
+
+def _criterion(code: str, system: str, display: str, **rest) -> dict:
+    context = {"Diagnose": "Diagnose", "Patient": "Patient"}[rest.pop("context", "Diagnose")]
+    return {
+        "context": {"system": "fdpg.mii.cds", "code": context, "display": context},
+        "termCodes": [{"system": system, "code": code, "display": display}],
+        **rest,
+    }
+
+
+MYOCARDIAL_INFARCTION = _criterion(
+    "I21", "http://fhir.de/CodeSystem/bfarm/icd-10-gm", "Akuter Myokardinfarkt"
+)
+OVER_70 = _criterion(
+    "424144002",
+    "http://snomed.info/sct",
+    "Alter",
+    context="Patient",
+    valueFilter={"type": "quantity-comparator", "comparator": "gt", "value": 70, "unit": {"code": "a"}},
+)
+
+
+def eligibility(*criteria: dict) -> dict:
+    return {
+        "version": "https://medizininformatik-initiative.de/fdpg/StructuredQuery/v3/schema",
+        "inclusionCriteria": [[criterion] for criterion in criteria],
+    }
+
+
+def test_a_patient_who_meets_the_eligibility_query_is_enrolled(enrolments, edc_database) -> None:
+    definition = dataclasses.replace(DEFINITION, eligibility=eligibility(MYOCARDIAL_INFARCTION))
+    participant = enrolments.enrol(ENTRY, definition, "p-consented", {"geschlecht": "female"}, NOW)
+    assert Records(edc_database).participant(DEFINITION.study_id, participant.pseudonym) is not None
+
+
+def test_a_patient_outside_the_eligibility_query_is_refused_and_nothing_is_stored(
+    enrolments, edc_database, site_store, study_hub
+) -> None:
+    """The patients were born in 1961: 64 years old on the day of enrolment, not over 70."""
+    definition = dataclasses.replace(DEFINITION, eligibility=eligibility(MYOCARDIAL_INFARCTION, OVER_70))
+    with pytest.raises(EnrolmentRefused, match="does not meet the study's eligibility criteria"):
+        enrolments.enrol(ENTRY, definition, "p-consented", {"geschlecht": "female"}, NOW)
+    assert Records(edc_database).participants(DEFINITION.study_id) == []
+    assert research_subjects(site_store) == [] and study_hub.allocations == {}
+
+
+def test_an_eligibility_the_site_cannot_run_refuses_enrolment_saying_why(enrolments) -> None:
+    definition = dataclasses.replace(DEFINITION, eligibility={"inclusionCriteria": "alle"})
+    with pytest.raises(EnrolmentRefused, match="not a valid structured query"):
+        enrolments.enrol(ENTRY, definition, "p-consented", {"geschlecht": "female"}, NOW)

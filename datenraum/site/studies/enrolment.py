@@ -3,7 +3,8 @@
 In this order, and nothing is stored unless all succeed:
 
 1. the person may enrol (data entry, site investigator), the study is recruiting, the patient is in the
-   site store and not yet in the study, the stratification factors are the study's with valid levels;
+   site store and not yet in the study, the stratification factors are the study's with valid levels,
+   and the patient meets the study's eligibility query, if it has one (`eligibility.py`);
 2. consent: the patient's consent in the site store is checked (`consent.py`, the one `is_consented`);
    a refusal says why (none, declined, withdrawn, expired...);
 3. the study pseudonym of the patient in the study's domain at this site (`datenraum.studies.pseudonyms`):
@@ -28,6 +29,7 @@ import orjson
 from datenraum.protocol.studies import AllocationRequest, EnrolmentReport, RecruitmentStatus, StudyDefinition
 from datenraum.site.store import Store
 from datenraum.site.studies.database import EdcDatabase
+from datenraum.site.studies.eligibility import EligibilityUnanswerable, is_eligible
 from datenraum.site.studies.hub import HubUnavailable, StudyHub
 from datenraum.site.studies.permissions import Action, PermissionDenied, allowed
 from datenraum.site.studies.records import Participant, Records
@@ -109,6 +111,15 @@ class Enrolments:
         if self._records.participant_of_patient(definition.study_id, patient_id) is not None:
             raise EnrolmentRefused(f"patient {patient_id!r} is enrolled in this study already")
         strata = self._strata(definition, factors)
+        if definition.eligibility is not None:
+            try:
+                eligible = is_eligible(self._store, definition.eligibility, patient_id, now.date())
+            except EligibilityUnanswerable as error:
+                raise EnrolmentRefused(str(error)) from None
+            if not eligible:
+                raise EnrolmentRefused(
+                    f"patient {patient_id!r} does not meet the study's eligibility criteria (site store data)"
+                )
         decision = self._consent.decide(patient_id, now.date())
         if not decision.consented:
             raise EnrolmentRefused(f"no valid consent: {decision.reason}")
