@@ -1,6 +1,6 @@
 """Load benchmark: the hub under the traffic of a national portal, at 20 to 400 clients at once.
 
-A hub (`datenraum hub serve`, one process) runs on SQLite and on PostgreSQL (a throwaway cluster,
+A hub (`datenraum hub serve`, one process or `--workers N`) runs on SQLite and on PostgreSQL (a throwaway cluster,
 `devtools.postgres`) over a database seeded like a national portal's: accounts, saved queries and their
 history, proposals with documents, timelines and notifications, the 37 directory sites. Then, for each
 concurrency level, that many clients (async httpx, each signed in as its own researcher with a session
@@ -18,6 +18,11 @@ whole run so far).
     .venv/bin/python bench/bench_load.py                      # the issue's sizes: 4,000 accounts, ...
     .venv/bin/python bench/bench_load.py --small --levels 20,100 --seconds 5
     .venv/bin/python bench/bench_load.py --small --against HEAD~1 --database sqlite
+    .venv/bin/python bench/bench_load.py --small --against a3a250b --database postgresql --workers 2
+
+`--workers N` runs this tree's hub with N worker processes (its CPU and memory are the whole process
+tree's). A request the hub refuses over its capacity (503 with Retry-After) is counted apart, with how
+fast it came, and its client waits as told before its next request.
 
 `--against REV` runs every level also with the hub of REV (checked out into a temporary git worktree,
 imported through PYTHONPATH) on an identically seeded database, row beside row. The load generator
@@ -249,6 +254,8 @@ class Samples:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     # kind -> status code (or transport error) -> how many
     failures: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    # How long the hub took to refuse a request (503: over its capacity), of every kind.
+    refused: list[float] = field(default_factory=list)
 
 
 def _request(
@@ -307,7 +314,15 @@ async def _client(
             failure = str(response.status_code) if response.status_code >= 400 else None
         except httpx.HTTPError as error:
             failure = type(error).__name__
-        samples.latencies[kind].append(time.perf_counter() - started)
+            response = None
+        took = time.perf_counter() - started
+        if response is not None and response.status_code == 503 and "Retry-After" in response.headers:
+            # Over the hub's capacity: counted apart, and the client waits as told, as a browser's
+            # script or a well-behaved API client does.
+            samples.refused.append(took)
+            await asyncio.sleep(float(response.headers["Retry-After"]))
+            continue
+        samples.latencies[kind].append(took)
         if failure:
             samples.failures[kind][failure] += 1
 
@@ -360,9 +375,23 @@ async def drive(
     return samples, wall
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (a hub's worker processes)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(descendant for child in children for descendant in process_tree(int(child)))]
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the process and its running descendants."""
+    total = 0.0
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def own_cpu_seconds() -> float:
@@ -371,10 +400,14 @@ def own_cpu_seconds() -> float:
 
 
 def peak_memory_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The peak resident memory (VmHWM) of the process and its descendants, summed."""
+    total = 0.0
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{process}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def percentile(ordered: list[float], share: float) -> float:
@@ -402,9 +435,15 @@ class RunningHub:
 
 
 def start_hub(
-    stack: contextlib.ExitStack, tree: str, code: Path | None, database: str, scale: Scale, work: Path
+    stack: contextlib.ExitStack,
+    tree: str,
+    code: Path | None,
+    database: str,
+    scale: Scale,
+    work: Path,
+    workers: int,
 ) -> RunningHub:
-    """A seeded database and a hub of `tree` on it, until `stack` closes."""
+    """A seeded database and a hub of `tree` on it (with `workers` processes), until `stack` closes."""
     folder = work / f"{tree}-{database}"
     folder.mkdir()
     if database == "postgresql":
@@ -420,7 +459,7 @@ def start_hub(
     }
     if code is not None:
         env["PYTHONPATH"] = str(code)
-    federation = stack.enter_context(LocalFederation(folder, database_url=url, hub_env=env))
+    federation = stack.enter_context(LocalFederation(folder, database_url=url, hub_env=env, workers=workers))
     federation.start_hub(timeout=120)
     asyncio.run(drive(federation.url, accounts, 5, 1.0, seed=1))  # warm-up: imports, caches, pools
     return RunningHub(tree, federation.url, federation.hub.process.pid, accounts)
@@ -433,12 +472,17 @@ def run_database(
     levels: list[int],
     seconds: float,
     work: Path,
+    workers: int,
 ) -> list[Level]:
     """Every level against the hub of each tree in turn, level by level: the machine's other load then
     falls on the trees alike, rather than on whichever ran while it was heavy."""
     rows = []
     with contextlib.ExitStack() as stack:
-        hubs = [start_hub(stack, tree, code, database, scale, work) for tree, code in trees]
+        # The tree of --against may predate --workers: it runs with one process, as it did then.
+        hubs = [
+            start_hub(stack, tree, code, database, scale, work, 1 if code is not None else workers)
+            for tree, code in trees
+        ]
         for clients in levels:
             for hub in hubs:
                 cpu_before, client_before = cpu_seconds(hub.pid), own_cpu_seconds()
@@ -479,15 +523,18 @@ def print_table(rows: list[Level]) -> None:
                 f"| {percentile(ordered, 0.99) * 1000:.0f} | {ordered[-1] * 1000:.0f} | {_failures(failed)} |"
             )
     print(
-        "\n| tree | database | clients | req/s | hub CPU-s | hub CPU-s per wall s | requests per hub CPU-s "
-        "| load generator CPU-s | hub peak MB |"
+        "\n| tree | database | clients | req/s | refused 503 | 503 p99 ms | hub CPU-s | hub CPU-s per wall s "
+        "| requests per hub CPU-s | load generator CPU-s | hub peak MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for level in rows:
         count = sum(len(samples) for samples in level.samples.latencies.values())
         per_cpu = count / level.cpu if level.cpu else float("nan")
+        refused = sorted(level.samples.refused)
+        refused_p99 = f"{percentile(refused, 0.99) * 1000:.0f}" if refused else "-"
         print(
-            f"| {level.tree} | {level.database} | {level.clients} | {count / level.seconds:.1f} | {level.cpu:.1f} "
+            f"| {level.tree} | {level.database} | {level.clients} | {count / level.seconds:.1f} "
+            f"| {len(refused)} | {refused_p99} | {level.cpu:.1f} "
             f"| {level.cpu / level.seconds:.2f} | {per_cpu:.0f} | {level.client_cpu:.1f} | {level.memory_mb:.0f} |"
         )
 
@@ -504,6 +551,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of each level")
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--against", metavar="REV", help="also run every level with the hub of REV")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="hub worker processes of this tree (more than 1: PostgreSQL)"
+    )
     args = parser.parse_args()
     base = SMALL if args.small else FULL
     scale = Scale(
@@ -528,7 +578,7 @@ def main() -> None:
             rows = [
                 level
                 for database in databases
-                for level in run_database(trees, database, scale, levels, args.seconds, work)
+                for level in run_database(trees, database, scale, levels, args.seconds, work, args.workers)
             ]
         finally:
             if args.against:

@@ -45,8 +45,15 @@ class ChildProcess:
         self.wait_stopped(timeout)
 
     def signal_stop(self, *, kill: bool = False) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        if self.process.poll() is not None:
+            return
+        if kill:
+            # The whole process group (the child leads its own session): a hub's worker processes die
+            # with it, as they would with their machine, instead of living on with the port.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.send_signal(signal.SIGTERM)
 
     def wait_stopped(self, timeout: float = 10.0) -> None:
         try:
@@ -70,12 +77,14 @@ class LocalFederation:
         database_url: str | None = None,
         hub_env: dict[str, str] | None = None,
         port: int | None = None,
+        workers: int = 1,
     ) -> None:
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers  # hub worker processes (more than 1 needs PostgreSQL)
         self.hub_env = {
             "DATENRAUM_HUB_DATABASE_URL": database_url or f"sqlite:///{workdir / 'hub.db'}",
             # Links in the hub's messages lead to this hub; without SMTP, the messages are files here.
@@ -136,7 +145,18 @@ class LocalFederation:
     def start_hub(self, timeout: float = 30.0) -> None:
         """Start the hub (again, after stop_hub: same port, same database) and wait until it answers."""
         self.hub = self._spawn(
-            "hub", _datenraum("hub", "serve", "--host", "127.0.0.1", "--port", str(self.port)), self.hub_env
+            "hub",
+            _datenraum(
+                "hub",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ),
+            self.hub_env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,8 +1,9 @@
 """The hub's HTTP application: `create_app(config)` gives a FastAPI app for uvicorn.
 
-One hub process is the unit of deployment (long-polls are woken within the process, see `notify`); it
-serves the site API and the researcher API (docs/federation-api.md), and sweeps overdue tasks in the
-background. Every error is `{"error": "<what and where>"}`: bad input gets a 4xx naming the field,
+Each hub worker process serves the site API and the researcher API (docs/federation-api.md) and the
+portal; on PostgreSQL several share the database (`serve`), their long-polls woken across processes
+(`broadcast`), one of them sweeping overdue tasks in the background (`sweep`). Beyond its capacity a
+worker answers 503 at once (`overload`). Every error is `{"error": "<what and where>"}`: bad input gets a 4xx naming the field,
 never a stack trace. Request bodies are never logged (uvicorn's access log has method, path and
 status only), and none of them could carry an exact count: the protocol has no field for one.
 """
@@ -34,6 +35,7 @@ from datenraum.hub.accounts.service import Accounts, PortalRoleHolders
 from datenraum.hub.accounts.users import Users
 from datenraum.hub.analysis import api as analysis_api
 from datenraum.hub.analysis.service import Analyses
+from datenraum.hub.broadcast import Broadcast
 from datenraum.hub.catalogue import api as catalogue_api
 from datenraum.hub.catalogue import site_api as catalogue_site_api
 from datenraum.hub.config import HubConfig
@@ -52,6 +54,7 @@ from datenraum.hub.feasibility.saved_queries import SavedQueries
 from datenraum.hub.feasibility.service import Federation
 from datenraum.hub.feasibility.site_overview import SiteOverview
 from datenraum.hub.limits import BodySizeLimit
+from datenraum.hub.overload import Capacity, ConcurrencyLimit
 from datenraum.hub.portal import (
     analysis_pages,
     catalogue_pages,
@@ -78,6 +81,7 @@ from datenraum.hub.studies.randomisation import Randomisations
 from datenraum.hub.studies.service import Studies
 from datenraum.hub.sweep import sweep_forever
 from datenraum.privacy.aggregation import QuotaExceeded
+from datenraum.protocol.messages import API_PREFIX
 
 __all__ = ["create_app"]
 
@@ -222,8 +226,9 @@ def _proposal_settings(config: HubConfig) -> ProposalSettings:
     return ProposalSettings(uploads=uploads, quorum=config.proposal_quorum)
 
 
-def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
-    """The hub on the database `config.database_url`, which must be migrated (see `db.migrate`)."""
+def create_app(config: HubConfig, clock: Clock = utcnow, seal_key: bytes | None = None) -> FastAPI:
+    """The hub on the database `config.database_url`, which must be migrated (see `db.migrate`);
+    `seal_key` seals single sign-on cookies, shared by the workers of one hub (None: this process's own)."""
     engine = create_hub_engine(config.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     smtp = SmtpSettings(config.smtp_host, config.smtp_port, config.smtp_sender) if config.smtp_host else None
@@ -261,6 +266,12 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # On PostgreSQL other worker processes may share the database: listen before serving.
+        broadcast = (
+            Broadcast(config.database_url, hub.notifier) if engine.dialect.name == "postgresql" else None
+        )
+        if broadcast is not None:
+            await broadcast.start()
         sweeper = asyncio.create_task(sweep_forever(hub, clock))
         loop = asyncio.get_running_loop()
         hub.analysis.rounds.bind(
@@ -274,6 +285,8 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            if broadcast is not None:
+                await broadcast.close()
             engine.dispose()
 
     app = FastAPI(
@@ -296,7 +309,7 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
         directory_api.router,
         analysis_api.router,
         pages.router,
-        sso.routes(config, clock),
+        sso.routes(config, clock, seal_key),
         proposals_pages.router,
         directory_pages.router,
         catalogue_api.router,
@@ -326,6 +339,11 @@ def create_app(config: HubConfig, clock: Clock = utcnow) -> FastAPI:
     )
     app.add_middleware(CsrfCookie, secure=config.secure_cookies)
     app.add_middleware(UnexpectedErrors)
+    # Outside everything but the security headers: a refusal costs the least there is. The site API is
+    # exempt (see `overload`).
+    capacity = Capacity(config.max_concurrent_requests, config.max_waits, config.max_waits_per_user)
+    app.state.capacity = capacity
+    app.add_middleware(ConcurrencyLimit, capacity=capacity, exempt=[f"{API_PREFIX}/"])
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(NotSignedIn, _not_signed_in)
     app.add_exception_handler(RequestValidationError, _invalid_request)

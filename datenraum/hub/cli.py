@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,45 +108,26 @@ def _hand_out(secret: str, what: str, path: Path | None) -> None:
 @hub_cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8700, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes on one socket (more than 1 needs PostgreSQL; see the README's production setup).",
+)
 @_with_config
-def serve_command(config: HubConfig, host: str, port: int) -> None:
+def serve_command(config: HubConfig, host: str, port: int, workers: int) -> None:
     """Migrate the database and serve the hub's HTTP API (OpenAPI at /openapi.json)."""
-    import uvicorn
+    from datenraum.hub.serve import check_workers, serve
 
-    from datenraum.hub.app import create_app
-
+    try:
+        check_workers(config, workers)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
     with _database(config) as (engine, revision):
         click.echo(f"database {engine.url!r} at schema revision {revision}", err=True)
         _report_seed(_seed_directory(engine))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("uvicorn.access").addFilter(_routine_site_traffic_left_out)
-    # Long-polls last up to a minute; on shutdown they are cut short, and the tasks they were about to
-    # hand out are offered again when their lease runs out.
-    # X-Forwarded-For is believed only from the proxies configured (uvicorn would trust 127.0.0.1 by
-    # default, so that anyone reaching the hub over loopback could choose their address).
-    trusted = config.trusted_proxies.strip()
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        timeout_graceful_shutdown=5,
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
-    )
-
-
-def _routine_site_traffic_left_out(record: logging.LogRecord) -> bool:
-    """No access-log line for an agent's successful long-poll or result: two per site and analysis
-    round, a tenth of the hub's time in a round over 37 sites (bench_analysis), and each task's fate
-    is in the database anyway. Their failures, and every other request, are logged as before."""
-    from datenraum.protocol.messages import API_PREFIX
-
-    args = record.args
-    if not (isinstance(args, tuple) and len(args) == 5):  # uvicorn's (client, method, path, version, status)
-        return True
-    path, status = str(args[2]), args[4]
-    routine = path.startswith(f"{API_PREFIX}/tasks") and isinstance(status, int) and status < 400
-    return not routine
+    serve(config, host, port, workers)
 
 
 @hub_cli.command("migrate")

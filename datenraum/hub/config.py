@@ -15,6 +15,9 @@ line options. Durations are in seconds.
 | dashboard_run_at | "" | the time of day (HH:MM, Europe/Berlin) at which the hub starts the crisis dashboard's daily run of indicators tasks, for the day before; empty: only runs started by hand |
 | sample_reminder_days | 14 | a sample request item that has not moved this long is a quiet one (see `reminder_interval_seconds`) |
 | max_body_bytes | 1048576 | larger request bodies are refused with 413 |
+| max_concurrent_requests | 64 per CPU core | requests one hub worker works on at once; the next is answered at once with 503 and Retry-After (see `overload`; the site API is exempt) |
+| max_waits | 1000 | long-polls and event streams one hub worker holds at once; the next is refused with 503 |
+| max_waits_per_user | 8 | long-polls and event streams of one account in one hub worker at once; the next is refused with 429 |
 | min_sites | 3 | a total is shown only when at least this many sites contributed a count |
 | analysis_min_sites | 3 | a pooled analysis result needs at least this many sites (at least 2) |
 | analysis_round_seconds | 30 | a site that has not answered one analysis round this long after it was sent is named as not answering |
@@ -75,6 +78,10 @@ class HubConfig:
     sample_reminder_days: int = 14
     dashboard_run_at: str = ""
     max_body_bytes: int = 1024 * 1024
+    # Per worker: about what the cores finish within a few hundred milliseconds (bench/bench_load.py).
+    max_concurrent_requests: int = 64 * (os.cpu_count() or 1)
+    max_waits: int = 1000
+    max_waits_per_user: int = 8
     min_sites: int = 3
     quota_per_minute: int = 10
     quota_per_hour: int = 100

@@ -19,7 +19,9 @@ the offending field or say what is missing.
     ├── TooMany                   429  too many attempts; `retry_after` says when to try again
     │   ├── accounts.users.LoginThrottled      sign-in paused for an address or a client
     │   ├── accounts.users.RequestsThrottled   too many reset requests or registrations
-    │   └── feasibility.service.SiteLimitReached   a site has had its daily tasks (or the researcher's share)
+    │   ├── feasibility.service.SiteLimitReached   a site has had its daily tasks (or the researcher's share)
+    │   └── overload.TooManyWaits              an account holds as many long-polls and streams as it may
+    ├── overload.WaitsFull        503  the worker holds as many long-polls and streams as it can
     └── accounts.oidc.SignInFailed   400  single sign-on did not succeed (the page says why)
 
 `proposals.workflow.TransitionError` is the base of `ActionForbidden` and `Refused`: what `decide`

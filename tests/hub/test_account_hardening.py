@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
-from datenraum.hub import cli
+from datenraum.hub import cli, serve
 from datenraum.hub.accounts.users import Status
 from datenraum.hub.config import HubConfig
 from datenraum.hub.db import OutboxRow
@@ -196,10 +196,13 @@ async def test_p7_the_owner_lifts_a_pause_at_once_by_resetting_the_password(
 def _serve(monkeypatch: pytest.MonkeyPatch, config: HubConfig) -> dict[str, Any]:
     started: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app, **options))
+    # What `serve` hands its workers in the environment is this test's only.
+    monkeypatch.setenv(serve.CONFIG_ENV, "")
+    monkeypatch.setenv(serve.SEAL_KEY_ENV, "")
     callback = cli.serve_command.callback
     while hasattr(callback, "__wrapped__"):
         callback = callback.__wrapped__
-    callback(config, "127.0.0.1", 8799)
+    callback(config, "127.0.0.1", 8799, 1)
     return started
 
 
@@ -219,7 +222,7 @@ async def test_p7_the_client_address_comes_from_x_forwarded_for_only_behind_a_tr
     assert started["proxy_headers"] is forwarded
     assert started["forwarded_allow_ips"] == (trusted or None)
     # The application uvicorn serves with these options, as it wraps it.
-    options = {key: started[key] for key in ("proxy_headers", "forwarded_allow_ips")}
+    options = {key: started[key] for key in ("proxy_headers", "forwarded_allow_ips", "factory")}
     served = uvicorn.Config(started["app"], lifespan="off", **options)
     served.load()
     transport = httpx.ASGITransport(app=served.loaded_app, client=("127.0.0.1", 50000))

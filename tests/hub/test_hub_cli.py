@@ -195,7 +195,7 @@ def test_serve_migrates_a_new_database_and_answers_over_http(tmp_path: Path) -> 
 
 
 def test_routine_agent_traffic_leaves_no_access_log_line_and_its_failures_do() -> None:
-    from datenraum.hub.cli import _routine_site_traffic_left_out as logged
+    from datenraum.hub.serve import _routine_site_traffic_left_out as logged
 
     def line(method: str, path: str, status: int) -> logging.LogRecord:
         args = ("127.0.0.1:5000", method, path, "1.1", status)

@@ -1,10 +1,11 @@
-"""Waking long-polls when what they wait for changes, within one hub process.
+"""Waking long-polls when what they wait for changes.
 
 A long-poll must not hold a database connection while it waits, so it registers interest, looks at the
 database once, and sleeps until a notification or its time runs out. Changes made by this process
-(a new query, a site's result, the sweeper's timeouts) notify; this is why one hub process is the unit
-of deployment: a second process against the same database would make changes this one is not told of,
-which its waiters would see only when their bounded wait ends.
+(a new query, a site's result, the sweeper's timeouts) notify: the waiters of this process are woken at
+once, and, with several hub worker processes on PostgreSQL, `relay` hands the keys on to the other
+workers (`hub.broadcast`, LISTEN/NOTIFY), whose listeners wake their own waiters (`wake`). This
+`Notifier` stays the local fan-out of each process.
 
 When the hub stops, `close` wakes every waiter and each answers with what it has at once: the server
 waits for open requests before it stops, and would otherwise wait out every long-poll (or cut it off
@@ -24,7 +25,7 @@ import os
 import signal
 import threading
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
 __all__ = ["Notifier", "Signal", "close_on_exit_signal", "query_key", "site_key", "wait_for"]
@@ -53,6 +54,8 @@ class Notifier:
     def __init__(self) -> None:
         self._waiting: defaultdict[Hashable, set[Signal]] = defaultdict(set)
         self.closed = False
+        # Where this process's changes go beyond it (set by `hub.broadcast` on PostgreSQL); None: nowhere.
+        self.relay: Callable[[list[Hashable], bool], None] | None = None
 
     @contextlib.contextmanager
     def listen(self, key: Hashable) -> Iterator[Signal]:
@@ -71,6 +74,14 @@ class Notifier:
                 del self._waiting[key]
 
     def notify(self, keys: Iterable[Hashable], *, partial: bool = False) -> None:
+        """A change made in this process: wake its waiters, and relay the keys to the other processes."""
+        keys = list(keys)
+        self.wake(keys, partial=partial)
+        if self.relay is not None and keys:
+            self.relay(keys, partial)
+
+    def wake(self, keys: Iterable[Hashable], *, partial: bool = False) -> None:
+        """Wake this process's waiters of `keys` (a change made here, or relayed from another process)."""
         for key in keys:
             for wakeup in self._waiting.get(key, ()):
                 wakeup.changed.set()
@@ -80,7 +91,11 @@ class Notifier:
     def close(self) -> None:
         """Wake every waiter, now and from now on: the hub is stopping."""
         self.closed = True
-        self.notify(list(self._waiting))
+        self.wake(list(self._waiting))
+
+    def wake_all(self) -> None:
+        """Wake every waiter once, to look again: changes of other processes may have been missed."""
+        self.wake(list(self._waiting))
 
 
 @contextlib.contextmanager

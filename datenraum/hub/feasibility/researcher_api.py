@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from datenraum.hub.accounts.service import User
 from datenraum.hub.feasibility.notify import query_key, site_key, wait_for
 from datenraum.hub.feasibility.service import QueryResult
+from datenraum.hub.overload import hold_wait
 from datenraum.hub.runtime import CurrentUser, Hub, HubDep, QueryUser
 
 __all__ = ["router"]
@@ -42,8 +43,11 @@ async def _next_result(hub: Hub, user: User, query_id: str, since: int | None, w
     A newer result that is not complete yet is held back for up to GATHER_SECONDS, sleeping through
     partial changes (see `notify`): the sites of a query start and answer within moments of each other,
     and reading and sending the whole result once per site and change would cost the hub more than the
-    sites' answers. The complete result goes out at once.
+    sites' answers. The complete result goes out at once. A call that may wait counts as one of the
+    user's waits from the start (see `overload`), and is refused beyond their bound before any work.
     """
+    if since is not None and wait > 0:
+        hold_wait(user.id)
     loop = asyncio.get_running_loop()
     until = loop.time() + wait
     gathering = False
@@ -92,6 +96,8 @@ async def query_events(
 ) -> StreamingResponse:
     """The result as server-sent events (`id` = version), one per change, closing when complete."""
     first = await hub.run(hub.federation.result, user, query_id)  # 404 before the stream starts
+    if not first.complete:
+        hold_wait(user.id)  # refused before the stream starts, too; held until it ends
 
     async def events() -> AsyncIterator[bytes]:
         result, sent = first, last_event_id

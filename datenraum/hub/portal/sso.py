@@ -2,14 +2,17 @@
 `GET /login/sso/callback` signs it in with what the provider sent back (see `hub.oidc`).
 
 Between the two, the sign-in's state, nonce and PKCE verifier wait in a cookie of the browser, encrypted
-and authenticated (AES-GCM) with a key that this hub process makes at start and keeps in memory only. Why a
-cookie and this key: one hub process is the unit of deployment (see `notify`), so nothing needs to be
-shared, there is no secret to configure or to leak, and nothing to clean up in the database after sign-ins
-that were abandoned. A restart only means that a sign-in begun before it must begin again. The encryption
+and authenticated (AES-GCM) with a key that the hub makes at start and keeps in memory only: `hub serve`
+makes it once and hands it to each of its worker processes (`serve.SEAL_KEY_ENV`), so that the callback may
+reach another worker than the start. Why a cookie and this key: there is no secret to configure or to
+leak, and nothing to clean up in the database after sign-ins that were abandoned. A restart only means
+that a sign-in begun before it must begin again. The encryption
 keeps the verifier and nonce from the page's scripts and from logs as well as from forgery; the cookie
 lives ten minutes, only on these two paths, HttpOnly and SameSite=Lax (the provider's redirect back is a
 top-level navigation, which Lax lets through). A state is taken once (`RelyingParty` remembers used ones for
-as long as a cookie could be opened), so a replayed callback fails.
+as long as a cookie could be opened), so a replayed callback fails. That memory is each worker process's:
+a callback replayed to another worker passes it, and is refused by the provider, whose authorization code
+is good for one exchange only (RFC 6749, 4.1.2).
 
 Every failure is a page in the reader's language, and the operator's log says what exactly went wrong.
 """
@@ -35,7 +38,7 @@ from datenraum.hub.errors import AccountError
 from datenraum.hub.portal.web import hub_of, local_path, render, set_session
 from datenraum.hub.runtime import client_ip
 
-__all__ = ["CALLBACK_PATH", "FLOW_COOKIE", "routes"]
+__all__ = ["CALLBACK_PATH", "FLOW_COOKIE", "new_seal_key", "routes"]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +52,10 @@ _STATUS = {Reason.UNREACHABLE: 503, Reason.PROVIDER_ERROR: 503, Reason.DENIED: 4
 
 
 class _Seal:
-    """Pending sign-ins as cookie values that only this process can read or make."""
+    """Pending sign-ins as cookie values that only this hub (its processes, sharing `key`) reads or makes."""
 
-    def __init__(self) -> None:
-        self._cipher = AESGCM(AESGCM.generate_key(bit_length=256))
+    def __init__(self, key: bytes) -> None:
+        self._cipher = AESGCM(key)
 
     def close(self, pending: PendingSignIn) -> str:
         nonce = os.urandom(12)
@@ -74,8 +77,13 @@ class _Seal:
         return PendingSignIn(state, nonce, verifier, started, next_path)
 
 
-def routes(config: HubConfig, clock: Clock) -> APIRouter:
-    """The single sign-on pages of one hub process; they answer 404 when no provider is configured."""
+def new_seal_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def routes(config: HubConfig, clock: Clock, seal_key: bytes | None = None) -> APIRouter:
+    """The single sign-on pages of one hub process, their cookies sealed with `seal_key` (None: a key of
+    this process's own); they answer 404 when no provider is configured."""
     router = APIRouter(include_in_schema=False)
     relying_party = (
         RelyingParty(
@@ -90,7 +98,7 @@ def routes(config: HubConfig, clock: Clock) -> APIRouter:
         if config.oidc_issuer
         else None
     )
-    seal = _Seal()
+    seal = _Seal(seal_key or new_seal_key())
 
     def configured() -> RelyingParty:
         if relying_party is None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from datenraum.hub.accounts.service import User
 from datenraum.hub.feasibility.notify import site_key, wait_for
+from datenraum.hub.overload import hold_wait
 from datenraum.hub.runtime import Hub, HubDep, QueryUser
 from datenraum.hub.samples.service import SearchResult
 
@@ -41,7 +42,10 @@ async def start_search(hub: Hub, user: User, query: Any, samples: Any, sites: li
 
 
 async def next_result(hub: Hub, user: User, search_id: str, wait: float) -> SearchResult:
-    """The search's result, once it is complete or `wait` s passed (woken by every site's answer)."""
+    """The search's result, once it is complete or `wait` s passed (woken by every site's answer); with
+    `wait`, one of the user's waits (see `overload`)."""
+    if wait > 0:
+        hold_wait(user.id)
     loop = asyncio.get_running_loop()
     until = loop.time() + wait
     while True:
