@@ -39,8 +39,10 @@ RETRY_AFTER_SECONDS = 1
 class TooManyWaits(TooMany):
     """A long-poll or event stream beyond the caller's own bound (429); the text names it."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, dt.timedelta(seconds=RETRY_AFTER_SECONDS))
+    def __init__(
+        self, message: str, retry_after: dt.timedelta = dt.timedelta(seconds=RETRY_AFTER_SECONDS)
+    ) -> None:
+        super().__init__(message, retry_after)
 
 
 class WaitsFull(HubError):
